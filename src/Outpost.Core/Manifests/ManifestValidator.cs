@@ -1,0 +1,326 @@
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using System.Text.RegularExpressions;
+using Outpost.Core.Resources;
+
+namespace Outpost.Core.Manifests;
+
+/// <summary>
+/// Checks a resource document against its kind's schema. Strict, as kubectl's field
+/// validation is: unknown fields are errors, so a typo never silently does nothing.
+/// </summary>
+public static partial class ManifestValidator
+{
+    /// <summary>Capabilities an app may declare; host functions check them (see the Wasm runtime).</summary>
+    public static readonly IReadOnlySet<string> KnownCapabilities =
+        new HashSet<string>(StringComparer.Ordinal) { "log", "config", "kv", "publish", "clock", "http-out" };
+
+    private static readonly string[] TopLevelFields = ["apiVersion", "kind", "metadata", "spec", "status"];
+    private static readonly string[] MetadataFields = ["name", "labels", "annotations", "uid", "resourceVersion", "generation", "creationTimestamp"];
+    private static readonly string[] AppSpecFields = ["runtime", "module", "triggers", "env", "capabilities", "limits", "placement"];
+    private static readonly string[] LimitFields = ["memoryMiB", "timeoutMs", "maxConcurrency", "maxResponseBytes"];
+
+    /// <summary>Validates one document. When <paramref name="allowModulePath"/> is false (the server), a module must be a digest.</summary>
+    public static IReadOnlyList<FieldError> Validate(JsonObject doc, bool allowModulePath)
+    {
+        ArgumentNullException.ThrowIfNull(doc);
+        var errors = new List<FieldError>();
+        UnknownFields(doc, "", TopLevelFields, errors);
+
+        var kindName = RequireString(doc, "kind", "kind", errors);
+        var apiVersion = RequireString(doc, "apiVersion", "apiVersion", errors);
+        ResourceKind? kind = null;
+        if (kindName is not null)
+        {
+            kind = ResourceKind.Applicable.FirstOrDefault(k => k.Kind == kindName);
+            if (kind is null)
+            {
+                errors.Add(new("kind", $"unknown kind '{kindName}'; expected one of: {string.Join(", ", ResourceKind.Applicable.Select(k => k.Kind))}"));
+            }
+            else if (apiVersion is not null && apiVersion != kind.ApiVersion)
+            {
+                errors.Add(new("apiVersion", $"'{apiVersion}' does not serve kind {kind.Kind}; expected '{kind.ApiVersion}'"));
+            }
+        }
+
+        ValidateMetadata(doc["metadata"], errors);
+
+        if (kind == ResourceKind.Application)
+        {
+            ValidateApplicationSpec(doc["spec"], allowModulePath, errors);
+        }
+
+        return errors;
+    }
+
+    private static void ValidateMetadata(JsonNode? node, List<FieldError> errors)
+    {
+        if (node is null)
+        {
+            errors.Add(new("metadata", "required field is missing"));
+            return;
+        }
+
+        if (node is not JsonObject metadata)
+        {
+            errors.Add(new("metadata", $"expected an object, got {Describe(node)}"));
+            return;
+        }
+
+        UnknownFields(metadata, "metadata", MetadataFields, errors);
+        var name = RequireString(metadata, "name", "metadata.name", errors);
+        if (name is not null && !IsDnsLabel(name))
+        {
+            errors.Add(new("metadata.name", $"'{name}' is not a valid name: use at most 63 lowercase letters, digits and '-', starting and ending with a letter or digit"));
+        }
+
+        ValidateStringMap(metadata["labels"], "metadata.labels", errors, validateLabels: true);
+        ValidateStringMap(metadata["annotations"], "metadata.annotations", errors, validateLabels: false);
+    }
+
+    private static void ValidateApplicationSpec(JsonNode? node, bool allowModulePath, List<FieldError> errors)
+    {
+        if (node is null)
+        {
+            errors.Add(new("spec", "required field is missing"));
+            return;
+        }
+
+        if (node is not JsonObject spec)
+        {
+            errors.Add(new("spec", $"expected an object, got {Describe(node)}"));
+            return;
+        }
+
+        UnknownFields(spec, "spec", AppSpecFields, errors);
+
+        if (spec["runtime"] is { } runtimeNode)
+        {
+            var runtime = AsString(runtimeNode, "spec.runtime", errors);
+            if (runtime is not null && runtime != "wasm")
+            {
+                errors.Add(new("spec.runtime", $"unsupported runtime '{runtime}'; expected 'wasm'"));
+            }
+        }
+
+        ValidateModule(spec["module"], allowModulePath, errors);
+
+        if (spec["triggers"] is { } triggersNode)
+        {
+            if (triggersNode is not JsonObject triggers)
+            {
+                errors.Add(new("spec.triggers", $"expected an object, got {Describe(triggersNode)}"));
+            }
+            else
+            {
+                UnknownFields(triggers, "spec.triggers", ["http"], errors);
+                if (triggers["http"] is { } httpNode)
+                {
+                    if (httpNode is not JsonObject http)
+                    {
+                        errors.Add(new("spec.triggers.http", $"expected an object, got {Describe(httpNode)}"));
+                    }
+                    else
+                    {
+                        UnknownFields(http, "spec.triggers.http", ["route"], errors);
+                        var route = RequireString(http, "route", "spec.triggers.http.route", errors);
+                        if (route is not null && !IsRoute(route))
+                        {
+                            errors.Add(new("spec.triggers.http.route", $"'{route}' is not a route prefix: it must start with '/' and must not start with '/_outpost'"));
+                        }
+                    }
+                }
+            }
+        }
+
+        ValidateStringMap(spec["env"], "spec.env", errors, validateLabels: false);
+
+        if (spec["capabilities"] is { } capsNode)
+        {
+            if (capsNode is not JsonArray caps)
+            {
+                errors.Add(new("spec.capabilities", $"expected a list, got {Describe(capsNode)}"));
+            }
+            else
+            {
+                for (var i = 0; i < caps.Count; i++)
+                {
+                    var cap = AsString(caps[i], $"spec.capabilities[{i}]", errors);
+                    if (cap is not null && !KnownCapabilities.Contains(cap))
+                    {
+                        errors.Add(new($"spec.capabilities[{i}]", $"unknown capability '{cap}'; expected one of: {string.Join(", ", KnownCapabilities.Order(StringComparer.Ordinal))}"));
+                    }
+                }
+            }
+        }
+
+        if (spec["limits"] is { } limitsNode)
+        {
+            if (limitsNode is not JsonObject limits)
+            {
+                errors.Add(new("spec.limits", $"expected an object, got {Describe(limitsNode)}"));
+            }
+            else
+            {
+                UnknownFields(limits, "spec.limits", LimitFields, errors);
+                foreach (var field in LimitFields)
+                {
+                    if (limits[field] is { } value && (value is not JsonValue v || v.GetValueKind() != JsonValueKind.Number || !v.TryGetValue<int>(out var n) || n <= 0))
+                    {
+                        errors.Add(new($"spec.limits.{field}", $"expected a positive integer, got {Describe(value)}"));
+                    }
+                }
+            }
+        }
+
+        if (spec["placement"] is { } placementNode)
+        {
+            if (placementNode is not JsonObject placement)
+            {
+                errors.Add(new("spec.placement", $"expected an object, got {Describe(placementNode)}"));
+            }
+            else
+            {
+                UnknownFields(placement, "spec.placement", ["nodeSelector"], errors);
+                ValidateStringMap(placement["nodeSelector"], "spec.placement.nodeSelector", errors, validateLabels: true);
+            }
+        }
+    }
+
+    private static void ValidateModule(JsonNode? node, bool allowModulePath, List<FieldError> errors)
+    {
+        if (node is null)
+        {
+            errors.Add(new("spec.module", "required field is missing: give 'path' (a local .wasm file) or 'digest' (sha256:...)"));
+            return;
+        }
+
+        if (node is not JsonObject module)
+        {
+            errors.Add(new("spec.module", $"expected an object with 'path' or 'digest', got {Describe(node)}"));
+            return;
+        }
+
+        UnknownFields(module, "spec.module", ["path", "digest"], errors);
+        var hasPath = module["path"] is not null;
+        var hasDigest = module["digest"] is not null;
+        if (hasPath && hasDigest)
+        {
+            errors.Add(new("spec.module", "give either 'path' or 'digest', not both"));
+        }
+        else if (!hasPath && !hasDigest)
+        {
+            errors.Add(new("spec.module", "required: 'path' (a local .wasm file) or 'digest' (sha256:...)"));
+        }
+
+        if (hasPath)
+        {
+            var path = AsString(module["path"], "spec.module.path", errors);
+            if (path is not null && !allowModulePath)
+            {
+                errors.Add(new("spec.module.path", $"the server cannot read the local file '{path}': use `outpost apply -f` (which uploads it), or `outpost push FILE` and set spec.module.digest"));
+            }
+        }
+
+        if (hasDigest)
+        {
+            var digest = AsString(module["digest"], "spec.module.digest", errors);
+            if (digest is not null && !Digest.IsValid(digest))
+            {
+                errors.Add(new("spec.module.digest", $"'{digest}' is not a digest: expected 'sha256:' followed by 64 lowercase hex digits"));
+            }
+        }
+    }
+
+    private static void ValidateStringMap(JsonNode? node, string field, List<FieldError> errors, bool validateLabels)
+    {
+        if (node is null)
+        {
+            return;
+        }
+
+        if (node is not JsonObject map)
+        {
+            errors.Add(new(field, $"expected a map of strings, got {Describe(node)}"));
+            return;
+        }
+
+        foreach (var (key, value) in map)
+        {
+            if (value is not JsonValue v || v.GetValueKind() != JsonValueKind.String)
+            {
+                errors.Add(new($"{field}.{key}", $"expected a string, got {Describe(value)} (quote it in YAML)"));
+                continue;
+            }
+
+            if (validateLabels && (!LabelKeyPattern().IsMatch(key) || !LabelValuePattern().IsMatch(v.GetValue<string>())))
+            {
+                errors.Add(new($"{field}.{key}", "label keys and values are at most 63 letters, digits, '-', '_' or '.', starting and ending with a letter or digit (keys may have a 'prefix/')"));
+            }
+        }
+    }
+
+    private static void UnknownFields(JsonObject obj, string path, string[] known, List<FieldError> errors)
+    {
+        foreach (var (key, _) in obj)
+        {
+            if (!known.Contains(key, StringComparer.Ordinal))
+            {
+                var field = path.Length == 0 ? key : $"{path}.{key}";
+                errors.Add(new(field, $"unknown field; expected one of: {string.Join(", ", known)}"));
+            }
+        }
+    }
+
+    private static string? RequireString(JsonObject obj, string key, string field, List<FieldError> errors)
+    {
+        var node = obj[key];
+        if (node is null)
+        {
+            errors.Add(new(field, "required field is missing"));
+            return null;
+        }
+
+        return AsString(node, field, errors);
+    }
+
+    private static string? AsString(JsonNode? node, string field, List<FieldError> errors)
+    {
+        if (node is JsonValue v && v.GetValueKind() == JsonValueKind.String)
+        {
+            return v.GetValue<string>();
+        }
+
+        errors.Add(new(field, $"expected a string, got {Describe(node)}"));
+        return null;
+    }
+
+    internal static string Describe(JsonNode? node) => node switch
+    {
+        null => "null",
+        JsonObject => "an object",
+        JsonArray => "a list",
+        JsonValue v => v.GetValueKind() switch
+        {
+            JsonValueKind.String => $"the string \"{v.GetValue<string>()}\"",
+            JsonValueKind.Number => $"the number {v.ToJsonString()}",
+            JsonValueKind.True or JsonValueKind.False => $"the boolean {v.ToJsonString()}",
+            _ => v.ToJsonString(),
+        },
+        _ => node.ToJsonString(),
+    };
+
+    public static bool IsDnsLabel(string name) => name.Length <= 63 && DnsLabelPattern().IsMatch(name);
+
+    private static bool IsRoute(string route) =>
+        route.StartsWith('/') && !route.StartsWith("/_outpost", StringComparison.Ordinal) && !route.Contains("..", StringComparison.Ordinal);
+
+    [GeneratedRegex("^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")]
+    private static partial Regex DnsLabelPattern();
+
+    [GeneratedRegex(@"^([a-z0-9]([-a-z0-9.]*[a-z0-9])?/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$")]
+    private static partial Regex LabelKeyPattern();
+
+    [GeneratedRegex(@"^([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?$")]
+    private static partial Regex LabelValuePattern();
+}

@@ -1,0 +1,82 @@
+using System.Text.Json;
+using System.Text.Json.Nodes;
+
+namespace Outpost.Core.Resources;
+
+/// <summary>The typed view of an Application's spec, read after validation.</summary>
+public sealed record ApplicationSpec
+{
+    public string Runtime { get; init; } = "wasm";
+
+    public required ModuleRef Module { get; init; }
+
+    public HttpTrigger? Http { get; init; }
+
+    public IReadOnlyDictionary<string, string> Env { get; init; } = StoredResource.EmptyMap;
+
+    public IReadOnlyList<string> Capabilities { get; init; } = [];
+
+    public AppLimits Limits { get; init; } = new();
+
+    public IReadOnlyDictionary<string, string> NodeSelector { get; init; } = StoredResource.EmptyMap;
+
+    /// <summary>Reads a validated spec object.</summary>
+    public static ApplicationSpec FromJson(JsonObject spec)
+    {
+        ArgumentNullException.ThrowIfNull(spec);
+        var module = spec["module"] as JsonObject ?? [];
+        var http = (spec["triggers"] as JsonObject)?["http"] as JsonObject;
+        var limits = spec["limits"] as JsonObject;
+        return new ApplicationSpec
+        {
+            Runtime = Str(spec["runtime"]) ?? "wasm",
+            Module = new ModuleRef(Str(module["digest"]), Str(module["path"])),
+            Http = http is null ? null : new HttpTrigger(Str(http["route"]) ?? "/"),
+            Env = ResourceJson.ReadMap(spec["env"]),
+            Capabilities = (spec["capabilities"] as JsonArray)?.Select(Str).OfType<string>().ToArray() ?? [],
+            Limits = limits is null ? new AppLimits() : new AppLimits
+            {
+                MemoryMiB = Int(limits["memoryMiB"]) ?? AppLimits.DefaultMemoryMiB,
+                TimeoutMs = Int(limits["timeoutMs"]) ?? AppLimits.DefaultTimeoutMs,
+                MaxConcurrency = Int(limits["maxConcurrency"]) ?? AppLimits.DefaultMaxConcurrency,
+                MaxResponseBytes = Int(limits["maxResponseBytes"]) ?? AppLimits.DefaultMaxResponseBytes,
+            },
+            NodeSelector = ResourceJson.ReadMap((spec["placement"] as JsonObject)?["nodeSelector"]),
+        };
+    }
+
+    /// <summary>True when every nodeSelector pair is among the node's labels (an empty selector matches all).</summary>
+    public bool Targets(IReadOnlyDictionary<string, string> nodeLabels)
+    {
+        ArgumentNullException.ThrowIfNull(nodeLabels);
+        return NodeSelector.All(p => nodeLabels.TryGetValue(p.Key, out var v) && v == p.Value);
+    }
+
+    private static string? Str(JsonNode? node) =>
+        node is JsonValue v && v.GetValueKind() == JsonValueKind.String ? v.GetValue<string>() : null;
+
+    private static int? Int(JsonNode? node) =>
+        node is JsonValue v && v.GetValueKind() == JsonValueKind.Number && v.TryGetValue<int>(out var i) ? i : null;
+}
+
+/// <summary>A module either by local path (client side, before upload) or by content digest.</summary>
+public sealed record ModuleRef(string? Digest, string? Path);
+
+public sealed record HttpTrigger(string Route);
+
+/// <summary>Per-app limits; defaults: 64 MiB, 10 s, 64 concurrent requests, 16 MiB responses.</summary>
+public sealed record AppLimits
+{
+    public const int DefaultMemoryMiB = 64;
+    public const int DefaultTimeoutMs = 10_000;
+    public const int DefaultMaxConcurrency = 64;
+    public const int DefaultMaxResponseBytes = 16 * 1024 * 1024;
+
+    public int MemoryMiB { get; init; } = DefaultMemoryMiB;
+
+    public int TimeoutMs { get; init; } = DefaultTimeoutMs;
+
+    public int MaxConcurrency { get; init; } = DefaultMaxConcurrency;
+
+    public int MaxResponseBytes { get; init; } = DefaultMaxResponseBytes;
+}

@@ -1,0 +1,38 @@
+namespace Outpost.Core.Resources;
+
+/// <summary>A kind the API serves, with the names Kubernetes conventions give it.</summary>
+public sealed record ResourceKind(string Kind, string Plural, string Group, string Version)
+{
+    public string ApiVersion => Group.Length == 0 ? Version : $"{Group}/{Version}";
+
+    public string ListKind => Kind + "List";
+
+    /// <summary>The collection path: core kinds live under /api, the others under /apis/group.</summary>
+    public string CollectionPath => Group.Length == 0 ? $"/api/{Version}/{Plural}" : $"/apis/{Group}/{Version}/{Plural}";
+
+    public static readonly ResourceKind Node = new("Node", "nodes", "", "v1");
+
+    public static readonly ResourceKind Application = new("Application", "applications", "outpost.dev", "v1");
+
+    public static IReadOnlyList<ResourceKind> All { get; } = [Node, Application];
+
+    /// <summary>Kinds a user may create with apply; nodes are created by joining.</summary>
+    public static IReadOnlyList<ResourceKind> Applicable { get; } = [Application];
+
+    public static ResourceKind? FindByKind(string kind) => All.FirstOrDefault(k => k.Kind == kind);
+
+    public static ResourceKind? FindByPlural(string plural) =>
+        All.FirstOrDefault(k => string.Equals(k.Plural, plural, StringComparison.OrdinalIgnoreCase));
+
+    /// <summary>Resolves what a user types after `get`: plural, singular or kind name.</summary>
+    public static ResourceKind? FindByUserName(string name)
+    {
+        var lower = name.ToLowerInvariant();
+        return lower switch
+        {
+            "node" or "nodes" or "no" => Node,
+            "app" or "apps" or "application" or "applications" => Application,
+            _ => null,
+        };
+    }
+}

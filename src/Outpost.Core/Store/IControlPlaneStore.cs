@@ -1,0 +1,152 @@
+using Outpost.Core.Resources;
+using Outpost.Core.Tokens;
+
+namespace Outpost.Core.Store;
+
+/// <summary>
+/// Everything the control plane keeps. SQLite implements it for one server and PostgreSQL
+/// for replicas; both pass one conformance suite. No SQL lives outside an implementation.
+/// </summary>
+public interface IControlPlaneStore : IAsyncDisposable
+{
+    /// <summary>Creates or migrates the schema; safe to call on every start.</summary>
+    Task InitializeAsync(CancellationToken cancellationToken);
+
+    /// <summary>The global revision: the number of changes ever written.</summary>
+    Task<long> GetRevisionAsync(CancellationToken cancellationToken);
+
+    Task<StoredResource?> GetAsync(string kind, string name, CancellationToken cancellationToken);
+
+    /// <summary>Lists a kind, with the revision the list is consistent with.</summary>
+    Task<ResourcePage> ListAsync(string kind, CancellationToken cancellationToken);
+
+    /// <summary>
+    /// Applies every write in one transaction, or none of them (the first failure throws
+    /// <see cref="StoreException"/>). Each effective change takes the next revision; a write
+    /// that changes nothing takes none.
+    /// </summary>
+    Task<IReadOnlyList<WriteResult>> WriteAsync(IReadOnlyList<ResourceWrite> writes, CancellationToken cancellationToken);
+
+    /// <summary>Replaces a resource's status without a new revision: status is reported state, not desired state.</summary>
+    Task UpdateStatusAsync(string kind, string name, string statusJson, CancellationToken cancellationToken);
+
+    /// <summary>The change log after a revision, oldest first, for incremental sync.</summary>
+    Task<IReadOnlyList<ResourceChange>> ListChangesAsync(long afterRevision, int limit, CancellationToken cancellationToken);
+
+    /// <summary>Stores content under its digest; true when it was new. The caller has verified the digest.</summary>
+    Task<bool> PutBlobAsync(string digest, ReadOnlyMemory<byte> content, CancellationToken cancellationToken);
+
+    /// <summary>The blob's size, or null when the store does not hold it.</summary>
+    Task<long?> GetBlobSizeAsync(string digest, CancellationToken cancellationToken);
+
+    /// <summary>Reads up to buffer.Length bytes at offset; returns how many were read (0 at the end).</summary>
+    Task<int> ReadBlobAsync(string digest, long offset, Memory<byte> buffer, CancellationToken cancellationToken);
+
+    Task CreateTokenAsync(TokenRecord token, CancellationToken cancellationToken);
+
+    Task<TokenRecord?> GetTokenAsync(string id, CancellationToken cancellationToken);
+
+    Task<IReadOnlyList<TokenRecord>> ListTokensAsync(CancellationToken cancellationToken);
+
+    /// <summary>Removes a token; true when it existed.</summary>
+    Task<bool> DeleteTokenAsync(string id, CancellationToken cancellationToken);
+}
+
+public sealed record ResourcePage(long Revision, IReadOnlyList<StoredResource> Items);
+
+public enum WriteOp
+{
+    /// <summary>Fails with AlreadyExists when present.</summary>
+    Create,
+
+    /// <summary>Fails with NotFound when absent, Conflict when the expected version is stale.</summary>
+    Replace,
+
+    /// <summary>Create or replace: what apply does.</summary>
+    Upsert,
+
+    /// <summary>Fails with NotFound when absent.</summary>
+    Delete,
+}
+
+/// <summary>One write in a transaction. Spec and labels replace the stored ones whole.</summary>
+public sealed record ResourceWrite
+{
+    public required WriteOp Op { get; init; }
+
+    public required string Kind { get; init; }
+
+    public required string Name { get; init; }
+
+    public IReadOnlyDictionary<string, string> Labels { get; init; } = new Dictionary<string, string>();
+
+    public IReadOnlyDictionary<string, string> Annotations { get; init; } = new Dictionary<string, string>();
+
+    public string SpecJson { get; init; } = "{}";
+
+    /// <summary>When set, the write fails with Conflict unless the stored version equals it.</summary>
+    public long? ExpectedResourceVersion { get; init; }
+}
+
+public enum WriteOutcome
+{
+    Created,
+    Configured,
+    Unchanged,
+    Deleted,
+}
+
+public sealed record WriteResult(WriteOutcome Outcome, StoredResource Resource);
+
+public enum ChangeOp
+{
+    Upserted,
+    Deleted,
+}
+
+public sealed record ResourceChange(long Revision, string Kind, string Name, ChangeOp Op);
+
+public enum StoreError
+{
+    NotFound,
+    AlreadyExists,
+    Conflict,
+}
+
+/// <summary>A write the store refused; nothing of its transaction was applied.</summary>
+public sealed class StoreException : Exception
+{
+    public StoreException(StoreError error, string kind, string name, string message)
+        : base(message)
+    {
+        Error = error;
+        Kind = kind;
+        Name = name;
+    }
+
+    public StoreException()
+    {
+        Kind = "";
+        Name = "";
+    }
+
+    public StoreException(string message)
+        : base(message)
+    {
+        Kind = "";
+        Name = "";
+    }
+
+    public StoreException(string message, Exception innerException)
+        : base(message, innerException)
+    {
+        Kind = "";
+        Name = "";
+    }
+
+    public StoreError Error { get; }
+
+    public string Kind { get; }
+
+    public string Name { get; }
+}

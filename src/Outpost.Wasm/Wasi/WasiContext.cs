@@ -1,0 +1,76 @@
+using System.Buffers;
+using System.Text;
+
+namespace Outpost.Wasm.Wasi;
+
+/// <summary>
+/// One guest run's view of the world: its args, environment, stdin and captured output,
+/// all in memory. Nothing else (files, sockets) exists for the guest.
+/// </summary>
+internal sealed class WasiContext
+{
+    private readonly byte[][] _args;
+    private readonly byte[][] _env;
+    private readonly ReadOnlyMemory<byte> _stdin;
+    private int _stdinPosition;
+
+    public WasiContext(IEnumerable<string> args, IEnumerable<KeyValuePair<string, string>> env, ReadOnlyMemory<byte> stdin, int maxStdoutBytes, int maxStderrBytes)
+    {
+        _args = [.. args.Select(a => Encoding.UTF8.GetBytes(a + "\0"))];
+        _env = [.. env.Select(p => Encoding.UTF8.GetBytes($"{p.Key}={p.Value}\0"))];
+        _stdin = stdin;
+        Stdout = new CappedBuffer(maxStdoutBytes);
+        Stderr = new CappedBuffer(maxStderrBytes);
+    }
+
+    public CappedBuffer Stdout { get; }
+
+    public CappedBuffer Stderr { get; }
+
+    /// <summary>Set when the guest called proc_exit.</summary>
+    public int? ExitCode { get; set; }
+
+    public IReadOnlyList<byte[]> Args => _args;
+
+    public IReadOnlyList<byte[]> Env => _env;
+
+    public int ReadStdin(Span<byte> destination)
+    {
+        var remaining = _stdin.Span[_stdinPosition..];
+        var n = Math.Min(remaining.Length, destination.Length);
+        remaining[..n].CopyTo(destination);
+        _stdinPosition += n;
+        return n;
+    }
+}
+
+/// <summary>An output buffer that refuses to grow past a cap, so a guest cannot flood the host.</summary>
+internal sealed class CappedBuffer(int capacity)
+{
+    private readonly ArrayBufferWriter<byte> _buffer = new(256);
+
+    public int Capacity { get; } = capacity;
+
+    public bool Overflowed { get; private set; }
+
+    public long Length => _buffer.WrittenCount;
+
+    /// <summary>Appends what fits; false (and Overflowed) when it did not all fit.</summary>
+    public bool Write(ReadOnlySpan<byte> data)
+    {
+        var room = Capacity - _buffer.WrittenCount;
+        if (data.Length > room)
+        {
+            _buffer.Write(data[..Math.Max(room, 0)]);
+            Overflowed = true;
+            return false;
+        }
+
+        _buffer.Write(data);
+        return true;
+    }
+
+    public ReadOnlyMemory<byte> WrittenMemory => _buffer.WrittenMemory;
+
+    public string ToText() => Encoding.UTF8.GetString(WrittenMemory.Span);
+}

@@ -1,0 +1,3 @@
+(module
+  (func (export "_start") unreachable)
+  (memory (export "memory") 1))
