@@ -1,0 +1,418 @@
+using System.Globalization;
+using System.Text.Json;
+using Microsoft.Data.Sqlite;
+using Outpost.Core.Resources;
+using Outpost.Core.Store;
+using Outpost.Core.Tokens;
+
+namespace Outpost.Server.Store;
+
+/// <summary>
+/// The single-server store: one SQLite file in WAL mode. Writes are serialised in-process
+/// and run in IMMEDIATE transactions, so a batch is all or nothing and revisions never interleave.
+/// </summary>
+public sealed class SqliteControlPlaneStore : IControlPlaneStore
+{
+    private readonly string _connectionString;
+    private readonly TimeProvider _time;
+    private readonly SemaphoreSlim _writeLock = new(1, 1);
+
+    public SqliteControlPlaneStore(string path, TimeProvider? time = null)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(path);
+        _connectionString = new SqliteConnectionStringBuilder
+        {
+            DataSource = path,
+            Mode = SqliteOpenMode.ReadWriteCreate,
+            Pooling = true,
+            DefaultTimeout = 30,
+        }.ToString();
+        _time = time ?? TimeProvider.System;
+    }
+
+    public async Task InitializeAsync(CancellationToken cancellationToken)
+    {
+        await using var connection = await OpenAsync(cancellationToken);
+        await ExecuteAsync(connection, null, """
+            PRAGMA journal_mode = WAL;
+            CREATE TABLE IF NOT EXISTS resources (
+              kind TEXT NOT NULL,
+              name TEXT NOT NULL,
+              uid TEXT NOT NULL,
+              resource_version INTEGER NOT NULL,
+              generation INTEGER NOT NULL,
+              created_at TEXT NOT NULL,
+              labels TEXT NOT NULL,
+              annotations TEXT NOT NULL,
+              spec TEXT NOT NULL,
+              status TEXT NULL,
+              PRIMARY KEY (kind, name)
+            );
+            CREATE TABLE IF NOT EXISTS changes (
+              revision INTEGER PRIMARY KEY AUTOINCREMENT,
+              kind TEXT NOT NULL,
+              name TEXT NOT NULL,
+              op INTEGER NOT NULL,
+              at TEXT NOT NULL
+            );
+            CREATE TABLE IF NOT EXISTS blobs (
+              digest TEXT PRIMARY KEY,
+              size INTEGER NOT NULL,
+              content BLOB NOT NULL,
+              created_at TEXT NOT NULL
+            );
+            CREATE TABLE IF NOT EXISTS tokens (
+              id TEXT PRIMARY KEY,
+              kind INTEGER NOT NULL,
+              secret_hash TEXT NOT NULL,
+              subject TEXT NULL,
+              created_at TEXT NOT NULL,
+              expires_at TEXT NULL,
+              description TEXT NULL
+            );
+            """, cancellationToken);
+    }
+
+    public async Task<long> GetRevisionAsync(CancellationToken cancellationToken)
+    {
+        await using var connection = await OpenAsync(cancellationToken);
+        return await RevisionAsync(connection, null, cancellationToken);
+    }
+
+    public async Task<StoredResource?> GetAsync(string kind, string name, CancellationToken cancellationToken)
+    {
+        await using var connection = await OpenAsync(cancellationToken);
+        return await GetAsync(connection, null, kind, name, cancellationToken);
+    }
+
+    public async Task<ResourcePage> ListAsync(string kind, CancellationToken cancellationToken)
+    {
+        await using var connection = await OpenAsync(cancellationToken);
+        // One read transaction so the items and the revision agree.
+        await using var transaction = (SqliteTransaction)await connection.BeginTransactionAsync(cancellationToken);
+        var revision = await RevisionAsync(connection, transaction, cancellationToken);
+        await using var command = Command(connection, transaction, $"SELECT {Columns} FROM resources WHERE kind = $kind ORDER BY name", ("$kind", kind));
+        var items = new List<StoredResource>();
+        await using (var reader = await command.ExecuteReaderAsync(cancellationToken))
+        {
+            while (await reader.ReadAsync(cancellationToken))
+            {
+                items.Add(Read(reader));
+            }
+        }
+
+        await transaction.CommitAsync(cancellationToken);
+        return new ResourcePage(revision, items);
+    }
+
+    public async Task<IReadOnlyList<WriteResult>> WriteAsync(IReadOnlyList<ResourceWrite> writes, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(writes);
+        await _writeLock.WaitAsync(cancellationToken);
+        try
+        {
+            await using var connection = await OpenAsync(cancellationToken);
+            await using var transaction = connection.BeginTransaction(deferred: false);
+            var results = new List<WriteResult>(writes.Count);
+            foreach (var write in writes)
+            {
+                results.Add(await WriteOneAsync(connection, transaction, write, cancellationToken));
+            }
+
+            await transaction.CommitAsync(cancellationToken);
+            return results;
+        }
+        finally
+        {
+            _writeLock.Release();
+        }
+    }
+
+    private async Task<WriteResult> WriteOneAsync(SqliteConnection connection, SqliteTransaction transaction, ResourceWrite write, CancellationToken cancellationToken)
+    {
+        var existing = await GetAsync(connection, transaction, write.Kind, write.Name, cancellationToken);
+        if (write.ExpectedResourceVersion is { } expected && existing is not null && existing.ResourceVersion != expected)
+        {
+            throw new StoreException(StoreError.Conflict, write.Kind, write.Name,
+                $"{write.Kind} \"{write.Name}\" was modified (resourceVersion {existing.ResourceVersion}, expected {expected}); read it again and retry");
+        }
+
+        switch (write.Op)
+        {
+            case WriteOp.Delete:
+                if (existing is null)
+                {
+                    throw NotFound(write);
+                }
+
+                var deleteRevision = await AppendChangeAsync(connection, transaction, write.Kind, write.Name, ChangeOp.Deleted, cancellationToken);
+                await ExecuteAsync(connection, transaction, "DELETE FROM resources WHERE kind = $kind AND name = $name", cancellationToken,
+                    ("$kind", write.Kind), ("$name", write.Name));
+                return new WriteResult(WriteOutcome.Deleted, existing with { ResourceVersion = deleteRevision });
+
+            case WriteOp.Create when existing is not null:
+                throw new StoreException(StoreError.AlreadyExists, write.Kind, write.Name, $"{write.Kind} \"{write.Name}\" already exists");
+
+            case WriteOp.Replace when existing is null:
+                throw NotFound(write);
+        }
+
+        var labels = Serialize(write.Labels);
+        var annotations = Serialize(write.Annotations);
+        if (existing is not null)
+        {
+            var specChanged = existing.SpecJson != write.SpecJson;
+            if (!specChanged && Serialize(existing.Labels) == labels && Serialize(existing.Annotations) == annotations)
+            {
+                return new WriteResult(WriteOutcome.Unchanged, existing);
+            }
+
+            var revision = await AppendChangeAsync(connection, transaction, write.Kind, write.Name, ChangeOp.Upserted, cancellationToken);
+            var updated = existing with
+            {
+                ResourceVersion = revision,
+                Generation = existing.Generation + (specChanged ? 1 : 0),
+                Labels = Copy(write.Labels),
+                Annotations = Copy(write.Annotations),
+                SpecJson = write.SpecJson,
+            };
+            await ExecuteAsync(connection, transaction, """
+                UPDATE resources SET resource_version = $rv, generation = $gen, labels = $labels, annotations = $annotations, spec = $spec
+                WHERE kind = $kind AND name = $name
+                """, cancellationToken,
+                ("$rv", revision), ("$gen", updated.Generation), ("$labels", labels), ("$annotations", annotations),
+                ("$spec", write.SpecJson), ("$kind", write.Kind), ("$name", write.Name));
+            return new WriteResult(WriteOutcome.Configured, updated);
+        }
+
+        var createRevision = await AppendChangeAsync(connection, transaction, write.Kind, write.Name, ChangeOp.Upserted, cancellationToken);
+        var created = new StoredResource
+        {
+            Kind = write.Kind,
+            Name = write.Name,
+            Uid = Guid.NewGuid().ToString(),
+            ResourceVersion = createRevision,
+            Generation = 1,
+            CreationTimestamp = TruncateToSeconds(_time.GetUtcNow()),
+            Labels = Copy(write.Labels),
+            Annotations = Copy(write.Annotations),
+            SpecJson = write.SpecJson,
+        };
+        await ExecuteAsync(connection, transaction, """
+            INSERT INTO resources (kind, name, uid, resource_version, generation, created_at, labels, annotations, spec, status)
+            VALUES ($kind, $name, $uid, $rv, 1, $created, $labels, $annotations, $spec, NULL)
+            """, cancellationToken,
+            ("$kind", write.Kind), ("$name", write.Name), ("$uid", created.Uid), ("$rv", createRevision),
+            ("$created", created.CreationTimestamp.ToString("O", CultureInfo.InvariantCulture)),
+            ("$labels", labels), ("$annotations", annotations), ("$spec", write.SpecJson));
+        return new WriteResult(WriteOutcome.Created, created);
+    }
+
+    public async Task UpdateStatusAsync(string kind, string name, string statusJson, CancellationToken cancellationToken)
+    {
+        await using var connection = await OpenAsync(cancellationToken);
+        var rows = await ExecuteAsync(connection, null, "UPDATE resources SET status = $status WHERE kind = $kind AND name = $name", cancellationToken,
+            ("$status", statusJson), ("$kind", kind), ("$name", name));
+        if (rows == 0)
+        {
+            throw new StoreException(StoreError.NotFound, kind, name, $"{kind} \"{name}\" not found");
+        }
+    }
+
+    public async Task<IReadOnlyList<ResourceChange>> ListChangesAsync(long afterRevision, int limit, CancellationToken cancellationToken)
+    {
+        await using var connection = await OpenAsync(cancellationToken);
+        await using var command = Command(connection, null,
+            "SELECT revision, kind, name, op FROM changes WHERE revision > $after ORDER BY revision LIMIT $limit",
+            ("$after", afterRevision), ("$limit", limit));
+        var changes = new List<ResourceChange>();
+        await using var reader = await command.ExecuteReaderAsync(cancellationToken);
+        while (await reader.ReadAsync(cancellationToken))
+        {
+            changes.Add(new ResourceChange(reader.GetInt64(0), reader.GetString(1), reader.GetString(2), (ChangeOp)reader.GetInt32(3)));
+        }
+
+        return changes;
+    }
+
+    public async Task<bool> PutBlobAsync(string digest, ReadOnlyMemory<byte> content, CancellationToken cancellationToken)
+    {
+        await using var connection = await OpenAsync(cancellationToken);
+        var rows = await ExecuteAsync(connection, null,
+            "INSERT INTO blobs (digest, size, content, created_at) VALUES ($digest, $size, $content, $at) ON CONFLICT (digest) DO NOTHING",
+            cancellationToken, ("$digest", digest), ("$size", (long)content.Length), ("$content", content.ToArray()), ("$at", Now()));
+        return rows > 0;
+    }
+
+    public async Task<long?> GetBlobSizeAsync(string digest, CancellationToken cancellationToken)
+    {
+        await using var connection = await OpenAsync(cancellationToken);
+        await using var command = Command(connection, null, "SELECT size FROM blobs WHERE digest = $digest", ("$digest", digest));
+        return await command.ExecuteScalarAsync(cancellationToken) is long size ? size : null;
+    }
+
+    public async Task<int> ReadBlobAsync(string digest, long offset, Memory<byte> buffer, CancellationToken cancellationToken)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegative(offset);
+        await using var connection = await OpenAsync(cancellationToken);
+        await using var command = Command(connection, null, "SELECT substr(content, $start, $length) FROM blobs WHERE digest = $digest",
+            ("$start", offset + 1), ("$length", (long)buffer.Length), ("$digest", digest));
+        var result = await command.ExecuteScalarAsync(cancellationToken);
+        if (result is null or DBNull)
+        {
+            throw new StoreException(StoreError.NotFound, "Blob", digest, $"blob {digest} not found");
+        }
+
+        var bytes = (byte[])result;
+        bytes.CopyTo(buffer);
+        return bytes.Length;
+    }
+
+    public async Task CreateTokenAsync(TokenRecord token, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(token);
+        await using var connection = await OpenAsync(cancellationToken);
+        try
+        {
+            await ExecuteAsync(connection, null, """
+                INSERT INTO tokens (id, kind, secret_hash, subject, created_at, expires_at, description)
+                VALUES ($id, $kind, $hash, $subject, $created, $expires, $description)
+                """, cancellationToken,
+                ("$id", token.Id), ("$kind", (int)token.Kind), ("$hash", token.SecretHash), ("$subject", token.Subject),
+                ("$created", token.CreatedAt.ToString("O", CultureInfo.InvariantCulture)),
+                ("$expires", token.ExpiresAt?.ToString("O", CultureInfo.InvariantCulture)), ("$description", token.Description));
+        }
+        catch (SqliteException ex) when (ex.SqliteErrorCode == 19)
+        {
+            throw new StoreException(StoreError.AlreadyExists, "Token", token.Id, $"token {token.Id} already exists");
+        }
+    }
+
+    public async Task<TokenRecord?> GetTokenAsync(string id, CancellationToken cancellationToken)
+    {
+        await using var connection = await OpenAsync(cancellationToken);
+        await using var command = Command(connection, null, $"SELECT {TokenColumns} FROM tokens WHERE id = $id", ("$id", id));
+        await using var reader = await command.ExecuteReaderAsync(cancellationToken);
+        return await reader.ReadAsync(cancellationToken) ? ReadToken(reader) : null;
+    }
+
+    public async Task<IReadOnlyList<TokenRecord>> ListTokensAsync(CancellationToken cancellationToken)
+    {
+        await using var connection = await OpenAsync(cancellationToken);
+        await using var command = Command(connection, null, $"SELECT {TokenColumns} FROM tokens ORDER BY created_at, id");
+        await using var reader = await command.ExecuteReaderAsync(cancellationToken);
+        var tokens = new List<TokenRecord>();
+        while (await reader.ReadAsync(cancellationToken))
+        {
+            tokens.Add(ReadToken(reader));
+        }
+
+        return tokens;
+    }
+
+    public async Task<bool> DeleteTokenAsync(string id, CancellationToken cancellationToken)
+    {
+        await using var connection = await OpenAsync(cancellationToken);
+        return await ExecuteAsync(connection, null, "DELETE FROM tokens WHERE id = $id", cancellationToken, ("$id", id)) > 0;
+    }
+
+    public ValueTask DisposeAsync()
+    {
+        _writeLock.Dispose();
+        SqliteConnection.ClearAllPools();
+        return ValueTask.CompletedTask;
+    }
+
+    private const string Columns = "kind, name, uid, resource_version, generation, created_at, labels, annotations, spec, status";
+    private const string TokenColumns = "id, kind, secret_hash, subject, created_at, expires_at, description";
+
+    private async Task<SqliteConnection> OpenAsync(CancellationToken cancellationToken)
+    {
+        var connection = new SqliteConnection(_connectionString);
+        await connection.OpenAsync(cancellationToken);
+        await using var pragma = Command(connection, null, "PRAGMA busy_timeout = 30000; PRAGMA synchronous = NORMAL;");
+        await pragma.ExecuteNonQueryAsync(cancellationToken);
+        return connection;
+    }
+
+    private static async Task<StoredResource?> GetAsync(SqliteConnection connection, SqliteTransaction? transaction, string kind, string name, CancellationToken cancellationToken)
+    {
+        await using var command = Command(connection, transaction, $"SELECT {Columns} FROM resources WHERE kind = $kind AND name = $name",
+            ("$kind", kind), ("$name", name));
+        await using var reader = await command.ExecuteReaderAsync(cancellationToken);
+        return await reader.ReadAsync(cancellationToken) ? Read(reader) : null;
+    }
+
+    private static async Task<long> RevisionAsync(SqliteConnection connection, SqliteTransaction? transaction, CancellationToken cancellationToken)
+    {
+        await using var command = Command(connection, transaction, "SELECT COALESCE(MAX(revision), 0) FROM changes");
+        return (long)(await command.ExecuteScalarAsync(cancellationToken))!;
+    }
+
+    private async Task<long> AppendChangeAsync(SqliteConnection connection, SqliteTransaction transaction, string kind, string name, ChangeOp op, CancellationToken cancellationToken)
+    {
+        await using var command = Command(connection, transaction,
+            "INSERT INTO changes (kind, name, op, at) VALUES ($kind, $name, $op, $at) RETURNING revision",
+            ("$kind", kind), ("$name", name), ("$op", (int)op), ("$at", Now()));
+        return (long)(await command.ExecuteScalarAsync(cancellationToken))!;
+    }
+
+    private static StoredResource Read(SqliteDataReader reader) => new()
+    {
+        Kind = reader.GetString(0),
+        Name = reader.GetString(1),
+        Uid = reader.GetString(2),
+        ResourceVersion = reader.GetInt64(3),
+        Generation = reader.GetInt64(4),
+        CreationTimestamp = DateTimeOffset.Parse(reader.GetString(5), CultureInfo.InvariantCulture),
+        Labels = Deserialize(reader.GetString(6)),
+        Annotations = Deserialize(reader.GetString(7)),
+        SpecJson = reader.GetString(8),
+        StatusJson = reader.IsDBNull(9) ? null : reader.GetString(9),
+    };
+
+    private static TokenRecord ReadToken(SqliteDataReader reader) => new()
+    {
+        Id = reader.GetString(0),
+        Kind = (TokenKind)reader.GetInt32(1),
+        SecretHash = reader.GetString(2),
+        Subject = reader.IsDBNull(3) ? null : reader.GetString(3),
+        CreatedAt = DateTimeOffset.Parse(reader.GetString(4), CultureInfo.InvariantCulture),
+        ExpiresAt = reader.IsDBNull(5) ? null : DateTimeOffset.Parse(reader.GetString(5), CultureInfo.InvariantCulture),
+        Description = reader.IsDBNull(6) ? null : reader.GetString(6),
+    };
+
+    private static SqliteCommand Command(SqliteConnection connection, SqliteTransaction? transaction, string sql, params (string Name, object? Value)[] parameters)
+    {
+        var command = connection.CreateCommand();
+        command.Transaction = transaction;
+        command.CommandText = sql;
+        foreach (var (name, value) in parameters)
+        {
+            command.Parameters.AddWithValue(name, value ?? DBNull.Value);
+        }
+
+        return command;
+    }
+
+    private static async Task<int> ExecuteAsync(SqliteConnection connection, SqliteTransaction? transaction, string sql, CancellationToken cancellationToken, params (string Name, object? Value)[] parameters)
+    {
+        await using var command = Command(connection, transaction, sql, parameters);
+        return await command.ExecuteNonQueryAsync(cancellationToken);
+    }
+
+    private static StoreException NotFound(ResourceWrite write) =>
+        new(StoreError.NotFound, write.Kind, write.Name, $"{write.Kind} \"{write.Name}\" not found");
+
+    private string Now() => _time.GetUtcNow().ToString("O", CultureInfo.InvariantCulture);
+
+    private static DateTimeOffset TruncateToSeconds(DateTimeOffset value) => new(value.Ticks - (value.Ticks % TimeSpan.TicksPerSecond), value.Offset);
+
+    private static string Serialize(IReadOnlyDictionary<string, string> map) =>
+        JsonSerializer.Serialize(new SortedDictionary<string, string>(map.ToDictionary(), StringComparer.Ordinal));
+
+    private static Dictionary<string, string> Deserialize(string json) =>
+        JsonSerializer.Deserialize<Dictionary<string, string>>(json) ?? [];
+
+    private static Dictionary<string, string> Copy(IReadOnlyDictionary<string, string> map) => new(map, StringComparer.Ordinal);
+}

@@ -1,0 +1,238 @@
+using Microsoft.Extensions.Time.Testing;
+using Outpost.Core.Resources;
+using Outpost.Core.Store;
+using Outpost.Core.Tokens;
+
+namespace Outpost.Server.Tests.Store;
+
+/// <summary>
+/// What every <see cref="IControlPlaneStore"/> must do. Each implementation inherits this
+/// class and supplies a fresh, empty store; the tests are the contract.
+/// </summary>
+public abstract class ControlPlaneStoreConformanceTests : IAsyncLifetime
+{
+    protected FakeTimeProvider Time { get; } = new(new DateTimeOffset(2026, 11, 26, 12, 0, 0, TimeSpan.Zero));
+
+    private IControlPlaneStore _store = null!;
+
+    protected abstract Task<IControlPlaneStore> CreateStoreAsync();
+
+    public async Task InitializeAsync()
+    {
+        _store = await CreateStoreAsync();
+        await _store.InitializeAsync(CancellationToken.None);
+    }
+
+    public async Task DisposeAsync() => await _store.DisposeAsync();
+
+    private static ResourceWrite App(string name, string spec = """{"module":{"digest":"sha256:00"}}""", WriteOp op = WriteOp.Upsert, Dictionary<string, string>? labels = null, long? expected = null) => new()
+    {
+        Op = op,
+        Kind = "Application",
+        Name = name,
+        SpecJson = spec,
+        Labels = labels ?? [],
+        ExpectedResourceVersion = expected,
+    };
+
+    private Task<IReadOnlyList<WriteResult>> Write(params ResourceWrite[] writes) => _store.WriteAsync(writes, CancellationToken.None);
+
+    [Fact]
+    public async Task EmptyStore_HasRevisionZeroAndNoItems()
+    {
+        Assert.Equal(0, await _store.GetRevisionAsync(CancellationToken.None));
+        Assert.Empty((await _store.ListAsync("Application", CancellationToken.None)).Items);
+        Assert.Null(await _store.GetAsync("Application", "nope", CancellationToken.None));
+    }
+
+    [Fact]
+    public async Task Create_AssignsUidRevisionGenerationAndTimestamp()
+    {
+        var result = (await Write(App("a", labels: new() { ["tier"] = "edge" })))[0];
+
+        Assert.Equal(WriteOutcome.Created, result.Outcome);
+        Assert.Equal(1, result.Resource.ResourceVersion);
+        Assert.Equal(1, result.Resource.Generation);
+        Assert.True(Guid.TryParse(result.Resource.Uid, out _));
+        Assert.Equal(Time.GetUtcNow(), result.Resource.CreationTimestamp);
+        var read = await _store.GetAsync("Application", "a", CancellationToken.None);
+        Assert.NotNull(read);
+        Assert.Equal("edge", read.Labels["tier"]);
+        Assert.Equal(result.Resource.SpecJson, read.SpecJson);
+    }
+
+    [Fact]
+    public async Task Revisions_IncreaseGloballyAcrossResources()
+    {
+        await Write(App("a"));
+        await Write(App("b"));
+        var c = (await Write(App("a", """{"v":2}""")))[0];
+
+        Assert.Equal(3, c.Resource.ResourceVersion);
+        Assert.Equal(3, await _store.GetRevisionAsync(CancellationToken.None));
+    }
+
+    [Fact]
+    public async Task Upsert_SameSpecAndLabels_IsUnchangedAndTakesNoRevision()
+    {
+        await Write(App("a"));
+        var again = (await Write(App("a")))[0];
+
+        Assert.Equal(WriteOutcome.Unchanged, again.Outcome);
+        Assert.Equal(1, await _store.GetRevisionAsync(CancellationToken.None));
+    }
+
+    [Fact]
+    public async Task Upsert_LabelChange_BumpsRevisionButNotGeneration()
+    {
+        await Write(App("a"));
+        var relabelled = (await Write(App("a", labels: new() { ["x"] = "y" })))[0];
+
+        Assert.Equal(WriteOutcome.Configured, relabelled.Outcome);
+        Assert.Equal(2, relabelled.Resource.ResourceVersion);
+        Assert.Equal(1, relabelled.Resource.Generation);
+    }
+
+    [Fact]
+    public async Task Upsert_SpecChange_BumpsGenerationAndKeepsUid()
+    {
+        var created = (await Write(App("a")))[0];
+        var changed = (await Write(App("a", """{"v":2}""")))[0];
+
+        Assert.Equal(2, changed.Resource.Generation);
+        Assert.Equal(created.Resource.Uid, changed.Resource.Uid);
+        Assert.Equal(created.Resource.CreationTimestamp, changed.Resource.CreationTimestamp);
+    }
+
+    [Fact]
+    public async Task Create_Existing_FailsWithAlreadyExists()
+    {
+        await Write(App("a"));
+
+        var ex = await Assert.ThrowsAsync<StoreException>(() => Write(App("a", op: WriteOp.Create)));
+        Assert.Equal(StoreError.AlreadyExists, ex.Error);
+    }
+
+    [Fact]
+    public async Task Replace_Missing_FailsWithNotFound()
+    {
+        var ex = await Assert.ThrowsAsync<StoreException>(() => Write(App("a", op: WriteOp.Replace)));
+        Assert.Equal(StoreError.NotFound, ex.Error);
+    }
+
+    [Fact]
+    public async Task Replace_StaleResourceVersion_FailsWithConflict()
+    {
+        await Write(App("a"));
+        await Write(App("a", """{"v":2}"""));
+
+        var ex = await Assert.ThrowsAsync<StoreException>(() => Write(App("a", """{"v":3}""", WriteOp.Replace, expected: 1)));
+        Assert.Equal(StoreError.Conflict, ex.Error);
+    }
+
+    [Fact]
+    public async Task Batch_WithOneFailure_AppliesNothing()
+    {
+        await Write(App("existing"));
+
+        await Assert.ThrowsAsync<StoreException>(() => Write(App("new-1"), App("existing", op: WriteOp.Create), App("new-2")));
+
+        Assert.Null(await _store.GetAsync("Application", "new-1", CancellationToken.None));
+        Assert.Null(await _store.GetAsync("Application", "new-2", CancellationToken.None));
+        Assert.Equal(1, await _store.GetRevisionAsync(CancellationToken.None));
+    }
+
+    [Fact]
+    public async Task Delete_RemovesAndRecordsAChange()
+    {
+        await Write(App("a"));
+        var deleted = (await Write(App("a", op: WriteOp.Delete)))[0];
+
+        Assert.Equal(WriteOutcome.Deleted, deleted.Outcome);
+        Assert.Null(await _store.GetAsync("Application", "a", CancellationToken.None));
+        var changes = await _store.ListChangesAsync(0, 100, CancellationToken.None);
+        Assert.Equal([ChangeOp.Upserted, ChangeOp.Deleted], changes.Select(c => c.Op));
+        Assert.Equal(2, changes[^1].Revision);
+    }
+
+    [Fact]
+    public async Task Delete_Missing_FailsWithNotFound()
+    {
+        var ex = await Assert.ThrowsAsync<StoreException>(() => Write(App("a", op: WriteOp.Delete)));
+        Assert.Equal(StoreError.NotFound, ex.Error);
+    }
+
+    [Fact]
+    public async Task ListChanges_ReturnsOnlyAfterTheRevisionInOrder()
+    {
+        await Write(App("a"), App("b"), App("c"));
+
+        var changes = await _store.ListChangesAsync(1, 100, CancellationToken.None);
+
+        Assert.Equal(["b", "c"], changes.Select(c => c.Name));
+        Assert.Equal([2L, 3L], changes.Select(c => c.Revision));
+    }
+
+    [Fact]
+    public async Task List_IsSortedByNameAndCarriesTheRevision()
+    {
+        await Write(App("b"), App("a"));
+
+        var page = await _store.ListAsync("Application", CancellationToken.None);
+
+        Assert.Equal(["a", "b"], page.Items.Select(i => i.Name));
+        Assert.Equal(2, page.Revision);
+    }
+
+    [Fact]
+    public async Task UpdateStatus_DoesNotTakeARevision()
+    {
+        await Write(App("a"));
+        await _store.UpdateStatusAsync("Application", "a", """{"ready":1}""", CancellationToken.None);
+
+        var read = await _store.GetAsync("Application", "a", CancellationToken.None);
+        Assert.Equal("""{"ready":1}""", read!.StatusJson);
+        Assert.Equal(1, await _store.GetRevisionAsync(CancellationToken.None));
+    }
+
+    [Fact]
+    public async Task Blobs_StoreOnceAndReadByOffset()
+    {
+        var content = Enumerable.Range(0, 1000).Select(i => (byte)i).ToArray();
+
+        Assert.True(await _store.PutBlobAsync("sha256:abc", content, CancellationToken.None));
+        Assert.False(await _store.PutBlobAsync("sha256:abc", content, CancellationToken.None));
+        Assert.Equal(1000, await _store.GetBlobSizeAsync("sha256:abc", CancellationToken.None));
+        Assert.Null(await _store.GetBlobSizeAsync("sha256:missing", CancellationToken.None));
+
+        var buffer = new byte[300];
+        var n = await _store.ReadBlobAsync("sha256:abc", 900, buffer, CancellationToken.None);
+        Assert.Equal(100, n);
+        Assert.Equal(content[900..], buffer[..100]);
+    }
+
+    [Fact]
+    public async Task Tokens_RoundTripListAndDelete()
+    {
+        var issued = TokenCodec.Issue(TokenKind.Join, Time.GetUtcNow(), expiresAt: Time.GetUtcNow().AddHours(1), description: "for edge-1");
+        await _store.CreateTokenAsync(issued.Record, CancellationToken.None);
+
+        var read = await _store.GetTokenAsync(issued.Record.Id, CancellationToken.None);
+        Assert.Equal(issued.Record, read);
+        Assert.Single(await _store.ListTokensAsync(CancellationToken.None));
+        Assert.True(await _store.DeleteTokenAsync(issued.Record.Id, CancellationToken.None));
+        Assert.Null(await _store.GetTokenAsync(issued.Record.Id, CancellationToken.None));
+        Assert.False(await _store.DeleteTokenAsync(issued.Record.Id, CancellationToken.None));
+    }
+
+    [Fact]
+    public async Task ConcurrentWriters_GetDistinctRevisions()
+    {
+        var writes = Enumerable.Range(0, 20).Select(i => Write(App($"app-{i}")));
+
+        var results = await Task.WhenAll(writes);
+
+        var revisions = results.Select(r => r[0].Resource.ResourceVersion).Order().ToArray();
+        Assert.Equal(Enumerable.Range(1, 20).Select(i => (long)i), revisions);
+    }
+}
