@@ -165,7 +165,7 @@ public static partial class ManifestValidator
                 UnknownFields(limits, "spec.limits", LimitFields, errors);
                 foreach (var field in LimitFields)
                 {
-                    if (limits[field] is { } value && (value is not JsonValue v || v.GetValueKind() != JsonValueKind.Number || !v.TryGetValue<int>(out var n) || n <= 0))
+                    if (limits[field] is { } value && (value is not JsonValue v || v.GetValueKind() != JsonValueKind.Number || !int.TryParse(v.ToJsonString(), System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out var n) || n <= 0))
                     {
                         errors.Add(new($"spec.limits.{field}", $"expected a positive integer, got {Describe(value)}"));
                     }

@@ -56,7 +56,7 @@ public sealed record ApplicationSpec
         node is JsonValue v && v.GetValueKind() == JsonValueKind.String ? v.GetValue<string>() : null;
 
     private static int? Int(JsonNode? node) =>
-        node is JsonValue v && v.GetValueKind() == JsonValueKind.Number && v.TryGetValue<int>(out var i) ? i : null;
+        node is JsonValue v && v.GetValueKind() == JsonValueKind.Number && int.TryParse(v.ToJsonString(), System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out var i) ? i : null;
 }
 
 /// <summary>A module either by local path (client side, before upload) or by content digest.</summary>

@@ -1,0 +1,217 @@
+using System.Collections.Frozen;
+using System.Collections.Concurrent;
+using System.Text.Json.Nodes;
+using Microsoft.Extensions.Logging;
+using Outpost.Agent.State;
+using Outpost.Core.Resources;
+using Outpost.Core.Sync;
+using Outpost.Wasm.Hosting;
+
+namespace Outpost.Agent.Apps;
+
+/// <summary>A loaded app: its compiled module and spec, shared by in-flight requests.</summary>
+public sealed class LoadedApp
+{
+    private int _users = 1; // the registry's own reference
+    private readonly WasmModule _module;
+
+    internal LoadedApp(AppVersion version, ApplicationSpec spec, WasmModule module, string nodeName)
+    {
+        Version = version;
+        Spec = spec;
+        _module = module;
+        // The app's granted environment, plus who and where it is.
+        Env = new Dictionary<string, string>(spec.Env, StringComparer.Ordinal)
+        {
+            ["OUTPOST_NODE_NAME"] = nodeName,
+            ["OUTPOST_APP_NAME"] = version.Name,
+            ["OUTPOST_APP_GENERATION"] = version.Generation.ToString(System.Globalization.CultureInfo.InvariantCulture),
+        };
+    }
+
+    public AppVersion Version { get; }
+
+    public ApplicationSpec Spec { get; }
+
+    public string Name => Version.Name;
+
+    public IReadOnlyDictionary<string, string> Env { get; }
+
+    internal WasmModule Module => _module;
+
+    /// <summary>Takes a reference for one request; false when the app was retired meanwhile.</summary>
+    internal bool TryAcquire()
+    {
+        while (true)
+        {
+            var users = Volatile.Read(ref _users);
+            if (users == 0)
+            {
+                return false;
+            }
+
+            if (Interlocked.CompareExchange(ref _users, users + 1, users) == users)
+            {
+                return true;
+            }
+        }
+    }
+
+    /// <summary>Drops a reference; the module is freed when the last one goes, never under a running request.</summary>
+    internal void Release()
+    {
+        if (Interlocked.Decrement(ref _users) == 0)
+        {
+            _module.Dispose();
+        }
+    }
+}
+
+/// <summary>An app's state as reported to the server.</summary>
+public sealed record AppStatus(string State, string Message, long Generation);
+
+/// <summary>
+/// The apps this node runs, and the route table the gateway reads. Reconciling compiles
+/// what is new, swaps the table in one step, and retires what is gone.
+/// </summary>
+public sealed partial class AppRegistry(WasmHost host, ModuleCache modules, string nodeName, ILogger<AppRegistry> logger) : IDisposable
+{
+    private readonly Lock _lock = new();
+    private FrozenDictionary<string, LoadedApp> _apps = FrozenDictionary<string, LoadedApp>.Empty;
+    private Route[] _routes = [];
+    private readonly ConcurrentDictionary<string, AppStatus> _status = new(StringComparer.Ordinal);
+
+    private sealed record Route(string Prefix, LoadedApp App);
+
+    public IReadOnlyDictionary<string, AppStatus> Status => _status;
+
+    /// <summary>Raised after a reconcile changes any app's status.</summary>
+    public event Action? StatusChanged;
+
+    /// <summary>Makes the running set match the desired applications; modules must already be cached.</summary>
+    public void Reconcile(IReadOnlyList<DesiredResource> desired)
+    {
+        ArgumentNullException.ThrowIfNull(desired);
+        lock (_lock)
+        {
+            var wanted = new List<(AppVersion Version, ApplicationSpec Spec)>();
+            foreach (var resource in desired.Where(r => r.Kind == ResourceKind.Application.Kind))
+            {
+                var obj = JsonNode.Parse(resource.Json)!.AsObject();
+                var specObject = obj["spec"]!.AsObject();
+                var spec = ApplicationSpec.FromJson(specObject);
+                wanted.Add((new AppVersion(resource.Name, resource.Generation, spec.Module.Digest ?? "", JsonCanonical.Serialize(specObject)), spec));
+            }
+
+            var plan = AppPlan.Compute([.. wanted.Select(w => w.Version)], [.. _apps.Values.Select(a => a.Version)]);
+            if (plan.IsEmpty)
+            {
+                return;
+            }
+
+            var next = _apps.ToDictionary(StringComparer.Ordinal);
+            var retired = new List<LoadedApp>();
+            foreach (var name in plan.Stop)
+            {
+                retired.Add(next[name]);
+                next.Remove(name);
+                _status.TryRemove(name, out _);
+                LogStopped(logger, name);
+            }
+
+            foreach (var version in plan.Start.Concat(plan.Replace))
+            {
+                var spec = wanted.First(w => w.Version.Name == version.Name).Spec;
+                try
+                {
+                    var module = host.Compile(version.Name, modules.Read(version.Digest));
+                    if (next.TryGetValue(version.Name, out var old))
+                    {
+                        retired.Add(old);
+                    }
+
+                    next[version.Name] = new LoadedApp(version, spec, module, nodeName);
+                    _status[version.Name] = new AppStatus("Ready", "", version.Generation);
+                    LogLoaded(logger, version.Name, version.Generation, version.Digest);
+                }
+                catch (Exception ex) when (ex is ModuleRejectedException or IOException or Wasmtime.WasmtimeException)
+                {
+                    // Keep serving the previous version, if any, and report the failure.
+                    _status[version.Name] = new AppStatus("Failed", ex.Message, version.Generation);
+                    LogLoadFailed(logger, version.Name, ex.Message);
+                }
+            }
+
+            _apps = next.ToFrozenDictionary(StringComparer.Ordinal);
+            _routes = BuildRoutes(_apps.Values);
+            foreach (var app in retired)
+            {
+                app.Release();
+            }
+        }
+
+        StatusChanged?.Invoke();
+    }
+
+    /// <summary>
+    /// Longest-prefix routing on whole path segments: "/hello" serves "/hello" and "/hello/x",
+    /// not "/helloworld". On a tie the app first by name wins, and the other reports it.
+    /// </summary>
+    public LoadedApp? Match(string path)
+    {
+        foreach (var route in Volatile.Read(ref _routes))
+        {
+            if (route.Prefix == "/" || path == route.Prefix
+                || (path.StartsWith(route.Prefix, StringComparison.Ordinal) && (route.Prefix.EndsWith('/') || path[route.Prefix.Length] == '/')))
+            {
+                return route.App;
+            }
+        }
+
+        return null;
+    }
+
+    private Route[] BuildRoutes(IEnumerable<LoadedApp> apps)
+    {
+        var routes = new List<Route>();
+        foreach (var group in apps.Where(a => a.Spec.Http is not null).GroupBy(a => a.Spec.Http!.Route).OrderByDescending(g => g.Key.Length))
+        {
+            var ordered = group.OrderBy(a => a.Name, StringComparer.Ordinal).ToList();
+            routes.Add(new Route(group.Key, ordered[0]));
+            if (_status.TryGetValue(ordered[0].Name, out var winner) && winner.Message.StartsWith("route ", StringComparison.Ordinal))
+            {
+                _status[ordered[0].Name] = new AppStatus("Ready", "", ordered[0].Version.Generation);
+            }
+
+            foreach (var loser in ordered.Skip(1))
+            {
+                _status[loser.Name] = new AppStatus("Failed", $"route {group.Key} is already served by app '{ordered[0].Name}'", loser.Version.Generation);
+            }
+        }
+
+        return [.. routes];
+    }
+
+    public void Dispose()
+    {
+        lock (_lock)
+        {
+            foreach (var app in _apps.Values)
+            {
+                app.Release();
+            }
+
+            _apps = FrozenDictionary<string, LoadedApp>.Empty;
+            _routes = [];
+        }
+    }
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "App '{App}' generation {Generation} loaded ({Digest})")]
+    private static partial void LogLoaded(ILogger logger, string app, long generation, string digest);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "App '{App}' failed to load: {Reason}")]
+    private static partial void LogLoadFailed(ILogger logger, string app, string reason);
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "App '{App}' stopped")]
+    private static partial void LogStopped(ILogger logger, string app);
+}

@@ -1,0 +1,122 @@
+using System.Text;
+using Microsoft.AspNetCore.Http;
+using Microsoft.Extensions.Logging;
+using Outpost.Agent.Apps;
+using Outpost.Agent.Hosting;
+using Outpost.Wasm.Wagi;
+
+namespace Outpost.Agent.Gateway;
+
+/// <summary>
+/// The node's local HTTP gateway: routes each request by path prefix to an app and runs it
+/// in a fresh Wasm instance. A failing app fails only its own request.
+/// </summary>
+public sealed partial class GatewayHandler(AppRegistry apps, WagiRunner runner, AgentOptions options, ILogger<GatewayHandler> logger)
+{
+    private static readonly HashSet<string> HopByHop = new(StringComparer.OrdinalIgnoreCase)
+    {
+        "Connection", "Keep-Alive", "Transfer-Encoding", "Upgrade", "Content-Length", "Proxy-Connection", "TE", "Trailer",
+    };
+
+    public async Task HandleAsync(HttpContext context)
+    {
+        ArgumentNullException.ThrowIfNull(context);
+        var path = context.Request.Path.Value is { Length: > 0 } p ? p : "/";
+        if (path == "/_outpost/healthz")
+        {
+            await WriteTextAsync(context, 200, "ok\n");
+            return;
+        }
+
+        var app = apps.Match(path);
+        if (app is null || !app.TryAcquire())
+        {
+            await WriteTextAsync(context, 404, $"404 not found: no app serves {path} on node {options.NodeName}\n");
+            return;
+        }
+
+        try
+        {
+            var body = await ReadBodyAsync(context, options.MaxRequestBodyBytes);
+            if (body is null)
+            {
+                await WriteTextAsync(context, 413, $"413 request body larger than {options.MaxRequestBodyBytes} bytes\n");
+                return;
+            }
+
+            var request = new WagiRequest
+            {
+                Method = context.Request.Method,
+                Path = path,
+                Query = context.Request.QueryString.HasValue ? context.Request.QueryString.Value![1..] : "",
+                Route = app.Spec.Http!.Route,
+                Headers = [.. context.Request.Headers.Select(h => KeyValuePair.Create(h.Key, h.Value.ToString()))],
+                Body = body.Value,
+                Host = context.Request.Host.Host,
+                Port = context.Request.Host.Port ?? context.Connection.LocalPort,
+                RemoteAddress = context.Connection.RemoteIpAddress?.ToString() ?? "",
+                Scheme = context.Request.Scheme,
+            };
+            var outcome = runner.Handle(app.Module, request, app.Env, app.Spec.Limits);
+            if (outcome.Error is not null)
+            {
+                LogAppFailed(logger, app.Name, path, outcome.Response.Status, outcome.Error, outcome.Stderr ?? "");
+            }
+
+            var response = context.Response;
+            response.StatusCode = outcome.Response.Status;
+            foreach (var (name, value) in outcome.Response.Headers)
+            {
+                if (!HopByHop.Contains(name))
+                {
+                    response.Headers.Append(name, value);
+                }
+            }
+
+            response.ContentLength = outcome.Response.Body.Length;
+            await response.Body.WriteAsync(outcome.Response.Body, context.RequestAborted);
+        }
+        finally
+        {
+            app.Release();
+        }
+    }
+
+    private static async Task<ReadOnlyMemory<byte>?> ReadBodyAsync(HttpContext context, int limit)
+    {
+        if (context.Request.ContentLength is 0 || (context.Request.ContentLength is null && context.Request.Headers.TransferEncoding.Count == 0))
+        {
+            return ReadOnlyMemory<byte>.Empty;
+        }
+
+        if (context.Request.ContentLength > limit)
+        {
+            return null;
+        }
+
+        using var buffer = new MemoryStream();
+        var chunk = new byte[16 * 1024];
+        int n;
+        while ((n = await context.Request.Body.ReadAsync(chunk, context.RequestAborted)) > 0)
+        {
+            if (buffer.Length + n > limit)
+            {
+                return null;
+            }
+
+            buffer.Write(chunk, 0, n);
+        }
+
+        return buffer.ToArray();
+    }
+
+    private static Task WriteTextAsync(HttpContext context, int status, string text)
+    {
+        context.Response.StatusCode = status;
+        context.Response.ContentType = "text/plain; charset=utf-8";
+        return context.Response.WriteAsync(text, Encoding.UTF8, context.RequestAborted);
+    }
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "App '{App}' failed {Path} with {Status}: {Error} {Stderr}")]
+    private static partial void LogAppFailed(ILogger logger, string app, string path, int status, string error, string stderr);
+}

@@ -1,0 +1,59 @@
+using Outpost.Core.Manifests;
+
+namespace Outpost.Agent.Hosting;
+
+/// <summary>How `outpost agent` runs.</summary>
+public sealed record AgentOptions
+{
+    /// <summary>The control plane's URL, e.g. http://127.0.0.1:7440.</summary>
+    public required string ServerUrl { get; init; }
+
+    /// <summary>A join token from `outpost token create`; needed only until the node has joined.</summary>
+    public string? JoinToken { get; init; }
+
+    /// <summary>The node's name; defaults to the host name.</summary>
+    public required string NodeName { get; init; }
+
+    public IReadOnlyDictionary<string, string> Labels { get; init; } = new Dictionary<string, string>();
+
+    /// <summary>Where identity, desired state and modules persist.</summary>
+    public required string DataDir { get; init; }
+
+    /// <summary>The local HTTP gateway's address. Default 127.0.0.1:8080; port 0 picks a free one.</summary>
+    public string Gateway { get; init; } = "127.0.0.1:8080";
+
+    /// <summary>How often the agent beats while connected. Default 5 s.</summary>
+    public TimeSpan HeartbeatInterval { get; init; } = TimeSpan.FromSeconds(5);
+
+    /// <summary>First reconnect delay; doubles per failure, with full jitter. Default 250 ms.</summary>
+    public TimeSpan InitialBackoff { get; init; } = TimeSpan.FromMilliseconds(250);
+
+    /// <summary>Ceiling of the reconnect delay. Default 10 s.</summary>
+    public TimeSpan MaxBackoff { get; init; } = TimeSpan.FromSeconds(10);
+
+    /// <summary>Largest request body the gateway buffers for an app. Default 16 MiB.</summary>
+    public int MaxRequestBodyBytes { get; init; } = 16 * 1024 * 1024;
+
+    public void Validate()
+    {
+        if (!Uri.TryCreate(ServerUrl, UriKind.Absolute, out var uri) || (uri.Scheme != "http" && uri.Scheme != "https"))
+        {
+            throw new ArgumentException($"--server '{ServerUrl}' is not an http(s) URL");
+        }
+
+        if (!ManifestValidator.IsDnsLabel(NodeName))
+        {
+            throw new ArgumentException($"--name '{NodeName}' is not a valid node name: use at most 63 lowercase letters, digits and '-'");
+        }
+
+        if (string.IsNullOrWhiteSpace(DataDir))
+        {
+            throw new ArgumentException("--data-dir is required");
+        }
+
+        if (InitialBackoff <= TimeSpan.Zero || MaxBackoff < InitialBackoff || HeartbeatInterval <= TimeSpan.Zero)
+        {
+            throw new ArgumentException("backoff and heartbeat intervals must be positive, and the maximum backoff at least the initial one");
+        }
+    }
+}

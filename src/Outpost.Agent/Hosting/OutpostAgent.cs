@@ -1,0 +1,105 @@
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Hosting;
+using Microsoft.AspNetCore.Hosting.Server;
+using Microsoft.AspNetCore.Hosting.Server.Features;
+using Microsoft.AspNetCore.Server.Kestrel.Core;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
+using Outpost.Agent.Apps;
+using Outpost.Agent.Gateway;
+using Outpost.Agent.State;
+using Outpost.Agent.Sync;
+using Outpost.Wasm.Hosting;
+using Outpost.Wasm.Wagi;
+
+namespace Outpost.Agent.Hosting;
+
+/// <summary>
+/// The edge agent process: local state first (so apps serve even with the server down),
+/// then the gateway, then the sync loop in the background.
+/// </summary>
+public sealed class OutpostAgent : IAsyncDisposable
+{
+    private readonly WebApplication _app;
+
+    private OutpostAgent(WebApplication app) => _app = app;
+
+    /// <summary>The gateway's URL, known once started.</summary>
+    public string GatewayUrl => _app.Services.GetRequiredService<GatewayInfo>().Url;
+
+    /// <summary>Why the agent stopped on its own, if it did.</summary>
+    public string? FatalError => _app.Services.GetRequiredService<AgentLifetime>().FatalError;
+
+    public static OutpostAgent Create(AgentOptions options)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        options.Validate();
+        Directory.CreateDirectory(options.DataDir);
+        var endpoint = Outpost.Core.Api.ListenAddress.Parse(options.Gateway);
+
+        var builder = WebApplication.CreateSlimBuilder(new WebApplicationOptions
+        {
+            ContentRootPath = options.DataDir,
+            EnvironmentName = Environments.Production,
+        });
+        builder.Logging.ClearProviders();
+        builder.Logging.AddSimpleConsole(o =>
+        {
+            o.SingleLine = true;
+            o.TimestampFormat = "HH:mm:ss ";
+        });
+        builder.Logging.SetMinimumLevel(LogLevel.Information);
+        builder.Logging.AddFilter("Microsoft", LogLevel.Warning);
+        builder.Logging.AddFilter("Grpc", LogLevel.Warning);
+        builder.Logging.AddFilter("System.Net.Http", LogLevel.Warning);
+
+        builder.WebHost.ConfigureKestrel(kestrel =>
+        {
+            kestrel.AddServerHeader = false;
+            kestrel.Listen(endpoint, listen => listen.Protocols = HttpProtocols.Http1);
+            kestrel.Limits.MaxRequestBodySize = options.MaxRequestBodyBytes;
+        });
+
+        var services = builder.Services;
+        services.AddSingleton(options);
+        services.AddSingleton(TimeProvider.System);
+        services.AddSingleton(_ => new AgentStore(Path.Combine(options.DataDir, "agent.db")));
+        services.AddSingleton(_ => new ModuleCache(Path.Combine(options.DataDir, "modules")));
+        services.AddSingleton(_ => new WasmHost());
+        services.AddSingleton(sp => new AppRegistry(sp.GetRequiredService<WasmHost>(), sp.GetRequiredService<ModuleCache>(), options.NodeName, sp.GetRequiredService<ILogger<AppRegistry>>()));
+        services.AddSingleton<WagiRunner>();
+        services.AddSingleton<GatewayHandler>();
+        services.AddSingleton<GatewayInfo>();
+        services.AddSingleton<AgentLifetime>();
+        services.AddSingleton<SyncClient>();
+        services.AddHostedService(sp => sp.GetRequiredService<SyncClient>());
+
+        var app = builder.Build();
+        var handler = app.Services.GetRequiredService<GatewayHandler>();
+        app.Run(handler.HandleAsync);
+        return new OutpostAgent(app);
+    }
+
+    public async Task StartAsync(CancellationToken cancellationToken)
+    {
+        // Serve what was last acked before talking to anyone.
+        var store = _app.Services.GetRequiredService<AgentStore>();
+        _app.Services.GetRequiredService<AppRegistry>().Reconcile(store.LoadDesired());
+
+        var info = _app.Services.GetRequiredService<GatewayInfo>();
+        _app.Lifetime.ApplicationStarted.Register(() =>
+            info.Url = _app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First());
+        await _app.StartAsync(cancellationToken);
+        info.Url = _app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First();
+    }
+
+    public Task WaitForShutdownAsync(CancellationToken cancellationToken) => _app.WaitForShutdownAsync(cancellationToken);
+
+    public Task StopAsync(CancellationToken cancellationToken) => _app.StopAsync(cancellationToken);
+
+    public async ValueTask DisposeAsync()
+    {
+        await _app.DisposeAsync();
+    }
+}

@@ -1,0 +1,144 @@
+using System.Globalization;
+using Microsoft.Data.Sqlite;
+
+namespace Outpost.Agent.State;
+
+/// <summary>The node's identity as the server issued it.</summary>
+public sealed record NodeIdentity(string ServerUrl, string NodeName, string NodeUid, string NodeToken);
+
+/// <summary>A desired resource as the agent keeps it: the API object JSON plus its versions.</summary>
+public sealed record DesiredResource(string Kind, string Name, long ResourceVersion, long Generation, string Json);
+
+/// <summary>
+/// The agent's durable state in one SQLite file (WAL): identity, desired resources and the
+/// applied revision. The agent acks a revision only after it is committed here, so a restart
+/// (even with the server down) comes back to exactly what was acked.
+/// </summary>
+public sealed class AgentStore : IDisposable
+{
+    private readonly string _connectionString;
+
+    public AgentStore(string path)
+    {
+        _connectionString = new SqliteConnectionStringBuilder { DataSource = path, Mode = SqliteOpenMode.ReadWriteCreate, Pooling = true }.ToString();
+        using var connection = Open();
+        Execute(connection, null, """
+            PRAGMA journal_mode = WAL;
+            CREATE TABLE IF NOT EXISTS identity (
+              id INTEGER PRIMARY KEY CHECK (id = 1),
+              server_url TEXT NOT NULL, node_name TEXT NOT NULL, node_uid TEXT NOT NULL, node_token TEXT NOT NULL
+            );
+            CREATE TABLE IF NOT EXISTS desired (
+              kind TEXT NOT NULL, name TEXT NOT NULL, resource_version INTEGER NOT NULL, generation INTEGER NOT NULL, json TEXT NOT NULL,
+              PRIMARY KEY (kind, name)
+            );
+            CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+            """);
+    }
+
+    public NodeIdentity? LoadIdentity()
+    {
+        using var connection = Open();
+        using var command = Command(connection, null, "SELECT server_url, node_name, node_uid, node_token FROM identity WHERE id = 1");
+        using var reader = command.ExecuteReader();
+        return reader.Read() ? new NodeIdentity(reader.GetString(0), reader.GetString(1), reader.GetString(2), reader.GetString(3)) : null;
+    }
+
+    public void SaveIdentity(NodeIdentity identity)
+    {
+        ArgumentNullException.ThrowIfNull(identity);
+        using var connection = Open();
+        Execute(connection, null, """
+            INSERT INTO identity (id, server_url, node_name, node_uid, node_token) VALUES (1, $url, $name, $uid, $token)
+            ON CONFLICT (id) DO UPDATE SET server_url = $url, node_name = $name, node_uid = $uid, node_token = $token
+            """, ("$url", identity.ServerUrl), ("$name", identity.NodeName), ("$uid", identity.NodeUid), ("$token", identity.NodeToken));
+    }
+
+    public void ClearIdentity()
+    {
+        using var connection = Open();
+        Execute(connection, null, "DELETE FROM identity");
+    }
+
+    public long AppliedRevision
+    {
+        get
+        {
+            using var connection = Open();
+            using var command = Command(connection, null, "SELECT value FROM meta WHERE key = 'applied_revision'");
+            return command.ExecuteScalar() is string s ? long.Parse(s, CultureInfo.InvariantCulture) : 0;
+        }
+    }
+
+    public IReadOnlyList<DesiredResource> LoadDesired()
+    {
+        using var connection = Open();
+        using var command = Command(connection, null, "SELECT kind, name, resource_version, generation, json FROM desired ORDER BY kind, name");
+        using var reader = command.ExecuteReader();
+        var result = new List<DesiredResource>();
+        while (reader.Read())
+        {
+            result.Add(new DesiredResource(reader.GetString(0), reader.GetString(1), reader.GetInt64(2), reader.GetInt64(3), reader.GetString(4)));
+        }
+
+        return result;
+    }
+
+    /// <summary>Applies one config update in one transaction: a snapshot replaces everything.</summary>
+    public void Apply(long revision, bool snapshot, IEnumerable<DesiredResource> upserts, IEnumerable<(string Kind, string Name)> deletes)
+    {
+        ArgumentNullException.ThrowIfNull(upserts);
+        ArgumentNullException.ThrowIfNull(deletes);
+        using var connection = Open();
+        using var transaction = connection.BeginTransaction(deferred: false);
+        if (snapshot)
+        {
+            Execute(connection, transaction, "DELETE FROM desired");
+        }
+
+        foreach (var (kind, name) in deletes)
+        {
+            Execute(connection, transaction, "DELETE FROM desired WHERE kind = $kind AND name = $name", ("$kind", kind), ("$name", name));
+        }
+
+        foreach (var r in upserts)
+        {
+            Execute(connection, transaction, """
+                INSERT INTO desired (kind, name, resource_version, generation, json) VALUES ($kind, $name, $rv, $gen, $json)
+                ON CONFLICT (kind, name) DO UPDATE SET resource_version = $rv, generation = $gen, json = $json
+                """, ("$kind", r.Kind), ("$name", r.Name), ("$rv", r.ResourceVersion), ("$gen", r.Generation), ("$json", r.Json));
+        }
+
+        Execute(connection, transaction, "INSERT INTO meta (key, value) VALUES ('applied_revision', $rev) ON CONFLICT (key) DO UPDATE SET value = $rev",
+            ("$rev", revision.ToString(CultureInfo.InvariantCulture)));
+        transaction.Commit();
+    }
+
+    public void Dispose() => SqliteConnection.ClearAllPools();
+
+    private SqliteConnection Open()
+    {
+        var connection = new SqliteConnection(_connectionString);
+        connection.Open();
+        return connection;
+    }
+
+    private static SqliteCommand Command(SqliteConnection connection, SqliteTransaction? transaction, string sql, params (string Name, object Value)[] parameters)
+    {
+        var command = connection.CreateCommand();
+        command.Transaction = transaction;
+        command.CommandText = sql;
+        foreach (var (name, value) in parameters)
+        {
+            command.Parameters.AddWithValue(name, value);
+        }
+
+        return command;
+    }
+
+    private static void Execute(SqliteConnection connection, SqliteTransaction? transaction, string sql, params (string Name, object Value)[] parameters)
+    {
+        using var command = Command(connection, transaction, sql, parameters);
+        command.ExecuteNonQuery();
+    }
+}

@@ -1,0 +1,341 @@
+using System.Net;
+using System.Text.Json.Nodes;
+using System.Threading.Channels;
+using Grpc.Core;
+using Grpc.Net.Client;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
+using Outpost.Agent.Apps;
+using Outpost.Agent.Hosting;
+using Outpost.Agent.State;
+using Outpost.Core.Resources;
+using Outpost.Protocol;
+
+namespace Outpost.Agent.Sync;
+
+/// <summary>
+/// Keeps the node in sync with the control plane: joins once, then holds one sync stream,
+/// applying each config update durably before acking it, and reconnects forever with
+/// jittered backoff. Only a refused join is fatal.
+/// </summary>
+public sealed partial class SyncClient(
+    AgentOptions options,
+    AgentStore store,
+    ModuleCache modules,
+    AppRegistry apps,
+    GatewayInfo gateway,
+    AgentLifetime lifetime,
+    TimeProvider time,
+    ILogger<SyncClient> logger) : BackgroundService
+{
+    private readonly Channel<bool> _statusChanged = Channel.CreateBounded<bool>(new BoundedChannelOptions(1) { FullMode = BoundedChannelFullMode.DropWrite });
+
+    /// <summary>True while a sync stream is open and has delivered its first update.</summary>
+    public bool Connected { get; private set; }
+
+    protected override async Task ExecuteAsync(CancellationToken stoppingToken)
+    {
+        apps.StatusChanged += OnStatusChanged;
+        var backoff = new Backoff(options.InitialBackoff, options.MaxBackoff);
+        try
+        {
+            while (!stoppingToken.IsCancellationRequested)
+            {
+                try
+                {
+                    using var channel = CreateChannel();
+                    var client = new EdgeSync.EdgeSyncClient(channel);
+                    var identity = await EnsureJoinedAsync(client, stoppingToken);
+                    await RunSessionAsync(client, identity, backoff, stoppingToken);
+                }
+                catch (FatalAgentException ex)
+                {
+                    lifetime.Fail(ex.Message);
+                    return;
+                }
+                catch (RpcException ex) when (ex.StatusCode is StatusCode.Unauthenticated or StatusCode.PermissionDenied && !stoppingToken.IsCancellationRequested)
+                {
+                    // The server no longer knows this credential (node deleted, token revoked): join again.
+                    LogCredentialRefused(logger, ex.Status.Detail);
+                    store.ClearIdentity();
+                }
+                catch (Exception ex) when (!stoppingToken.IsCancellationRequested)
+                {
+                    LogDisconnected(logger, Describe(ex));
+                }
+                finally
+                {
+                    Connected = false;
+                }
+
+                var delay = backoff.Next();
+                LogRetrying(logger, (long)delay.TotalMilliseconds);
+                await Task.Delay(delay, time, stoppingToken);
+            }
+        }
+        catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
+        {
+        }
+        finally
+        {
+            apps.StatusChanged -= OnStatusChanged;
+        }
+    }
+
+    private void OnStatusChanged() => _statusChanged.Writer.TryWrite(true);
+
+    private GrpcChannel CreateChannel() => GrpcChannel.ForAddress(options.ServerUrl, new GrpcChannelOptions
+    {
+        HttpHandler = new SocketsHttpHandler
+        {
+            ConnectTimeout = TimeSpan.FromSeconds(5),
+            // Pings find a dead server (or a cut link) on an otherwise idle stream.
+            KeepAlivePingDelay = TimeSpan.FromSeconds(15),
+            KeepAlivePingTimeout = TimeSpan.FromSeconds(10),
+            KeepAlivePingPolicy = HttpKeepAlivePingPolicy.Always,
+            PooledConnectionIdleTimeout = Timeout.InfiniteTimeSpan,
+            EnableMultipleHttp2Connections = false,
+        },
+        MaxReceiveMessageSize = 16 * 1024 * 1024,
+    });
+
+    private async Task<NodeIdentity> EnsureJoinedAsync(EdgeSync.EdgeSyncClient client, CancellationToken ct)
+    {
+        var identity = store.LoadIdentity();
+        if (identity is not null && identity.ServerUrl == options.ServerUrl && identity.NodeName == options.NodeName)
+        {
+            return identity;
+        }
+
+        if (string.IsNullOrWhiteSpace(options.JoinToken))
+        {
+            throw new FatalAgentException("this node has not joined yet: pass a join token with --token (or OUTPOST_TOKEN); create one with `outpost token create`");
+        }
+
+        var request = new JoinRequest { JoinToken = options.JoinToken, NodeName = options.NodeName, AgentVersion = AgentInfo.Version };
+        request.Labels.Add(options.Labels.ToDictionary());
+        JoinResponse response;
+        try
+        {
+            response = await client.JoinAsync(request, deadline: time.GetUtcNow().UtcDateTime.AddSeconds(30), cancellationToken: ct);
+        }
+        catch (RpcException ex) when (ex.StatusCode is StatusCode.Unauthenticated or StatusCode.InvalidArgument or StatusCode.PermissionDenied)
+        {
+            throw new FatalAgentException($"the server refused to let node '{options.NodeName}' join: {ex.Status.Detail}");
+        }
+
+        identity = new NodeIdentity(options.ServerUrl, options.NodeName, response.NodeUid, response.NodeToken);
+        store.SaveIdentity(identity);
+        LogJoined(logger, options.NodeName, options.ServerUrl);
+        return identity;
+    }
+
+    private async Task RunSessionAsync(EdgeSync.EdgeSyncClient client, NodeIdentity identity, Backoff backoff, CancellationToken ct)
+    {
+        var headers = new Metadata { { "authorization", "Bearer " + identity.NodeToken } };
+        using var sessionCts = CancellationTokenSource.CreateLinkedTokenSource(ct);
+        using var call = client.Sync(headers, cancellationToken: sessionCts.Token);
+        using var writeLock = new SemaphoreSlim(1, 1);
+
+        async Task SendAsync(AgentMessage message)
+        {
+            await writeLock.WaitAsync(sessionCts.Token);
+            try
+            {
+                await call.RequestStream.WriteAsync(message, sessionCts.Token);
+            }
+            finally
+            {
+                writeLock.Release();
+            }
+        }
+
+        await SendAsync(new AgentMessage
+        {
+            Hello = new Hello
+            {
+                NodeName = identity.NodeName,
+                AppliedRevision = store.AppliedRevision,
+                AgentVersion = AgentInfo.Version,
+                GatewayUrl = gateway.Url,
+            },
+        });
+
+        var heartbeats = HeartbeatLoopAsync(SendAsync, sessionCts.Token);
+        try
+        {
+            await foreach (var message in call.ResponseStream.ReadAllAsync(sessionCts.Token))
+            {
+                if (message.BodyCase == ServerMessage.BodyOneofCase.Config)
+                {
+                    await ApplyAsync(client, headers, message.Config, sessionCts.Token);
+                    // Ack only after the update is durable: the server may treat the node as converged.
+                    await SendAsync(new AgentMessage { Ack = new Ack { Revision = message.Config.Revision } });
+                    if (!Connected)
+                    {
+                        Connected = true;
+                        LogConnected(logger, options.ServerUrl, message.Config.Revision);
+                    }
+
+                    backoff.Reset();
+                }
+                else if (message.BodyCase == ServerMessage.BodyOneofCase.Rejected)
+                {
+                    throw new RpcException(new Status(StatusCode.PermissionDenied, message.Rejected.Message));
+                }
+            }
+
+            throw new IOException("the server closed the sync stream");
+        }
+        finally
+        {
+            await sessionCts.CancelAsync();
+            try
+            {
+                await heartbeats;
+            }
+            catch (Exception ex) when (ex is OperationCanceledException or RpcException or IOException or InvalidOperationException)
+            {
+                // The stream is gone; the session is over either way.
+            }
+        }
+    }
+
+    /// <summary>Beats on an interval, carrying only app states that changed since the last beat.</summary>
+    private async Task HeartbeatLoopAsync(Func<AgentMessage, Task> send, CancellationToken ct)
+    {
+        var reported = new Dictionary<string, AppStatus>(StringComparer.Ordinal);
+        using var timer = new PeriodicTimer(options.HeartbeatInterval, time);
+        var tick = timer.WaitForNextTickAsync(ct).AsTask();
+        while (!ct.IsCancellationRequested)
+        {
+            var changed = _statusChanged.Reader.WaitToReadAsync(ct).AsTask();
+            var first = await Task.WhenAny(tick, changed);
+            await first;
+            if (first == tick)
+            {
+                tick = timer.WaitForNextTickAsync(ct).AsTask();
+            }
+
+            _statusChanged.Reader.TryRead(out _);
+            var heartbeat = new Heartbeat();
+            var current = apps.Status;
+            foreach (var (name, status) in current)
+            {
+                if (!reported.TryGetValue(name, out var previous) || previous != status)
+                {
+                    heartbeat.Apps.Add(new AppState { Name = name, State = status.State, Message = status.Message, Generation = status.Generation });
+                    reported[name] = status;
+                }
+            }
+
+            foreach (var name in reported.Keys.Where(n => !current.ContainsKey(n)).ToList())
+            {
+                heartbeat.Apps.Add(new AppState { Name = name, State = "Removed" });
+                reported.Remove(name);
+            }
+
+            if (first == tick || heartbeat.Apps.Count > 0)
+            {
+                await send(new AgentMessage { Heartbeat = heartbeat });
+            }
+        }
+    }
+
+    private async Task ApplyAsync(EdgeSync.EdgeSyncClient client, Metadata headers, ConfigUpdate update, CancellationToken ct)
+    {
+        var upserts = new List<DesiredResource>();
+        foreach (var resource in update.Upserts)
+        {
+            if (resource.Kind == ResourceKind.Application.Kind)
+            {
+                var spec = JsonNode.Parse(resource.Json)?["spec"] as JsonObject
+                    ?? throw new InvalidDataException($"application '{resource.Name}' arrived without a spec");
+                var digest = ApplicationSpec.FromJson(spec).Module.Digest
+                    ?? throw new InvalidDataException($"application '{resource.Name}' arrived without a module digest");
+                await EnsureModuleAsync(client, headers, digest, ct);
+            }
+
+            upserts.Add(new DesiredResource(resource.Kind, resource.Name, resource.ResourceVersion, resource.Generation, resource.Json));
+        }
+
+        store.Apply(update.Revision, update.Snapshot, upserts, update.Deletes.Select(d => (d.Kind, d.Name)));
+        apps.Reconcile(store.LoadDesired());
+        LogApplied(logger, update.Revision, update.Snapshot, update.Upserts.Count, update.Deletes.Count);
+    }
+
+    /// <summary>Downloads a module once per digest, resuming a partial download where it stopped.</summary>
+    private async Task EnsureModuleAsync(EdgeSync.EdgeSyncClient client, Metadata headers, string digest, CancellationToken ct)
+    {
+        if (modules.Has(digest))
+        {
+            return;
+        }
+
+        var offset = modules.PartialLength(digest);
+        using var call = client.FetchBlob(new FetchBlobRequest { Digest = digest, Offset = offset }, headers, cancellationToken: ct);
+        await using (var file = new FileStream(modules.PartialPathFor(digest), FileMode.Append, FileAccess.Write, FileShare.None))
+        {
+            await foreach (var chunk in call.ResponseStream.ReadAllAsync(ct))
+            {
+                if (chunk.Offset != file.Length)
+                {
+                    throw new InvalidDataException($"module {digest}: chunk at offset {chunk.Offset}, expected {file.Length}");
+                }
+
+                chunk.Data.WriteTo(file);
+            }
+
+            file.Flush(flushToDisk: true);
+        }
+
+        modules.Complete(digest);
+        LogModuleFetched(logger, digest, offset);
+    }
+
+    private static string Describe(Exception ex) => ex switch
+    {
+        RpcException rpc => $"{rpc.StatusCode}: {rpc.Status.Detail}",
+        HttpRequestException http when http.InnerException is not null => $"{http.Message} ({http.InnerException.Message})",
+        _ => ex.Message,
+    };
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "Joined as node '{Node}' at {Server}")]
+    private static partial void LogJoined(ILogger logger, string node, string server);
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "Connected to {Server}; in sync at revision {Revision}")]
+    private static partial void LogConnected(ILogger logger, string server, long revision);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Sync stream lost: {Reason}")]
+    private static partial void LogDisconnected(ILogger logger, string reason);
+
+    [LoggerMessage(Level = LogLevel.Debug, Message = "Reconnecting in {DelayMs} ms")]
+    private static partial void LogRetrying(ILogger logger, long delayMs);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "The server refused this node's credential ({Reason}); joining again")]
+    private static partial void LogCredentialRefused(ILogger logger, string reason);
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "Applied revision {Revision} (snapshot: {Snapshot}, {Upserts} upserts, {Deletes} deletes)")]
+    private static partial void LogApplied(ILogger logger, long revision, bool snapshot, int upserts, int deletes);
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "Fetched module {Digest} (resumed at byte {Offset})")]
+    private static partial void LogModuleFetched(ILogger logger, string digest, long offset);
+}
+
+/// <summary>An error the agent cannot retry its way out of (a refused join).</summary>
+public sealed class FatalAgentException : Exception
+{
+    public FatalAgentException(string message)
+        : base(message)
+    {
+    }
+
+    public FatalAgentException()
+    {
+    }
+
+    public FatalAgentException(string message, Exception innerException)
+        : base(message, innerException)
+    {
+    }
+}

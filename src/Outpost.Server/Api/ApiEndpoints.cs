@@ -1,0 +1,388 @@
+using System.Globalization;
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Http;
+using Microsoft.AspNetCore.Routing;
+using Microsoft.Extensions.DependencyInjection;
+using Outpost.Core.Api;
+using Outpost.Core.Resources;
+using Outpost.Core.Selectors;
+using Outpost.Core.Store;
+using Outpost.Core.Tokens;
+using Outpost.Server.Hosting;
+using Outpost.Server.Sync;
+using Outpost.Wasm.Hosting;
+
+namespace Outpost.Server.Api;
+
+/// <summary>
+/// The REST API, shaped by Kubernetes conventions: list objects, Status errors, merge patch,
+/// label selectors. The `outpost` client uses exactly these endpoints.
+/// </summary>
+public static class ApiEndpoints
+{
+    public const string OutpostPrefix = "/apis/outpost.dev/v1";
+
+    /// <summary>Largest module accepted by push, 64 MiB.</summary>
+    public const int MaxBlobBytes = 64 * 1024 * 1024;
+
+    public static void MapOutpostApi(this IEndpointRouteBuilder app)
+    {
+        app.MapGet("/healthz", () => Results.Text("ok"));
+        app.MapGet("/version", () => Json(new JsonObject
+        {
+            ["major"] = "1",
+            ["minor"] = "32",
+            ["gitVersion"] = $"v1.32.0-outpost.{ServerInfo.Version}",
+            ["outpostVersion"] = ServerInfo.Version,
+            ["platform"] = $"{Environment.OSVersion.Platform.ToString().ToLowerInvariant()}/{System.Runtime.InteropServices.RuntimeInformation.OSArchitecture.ToString().ToLowerInvariant()}",
+        }));
+
+        MapKind(app, ResourceKind.Node, writable: false);
+        MapKind(app, ResourceKind.Application, writable: true);
+
+        app.MapPost($"{OutpostPrefix}/apply", ApplyAsync);
+        app.MapPost($"{OutpostPrefix}/blobs", PushBlobAsync);
+        app.MapGet(OutpostPrefix + "/blobs/{digest}", GetBlobAsync);
+        app.MapPost($"{OutpostPrefix}/tokens", CreateTokenAsync);
+    }
+
+    private static void MapKind(IEndpointRouteBuilder app, ResourceKind kind, bool writable)
+    {
+        var collection = kind.CollectionPath;
+        app.MapGet(collection, (HttpContext ctx, IControlPlaneStore store, ResourceView view, CancellationToken ct) => ListAsync(ctx, kind, store, view, ct));
+        app.MapGet(collection + "/{name}", (string name, IControlPlaneStore store, ResourceView view, CancellationToken ct) => GetAsync(kind, name, store, view, ct));
+        app.MapDelete(collection + "/{name}", (string name, IControlPlaneStore store, ChangeFeed feed, NodeLeases leases, CancellationToken ct) => DeleteAsync(kind, name, store, feed, leases, ct));
+        if (!writable)
+        {
+            return;
+        }
+
+        app.MapPost(collection, (HttpContext ctx, IServiceProvider sp, CancellationToken ct) => WriteAsync(ctx, kind, null, WriteOp.Create, sp, ct));
+        app.MapPut(collection + "/{name}", (string name, HttpContext ctx, IServiceProvider sp, CancellationToken ct) => WriteAsync(ctx, kind, name, WriteOp.Replace, sp, ct));
+        app.MapPatch(collection + "/{name}", (string name, HttpContext ctx, IServiceProvider sp, CancellationToken ct) => PatchAsync(ctx, kind, name, sp, ct));
+    }
+
+    private static async Task<IResult> ListAsync(HttpContext context, ResourceKind kind, IControlPlaneStore store, ResourceView view, CancellationToken cancellationToken)
+    {
+        LabelSelector selector;
+        try
+        {
+            selector = LabelSelector.Parse(context.Request.Query["labelSelector"]);
+        }
+        catch (FormatException ex)
+        {
+            return Error(ApiStatus.BadRequest($"invalid labelSelector: {ex.Message}"));
+        }
+
+        var page = await store.ListAsync(kind.Kind, cancellationToken);
+        var items = page.Items.Where(i => selector.Matches(i.Labels)).Select(view.Render);
+        return Json(ResourceJson.ToList(kind, page.Revision, items));
+    }
+
+    private static async Task<IResult> GetAsync(ResourceKind kind, string name, IControlPlaneStore store, ResourceView view, CancellationToken cancellationToken)
+    {
+        var resource = await store.GetAsync(kind.Kind, name, cancellationToken);
+        return resource is null ? Error(ApiStatus.NotFound(kind.Kind, name)) : Json(view.Render(resource));
+    }
+
+    private static async Task<IResult> DeleteAsync(ResourceKind kind, string name, IControlPlaneStore store, ChangeFeed feed, NodeLeases leases, CancellationToken cancellationToken)
+    {
+        try
+        {
+            var result = (await store.WriteAsync([new ResourceWrite { Op = WriteOp.Delete, Kind = kind.Kind, Name = name }], cancellationToken))[0];
+            feed.Publish(result.Resource.ResourceVersion);
+            if (kind == ResourceKind.Node)
+            {
+                leases.Forget(name);
+            }
+
+            return Json(new JsonObject
+            {
+                ["kind"] = "Status",
+                ["apiVersion"] = "v1",
+                ["metadata"] = new JsonObject(),
+                ["status"] = "Success",
+                ["details"] = new JsonObject { ["name"] = name, ["kind"] = kind.Plural, ["uid"] = result.Resource.Uid },
+            });
+        }
+        catch (StoreException ex)
+        {
+            return Error(ResourceWriter.ToStatus(ex));
+        }
+    }
+
+    private static async Task<IResult> WriteAsync(HttpContext context, ResourceKind kind, string? urlName, WriteOp op, IServiceProvider services, CancellationToken cancellationToken)
+    {
+        var (body, error) = await ReadObjectAsync(context, cancellationToken);
+        if (body is null)
+        {
+            return Error(error!);
+        }
+
+        if ((body["kind"] as JsonValue)?.ToString() is { } bodyKind && bodyKind != kind.Kind)
+        {
+            return Error(ApiStatus.BadRequest($"this endpoint serves {kind.Kind}, not {bodyKind}"));
+        }
+
+        var bodyName = ((body["metadata"] as JsonObject)?["name"] as JsonValue)?.ToString();
+        if (urlName is not null && bodyName is not null && bodyName != urlName)
+        {
+            return Error(ApiStatus.BadRequest($"metadata.name '{bodyName}' does not match the name in the URL '{urlName}'"));
+        }
+
+        return await CommitAsync(services, body, op, cancellationToken);
+    }
+
+    private static async Task<IResult> PatchAsync(HttpContext context, ResourceKind kind, string name, IServiceProvider services, CancellationToken cancellationToken)
+    {
+        var contentType = context.Request.ContentType ?? "";
+        if (!contentType.StartsWith("application/merge-patch+json", StringComparison.OrdinalIgnoreCase))
+        {
+            return Error(new ApiStatus(415, StatusReasons.UnsupportedMediaType, $"unsupported patch type '{contentType}': use application/merge-patch+json"));
+        }
+
+        var (patch, error) = await ReadObjectAsync(context, cancellationToken);
+        if (patch is null)
+        {
+            return Error(error!);
+        }
+
+        var store = services.GetRequiredService<IControlPlaneStore>();
+        var existing = await store.GetAsync(kind.Kind, name, cancellationToken);
+        if (existing is null)
+        {
+            return Error(ApiStatus.NotFound(kind.Kind, name));
+        }
+
+        var current = ResourceJson.ToObject(existing);
+        current.Remove("status");
+        var merged = (JsonObject)MergePatch.Apply(current, patch)!;
+        if (((merged["metadata"] as JsonObject)?["name"] as JsonValue)?.ToString() != name)
+        {
+            return Error(ApiStatus.BadRequest("a patch cannot change metadata.name"));
+        }
+
+        // Server-managed fields are not the user's to set.
+        if (merged["metadata"] is JsonObject metadata)
+        {
+            metadata.Remove("uid");
+            metadata.Remove("generation");
+            metadata.Remove("creationTimestamp");
+            if (patch["metadata"]?["resourceVersion"] is null)
+            {
+                metadata.Remove("resourceVersion");
+            }
+        }
+
+        return await CommitAsync(services, merged, WriteOp.Replace, cancellationToken);
+    }
+
+    private static async Task<IResult> CommitAsync(IServiceProvider services, JsonObject body, WriteOp op, CancellationToken cancellationToken)
+    {
+        var writer = services.GetRequiredService<ResourceWriter>();
+        var (write, invalid) = await writer.PrepareAsync(body, op, null, cancellationToken);
+        if (write is null)
+        {
+            return Error(invalid!);
+        }
+
+        try
+        {
+            var result = (await services.GetRequiredService<IControlPlaneStore>().WriteAsync([write], cancellationToken))[0];
+            services.GetRequiredService<ChangeFeed>().Publish(result.Resource.ResourceVersion);
+            var rendered = services.GetRequiredService<ResourceView>().Render(result.Resource);
+            return Json(rendered, result.Outcome == WriteOutcome.Created ? 201 : 200);
+        }
+        catch (StoreException ex)
+        {
+            return Error(ResourceWriter.ToStatus(ex));
+        }
+    }
+
+    /// <summary>
+    /// Applies a list of objects in one transaction: every object is validated first, and a
+    /// single problem anywhere means nothing is written. <c>?dryRun=All</c> validates only.
+    /// </summary>
+    private static async Task<IResult> ApplyAsync(HttpContext context, IServiceProvider services, CancellationToken cancellationToken)
+    {
+        var (body, error) = await ReadObjectAsync(context, cancellationToken);
+        if (body is null)
+        {
+            return Error(error!);
+        }
+
+        if (body["items"] is not JsonArray items)
+        {
+            return Error(ApiStatus.BadRequest("expected a List object with 'items'"));
+        }
+
+        var writer = services.GetRequiredService<ResourceWriter>();
+        var writes = new List<ResourceWrite>();
+        var causes = new List<StatusCause>();
+        var names = new HashSet<string>(StringComparer.Ordinal);
+        for (var i = 0; i < items.Count; i++)
+        {
+            var label = (items[i] as JsonObject)?["metadata"]?["name"] is JsonValue n ? $"items[{i}] ({n})" : $"items[{i}]";
+            if (items[i] is not JsonObject item)
+            {
+                causes.Add(new StatusCause($"items[{i}]", "expected an object"));
+                continue;
+            }
+
+            var (write, invalid) = await writer.PrepareAsync(item, WriteOp.Upsert, null, cancellationToken);
+            if (write is null)
+            {
+                causes.AddRange(invalid!.Causes?.Select(c => c with { Field = $"{label}.{c.Field}" }) ?? [new StatusCause(label, invalid.Message)]);
+                continue;
+            }
+
+            if (!names.Add($"{write.Kind}/{write.Name}"))
+            {
+                causes.Add(new StatusCause($"{label}.metadata.name", $"{write.Kind} \"{write.Name}\" appears more than once in this apply"));
+                continue;
+            }
+
+            writes.Add(write);
+        }
+
+        if (causes.Count > 0)
+        {
+            return Error(ApiStatus.Invalid("List", null, causes, "nothing was applied"));
+        }
+
+        var dryRun = context.Request.Query["dryRun"] == "All";
+        IReadOnlyList<WriteResult> results;
+        if (dryRun)
+        {
+            results = [];
+        }
+        else
+        {
+            try
+            {
+                results = await services.GetRequiredService<IControlPlaneStore>().WriteAsync(writes, cancellationToken);
+            }
+            catch (StoreException ex)
+            {
+                return Error(ResourceWriter.ToStatus(ex));
+            }
+
+            if (results.Count > 0)
+            {
+                services.GetRequiredService<ChangeFeed>().Publish(results.Max(r => r.Resource.ResourceVersion));
+            }
+        }
+
+        var view = services.GetRequiredService<ResourceView>();
+        return Json(new JsonObject
+        {
+            ["kind"] = "List",
+            ["apiVersion"] = "v1",
+            ["dryRun"] = dryRun,
+            ["items"] = new JsonArray([.. results.Select(r => (JsonNode)new JsonObject
+            {
+                ["outcome"] = r.Outcome.ToString().ToLowerInvariant(),
+                ["object"] = view.Render(r.Resource),
+            })]),
+        });
+    }
+
+    private static async Task<IResult> PushBlobAsync(HttpContext context, IControlPlaneStore store, WasmHost wasm, CancellationToken cancellationToken)
+    {
+        if (context.Request.ContentLength > MaxBlobBytes)
+        {
+            return Error(new ApiStatus(413, "RequestEntityTooLarge", $"modules are limited to {MaxBlobBytes / (1024 * 1024)} MiB"));
+        }
+
+        using var buffer = new MemoryStream();
+        await context.Request.Body.CopyToAsync(buffer, cancellationToken);
+        if (buffer.Length > MaxBlobBytes)
+        {
+            return Error(new ApiStatus(413, "RequestEntityTooLarge", $"modules are limited to {MaxBlobBytes / (1024 * 1024)} MiB"));
+        }
+
+        var content = buffer.ToArray();
+        var problems = wasm.Validate(content);
+        if (problems.Count > 0)
+        {
+            return Error(ApiStatus.Invalid("Module", null, [.. problems.Select(p => new StatusCause("module", p))], "module rejected"));
+        }
+
+        var digest = Digest.Compute(content);
+        var created = await store.PutBlobAsync(digest, content, cancellationToken);
+        return Json(new JsonObject { ["digest"] = digest, ["size"] = content.Length, ["created"] = created }, created ? 201 : 200);
+    }
+
+    private static async Task<IResult> GetBlobAsync(string digest, IControlPlaneStore store, CancellationToken cancellationToken)
+    {
+        if (!Digest.IsValid(digest))
+        {
+            return Error(ApiStatus.BadRequest($"'{digest}' is not a digest: expected sha256:<64 hex>"));
+        }
+
+        var size = await store.GetBlobSizeAsync(digest, cancellationToken);
+        return size is null
+            ? Error(ApiStatus.NotFound("Module", digest))
+            : Json(new JsonObject { ["digest"] = digest, ["size"] = size });
+    }
+
+    private static async Task<IResult> CreateTokenAsync(HttpContext context, IControlPlaneStore store, TimeProvider time, CancellationToken cancellationToken)
+    {
+        JsonObject? body = null;
+        if (context.Request.ContentLength is > 0)
+        {
+            var (parsed, error) = await ReadObjectAsync(context, cancellationToken);
+            if (parsed is null)
+            {
+                return Error(error!);
+            }
+
+            body = parsed;
+        }
+
+        TimeSpan? ttl = null;
+        if (body?["ttlSeconds"] is JsonValue ttlValue)
+        {
+            if (!ttlValue.TryGetValue<long>(out var seconds) || seconds <= 0)
+            {
+                return Error(ApiStatus.Invalid("Token", null, [new StatusCause("ttlSeconds", "expected a positive number of seconds")]));
+            }
+
+            ttl = TimeSpan.FromSeconds(seconds);
+        }
+
+        var now = time.GetUtcNow();
+        var issued = TokenCodec.Issue(TokenKind.Join, now, expiresAt: now + ttl, description: (body?["description"] as JsonValue)?.ToString());
+        await store.CreateTokenAsync(issued.Record, cancellationToken);
+        return Json(new JsonObject
+        {
+            ["kind"] = "JoinToken",
+            ["apiVersion"] = "outpost.dev/v1",
+            ["metadata"] = new JsonObject { ["name"] = issued.Record.Id, ["creationTimestamp"] = ResourceJson.FormatTimestamp(now) },
+            ["token"] = issued.Token,
+            ["expiresAt"] = issued.Record.ExpiresAt is { } at ? ResourceJson.FormatTimestamp(at) : null,
+        }, 201);
+    }
+
+    private static async Task<(JsonObject? Body, ApiStatus? Error)> ReadObjectAsync(HttpContext context, CancellationToken cancellationToken)
+    {
+        try
+        {
+            var node = await JsonNode.ParseAsync(context.Request.Body, cancellationToken: cancellationToken);
+            return node is JsonObject obj ? (obj, null) : (null, ApiStatus.BadRequest("the request body must be a JSON object"));
+        }
+        catch (JsonException ex)
+        {
+            return (null, ApiStatus.BadRequest($"the request body is not valid JSON: {ex.Message}"));
+        }
+    }
+
+    internal static IResult Json(JsonNode node, int status = 200) =>
+        Results.Text(node.ToJsonString(), "application/json", statusCode: status);
+
+    internal static IResult Error(ApiStatus status) => Json(status.ToJson(), status.Code);
+
+    internal static string Revision(long revision) => revision.ToString(CultureInfo.InvariantCulture);
+}

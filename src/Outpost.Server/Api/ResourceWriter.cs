@@ -1,0 +1,65 @@
+using System.Text.Json.Nodes;
+using Outpost.Core.Api;
+using Outpost.Core.Manifests;
+using Outpost.Core.Resources;
+using Outpost.Core.Store;
+
+namespace Outpost.Server.Api;
+
+/// <summary>
+/// Turns API objects into store writes: validates each against its schema, checks that
+/// referenced modules are on the server, and reports problems as Invalid statuses.
+/// </summary>
+public sealed class ResourceWriter(IControlPlaneStore store)
+{
+    /// <summary>Validates one object; on success returns the write, else the Status to send.</summary>
+    public async Task<(ResourceWrite? Write, ApiStatus? Error)> PrepareAsync(JsonObject body, WriteOp op, string? prefix, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(body);
+        var kind = (body["kind"] as JsonValue)?.ToString() ?? "object";
+        var name = ((body["metadata"] as JsonObject)?["name"] as JsonValue)?.ToString();
+        var errors = ManifestValidator.Validate(body, allowModulePath: false).ToList();
+        if (errors.Count == 0 && body["spec"]?["module"]?["digest"] is JsonValue digestValue)
+        {
+            var digest = digestValue.GetValue<string>();
+            if (await store.GetBlobSizeAsync(digest, cancellationToken) is null)
+            {
+                errors.Add(new FieldError("spec.module.digest", $"module {digest} is not on the server: upload it with `outpost push FILE` or apply with a module path"));
+            }
+        }
+
+        if (errors.Count > 0)
+        {
+            return (null, ApiStatus.Invalid(kind, name, [.. errors.Select(e => new StatusCause(e.Field, e.Message))], prefix));
+        }
+
+        var metadata = (JsonObject)body["metadata"]!;
+        long? expected = null;
+        if (metadata["resourceVersion"] is JsonValue rv && long.TryParse(rv.ToString(), out var parsed))
+        {
+            expected = parsed;
+        }
+
+        return (new ResourceWrite
+        {
+            Op = op,
+            Kind = kind,
+            Name = name!,
+            Labels = ResourceJson.ReadMap(metadata["labels"]),
+            Annotations = ResourceJson.ReadMap(metadata["annotations"]),
+            SpecJson = JsonCanonical.Serialize(body["spec"] ?? new JsonObject()),
+            ExpectedResourceVersion = op == WriteOp.Upsert ? null : expected,
+        }, null);
+    }
+
+    public static ApiStatus ToStatus(StoreException ex)
+    {
+        ArgumentNullException.ThrowIfNull(ex);
+        return ex.Error switch
+        {
+            StoreError.NotFound => ApiStatus.NotFound(ex.Kind, ex.Name),
+            StoreError.AlreadyExists => new ApiStatus(409, StatusReasons.AlreadyExists, ex.Message, Kind: ex.Kind, Name: ex.Name),
+            _ => new ApiStatus(409, StatusReasons.Conflict, ex.Message, Kind: ex.Kind, Name: ex.Name),
+        };
+    }
+}

@@ -1,0 +1,192 @@
+using System.Text.Json.Nodes;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Hosting;
+using Microsoft.AspNetCore.Hosting.Server;
+using Microsoft.AspNetCore.Hosting.Server.Features;
+using Microsoft.AspNetCore.Http;
+using Microsoft.AspNetCore.Server.Kestrel.Core;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
+using Outpost.Core.Api;
+using Outpost.Core.Store;
+using Outpost.Core.Tokens;
+using Outpost.Server.Api;
+using Outpost.Server.Store;
+using Outpost.Server.Sync;
+using Outpost.Wasm.Hosting;
+
+namespace Outpost.Server.Hosting;
+
+/// <summary>
+/// Builds and runs the control plane. Until TLS lands, the one port speaks cleartext HTTP/2
+/// only (gRPC needs HTTP/2, and Kestrel cannot offer HTTP/1.1 and h2c on one cleartext port).
+/// </summary>
+public sealed partial class OutpostServer : IAsyncDisposable
+{
+    private readonly WebApplication _app;
+    private readonly ServerOptions _options;
+
+    private OutpostServer(WebApplication app, ServerOptions options)
+    {
+        _app = app;
+        _options = options;
+    }
+
+    /// <summary>The URL agents and clients use, known once started (port 0 resolves then).</summary>
+    public string Url { get; private set; } = "";
+
+    /// <summary>Where the client config with the admin token was written.</summary>
+    public string ConfigPath => Path.Combine(_options.DataDir, "config.yaml");
+
+    public IServiceProvider Services => _app.Services;
+
+    public static OutpostServer Create(ServerOptions options, Action<ILoggingBuilder>? logging = null)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        options.Validate();
+        Directory.CreateDirectory(options.DataDir);
+        var endpoint = ListenAddress.Parse(options.Listen);
+
+        var builder = WebApplication.CreateSlimBuilder(new WebApplicationOptions
+        {
+            ContentRootPath = options.DataDir,
+            EnvironmentName = Environments.Production,
+        });
+        builder.Logging.ClearProviders();
+        builder.Logging.AddSimpleConsole(o =>
+        {
+            o.SingleLine = true;
+            o.TimestampFormat = "HH:mm:ss ";
+        });
+        builder.Logging.SetMinimumLevel(LogLevel.Information);
+        builder.Logging.AddFilter("Microsoft.AspNetCore", LogLevel.Warning);
+        builder.Logging.AddFilter("Grpc", LogLevel.Warning);
+        builder.Logging.AddFilter("Microsoft.Hosting.Lifetime", LogLevel.Warning);
+        logging?.Invoke(builder.Logging);
+
+        builder.WebHost.ConfigureKestrel(kestrel =>
+        {
+            kestrel.AddServerHeader = false;
+            kestrel.Listen(endpoint, listen => listen.Protocols = HttpProtocols.Http2);
+            kestrel.Limits.MaxRequestBodySize = ApiEndpoints.MaxBlobBytes + (1024 * 1024);
+        });
+
+        var services = builder.Services;
+        services.AddSingleton(options);
+        services.AddSingleton(options.TimeProvider);
+        services.AddSingleton<IControlPlaneStore>(_ => new SqliteControlPlaneStore(Path.Combine(options.DataDir, "outpost.db"), options.TimeProvider));
+        services.AddSingleton<ChangeFeed>();
+        services.AddSingleton<NodeLeases>();
+        services.AddSingleton<ResourceView>();
+        services.AddSingleton<ResourceWriter>();
+        services.AddSingleton(_ => new WasmHost());
+        services.AddGrpc(o => o.MaxReceiveMessageSize = 4 * 1024 * 1024);
+
+        var app = builder.Build();
+        app.Use(ApiAuthenticationAsync);
+        app.MapOutpostApi();
+        app.MapGrpcService<EdgeSyncService>();
+        app.MapFallback((HttpContext context) => ApiEndpoints.Error(new ApiStatus(404, StatusReasons.NotFound, $"the server could not find the requested resource ({context.Request.Method} {context.Request.Path})")));
+        return new OutpostServer(app, options);
+    }
+
+    public async Task StartAsync(CancellationToken cancellationToken)
+    {
+        var store = _app.Services.GetRequiredService<IControlPlaneStore>();
+        await store.InitializeAsync(cancellationToken);
+        _app.Services.GetRequiredService<ChangeFeed>().Publish(await store.GetRevisionAsync(cancellationToken));
+        await _app.StartAsync(cancellationToken);
+        var address = _app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First();
+        Url = address.Replace("[::]", "127.0.0.1", StringComparison.Ordinal).Replace("0.0.0.0", "127.0.0.1", StringComparison.Ordinal);
+        await WriteClientConfigAsync(store, cancellationToken);
+    }
+
+    /// <summary>
+    /// Writes config.yaml (0600) with the server URL and an admin token. The first start
+    /// creates the token; later starts keep it and refresh the URL.
+    /// </summary>
+    private async Task WriteClientConfigAsync(IControlPlaneStore store, CancellationToken cancellationToken)
+    {
+        string? token = null;
+        if (File.Exists(ConfigPath))
+        {
+            try
+            {
+                var existing = ClientConfig.Parse(await File.ReadAllTextAsync(ConfigPath, cancellationToken), ConfigPath);
+                if (TokenCodec.TryParse(existing.Token, out var kind, out var id, out var secret) && kind == TokenKind.Admin
+                    && await store.GetTokenAsync(id, cancellationToken) is { } record
+                    && TokenCodec.Verify(record, TokenKind.Admin, secret, _options.TimeProvider.GetUtcNow()))
+                {
+                    token = existing.Token;
+                }
+            }
+            catch (Core.Manifests.ManifestException)
+            {
+                // Unreadable: replaced below with a fresh admin token.
+            }
+        }
+
+        if (token is null)
+        {
+            var issued = TokenCodec.Issue(TokenKind.Admin, _options.TimeProvider.GetUtcNow(), description: "admin token created on first start");
+            await store.CreateTokenAsync(issued.Record, cancellationToken);
+            token = issued.Token;
+        }
+
+        var temp = ConfigPath + ".tmp";
+        await File.WriteAllTextAsync(temp, new ClientConfig(Url, token).ToYaml(), cancellationToken);
+        if (!OperatingSystem.IsWindows())
+        {
+            File.SetUnixFileMode(temp, UnixFileMode.UserRead | UnixFileMode.UserWrite);
+        }
+
+        File.Move(temp, ConfigPath, overwrite: true);
+    }
+
+    public Task WaitForShutdownAsync(CancellationToken cancellationToken) => _app.WaitForShutdownAsync(cancellationToken);
+
+    public Task StopAsync(CancellationToken cancellationToken) => _app.StopAsync(cancellationToken);
+
+    public async ValueTask DisposeAsync()
+    {
+        await _app.DisposeAsync();
+    }
+
+    /// <summary>The REST API takes an admin bearer token; health, version and the agent endpoint authenticate otherwise.</summary>
+    private static async Task ApiAuthenticationAsync(HttpContext context, RequestDelegate next)
+    {
+        var path = context.Request.Path;
+        if (!path.StartsWithSegments("/api") && !path.StartsWithSegments("/apis"))
+        {
+            await next(context);
+            return;
+        }
+
+        var header = context.Request.Headers.Authorization.ToString();
+        var token = header.StartsWith("Bearer ", StringComparison.OrdinalIgnoreCase) ? header[7..].Trim() : "";
+        if (token.Length == 0)
+        {
+            await ApiEndpoints.Error(ApiStatus.Unauthorized("Unauthorized: send 'Authorization: Bearer <admin token>' (see config.yaml in the server's data dir)")).ExecuteAsync(context);
+            return;
+        }
+
+        var store = context.RequestServices.GetRequiredService<IControlPlaneStore>();
+        var time = context.RequestServices.GetRequiredService<TimeProvider>();
+        if (!TokenCodec.TryParse(token, out var kind, out var id, out var secret)
+            || await store.GetTokenAsync(id, context.RequestAborted) is not { } record
+            || !TokenCodec.Verify(record, kind, secret, time.GetUtcNow()))
+        {
+            await ApiEndpoints.Error(ApiStatus.Unauthorized("Unauthorized: the token is unknown, revoked or expired")).ExecuteAsync(context);
+            return;
+        }
+
+        if (kind != TokenKind.Admin)
+        {
+            await ApiEndpoints.Error(new ApiStatus(403, StatusReasons.Forbidden, $"Forbidden: a {kind.ToString().ToLowerInvariant()} token cannot use the API")).ExecuteAsync(context);
+            return;
+        }
+
+        await next(context);
+    }
+}

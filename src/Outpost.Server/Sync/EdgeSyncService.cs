@@ -1,0 +1,330 @@
+using System.Text.Json.Nodes;
+using Grpc.Core;
+using Microsoft.Extensions.Logging;
+using Outpost.Core.Manifests;
+using Outpost.Core.Resources;
+using Outpost.Core.Store;
+using Outpost.Core.Sync;
+using Outpost.Core.Tokens;
+using Outpost.Protocol;
+using Outpost.Server.Api;
+
+namespace Outpost.Server.Sync;
+
+/// <summary>
+/// The agent-facing endpoint: join, the one long-lived sync stream, and blob downloads.
+/// A session sends the node a snapshot, then only what changes for it.
+/// </summary>
+public sealed partial class EdgeSyncService(
+    IControlPlaneStore store,
+    ChangeFeed feed,
+    NodeLeases leases,
+    ResourceView view,
+    TimeProvider time,
+    ILogger<EdgeSyncService> logger) : EdgeSync.EdgeSyncBase
+{
+    private const int ChunkSize = 64 * 1024;
+
+    public override async Task<JoinResponse> Join(JoinRequest request, ServerCallContext context)
+    {
+        ArgumentNullException.ThrowIfNull(request);
+        ArgumentNullException.ThrowIfNull(context);
+        var ct = context.CancellationToken;
+        var reason = await CheckTokenAsync(request.JoinToken, TokenKind.Join, ct);
+        if (reason is not null)
+        {
+            LogJoinRefused(logger, request.NodeName, context.Peer, reason);
+            throw new RpcException(new Status(StatusCode.Unauthenticated, $"join refused: {reason}"));
+        }
+
+        var labels = new JsonObject();
+        foreach (var (key, value) in request.Labels)
+        {
+            labels[key] = value;
+        }
+
+        // Validate the node as if it were a manifest, so a bad name or label is named precisely.
+        var doc = new JsonObject
+        {
+            ["apiVersion"] = "outpost.dev/v1",
+            ["kind"] = "Application",
+            ["metadata"] = new JsonObject { ["name"] = request.NodeName, ["labels"] = labels },
+            ["spec"] = new JsonObject { ["module"] = new JsonObject { ["digest"] = "sha256:" + new string('0', 64) } },
+        };
+        var errors = ManifestValidator.Validate(doc, allowModulePath: false)
+            .Where(e => e.Field.StartsWith("metadata", StringComparison.Ordinal))
+            .Select(e => e.ToString().Replace("metadata.name", "node name", StringComparison.Ordinal).Replace("metadata.labels", "labels", StringComparison.Ordinal))
+            .ToList();
+        if (errors.Count > 0)
+        {
+            throw new RpcException(new Status(StatusCode.InvalidArgument, string.Join("; ", errors)));
+        }
+
+        var write = new ResourceWrite
+        {
+            Op = WriteOp.Upsert,
+            Kind = ResourceKind.Node.Kind,
+            Name = request.NodeName,
+            Labels = new Dictionary<string, string>(request.Labels),
+        };
+        var result = (await store.WriteAsync([write], ct))[0];
+        feed.Publish(result.Resource.ResourceVersion);
+        var issued = TokenCodec.Issue(TokenKind.Node, time.GetUtcNow(), subject: request.NodeName, description: "node credential");
+        await store.CreateTokenAsync(issued.Record, ct);
+        LogJoined(logger, request.NodeName, context.Peer, result.Outcome);
+        return new JoinResponse { NodeUid = result.Resource.Uid, NodeToken = issued.Token };
+    }
+
+    public override async Task Sync(IAsyncStreamReader<AgentMessage> requestStream, IServerStreamWriter<ServerMessage> responseStream, ServerCallContext context)
+    {
+        ArgumentNullException.ThrowIfNull(requestStream);
+        ArgumentNullException.ThrowIfNull(responseStream);
+        ArgumentNullException.ThrowIfNull(context);
+        var ct = context.CancellationToken;
+        var node = await AuthenticateNodeAsync(context);
+        if (!await requestStream.MoveNext(ct) || requestStream.Current.BodyCase != AgentMessage.BodyOneofCase.Hello)
+        {
+            throw new RpcException(new Status(StatusCode.InvalidArgument, "the first message on the sync stream must be a Hello"));
+        }
+
+        var hello = requestStream.Current.Hello;
+        if (hello.NodeName != node)
+        {
+            throw new RpcException(new Status(StatusCode.PermissionDenied, $"this credential belongs to node '{node}', not '{hello.NodeName}'"));
+        }
+
+        var session = leases.Connect(node);
+        LogConnected(logger, node, hello.AppliedRevision, context.Peer);
+        using var sessionCts = CancellationTokenSource.CreateLinkedTokenSource(ct);
+        try
+        {
+            await UpdateStatusAsync(node, status =>
+            {
+                status["agentVersion"] = hello.AgentVersion;
+                status["gatewayUrl"] = hello.GatewayUrl;
+                status["appliedRevision"] = hello.AppliedRevision;
+                status["lastHeartbeatTime"] = ResourceJson.FormatTimestamp(time.GetUtcNow());
+            }, ct);
+
+            var receive = ReceiveAsync(node, session, requestStream, sessionCts.Token);
+            var send = SendAsync(node, responseStream, sessionCts.Token);
+            var first = await Task.WhenAny(receive, send);
+            await sessionCts.CancelAsync();
+            await first; // surface the failure that ended the session
+        }
+        catch (OperationCanceledException) when (ct.IsCancellationRequested || sessionCts.IsCancellationRequested)
+        {
+            // The agent went away or the server is stopping.
+        }
+        finally
+        {
+            leases.Disconnect(node, session);
+            LogDisconnected(logger, node);
+        }
+    }
+
+    private async Task ReceiveAsync(string node, long session, IAsyncStreamReader<AgentMessage> requestStream, CancellationToken ct)
+    {
+        while (await requestStream.MoveNext(ct))
+        {
+            var message = requestStream.Current;
+            switch (message.BodyCase)
+            {
+                case AgentMessage.BodyOneofCase.Ack:
+                    leases.Beat(node, session);
+                    await UpdateStatusAsync(node, status =>
+                    {
+                        status["appliedRevision"] = message.Ack.Revision;
+                        status["lastHeartbeatTime"] = ResourceJson.FormatTimestamp(time.GetUtcNow());
+                    }, ct);
+                    break;
+                case AgentMessage.BodyOneofCase.Heartbeat:
+                    leases.Beat(node, session);
+                    await UpdateStatusAsync(node, status =>
+                    {
+                        status["lastHeartbeatTime"] = ResourceJson.FormatTimestamp(time.GetUtcNow());
+                        if (message.Heartbeat.Apps.Count == 0)
+                        {
+                            return;
+                        }
+
+                        var apps = status["apps"] as JsonObject ?? [];
+                        foreach (var app in message.Heartbeat.Apps)
+                        {
+                            if (app.State == "Removed")
+                            {
+                                apps.Remove(app.Name);
+                                continue;
+                            }
+
+                            apps[app.Name] = new JsonObject
+                            {
+                                ["state"] = app.State,
+                                ["message"] = app.Message,
+                                ["generation"] = app.Generation,
+                            };
+                        }
+
+                        status["apps"] = apps;
+                    }, ct);
+                    break;
+                default:
+                    throw new RpcException(new Status(StatusCode.InvalidArgument, $"unexpected {message.BodyCase} message after Hello"));
+            }
+        }
+    }
+
+    private async Task SendAsync(string node, IServerStreamWriter<ServerMessage> responseStream, CancellationToken ct)
+    {
+        var sent = new Dictionary<string, long>(StringComparer.Ordinal);
+        var seen = -1L;
+        var snapshot = true;
+        while (!ct.IsCancellationRequested)
+        {
+            var revision = await store.GetRevisionAsync(ct);
+            var nodeResource = await store.GetAsync(ResourceKind.Node.Kind, node, ct);
+            if (nodeResource is null)
+            {
+                throw new RpcException(new Status(StatusCode.PermissionDenied, $"node '{node}' has been deleted; join it again"));
+            }
+
+            var apps = await store.ListAsync(ResourceKind.Application.Kind, ct);
+            var desired = DesiredStateDiff.ForNode(apps.Items, nodeResource.Labels);
+            var (upserts, deletes) = DesiredStateDiff.Compute(sent, desired);
+            if (snapshot || upserts.Count > 0 || deletes.Count > 0)
+            {
+                var update = new ConfigUpdate { Revision = apps.Revision, Snapshot = snapshot };
+                foreach (var resource in snapshot ? desired : upserts)
+                {
+                    update.Upserts.Add(new Resource
+                    {
+                        Kind = resource.Kind,
+                        Name = resource.Name,
+                        ResourceVersion = resource.ResourceVersion,
+                        Generation = resource.Generation,
+                        Json = view.Render(resource).ToJsonString(),
+                    });
+                }
+
+                foreach (var key in snapshot ? [] : deletes)
+                {
+                    var slash = key.IndexOf('/', StringComparison.Ordinal);
+                    update.Deletes.Add(new ResourceRef { Kind = key[..slash], Name = key[(slash + 1)..] });
+                }
+
+                await responseStream.WriteAsync(new ServerMessage { Config = update }, ct);
+                sent = desired.ToDictionary(r => DesiredStateDiff.Key(r.Kind, r.Name), r => r.ResourceVersion, StringComparer.Ordinal);
+                snapshot = false;
+            }
+
+            seen = Math.Max(seen, revision);
+            await feed.WaitAfterAsync(seen, ct);
+        }
+    }
+
+    public override async Task FetchBlob(FetchBlobRequest request, IServerStreamWriter<BlobChunk> responseStream, ServerCallContext context)
+    {
+        ArgumentNullException.ThrowIfNull(request);
+        ArgumentNullException.ThrowIfNull(responseStream);
+        ArgumentNullException.ThrowIfNull(context);
+        var ct = context.CancellationToken;
+        await AuthenticateNodeAsync(context);
+        var size = await store.GetBlobSizeAsync(request.Digest, ct)
+            ?? throw new RpcException(new Status(StatusCode.NotFound, $"blob {request.Digest} not found"));
+        if (request.Offset < 0 || request.Offset > size)
+        {
+            throw new RpcException(new Status(StatusCode.OutOfRange, $"offset {request.Offset} is outside blob of {size} bytes"));
+        }
+
+        var buffer = new byte[ChunkSize];
+        var offset = request.Offset;
+        do
+        {
+            var n = await store.ReadBlobAsync(request.Digest, offset, buffer, ct);
+            await responseStream.WriteAsync(new BlobChunk
+            {
+                TotalSize = size,
+                Offset = offset,
+                Data = Google.Protobuf.ByteString.CopyFrom(buffer, 0, n),
+            }, ct);
+            offset += n;
+            if (n == 0)
+            {
+                break;
+            }
+        }
+        while (offset < size);
+    }
+
+    private async Task<string> AuthenticateNodeAsync(ServerCallContext context)
+    {
+        var header = context.RequestHeaders.GetValue("authorization") ?? "";
+        var token = header.StartsWith("Bearer ", StringComparison.OrdinalIgnoreCase) ? header[7..] : "";
+        if (!TokenCodec.TryParse(token, out _, out var id, out _))
+        {
+            throw new RpcException(new Status(StatusCode.Unauthenticated, "a node credential is required"));
+        }
+
+        var reason = await CheckTokenAsync(token, TokenKind.Node, context.CancellationToken);
+        if (reason is not null)
+        {
+            throw new RpcException(new Status(StatusCode.Unauthenticated, $"node credential refused: {reason}"));
+        }
+
+        var record = await store.GetTokenAsync(id, context.CancellationToken);
+        return record!.Subject!;
+    }
+
+    private async Task<string?> CheckTokenAsync(string token, TokenKind kind, CancellationToken ct)
+    {
+        if (!TokenCodec.TryParse(token, out var parsedKind, out var id, out var secret))
+        {
+            return "the token is malformed";
+        }
+
+        if (parsedKind != kind)
+        {
+            return $"a {parsedKind.ToString().ToLowerInvariant()} token cannot be used here; a {kind.ToString().ToLowerInvariant()} token is required";
+        }
+
+        var record = await store.GetTokenAsync(id, ct);
+        if (record is null || !TokenCodec.Verify(record, kind, secret, time.GetUtcNow()))
+        {
+            return "the token is unknown, revoked or expired";
+        }
+
+        return null;
+    }
+
+    private async Task UpdateStatusAsync(string node, Action<JsonObject> mutate, CancellationToken ct)
+    {
+        var resource = await store.GetAsync(ResourceKind.Node.Kind, node, ct);
+        if (resource is null)
+        {
+            return;
+        }
+
+        var status = resource.StatusJson is null ? [] : JsonNode.Parse(resource.StatusJson)!.AsObject();
+        mutate(status);
+        try
+        {
+            await store.UpdateStatusAsync(ResourceKind.Node.Kind, node, status.ToJsonString(), ct);
+        }
+        catch (StoreException)
+        {
+            // Deleted meanwhile: the send loop ends the session.
+        }
+    }
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Join refused for node '{Node}' from {Peer}: {Reason}")]
+    private static partial void LogJoinRefused(ILogger logger, string node, string peer, string reason);
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "Node '{Node}' joined from {Peer} ({Outcome})")]
+    private static partial void LogJoined(ILogger logger, string node, string peer, WriteOutcome outcome);
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "Node '{Node}' connected at applied revision {Revision} from {Peer}")]
+    private static partial void LogConnected(ILogger logger, string node, long revision, string peer);
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "Node '{Node}' disconnected")]
+    private static partial void LogDisconnected(ILogger logger, string node);
+}

@@ -1,0 +1,112 @@
+using System.Net;
+using System.Net.Http.Headers;
+using System.Text;
+using System.Text.Json;
+using System.Text.Json.Nodes;
+
+namespace Outpost.Client;
+
+/// <summary>An API error, carrying the server's Status message and reason.</summary>
+internal sealed class ApiException(int code, string reason, string message, JsonObject? status = null) : Exception(message)
+{
+    public int Code { get; } = code;
+
+    public string Reason { get; } = reason;
+
+    public JsonObject? Status { get; } = status;
+}
+
+/// <summary>A thin client over the REST API, the same one kubectl-style tools use.</summary>
+internal sealed class ApiClient : IDisposable
+{
+    private readonly HttpClient _http;
+
+    public ApiClient(string server, string token)
+    {
+        var uri = new Uri(server.TrimEnd('/') + "/");
+        _http = new HttpClient(new SocketsHttpHandler { ConnectTimeout = TimeSpan.FromSeconds(5) })
+        {
+            BaseAddress = uri,
+            Timeout = TimeSpan.FromSeconds(100),
+            // Cleartext servers speak HTTP/2 only (h2c, prior knowledge); TLS negotiates.
+            DefaultRequestVersion = HttpVersion.Version20,
+            DefaultVersionPolicy = uri.Scheme == "http" ? HttpVersionPolicy.RequestVersionExact : HttpVersionPolicy.RequestVersionOrLower,
+        };
+        _http.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", token);
+        Server = server;
+    }
+
+    public string Server { get; }
+
+    public Task<JsonObject> GetAsync(string path, CancellationToken ct) => SendAsync(HttpMethod.Get, path, null, null, ct);
+
+    public Task<JsonObject> PostAsync(string path, JsonNode body, CancellationToken ct) => SendAsync(HttpMethod.Post, path, body, "application/json", ct);
+
+    public Task<JsonObject> DeleteAsync(string path, CancellationToken ct) => SendAsync(HttpMethod.Delete, path, null, null, ct);
+
+    public async Task<JsonObject> PostBytesAsync(string path, byte[] content, CancellationToken ct)
+    {
+        using var request = new HttpRequestMessage(HttpMethod.Post, path.TrimStart('/'))
+        {
+            Content = new ByteArrayContent(content),
+        };
+        request.Content.Headers.ContentType = new MediaTypeHeaderValue("application/wasm");
+        return await SendAsync(request, ct);
+    }
+
+    public async Task<JsonObject> SendAsync(HttpMethod method, string path, JsonNode? body, string? contentType, CancellationToken ct)
+    {
+        using var request = new HttpRequestMessage(method, path.TrimStart('/'));
+        if (body is not null)
+        {
+            request.Content = new StringContent(body.ToJsonString(), Encoding.UTF8);
+            request.Content.Headers.ContentType = new MediaTypeHeaderValue(contentType ?? "application/json");
+        }
+
+        return await SendAsync(request, ct);
+    }
+
+    private async Task<JsonObject> SendAsync(HttpRequestMessage request, CancellationToken ct)
+    {
+        // Hand-built requests do not inherit the client's default version.
+        request.Version = _http.DefaultRequestVersion;
+        request.VersionPolicy = _http.DefaultVersionPolicy;
+        HttpResponseMessage response;
+        try
+        {
+            response = await _http.SendAsync(request, ct);
+        }
+        catch (HttpRequestException ex)
+        {
+            throw new ApiException(0, "Unreachable", $"cannot reach the Outpost server at {Server}: {ex.InnerException?.Message ?? ex.Message}");
+        }
+
+        using (response)
+        {
+            var text = await response.Content.ReadAsStringAsync(ct);
+            JsonNode? node = null;
+            try
+            {
+                node = text.Length > 0 ? JsonNode.Parse(text) : null;
+            }
+            catch (JsonException)
+            {
+                // Not JSON: reported below with the raw text.
+            }
+
+            if (response.IsSuccessStatusCode)
+            {
+                return node as JsonObject ?? [];
+            }
+
+            if (node is JsonObject status && (string?)status["kind"] == "Status")
+            {
+                throw new ApiException((int)response.StatusCode, (string?)status["reason"] ?? "", (string?)status["message"] ?? text, status);
+            }
+
+            throw new ApiException((int)response.StatusCode, response.StatusCode.ToString(), $"the server answered {(int)response.StatusCode}: {text}");
+        }
+    }
+
+    public void Dispose() => _http.Dispose();
+}

@@ -1,0 +1,134 @@
+using System.Text.Json.Nodes;
+using Outpost.Core.Manifests;
+using Outpost.Core.Resources;
+
+namespace Outpost.Client;
+
+/// <summary>
+/// Manifests read from files and checked before anything is sent: every problem in every
+/// document is reported (file, document, field), and any problem means nothing is applied.
+/// </summary>
+internal sealed class ManifestSet
+{
+    private ManifestSet(IReadOnlyList<ManifestDocument> documents) => Documents = documents;
+
+    public IReadOnlyList<ManifestDocument> Documents { get; }
+
+    /// <summary>Reads -f FILE or every .yaml/.yml/.json file of -f DIR, in name order.</summary>
+    public static ManifestSet Load(string path)
+    {
+        var files = Directory.Exists(path)
+            ? Directory.GetFiles(path).Where(f => f.EndsWith(".yaml", StringComparison.OrdinalIgnoreCase) || f.EndsWith(".yml", StringComparison.OrdinalIgnoreCase) || f.EndsWith(".json", StringComparison.OrdinalIgnoreCase)).Order(StringComparer.Ordinal).ToList()
+            : File.Exists(path) ? [path] : throw new ManifestException($"{path}: no such file or directory");
+        if (files.Count == 0)
+        {
+            throw new ManifestException($"{path}: no .yaml, .yml or .json manifests in this directory");
+        }
+
+        var documents = new List<ManifestDocument>();
+        var errors = new List<string>();
+        foreach (var file in files)
+        {
+            try
+            {
+                documents.AddRange(YamlManifestReader.Read(File.ReadAllText(file), file));
+            }
+            catch (ManifestException ex)
+            {
+                errors.AddRange(ex.Errors);
+            }
+        }
+
+        foreach (var doc in documents)
+        {
+            errors.AddRange(ManifestValidator.Validate(doc.Body, allowModulePath: true).Select(e => $"{doc.Location}: {e}"));
+        }
+
+        var seen = new Dictionary<string, ManifestDocument>(StringComparer.Ordinal);
+        foreach (var doc in documents)
+        {
+            var key = $"{doc.Body["kind"]}/{doc.Body["metadata"]?["name"]}";
+            if (!seen.TryAdd(key, doc))
+            {
+                errors.Add($"{doc.Location}: metadata.name: duplicate: {key} is also defined in {seen[key].Location}");
+            }
+        }
+
+        if (documents.Count == 0 && errors.Count == 0)
+        {
+            errors.Add($"{path}: no documents to apply");
+        }
+
+        return errors.Count > 0 ? throw new ManifestException(errors) : new ManifestSet(documents);
+    }
+
+    /// <summary>
+    /// Uploads each module given by path (once per digest) and returns the documents with
+    /// <c>digest</c> in place of <c>path</c>. Module problems name the file and document.
+    /// </summary>
+    public async Task<JsonArray> ResolveModulesAsync(ApiClient client, CancellationToken ct)
+    {
+        var items = new JsonArray();
+        var errors = new List<string>();
+        var uploaded = new Dictionary<string, string>(StringComparer.Ordinal);
+        foreach (var doc in Documents)
+        {
+            var body = (JsonObject)doc.Body.DeepClone();
+            if (body["spec"]?["module"] is JsonObject module && module["path"] is JsonValue pathValue)
+            {
+                var relative = pathValue.GetValue<string>();
+                var full = Path.GetFullPath(Path.Combine(Path.GetDirectoryName(Path.GetFullPath(doc.Source))!, relative));
+                try
+                {
+                    if (!uploaded.TryGetValue(full, out var digest))
+                    {
+                        digest = await UploadAsync(client, full, ct);
+                        uploaded[full] = digest;
+                    }
+
+                    module.Remove("path");
+                    module["digest"] = digest;
+                }
+                catch (ManifestException ex)
+                {
+                    errors.Add($"{doc.Location}: spec.module.path: {ex.Message}");
+                }
+                catch (ApiException ex) when (ex.Code is 400 or 413 or 422)
+                {
+                    errors.Add($"{doc.Location}: spec.module.path: {relative}: {ex.Message}");
+                }
+            }
+
+            items.Add(body);
+        }
+
+        return errors.Count > 0 ? throw new ManifestException(errors) : items;
+    }
+
+    /// <summary>Checks a module file locally, then pushes it unless the server already has its digest.</summary>
+    public static async Task<string> UploadAsync(ApiClient client, string file, CancellationToken ct)
+    {
+        if (!File.Exists(file))
+        {
+            throw new ManifestException($"module file '{file}' does not exist");
+        }
+
+        var bytes = await File.ReadAllBytesAsync(file, ct);
+        if (bytes.Length < 8 || !bytes.AsSpan(0, 4).SequenceEqual("\0asm"u8))
+        {
+            throw new ManifestException($"'{file}' is not a WebAssembly module (it does not start with the \\0asm header)");
+        }
+
+        var digest = Digest.Compute(bytes);
+        try
+        {
+            await client.GetAsync($"apis/outpost.dev/v1/blobs/{digest}", ct);
+            return digest;
+        }
+        catch (ApiException ex) when (ex.Code == 404)
+        {
+            var result = await client.PostBytesAsync("apis/outpost.dev/v1/blobs", bytes, ct);
+            return (string)result["digest"]!;
+        }
+    }
+}

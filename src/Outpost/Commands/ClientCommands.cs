@@ -1,0 +1,217 @@
+using System.CommandLine;
+using System.Text.Json.Nodes;
+using Outpost.Client;
+using Outpost.Core.Manifests;
+using Outpost.Core.Resources;
+
+namespace Outpost.Commands;
+
+/// <summary>The kubectl-like verbs: apply, get, describe, delete, push, token.</summary>
+internal static class ClientCommands
+{
+    public static Command Apply()
+    {
+        var file = new Option<string>("--filename", "-f") { Description = "A manifest file, or a directory of .yaml/.yml/.json files", Required = true };
+        var dryRun = new Option<bool>("--dry-run") { Description = "Validate on the server without applying anything" };
+        var command = new Command("apply", "Create or update resources from YAML manifests, all or nothing") { file, dryRun };
+        command.SetAction((result, ct) => Run(async () =>
+        {
+            var set = ManifestSet.Load(result.GetValue(file)!);
+            using var client = CommonOptions.Connect(result);
+            var items = await set.ResolveModulesAsync(client, ct);
+            var path = "apis/outpost.dev/v1/apply" + (result.GetValue(dryRun) ? "?dryRun=All" : "");
+            var response = await client.PostAsync(path, new JsonObject { ["kind"] = "List", ["apiVersion"] = "v1", ["items"] = items }, ct);
+            if (result.GetValue(dryRun))
+            {
+                Console.WriteLine($"{items.Count} resource(s) valid (dry run): nothing applied");
+                return 0;
+            }
+
+            foreach (var item in response["items"]!.AsArray())
+            {
+                var obj = item!["object"]!;
+                Console.WriteLine($"{Qualified((string)obj["kind"]!)}/{obj["metadata"]!["name"]} {item["outcome"]}");
+            }
+
+            return 0;
+        }));
+        return command;
+    }
+
+    public static Command Get()
+    {
+        var type = new Argument<string>("type") { Description = "nodes or apps (applications)" };
+        var name = new Argument<string?>("name") { Description = "Show one resource", Arity = ArgumentArity.ZeroOrOne };
+        var output = new Option<string>("--output", "-o") { Description = "table, wide, json or yaml", DefaultValueFactory = _ => "table" };
+        output.AcceptOnlyFromAmong("table", "wide", "json", "yaml");
+        var selector = new Option<string?>("--selector", "-l") { Description = "Label selector, e.g. site=lab,tier!=test" };
+        var command = new Command("get", "List nodes or apps, or show one") { type, name, output, selector };
+        command.SetAction((result, ct) => Run(async () =>
+        {
+            var kind = ResolveKind(result.GetValue(type)!);
+            using var client = CommonOptions.Connect(result);
+            var one = result.GetValue(name);
+            var query = result.GetValue(selector) is { } s ? "?labelSelector=" + Uri.EscapeDataString(s) : "";
+            var response = await client.GetAsync(kind.CollectionPath + (one is null ? query : "/" + Uri.EscapeDataString(one)), ct);
+            var format = result.GetValue(output);
+            Console.Write(format switch
+            {
+                "json" => Output.Json(response) + Environment.NewLine,
+                "yaml" => Output.Yaml(response),
+                _ => Output.Table(kind, one is null ? response["items"]!.AsArray().Select(i => i!.AsObject()) : [response], format == "wide", DateTimeOffset.UtcNow),
+            });
+            return 0;
+        }));
+        return command;
+    }
+
+    public static Command Describe()
+    {
+        var type = new Argument<string>("type") { Description = "node or app" };
+        var name = new Argument<string>("name") { Description = "The resource's name" };
+        var command = new Command("describe", "Show a node or app in detail, with its status") { type, name };
+        command.SetAction((result, ct) => Run(async () =>
+        {
+            var kind = ResolveKind(result.GetValue(type)!);
+            using var client = CommonOptions.Connect(result);
+            var response = await client.GetAsync($"{kind.CollectionPath}/{Uri.EscapeDataString(result.GetValue(name)!)}", ct);
+            Console.Write(Output.Describe(response, DateTimeOffset.UtcNow));
+            return 0;
+        }));
+        return command;
+    }
+
+    public static Command Delete()
+    {
+        var type = new Argument<string?>("type") { Description = "app or node", Arity = ArgumentArity.ZeroOrOne };
+        var name = new Argument<string?>("name") { Description = "The resource's name", Arity = ArgumentArity.ZeroOrOne };
+        var file = new Option<string?>("--filename", "-f") { Description = "Delete the resources a manifest file or directory defines" };
+        var command = new Command("delete", "Delete an app or node by name, or what a manifest defines") { type, name, file };
+        command.SetAction((result, ct) => Run(async () =>
+        {
+            var targets = new List<(ResourceKind Kind, string Name)>();
+            if (result.GetValue(file) is { } path)
+            {
+                if (result.GetValue(type) is not null)
+                {
+                    throw new ManifestException("give either TYPE NAME or -f FILE, not both");
+                }
+
+                foreach (var doc in ManifestSet.Load(path).Documents)
+                {
+                    targets.Add((ResourceKind.FindByKind((string)doc.Body["kind"]!)!, (string)doc.Body["metadata"]!["name"]!));
+                }
+            }
+            else if (result.GetValue(type) is { } t && result.GetValue(name) is { } n)
+            {
+                targets.Add((ResolveKind(t), n));
+            }
+            else
+            {
+                throw new ManifestException("what to delete: give TYPE NAME (e.g. `outpost delete app hello`) or -f FILE");
+            }
+
+            using var client = CommonOptions.Connect(result);
+            var failed = 0;
+            foreach (var (kind, target) in targets)
+            {
+                try
+                {
+                    await client.DeleteAsync($"{kind.CollectionPath}/{Uri.EscapeDataString(target)}", ct);
+                    Console.WriteLine($"{Qualified(kind.Kind)} \"{target}\" deleted");
+                }
+                catch (ApiException ex) when (ex.Code == 404)
+                {
+                    Console.Error.WriteLine($"error: {ex.Message}");
+                    failed++;
+                }
+            }
+
+            return failed == 0 ? 0 : 1;
+        }));
+        return command;
+    }
+
+    public static Command Push()
+    {
+        var file = new Argument<string>("file") { Description = "A .wasm module" };
+        var command = new Command("push", "Upload a module and print its digest, for manifests that reference modules by digest") { file };
+        command.SetAction((result, ct) => Run(async () =>
+        {
+            using var client = CommonOptions.Connect(result);
+            Console.WriteLine(await ManifestSet.UploadAsync(client, Path.GetFullPath(result.GetValue(file)!), ct));
+            return 0;
+        }));
+        return command;
+    }
+
+    public static Command Token()
+    {
+        var ttl = new Option<string?>("--ttl") { Description = "Lifetime, e.g. 30m, 24h, 7d (default: no expiry)" };
+        var description = new Option<string?>("--description") { Description = "What the token is for" };
+        var create = new Command("create", "Create a join token for agents and print it") { ttl, description };
+        create.SetAction((result, ct) => Run(async () =>
+        {
+            var body = new JsonObject();
+            if (result.GetValue(ttl) is { } text)
+            {
+                body["ttlSeconds"] = (long)ParseDuration(text).TotalSeconds;
+            }
+
+            if (result.GetValue(description) is { } d)
+            {
+                body["description"] = d;
+            }
+
+            using var client = CommonOptions.Connect(result);
+            var response = await client.PostAsync("apis/outpost.dev/v1/tokens", body, ct);
+            Console.WriteLine((string)response["token"]!);
+            return 0;
+        }));
+        return new Command("token", "Manage join tokens") { create };
+    }
+
+    internal static TimeSpan ParseDuration(string text)
+    {
+        if (text.Length >= 2 && long.TryParse(text[..^1], out var n) && n > 0)
+        {
+            switch (text[^1])
+            {
+                case 's': return TimeSpan.FromSeconds(n);
+                case 'm': return TimeSpan.FromMinutes(n);
+                case 'h': return TimeSpan.FromHours(n);
+                case 'd': return TimeSpan.FromDays(n);
+            }
+        }
+
+        throw new ManifestException($"--ttl '{text}' is not a duration: use a number and s, m, h or d (e.g. 24h)");
+    }
+
+    private static ResourceKind ResolveKind(string type) =>
+        ResourceKind.FindByUserName(type) ?? throw new ManifestException($"unknown resource type '{type}': use nodes or apps");
+
+    private static string Qualified(string kind) => kind == "Node" ? "node" : $"{kind.ToLowerInvariant()}.outpost.dev";
+
+    /// <summary>Turns expected failures into a message and exit code 1; anything else is a bug and is shown whole.</summary>
+    internal static async Task<int> Run(Func<Task<int>> action)
+    {
+        try
+        {
+            return await action();
+        }
+        catch (ManifestException ex)
+        {
+            foreach (var error in ex.Errors)
+            {
+                Console.Error.WriteLine($"error: {error}");
+            }
+
+            return 1;
+        }
+        catch (ApiException ex)
+        {
+            Console.Error.WriteLine($"error: {ex.Message}");
+            return 1;
+        }
+    }
+}

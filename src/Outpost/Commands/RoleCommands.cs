@@ -1,0 +1,218 @@
+using System.CommandLine;
+using System.Globalization;
+using System.Runtime.InteropServices;
+using System.Text.Json.Nodes;
+using Outpost.Agent.Hosting;
+using Outpost.Client;
+using Outpost.Core.Api;
+using Outpost.Core.Manifests;
+using Outpost.Core.Selectors;
+using Outpost.Server.Hosting;
+
+namespace Outpost.Commands;
+
+/// <summary>The long-running roles: server, agent, and a whole local fleet with up.</summary>
+internal static class RoleCommands
+{
+    private static string Home => Environment.GetFolderPath(Environment.SpecialFolder.UserProfile);
+
+    public static Command Server()
+    {
+        var dataDir = new Option<string>("--data-dir") { Description = "Store and config directory", DefaultValueFactory = _ => Path.Combine(Home, ".outpost", "server") };
+        var listen = new Option<string>("--listen") { Description = "Address to listen on (HOST:PORT; port 0 picks one)", DefaultValueFactory = _ => "127.0.0.1:7440" };
+        var command = new Command("server", "Run the control plane: REST API, agent sync endpoint, store") { dataDir, listen };
+        command.SetAction(async (result, ct) => await RunUntilStoppedAsync(async stop =>
+        {
+            await using var server = OutpostServer.Create(new ServerOptions { DataDir = Path.GetFullPath(result.GetValue(dataDir)!), Listen = result.GetValue(listen)! });
+            await server.StartAsync(stop);
+            Console.WriteLine($"server: {server.Url}");
+            Console.WriteLine($"config: {server.ConfigPath} (export OUTPOST_CONFIG={server.ConfigPath})");
+            await WaitAsync(stop);
+            await server.StopAsync(CancellationToken.None);
+            return 0;
+        }));
+        return command;
+    }
+
+    public static Command Agent()
+    {
+        // --server and --token are the root's recursive options; for the agent they mean the
+        // control plane's URL (else OUTPOST_URL) and a join token (else OUTPOST_TOKEN).
+        var server = CommonOptions.Server;
+        var token = CommonOptions.Token;
+        var name = new Option<string>("--name") { Description = "Node name (default: the host name)", DefaultValueFactory = _ => Environment.MachineName.ToLowerInvariant() };
+        var labels = new Option<string?>("--labels") { Description = "Node labels, k=v,k2=v2, used by apps' placement.nodeSelector" };
+        var dataDir = new Option<string?>("--data-dir") { Description = "Local state directory (default: ~/.outpost/agent-NAME)" };
+        var gateway = new Option<string>("--gateway") { Description = "Local HTTP gateway address (HOST:PORT)", DefaultValueFactory = _ => "127.0.0.1:8080" };
+        var command = new Command("agent", "Run an edge agent: join the server (--server URL --token JOIN-TOKEN, or OUTPOST_URL/OUTPOST_TOKEN), sync, serve apps on the gateway") { name, labels, dataDir, gateway };
+        command.SetAction(async (result, ct) => await RunUntilStoppedAsync(async stop =>
+        {
+            var url = result.GetValue(server) ?? Environment.GetEnvironmentVariable("OUTPOST_URL")
+                ?? throw new ManifestException("--server (or OUTPOST_URL) is required: the control plane's URL");
+            var nodeName = result.GetValue(name)!;
+            var options = new AgentOptions
+            {
+                ServerUrl = url,
+                JoinToken = result.GetValue(token) ?? Environment.GetEnvironmentVariable("OUTPOST_TOKEN"),
+                NodeName = nodeName,
+                Labels = ParseLabels(result.GetValue(labels)),
+                DataDir = Path.GetFullPath(result.GetValue(dataDir) ?? Path.Combine(Home, ".outpost", "agent-" + nodeName)),
+                Gateway = result.GetValue(gateway)!,
+            };
+            await using var agent = OutpostAgent.Create(options);
+            await agent.StartAsync(stop);
+            Console.WriteLine($"node {nodeName}: {agent.GatewayUrl}");
+            await Task.WhenAny(WaitAsync(stop), agent.WaitForShutdownAsync(CancellationToken.None));
+            await agent.StopAsync(CancellationToken.None);
+            if (agent.FatalError is { } fatal)
+            {
+                Console.Error.WriteLine($"error: {fatal}");
+                return 2;
+            }
+
+            return 0;
+        }));
+        return command;
+    }
+
+    public static Command Up()
+    {
+        var agents = new Option<int>("--agents") { Description = "How many agents (edge-1..edge-N)", DefaultValueFactory = _ => 2 };
+        var dataDir = new Option<string>("--data-dir") { Description = "Where the fleet keeps its state", DefaultValueFactory = _ => Path.Combine(Home, ".outpost", "fleet") };
+        var serverPort = new Option<int>("--server-port") { Description = "Server port", DefaultValueFactory = _ => 7440 };
+        var gatewayPort = new Option<int>("--gateway-port") { Description = "First gateway port; edge-K listens on G+K-1", DefaultValueFactory = _ => 8080 };
+        var manifests = new Option<string?>("--manifests") { Description = "Manifests to apply (default: samples/manifests)" };
+        var command = new Command("up", "Run a local fleet: a server and N agents on loopback, with the samples deployed") { agents, dataDir, serverPort, gatewayPort, manifests };
+        command.SetAction(async (result, ct) => await RunUntilStoppedAsync(async stop =>
+        {
+            var count = result.GetValue(agents);
+            if (count is < 1 or > 64)
+            {
+                throw new ManifestException("--agents must be between 1 and 64");
+            }
+
+            var dir = Path.GetFullPath(result.GetValue(dataDir)!);
+            var samples = result.GetValue(manifests) ?? FindSamples()
+                ?? throw new ManifestException("samples/manifests not found: run from the repository root or pass --manifests DIR");
+
+            await using var server = OutpostServer.Create(new ServerOptions
+            {
+                DataDir = Path.Combine(dir, "server"),
+                Listen = $"127.0.0.1:{result.GetValue(serverPort)}",
+            });
+            await server.StartAsync(stop);
+            var config = ClientConfig.Parse(await File.ReadAllTextAsync(server.ConfigPath, stop), server.ConfigPath);
+            Connection.Write(Path.Combine(dir, "config.yaml"), config);
+            Connection.Write(Connection.UserConfigPath, config);
+
+            using var client = new ApiClient(config.Server, config.Token);
+            var joinToken = (string)(await client.PostAsync("apis/outpost.dev/v1/tokens", new JsonObject { ["description"] = "outpost up" }, stop))["token"]!;
+            var set = ManifestSet.Load(samples);
+            var items = await set.ResolveModulesAsync(client, stop);
+            await client.PostAsync("apis/outpost.dev/v1/apply", new JsonObject { ["kind"] = "List", ["apiVersion"] = "v1", ["items"] = items }, stop);
+
+            var running = new List<OutpostAgent>();
+            try
+            {
+                for (var i = 1; i <= count; i++)
+                {
+                    var agent = OutpostAgent.Create(new AgentOptions
+                    {
+                        ServerUrl = config.Server,
+                        JoinToken = joinToken,
+                        NodeName = $"edge-{i}",
+                        Labels = new Dictionary<string, string> { ["site"] = "local", ["edge"] = i.ToString(CultureInfo.InvariantCulture) },
+                        DataDir = Path.Combine(dir, $"edge-{i}"),
+                        Gateway = $"127.0.0.1:{result.GetValue(gatewayPort) + i - 1}",
+                    });
+                    running.Add(agent);
+                    await agent.StartAsync(stop);
+                }
+
+                Console.WriteLine($"server: {config.Server}");
+                for (var i = 0; i < running.Count; i++)
+                {
+                    Console.WriteLine($"node edge-{i + 1}: {running[i].GatewayUrl}");
+                }
+
+                Console.WriteLine($"config: {Path.Combine(dir, "config.yaml")} (also {Connection.UserConfigPath})");
+                Console.WriteLine("fleet up; try `outpost get nodes` and curl a node's /hello. Ctrl-C stops everything.");
+                await WaitAsync(stop);
+            }
+            finally
+            {
+                foreach (var agent in running)
+                {
+                    await agent.StopAsync(CancellationToken.None);
+                    await agent.DisposeAsync();
+                }
+
+                await server.StopAsync(CancellationToken.None);
+            }
+
+            return 0;
+        }));
+        return command;
+    }
+
+    private static string? FindSamples()
+    {
+        foreach (var start in new[] { Environment.CurrentDirectory, AppContext.BaseDirectory })
+        {
+            for (var dir = new DirectoryInfo(start); dir is not null; dir = dir.Parent)
+            {
+                var candidate = Path.Combine(dir.FullName, "samples", "manifests");
+                if (Directory.Exists(candidate))
+                {
+                    return candidate;
+                }
+            }
+        }
+
+        return null;
+    }
+
+    private static Dictionary<string, string> ParseLabels(string? text)
+    {
+        try
+        {
+            return Labels.ParseList(text);
+        }
+        catch (FormatException ex)
+        {
+            throw new ManifestException($"--labels: {ex.Message}");
+        }
+    }
+
+    private static Task WaitAsync(CancellationToken stop) => Task.Delay(Timeout.Infinite, stop).ContinueWith(_ => { }, TaskScheduler.Default);
+
+    /// <summary>Runs a role until Ctrl-C or SIGTERM, then lets it stop cleanly.</summary>
+    private static async Task<int> RunUntilStoppedAsync(Func<CancellationToken, Task<int>> role)
+    {
+        using var stop = new CancellationTokenSource();
+        using var sigterm = PosixSignalRegistration.Create(PosixSignal.SIGTERM, context =>
+        {
+            context.Cancel = true;
+            stop.Cancel();
+        });
+        using var sigint = PosixSignalRegistration.Create(PosixSignal.SIGINT, context =>
+        {
+            context.Cancel = true;
+            stop.Cancel();
+        });
+        try
+        {
+            return await ClientCommands.Run(() => role(stop.Token));
+        }
+        catch (ArgumentException ex)
+        {
+            Console.Error.WriteLine($"error: {ex.Message}");
+            return 2;
+        }
+        catch (IOException ex) when (ex.Message.Contains("address already in use", StringComparison.OrdinalIgnoreCase))
+        {
+            Console.Error.WriteLine($"error: {ex.Message}");
+            return 2;
+        }
+    }
+}

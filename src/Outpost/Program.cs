@@ -1,0 +1,20 @@
+using System.CommandLine;
+using Outpost.Commands;
+
+var root = new RootCommand("Outpost: an edge computing platform. One control plane, a fleet of edge nodes running WebAssembly apps.")
+{
+    RoleCommands.Server(),
+    RoleCommands.Agent(),
+    RoleCommands.Up(),
+    ClientCommands.Apply(),
+    ClientCommands.Get(),
+    ClientCommands.Describe(),
+    ClientCommands.Delete(),
+    ClientCommands.Push(),
+    ClientCommands.Token(),
+};
+root.Options.Add(CommonOptions.Server);
+root.Options.Add(CommonOptions.Token);
+root.Options.Add(CommonOptions.Config);
+
+return await root.Parse(args).InvokeAsync();
