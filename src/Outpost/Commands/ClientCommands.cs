@@ -42,6 +42,7 @@ internal static class ClientCommands
     {
         var type = new Argument<string>("type") { Description = "nodes or apps (applications)" };
         var name = new Argument<string?>("name") { Description = "Show one resource", Arity = ArgumentArity.ZeroOrOne };
+        RejectOptionLike(name);
         var output = new Option<string>("--output", "-o") { Description = "table, wide, json or yaml", DefaultValueFactory = _ => "table" };
         output.AcceptOnlyFromAmong("table", "wide", "json", "yaml");
         var selector = new Option<string?>("--selector", "-l") { Description = "Label selector, e.g. site=lab,tier!=test" };
@@ -85,6 +86,7 @@ internal static class ClientCommands
     {
         var type = new Argument<string?>("type") { Description = "app or node", Arity = ArgumentArity.ZeroOrOne };
         var name = new Argument<string?>("name") { Description = "The resource's name", Arity = ArgumentArity.ZeroOrOne };
+        RejectOptionLike(name);
         var file = new Option<string?>("--filename", "-f") { Description = "Delete the resources a manifest file or directory defines" };
         var command = new Command("delete", "Delete an app or node by name, or what a manifest defines") { type, name, file };
         command.SetAction((result, ct) => Run(async () =>
@@ -186,6 +188,16 @@ internal static class ClientCommands
 
         throw new ManifestException($"--ttl '{text}' is not a duration: use a number and s, m, h or d (e.g. 24h)");
     }
+
+    /// <summary>An unknown flag would otherwise be taken as a resource name; say what it is.</summary>
+    private static void RejectOptionLike(Argument<string?> argument) =>
+        argument.Validators.Add(result =>
+        {
+            if (result.GetValueOrDefault<string?>() is { } value && value.StartsWith('-'))
+            {
+                result.AddError($"unknown option '{value}'");
+            }
+        });
 
     private static ResourceKind ResolveKind(string type) =>
         ResourceKind.FindByUserName(type) ?? throw new ManifestException($"unknown resource type '{type}': use nodes or apps");

@@ -1,0 +1,136 @@
+using System.Net;
+using System.Text.Json.Nodes;
+
+namespace Outpost.IntegrationTests;
+
+/// <summary>A test's own fleet: a real server process and agent processes on 127.0.0.1:0 ports.</summary>
+public sealed class Fleet : IAsyncDisposable
+{
+    private readonly List<OutpostProcess> _processes = [];
+
+    public Fleet()
+    {
+        Root = Directory.CreateTempSubdirectory("outpost-it-").FullName;
+        Home = Path.Combine(Root, "home");
+        Directory.CreateDirectory(Home);
+    }
+
+    public string Root { get; }
+
+    public string Home { get; }
+
+    public string ServerUrl { get; private set; } = "";
+
+    public string ConfigPath => Path.Combine(Root, "server", "config.yaml");
+
+    public OutpostProcess? Server { get; private set; }
+
+    public static readonly TimeSpan StartTimeout = TimeSpan.FromSeconds(60);
+
+    public static HttpClient Http { get; } = new() { Timeout = TimeSpan.FromSeconds(10) };
+
+    public async Task StartServerAsync()
+    {
+        Server = Track(OutpostProcess.Start(Home, "server", "--data-dir", Path.Combine(Root, "server"), "--listen", "127.0.0.1:0"));
+        ServerUrl = await Server.WaitForLineAsync("server:", StartTimeout);
+    }
+
+    public async Task<string> CreateJoinTokenAsync()
+    {
+        var (code, output) = await ClientAsync("token", "create");
+        Assert.True(code == 0, output);
+        return output.Trim();
+    }
+
+    /// <summary>Starts an agent and returns its gateway URL once it serves.</summary>
+    public async Task<(OutpostProcess Process, string Gateway)> StartAgentAsync(string name, string token, string labels = "", string? dataDir = null)
+    {
+        var process = Track(OutpostProcess.Start(Home, "agent", "--server", ServerUrl, "--token", token, "--name", name,
+            "--labels", labels, "--data-dir", dataDir ?? AgentDir(name), "--gateway", "127.0.0.1:0"));
+        var gateway = await process.WaitForLineAsync($"node {name}:", StartTimeout);
+        return (process, gateway);
+    }
+
+    public string AgentDir(string name) => Path.Combine(Root, name);
+
+    public Task<(int ExitCode, string Output)> ClientAsync(params string[] args) =>
+        OutpostProcess.RunAsync(Home, [.. args, "--config", ConfigPath]);
+
+    public async Task<JsonObject> GetJsonAsync(params string[] args)
+    {
+        var (code, output) = await ClientAsync([.. args, "-o", "json"]);
+        Assert.True(code == 0, output);
+        return JsonNode.Parse(output)!.AsObject();
+    }
+
+    /// <summary>Writes a manifest and the hello module into a fresh directory; returns the manifest path.</summary>
+    public string WriteManifest(string fileName, string yaml)
+    {
+        var dir = Path.Combine(Root, "manifests");
+        Directory.CreateDirectory(dir);
+        var hello = Path.Combine(dir, "hello.wasm");
+        if (!File.Exists(hello))
+        {
+            File.Copy(Path.Combine(AppContext.BaseDirectory, "samples", "apps", "hello", "hello.wasm"), hello);
+        }
+
+        var path = Path.Combine(dir, fileName);
+        File.WriteAllText(path, yaml);
+        return path;
+    }
+
+    public static async Task<(HttpStatusCode Status, string Body)> GetAsync(string url)
+    {
+        try
+        {
+            using var response = await Http.GetAsync(url);
+            return (response.StatusCode, await response.Content.ReadAsStringAsync());
+        }
+        catch (HttpRequestException ex)
+        {
+            return (0, ex.Message);
+        }
+    }
+
+    /// <summary>Polls until the URL answers with the status, and returns how long it took; fails with the last answer.</summary>
+    public static async Task<TimeSpan> WaitForStatusAsync(string url, HttpStatusCode expected, TimeSpan timeout)
+    {
+        var started = System.Diagnostics.Stopwatch.StartNew();
+        (HttpStatusCode Status, string Body) last = default;
+        while (started.Elapsed < timeout)
+        {
+            last = await GetAsync(url);
+            if (last.Status == expected)
+            {
+                return started.Elapsed;
+            }
+
+            await Task.Delay(50);
+        }
+
+        throw new TimeoutException($"{url} did not answer {(int)expected} within {timeout}; last: {(int)last.Status} {last.Body}");
+    }
+
+    private OutpostProcess Track(OutpostProcess process)
+    {
+        _processes.Add(process);
+        return process;
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        foreach (var process in _processes)
+        {
+            await process.DisposeAsync();
+        }
+
+        try
+        {
+            Directory.Delete(Root, recursive: true);
+        }
+        catch (IOException)
+        {
+            // A process may still hold a file for a moment; the temp dir is reclaimed anyway.
+        }
+    }
+}

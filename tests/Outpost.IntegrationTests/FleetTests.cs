@@ -1,0 +1,131 @@
+using System.Net;
+
+namespace Outpost.IntegrationTests;
+
+/// <summary>The walking skeleton end to end: real server, real agents, real Wasmtime, real SQLite.</summary>
+public sealed class FleetTests
+{
+    private static readonly TimeSpan Converge = TimeSpan.FromSeconds(2);
+
+    private const string AppForSiteA = """
+        apiVersion: outpost.dev/v1
+        kind: Application
+        metadata:
+          name: hello-a
+        spec:
+          module:
+            path: hello.wasm
+          triggers:
+            http:
+              route: /hello-a
+          placement:
+            nodeSelector:
+              site: a
+        """;
+
+    [Fact]
+    public async Task Join_Apply_Serve_Target_Delete()
+    {
+        await using var fleet = new Fleet();
+        await fleet.StartServerAsync();
+        var token = await fleet.CreateJoinTokenAsync();
+        var (_, gatewayA) = await fleet.StartAgentAsync("edge-a", token, "site=a");
+        var (_, gatewayB) = await fleet.StartAgentAsync("edge-b", token, "site=b");
+
+        // Both nodes joined and are Ready.
+        await WaitForNodesReadyAsync(fleet, "edge-a", "edge-b");
+
+        // Apply: reachable on the matching node within 2 s, never on the other.
+        var (code, output) = await fleet.ClientAsync("apply", "-f", fleet.WriteManifest("a.yaml", AppForSiteA));
+        Assert.True(code == 0, output);
+        Assert.Contains("application.outpost.dev/hello-a created", output, StringComparison.Ordinal);
+        var took = await Fleet.WaitForStatusAsync(gatewayA + "/hello-a", HttpStatusCode.OK, TimeSpan.FromSeconds(10));
+        Assert.True(took <= Converge, $"app became reachable after {took.TotalMilliseconds:F0} ms, over the 2 s target");
+        var (_, body) = await Fleet.GetAsync(gatewayA + "/hello-a");
+        Assert.Contains("hello", body, StringComparison.Ordinal);
+        Assert.Contains("edge-a", body, StringComparison.Ordinal);
+        Assert.Equal(HttpStatusCode.NotFound, (await Fleet.GetAsync(gatewayB + "/hello-a")).Status);
+
+        // The app's object follows the API shape.
+        var app = await fleet.GetJsonAsync("get", "apps", "hello-a");
+        Assert.Equal("Application", (string?)app["kind"]);
+        Assert.Equal(1, (long)app["metadata"]!["generation"]!);
+        Assert.True(long.Parse((string)app["metadata"]!["resourceVersion"]!, System.Globalization.CultureInfo.InvariantCulture) > 0);
+        Assert.StartsWith("sha256:", (string?)app["spec"]!["module"]!["digest"], StringComparison.Ordinal);
+
+        // Re-applying the same manifest changes nothing.
+        (code, output) = await fleet.ClientAsync("apply", "-f", fleet.WriteManifest("a.yaml", AppForSiteA));
+        Assert.Contains("hello-a unchanged", output, StringComparison.Ordinal);
+
+        // Delete: 404 within 2 s.
+        (code, output) = await fleet.ClientAsync("delete", "app", "hello-a");
+        Assert.True(code == 0, output);
+        took = await Fleet.WaitForStatusAsync(gatewayA + "/hello-a", HttpStatusCode.NotFound, TimeSpan.FromSeconds(10));
+        Assert.True(took <= Converge, $"app went away after {took.TotalMilliseconds:F0} ms, over the 2 s target");
+        Assert.Equal(HttpStatusCode.NotFound, (await Fleet.GetAsync(gatewayB + "/hello-a")).Status);
+    }
+
+    [Fact]
+    public async Task AgentRestartedWithServerDown_KeepsServingFromLocalState()
+    {
+        await using var fleet = new Fleet();
+        await fleet.StartServerAsync();
+        var token = await fleet.CreateJoinTokenAsync();
+        var (agent, gateway) = await fleet.StartAgentAsync("edge-1", token, "site=a");
+        var (code, output) = await fleet.ClientAsync("apply", "-f", fleet.WriteManifest("a.yaml", AppForSiteA));
+        Assert.True(code == 0, output);
+        await Fleet.WaitForStatusAsync(gateway + "/hello-a", HttpStatusCode.OK, TimeSpan.FromSeconds(10));
+
+        // The server goes away, then the agent restarts with no one to sync from.
+        fleet.Server!.Kill();
+        await agent.StopAsync();
+        var (_, restartedGateway) = await fleet.StartAgentAsync("edge-1", token, "site=a");
+
+        var (status, body) = await Fleet.GetAsync(restartedGateway + "/hello-a");
+        Assert.Equal(HttpStatusCode.OK, status);
+        Assert.Contains("edge-1", body, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task WrongJoinToken_AgentExitsNonZero_AndNothingIsCreated()
+    {
+        await using var fleet = new Fleet();
+        await fleet.StartServerAsync();
+        var real = await fleet.CreateJoinTokenAsync();
+        var forged = real[..^4] + (real.EndsWith("0000", StringComparison.Ordinal) ? "1111" : "0000");
+
+        await using var agent = OutpostProcess.Start(fleet.Home, "agent", "--server", fleet.ServerUrl, "--token", forged,
+            "--name", "intruder", "--data-dir", fleet.AgentDir("intruder"), "--gateway", "127.0.0.1:0");
+        var exit = await agent.WaitForExitAsync(TimeSpan.FromSeconds(60));
+
+        Assert.NotEqual(0, exit);
+        Assert.Contains("refused", agent.Output, StringComparison.Ordinal);
+        Assert.Contains("Join refused for node 'intruder'", fleet.Server!.Output, StringComparison.Ordinal);
+        var nodes = await fleet.GetJsonAsync("get", "nodes");
+        Assert.Equal("NodeList", (string?)nodes["kind"]);
+        Assert.Empty(nodes["items"]!.AsArray());
+    }
+
+    private static async Task WaitForNodesReadyAsync(Fleet fleet, params string[] names)
+    {
+        var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(30);
+        string last = "";
+        while (DateTime.UtcNow < deadline)
+        {
+            var nodes = await fleet.GetJsonAsync("get", "nodes");
+            last = nodes.ToJsonString();
+            var ready = nodes["items"]!.AsArray()
+                .Where(n => (string?)n!["status"]!["state"] == "Ready")
+                .Select(n => (string)n!["metadata"]!["name"]!)
+                .ToHashSet();
+            if (names.All(ready.Contains))
+            {
+                return;
+            }
+
+            await Task.Delay(200);
+        }
+
+        throw new TimeoutException($"nodes {string.Join(", ", names)} not Ready; last list: {last}");
+    }
+}

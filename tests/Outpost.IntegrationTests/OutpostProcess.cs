@@ -1,0 +1,161 @@
+using System.Diagnostics;
+using System.Text;
+using System.Threading.Channels;
+
+namespace Outpost.IntegrationTests;
+
+/// <summary>A real `outpost` process (server, agent or client), with its output captured line by line.</summary>
+public sealed class OutpostProcess : IAsyncDisposable
+{
+    private readonly Process _process;
+    private readonly Channel<string> _lines = Channel.CreateUnbounded<string>();
+    private readonly StringBuilder _all = new();
+    private readonly Lock _lock = new();
+
+    private OutpostProcess(Process process) => _process = process;
+
+    public static string OutpostDll => Path.Combine(AppContext.BaseDirectory, "outpost.dll");
+
+    public static OutpostProcess Start(string home, params string[] args)
+    {
+        var info = new ProcessStartInfo("dotnet")
+        {
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+            RedirectStandardInput = true,
+            UseShellExecute = false,
+        };
+        info.ArgumentList.Add(OutpostDll);
+        foreach (var arg in args)
+        {
+            info.ArgumentList.Add(arg);
+        }
+
+        // Isolate each test's processes: their own HOME, no inherited Outpost settings.
+        info.Environment["HOME"] = home;
+        foreach (var name in new[] { "OUTPOST_SERVER", "OUTPOST_TOKEN", "OUTPOST_CONFIG", "OUTPOST_URL" })
+        {
+            info.Environment.Remove(name);
+        }
+
+        var process = new Process { StartInfo = info, EnableRaisingEvents = true };
+        var wrapper = new OutpostProcess(process);
+        process.OutputDataReceived += (_, e) => wrapper.OnLine(e.Data);
+        process.ErrorDataReceived += (_, e) => wrapper.OnLine(e.Data);
+        process.Start();
+        process.BeginOutputReadLine();
+        process.BeginErrorReadLine();
+        return wrapper;
+    }
+
+    private void OnLine(string? line)
+    {
+        if (line is null)
+        {
+            return;
+        }
+
+        lock (_lock)
+        {
+            _all.AppendLine(line);
+        }
+
+        _lines.Writer.TryWrite(line);
+    }
+
+    public string Output
+    {
+        get
+        {
+            lock (_lock)
+            {
+                return _all.ToString();
+            }
+        }
+    }
+
+    public bool HasExited => _process.HasExited;
+
+    public int ExitCode => _process.ExitCode;
+
+    /// <summary>Waits for a line starting with the prefix and returns the rest of it; fails loudly with the output so far.</summary>
+    public async Task<string> WaitForLineAsync(string prefix, TimeSpan timeout)
+    {
+        using var cts = new CancellationTokenSource(timeout);
+        try
+        {
+            while (true)
+            {
+                var line = await _lines.Reader.ReadAsync(cts.Token);
+                if (line.StartsWith(prefix, StringComparison.Ordinal))
+                {
+                    return line[prefix.Length..].Trim();
+                }
+            }
+        }
+        catch (OperationCanceledException)
+        {
+            throw new TimeoutException($"no line starting with '{prefix}' within {timeout}; output so far:\n{Output}");
+        }
+    }
+
+    public async Task<int> WaitForExitAsync(TimeSpan timeout)
+    {
+        using var cts = new CancellationTokenSource(timeout);
+        try
+        {
+            await _process.WaitForExitAsync(cts.Token);
+        }
+        catch (OperationCanceledException)
+        {
+            throw new TimeoutException($"process did not exit within {timeout}; output:\n{Output}");
+        }
+
+        _process.WaitForExit(); // drain redirected output
+        return _process.ExitCode;
+    }
+
+    /// <summary>Sends SIGTERM, as an operator's Ctrl-C or a service manager would.</summary>
+    public async Task StopAsync()
+    {
+        if (!_process.HasExited)
+        {
+            Signals.Terminate(_process.Id);
+            await WaitForExitAsync(TimeSpan.FromSeconds(20));
+        }
+    }
+
+    public void Kill()
+    {
+        if (!_process.HasExited)
+        {
+            _process.Kill(entireProcessTree: true);
+            _process.WaitForExit();
+        }
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        Kill();
+        await Task.CompletedTask;
+        _process.Dispose();
+    }
+
+    /// <summary>Runs a client command to completion.</summary>
+    public static async Task<(int ExitCode, string Output)> RunAsync(string home, params string[] args)
+    {
+        await using var process = Start(home, args);
+        var code = await process.WaitForExitAsync(TimeSpan.FromSeconds(60));
+        return (code, process.Output);
+    }
+}
+
+internal static class Signals
+{
+    /// <summary>SIGTERM through kill(1): what a service manager sends.</summary>
+    public static void Terminate(int pid)
+    {
+        using var kill = Process.Start("kill", ["-TERM", pid.ToString(System.Globalization.CultureInfo.InvariantCulture)]);
+        kill.WaitForExit();
+    }
+}
