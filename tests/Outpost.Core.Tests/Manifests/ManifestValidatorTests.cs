@@ -1,0 +1,99 @@
+using Outpost.Core.Manifests;
+
+namespace Outpost.Core.Tests.Manifests;
+
+public sealed class ManifestValidatorTests
+{
+    private static IReadOnlyList<FieldError> Validate(string yaml, bool allowPath = true) =>
+        ManifestValidator.Validate(YamlManifestReader.Read(yaml, "t.yaml")[0].Body, allowPath);
+
+    private const string Valid = """
+        apiVersion: outpost.dev/v1
+        kind: Application
+        metadata:
+          name: hello
+          labels: {app: hello}
+        spec:
+          module: {path: hello.wasm}
+          triggers: {http: {route: /hello}}
+          env: {GREETING: hi}
+          capabilities: [log]
+          limits: {memoryMiB: 16, timeoutMs: 2000}
+          placement: {nodeSelector: {site: a}}
+        """;
+
+    [Fact]
+    public void Valid_HasNoErrors() => Assert.Empty(Validate(Valid));
+
+    [Fact]
+    public void UnknownSpecField_IsNamed()
+    {
+        var errors = Validate(Valid.Replace("  env:", "  enviroment: {A: b}\n  env:", StringComparison.Ordinal));
+
+        Assert.Contains(errors, e => e.Field == "spec.enviroment" && e.Message.Contains("unknown field", StringComparison.Ordinal));
+    }
+
+    [Fact]
+    public void NumberWhereStringExpected_SaysToQuote()
+    {
+        var errors = Validate(Valid.Replace("GREETING: hi", "PORT: 8080", StringComparison.Ordinal));
+
+        Assert.Contains(errors, e => e.Field == "spec.env.PORT" && e.Message.Contains("quote it", StringComparison.Ordinal));
+    }
+
+    [Fact]
+    public void PathAndDigestTogether_IsAnError()
+    {
+        var errors = Validate(Valid.Replace("{path: hello.wasm}", "{path: hello.wasm, digest: \"sha256:" + new string('a', 64) + "\"}", StringComparison.Ordinal));
+
+        Assert.Contains(errors, e => e.Field == "spec.module" && e.Message.Contains("not both", StringComparison.Ordinal));
+    }
+
+    [Fact]
+    public void ModulePath_OnTheServer_PointsAtPush()
+    {
+        var errors = Validate(Valid, allowPath: false);
+
+        var error = Assert.Single(errors);
+        Assert.Equal("spec.module.path", error.Field);
+        Assert.Contains("outpost push", error.Message, StringComparison.Ordinal);
+    }
+
+    [Theory]
+    [InlineData("sha256:abc")]
+    [InlineData("md5:0123")]
+    public void MalformedDigest_IsNamed(string digest)
+    {
+        var errors = Validate(Valid.Replace("{path: hello.wasm}", $"{{digest: \"{digest}\"}}", StringComparison.Ordinal));
+
+        Assert.Contains(errors, e => e.Field == "spec.module.digest");
+    }
+
+    [Theory]
+    [InlineData("hello")]
+    [InlineData("/_outpost/x")]
+    public void BadRoute_IsNamed(string route)
+    {
+        var errors = Validate(Valid.Replace("route: /hello", $"route: \"{route}\"", StringComparison.Ordinal));
+
+        Assert.Contains(errors, e => e.Field == "spec.triggers.http.route");
+    }
+
+    [Fact]
+    public void UnknownCapability_ListsTheKnownOnes()
+    {
+        var errors = Validate(Valid.Replace("[log]", "[log, teleport]", StringComparison.Ordinal));
+
+        var error = Assert.Single(errors);
+        Assert.Equal("spec.capabilities[1]", error.Field);
+        Assert.Contains("kv", error.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void WrongApiVersion_IsNamed()
+    {
+        var errors = Validate(Valid.Replace("outpost.dev/v1", "v1", StringComparison.Ordinal));
+
+        Assert.Contains(errors, e => e.Field == "apiVersion");
+    }
+}
