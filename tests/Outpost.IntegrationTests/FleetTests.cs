@@ -87,6 +87,50 @@ public sealed class FleetTests
     }
 
     [Fact]
+    public async Task ServerRestart_AgentReconnectsOnItsOwn_AndReceivesNewApps()
+    {
+        await using var fleet = new Fleet();
+        await fleet.StartServerAsync();
+        var token = await fleet.CreateJoinTokenAsync();
+        var (agent, gateway) = await fleet.StartAgentAsync("edge-1", token, "site=a");
+        await WaitForNodesReadyAsync(fleet, "edge-1");
+
+        var port = new Uri(fleet.ServerUrl).Port;
+        await fleet.Server!.StopAsync();
+        await fleet.StartServerAsync(port);
+
+        // Applied after the restart: only a reconnected agent can serve it.
+        var (code, output) = await fleet.ClientAsync("apply", "-f", fleet.WriteManifest("a.yaml", AppForSiteA));
+        Assert.True(code == 0, output);
+        await Fleet.WaitForStatusAsync(gateway + "/hello-a", HttpStatusCode.OK, TimeSpan.FromSeconds(30));
+        Assert.Contains("Sync stream lost", agent.Output, StringComparison.Ordinal);
+        Assert.False(agent.HasExited);
+    }
+
+    [Fact]
+    public async Task DeleteByFile_AndYamlOutput()
+    {
+        await using var fleet = new Fleet();
+        await fleet.StartServerAsync();
+        var manifest = fleet.WriteManifest("a.yaml", AppForSiteA);
+        var (code, output) = await fleet.ClientAsync("apply", "-f", manifest);
+        Assert.True(code == 0, output);
+
+        (code, output) = await fleet.ClientAsync("get", "apps", "hello-a", "-o", "yaml");
+        Assert.True(code == 0, output);
+        Assert.Contains("kind: Application", output, StringComparison.Ordinal);
+        Assert.Contains("route: /hello-a", output, StringComparison.Ordinal);
+
+        (code, output) = await fleet.ClientAsync("delete", "-f", manifest);
+        Assert.True(code == 0, output);
+        Assert.Contains("application.outpost.dev \"hello-a\" deleted", output, StringComparison.Ordinal);
+
+        (code, output) = await fleet.ClientAsync("delete", "-f", manifest);
+        Assert.NotEqual(0, code);
+        Assert.Contains("not found", output, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public async Task WrongJoinToken_AgentExitsNonZero_AndNothingIsCreated()
     {
         await using var fleet = new Fleet();

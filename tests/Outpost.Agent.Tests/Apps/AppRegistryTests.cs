@@ -1,0 +1,92 @@
+using System.Text.Json.Nodes;
+using Microsoft.Extensions.Logging.Abstractions;
+using Outpost.Agent.Apps;
+using Outpost.Agent.State;
+using Outpost.Core.Resources;
+using Outpost.Wasm.Hosting;
+
+namespace Outpost.Agent.Tests.Apps;
+
+public sealed class AppRegistryTests : IDisposable
+{
+    private readonly string _dir = Directory.CreateTempSubdirectory("outpost-registry-").FullName;
+    private readonly WasmHost _host = new();
+    private readonly AppRegistry _registry;
+    private readonly string _digest;
+
+    public AppRegistryTests()
+    {
+        var cache = new ModuleCache(_dir);
+        var bytes = File.ReadAllBytes(Path.Combine(AppContext.BaseDirectory, "Modules", "hello.wasm"));
+        _digest = Digest.Compute(bytes);
+        File.WriteAllBytes(cache.PartialPathFor(_digest), bytes);
+        cache.Complete(_digest);
+        _registry = new AppRegistry(_host, cache, "edge-1", NullLogger<AppRegistry>.Instance);
+    }
+
+    private DesiredResource App(string name, string route, long generation = 1, string? digest = null)
+    {
+        var json = new JsonObject
+        {
+            ["kind"] = "Application",
+            ["metadata"] = new JsonObject { ["name"] = name },
+            ["spec"] = new JsonObject
+            {
+                ["module"] = new JsonObject { ["digest"] = digest ?? _digest },
+                ["triggers"] = new JsonObject { ["http"] = new JsonObject { ["route"] = route } },
+            },
+        };
+        return new DesiredResource("Application", name, generation, generation, json.ToJsonString());
+    }
+
+    [Theory]
+    [InlineData("/hello", "hello")]
+    [InlineData("/hello/deep/path", "hello")]
+    [InlineData("/hello/world", "world")]
+    [InlineData("/helloworld", "root")]
+    [InlineData("/other", "root")]
+    public void Match_UsesLongestWholeSegmentPrefix(string path, string expected)
+    {
+        _registry.Reconcile([App("hello", "/hello"), App("world", "/hello/world"), App("root", "/")]);
+
+        Assert.Equal(expected, _registry.Match(path)?.Name);
+    }
+
+    [Fact]
+    public void Reconcile_RemovesWhatIsNoLongerDesired()
+    {
+        _registry.Reconcile([App("hello", "/hello")]);
+        _registry.Reconcile([]);
+
+        Assert.Null(_registry.Match("/hello"));
+        Assert.Empty(_registry.Status);
+    }
+
+    [Fact]
+    public void SameRoute_FirstByNameServes_OtherReportsTheConflict()
+    {
+        _registry.Reconcile([App("b", "/x"), App("a", "/x")]);
+
+        Assert.Equal("a", _registry.Match("/x")?.Name);
+        Assert.Equal("Failed", _registry.Status["b"].State);
+        Assert.Contains("already served by app 'a'", _registry.Status["b"].Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void MissingModule_ReportsFailed_AndKeepsServingThePreviousVersion()
+    {
+        _registry.Reconcile([App("hello", "/hello")]);
+
+        _registry.Reconcile([App("hello", "/hello", generation: 2, digest: "sha256:" + new string('f', 64))]);
+
+        Assert.Equal("Failed", _registry.Status["hello"].State);
+        Assert.Equal(1, _registry.Match("/hello")!.Version.Generation);
+    }
+
+    public void Dispose()
+    {
+        _registry.Dispose();
+        _host.Dispose();
+        Directory.Delete(_dir, recursive: true);
+    }
+}
