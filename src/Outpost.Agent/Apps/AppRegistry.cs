@@ -20,6 +20,7 @@ public sealed class LoadedApp
         Version = version;
         Spec = spec;
         _module = module;
+        Gate = new ConcurrencyGate(spec.Limits.MaxConcurrency, spec.Limits.MaxConcurrency);
         // The app's granted environment, plus who and where it is.
         Env = new Dictionary<string, string>(spec.Env, StringComparer.Ordinal)
         {
@@ -38,6 +39,9 @@ public sealed class LoadedApp
     public IReadOnlyDictionary<string, string> Env { get; }
 
     internal WasmModule Module => _module;
+
+    /// <summary>Bounds this app's concurrent requests (spec.limits.maxConcurrency) and its queue.</summary>
+    internal ConcurrencyGate Gate { get; }
 
     /// <summary>Takes a reference for one request; false when the app was retired meanwhile.</summary>
     internal bool TryAcquire()
@@ -63,6 +67,7 @@ public sealed class LoadedApp
         if (Interlocked.Decrement(ref _users) == 0)
         {
             _module.Dispose();
+            Gate.Dispose();
         }
     }
 }
@@ -124,7 +129,12 @@ public sealed partial class AppRegistry(WasmHost host, ModuleCache modules, stri
                 var spec = wanted.First(w => w.Version.Name == version.Name).Spec;
                 try
                 {
-                    var module = host.Compile(version.Name, modules.Read(version.Digest));
+                    if (spec.Limits.MemoryMiB > host.MaxMemoryMiB)
+                    {
+                        throw new ModuleRejectedException($"limits.memoryMiB {spec.Limits.MemoryMiB} exceeds this node's maximum of {host.MaxMemoryMiB} MiB");
+                    }
+
+                    var module = host.Load(version.Name, version.Digest, () => modules.Read(version.Digest));
                     if (next.TryGetValue(version.Name, out var old))
                     {
                         retired.Add(old);
@@ -132,7 +142,7 @@ public sealed partial class AppRegistry(WasmHost host, ModuleCache modules, stri
 
                     next[version.Name] = new LoadedApp(version, spec, module, nodeName);
                     _status[version.Name] = new AppStatus("Ready", "", version.Generation);
-                    LogLoaded(logger, version.Name, version.Generation, version.Digest);
+                    LogLoaded(logger, version.Name, version.Generation, version.Digest, module.FromCache ? "precompiled cache" : "compiled");
                 }
                 catch (Exception ex) when (ex is ModuleRejectedException or IOException or Wasmtime.WasmtimeException)
                 {
@@ -206,8 +216,8 @@ public sealed partial class AppRegistry(WasmHost host, ModuleCache modules, stri
         }
     }
 
-    [LoggerMessage(Level = LogLevel.Information, Message = "App '{App}' generation {Generation} loaded ({Digest})")]
-    private static partial void LogLoaded(ILogger logger, string app, long generation, string digest);
+    [LoggerMessage(Level = LogLevel.Information, Message = "App '{App}' generation {Generation} loaded ({Digest}, {Source})")]
+    private static partial void LogLoaded(ILogger logger, string app, long generation, string digest, string source);
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "App '{App}' failed to load: {Reason}")]
     private static partial void LogLoadFailed(ILogger logger, string app, string reason);

@@ -35,6 +35,15 @@ public sealed partial class GatewayHandler(AppRegistry apps, WagiRunner runner, 
             return;
         }
 
+        var timeout = TimeSpan.FromMilliseconds(app.Spec.Limits.TimeoutMs);
+        if (!await app.Gate.EnterAsync(timeout, context.RequestAborted))
+        {
+            app.Release();
+            context.Response.Headers.RetryAfter = "1";
+            await WriteTextAsync(context, 503, $"503 service unavailable: app {app.Name} is at its concurrency limit ({app.Gate.Limit}); retry shortly\n");
+            return;
+        }
+
         try
         {
             var body = await ReadBodyAsync(context, options.MaxRequestBodyBytes);
@@ -78,6 +87,7 @@ public sealed partial class GatewayHandler(AppRegistry apps, WagiRunner runner, 
         }
         finally
         {
+            app.Gate.Exit();
             app.Release();
         }
     }

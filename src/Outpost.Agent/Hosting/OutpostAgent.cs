@@ -36,6 +36,11 @@ public sealed class OutpostAgent : IAsyncDisposable
         ArgumentNullException.ThrowIfNull(options);
         options.Validate();
         Directory.CreateDirectory(options.DataDir);
+
+        // Guest code runs synchronously on pool threads; a few stuck guests (until their
+        // deadline) must not starve the gateway and sync loop of threads.
+        ThreadPool.GetMinThreads(out var workers, out var io);
+        ThreadPool.SetMinThreads(Math.Max(workers, 64), io);
         var endpoint = Outpost.Core.Api.ListenAddress.Parse(options.Gateway);
 
         var builder = WebApplication.CreateSlimBuilder(new WebApplicationOptions
@@ -66,7 +71,7 @@ public sealed class OutpostAgent : IAsyncDisposable
         services.AddSingleton(TimeProvider.System);
         services.AddSingleton(_ => new AgentStore(Path.Combine(options.DataDir, "agent.db")));
         services.AddSingleton(_ => new ModuleCache(Path.Combine(options.DataDir, "modules")));
-        services.AddSingleton(_ => new WasmHost());
+        services.AddSingleton(_ => new WasmHost(new WasmHostOptions { CacheDir = Path.Combine(options.DataDir, "compiled") }));
         services.AddSingleton(sp => new AppRegistry(sp.GetRequiredService<WasmHost>(), sp.GetRequiredService<ModuleCache>(), options.NodeName, sp.GetRequiredService<ILogger<AppRegistry>>()));
         services.AddSingleton<WagiRunner>();
         services.AddSingleton<GatewayHandler>();

@@ -80,7 +80,8 @@ public sealed partial class OutpostServer : IAsyncDisposable
         services.AddSingleton<NodeLeases>();
         services.AddSingleton<ResourceView>();
         services.AddSingleton<ResourceWriter>();
-        services.AddSingleton(_ => new WasmHost());
+        // Only validates pushed modules: a small pool is plenty.
+        services.AddSingleton(_ => new WasmHost(new WasmHostOptions { MaxInstances = 4 }));
         services.AddGrpc(o => o.MaxReceiveMessageSize = 4 * 1024 * 1024);
 
         var app = builder.Build();

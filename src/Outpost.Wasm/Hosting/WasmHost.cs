@@ -1,3 +1,5 @@
+using System.Reflection;
+using Module = Wasmtime.Module;
 using Outpost.Core.Resources;
 using Outpost.Wasm.Wasi;
 using Wasmtime;
@@ -14,6 +16,26 @@ public sealed record WasmHostOptions
     public int MaxStackBytes { get; init; } = 512 * 1024;
 
     public TimeProvider TimeProvider { get; init; } = TimeProvider.System;
+
+    /// <summary>Pool slots: instances that can run at once across all apps. Default 256.</summary>
+    public int MaxInstances { get; init; } = 256;
+
+    /// <summary>The most linear memory any instance may grow to, in MiB; apps asking for more are refused. Default 256.</summary>
+    public int MaxMemoryMiB { get; init; } = 256;
+
+    /// <summary>Where precompiled modules are kept, keyed by digest and Wasmtime version; null disables the cache.</summary>
+    public string? CacheDir { get; init; }
+
+    public void Validate()
+    {
+        ArgumentOutOfRangeException.ThrowIfLessThan(MaxInstances, 1);
+        ArgumentOutOfRangeException.ThrowIfLessThan(MaxMemoryMiB, 1);
+        ArgumentOutOfRangeException.ThrowIfLessThan(MaxStackBytes, 64 * 1024);
+        if (EpochTick <= TimeSpan.Zero)
+        {
+            throw new ArgumentOutOfRangeException(nameof(EpochTick), "the epoch tick must be positive");
+        }
+    }
 }
 
 /// <summary>
@@ -27,13 +49,32 @@ public sealed class WasmHost : IDisposable
     private readonly ITimer _ticker;
     private readonly WasmHostOptions _options;
 
+    /// <summary>The Wasmtime version; part of the precompiled cache key, since artifacts are engine-specific.</summary>
+    public static string WasmtimeVersion { get; } =
+        typeof(Engine).Assembly.GetCustomAttribute<AssemblyInformationalVersionAttribute>()?.InformationalVersion.Split('+')[0]
+        ?? typeof(Engine).Assembly.GetName().Version?.ToString() ?? "unknown";
+
     public WasmHost(WasmHostOptions? options = null)
     {
         _options = options ?? new WasmHostOptions();
+        _options.Validate();
+        var slots = (uint)_options.MaxInstances;
+        // Pooling: instance slots are reserved once and reused, so instantiation is a few
+        // microseconds; copy-on-write images make data segments free to map; keeping 64 KiB
+        // resident per memory avoids re-faulting the first pages of every request.
+        using var pool = new PoolingAllocationConfig()
+            .WithMaxCoreInstances(slots)
+            .WithMaxMemories(slots)
+            .WithMaxTables(slots)
+            .WithMaxMemorySize((nuint)_options.MaxMemoryMiB * 1024 * 1024)
+            .WithLinearMemoryKeepResidentBytes(64 * 1024)
+            .WithTableKeepResidentBytes(16 * 1024);
         using var config = new Config()
             .WithEpochInterruption(true)
             .WithMaximumStackSize(_options.MaxStackBytes)
-            .WithOptimizationLevel(OptimizationLevel.Speed);
+            .WithOptimizationLevel(OptimizationLevel.Speed)
+            .WithMemoryInitCopyOnWrite(true)
+            .WithPoolingAllocationStrategy(pool);
         _engine = new Engine(config);
         _linker = new Linker(_engine);
         WasiPreview1.Define(_linker, _options.TimeProvider);
@@ -52,8 +93,45 @@ public sealed class WasmHost : IDisposable
             throw new ModuleRejectedException($"module '{name}' rejected: {string.Join("; ", problems)}");
         }
 
-        return new WasmModule(Module.FromBytes(_engine, name, wasm));
+        return new WasmModule(Module.FromBytes(_engine, name, wasm), fromCache: false);
     }
+
+    /// <summary>
+    /// Loads a module for an app at deploy time: from the precompiled cache when it holds
+    /// this digest for this Wasmtime version, else by validating and compiling the bytes
+    /// (and caching the result). Only files this host wrote are ever deserialized.
+    /// </summary>
+    public WasmModule Load(string name, string digest, Func<byte[]> readWasm)
+    {
+        ArgumentNullException.ThrowIfNull(readWasm);
+        var cached = _options.CacheDir is null ? null : Path.Combine(_options.CacheDir, WasmtimeVersion, Digest.ToFileName(digest) + ".cwasm");
+        if (cached is not null && File.Exists(cached))
+        {
+            try
+            {
+                return new WasmModule(Module.DeserializeFile(_engine, name, cached), fromCache: true);
+            }
+            catch (WasmtimeException)
+            {
+                // Written by another engine configuration: compile again and replace it.
+                File.Delete(cached);
+            }
+        }
+
+        var compiled = Compile(name, readWasm());
+        if (cached is not null)
+        {
+            Directory.CreateDirectory(Path.GetDirectoryName(cached)!);
+            var temp = $"{cached}.{Environment.ProcessId}.tmp";
+            File.WriteAllBytes(temp, compiled.Module.Serialize());
+            File.Move(temp, cached, overwrite: true);
+        }
+
+        return compiled;
+    }
+
+    /// <summary>The node's memory ceiling; an app asking for more cannot be placed here.</summary>
+    public int MaxMemoryMiB => _options.MaxMemoryMiB;
 
     /// <summary>What is wrong with a module, or nothing: not Wasm, invalid, or importing what the host lacks.</summary>
     public IReadOnlyList<string> Validate(ReadOnlySpan<byte> wasm)
@@ -115,15 +193,28 @@ public sealed class WasmHost : IDisposable
         {
             return new RunResult(RunOutcome.TimedOut, -1, $"timed out after {limits.TimeoutMs} ms");
         }
+        catch (WasmtimeException) when (context.Stdout.Overflowed)
+        {
+            return new RunResult(RunOutcome.OutputTooLarge, -1, $"response exceeded maxResponseBytes ({context.Stdout.Capacity} bytes)");
+        }
+        catch (WasmtimeException ex) when (ex.Message.Contains("concurrent", StringComparison.OrdinalIgnoreCase) && ex.Message.Contains("limit", StringComparison.OrdinalIgnoreCase))
+        {
+            // Every pool slot is in use: the node is saturated, not the app broken.
+            return new RunResult(RunOutcome.Busy, -1, FirstLine(ex.Message));
+        }
         catch (WasmtimeException ex)
         {
-            if (context.Stdout.Overflowed || context.Stderr.Overflowed)
-            {
-                return new RunResult(RunOutcome.OutputTooLarge, -1, $"output exceeded {context.Stdout.Capacity} bytes");
-            }
-
-            return new RunResult(RunOutcome.Trapped, -1, FirstLine(ex.Message));
+            return new RunResult(RunOutcome.Trapped, -1, TrapReason(ex));
         }
+    }
+
+    /// <summary>"wasm trap: call stack exhausted" rather than the backtrace header Wasmtime leads with.</summary>
+    private static string TrapReason(WasmtimeException ex)
+    {
+        var message = ex.Message;
+        var cause = message.IndexOf("Caused by:", StringComparison.Ordinal);
+        var reason = cause >= 0 ? FirstLine(message[(cause + "Caused by:".Length)..].Trim()) : FirstLine(message);
+        return ex is TrapException trap ? $"{trap.Type}: {reason}" : reason;
     }
 
     private static string FirstLine(string message)
@@ -143,9 +234,16 @@ public sealed class WasmHost : IDisposable
 /// <summary>A compiled module, ready to instantiate many times.</summary>
 public sealed class WasmModule : IDisposable
 {
-    internal WasmModule(Module module) => Module = module;
+    internal WasmModule(Module module, bool fromCache)
+    {
+        Module = module;
+        FromCache = fromCache;
+    }
 
     internal Module Module { get; }
+
+    /// <summary>True when it came from the precompiled cache rather than a compile.</summary>
+    public bool FromCache { get; }
 
     public void Dispose() => Module.Dispose();
 }
@@ -156,6 +254,7 @@ internal enum RunOutcome
     Trapped,
     TimedOut,
     OutputTooLarge,
+    Busy,
 }
 
 internal sealed record RunResult(RunOutcome Outcome, int ExitCode, string? Error);

@@ -26,6 +26,7 @@ public sealed class WagiRunner(WasmHost host)
             RunOutcome.TimedOut => Fail(504, result.Error!, stderr),
             RunOutcome.Trapped => Fail(500, $"trap: {result.Error}", stderr),
             RunOutcome.OutputTooLarge => Fail(500, result.Error!, stderr),
+            RunOutcome.Busy => Busy(result.Error!),
             _ => Parse(context.Stdout.WrittenMemory, result.ExitCode, stderr),
         };
     }
@@ -148,6 +149,10 @@ public sealed class WagiRunner(WasmHost host)
 
         return (-1, -1);
     }
+
+    private static WagiOutcome Busy(string error) =>
+        new(new WagiResponse(503, [new("Content-Type", "text/plain; charset=utf-8"), new("Retry-After", "1")],
+            Encoding.UTF8.GetBytes("503 service unavailable: the node is at its instance limit; retry shortly\n")), error, null);
 
     private static WagiOutcome Fail(int status, string error, string? stderr) =>
         new(new WagiResponse(status, [new("Content-Type", "text/plain; charset=utf-8")], Encoding.UTF8.GetBytes(

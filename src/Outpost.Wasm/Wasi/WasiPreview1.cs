@@ -174,8 +174,13 @@ internal static class WasiPreview1
             var len = memory.ReadInt32(iovs + (i * 8) + 4);
             if (!target.Write(memory.GetSpan(ptr, len)))
             {
-                // Over the cap: the run fails rather than silently truncating the response.
-                return Io;
+                if (fd == 1)
+                {
+                    // Over the response cap: stop the guest now rather than let it flood on.
+                    throw new InvalidOperationException("response exceeded its size limit");
+                }
+
+                return Io; // stderr is only a log: drop the excess, let the guest run
             }
 
             written += len;

@@ -1,0 +1,95 @@
+using System.Diagnostics;
+using System.Text;
+using Outpost.Core.Resources;
+using Outpost.Wasm.Hosting;
+using Outpost.Wasm.Wagi;
+using Wasmtime;
+
+namespace Outpost.Wasm.Tests.Hosting;
+
+/// <summary>A hostile guest fails its own request with a clear status; the host survives it.</summary>
+public sealed class HostileModuleTests : IDisposable
+{
+    private readonly WasmHost _host = new(new WasmHostOptions { MaxInstances = 16, MaxMemoryMiB = 64 });
+
+    private static byte[] Wasm(string name) =>
+        Module.ConvertText(File.ReadAllText(Path.Combine(AppContext.BaseDirectory, "Modules", name)));
+
+    private WagiOutcome Run(string name, AppLimits? limits = null)
+    {
+        using var module = _host.Compile(name, Wasm(name));
+        return new WagiRunner(_host).Handle(module, new WagiRequest { Method = "GET", Path = "/", Route = "/" }, new Dictionary<string, string>(), limits ?? new AppLimits());
+    }
+
+    [Fact]
+    public void MemoryBomb_IsStoppedAtTheAppLimit_AndFailsWith500()
+    {
+        var outcome = Run("memory-bomb.wat", new AppLimits { MemoryMiB = 16 });
+
+        Assert.Equal(500, outcome.Response.Status);
+        Assert.Contains("unreachable", outcome.Error, StringComparison.OrdinalIgnoreCase);
+    }
+
+    [Fact]
+    public void DeepRecursion_OverflowsTheGuestStack_AndFailsWith500()
+    {
+        var outcome = Run("recursion.wat");
+
+        Assert.Equal(500, outcome.Response.Status);
+        Assert.Contains("stack", outcome.Error, StringComparison.OrdinalIgnoreCase);
+    }
+
+    [Fact]
+    public void OutputFlood_IsCutAtMaxResponseBytes_AndFailsWith500Quickly()
+    {
+        var watch = Stopwatch.StartNew();
+
+        var outcome = Run("flood.wat", new AppLimits { MaxResponseBytes = 1024 * 1024 });
+
+        Assert.Equal(500, outcome.Response.Status);
+        Assert.Contains("maxResponseBytes", outcome.Error, StringComparison.Ordinal);
+        Assert.True(watch.Elapsed < TimeSpan.FromSeconds(5), $"took {watch.Elapsed}: the guest should be stopped at the cap, not run to 100 MiB");
+    }
+
+    [Fact]
+    public async Task HealthyRequests_KeepSucceeding_WhileHostileGuestsRun()
+    {
+        using var hello = _host.Compile("hello", File.ReadAllBytes(Path.Combine(AppContext.BaseDirectory, "Modules", "hello.wasm")));
+        var runner = new WagiRunner(_host);
+        using var stop = new CancellationTokenSource();
+        var hostile = Task.Run(() =>
+        {
+            var outcomes = new List<int>();
+            foreach (var name in new[] { "loop.wat", "memory-bomb.wat", "recursion.wat", "unreachable.wat", "flood.wat" })
+            {
+                outcomes.Add(Run(name, new AppLimits { TimeoutMs = 300, MemoryMiB = 16, MaxResponseBytes = 1024 * 1024 }).Response.Status);
+            }
+
+            stop.Cancel();
+            return outcomes;
+        });
+
+        var healthy = 0;
+        while (!stop.IsCancellationRequested)
+        {
+            var outcome = runner.Handle(hello, new WagiRequest { Method = "GET", Path = "/hello", Route = "/hello" },
+                new Dictionary<string, string> { ["OUTPOST_NODE_NAME"] = "n" }, new AppLimits());
+            Assert.Equal(200, outcome.Response.Status);
+            healthy++;
+        }
+
+        Assert.Equal([504, 500, 500, 500, 500], await hostile);
+        Assert.True(healthy > 10, $"only {healthy} healthy requests ran alongside the hostile ones");
+    }
+
+    [Fact]
+    public void MemoryAboveThePoolCeiling_CannotGrow()
+    {
+        // The app asks for more than the node's pool allows: the pool wins.
+        var outcome = Run("memory-bomb.wat", new AppLimits { MemoryMiB = 1024 });
+
+        Assert.Equal(500, outcome.Response.Status);
+    }
+
+    public void Dispose() => _host.Dispose();
+}
