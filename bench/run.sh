@@ -2,6 +2,9 @@
 # Benchmarks, separate from the tests. Usage: bench/run.sh <scenario>
 # The last line of every scenario is its figures as key=value pairs.
 #
+#   coldstart per-request cost of a fresh pooled instance of hello.wasm (WAGI in,
+#             response out), in-process; baselines: the host work without an
+#             instance, and the same engine without the pooling allocator.
 #   converge  time from `outpost apply` returning to the app answering 200 on a
 #             node's gateway, and from `outpost delete` returning to 404; the
 #             baseline is a no-op client round trip (`outpost get apps`) measured
@@ -15,6 +18,10 @@ now_ms() { date +%s%3N; }
 median() { sort -n | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : int((a[NR/2]+a[NR/2+1])/2))}'; }
 
 case "$scenario" in
+  coldstart)
+    dotnet build "$root/bench/Outpost.Bench" -c Release -nologo -v q >/dev/null
+    dotnet "$root/bench/Outpost.Bench/bin/Release/net10.0/Outpost.Bench.dll" coldstart "${ITERATIONS:-20000}"
+    ;;
   converge)
     dotnet build "$root/src/Outpost" -c Release -nologo -v q >/dev/null
     outpost=(dotnet "$root/src/Outpost/bin/Release/net10.0/outpost.dll")
@@ -57,7 +64,7 @@ YAML
     echo "converge runs=$runs apply_to_200_p50_ms=$(median <"$work/apply.txt") apply_to_200_max_ms=$(sort -n "$work/apply.txt" | tail -1) delete_to_404_p50_ms=$(median <"$work/delete.txt") delete_to_404_max_ms=$(sort -n "$work/delete.txt" | tail -1) baseline_client_roundtrip_p50_ms=$(median <"$work/baseline.txt")"
     ;;
   *)
-    echo "usage: bench/run.sh converge" >&2
+    echo "usage: bench/run.sh coldstart|converge" >&2
     exit 2
     ;;
 esac

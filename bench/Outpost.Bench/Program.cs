@@ -1,0 +1,14 @@
+using System.Globalization;
+using Outpost.Bench;
+
+// Scenarios for bench/run.sh; each prints its figures as key=value pairs on its last line.
+switch (args.FirstOrDefault())
+{
+    case "coldstart":
+        var iterations = args.Length > 1 ? int.Parse(args[1], CultureInfo.InvariantCulture) : 20_000;
+        ColdStart.Run(TimeSpan.FromSeconds(3), iterations);
+        return 0;
+    default:
+        Console.Error.WriteLine("usage: Outpost.Bench coldstart [iterations]");
+        return 2;
+}
