@@ -5,6 +5,10 @@
 #   coldstart per-request cost of a fresh pooled instance of hello.wasm (WAGI in,
 #             response out), in-process; baselines: the host work without an
 #             instance, and the same engine without the pooling allocator.
+#   http      wrk (-t2 -c64) against three servers of GET /hello in one run: an agent
+#             gateway running hello.wasm in a fresh instance per request, plain
+#             Kestrel returning the same bytes, and Node.js instantiating the same
+#             .wasm per request; ratios are gateway/kestrel and gateway/node.
 #   converge  time from `outpost apply` returning to the app answering 200 on a
 #             node's gateway, and from `outpost delete` returning to 404; the
 #             baseline is a no-op client round trip (`outpost get apps`) measured
@@ -21,6 +25,40 @@ case "$scenario" in
   coldstart)
     dotnet build "$root/bench/Outpost.Bench" -c Release -nologo -v q >/dev/null
     dotnet "$root/bench/Outpost.Bench/bin/Release/net10.0/Outpost.Bench.dll" coldstart "${ITERATIONS:-20000}"
+    ;;
+  http)
+    command -v wrk >/dev/null || { apt-get install -y wrk >/dev/null 2>&1 || { apt-get update >/dev/null && apt-get install -y wrk >/dev/null; }; }
+    command -v node >/dev/null || { apt-get install -y nodejs >/dev/null 2>&1 || { apt-get update >/dev/null && apt-get install -y nodejs >/dev/null; }; }
+    duration="${DURATION:-10}"
+    dotnet build "$root/src/Outpost" -c Release -nologo -v q >/dev/null
+    dotnet build "$root/bench/Outpost.Bench" -c Release -nologo -v q >/dev/null
+    work="$(mktemp -d)"
+    pids=()
+    trap 'kill "${pids[@]}" 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$work"' EXIT
+    export HOME="$work/home"
+    mkdir -p "$HOME"
+    base=$((20000 + RANDOM % 10000))
+    gateway=$((base + 1)); kestrel=$((base + 2)); nodeport=$((base + 3))
+    dotnet "$root/src/Outpost/bin/Release/net10.0/outpost.dll" up --agents 1 --data-dir "$work/fleet" --server-port "$base" \
+      --gateway-port "$gateway" --manifests "$root/samples/manifests" >"$work/up.log" 2>&1 & pids+=($!)
+    dotnet "$root/bench/Outpost.Bench/bin/Release/net10.0/Outpost.Bench.dll" kestrel "$kestrel" >"$work/kestrel.log" 2>&1 & pids+=($!)
+    node "$root/bench/node/server.mjs" "$root/samples/apps/hello/hello.wasm" "$nodeport" >"$work/node.log" 2>&1 & pids+=($!)
+    for url in "http://127.0.0.1:$gateway/hello" "http://127.0.0.1:$kestrel/hello" "http://127.0.0.1:$nodeport/hello"; do
+      for _ in $(seq 1 120); do curl -sf -o /dev/null "$url" && break; sleep 0.5; done
+      curl -sf "$url" >/dev/null || { echo "not serving: $url" >&2; cat "$work"/*.log >&2; exit 1; }
+    done
+    measure() { # url -> "rps p99_ms"
+      wrk -t2 -c64 -d3s "$1" >/dev/null # warm-up: JIT, pools, connections
+      wrk -t2 -c64 -d"${duration}s" --latency "$1" >"$work/wrk.txt"
+      rps=$(awk '/Requests\/sec/ {print $2}' "$work/wrk.txt")
+      p99=$(awk '$1 == "99%" {v=$2; if (v ~ /us$/) {sub(/us$/, "", v); v=v/1000} else if (v ~ /ms$/) {sub(/ms$/, "", v)} else if (v ~ /s$/) {sub(/s$/, "", v); v=v*1000}; print v}' "$work/wrk.txt")
+      echo "$rps $p99"
+    }
+    read -r g_rps g_p99 < <(measure "http://127.0.0.1:$gateway/hello")
+    read -r k_rps _ < <(measure "http://127.0.0.1:$kestrel/hello")
+    read -r n_rps _ < <(measure "http://127.0.0.1:$nodeport/hello")
+    echo "gateway ${g_rps} req/s (p99 ${g_p99} ms), plain kestrel ${k_rps} req/s, node ${n_rps} req/s (wrk -t2 -c64 -d${duration}s each)"
+    echo "http gateway_rps=${g_rps} kestrel_rps=${k_rps} ratio=$(awk -v a="$g_rps" -v b="$k_rps" 'BEGIN {printf "%.2f", a/b}') node_rps=${n_rps} node_ratio=$(awk -v a="$g_rps" -v b="$n_rps" 'BEGIN {printf "%.2f", a/b}') p99_ms=${g_p99}"
     ;;
   converge)
     dotnet build "$root/src/Outpost" -c Release -nologo -v q >/dev/null
@@ -64,7 +102,7 @@ YAML
     echo "converge runs=$runs apply_to_200_p50_ms=$(median <"$work/apply.txt") apply_to_200_max_ms=$(sort -n "$work/apply.txt" | tail -1) delete_to_404_p50_ms=$(median <"$work/delete.txt") delete_to_404_max_ms=$(sort -n "$work/delete.txt" | tail -1) baseline_client_roundtrip_p50_ms=$(median <"$work/baseline.txt")"
     ;;
   *)
-    echo "usage: bench/run.sh coldstart|converge" >&2
+    echo "usage: bench/run.sh coldstart|http|converge" >&2
     exit 2
     ;;
 esac

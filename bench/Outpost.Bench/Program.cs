@@ -8,7 +8,10 @@ switch (args.FirstOrDefault())
         var iterations = args.Length > 1 ? int.Parse(args[1], CultureInfo.InvariantCulture) : 20_000;
         ColdStart.Run(TimeSpan.FromSeconds(3), iterations);
         return 0;
+    case "kestrel":
+        await PlainKestrel.RunAsync(int.Parse(args[1], CultureInfo.InvariantCulture));
+        return 0;
     default:
-        Console.Error.WriteLine("usage: Outpost.Bench coldstart [iterations]");
+        Console.Error.WriteLine("usage: Outpost.Bench coldstart [iterations] | kestrel PORT");
         return 2;
 }

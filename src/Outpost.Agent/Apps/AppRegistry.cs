@@ -28,6 +28,7 @@ public sealed class LoadedApp
             ["OUTPOST_APP_NAME"] = version.Name,
             ["OUTPOST_APP_GENERATION"] = version.Generation.ToString(System.Globalization.CultureInfo.InvariantCulture),
         };
+        EncodedEnv = new Wasm.Wagi.AppEnvironment(Env);
     }
 
     public AppVersion Version { get; }
@@ -37,6 +38,8 @@ public sealed class LoadedApp
     public string Name => Version.Name;
 
     public IReadOnlyDictionary<string, string> Env { get; }
+
+    internal Wasm.Wagi.AppEnvironment EncodedEnv { get; }
 
     internal WasmModule Module => _module;
 

@@ -11,12 +11,16 @@ namespace Outpost.Agent.Gateway;
 /// The node's local HTTP gateway: routes each request by path prefix to an app and runs it
 /// in a fresh Wasm instance. A failing app fails only its own request.
 /// </summary>
-public sealed partial class GatewayHandler(AppRegistry apps, WagiRunner runner, AgentOptions options, ILogger<GatewayHandler> logger)
+public sealed partial class GatewayHandler(AppRegistry apps, WagiRunner runner, AgentOptions options, ILogger<GatewayHandler> logger) : IDisposable
 {
     private static readonly HashSet<string> HopByHop = new(StringComparer.OrdinalIgnoreCase)
     {
         "Connection", "Keep-Alive", "Transfer-Encoding", "Upgrade", "Content-Length", "Proxy-Connection", "TE", "Trailer",
     };
+
+    private readonly GuestThreads _threads = new();
+
+    public void Dispose() => _threads.Dispose();
 
     public async Task HandleAsync(HttpContext context)
     {
@@ -59,14 +63,24 @@ public sealed partial class GatewayHandler(AppRegistry apps, WagiRunner runner, 
                 Path = path,
                 Query = context.Request.QueryString.HasValue ? context.Request.QueryString.Value![1..] : "",
                 Route = app.Spec.Http!.Route,
-                Headers = [.. context.Request.Headers.Select(h => KeyValuePair.Create(h.Key, h.Value.ToString()))],
+                Headers = CopyHeaders(context.Request.Headers),
                 Body = body.Value,
                 Host = context.Request.Host.Host,
                 Port = context.Request.Host.Port ?? context.Connection.LocalPort,
                 RemoteAddress = context.Connection.RemoteIpAddress?.ToString() ?? "",
                 Scheme = context.Request.Scheme,
             };
-            var outcome = runner.Handle(app.Module, request, app.Env, app.Spec.Limits);
+            WagiOutcome outcome;
+            var run = _threads.Enter();
+            try
+            {
+                outcome = runner.Handle(app.Module, request, app.EncodedEnv, app.Spec.Limits);
+            }
+            finally
+            {
+                _threads.Exit(run);
+            }
+
             if (outcome.Error is not null)
             {
                 LogAppFailed(logger, app.Name, path, outcome.Response.Status, outcome.Error, outcome.Stderr ?? "");
@@ -90,6 +104,17 @@ public sealed partial class GatewayHandler(AppRegistry apps, WagiRunner runner, 
             app.Gate.Exit();
             app.Release();
         }
+    }
+
+    private static List<KeyValuePair<string, string>> CopyHeaders(IHeaderDictionary headers)
+    {
+        var list = new List<KeyValuePair<string, string>>(headers.Count);
+        foreach (var header in headers)
+        {
+            list.Add(new(header.Key, header.Value.ToString()));
+        }
+
+        return list;
     }
 
     private static async Task<ReadOnlyMemory<byte>?> ReadBodyAsync(HttpContext context, int limit)

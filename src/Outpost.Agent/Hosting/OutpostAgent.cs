@@ -36,11 +36,6 @@ public sealed class OutpostAgent : IAsyncDisposable
         ArgumentNullException.ThrowIfNull(options);
         options.Validate();
         Directory.CreateDirectory(options.DataDir);
-
-        // Guest code runs synchronously on pool threads; a few stuck guests (until their
-        // deadline) must not starve the gateway and sync loop of threads.
-        ThreadPool.GetMinThreads(out var workers, out var io);
-        ThreadPool.SetMinThreads(Math.Max(workers, 64), io);
         var endpoint = Outpost.Core.Api.ListenAddress.Parse(options.Gateway);
 
         var builder = WebApplication.CreateSlimBuilder(new WebApplicationOptions

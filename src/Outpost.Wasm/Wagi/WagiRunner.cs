@@ -13,12 +13,17 @@ namespace Outpost.Wasm.Wagi;
 public sealed class WagiRunner(WasmHost host)
 {
     /// <summary>Runs one request in a fresh instance. Guest failures become 5xx responses, never exceptions.</summary>
-    public WagiOutcome Handle(WasmModule module, WagiRequest request, IReadOnlyDictionary<string, string> appEnv, AppLimits limits)
+    public WagiOutcome Handle(WasmModule module, WagiRequest request, IReadOnlyDictionary<string, string> appEnv, AppLimits limits) =>
+        Handle(module, request, new AppEnvironment(appEnv), limits);
+
+    /// <summary>As above, with the app's fixed environment encoded once (the gateway's hot path).</summary>
+    public WagiOutcome Handle(WasmModule module, WagiRequest request, AppEnvironment appEnv, AppLimits limits)
     {
         ArgumentNullException.ThrowIfNull(request);
         ArgumentNullException.ThrowIfNull(limits);
-        var env = BuildEnvironment(request, appEnv);
-        var context = new WasiContext([request.Route], env, request.Body, limits.MaxResponseBytes, 64 * 1024);
+        ArgumentNullException.ThrowIfNull(appEnv);
+        var env = BuildEnvironment(request, new Dictionary<string, string>());
+        var context = new WasiContext([request.Route], appEnv.Encoded, env, request.Body, limits.MaxResponseBytes, 64 * 1024);
         var result = host.Run(module, context, limits);
         var stderr = context.Stderr.Length > 0 ? context.Stderr.ToText() : null;
         return result.Outcome switch
@@ -157,6 +162,12 @@ public sealed class WagiRunner(WasmHost host)
     private static WagiOutcome Fail(int status, string error, string? stderr) =>
         new(new WagiResponse(status, [new("Content-Type", "text/plain; charset=utf-8")], Encoding.UTF8.GetBytes(
             status == 504 ? "504 gateway timeout: the app did not answer in time\n" : "500 internal error: the app failed\n")), error, stderr);
+}
+
+/// <summary>An app's fixed environment, encoded for environ_get once rather than per request.</summary>
+public sealed class AppEnvironment(IReadOnlyDictionary<string, string> values)
+{
+    internal IReadOnlyList<byte[]> Encoded { get; } = [.. values.Select(p => WasiContext.Encode(p.Key, p.Value))];
 }
 
 /// <summary>The response, plus the failure reason (for the agent log, not the client) and the guest's stderr.</summary>

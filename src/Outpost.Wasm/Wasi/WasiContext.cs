@@ -15,13 +15,38 @@ internal sealed class WasiContext
     private int _stdinPosition;
 
     public WasiContext(IEnumerable<string> args, IEnumerable<KeyValuePair<string, string>> env, ReadOnlyMemory<byte> stdin, int maxStdoutBytes, int maxStderrBytes)
+        : this(args, [], env, stdin, maxStdoutBytes, maxStderrBytes)
+    {
+    }
+
+    /// <summary>With <paramref name="encodedEnv"/> already in "K=V\0" form (an app's fixed environment, encoded once).</summary>
+    public WasiContext(IEnumerable<string> args, IReadOnlyList<byte[]> encodedEnv, IEnumerable<KeyValuePair<string, string>> env, ReadOnlyMemory<byte> stdin, int maxStdoutBytes, int maxStderrBytes)
     {
         _args = [.. args.Select(a => Encoding.UTF8.GetBytes(a + "\0"))];
-        _env = [.. env.Select(p => Encoding.UTF8.GetBytes($"{p.Key}={p.Value}\0"))];
+        var all = new List<byte[]>(encodedEnv);
+        foreach (var (key, value) in env)
+        {
+            all.Add(Encode(key, value));
+        }
+
+        _env = [.. all];
         _stdin = stdin;
         Stdout = new CappedBuffer(maxStdoutBytes);
         Stderr = new CappedBuffer(maxStderrBytes);
     }
+
+    /// <summary>"K=V\0" in UTF-8, as environ_get hands it to the guest.</summary>
+    public static byte[] Encode(string key, string value)
+    {
+        var bytes = new byte[Encoding.UTF8.GetByteCount(key) + Encoding.UTF8.GetByteCount(value) + 2];
+        var n = Encoding.UTF8.GetBytes(key, bytes);
+        bytes[n++] = (byte)'=';
+        Encoding.UTF8.GetBytes(value, bytes.AsSpan(n));
+        return bytes;
+    }
+
+    /// <summary>The guest's exported memory, looked up once per run rather than on every call.</summary>
+    public Wasmtime.Memory? Memory { get; set; }
 
     public CappedBuffer Stdout { get; }
 

@@ -113,7 +113,11 @@ internal static class WasiPreview1
 
     private static WasiContext Ctx(Caller caller) => (WasiContext)caller.GetData()!;
 
-    private static Memory? Mem(Caller caller) => caller.GetMemory("memory");
+    private static Memory? Mem(Caller caller)
+    {
+        var context = Ctx(caller);
+        return context.Memory ??= caller.GetMemory("memory");
+    }
 
     private static int SizesGet(Caller caller, IReadOnlyList<byte[]> items, int countPtr, int sizePtr)
     {
