@@ -112,6 +112,15 @@ public sealed class Fleet : IAsyncDisposable
         throw new TimeoutException($"{url} did not answer {(int)expected} within {timeout}; last: {(int)last.Status} {last.Body}");
     }
 
+    /// <summary>Stops every agent and server process (their files can then be inspected).</summary>
+    public async Task DisposeAgentsAsync()
+    {
+        foreach (var process in _processes)
+        {
+            await process.StopAsync();
+        }
+    }
+
     private OutpostProcess Track(OutpostProcess process)
     {
         _processes.Add(process);

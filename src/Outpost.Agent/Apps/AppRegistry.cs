@@ -15,8 +15,9 @@ public sealed class LoadedApp
     private int _users = 1; // the registry's own reference
     private readonly WasmModule _module;
 
-    internal LoadedApp(AppVersion version, ApplicationSpec spec, WasmModule module, string nodeName)
+    internal LoadedApp(AppVersion version, ApplicationSpec spec, WasmModule module, string nodeName, Wasm.Host.HostGrant grant)
     {
+        Grant = grant;
         Version = version;
         Spec = spec;
         _module = module;
@@ -40,6 +41,9 @@ public sealed class LoadedApp
     public IReadOnlyDictionary<string, string> Env { get; }
 
     internal Wasm.Wagi.AppEnvironment EncodedEnv { get; }
+
+    /// <summary>What this app may call in the outpost module.</summary>
+    internal Wasm.Host.HostGrant Grant { get; }
 
     internal WasmModule Module => _module;
 
@@ -82,7 +86,7 @@ public sealed record AppStatus(string State, string Message, long Generation);
 /// The apps this node runs, and the route table the gateway reads. Reconciling compiles
 /// what is new, swaps the table in one step, and retires what is gone.
 /// </summary>
-public sealed partial class AppRegistry(WasmHost host, ModuleCache modules, string nodeName, ILogger<AppRegistry> logger) : IDisposable
+public sealed partial class AppRegistry(WasmHost host, ModuleCache modules, string nodeName, Host.AgentHostServices services, ILogger<AppRegistry> logger) : IDisposable
 {
     private readonly Lock _lock = new();
     private FrozenDictionary<string, LoadedApp> _apps = FrozenDictionary<string, LoadedApp>.Empty;
@@ -100,6 +104,7 @@ public sealed partial class AppRegistry(WasmHost host, ModuleCache modules, stri
     public void Reconcile(IReadOnlyList<DesiredResource> desired)
     {
         ArgumentNullException.ThrowIfNull(desired);
+        services.UpdateConfig(desired.Where(r => r.Kind == ResourceKind.ConfigSet.Kind).Select(r => (r.Name, r.Json)));
         lock (_lock)
         {
             var wanted = new List<(AppVersion Version, ApplicationSpec Spec)>();
@@ -137,13 +142,14 @@ public sealed partial class AppRegistry(WasmHost host, ModuleCache modules, stri
                         throw new ModuleRejectedException($"limits.memoryMiB {spec.Limits.MemoryMiB} exceeds this node's maximum of {host.MaxMemoryMiB} MiB");
                     }
 
-                    var module = host.Load(version.Name, version.Digest, () => modules.Read(version.Digest));
+                    var capabilities = spec.Capabilities.ToHashSet(StringComparer.Ordinal);
+                    var module = host.Load(version.Name, version.Digest, () => modules.Read(version.Digest), capabilities);
                     if (next.TryGetValue(version.Name, out var old))
                     {
                         retired.Add(old);
                     }
 
-                    next[version.Name] = new LoadedApp(version, spec, module, nodeName);
+                    next[version.Name] = new LoadedApp(version, spec, module, nodeName, new Wasm.Host.HostGrant(version.Name, capabilities, services));
                     _status[version.Name] = new AppStatus("Ready", "", version.Generation);
                     LogLoaded(logger, version.Name, version.Generation, version.Digest, module.FromCache ? "precompiled cache" : "compiled");
                 }

@@ -74,7 +74,7 @@ public sealed partial class GatewayHandler(AppRegistry apps, WagiRunner runner, 
             var run = _threads.Enter();
             try
             {
-                outcome = runner.Handle(app.Module, request, app.EncodedEnv, app.Spec.Limits);
+                outcome = runner.Handle(app.Module, request, app.EncodedEnv, app.Spec.Limits, app.Grant);
             }
             finally
             {

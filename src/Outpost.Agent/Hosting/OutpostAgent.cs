@@ -67,7 +67,10 @@ public sealed class OutpostAgent : IAsyncDisposable
         services.AddSingleton(_ => new AgentStore(Path.Combine(options.DataDir, "agent.db")));
         services.AddSingleton(_ => new ModuleCache(Path.Combine(options.DataDir, "modules")));
         services.AddSingleton(_ => new WasmHost(new WasmHostOptions { CacheDir = Path.Combine(options.DataDir, "compiled") }));
-        services.AddSingleton(sp => new AppRegistry(sp.GetRequiredService<WasmHost>(), sp.GetRequiredService<ModuleCache>(), options.NodeName, sp.GetRequiredService<ILogger<AppRegistry>>()));
+        services.AddSingleton(_ => new LocalDataStore(Path.Combine(options.DataDir, "data.db")));
+        services.AddSingleton<Host.AgentHostServices>();
+        services.AddSingleton(sp => new AppRegistry(sp.GetRequiredService<WasmHost>(), sp.GetRequiredService<ModuleCache>(), options.NodeName,
+            sp.GetRequiredService<Host.AgentHostServices>(), sp.GetRequiredService<ILogger<AppRegistry>>()));
         services.AddSingleton<WagiRunner>();
         services.AddSingleton<GatewayHandler>();
         services.AddSingleton<GatewayInfo>();

@@ -49,6 +49,10 @@ public static partial class ManifestValidator
         {
             ValidateApplicationSpec(doc["spec"], allowModulePath, errors);
         }
+        else if (kind == ResourceKind.ConfigSet)
+        {
+            ValidateConfigSetSpec(doc["spec"], errors);
+        }
 
         return errors;
     }
@@ -173,18 +177,53 @@ public static partial class ManifestValidator
             }
         }
 
-        if (spec["placement"] is { } placementNode)
+        ValidatePlacement(spec["placement"], errors);
+    }
+
+    private static void ValidateConfigSetSpec(JsonNode? node, List<FieldError> errors)
+    {
+        if (node is not JsonObject spec)
         {
-            if (placementNode is not JsonObject placement)
+            errors.Add(new("spec", node is null ? "required field is missing" : $"expected an object, got {Describe(node)}"));
+            return;
+        }
+
+        UnknownFields(spec, "spec", ["data", "placement"], errors);
+        if (spec["data"] is null)
+        {
+            errors.Add(new("spec.data", "required field is missing: a map of keys to string values"));
+        }
+
+        ValidateStringMap(spec["data"], "spec.data", errors, validateLabels: false);
+        if (spec["data"] is JsonObject data)
+        {
+            foreach (var (key, _) in data)
             {
-                errors.Add(new("spec.placement", $"expected an object, got {Describe(placementNode)}"));
-            }
-            else
-            {
-                UnknownFields(placement, "spec.placement", ["nodeSelector"], errors);
-                ValidateStringMap(placement["nodeSelector"], "spec.placement.nodeSelector", errors, validateLabels: true);
+                if (key.Length is 0 or > 253 || key.Any(c => !(char.IsAsciiLetterOrDigit(c) || c is '-' or '_' or '.')))
+                {
+                    errors.Add(new($"spec.data.{key}", "keys are 1 to 253 letters, digits, '-', '_' or '.'"));
+                }
             }
         }
+
+        ValidatePlacement(spec["placement"], errors);
+    }
+
+    private static void ValidatePlacement(JsonNode? placementNode, List<FieldError> errors)
+    {
+        if (placementNode is null)
+        {
+            return;
+        }
+
+        if (placementNode is not JsonObject placement)
+        {
+            errors.Add(new("spec.placement", $"expected an object, got {Describe(placementNode)}"));
+            return;
+        }
+
+        UnknownFields(placement, "spec.placement", ["nodeSelector"], errors);
+        ValidateStringMap(placement["nodeSelector"], "spec.placement.nodeSelector", errors, validateLabels: true);
     }
 
     private static void ValidateModule(JsonNode? node, bool allowModulePath, List<FieldError> errors)

@@ -14,10 +14,15 @@ public sealed record ResourceKind(string Kind, string Plural, string Group, stri
 
     public static readonly ResourceKind Application = new("Application", "applications", "outpost.dev", "v1");
 
-    public static IReadOnlyList<ResourceKind> All { get; } = [Node, Application];
+    public static readonly ResourceKind ConfigSet = new("ConfigSet", "configsets", "outpost.dev", "v1");
+
+    public static IReadOnlyList<ResourceKind> All { get; } = [Node, Application, ConfigSet];
 
     /// <summary>Kinds a user may create with apply; nodes are created by joining.</summary>
-    public static IReadOnlyList<ResourceKind> Applicable { get; } = [Application];
+    public static IReadOnlyList<ResourceKind> Applicable { get; } = [Application, ConfigSet];
+
+    /// <summary>Kinds that are delivered to the nodes their placement selects.</summary>
+    public static IReadOnlyList<ResourceKind> Targeted { get; } = [Application, ConfigSet];
 
     public static ResourceKind? FindByKind(string kind) => All.FirstOrDefault(k => k.Kind == kind);
 
@@ -32,6 +37,7 @@ public sealed record ResourceKind(string Kind, string Plural, string Group, stri
         {
             "node" or "nodes" or "no" => Node,
             "app" or "apps" or "application" or "applications" => Application,
+            "cs" or "configset" or "configsets" => ConfigSet,
             _ => null,
         };
     }

@@ -5,12 +5,20 @@ namespace Outpost.Core.Sync;
 /// <summary>What a node should hold, and how to get there from what it was last sent.</summary>
 public static class DesiredStateDiff
 {
-    /// <summary>The resources of a kind that target a node with these labels.</summary>
-    public static IReadOnlyList<StoredResource> ForNode(IEnumerable<StoredResource> applications, IReadOnlyDictionary<string, string> nodeLabels)
+    /// <summary>The targeted resources (apps, config sets) whose placement selects a node with these labels.</summary>
+    public static IReadOnlyList<StoredResource> ForNode(IEnumerable<StoredResource> resources, IReadOnlyDictionary<string, string> nodeLabels)
     {
-        ArgumentNullException.ThrowIfNull(applications);
-        return [.. applications.Where(a => a.Kind == ResourceKind.Application.Kind
-            && ApplicationSpec.FromJson(a.Spec()).Targets(nodeLabels))];
+        ArgumentNullException.ThrowIfNull(resources);
+        ArgumentNullException.ThrowIfNull(nodeLabels);
+        return [.. resources.Where(r => ResourceKind.Targeted.Any(k => k.Kind == r.Kind) && Targets(r.Spec(), nodeLabels))];
+    }
+
+    /// <summary>True when every spec.placement.nodeSelector pair is among the labels (no selector: every node).</summary>
+    public static bool Targets(System.Text.Json.Nodes.JsonObject spec, IReadOnlyDictionary<string, string> nodeLabels)
+    {
+        ArgumentNullException.ThrowIfNull(spec);
+        var selector = ResourceJson.ReadMap((spec["placement"] as System.Text.Json.Nodes.JsonObject)?["nodeSelector"]);
+        return selector.All(p => nodeLabels.TryGetValue(p.Key, out var v) && v == p.Value);
     }
 
     /// <summary>

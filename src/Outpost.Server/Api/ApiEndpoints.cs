@@ -41,6 +41,7 @@ public static class ApiEndpoints
 
         MapKind(app, ResourceKind.Node, writable: false);
         MapKind(app, ResourceKind.Application, writable: true);
+        MapKind(app, ResourceKind.ConfigSet, writable: true);
 
         app.MapPost($"{OutpostPrefix}/apply", ApplyAsync);
         app.MapPost($"{OutpostPrefix}/blobs", PushBlobAsync);

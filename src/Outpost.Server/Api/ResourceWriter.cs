@@ -10,7 +10,7 @@ namespace Outpost.Server.Api;
 /// Turns API objects into store writes: validates each against its schema, checks that
 /// referenced modules are on the server, and reports problems as Invalid statuses.
 /// </summary>
-public sealed class ResourceWriter(IControlPlaneStore store)
+public sealed class ResourceWriter(IControlPlaneStore store, Wasm.Hosting.WasmHost wasm)
 {
     /// <summary>Validates one object; on success returns the write, else the Status to send.</summary>
     public async Task<(ResourceWrite? Write, ApiStatus? Error)> PrepareAsync(JsonObject body, WriteOp op, string? prefix, CancellationToken cancellationToken)
@@ -22,9 +22,18 @@ public sealed class ResourceWriter(IControlPlaneStore store)
         if (errors.Count == 0 && body["spec"]?["module"]?["digest"] is JsonValue digestValue)
         {
             var digest = digestValue.GetValue<string>();
-            if (await store.GetBlobSizeAsync(digest, cancellationToken) is null)
+            var size = await store.GetBlobSizeAsync(digest, cancellationToken);
+            if (size is null)
             {
                 errors.Add(new FieldError("spec.module.digest", $"module {digest} is not on the server: upload it with `outpost push FILE` or apply with a module path"));
+            }
+            else
+            {
+                // A module may only import the host functions its capabilities grant.
+                var content = new byte[size.Value];
+                await store.ReadBlobAsync(digest, 0, content, cancellationToken);
+                var granted = ApplicationSpec.FromJson((JsonObject)body["spec"]!).Capabilities.ToHashSet(StringComparer.Ordinal);
+                errors.AddRange(wasm.CheckCapabilities(content, granted).Select(p => new FieldError("spec.capabilities", p)));
             }
         }
 

@@ -189,11 +189,12 @@ public sealed partial class EdgeSyncService(
             }
 
             var apps = await store.ListAsync(ResourceKind.Application.Kind, ct);
-            var desired = DesiredStateDiff.ForNode(apps.Items, nodeResource.Labels);
+            var configSets = await store.ListAsync(ResourceKind.ConfigSet.Kind, ct);
+            var desired = DesiredStateDiff.ForNode(apps.Items.Concat(configSets.Items), nodeResource.Labels);
             var (upserts, deletes) = DesiredStateDiff.Compute(sent, desired);
             if (snapshot || upserts.Count > 0 || deletes.Count > 0)
             {
-                var update = new ConfigUpdate { Revision = apps.Revision, Snapshot = snapshot };
+                var update = new ConfigUpdate { Revision = Math.Max(apps.Revision, configSets.Revision), Snapshot = snapshot };
                 foreach (var resource in snapshot ? desired : upserts)
                 {
                     update.Upserts.Add(new Resource

@@ -1,6 +1,7 @@
 using System.Reflection;
 using Module = Wasmtime.Module;
 using Outpost.Core.Resources;
+using Outpost.Wasm.Host;
 using Outpost.Wasm.Wasi;
 using Wasmtime;
 
@@ -93,6 +94,7 @@ public sealed class WasmHost : IDisposable
         _engine = new Engine(config);
         _linker = new Linker(_engine);
         WasiPreview1.Define(_linker, _options.TimeProvider);
+        OutpostImports.Define(_linker, _options.TimeProvider, c => ((WasiContext)c.GetData()!).Grant, WasiPreview1.MemoryOf);
         _ticker = _options.TimeProvider.CreateTimer(_ => _engine.IncrementEpoch(), null, _options.EpochTick, _options.EpochTick);
     }
 
@@ -100,7 +102,7 @@ public sealed class WasmHost : IDisposable
     /// Validates and compiles a module, rejecting imports this host does not provide (so a
     /// bad module fails at deploy time, never on the first request).
     /// </summary>
-    public WasmModule Compile(string name, ReadOnlySpan<byte> wasm)
+    public WasmModule Compile(string name, ReadOnlySpan<byte> wasm, IReadOnlySet<string>? capabilities = null)
     {
         var problems = Validate(wasm);
         if (problems.Count > 0)
@@ -108,7 +110,27 @@ public sealed class WasmHost : IDisposable
             throw new ModuleRejectedException($"module '{name}' rejected: {string.Join("; ", problems)}");
         }
 
-        return new WasmModule(Module.FromBytes(_engine, name, wasm), fromCache: false);
+        var module = new WasmModule(Module.FromBytes(_engine, name, wasm), fromCache: false);
+        return CheckGrants(name, module, capabilities);
+    }
+
+    /// <summary>Imports of host functions that the capabilities do not grant, as messages (empty when fine).</summary>
+    public IReadOnlyList<string> CheckCapabilities(ReadOnlySpan<byte> wasm, IReadOnlySet<string> capabilities)
+    {
+        using var module = Module.FromBytes(_engine, "check", wasm);
+        return OutpostImports.Ungranted(module.Imports.Select(i => (i.ModuleName, i.Name)), capabilities);
+    }
+
+    private static WasmModule CheckGrants(string name, WasmModule module, IReadOnlySet<string>? capabilities)
+    {
+        var problems = OutpostImports.Ungranted(module.Module.Imports.Select(i => (i.ModuleName, i.Name)), capabilities ?? new HashSet<string>());
+        if (problems.Count > 0)
+        {
+            module.Dispose();
+            throw new ModuleRejectedException($"module '{name}' rejected: {string.Join("; ", problems)}");
+        }
+
+        return module;
     }
 
     /// <summary>
@@ -116,7 +138,7 @@ public sealed class WasmHost : IDisposable
     /// this digest for this Wasmtime version, else by validating and compiling the bytes
     /// (and caching the result). Only files this host wrote are ever deserialized.
     /// </summary>
-    public WasmModule Load(string name, string digest, Func<byte[]> readWasm)
+    public WasmModule Load(string name, string digest, Func<byte[]> readWasm, IReadOnlySet<string>? capabilities = null)
     {
         ArgumentNullException.ThrowIfNull(readWasm);
         var cached = _options.CacheDir is null ? null : Path.Combine(_options.CacheDir, WasmtimeVersion, Digest.ToFileName(digest) + ".cwasm");
@@ -124,7 +146,8 @@ public sealed class WasmHost : IDisposable
         {
             try
             {
-                return new WasmModule(Module.DeserializeFile(_engine, name, cached), fromCache: true);
+                var fromCache = new WasmModule(Module.DeserializeFile(_engine, name, cached), fromCache: true);
+                return CheckGrants(name, fromCache, capabilities);
             }
             catch (WasmtimeException)
             {
@@ -133,7 +156,7 @@ public sealed class WasmHost : IDisposable
             }
         }
 
-        var compiled = Compile(name, readWasm());
+        var compiled = Compile(name, readWasm(), capabilities);
         if (cached is not null)
         {
             Directory.CreateDirectory(Path.GetDirectoryName(cached)!);
@@ -170,6 +193,11 @@ public sealed class WasmHost : IDisposable
             if (import.ModuleName == WasiPreview1.ModuleName && import is FunctionImport && wasi.Contains(import.Name))
             {
                 continue;
+            }
+
+            if (import.ModuleName == OutpostImports.ModuleName && import is FunctionImport && OutpostImports.Capabilities.ContainsKey(import.Name))
+            {
+                continue; // granted or not is the manifest's business: see CheckCapabilities
             }
 
             problems.Add($"import '{import.ModuleName}.{import.Name}' is not provided by the Outpost host");

@@ -17,13 +17,13 @@ public sealed class WagiRunner(WasmHost host)
         Handle(module, request, new AppEnvironment(appEnv), limits);
 
     /// <summary>As above, with the app's fixed environment encoded once (the gateway's hot path).</summary>
-    public WagiOutcome Handle(WasmModule module, WagiRequest request, AppEnvironment appEnv, AppLimits limits)
+    public WagiOutcome Handle(WasmModule module, WagiRequest request, AppEnvironment appEnv, AppLimits limits, Host.HostGrant? grant = null)
     {
         ArgumentNullException.ThrowIfNull(request);
         ArgumentNullException.ThrowIfNull(limits);
         ArgumentNullException.ThrowIfNull(appEnv);
         var env = BuildEnvironment(request, new Dictionary<string, string>());
-        var context = new WasiContext([request.Route], appEnv.Encoded, env, request.Body, limits.MaxResponseBytes, 64 * 1024);
+        var context = new WasiContext([request.Route], appEnv.Encoded, env, request.Body, limits.MaxResponseBytes, 64 * 1024) { Grant = grant };
         var result = host.Run(module, context, limits);
         var stderr = context.Stderr.Length > 0 ? context.Stderr.ToText() : null;
         return result.Outcome switch

@@ -52,6 +52,9 @@ internal sealed class WasiContext
 
     public CappedBuffer Stderr { get; }
 
+    /// <summary>Who is running and what it may call in the outpost module; null grants nothing.</summary>
+    public Outpost.Wasm.Host.HostGrant? Grant { get; init; }
+
     /// <summary>Set when the guest called proc_exit.</summary>
     public int? ExitCode { get; set; }
 

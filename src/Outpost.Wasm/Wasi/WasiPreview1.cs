@@ -113,7 +113,10 @@ internal static class WasiPreview1
 
     private static WasiContext Ctx(Caller caller) => (WasiContext)caller.GetData()!;
 
-    private static Memory? Mem(Caller caller)
+    private static Memory? Mem(Caller caller) => MemoryOf(caller);
+
+    /// <summary>The guest's "memory" export, looked up once per run.</summary>
+    internal static Memory? MemoryOf(Caller caller)
     {
         var context = Ctx(caller);
         return context.Memory ??= caller.GetMemory("memory");

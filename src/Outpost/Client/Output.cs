@@ -40,6 +40,16 @@ internal static class Output
                 rows.Add(wide ? [.. row, Str(status?["gatewayUrl"]), Labels(item)] : row);
             }
         }
+        else if (kind == ResourceKind.ConfigSet)
+        {
+            rows.Add(wide ? ["NAME", "KEYS", "AGE", "NODE-SELECTOR"] : ["NAME", "KEYS", "AGE"]);
+            foreach (var item in items)
+            {
+                var spec = item["spec"] as JsonObject;
+                string[] row = [Str(item["metadata"]?["name"]), ((spec?["data"] as JsonObject)?.Count ?? 0).ToString(CultureInfo.InvariantCulture), Age(item, now)];
+                rows.Add(wide ? [.. row, Selector(spec)] : row);
+            }
+        }
         else
         {
             rows.Add(wide ? ["NAME", "GENERATION", "ROUTE", "MODULE", "AGE", "NODE-SELECTOR"] : ["NAME", "GENERATION", "ROUTE", "MODULE", "AGE"]);

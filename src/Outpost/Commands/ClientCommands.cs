@@ -40,7 +40,7 @@ internal static class ClientCommands
 
     public static Command Get()
     {
-        var type = new Argument<string>("type") { Description = "nodes or apps (applications)" };
+        var type = new Argument<string>("type") { Description = "nodes, apps (applications) or configsets" };
         var name = new Argument<string?>("name") { Description = "Show one resource", Arity = ArgumentArity.ZeroOrOne };
         RejectOptionLike(name);
         var output = new Option<string>("--output", "-o") { Description = "table, wide, json or yaml", DefaultValueFactory = _ => "table" };
@@ -200,7 +200,7 @@ internal static class ClientCommands
         });
 
     private static ResourceKind ResolveKind(string type) =>
-        ResourceKind.FindByUserName(type) ?? throw new ManifestException($"unknown resource type '{type}': use nodes or apps");
+        ResourceKind.FindByUserName(type) ?? throw new ManifestException($"unknown resource type '{type}': use nodes, apps or configsets");
 
     private static string Qualified(string kind) => kind == "Node" ? "node" : $"{kind.ToLowerInvariant()}.outpost.dev";
 

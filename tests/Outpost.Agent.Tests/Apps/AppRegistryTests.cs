@@ -13,6 +13,7 @@ public sealed class AppRegistryTests : IDisposable
     private readonly WasmHost _host = new();
     private readonly AppRegistry _registry;
     private readonly string _digest;
+    private readonly LocalDataStore _data;
 
     public AppRegistryTests()
     {
@@ -21,7 +22,8 @@ public sealed class AppRegistryTests : IDisposable
         _digest = Digest.Compute(bytes);
         File.WriteAllBytes(cache.PartialPathFor(_digest), bytes);
         cache.Complete(_digest);
-        _registry = new AppRegistry(_host, cache, "edge-1", NullLogger<AppRegistry>.Instance);
+        _data = new LocalDataStore(Path.Combine(_dir, "data.db"));
+        _registry = new AppRegistry(_host, cache, "edge-1", new Host.AgentHostServices(_data, NullLogger<Host.AgentHostServices>.Instance), NullLogger<AppRegistry>.Instance);
     }
 
     private DesiredResource App(string name, string route, long generation = 1, string? digest = null)
@@ -87,6 +89,7 @@ public sealed class AppRegistryTests : IDisposable
     {
         _registry.Dispose();
         _host.Dispose();
+        _data.Dispose();
         Directory.Delete(_dir, recursive: true);
     }
 }

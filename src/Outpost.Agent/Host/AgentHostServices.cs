@@ -1,0 +1,69 @@
+using System.Text.Json.Nodes;
+using Microsoft.Extensions.Logging;
+using Outpost.Agent.State;
+using Outpost.Core.Resources;
+using Outpost.Wasm.Host;
+
+namespace Outpost.Agent.Host;
+
+/// <summary>
+/// Host functions on this node: config from the ConfigSets that target it, buckets and the
+/// outbox in the local data store, and the agent's log.
+/// </summary>
+public sealed partial class AgentHostServices(LocalDataStore data, ILogger<AgentHostServices> logger) : IHostServices
+{
+    private volatile Dictionary<string, string> _config = [];
+
+    /// <summary>Event raised after a record is appended, for local topic triggers.</summary>
+    public event Action<string, string, byte[]>? Published;
+
+    /// <summary>
+    /// Replaces the node's config from its ConfigSets. Where two sets define a key, the one
+    /// first by name wins, so the result never depends on arrival order.
+    /// </summary>
+    public void UpdateConfig(IEnumerable<(string Name, string Json)> configSets)
+    {
+        ArgumentNullException.ThrowIfNull(configSets);
+        var merged = new Dictionary<string, string>(StringComparer.Ordinal);
+        foreach (var (_, json) in configSets.OrderBy(c => c.Name, StringComparer.Ordinal))
+        {
+            foreach (var (key, value) in ResourceJson.ReadMap(JsonNode.Parse(json)?["spec"]?["data"]))
+            {
+                merged.TryAdd(key, value);
+            }
+        }
+
+        _config = merged;
+    }
+
+    public void Log(string app, int level, string message)
+    {
+        var logLevel = level switch
+        {
+            <= 0 => LogLevel.Debug,
+            1 => LogLevel.Information,
+            2 => LogLevel.Warning,
+            _ => LogLevel.Error,
+        };
+        LogApp(logger, logLevel, app, message);
+    }
+
+    public string? GetConfig(string app, string key) => _config.TryGetValue(key, out var value) ? value : null;
+
+    public byte[]? KvGet(string app, string bucket, string key) => data.KvGet(bucket, key);
+
+    public void KvSet(string app, string bucket, string key, ReadOnlySpan<byte> value) => data.KvSet(bucket, key, value);
+
+    public bool KvDelete(string app, string bucket, string key) => data.KvDelete(bucket, key);
+
+    public bool Publish(string app, string topic, ReadOnlySpan<byte> payload)
+    {
+        var bytes = payload.ToArray();
+        data.Append(topic, app, bytes);
+        Published?.Invoke(topic, app, bytes);
+        return true;
+    }
+
+    [LoggerMessage(Message = "app {App}: {Message}")]
+    private static partial void LogApp(ILogger logger, LogLevel level, string app, string message);
+}

@@ -1,0 +1,24 @@
+namespace Outpost.Wasm.Host;
+
+/// <summary>
+/// What host functions reach on the node: its log, config, local buckets and outbox. The
+/// agent implements it over its local store; each call names the app making it.
+/// </summary>
+public interface IHostServices
+{
+    void Log(string app, int level, string message);
+
+    string? GetConfig(string app, string key);
+
+    byte[]? KvGet(string app, string bucket, string key);
+
+    void KvSet(string app, string bucket, string key, ReadOnlySpan<byte> value);
+
+    bool KvDelete(string app, string bucket, string key);
+
+    /// <summary>Appends to the node's durable outbox; returns false when the outbox refused it (quota).</summary>
+    bool Publish(string app, string topic, ReadOnlySpan<byte> payload);
+}
+
+/// <summary>The app identity and grants a run carries into host calls.</summary>
+public sealed record HostGrant(string App, IReadOnlySet<string> Capabilities, IHostServices Services);
