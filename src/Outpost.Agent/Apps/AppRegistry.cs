@@ -100,6 +100,12 @@ public sealed partial class AppRegistry(WasmHost host, ModuleCache modules, stri
     /// <summary>Raised after a reconcile changes any app's status.</summary>
     public event Action? StatusChanged;
 
+    /// <summary>Raised after the set of loaded apps changed (for timers and topic subscriptions).</summary>
+    public event Action? AppsChanged;
+
+    /// <summary>The apps loaded right now.</summary>
+    public IReadOnlyCollection<LoadedApp> Loaded => Volatile.Read(ref _apps).Values;
+
     /// <summary>Makes the running set match the desired applications; modules must already be cached.</summary>
     public void Reconcile(IReadOnlyList<DesiredResource> desired)
     {
@@ -169,6 +175,7 @@ public sealed partial class AppRegistry(WasmHost host, ModuleCache modules, stri
             }
         }
 
+        AppsChanged?.Invoke();
         StatusChanged?.Invoke();
     }
 

@@ -3,6 +3,7 @@ using Microsoft.AspNetCore.Http;
 using Microsoft.Extensions.Logging;
 using Outpost.Agent.Apps;
 using Outpost.Agent.Hosting;
+using Outpost.Agent.Triggers;
 using Outpost.Wasm.Wagi;
 
 namespace Outpost.Agent.Gateway;
@@ -11,16 +12,12 @@ namespace Outpost.Agent.Gateway;
 /// The node's local HTTP gateway: routes each request by path prefix to an app and runs it
 /// in a fresh Wasm instance. A failing app fails only its own request.
 /// </summary>
-public sealed partial class GatewayHandler(AppRegistry apps, WagiRunner runner, AgentOptions options, ILogger<GatewayHandler> logger) : IDisposable
+public sealed partial class GatewayHandler(AppRegistry apps, WagiRunner runner, GuestThreads threads, TriggerScheduler triggers, AgentOptions options, ILogger<GatewayHandler> logger)
 {
     private static readonly HashSet<string> HopByHop = new(StringComparer.OrdinalIgnoreCase)
     {
         "Connection", "Keep-Alive", "Transfer-Encoding", "Upgrade", "Content-Length", "Proxy-Connection", "TE", "Trailer",
     };
-
-    private readonly GuestThreads _threads = new();
-
-    public void Dispose() => _threads.Dispose();
 
     public async Task HandleAsync(HttpContext context)
     {
@@ -29,6 +26,12 @@ public sealed partial class GatewayHandler(AppRegistry apps, WagiRunner runner, 
         if (path == "/_outpost/healthz")
         {
             await WriteTextAsync(context, 200, "ok\n");
+            return;
+        }
+
+        if (path.StartsWith("/_outpost/topics/", StringComparison.Ordinal))
+        {
+            await PublishAsync(context, path["/_outpost/topics/".Length..]);
             return;
         }
 
@@ -71,14 +74,14 @@ public sealed partial class GatewayHandler(AppRegistry apps, WagiRunner runner, 
                 Scheme = context.Request.Scheme,
             };
             WagiOutcome outcome;
-            var run = _threads.Enter();
+            var run = threads.Enter();
             try
             {
                 outcome = runner.Handle(app.Module, request, app.EncodedEnv, app.Spec.Limits, app.Grant);
             }
             finally
             {
-                _threads.Exit(run);
+                threads.Exit(run);
             }
 
             if (outcome.Error is not null)
@@ -104,6 +107,35 @@ public sealed partial class GatewayHandler(AppRegistry apps, WagiRunner runner, 
             app.Gate.Exit();
             app.Release();
         }
+    }
+
+    /// <summary>A device publishes to a local topic: durable in the outbox before 202, then fanned out to subscribers.</summary>
+    private async Task PublishAsync(HttpContext context, string topic)
+    {
+        if (!HttpMethods.IsPost(context.Request.Method))
+        {
+            context.Response.Headers.Allow = "POST";
+            await WriteTextAsync(context, 405, "405 method not allowed: POST a message to /_outpost/topics/{topic}\n");
+            return;
+        }
+
+        if (!Core.Manifests.ManifestValidator.IsTopic(topic))
+        {
+            await WriteTextAsync(context, 400, $"400 bad request: '{topic}' is not a topic name (1 to 128 letters, digits, '.', '_' or '-')\n");
+            return;
+        }
+
+        var body = await ReadBodyAsync(context, options.MaxRequestBodyBytes);
+        if (body is null)
+        {
+            await WriteTextAsync(context, 413, $"413 message larger than {options.MaxRequestBodyBytes} bytes\n");
+            return;
+        }
+
+        var sequence = triggers.Publish(topic, "gateway", body.Value.ToArray());
+        context.Response.StatusCode = 202;
+        context.Response.ContentType = "application/json";
+        await context.Response.WriteAsync($$"""{"topic":"{{topic}}","sequence":{{sequence}}}""", context.RequestAborted);
     }
 
     private static List<KeyValuePair<string, string>> CopyHeaders(IHeaderDictionary headers)

@@ -72,6 +72,9 @@ public sealed class OutpostAgent : IAsyncDisposable
         services.AddSingleton(sp => new AppRegistry(sp.GetRequiredService<WasmHost>(), sp.GetRequiredService<ModuleCache>(), options.NodeName,
             sp.GetRequiredService<Host.AgentHostServices>(), sp.GetRequiredService<ILogger<AppRegistry>>()));
         services.AddSingleton<WagiRunner>();
+        services.AddSingleton<Wasm.Events.EventRunner>();
+        services.AddSingleton<GuestThreads>();
+        services.AddSingleton<Triggers.TriggerScheduler>();
         services.AddSingleton<GatewayHandler>();
         services.AddSingleton<GatewayInfo>();
         services.AddSingleton<AgentLifetime>();
@@ -80,6 +83,7 @@ public sealed class OutpostAgent : IAsyncDisposable
 
         var app = builder.Build();
         var handler = app.Services.GetRequiredService<GatewayHandler>();
+        _ = app.Services.GetRequiredService<Triggers.TriggerScheduler>(); // timers start with the agent
         app.Run(handler.HandleAsync);
         return new OutpostAgent(app);
     }

@@ -109,33 +109,7 @@ public static partial class ManifestValidator
 
         ValidateModule(spec["module"], allowModulePath, errors);
 
-        if (spec["triggers"] is { } triggersNode)
-        {
-            if (triggersNode is not JsonObject triggers)
-            {
-                errors.Add(new("spec.triggers", $"expected an object, got {Describe(triggersNode)}"));
-            }
-            else
-            {
-                UnknownFields(triggers, "spec.triggers", ["http"], errors);
-                if (triggers["http"] is { } httpNode)
-                {
-                    if (httpNode is not JsonObject http)
-                    {
-                        errors.Add(new("spec.triggers.http", $"expected an object, got {Describe(httpNode)}"));
-                    }
-                    else
-                    {
-                        UnknownFields(http, "spec.triggers.http", ["route"], errors);
-                        var route = RequireString(http, "route", "spec.triggers.http.route", errors);
-                        if (route is not null && !IsRoute(route))
-                        {
-                            errors.Add(new("spec.triggers.http.route", $"'{route}' is not a route prefix: it must start with '/' and must not start with '/_outpost'"));
-                        }
-                    }
-                }
-            }
-        }
+        ValidateTriggers(spec["triggers"], errors);
 
         ValidateStringMap(spec["env"], "spec.env", errors, validateLabels: false);
 
@@ -179,6 +153,69 @@ public static partial class ManifestValidator
 
         ValidatePlacement(spec["placement"], errors);
     }
+
+    private static void ValidateTriggers(JsonNode? node, List<FieldError> errors)
+    {
+        if (node is null)
+        {
+            return;
+        }
+
+        if (node is not JsonObject triggers)
+        {
+            errors.Add(new("spec.triggers", $"expected an object, got {Describe(node)}"));
+            return;
+        }
+
+        UnknownFields(triggers, "spec.triggers", ["http", "timer", "topic"], errors);
+        if (Section(triggers, "http", ["route"], errors) is { } http)
+        {
+            var route = RequireString(http, "route", "spec.triggers.http.route", errors);
+            if (route is not null && !IsRoute(route))
+            {
+                errors.Add(new("spec.triggers.http.route", $"'{route}' is not a route prefix: it must start with '/' and must not start with '/_outpost'"));
+            }
+        }
+
+        if (Section(triggers, "timer", ["every"], errors) is { } timer)
+        {
+            var every = RequireString(timer, "every", "spec.triggers.timer.every", errors);
+            if (every is not null && (!Durations.TryParse(every, out var interval) || interval < TimeSpan.FromMilliseconds(100)))
+            {
+                errors.Add(new("spec.triggers.timer.every", $"'{every}' is not an interval of at least 100ms: use e.g. 500ms, 5s, 1m, 1h"));
+            }
+        }
+
+        if (Section(triggers, "topic", ["name"], errors) is { } topic)
+        {
+            var name = RequireString(topic, "name", "spec.triggers.topic.name", errors);
+            if (name is not null && !IsTopic(name))
+            {
+                errors.Add(new("spec.triggers.topic.name", $"'{name}' is not a topic name: 1 to 128 letters, digits, '.', '_' or '-'"));
+            }
+        }
+    }
+
+    private static JsonObject? Section(JsonObject parent, string key, string[] fields, List<FieldError> errors)
+    {
+        if (parent[key] is not { } node)
+        {
+            return null;
+        }
+
+        if (node is not JsonObject section)
+        {
+            errors.Add(new($"spec.triggers.{key}", $"expected an object, got {Describe(node)}"));
+            return null;
+        }
+
+        UnknownFields(section, $"spec.triggers.{key}", fields, errors);
+        return section;
+    }
+
+    /// <summary>Topic names as the gateway's /_outpost/topics/{topic} accepts them.</summary>
+    public static bool IsTopic(string name) =>
+        name.Length is > 0 and <= 128 && name.All(c => char.IsAsciiLetterOrDigit(c) || c is '.' or '_' or '-');
 
     private static void ValidateConfigSetSpec(JsonNode? node, List<FieldError> errors)
     {

@@ -12,6 +12,12 @@ public sealed record ApplicationSpec
 
     public HttpTrigger? Http { get; init; }
 
+    /// <summary>Run every so often, if set.</summary>
+    public TimeSpan? TimerEvery { get; init; }
+
+    /// <summary>Run for each message on this local topic, if set.</summary>
+    public string? Topic { get; init; }
+
     public IReadOnlyDictionary<string, string> Env { get; init; } = StoredResource.EmptyMap;
 
     public IReadOnlyList<string> Capabilities { get; init; } = [];
@@ -25,13 +31,17 @@ public sealed record ApplicationSpec
     {
         ArgumentNullException.ThrowIfNull(spec);
         var module = spec["module"] as JsonObject ?? [];
-        var http = (spec["triggers"] as JsonObject)?["http"] as JsonObject;
+        var triggers = spec["triggers"] as JsonObject;
+        var http = triggers?["http"] as JsonObject;
+        TimeSpan? every = Durations.TryParse(Str((triggers?["timer"] as JsonObject)?["every"]), out var interval) ? interval : null;
         var limits = spec["limits"] as JsonObject;
         return new ApplicationSpec
         {
             Runtime = Str(spec["runtime"]) ?? "wasm",
             Module = new ModuleRef(Str(module["digest"]), Str(module["path"])),
             Http = http is null ? null : new HttpTrigger(Str(http["route"]) ?? "/"),
+            TimerEvery = every,
+            Topic = Str((triggers?["topic"] as JsonObject)?["name"]),
             Env = ResourceJson.ReadMap(spec["env"]),
             Capabilities = (spec["capabilities"] as JsonArray)?.Select(Str).OfType<string>().ToArray() ?? [],
             Limits = limits is null ? new AppLimits() : new AppLimits

@@ -173,21 +173,10 @@ internal static class ClientCommands
         return new Command("token", "Manage join tokens") { create };
     }
 
-    internal static TimeSpan ParseDuration(string text)
-    {
-        if (text.Length >= 2 && long.TryParse(text[..^1], out var n) && n > 0)
-        {
-            switch (text[^1])
-            {
-                case 's': return TimeSpan.FromSeconds(n);
-                case 'm': return TimeSpan.FromMinutes(n);
-                case 'h': return TimeSpan.FromHours(n);
-                case 'd': return TimeSpan.FromDays(n);
-            }
-        }
-
-        throw new ManifestException($"--ttl '{text}' is not a duration: use a number and s, m, h or d (e.g. 24h)");
-    }
+    internal static TimeSpan ParseDuration(string text) =>
+        Durations.TryParse(text, out var value) && value >= TimeSpan.FromSeconds(1)
+            ? value
+            : throw new ManifestException($"--ttl '{text}' is not a duration: use a number and s, m, h or d (e.g. 24h)");
 
     /// <summary>An unknown flag would otherwise be taken as a resource name; say what it is.</summary>
     private static void RejectOptionLike(Argument<string?> argument) =>

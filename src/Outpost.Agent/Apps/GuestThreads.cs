@@ -1,7 +1,7 @@
 using System.Collections.Concurrent;
 using System.Diagnostics;
 
-namespace Outpost.Agent.Gateway;
+namespace Outpost.Agent.Apps;
 
 /// <summary>
 /// Guest code runs synchronously on pool threads. Guests that run long (slow or stuck, until
@@ -9,7 +9,7 @@ namespace Outpost.Agent.Gateway;
 /// watchdog raises the pool's floor by the number of long runs, and lowers it again when they
 /// end. A fixed high floor costs throughput under normal load (measured: ~22k vs ~30k req/s).
 /// </summary>
-internal sealed class GuestThreads : IDisposable
+public sealed class GuestThreads : IDisposable
 {
     private static readonly long LongRun = Stopwatch.Frequency / 10; // 100 ms
 

@@ -1,0 +1,118 @@
+using System.Net;
+using Microsoft.Data.Sqlite;
+
+namespace Outpost.IntegrationTests;
+
+/// <summary>Timer and topic triggers through a real agent, with a device publishing via the gateway.</summary>
+public sealed class TriggerTests
+{
+    [Fact]
+    public async Task TimerPublishes_TopicSubscriberRuns_AndDevicesCanPublishThroughTheGateway()
+    {
+        await using var fleet = new Fleet();
+        await fleet.StartServerAsync();
+        var token = await fleet.CreateJoinTokenAsync();
+        var (_, gateway) = await fleet.StartAgentAsync("edge-1", token);
+        var dir = Path.Combine(fleet.Root, "manifests");
+        Directory.CreateDirectory(dir);
+        foreach (var name in new[] { "counter", "tally" })
+        {
+            File.WriteAllBytes(Path.Combine(dir, $"{name}.wasm"), Wasmtime.Module.ConvertText(File.ReadAllText(Path.Combine(AppContext.BaseDirectory, "Modules", $"{name}.wat"))));
+        }
+
+        var (code, output) = await fleet.ClientAsync("apply", "-f", fleet.WriteManifest("apps.yaml", """
+            apiVersion: outpost.dev/v1
+            kind: Application
+            metadata:
+              name: ticker
+            spec:
+              module:
+                path: counter.wasm
+              triggers:
+                timer:
+                  every: 200ms
+              capabilities: [kv, publish]
+            ---
+            apiVersion: outpost.dev/v1
+            kind: Application
+            metadata:
+              name: tally
+            spec:
+              module:
+                path: tally.wasm
+              triggers:
+                topic:
+                  name: visits
+              capabilities: [kv]
+            """));
+        Assert.True(code == 0, output);
+
+        // The timer ticks, each tick publishes to "visits", each message runs tally.
+        var data = Path.Combine(fleet.AgentDir("edge-1"), "data.db");
+        await WaitUntilAsync(() => KvByte(data, "visits", "count") >= (byte)'3' && KvByte(data, "events", "tally") >= 3, "ticker and tally to run three times");
+
+        // A device publishes through the gateway: durable before 202, delivered to tally.
+        var before = KvByte(data, "events", "tally");
+        using var response = await Fleet.Http.PostAsync(gateway + "/_outpost/topics/visits", new StringContent("from a device"));
+        Assert.Equal(HttpStatusCode.Accepted, response.StatusCode);
+        Assert.Contains("\"sequence\":", await response.Content.ReadAsStringAsync(), StringComparison.Ordinal);
+        Assert.Contains(Outbox(data), r => r == "visits/gateway/from a device");
+        Assert.Contains(Outbox(data), r => r.StartsWith("visits/ticker/", StringComparison.Ordinal));
+        await WaitUntilAsync(() => KvByte(data, "events", "tally") > before, "tally to run for the device's message");
+
+        using var bad = await Fleet.Http.PostAsync(gateway + "/_outpost/topics/no%20spaces", new StringContent("x"));
+        Assert.Equal(HttpStatusCode.BadRequest, bad.StatusCode);
+        using var get = await Fleet.Http.GetAsync(gateway + "/_outpost/topics/visits");
+        Assert.Equal(HttpStatusCode.MethodNotAllowed, get.StatusCode);
+    }
+
+    private static int KvByte(string path, string bucket, string key)
+    {
+        using var db = new SqliteConnection($"Data Source={path};Mode=ReadOnly;Pooling=false");
+        db.Open();
+        using var command = db.CreateCommand();
+        command.CommandText = "SELECT value FROM kv WHERE bucket = $b AND key = $k";
+        command.Parameters.AddWithValue("$b", bucket);
+        command.Parameters.AddWithValue("$k", key);
+        return command.ExecuteScalar() is byte[] { Length: 1 } value ? value[0] : -1;
+    }
+
+    private static List<string> Outbox(string path)
+    {
+        using var db = new SqliteConnection($"Data Source={path};Mode=ReadOnly;Pooling=false");
+        db.Open();
+        using var command = db.CreateCommand();
+        command.CommandText = "SELECT topic, app, payload FROM outbox ORDER BY sequence";
+        using var reader = command.ExecuteReader();
+        var records = new List<string>();
+        while (reader.Read())
+        {
+            records.Add($"{reader.GetString(0)}/{reader.GetString(1)}/{System.Text.Encoding.UTF8.GetString((byte[])reader[2])}");
+        }
+
+        return records;
+    }
+
+    private static async Task WaitUntilAsync(Func<bool> condition, string what)
+    {
+        var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(20);
+        while (DateTime.UtcNow < deadline)
+        {
+            try
+            {
+                if (condition())
+                {
+                    return;
+                }
+            }
+            catch (SqliteException)
+            {
+                // The agent has not created the tables yet.
+            }
+
+            await Task.Delay(100);
+        }
+
+        Assert.Fail($"timed out waiting for {what}");
+    }
+}
