@@ -9,6 +9,10 @@
 #             gateway running hello.wasm in a fresh instance per request, plain
 #             Kestrel returning the same bytes, and Node.js instantiating the same
 #             .wasm per request; ratios are gateway/kestrel and gateway/node.
+#   ready     how long a published (ReadyToRun) agent takes, from start, to load its
+#             apps from local state: with the precompiled cache warm (a restart)
+#             against the same start with the cache emptied (every module compiled),
+#             median of RUNS starts each, with the server stopped (offline).
 #   converge  time from `outpost apply` returning to the app answering 200 on a
 #             node's gateway, and from `outpost delete` returning to 404; the
 #             baseline is a no-op client round trip (`outpost get apps`) measured
@@ -60,6 +64,43 @@ case "$scenario" in
     echo "gateway ${g_rps} req/s (p99 ${g_p99} ms), plain kestrel ${k_rps} req/s, node ${n_rps} req/s (wrk -t2 -c64 -d${duration}s each)"
     echo "http gateway_rps=${g_rps} kestrel_rps=${k_rps} ratio=$(awk -v a="$g_rps" -v b="$k_rps" 'BEGIN {printf "%.2f", a/b}') node_rps=${n_rps} node_ratio=$(awk -v a="$g_rps" -v b="$n_rps" 'BEGIN {printf "%.2f", a/b}') p99_ms=${g_p99}"
     ;;
+  ready)
+    work="$(mktemp -d)"
+    # Measured on the binary an edge node would run: published, ReadyToRun.
+    dotnet publish "$root/src/Outpost" -c Release -r linux-x64 --self-contained false -p:PublishReadyToRun=true \
+      -o "$work/bin" -nologo -v q >/dev/null
+    outpost=("$work/bin/outpost")
+    server_pid=""; agent_pid=""
+    trap 'kill $server_pid $agent_pid 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$work"' EXIT
+    export HOME="$work/home"
+    mkdir -p "$HOME"
+    "${outpost[@]}" server --data-dir "$work/server" --listen 127.0.0.1:0 >"$work/server.log" 2>&1 & server_pid=$!
+    for _ in $(seq 1 120); do grep -q '^server:' "$work/server.log" && break; sleep 0.5; done
+    url=$(awk '/^server:/ {print $2}' "$work/server.log")
+    export OUTPOST_CONFIG="$work/server/config.yaml"
+    token=$("${outpost[@]}" token create)
+    "${outpost[@]}" apply -f "$root/samples/manifests" >/dev/null
+    "${outpost[@]}" agent --server "$url" --token "$token" --name edge-1 --data-dir "$work/agent" --gateway 127.0.0.1:0 >"$work/agent.log" 2>&1 & agent_pid=$!
+    for _ in $(seq 1 120); do grep -q 'Applied revision' "$work/agent.log" && break; sleep 0.5; done
+    kill -TERM $agent_pid $server_pid; wait $agent_pid $server_pid 2>/dev/null || true
+    start_once() { # cache|nocache -> "ms apps fromcache"
+      [[ "$1" == nocache ]] && rm -rf "$work/agent/compiled"
+      "${outpost[@]}" agent --server "$url" --name edge-1 --data-dir "$work/agent" --gateway 127.0.0.1:0 >"$work/agent.log" 2>&1 & agent_pid=$!
+      for _ in $(seq 1 200); do grep -q 'Serving .* apps from local state' "$work/agent.log" && break; sleep 0.05; done
+      kill -TERM $agent_pid; wait $agent_pid 2>/dev/null || true
+      sed -n 's/.*Serving \([0-9]*\) apps from local state, loaded in \([0-9.]*\) ms (\([0-9]*\) from.*/\2 \1 \3/p' "$work/agent.log"
+    }
+    : >"$work/cached.txt"; : >"$work/compiled.txt"
+    for _ in $(seq 1 "${RUNS:-7}"); do
+      start_once nocache >>"$work/compiled.txt"
+      start_once cache >>"$work/cached.txt"
+    done
+    apps=$(awk 'NR==1 {print $2}' "$work/cached.txt")
+    fromcache=$(awk 'NR==1 {print $3}' "$work/cached.txt")
+    cached=$(awk '{print $1}' "$work/cached.txt" | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}')
+    compiled=$(awk '{print $1}' "$work/compiled.txt" | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}')
+    echo "ready apps=$apps from_cache=$fromcache cached_p50_ms=$cached compiled_p50_ms=$compiled ratio=$(awk -v a="$compiled" -v b="$cached" 'BEGIN {printf "%.1f", a/b}')"
+    ;;
   converge)
     dotnet build "$root/src/Outpost" -c Release -nologo -v q >/dev/null
     outpost=(dotnet "$root/src/Outpost/bin/Release/net10.0/outpost.dll")
@@ -102,7 +143,7 @@ YAML
     echo "converge runs=$runs apply_to_200_p50_ms=$(median <"$work/apply.txt") apply_to_200_max_ms=$(sort -n "$work/apply.txt" | tail -1) delete_to_404_p50_ms=$(median <"$work/delete.txt") delete_to_404_max_ms=$(sort -n "$work/delete.txt" | tail -1) baseline_client_roundtrip_p50_ms=$(median <"$work/baseline.txt")"
     ;;
   *)
-    echo "usage: bench/run.sh coldstart|http|converge" >&2
+    echo "usage: bench/run.sh coldstart|http|ready|converge" >&2
     exit 2
     ;;
 esac

@@ -19,7 +19,7 @@ namespace Outpost.Agent.Hosting;
 /// The edge agent process: local state first (so apps serve even with the server down),
 /// then the gateway, then the sync loop in the background.
 /// </summary>
-public sealed class OutpostAgent : IAsyncDisposable
+public sealed partial class OutpostAgent : IAsyncDisposable
 {
     private readonly WebApplication _app;
 
@@ -91,8 +91,15 @@ public sealed class OutpostAgent : IAsyncDisposable
     public async Task StartAsync(CancellationToken cancellationToken)
     {
         // Serve what was last acked before talking to anyone.
+        var started = System.Diagnostics.Stopwatch.GetTimestamp();
         var store = _app.Services.GetRequiredService<AgentStore>();
-        _app.Services.GetRequiredService<AppRegistry>().Reconcile(store.LoadDesired());
+        var registry = _app.Services.GetRequiredService<AppRegistry>();
+        registry.Reconcile(store.LoadDesired());
+        var elapsed = System.Diagnostics.Stopwatch.GetElapsedTime(started).TotalMilliseconds;
+        var loaded = registry.Loaded;
+        var fromCache = loaded.Count(a => a.Module.FromCache);
+        var logger = _app.Services.GetRequiredService<ILogger<OutpostAgent>>();
+        LogLocalStateLoaded(logger, loaded.Count, elapsed, fromCache);
 
         var info = _app.Services.GetRequiredService<GatewayInfo>();
         _app.Lifetime.ApplicationStarted.Register(() =>
@@ -109,4 +116,7 @@ public sealed class OutpostAgent : IAsyncDisposable
     {
         await _app.DisposeAsync();
     }
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "Serving {Apps} apps from local state, loaded in {Milliseconds:F1} ms ({Cached} from the precompiled cache)")]
+    private static partial void LogLocalStateLoaded(ILogger logger, int apps, double milliseconds, int cached);
 }
