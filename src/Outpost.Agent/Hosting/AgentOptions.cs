@@ -31,6 +31,12 @@ public sealed record AgentOptions
     /// <summary>Ceiling of the reconnect delay. Default 10 s.</summary>
     public TimeSpan MaxBackoff { get; init; } = TimeSpan.FromSeconds(10);
 
+    /// <summary>Wasm instances that can run at once on this node, across all apps (pool slots). Default 256.</summary>
+    public int MaxInstances { get; init; } = 256;
+
+    /// <summary>The most memory one instance may use, in MiB; apps asking for more are refused here. Default 256.</summary>
+    public int MaxInstanceMemoryMiB { get; init; } = 256;
+
     /// <summary>Largest request body the gateway buffers for an app. Default 16 MiB.</summary>
     public int MaxRequestBodyBytes { get; init; } = 16 * 1024 * 1024;
 
@@ -49,6 +55,11 @@ public sealed record AgentOptions
         if (string.IsNullOrWhiteSpace(DataDir))
         {
             throw new ArgumentException("--data-dir is required");
+        }
+
+        if (MaxInstances is < 1 or > 10_000 || MaxInstanceMemoryMiB is < 1 or > 4096)
+        {
+            throw new ArgumentException("--max-instances must be 1..10000 and --max-instance-memory 1..4096 MiB");
         }
 
         if (InitialBackoff <= TimeSpan.Zero || MaxBackoff < InitialBackoff || HeartbeatInterval <= TimeSpan.Zero)

@@ -66,7 +66,12 @@ public sealed partial class OutpostAgent : IAsyncDisposable
         services.AddSingleton(TimeProvider.System);
         services.AddSingleton(_ => new AgentStore(Path.Combine(options.DataDir, "agent.db")));
         services.AddSingleton(_ => new ModuleCache(Path.Combine(options.DataDir, "modules")));
-        services.AddSingleton(_ => new WasmHost(new WasmHostOptions { CacheDir = Path.Combine(options.DataDir, "compiled") }));
+        services.AddSingleton(_ => new WasmHost(new WasmHostOptions
+        {
+            CacheDir = Path.Combine(options.DataDir, "compiled"),
+            MaxInstances = options.MaxInstances,
+            MaxMemoryMiB = options.MaxInstanceMemoryMiB,
+        }));
         services.AddSingleton(_ => new LocalDataStore(Path.Combine(options.DataDir, "data.db")));
         services.AddSingleton<Host.AgentHostServices>();
         services.AddSingleton(sp => new AppRegistry(sp.GetRequiredService<WasmHost>(), sp.GetRequiredService<ModuleCache>(), options.NodeName,

@@ -44,7 +44,9 @@ internal static class RoleCommands
         var labels = new Option<string?>("--labels") { Description = "Node labels, k=v,k2=v2, used by apps' placement.nodeSelector" };
         var dataDir = new Option<string?>("--data-dir") { Description = "Local state directory (default: ~/.outpost/agent-NAME)" };
         var gateway = new Option<string>("--gateway") { Description = "Local HTTP gateway address (HOST:PORT)", DefaultValueFactory = _ => "127.0.0.1:8080" };
-        var command = new Command("agent", "Run an edge agent: join the server (--server URL --token JOIN-TOKEN, or OUTPOST_URL/OUTPOST_TOKEN), sync, serve apps on the gateway") { name, labels, dataDir, gateway };
+        var maxInstances = new Option<int>("--max-instances") { Description = "Wasm instances that may run at once on this node (pool slots)", DefaultValueFactory = _ => 256 };
+        var maxMemory = new Option<int>("--max-instance-memory") { Description = "Most memory one instance may use, MiB; apps asking for more are refused on this node", DefaultValueFactory = _ => 256 };
+        var command = new Command("agent", "Run an edge agent: join the server (--server URL --token JOIN-TOKEN, or OUTPOST_URL/OUTPOST_TOKEN), sync, serve apps on the gateway") { name, labels, dataDir, gateway, maxInstances, maxMemory };
         command.SetAction(async (result, ct) => await RunUntilStoppedAsync(async stop =>
         {
             var url = result.GetValue(server) ?? Environment.GetEnvironmentVariable("OUTPOST_URL")
@@ -58,6 +60,8 @@ internal static class RoleCommands
                 Labels = ParseLabels(result.GetValue(labels)),
                 DataDir = Path.GetFullPath(result.GetValue(dataDir) ?? Path.Combine(Home, ".outpost", "agent-" + nodeName)),
                 Gateway = result.GetValue(gateway)!,
+                MaxInstances = result.GetValue(maxInstances),
+                MaxInstanceMemoryMiB = result.GetValue(maxMemory),
             };
             await using var agent = OutpostAgent.Create(options);
             await agent.StartAsync(stop);

@@ -93,3 +93,28 @@ public sealed class HostileModuleTests : IDisposable
 
     public void Dispose() => _host.Dispose();
 }
+
+public sealed class AmbientAuthorityTests : IDisposable
+{
+    private readonly WasmHost _host = new(new WasmHostOptions { MaxInstances = 4 });
+
+    [Fact]
+    public void NoFilesNoPreopens_AndOnlyTheRequestEnvironment()
+    {
+        var wasm = Module.ConvertText(File.ReadAllText(Path.Combine(AppContext.BaseDirectory, "Modules", "ambient.wat")));
+        using var module = _host.Compile("ambient", wasm);
+        var request = new WagiRequest { Method = "GET", Path = "/a", Route = "/a" };
+
+        var outcome = new WagiRunner(_host).Handle(module, request, new Dictionary<string, string> { ["GRANTED"] = "yes" }, new AppLimits());
+
+        // 76 = ENOTCAPABLE for path_open, 08 = EBADF for fd_prestat_get: no directory exists.
+        var body = Encoding.UTF8.GetString(outcome.Response.Body.Span);
+        var expectedEnv = WagiRunner.BuildEnvironment(request, new Dictionary<string, string>()).Count + 1;
+        Assert.Equal($"open=76 env={expectedEnv:D2} prestat=08", body);
+        var names = WagiRunner.BuildEnvironment(request, new Dictionary<string, string>()).Select(e => e.Key).ToList();
+        Assert.DoesNotContain("PATH", names); // nothing of the host process leaks in
+        Assert.DoesNotContain("HOME", names);
+    }
+
+    public void Dispose() => _host.Dispose();
+}

@@ -1,0 +1,28 @@
+;; Tries what an app must not get: open "/etc/passwd" from the first preopen (fd 3),
+;; and counts environment variables. Writes "open=<errno> env=<count>" as the body.
+(module
+  (import "wasi_snapshot_preview1" "path_open" (func $path_open (param i32 i32 i32 i32 i32 i64 i64 i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "fd_prestat_get" (func $prestat (param i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "environ_sizes_get" (func $env_sizes (param i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "fd_write" (func $fd_write (param i32 i32 i32 i32) (result i32)))
+  (memory (export "memory") 1)
+  (data (i32.const 0) "/etc/passwd")
+  (data (i32.const 32) "Content-Type: text/plain\n\nopen=")
+  (data (i32.const 80) " env=")
+  (data (i32.const 96) " prestat=")
+  (func $digit2 (param $at i32) (param $n i32)
+    (i32.store8 (local.get $at) (i32.add (i32.const 48) (i32.div_u (local.get $n) (i32.const 10))))
+    (i32.store8 (i32.add (local.get $at) (i32.const 1)) (i32.add (i32.const 48) (i32.rem_u (local.get $n) (i32.const 10)))))
+  (func (export "_start")
+    (call $digit2 (i32.const 200) (call $path_open (i32.const 3) (i32.const 0) (i32.const 0) (i32.const 11) (i32.const 0) (i64.const -1) (i64.const -1) (i32.const 0) (i32.const 300)))
+    (drop (call $env_sizes (i32.const 310) (i32.const 314)))
+    (call $digit2 (i32.const 210) (i32.load (i32.const 310)))
+    (call $digit2 (i32.const 220) (call $prestat (i32.const 3) (i32.const 320)))
+    ;; iovs: header+"open=", errno, " env=", count, " prestat=", errno
+    (i32.store (i32.const 400) (i32.const 32)) (i32.store (i32.const 404) (i32.const 31))
+    (i32.store (i32.const 408) (i32.const 200)) (i32.store (i32.const 412) (i32.const 2))
+    (i32.store (i32.const 416) (i32.const 80)) (i32.store (i32.const 420) (i32.const 5))
+    (i32.store (i32.const 424) (i32.const 210)) (i32.store (i32.const 428) (i32.const 2))
+    (i32.store (i32.const 432) (i32.const 96)) (i32.store (i32.const 436) (i32.const 9))
+    (i32.store (i32.const 440) (i32.const 220)) (i32.store (i32.const 444) (i32.const 2))
+    (drop (call $fd_write (i32.const 1) (i32.const 400) (i32.const 6) (i32.const 460)))))
