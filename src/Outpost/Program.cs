@@ -12,6 +12,7 @@ var root = new RootCommand("Outpost: an edge computing platform. One control pla
     ClientCommands.Delete(),
     ClientCommands.Push(),
     ClientCommands.Token(),
+    DataCommands.Data(),
 };
 root.Options.Add(CommonOptions.Server);
 root.Options.Add(CommonOptions.Token);

@@ -44,10 +44,10 @@ public sealed class Fleet : IAsyncDisposable
     }
 
     /// <summary>Starts an agent and returns its gateway URL once it serves.</summary>
-    public async Task<(OutpostProcess Process, string Gateway)> StartAgentAsync(string name, string token, string labels = "", string? dataDir = null)
+    public async Task<(OutpostProcess Process, string Gateway)> StartAgentAsync(string name, string token, string labels = "", string? dataDir = null, string? server = null, params string[] extra)
     {
-        var process = Track(OutpostProcess.Start(Home, "agent", "--server", ServerUrl, "--token", token, "--name", name,
-            "--labels", labels, "--data-dir", dataDir ?? AgentDir(name), "--gateway", "127.0.0.1:0"));
+        var process = Track(OutpostProcess.Start(Home, ["agent", "--server", server ?? ServerUrl, "--token", token, "--name", name,
+            "--labels", labels, "--data-dir", dataDir ?? AgentDir(name), "--gateway", "127.0.0.1:0", .. extra]));
         var gateway = await process.WaitForLineAsync($"node {name}:", StartTimeout);
         return (process, gateway);
     }
@@ -110,6 +110,41 @@ public sealed class Fleet : IAsyncDisposable
         }
 
         throw new TimeoutException($"{url} did not answer {(int)expected} within {timeout}; last: {(int)last.Status} {last.Body}");
+    }
+
+    /// <summary>GET on the server's API with the admin token (cleartext HTTP/2).</summary>
+    public async Task<JsonObject> ApiGetAsync(string path)
+    {
+        var config = Core.Api.ClientConfig.Parse(await File.ReadAllTextAsync(ConfigPath), ConfigPath);
+        using var request = new HttpRequestMessage(HttpMethod.Get, ServerUrl + path)
+        {
+            Version = HttpVersion.Version20,
+            VersionPolicy = HttpVersionPolicy.RequestVersionExact,
+        };
+        request.Headers.Authorization = new("Bearer", config.Token);
+        using var response = await Http.SendAsync(request);
+        var text = await response.Content.ReadAsStringAsync();
+        Assert.True(response.IsSuccessStatusCode, $"GET {path}: {(int)response.StatusCode} {text}");
+        return JsonNode.Parse(text)!.AsObject();
+    }
+
+    /// <summary>Every ingested record of a topic, paged through the API in cursor order.</summary>
+    public async Task<List<(string Node, long Sequence, string Text)>> ReadTopicAsync(string topic)
+    {
+        var records = new List<(string, long, string)>();
+        var cursor = "0";
+        while (true)
+        {
+            var page = await ApiGetAsync($"/apis/outpost.dev/v1/topics/{topic}/records?after={cursor}&limit=5000");
+            var items = page["items"]!.AsArray();
+            if (items.Count == 0)
+            {
+                return records;
+            }
+
+            records.AddRange(items.Select(i => ((string)i!["node"]!, (long)i["sequence"]!, (string?)i["text"] ?? "")));
+            cursor = (string)page["metadata"]!["continue"]!;
+        }
     }
 
     /// <summary>Stops every agent and server process (their files can then be inspected).</summary>

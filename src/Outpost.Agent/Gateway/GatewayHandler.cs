@@ -133,6 +133,13 @@ public sealed partial class GatewayHandler(AppRegistry apps, WagiRunner runner, 
         }
 
         var sequence = triggers.Publish(topic, "gateway", body.Value.ToArray());
+        if (sequence < 0)
+        {
+            context.Response.Headers.RetryAfter = "5";
+            await WriteTextAsync(context, 507, "507 insufficient storage: the node's outbox is full and its policy is rejectNew\n");
+            return;
+        }
+
         context.Response.StatusCode = 202;
         context.Response.ContentType = "application/json";
         await context.Response.WriteAsync($$"""{"topic":"{{topic}}","sequence":{{sequence}}}""", context.RequestAborted);

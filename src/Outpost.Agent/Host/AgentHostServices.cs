@@ -59,7 +59,11 @@ public sealed partial class AgentHostServices(LocalDataStore data, ILogger<Agent
     public bool Publish(string app, string topic, ReadOnlySpan<byte> payload)
     {
         var bytes = payload.ToArray();
-        data.Append(topic, app, bytes);
+        if (data.Append(topic, app, bytes) < 0)
+        {
+            return false; // refused by the outbox's overflow policy, and counted
+        }
+
         Published?.Invoke(topic, app, bytes);
         return true;
     }

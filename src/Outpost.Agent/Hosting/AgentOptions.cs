@@ -37,6 +37,12 @@ public sealed record AgentOptions
     /// <summary>The most memory one instance may use, in MiB; apps asking for more are refused here. Default 256.</summary>
     public int MaxInstanceMemoryMiB { get; init; } = 256;
 
+    /// <summary>Most payload bytes the outbox holds while the cloud is unreachable. Default 256 MiB.</summary>
+    public long OutboxQuotaBytes { get; init; } = State.LocalDataStore.DefaultQuotaBytes;
+
+    /// <summary>What happens at the quota: drop the oldest records (default) or reject new ones. Either way, every loss is counted.</summary>
+    public State.OverflowPolicy OutboxOverflow { get; init; } = State.OverflowPolicy.DropOldest;
+
     /// <summary>Largest request body the gateway buffers for an app. Default 16 MiB.</summary>
     public int MaxRequestBodyBytes { get; init; } = 16 * 1024 * 1024;
 

@@ -3,6 +3,19 @@ using Microsoft.Data.Sqlite;
 
 namespace Outpost.Agent.State;
 
+/// <summary>What happens when a record would take the outbox over its quota.</summary>
+public enum OverflowPolicy
+{
+    /// <summary>Discard the oldest records until the new one fits (the default: fresh data wins).</summary>
+    DropOldest,
+
+    /// <summary>Refuse the new record; publish reports the refusal to the app or device.</summary>
+    RejectNew,
+}
+
+/// <summary>The outbox's state, as heartbeats report it.</summary>
+public sealed record OutboxStats(long PendingRecords, long PendingBytes, long DroppedTotal, OverflowPolicy Policy, long QuotaBytes);
+
 /// <summary>A record waiting in the outbox, in per-node sequence order.</summary>
 public sealed record OutboxRecord(long Sequence, string Topic, string App, byte[] Payload, DateTimeOffset CreatedAt);
 
@@ -15,10 +28,25 @@ public sealed class LocalDataStore : IDisposable
 {
     private readonly string _connectionString;
     private readonly TimeProvider _time;
+    private readonly Lock _outboxLock = new();
+    private readonly long _quotaBytes;
+    private readonly OverflowPolicy _policy;
+    private long _pendingRecords;
+    private long _pendingBytes;
+    private long _dropped;
 
-    public LocalDataStore(string path, TimeProvider? time = null)
+    /// <summary>Raised after a record is appended (the shipper wakes on it).</summary>
+    public event Action? Appended;
+
+    /// <summary>Default outbox quota: 256 MiB of payload.</summary>
+    public const long DefaultQuotaBytes = 256L * 1024 * 1024;
+
+    public LocalDataStore(string path, TimeProvider? time = null, long quotaBytes = DefaultQuotaBytes, OverflowPolicy policy = OverflowPolicy.DropOldest)
     {
+        ArgumentOutOfRangeException.ThrowIfLessThan(quotaBytes, 1);
         _time = time ?? TimeProvider.System;
+        _quotaBytes = quotaBytes;
+        _policy = policy;
         _connectionString = new SqliteConnectionStringBuilder { DataSource = path, Mode = SqliteOpenMode.ReadWriteCreate, Pooling = true, DefaultTimeout = 30 }.ToString();
         using var connection = Open();
         Execute(connection, """
@@ -31,7 +59,25 @@ public sealed class LocalDataStore : IDisposable
               sequence INTEGER PRIMARY KEY AUTOINCREMENT,
               topic TEXT NOT NULL, app TEXT NOT NULL, payload BLOB NOT NULL, created_at TEXT NOT NULL
             );
+            CREATE TABLE IF NOT EXISTS outbox_meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
             """);
+        using var stats = Command(connection, "SELECT COUNT(*), COALESCE(SUM(length(payload)), 0), (SELECT COALESCE(MAX(value), 0) FROM outbox_meta WHERE key = 'dropped') FROM outbox");
+        using var reader = stats.ExecuteReader();
+        reader.Read();
+        _pendingRecords = reader.GetInt64(0);
+        _pendingBytes = reader.GetInt64(1);
+        _dropped = reader.GetInt64(2);
+    }
+
+    public OutboxStats Stats
+    {
+        get
+        {
+            lock (_outboxLock)
+            {
+                return new OutboxStats(_pendingRecords, _pendingBytes, _dropped, _policy, _quotaBytes);
+            }
+        }
     }
 
     public byte[]? KvGet(string bucket, string key)
@@ -54,30 +100,111 @@ public sealed class LocalDataStore : IDisposable
         return Execute(connection, "DELETE FROM kv WHERE bucket = $b AND key = $k", ("$b", bucket), ("$k", key)) > 0;
     }
 
-    /// <summary>Appends a record and returns its sequence number.</summary>
+    /// <summary>
+    /// Appends a record durably and returns its sequence number, applying the overflow policy
+    /// when the quota would be exceeded: -1 means the record was refused (and counted).
+    /// </summary>
     public long Append(string topic, string app, ReadOnlySpan<byte> payload)
     {
-        using var connection = Open();
-        using var command = Command(connection, "INSERT INTO outbox (topic, app, payload, created_at) VALUES ($t, $a, $p, $c) RETURNING sequence",
-            ("$t", topic), ("$a", app), ("$p", payload.ToArray()), ("$c", Now()));
-        return (long)command.ExecuteScalar()!;
+        long sequence;
+        lock (_outboxLock)
+        {
+            using var connection = Open();
+            using var transaction = connection.BeginTransaction(deferred: false);
+            if (_pendingBytes + payload.Length > _quotaBytes)
+            {
+                if (_policy == OverflowPolicy.RejectNew || payload.Length > _quotaBytes)
+                {
+                    AddDropped(connection, transaction, 1);
+                    transaction.Commit();
+                    return -1;
+                }
+
+                // dropOldest: make room from the front of the queue, counting every record.
+                var freed = 0L;
+                var removed = 0L;
+                using (var oldest = Command(connection, "SELECT sequence, length(payload) FROM outbox ORDER BY sequence", transaction))
+                using (var reader = oldest.ExecuteReader())
+                {
+                    var through = 0L;
+                    while (_pendingBytes - freed + payload.Length > _quotaBytes && reader.Read())
+                    {
+                        through = reader.GetInt64(0);
+                        freed += reader.GetInt64(1);
+                        removed++;
+                    }
+
+                    reader.Close();
+                    Execute(connection, "DELETE FROM outbox WHERE sequence <= $s", transaction, ("$s", through));
+                }
+
+                AddDropped(connection, transaction, removed);
+                _pendingBytes -= freed;
+                _pendingRecords -= removed;
+            }
+
+            using (var insert = Command(connection, "INSERT INTO outbox (topic, app, payload, created_at) VALUES ($t, $a, $p, $c) RETURNING sequence", transaction,
+                ("$t", topic), ("$a", app), ("$p", payload.ToArray()), ("$c", Now())))
+            {
+                sequence = (long)insert.ExecuteScalar()!;
+            }
+
+            transaction.Commit();
+            _pendingBytes += payload.Length;
+            _pendingRecords++;
+        }
+
+        Appended?.Invoke();
+        return sequence;
     }
 
-    /// <summary>Records after a sequence, oldest first.</summary>
-    public IReadOnlyList<OutboxRecord> ReadOutbox(long afterSequence, int limit)
+    private void AddDropped(SqliteConnection connection, SqliteTransaction transaction, long count)
+    {
+        if (count == 0)
+        {
+            return;
+        }
+
+        _dropped += count;
+        Execute(connection, "INSERT INTO outbox_meta (key, value) VALUES ('dropped', $v) ON CONFLICT (key) DO UPDATE SET value = $v", transaction, ("$v", _dropped));
+    }
+
+    /// <summary>The oldest records still waiting, up to a count and (roughly) a byte budget.</summary>
+    public IReadOnlyList<OutboxRecord> ReadOutbox(int limit, long maxBytes = long.MaxValue)
     {
         using var connection = Open();
-        using var command = Command(connection, "SELECT sequence, topic, app, payload, created_at FROM outbox WHERE sequence > $after ORDER BY sequence LIMIT $limit",
-            ("$after", afterSequence), ("$limit", limit));
+        using var command = Command(connection, "SELECT sequence, topic, app, payload, created_at FROM outbox ORDER BY sequence LIMIT $limit", null, ("$limit", limit));
         using var reader = command.ExecuteReader();
         var records = new List<OutboxRecord>();
-        while (reader.Read())
+        var bytes = 0L;
+        while (reader.Read() && (records.Count == 0 || bytes < maxBytes))
         {
-            records.Add(new OutboxRecord(reader.GetInt64(0), reader.GetString(1), reader.GetString(2), (byte[])reader[3],
-                DateTimeOffset.Parse(reader.GetString(4), CultureInfo.InvariantCulture)));
+            var record = new OutboxRecord(reader.GetInt64(0), reader.GetString(1), reader.GetString(2), (byte[])reader[3],
+                DateTimeOffset.Parse(reader.GetString(4), CultureInfo.InvariantCulture));
+            bytes += record.Payload.Length;
+            records.Add(record);
         }
 
         return records;
+    }
+
+    /// <summary>Deletes records through a sequence, once the server has acked them as durable.</summary>
+    public void DeleteThrough(long sequence)
+    {
+        lock (_outboxLock)
+        {
+            using var connection = Open();
+            using var transaction = connection.BeginTransaction(deferred: false);
+            using var stats = Command(connection, "SELECT COUNT(*), COALESCE(SUM(length(payload)), 0) FROM outbox WHERE sequence <= $s", transaction, ("$s", sequence));
+            using var reader = stats.ExecuteReader();
+            reader.Read();
+            var (count, bytes) = (reader.GetInt64(0), reader.GetInt64(1));
+            reader.Close();
+            Execute(connection, "DELETE FROM outbox WHERE sequence <= $s", transaction, ("$s", sequence));
+            transaction.Commit();
+            _pendingRecords -= count;
+            _pendingBytes -= bytes;
+        }
     }
 
     public void Dispose() => SqliteConnection.ClearAllPools();
@@ -91,9 +218,13 @@ public sealed class LocalDataStore : IDisposable
         return connection;
     }
 
-    private static SqliteCommand Command(SqliteConnection connection, string sql, params (string Name, object Value)[] parameters)
+    private static SqliteCommand Command(SqliteConnection connection, string sql, params (string Name, object Value)[] parameters) =>
+        Command(connection, sql, null, parameters);
+
+    private static SqliteCommand Command(SqliteConnection connection, string sql, SqliteTransaction? transaction, params (string Name, object Value)[] parameters)
     {
         var command = connection.CreateCommand();
+        command.Transaction = transaction;
         command.CommandText = sql;
         foreach (var (name, value) in parameters)
         {
@@ -103,9 +234,12 @@ public sealed class LocalDataStore : IDisposable
         return command;
     }
 
-    private static int Execute(SqliteConnection connection, string sql, params (string Name, object Value)[] parameters)
+    private static int Execute(SqliteConnection connection, string sql, params (string Name, object Value)[] parameters) =>
+        Execute(connection, sql, null, parameters);
+
+    private static int Execute(SqliteConnection connection, string sql, SqliteTransaction? transaction, params (string Name, object Value)[] parameters)
     {
-        using var command = Command(connection, sql, parameters);
+        using var command = Command(connection, sql, transaction, parameters);
         return command.ExecuteNonQuery();
     }
 }

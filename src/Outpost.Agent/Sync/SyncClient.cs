@@ -1,3 +1,4 @@
+using Google.Protobuf;
 using System.Net;
 using System.Text.Json.Nodes;
 using System.Threading.Channels;
@@ -21,6 +22,7 @@ namespace Outpost.Agent.Sync;
 public sealed partial class SyncClient(
     AgentOptions options,
     AgentStore store,
+    LocalDataStore data,
     ModuleCache modules,
     AppRegistry apps,
     GatewayInfo gateway,
@@ -29,6 +31,16 @@ public sealed partial class SyncClient(
     ILogger<SyncClient> logger) : BackgroundService
 {
     private readonly Channel<bool> _statusChanged = Channel.CreateBounded<bool>(new BoundedChannelOptions(1) { FullMode = BoundedChannelFullMode.DropWrite });
+    private readonly Channel<bool> _appended = Channel.CreateBounded<bool>(new BoundedChannelOptions(1) { FullMode = BoundedChannelFullMode.DropWrite });
+
+    /// <summary>Most records in one batch.</summary>
+    private const int BatchRecords = 4096;
+
+    /// <summary>Roughly the most payload bytes in one batch, before compression.</summary>
+    private const long BatchBytes = 2 * 1024 * 1024;
+
+    /// <summary>How long to wait for a batch's ack before treating the link as dead.</summary>
+    private static readonly TimeSpan AckTimeout = TimeSpan.FromSeconds(30);
 
     /// <summary>True while a sync stream is open and has delivered its first update.</summary>
     public bool Connected { get; private set; }
@@ -36,6 +48,7 @@ public sealed partial class SyncClient(
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
         apps.StatusChanged += OnStatusChanged;
+        data.Appended += OnAppended;
         var backoff = new Backoff(options.InitialBackoff, options.MaxBackoff);
         try
         {
@@ -79,10 +92,13 @@ public sealed partial class SyncClient(
         finally
         {
             apps.StatusChanged -= OnStatusChanged;
+            data.Appended -= OnAppended;
         }
     }
 
     private void OnStatusChanged() => _statusChanged.Writer.TryWrite(true);
+
+    private void OnAppended() => _appended.Writer.TryWrite(true);
 
     private GrpcChannel CreateChannel() => GrpcChannel.ForAddress(options.ServerUrl, new GrpcChannelOptions
     {
@@ -161,11 +177,24 @@ public sealed partial class SyncClient(
             },
         });
 
+        var acks = Channel.CreateUnbounded<BatchAck>();
         var heartbeats = HeartbeatLoopAsync(SendAsync, sessionCts.Token);
+        var shipping = ShipAsync(SendAsync, acks.Reader, sessionCts.Token);
         try
         {
             await foreach (var message in call.ResponseStream.ReadAllAsync(sessionCts.Token))
             {
+                if (message.BodyCase == ServerMessage.BodyOneofCase.BatchAck)
+                {
+                    acks.Writer.TryWrite(message.BatchAck);
+                    continue;
+                }
+
+                if (shipping.IsFaulted)
+                {
+                    await shipping; // surface why shipping stopped
+                }
+
                 if (message.BodyCase == ServerMessage.BodyOneofCase.Config)
                 {
                     await ApplyAsync(client, headers, message.Config, sessionCts.Token);
@@ -190,14 +219,77 @@ public sealed partial class SyncClient(
         finally
         {
             await sessionCts.CancelAsync();
+            foreach (var loop in new[] { heartbeats, shipping })
+            {
+                try
+                {
+                    await loop;
+                }
+                catch (Exception ex) when (ex is OperationCanceledException or RpcException or IOException or InvalidOperationException or TimeoutException)
+                {
+                    // The stream is gone; the session is over either way.
+                }
+            }
+        }
+    }
+
+    /// <summary>
+    /// Ships the outbox, oldest first, one batch in flight: send, wait for the server's ack
+    /// (sent only once the batch is durable there), then delete what it covers. After a cut,
+    /// unacked records are sent again and the server's idempotent ingest drops the repeats.
+    /// </summary>
+    private async Task ShipAsync(Func<AgentMessage, Task> send, ChannelReader<BatchAck> acks, CancellationToken ct)
+    {
+        while (!ct.IsCancellationRequested)
+        {
+            _appended.Reader.TryRead(out _);
+            var records = data.ReadOutbox(BatchRecords, BatchBytes);
+            if (records.Count == 0)
+            {
+                await _appended.Reader.WaitToReadAsync(ct).AsTask().WaitAsync(TimeSpan.FromSeconds(5), ct).ContinueWith(_ => { }, TaskScheduler.Default);
+                continue;
+            }
+
+            var list = new RecordList();
+            foreach (var record in records)
+            {
+                list.Records.Add(new Record
+                {
+                    Sequence = record.Sequence,
+                    Topic = record.Topic,
+                    Source = record.App,
+                    Payload = Google.Protobuf.ByteString.CopyFrom(record.Payload),
+                    CreatedUnixMs = record.CreatedAt.ToUnixTimeMilliseconds(),
+                });
+            }
+
+            var batch = new RecordBatch
+            {
+                FirstSequence = records[0].Sequence,
+                LastSequence = records[^1].Sequence,
+                Count = records.Count,
+                Codec = Core.Sync.BatchCodec.Brotli,
+                Data = Google.Protobuf.UnsafeByteOperations.UnsafeWrap(Core.Sync.BatchCodec.Compress(list.ToByteArray())),
+            };
+            await send(new AgentMessage { Records = batch });
+            BatchAck ack;
             try
             {
-                await heartbeats;
+                ack = await acks.ReadAsync(ct).AsTask().WaitAsync(AckTimeout, ct);
             }
-            catch (Exception ex) when (ex is OperationCanceledException or RpcException or IOException or InvalidOperationException)
+            catch (TimeoutException)
             {
-                // The stream is gone; the session is over either way.
+                throw new TimeoutException($"no ack for records {batch.FirstSequence}..{batch.LastSequence} within {AckTimeout.TotalSeconds:F0} s");
             }
+
+            if (ack.LastSequence != batch.LastSequence)
+            {
+                throw new InvalidDataException($"ack for {ack.LastSequence} does not match batch {batch.FirstSequence}..{batch.LastSequence}");
+            }
+
+            data.DeleteThrough(ack.LastSequence);
+            LogShipped(logger, batch.Count, batch.FirstSequence, batch.LastSequence, ack.Duplicates);
+            OnStatusChanged();
         }
     }
 
@@ -205,6 +297,7 @@ public sealed partial class SyncClient(
     private async Task HeartbeatLoopAsync(Func<AgentMessage, Task> send, CancellationToken ct)
     {
         var reported = new Dictionary<string, AppStatus>(StringComparer.Ordinal);
+        OutboxStats? reportedOutbox = null;
         using var timer = new PeriodicTimer(options.HeartbeatInterval, time);
         var tick = timer.WaitForNextTickAsync(ct).AsTask();
         while (!ct.IsCancellationRequested)
@@ -235,7 +328,21 @@ public sealed partial class SyncClient(
                 reported.Remove(name);
             }
 
-            if (first == tick || heartbeat.Apps.Count > 0)
+            var outbox = data.Stats;
+            if (outbox != reportedOutbox)
+            {
+                heartbeat.Outbox = new OutboxStatus
+                {
+                    PendingRecords = outbox.PendingRecords,
+                    PendingBytes = outbox.PendingBytes,
+                    DroppedTotal = outbox.DroppedTotal,
+                    OverflowPolicy = outbox.Policy == OverflowPolicy.DropOldest ? "dropOldest" : "rejectNew",
+                    QuotaBytes = outbox.QuotaBytes,
+                };
+                reportedOutbox = outbox;
+            }
+
+            if (first == tick || heartbeat.Apps.Count > 0 || heartbeat.Outbox is not null)
             {
                 await send(new AgentMessage { Heartbeat = heartbeat });
             }
@@ -317,6 +424,9 @@ public sealed partial class SyncClient(
 
     [LoggerMessage(Level = LogLevel.Information, Message = "Applied revision {Revision} (snapshot: {Snapshot}, {Upserts} upserts, {Deletes} deletes)")]
     private static partial void LogApplied(ILogger logger, long revision, bool snapshot, int upserts, int deletes);
+
+    [LoggerMessage(Level = LogLevel.Debug, Message = "Shipped {Count} records ({First}..{Last}); {Duplicates} were already stored")]
+    private static partial void LogShipped(ILogger logger, int count, long first, long last, int duplicates);
 
     [LoggerMessage(Level = LogLevel.Information, Message = "Fetched module {Digest} (resumed at byte {Offset})")]
     private static partial void LogModuleFetched(ILogger logger, string digest, long offset);

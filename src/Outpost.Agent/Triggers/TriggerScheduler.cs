@@ -51,11 +51,15 @@ public sealed partial class TriggerScheduler : IDisposable
     /// <summary>Messages a full queue kept from local subscribers (they are still in the outbox).</summary>
     public long Dropped => Interlocked.Read(ref _dropped);
 
-    /// <summary>Publishes from outside any app (a device via the gateway): outbox first, then local subscribers.</summary>
+    /// <summary>Publishes from outside any app (a device via the gateway): outbox first, then local subscribers. -1: refused.</summary>
     public long Publish(string topic, string publisher, byte[] payload)
     {
         var sequence = _data.Append(topic, publisher, payload);
-        Enqueue(new TopicMessage(topic, publisher, payload));
+        if (sequence >= 0)
+        {
+            Enqueue(new TopicMessage(topic, publisher, payload));
+        }
+
         return sequence;
     }
 

@@ -16,6 +16,10 @@ public sealed record ResourceKind(string Kind, string Plural, string Group, stri
 
     public static readonly ResourceKind ConfigSet = new("ConfigSet", "configsets", "outpost.dev", "v1");
 
+    /// <summary>Read-only: one per topic the fleet has published to, with counts.</summary>
+    public static readonly ResourceKind Topic = new("Topic", "topics", "outpost.dev", "v1");
+
+    /// <summary>Kinds kept in the resource store (topics are derived from ingested records).</summary>
     public static IReadOnlyList<ResourceKind> All { get; } = [Node, Application, ConfigSet];
 
     /// <summary>Kinds a user may create with apply; nodes are created by joining.</summary>
@@ -38,6 +42,7 @@ public sealed record ResourceKind(string Kind, string Plural, string Group, stri
             "node" or "nodes" or "no" => Node,
             "app" or "apps" or "application" or "applications" => Application,
             "cs" or "configset" or "configsets" => ConfigSet,
+            "topic" or "topics" => Topic,
             _ => null,
         };
     }

@@ -42,6 +42,18 @@ public interface IControlPlaneStore : IAsyncDisposable
     /// <summary>Reads up to buffer.Length bytes at offset; returns how many were read (0 at the end).</summary>
     Task<int> ReadBlobAsync(string digest, long offset, Memory<byte> buffer, CancellationToken cancellationToken);
 
+    /// <summary>
+    /// Stores a node's records durably in one transaction. Idempotent on (node, sequence): a
+    /// record delivered again is counted as a duplicate and not stored twice.
+    /// </summary>
+    Task<IngestResult> IngestAsync(string node, IReadOnlyList<IngestRecord> records, CancellationToken cancellationToken);
+
+    /// <summary>Records of a topic after a cursor, in cursor order (per node, that is sequence order).</summary>
+    Task<IReadOnlyList<StoredRecord>> ReadRecordsAsync(string topic, long afterCursor, int limit, string? node, CancellationToken cancellationToken);
+
+    /// <summary>Every topic with its record count, size and how many nodes published to it.</summary>
+    Task<IReadOnlyList<TopicSummary>> ListTopicsAsync(CancellationToken cancellationToken);
+
     Task CreateTokenAsync(TokenRecord token, CancellationToken cancellationToken);
 
     Task<TokenRecord?> GetTokenAsync(string id, CancellationToken cancellationToken);

@@ -43,6 +43,9 @@ public static class ApiEndpoints
         MapKind(app, ResourceKind.Application, writable: true);
         MapKind(app, ResourceKind.ConfigSet, writable: true);
 
+        app.MapGet($"{OutpostPrefix}/topics", ListTopicsAsync);
+        app.MapGet(OutpostPrefix + "/topics/{topic}", GetTopicAsync);
+        app.MapGet(OutpostPrefix + "/topics/{topic}/records", ReadRecordsAsync);
         app.MapPost($"{OutpostPrefix}/apply", ApplyAsync);
         app.MapPost($"{OutpostPrefix}/blobs", PushBlobAsync);
         app.MapGet(OutpostPrefix + "/blobs/{digest}", GetBlobAsync);
@@ -288,6 +291,99 @@ public static class ApiEndpoints
                 ["object"] = view.Render(r.Resource),
             })]),
         });
+    }
+
+    private static JsonObject TopicObject(TopicSummary topic) => new()
+    {
+        ["apiVersion"] = ResourceKind.Topic.ApiVersion,
+        ["kind"] = ResourceKind.Topic.Kind,
+        ["metadata"] = new JsonObject { ["name"] = topic.Topic },
+        ["status"] = new JsonObject
+        {
+            ["records"] = topic.Records,
+            ["bytes"] = topic.Bytes,
+            ["nodes"] = topic.Nodes,
+            ["lastIngestTime"] = ResourceJson.FormatTimestamp(topic.LastIngestedAt),
+        },
+    };
+
+    private static async Task<IResult> ListTopicsAsync(IControlPlaneStore store, CancellationToken cancellationToken)
+    {
+        var topics = await store.ListTopicsAsync(cancellationToken);
+        return Json(ResourceJson.ToList(ResourceKind.Topic, await store.GetRevisionAsync(cancellationToken), topics.Select(TopicObject)));
+    }
+
+    private static async Task<IResult> GetTopicAsync(string topic, IControlPlaneStore store, CancellationToken cancellationToken)
+    {
+        var found = (await store.ListTopicsAsync(cancellationToken)).FirstOrDefault(t => t.Topic == topic);
+        return found is null ? Error(ApiStatus.NotFound("Topic", topic)) : Json(TopicObject(found));
+    }
+
+    /// <summary>
+    /// Ingested records of a topic in a stable order, paged by cursor: pass the previous
+    /// page's metadata.continue as ?after= to get the next. Per node, cursor order is the
+    /// order the node published in.
+    /// </summary>
+    private static async Task<IResult> ReadRecordsAsync(string topic, HttpContext context, IControlPlaneStore store, CancellationToken cancellationToken)
+    {
+        var query = context.Request.Query;
+        long after = 0;
+        if (query.TryGetValue("after", out var afterText) && (!long.TryParse(afterText, NumberStyles.None, CultureInfo.InvariantCulture, out after)))
+        {
+            return Error(ApiStatus.BadRequest($"after='{afterText}' is not a cursor: use a non-negative integer (metadata.continue of the previous page)"));
+        }
+
+        var limit = 500;
+        if (query.TryGetValue("limit", out var limitText) && (!int.TryParse(limitText, NumberStyles.None, CultureInfo.InvariantCulture, out limit) || limit is < 1 or > 10_000))
+        {
+            return Error(ApiStatus.BadRequest($"limit='{limitText}' must be an integer from 1 to 10000"));
+        }
+
+        string? node = query.TryGetValue("node", out var nodeText) ? nodeText.ToString() : null;
+        var records = await store.ReadRecordsAsync(topic, after, limit, node, cancellationToken);
+        var items = new JsonArray();
+        foreach (var record in records)
+        {
+            var item = new JsonObject
+            {
+                ["cursor"] = record.Cursor.ToString(CultureInfo.InvariantCulture),
+                ["node"] = record.Node,
+                ["sequence"] = record.Sequence,
+                ["topic"] = record.Topic,
+                ["source"] = record.Source,
+                ["createdAt"] = record.CreatedAt.UtcDateTime.ToString("yyyy-MM-dd'T'HH:mm:ss.fff'Z'", CultureInfo.InvariantCulture),
+                ["ingestedAt"] = record.IngestedAt.UtcDateTime.ToString("yyyy-MM-dd'T'HH:mm:ss.fff'Z'", CultureInfo.InvariantCulture),
+                ["payload"] = Convert.ToBase64String(record.Payload),
+            };
+            if (TryUtf8(record.Payload, out var text))
+            {
+                item["text"] = text;
+            }
+
+            items.Add(item);
+        }
+
+        return Json(new JsonObject
+        {
+            ["kind"] = "RecordList",
+            ["apiVersion"] = ResourceKind.Topic.ApiVersion,
+            ["metadata"] = new JsonObject { ["continue"] = (records.Count > 0 ? records[^1].Cursor : after).ToString(CultureInfo.InvariantCulture) },
+            ["items"] = items,
+        });
+    }
+
+    private static bool TryUtf8(byte[] bytes, out string text)
+    {
+        try
+        {
+            text = new System.Text.UTF8Encoding(false, throwOnInvalidBytes: true).GetString(bytes);
+            return true;
+        }
+        catch (System.Text.DecoderFallbackException)
+        {
+            text = "";
+            return false;
+        }
     }
 
     private static async Task<IResult> PushBlobAsync(HttpContext context, IControlPlaneStore store, WasmHost wasm, CancellationToken cancellationToken)

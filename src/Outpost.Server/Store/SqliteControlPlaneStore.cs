@@ -61,6 +61,18 @@ public sealed class SqliteControlPlaneStore : IControlPlaneStore
               content BLOB NOT NULL,
               created_at TEXT NOT NULL
             );
+            CREATE TABLE IF NOT EXISTS records (
+              cursor INTEGER PRIMARY KEY AUTOINCREMENT,
+              node TEXT NOT NULL,
+              sequence INTEGER NOT NULL,
+              topic TEXT NOT NULL,
+              source TEXT NOT NULL,
+              payload BLOB NOT NULL,
+              created_ms INTEGER NOT NULL,
+              ingested_ms INTEGER NOT NULL,
+              UNIQUE (node, sequence)
+            );
+            CREATE INDEX IF NOT EXISTS records_by_topic ON records (topic, cursor);
             CREATE TABLE IF NOT EXISTS tokens (
               id TEXT PRIMARY KEY,
               kind INTEGER NOT NULL,
@@ -266,6 +278,82 @@ public sealed class SqliteControlPlaneStore : IControlPlaneStore
         var bytes = (byte[])result;
         bytes.CopyTo(buffer);
         return bytes.Length;
+    }
+
+    public async Task<IngestResult> IngestAsync(string node, IReadOnlyList<IngestRecord> records, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(records);
+        await _writeLock.WaitAsync(cancellationToken);
+        try
+        {
+            await using var connection = await OpenAsync(cancellationToken);
+            // Acked means durable: this commit syncs the WAL to disk before returning.
+            await using (var full = Command(connection, null, "PRAGMA synchronous = FULL"))
+            {
+                await full.ExecuteNonQueryAsync(cancellationToken);
+            }
+
+            await using var transaction = connection.BeginTransaction(deferred: false);
+            await using var insert = Command(connection, transaction, """
+                INSERT INTO records (node, sequence, topic, source, payload, created_ms, ingested_ms)
+                VALUES ($node, $seq, $topic, $source, $payload, $created, $ingested)
+                ON CONFLICT (node, sequence) DO NOTHING
+                """, ("$node", node), ("$seq", 0L), ("$topic", ""), ("$source", ""), ("$payload", Array.Empty<byte>()), ("$created", 0L), ("$ingested", 0L));
+            var now = _time.GetUtcNow().ToUnixTimeMilliseconds();
+            var stored = 0;
+            foreach (var record in records)
+            {
+                insert.Parameters["$seq"].Value = record.Sequence;
+                insert.Parameters["$topic"].Value = record.Topic;
+                insert.Parameters["$source"].Value = record.Source;
+                insert.Parameters["$payload"].Value = record.Payload;
+                insert.Parameters["$created"].Value = record.CreatedAt.ToUnixTimeMilliseconds();
+                insert.Parameters["$ingested"].Value = now;
+                stored += await insert.ExecuteNonQueryAsync(cancellationToken);
+            }
+
+            await transaction.CommitAsync(cancellationToken);
+            return new IngestResult(stored, records.Count - stored);
+        }
+        finally
+        {
+            _writeLock.Release();
+        }
+    }
+
+    public async Task<IReadOnlyList<StoredRecord>> ReadRecordsAsync(string topic, long afterCursor, int limit, string? node, CancellationToken cancellationToken)
+    {
+        await using var connection = await OpenAsync(cancellationToken);
+        await using var command = Command(connection, null, $"""
+            SELECT cursor, node, sequence, topic, source, payload, created_ms, ingested_ms FROM records
+            WHERE topic = $topic AND cursor > $after {(node is null ? "" : "AND node = $node")}
+            ORDER BY cursor LIMIT $limit
+            """, ("$topic", topic), ("$after", afterCursor), ("$limit", limit), ("$node", node));
+        var records = new List<StoredRecord>();
+        await using var reader = await command.ExecuteReaderAsync(cancellationToken);
+        while (await reader.ReadAsync(cancellationToken))
+        {
+            records.Add(new StoredRecord(reader.GetInt64(0), reader.GetString(1), reader.GetInt64(2), reader.GetString(3), reader.GetString(4),
+                (byte[])reader[5], DateTimeOffset.FromUnixTimeMilliseconds(reader.GetInt64(6)), DateTimeOffset.FromUnixTimeMilliseconds(reader.GetInt64(7))));
+        }
+
+        return records;
+    }
+
+    public async Task<IReadOnlyList<TopicSummary>> ListTopicsAsync(CancellationToken cancellationToken)
+    {
+        await using var connection = await OpenAsync(cancellationToken);
+        await using var command = Command(connection, null, """
+            SELECT topic, COUNT(*), SUM(length(payload)), COUNT(DISTINCT node), MAX(ingested_ms) FROM records GROUP BY topic ORDER BY topic
+            """);
+        var topics = new List<TopicSummary>();
+        await using var reader = await command.ExecuteReaderAsync(cancellationToken);
+        while (await reader.ReadAsync(cancellationToken))
+        {
+            topics.Add(new TopicSummary(reader.GetString(0), reader.GetInt64(1), reader.GetInt64(2), reader.GetInt32(3), DateTimeOffset.FromUnixTimeMilliseconds(reader.GetInt64(4))));
+        }
+
+        return topics;
     }
 
     public async Task CreateTokenAsync(TokenRecord token, CancellationToken cancellationToken)

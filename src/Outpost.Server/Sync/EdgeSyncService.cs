@@ -96,6 +96,21 @@ public sealed partial class EdgeSyncService(
         var session = leases.Connect(node);
         LogConnected(logger, node, hello.AppliedRevision, context.Peer);
         using var sessionCts = CancellationTokenSource.CreateLinkedTokenSource(ct);
+        using var writeLock = new SemaphoreSlim(1, 1);
+        async Task WriteAsync(ServerMessage message, CancellationToken token)
+        {
+            // Config updates and batch acks come from two loops; the stream takes one writer at a time.
+            await writeLock.WaitAsync(token);
+            try
+            {
+                await responseStream.WriteAsync(message, token);
+            }
+            finally
+            {
+                writeLock.Release();
+            }
+        }
+
         try
         {
             await UpdateStatusAsync(node, status =>
@@ -106,8 +121,8 @@ public sealed partial class EdgeSyncService(
                 status["lastHeartbeatTime"] = ResourceJson.FormatTimestamp(time.GetUtcNow());
             }, ct);
 
-            var receive = ReceiveAsync(node, session, requestStream, sessionCts.Token);
-            var send = SendAsync(node, responseStream, sessionCts.Token);
+            var receive = ReceiveAsync(node, session, requestStream, WriteAsync, sessionCts.Token);
+            var send = SendAsync(node, WriteAsync, sessionCts.Token);
             var first = await Task.WhenAny(receive, send);
             await sessionCts.CancelAsync();
             await first; // surface the failure that ended the session
@@ -123,7 +138,7 @@ public sealed partial class EdgeSyncService(
         }
     }
 
-    private async Task ReceiveAsync(string node, long session, IAsyncStreamReader<AgentMessage> requestStream, CancellationToken ct)
+    private async Task ReceiveAsync(string node, long session, IAsyncStreamReader<AgentMessage> requestStream, Func<ServerMessage, CancellationToken, Task> write, CancellationToken ct)
     {
         while (await requestStream.MoveNext(ct))
         {
@@ -138,11 +153,29 @@ public sealed partial class EdgeSyncService(
                         status["lastHeartbeatTime"] = ResourceJson.FormatTimestamp(time.GetUtcNow());
                     }, ct);
                     break;
+                case AgentMessage.BodyOneofCase.Records:
+                    leases.Beat(node, session);
+                    var result = await IngestAsync(node, message.Records, ct);
+                    // Ack only after the batch is durable: the edge deletes on ack.
+                    await write(new ServerMessage { BatchAck = new BatchAck { LastSequence = message.Records.LastSequence, Stored = result.Stored, Duplicates = result.Duplicates } }, ct);
+                    break;
                 case AgentMessage.BodyOneofCase.Heartbeat:
                     leases.Beat(node, session);
                     await UpdateStatusAsync(node, status =>
                     {
                         status["lastHeartbeatTime"] = ResourceJson.FormatTimestamp(time.GetUtcNow());
+                        if (message.Heartbeat.Outbox is { } outbox)
+                        {
+                            status["outbox"] = new JsonObject
+                            {
+                                ["pendingRecords"] = outbox.PendingRecords,
+                                ["pendingBytes"] = outbox.PendingBytes,
+                                ["droppedTotal"] = outbox.DroppedTotal,
+                                ["overflowPolicy"] = outbox.OverflowPolicy,
+                                ["quotaBytes"] = outbox.QuotaBytes,
+                            };
+                        }
+
                         if (message.Heartbeat.Apps.Count == 0)
                         {
                             return;
@@ -174,7 +207,30 @@ public sealed partial class EdgeSyncService(
         }
     }
 
-    private async Task SendAsync(string node, IServerStreamWriter<ServerMessage> responseStream, CancellationToken ct)
+    /// <summary>Decodes and stores one batch; a malformed batch ends the session with a clear status.</summary>
+    private async Task<IngestResult> IngestAsync(string node, RecordBatch batch, CancellationToken ct)
+    {
+        RecordList list;
+        try
+        {
+            list = RecordList.Parser.ParseFrom(BatchCodec.Decompress(batch.Codec, batch.Data.Span));
+        }
+        catch (Exception ex) when (ex is InvalidDataException or Google.Protobuf.InvalidProtocolBufferException)
+        {
+            throw new RpcException(new Status(StatusCode.InvalidArgument, $"record batch {batch.FirstSequence}..{batch.LastSequence} is unreadable: {ex.Message}"));
+        }
+
+        var records = list.Records;
+        if (records.Count != batch.Count || records.Count == 0 || records[0].Sequence != batch.FirstSequence || records[^1].Sequence != batch.LastSequence
+            || records.Zip(records.Skip(1)).Any(p => p.Second.Sequence <= p.First.Sequence))
+        {
+            throw new RpcException(new Status(StatusCode.InvalidArgument, $"record batch {batch.FirstSequence}..{batch.LastSequence} does not match its header or is out of order"));
+        }
+
+        return await store.IngestAsync(node, [.. records.Select(r => new IngestRecord(r.Sequence, r.Topic, r.Source, r.Payload.ToByteArray(), DateTimeOffset.FromUnixTimeMilliseconds(r.CreatedUnixMs)))], ct);
+    }
+
+    private async Task SendAsync(string node, Func<ServerMessage, CancellationToken, Task> write, CancellationToken ct)
     {
         var sent = new Dictionary<string, long>(StringComparer.Ordinal);
         var seen = -1L;
@@ -213,7 +269,7 @@ public sealed partial class EdgeSyncService(
                     update.Deletes.Add(new ResourceRef { Kind = key[..slash], Name = key[(slash + 1)..] });
                 }
 
-                await responseStream.WriteAsync(new ServerMessage { Config = update }, ct);
+                await write(new ServerMessage { Config = update }, ct);
                 sent = desired.ToDictionary(r => DesiredStateDiff.Key(r.Kind, r.Name), r => r.ResourceVersion, StringComparer.Ordinal);
                 snapshot = false;
             }

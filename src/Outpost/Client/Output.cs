@@ -40,6 +40,15 @@ internal static class Output
                 rows.Add(wide ? [.. row, Str(status?["gatewayUrl"]), Labels(item)] : row);
             }
         }
+        else if (kind == ResourceKind.Topic)
+        {
+            rows.Add(["NAME", "RECORDS", "BYTES", "NODES", "LAST-INGEST"]);
+            foreach (var item in items)
+            {
+                var status = item["status"] as JsonObject;
+                rows.Add([Str(item["metadata"]?["name"]), Str(status?["records"]), Str(status?["bytes"]), Str(status?["nodes"]), Str(status?["lastIngestTime"])]);
+            }
+        }
         else if (kind == ResourceKind.ConfigSet)
         {
             rows.Add(wide ? ["NAME", "KEYS", "AGE", "NODE-SELECTOR"] : ["NAME", "KEYS", "AGE"]);

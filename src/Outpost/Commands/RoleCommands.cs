@@ -46,7 +46,10 @@ internal static class RoleCommands
         var gateway = new Option<string>("--gateway") { Description = "Local HTTP gateway address (HOST:PORT)", DefaultValueFactory = _ => "127.0.0.1:8080" };
         var maxInstances = new Option<int>("--max-instances") { Description = "Wasm instances that may run at once on this node (pool slots)", DefaultValueFactory = _ => 256 };
         var maxMemory = new Option<int>("--max-instance-memory") { Description = "Most memory one instance may use, MiB; apps asking for more are refused on this node", DefaultValueFactory = _ => 256 };
-        var command = new Command("agent", "Run an edge agent: join the server (--server URL --token JOIN-TOKEN, or OUTPOST_URL/OUTPOST_TOKEN), sync, serve apps on the gateway") { name, labels, dataDir, gateway, maxInstances, maxMemory };
+        var outboxQuota = new Option<string>("--outbox-quota") { Description = "Most payload the outbox keeps while the cloud is unreachable, e.g. 256MiB, 2GiB", DefaultValueFactory = _ => "256MiB" };
+        var outboxOverflow = new Option<string>("--outbox-overflow") { Description = "At the quota: dropOldest (keep the newest) or rejectNew; every loss is counted and reported", DefaultValueFactory = _ => "dropOldest" };
+        outboxOverflow.AcceptOnlyFromAmong("dropOldest", "rejectNew");
+        var command = new Command("agent", "Run an edge agent: join the server (--server URL --token JOIN-TOKEN, or OUTPOST_URL/OUTPOST_TOKEN), sync, serve apps on the gateway") { name, labels, dataDir, gateway, maxInstances, maxMemory, outboxQuota, outboxOverflow };
         command.SetAction(async (result, ct) => await RunUntilStoppedAsync(async stop =>
         {
             var url = result.GetValue(server) ?? Environment.GetEnvironmentVariable("OUTPOST_URL")
@@ -62,6 +65,8 @@ internal static class RoleCommands
                 Gateway = result.GetValue(gateway)!,
                 MaxInstances = result.GetValue(maxInstances),
                 MaxInstanceMemoryMiB = result.GetValue(maxMemory),
+                OutboxQuotaBytes = ParseBytes(result.GetValue(outboxQuota)!, "--outbox-quota"),
+                OutboxOverflow = result.GetValue(outboxOverflow) == "rejectNew" ? Outpost.Agent.State.OverflowPolicy.RejectNew : Outpost.Agent.State.OverflowPolicy.DropOldest,
             };
             await using var agent = OutpostAgent.Create(options);
             await agent.StartAsync(stop);
@@ -174,6 +179,23 @@ internal static class RoleCommands
         }
 
         return null;
+    }
+
+    /// <summary>Sizes as flags write them: 512KiB, 256MiB, 2GiB, or plain bytes.</summary>
+    internal static long ParseBytes(string text, string flag)
+    {
+        var units = new (string Suffix, long Factor)[] { ("GiB", 1L << 30), ("MiB", 1L << 20), ("KiB", 1L << 10), ("B", 1) };
+        foreach (var (suffix, factor) in units)
+        {
+            if (text.EndsWith(suffix, StringComparison.Ordinal) && long.TryParse(text[..^suffix.Length], NumberStyles.None, CultureInfo.InvariantCulture, out var n) && n > 0)
+            {
+                return n * factor;
+            }
+        }
+
+        return long.TryParse(text, NumberStyles.None, CultureInfo.InvariantCulture, out var bytes) && bytes > 0
+            ? bytes
+            : throw new ManifestException($"{flag} '{text}' is not a size: use e.g. 512KiB, 256MiB or 2GiB");
     }
 
     private static Dictionary<string, string> ParseLabels(string? text)

@@ -225,6 +225,55 @@ public abstract class ControlPlaneStoreConformanceTests : IAsyncLifetime
         Assert.False(await _store.DeleteTokenAsync(issued.Record.Id, CancellationToken.None));
     }
 
+    private IngestRecord Rec(long sequence, string topic = "t", string payload = "p") =>
+        new(sequence, topic, "app", System.Text.Encoding.UTF8.GetBytes(payload + sequence), Time.GetUtcNow());
+
+    [Fact]
+    public async Task Ingest_IsIdempotentOnNodeAndSequence()
+    {
+        var first = await _store.IngestAsync("edge-1", [Rec(1), Rec(2), Rec(3)], CancellationToken.None);
+        var again = await _store.IngestAsync("edge-1", [Rec(2), Rec(3), Rec(4)], CancellationToken.None);
+        var otherNode = await _store.IngestAsync("edge-2", [Rec(1)], CancellationToken.None);
+
+        Assert.Equal(new IngestResult(3, 0), first);
+        Assert.Equal(new IngestResult(1, 2), again);
+        Assert.Equal(new IngestResult(1, 0), otherNode);
+        var records = await _store.ReadRecordsAsync("t", 0, 100, null, CancellationToken.None);
+        Assert.Equal(5, records.Count);
+        Assert.Equal([1L, 2L, 3L, 4L], records.Where(r => r.Node == "edge-1").Select(r => r.Sequence));
+    }
+
+    [Fact]
+    public async Task ReadRecords_PagesByCursorInOrder_AndFiltersByTopicAndNode()
+    {
+        await _store.IngestAsync("edge-1", [Rec(1, "a"), Rec(2, "b"), Rec(3, "a")], CancellationToken.None);
+        await _store.IngestAsync("edge-2", [Rec(1, "a")], CancellationToken.None);
+
+        var page1 = await _store.ReadRecordsAsync("a", 0, 2, null, CancellationToken.None);
+        var page2 = await _store.ReadRecordsAsync("a", page1[^1].Cursor, 2, null, CancellationToken.None);
+        var edge2 = await _store.ReadRecordsAsync("a", 0, 10, "edge-2", CancellationToken.None);
+
+        Assert.Equal([("edge-1", 1L), ("edge-1", 3L)], page1.Select(r => (r.Node, r.Sequence)));
+        Assert.Equal([("edge-2", 1L)], page2.Select(r => (r.Node, r.Sequence)));
+        Assert.Single(edge2);
+        Assert.Equal("p1", System.Text.Encoding.UTF8.GetString(edge2[0].Payload));
+        Assert.True(page1[0].Cursor < page1[1].Cursor);
+    }
+
+    [Fact]
+    public async Task ListTopics_CountsRecordsBytesAndNodes()
+    {
+        await _store.IngestAsync("edge-1", [Rec(1, "a", "xx"), Rec(2, "b")], CancellationToken.None);
+        await _store.IngestAsync("edge-2", [Rec(1, "a", "yy")], CancellationToken.None);
+
+        var topics = await _store.ListTopicsAsync(CancellationToken.None);
+
+        Assert.Equal(["a", "b"], topics.Select(t => t.Topic));
+        Assert.Equal(2, topics[0].Records);
+        Assert.Equal(6, topics[0].Bytes); // "xx1" + "yy1"
+        Assert.Equal(2, topics[0].Nodes);
+    }
+
     [Fact]
     public async Task ConcurrentWriters_GetDistinctRevisions()
     {

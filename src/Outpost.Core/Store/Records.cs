@@ -1,0 +1,11 @@
+namespace Outpost.Core.Store;
+
+/// <summary>A record as a node shipped it: its per-node sequence makes ingest idempotent.</summary>
+public sealed record IngestRecord(long Sequence, string Topic, string Source, byte[] Payload, DateTimeOffset CreatedAt);
+
+/// <summary>A stored record, with the server-wide cursor consumers page by.</summary>
+public sealed record StoredRecord(long Cursor, string Node, long Sequence, string Topic, string Source, byte[] Payload, DateTimeOffset CreatedAt, DateTimeOffset IngestedAt);
+
+public sealed record IngestResult(int Stored, int Duplicates);
+
+public sealed record TopicSummary(string Topic, long Records, long Bytes, int Nodes, DateTimeOffset LastIngestedAt);
