@@ -30,9 +30,9 @@ public sealed class Fleet : IAsyncDisposable
     public static HttpClient Http { get; } = new() { Timeout = TimeSpan.FromSeconds(10) };
 
     /// <summary>Starts the server; a restart passes the previous URL's port so agents find it again.</summary>
-    public async Task StartServerAsync(int port = 0)
+    public async Task StartServerAsync(int port = 0, params string[] extra)
     {
-        Server = Track(OutpostProcess.Start(Home, "server", "--data-dir", Path.Combine(Root, "server"), "--listen", $"127.0.0.1:{port}"));
+        Server = Track(OutpostProcess.Start(Home, ["server", "--data-dir", Path.Combine(Root, "server"), "--listen", $"127.0.0.1:{port}", .. extra]));
         ServerUrl = await Server.WaitForLineAsync("server:", StartTimeout);
     }
 

@@ -12,7 +12,8 @@ namespace Outpost.Agent.Gateway;
 /// The node's local HTTP gateway: routes each request by path prefix to an app and runs it
 /// in a fresh Wasm instance. A failing app fails only its own request.
 /// </summary>
-public sealed partial class GatewayHandler(AppRegistry apps, WagiRunner runner, GuestThreads threads, TriggerScheduler triggers, AgentOptions options, ILogger<GatewayHandler> logger)
+public sealed partial class GatewayHandler(AppRegistry apps, WagiRunner runner, GuestThreads threads, TriggerScheduler triggers, Sync.SyncClient sync,
+    State.AgentStore store, State.LocalDataStore data, AgentOptions options, ILogger<GatewayHandler> logger)
 {
     private static readonly HashSet<string> HopByHop = new(StringComparer.OrdinalIgnoreCase)
     {
@@ -26,6 +27,12 @@ public sealed partial class GatewayHandler(AppRegistry apps, WagiRunner runner, 
         if (path == "/_outpost/healthz")
         {
             await WriteTextAsync(context, 200, "ok\n");
+            return;
+        }
+
+        if (path == "/_outpost/status")
+        {
+            await WriteStatusAsync(context);
             return;
         }
 
@@ -107,6 +114,34 @@ public sealed partial class GatewayHandler(AppRegistry apps, WagiRunner runner, 
             app.Gate.Exit();
             app.Release();
         }
+    }
+
+    /// <summary>The node's own view, for an operator on site: sync state, outbox and stream counters.</summary>
+    private async Task WriteStatusAsync(HttpContext context)
+    {
+        var outbox = data.Stats;
+        var counters = new System.Text.Json.Nodes.JsonObject();
+        foreach (var (key, (messages, bytes)) in sync.Counters.OrderBy(p => p.Key, StringComparer.Ordinal))
+        {
+            counters[key] = new System.Text.Json.Nodes.JsonObject { ["messages"] = messages, ["bytes"] = bytes };
+        }
+
+        var status = new System.Text.Json.Nodes.JsonObject
+        {
+            ["node"] = options.NodeName,
+            ["connected"] = sync.Connected,
+            ["appliedRevision"] = store.AppliedRevision,
+            ["apps"] = new System.Text.Json.Nodes.JsonObject(apps.Status.Select(p => KeyValuePair.Create(p.Key, (System.Text.Json.Nodes.JsonNode?)p.Value.State))),
+            ["outbox"] = new System.Text.Json.Nodes.JsonObject
+            {
+                ["pendingRecords"] = outbox.PendingRecords,
+                ["pendingBytes"] = outbox.PendingBytes,
+                ["droppedTotal"] = outbox.DroppedTotal,
+            },
+            ["sync"] = counters,
+        };
+        context.Response.ContentType = "application/json";
+        await context.Response.WriteAsync(status.ToJsonString(), context.RequestAborted);
     }
 
     /// <summary>A device publishes to a local topic: durable in the outbox before 202, then fanned out to subscribers.</summary>

@@ -43,6 +43,9 @@ public sealed record AgentOptions
     /// <summary>What happens at the quota: drop the oldest records (default) or reject new ones. Either way, every loss is counted.</summary>
     public State.OverflowPolicy OutboxOverflow { get; init; } = State.OverflowPolicy.DropOldest;
 
+    /// <summary>Silence after which the agent pings the server, and how long it waits for the answer before dropping the link. Default 15 s.</summary>
+    public TimeSpan KeepAlive { get; init; } = TimeSpan.FromSeconds(15);
+
     /// <summary>Largest request body the gateway buffers for an app. Default 16 MiB.</summary>
     public int MaxRequestBodyBytes { get; init; } = 16 * 1024 * 1024;
 

@@ -45,6 +45,19 @@ public sealed partial class SyncClient(
     /// <summary>True while a sync stream is open and has delivered its first update.</summary>
     public bool Connected { get; private set; }
 
+    private readonly System.Collections.Concurrent.ConcurrentDictionary<string, long[]> _counters = new(StringComparer.Ordinal);
+
+    /// <summary>Messages and bytes this agent sent and received on the sync stream, per kind, since it started.</summary>
+    public IReadOnlyDictionary<string, (long Messages, long Bytes)> Counters =>
+        _counters.ToDictionary(p => p.Key, p => (Interlocked.Read(ref p.Value[0]), Interlocked.Read(ref p.Value[1])), StringComparer.Ordinal);
+
+    private void Count(string key, int bytes)
+    {
+        var counter = _counters.GetOrAdd(key, _ => new long[2]);
+        Interlocked.Increment(ref counter[0]);
+        Interlocked.Add(ref counter[1], bytes);
+    }
+
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
         apps.StatusChanged += OnStatusChanged;
@@ -106,8 +119,8 @@ public sealed partial class SyncClient(
         {
             ConnectTimeout = TimeSpan.FromSeconds(5),
             // Pings find a dead server (or a cut link) on an otherwise idle stream.
-            KeepAlivePingDelay = TimeSpan.FromSeconds(15),
-            KeepAlivePingTimeout = TimeSpan.FromSeconds(10),
+            KeepAlivePingDelay = options.KeepAlive,
+            KeepAlivePingTimeout = options.KeepAlive,
             KeepAlivePingPolicy = HttpKeepAlivePingPolicy.Always,
             PooledConnectionIdleTimeout = Timeout.InfiniteTimeSpan,
             EnableMultipleHttp2Connections = false,
@@ -159,6 +172,7 @@ public sealed partial class SyncClient(
             try
             {
                 await call.RequestStream.WriteAsync(message, sessionCts.Token);
+                Count("sent:" + message.BodyCase.ToString().ToLowerInvariant(), message.CalculateSize());
             }
             finally
             {
@@ -184,6 +198,9 @@ public sealed partial class SyncClient(
         {
             await foreach (var message in call.ResponseStream.ReadAllAsync(sessionCts.Token))
             {
+                Count("received:" + (message.BodyCase == ServerMessage.BodyOneofCase.Config
+                    ? (message.Config.Snapshot ? "config-snapshot" : "config-delta")
+                    : message.BodyCase.ToString().ToLowerInvariant()), message.CalculateSize());
                 if (message.BodyCase == ServerMessage.BodyOneofCase.BatchAck)
                 {
                     acks.Writer.TryWrite(message.BatchAck);

@@ -33,6 +33,20 @@ public interface IControlPlaneStore : IAsyncDisposable
     /// <summary>The change log after a revision, oldest first, for incremental sync.</summary>
     Task<IReadOnlyList<ResourceChange>> ListChangesAsync(long afterRevision, int limit, CancellationToken cancellationToken);
 
+    /// <summary>
+    /// Drops change-log entries through a revision. A node that acked a revision at or below
+    /// the compacted one gets a full snapshot on reconnect instead of a delta.
+    /// </summary>
+    Task CompactChangesAsync(long throughRevision, CancellationToken cancellationToken);
+
+    /// <summary>The highest revision whose change-log entry was compacted away (0: nothing was).</summary>
+    Task<long> GetCompactedRevisionAsync(CancellationToken cancellationToken);
+
+    /// <summary>What a node holds as of a revision it acked: "Kind/name" → resourceVersion.</summary>
+    Task<NodeInventory?> GetNodeInventoryAsync(string node, CancellationToken cancellationToken);
+
+    Task SaveNodeInventoryAsync(string node, NodeInventory inventory, CancellationToken cancellationToken);
+
     /// <summary>Stores content under its digest; true when it was new. The caller has verified the digest.</summary>
     Task<bool> PutBlobAsync(string digest, ReadOnlyMemory<byte> content, CancellationToken cancellationToken);
 
@@ -65,6 +79,9 @@ public interface IControlPlaneStore : IAsyncDisposable
 }
 
 public sealed record ResourcePage(long Revision, IReadOnlyList<StoredResource> Items);
+
+/// <summary>The resources a node acked holding at a revision, so a reconnect can send only the difference.</summary>
+public sealed record NodeInventory(long Revision, IReadOnlyDictionary<string, long> Resources);
 
 public enum WriteOp
 {

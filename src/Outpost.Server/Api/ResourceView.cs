@@ -7,7 +7,7 @@ using Outpost.Server.Sync;
 namespace Outpost.Server.Api;
 
 /// <summary>Renders resources for the API, filling in live fields (a node's state from its lease).</summary>
-public sealed class ResourceView(NodeLeases leases, TimeProvider time, ServerOptions options)
+public sealed class ResourceView(NodeLeases leases, SyncAccounting accounting, TimeProvider time, ServerOptions options)
 {
     public JsonObject Render(StoredResource resource)
     {
@@ -23,6 +23,11 @@ public sealed class ResourceView(NodeLeases leases, TimeProvider time, ServerOpt
         if (lastHeartbeat is null && status["lastHeartbeatTime"] is JsonValue stored && DateTimeOffset.TryParse(stored.ToString(), out var parsed))
         {
             lastHeartbeat = parsed;
+        }
+
+        if (accounting.ToJson(resource.Name) is { } sync)
+        {
+            status["sync"] = sync;
         }
 
         status["state"] = NodeState.Derive(lease?.Connected == true, lastHeartbeat, time.GetUtcNow(), options.NodeLease);

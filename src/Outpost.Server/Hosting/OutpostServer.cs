@@ -69,6 +69,9 @@ public sealed partial class OutpostServer : IAsyncDisposable
         {
             kestrel.AddServerHeader = false;
             kestrel.Listen(endpoint, listen => listen.Protocols = HttpProtocols.Http2);
+            // Find agents whose link died silently (no FIN, no RST).
+            kestrel.Limits.Http2.KeepAlivePingDelay = TimeSpan.FromSeconds(20);
+            kestrel.Limits.Http2.KeepAlivePingTimeout = TimeSpan.FromSeconds(20);
             kestrel.Limits.MaxRequestBodySize = ApiEndpoints.MaxBlobBytes + (1024 * 1024);
         });
 
@@ -78,6 +81,8 @@ public sealed partial class OutpostServer : IAsyncDisposable
         services.AddSingleton<IControlPlaneStore>(_ => new SqliteControlPlaneStore(Path.Combine(options.DataDir, "outpost.db"), options.TimeProvider));
         services.AddSingleton<ChangeFeed>();
         services.AddSingleton<NodeLeases>();
+        services.AddSingleton<SyncAccounting>();
+        services.AddHostedService<HistoryCompactor>();
         services.AddSingleton<ResourceView>();
         services.AddSingleton<ResourceWriter>();
         // Only validates pushed modules: a small pool is plenty.

@@ -14,6 +14,9 @@ public sealed record ServerOptions
     /// <summary>A node whose last heartbeat is older than this is NotReady. Default 15 s.</summary>
     public TimeSpan NodeLease { get; init; } = TimeSpan.FromSeconds(15);
 
+    /// <summary>Changes kept in the history for incremental reconnects. Default 10,000.</summary>
+    public int HistoryRetention { get; init; } = 10_000;
+
     public TimeProvider TimeProvider { get; init; } = TimeProvider.System;
 
     public void Validate()
@@ -24,6 +27,11 @@ public sealed record ServerOptions
         }
 
         ListenAddress.Parse(Listen);
+        if (HistoryRetention < 1)
+        {
+            throw new ArgumentException("--history-retention must be at least 1");
+        }
+
         if (NodeLease <= TimeSpan.Zero)
         {
             throw new ArgumentException("the node lease must be positive");

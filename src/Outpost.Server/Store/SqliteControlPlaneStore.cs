@@ -73,6 +73,12 @@ public sealed class SqliteControlPlaneStore : IControlPlaneStore
               UNIQUE (node, sequence)
             );
             CREATE INDEX IF NOT EXISTS records_by_topic ON records (topic, cursor);
+            CREATE TABLE IF NOT EXISTS node_inventory (
+              node TEXT PRIMARY KEY,
+              revision INTEGER NOT NULL,
+              resources TEXT NOT NULL
+            );
+            CREATE TABLE IF NOT EXISTS store_meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
             CREATE TABLE IF NOT EXISTS tokens (
               id TEXT PRIMARY KEY,
               kind INTEGER NOT NULL,
@@ -245,6 +251,55 @@ public sealed class SqliteControlPlaneStore : IControlPlaneStore
         }
 
         return changes;
+    }
+
+    public async Task CompactChangesAsync(long throughRevision, CancellationToken cancellationToken)
+    {
+        await _writeLock.WaitAsync(cancellationToken);
+        try
+        {
+            await using var connection = await OpenAsync(cancellationToken);
+            await using var transaction = connection.BeginTransaction(deferred: false);
+            // The newest change is never dropped: it is what the global revision counts from.
+            await ExecuteAsync(connection, transaction, "DELETE FROM changes WHERE revision <= $through AND revision < (SELECT MAX(revision) FROM changes)",
+                cancellationToken, ("$through", throughRevision));
+            await ExecuteAsync(connection, transaction, """
+                INSERT INTO store_meta (key, value) VALUES ('compacted', $through)
+                ON CONFLICT (key) DO UPDATE SET value = MAX(value, $through)
+                """, cancellationToken, ("$through", Math.Min(throughRevision, await RevisionAsync(connection, transaction, cancellationToken) - 1)));
+            await transaction.CommitAsync(cancellationToken);
+        }
+        finally
+        {
+            _writeLock.Release();
+        }
+    }
+
+    public async Task<long> GetCompactedRevisionAsync(CancellationToken cancellationToken)
+    {
+        await using var connection = await OpenAsync(cancellationToken);
+        await using var command = Command(connection, null, "SELECT value FROM store_meta WHERE key = 'compacted'");
+        return await command.ExecuteScalarAsync(cancellationToken) is long value ? Math.Max(0, value) : 0;
+    }
+
+    public async Task<NodeInventory?> GetNodeInventoryAsync(string node, CancellationToken cancellationToken)
+    {
+        await using var connection = await OpenAsync(cancellationToken);
+        await using var command = Command(connection, null, "SELECT revision, resources FROM node_inventory WHERE node = $node", ("$node", node));
+        await using var reader = await command.ExecuteReaderAsync(cancellationToken);
+        return await reader.ReadAsync(cancellationToken)
+            ? new NodeInventory(reader.GetInt64(0), JsonSerializer.Deserialize<Dictionary<string, long>>(reader.GetString(1)) ?? [])
+            : null;
+    }
+
+    public async Task SaveNodeInventoryAsync(string node, NodeInventory inventory, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(inventory);
+        await using var connection = await OpenAsync(cancellationToken);
+        await ExecuteAsync(connection, null, """
+            INSERT INTO node_inventory (node, revision, resources) VALUES ($node, $rev, $json)
+            ON CONFLICT (node) DO UPDATE SET revision = $rev, resources = $json
+            """, cancellationToken, ("$node", node), ("$rev", inventory.Revision), ("$json", JsonSerializer.Serialize(inventory.Resources)));
     }
 
     public async Task<bool> PutBlobAsync(string digest, ReadOnlyMemory<byte> content, CancellationToken cancellationToken)

@@ -19,6 +19,7 @@ public sealed partial class EdgeSyncService(
     IControlPlaneStore store,
     ChangeFeed feed,
     NodeLeases leases,
+    SyncAccounting accounting,
     ResourceView view,
     TimeProvider time,
     ILogger<EdgeSyncService> logger) : EdgeSync.EdgeSyncBase
@@ -88,6 +89,7 @@ public sealed partial class EdgeSyncService(
         }
 
         var hello = requestStream.Current.Hello;
+        accounting.Received(node, "hello", requestStream.Current.CalculateSize());
         if (hello.NodeName != node)
         {
             throw new RpcException(new Status(StatusCode.PermissionDenied, $"this credential belongs to node '{node}', not '{hello.NodeName}'"));
@@ -104,6 +106,7 @@ public sealed partial class EdgeSyncService(
             try
             {
                 await responseStream.WriteAsync(message, token);
+                accounting.Sent(node, KindOf(message), message.CalculateSize());
             }
             finally
             {
@@ -121,8 +124,9 @@ public sealed partial class EdgeSyncService(
                 status["lastHeartbeatTime"] = ResourceJson.FormatTimestamp(time.GetUtcNow());
             }, ct);
 
-            var receive = ReceiveAsync(node, session, requestStream, WriteAsync, sessionCts.Token);
-            var send = SendAsync(node, WriteAsync, sessionCts.Token);
+            var delivered = new System.Collections.Concurrent.ConcurrentDictionary<long, Dictionary<string, long>>();
+            var receive = ReceiveAsync(node, session, requestStream, WriteAsync, delivered, sessionCts.Token);
+            var send = SendAsync(node, hello.AppliedRevision, WriteAsync, delivered, sessionCts.Token);
             var first = await Task.WhenAny(receive, send);
             await sessionCts.CancelAsync();
             await first; // surface the failure that ended the session
@@ -138,15 +142,27 @@ public sealed partial class EdgeSyncService(
         }
     }
 
-    private async Task ReceiveAsync(string node, long session, IAsyncStreamReader<AgentMessage> requestStream, Func<ServerMessage, CancellationToken, Task> write, CancellationToken ct)
+    private async Task ReceiveAsync(string node, long session, IAsyncStreamReader<AgentMessage> requestStream, Func<ServerMessage, CancellationToken, Task> write,
+        System.Collections.Concurrent.ConcurrentDictionary<long, Dictionary<string, long>> delivered, CancellationToken ct)
     {
         while (await requestStream.MoveNext(ct))
         {
             var message = requestStream.Current;
+            accounting.Received(node, message.BodyCase.ToString().ToLowerInvariant(), message.CalculateSize());
             switch (message.BodyCase)
             {
                 case AgentMessage.BodyOneofCase.Ack:
                     leases.Beat(node, session);
+                    // The node holds what was sent through this revision: remember it for an incremental reconnect.
+                    if (delivered.TryGetValue(message.Ack.Revision, out var inventory))
+                    {
+                        await store.SaveNodeInventoryAsync(node, new NodeInventory(message.Ack.Revision, inventory), ct);
+                        foreach (var older in delivered.Keys.Where(k => k <= message.Ack.Revision))
+                        {
+                            delivered.TryRemove(older, out _);
+                        }
+                    }
+
                     await UpdateStatusAsync(node, status =>
                     {
                         status["appliedRevision"] = message.Ack.Revision;
@@ -230,27 +246,39 @@ public sealed partial class EdgeSyncService(
         return await store.IngestAsync(node, [.. records.Select(r => new IngestRecord(r.Sequence, r.Topic, r.Source, r.Payload.ToByteArray(), DateTimeOffset.FromUnixTimeMilliseconds(r.CreatedUnixMs)))], ct);
     }
 
-    private async Task SendAsync(string node, Func<ServerMessage, CancellationToken, Task> write, CancellationToken ct)
+    /// <summary>
+    /// Sends the node its desired state. A node that reconnects with the revision it last
+    /// acked gets only what changed since (against the inventory saved at that ack), unless
+    /// history was compacted past it or the inventory does not match: then a full snapshot.
+    /// </summary>
+    private async Task SendAsync(string node, long appliedRevision, Func<ServerMessage, CancellationToken, Task> write,
+        System.Collections.Concurrent.ConcurrentDictionary<long, Dictionary<string, long>> delivered, CancellationToken ct)
     {
-        var sent = new Dictionary<string, long>(StringComparer.Ordinal);
-        var seen = -1L;
-        var snapshot = true;
+        Dictionary<string, long>? sent = null;
+        if (appliedRevision > 0
+            && await store.GetNodeInventoryAsync(node, ct) is { } inventory
+            && inventory.Revision == appliedRevision
+            && appliedRevision > await store.GetCompactedRevisionAsync(ct))
+        {
+            sent = new Dictionary<string, long>(inventory.Resources, StringComparer.Ordinal);
+        }
+
+        var snapshot = sent is null;
+        sent ??= new Dictionary<string, long>(StringComparer.Ordinal);
+        LogSession(logger, node, appliedRevision, snapshot ? "full snapshot" : "delta since its acked revision");
         while (!ct.IsCancellationRequested)
         {
+            // Read the revision first: everything listed after it is at least this new.
             var revision = await store.GetRevisionAsync(ct);
-            var nodeResource = await store.GetAsync(ResourceKind.Node.Kind, node, ct);
-            if (nodeResource is null)
-            {
-                throw new RpcException(new Status(StatusCode.PermissionDenied, $"node '{node}' has been deleted; join it again"));
-            }
-
+            var nodeResource = await store.GetAsync(ResourceKind.Node.Kind, node, ct)
+                ?? throw new RpcException(new Status(StatusCode.PermissionDenied, $"node '{node}' has been deleted; join it again"));
             var apps = await store.ListAsync(ResourceKind.Application.Kind, ct);
             var configSets = await store.ListAsync(ResourceKind.ConfigSet.Kind, ct);
             var desired = DesiredStateDiff.ForNode(apps.Items.Concat(configSets.Items), nodeResource.Labels);
             var (upserts, deletes) = DesiredStateDiff.Compute(sent, desired);
             if (snapshot || upserts.Count > 0 || deletes.Count > 0)
             {
-                var update = new ConfigUpdate { Revision = Math.Max(apps.Revision, configSets.Revision), Snapshot = snapshot };
+                var update = new ConfigUpdate { Revision = revision, Snapshot = snapshot };
                 foreach (var resource in snapshot ? desired : upserts)
                 {
                     update.Upserts.Add(new Resource
@@ -269,15 +297,22 @@ public sealed partial class EdgeSyncService(
                     update.Deletes.Add(new ResourceRef { Kind = key[..slash], Name = key[(slash + 1)..] });
                 }
 
-                await write(new ServerMessage { Config = update }, ct);
                 sent = desired.ToDictionary(r => DesiredStateDiff.Key(r.Kind, r.Name), r => r.ResourceVersion, StringComparer.Ordinal);
+                delivered[revision] = sent;
+                await write(new ServerMessage { Config = update }, ct);
                 snapshot = false;
             }
 
-            seen = Math.Max(seen, revision);
-            await feed.WaitAfterAsync(seen, ct);
+            await feed.WaitAfterAsync(revision, ct);
         }
     }
+
+    private static string KindOf(ServerMessage message) => message.BodyCase switch
+    {
+        ServerMessage.BodyOneofCase.Config => message.Config.Snapshot ? "config-snapshot" : "config-delta",
+        ServerMessage.BodyOneofCase.BatchAck => "batch-ack",
+        _ => message.BodyCase.ToString().ToLowerInvariant(),
+    };
 
     public override async Task FetchBlob(FetchBlobRequest request, IServerStreamWriter<BlobChunk> responseStream, ServerCallContext context)
     {
@@ -285,7 +320,7 @@ public sealed partial class EdgeSyncService(
         ArgumentNullException.ThrowIfNull(responseStream);
         ArgumentNullException.ThrowIfNull(context);
         var ct = context.CancellationToken;
-        await AuthenticateNodeAsync(context);
+        var node = await AuthenticateNodeAsync(context);
         var size = await store.GetBlobSizeAsync(request.Digest, ct)
             ?? throw new RpcException(new Status(StatusCode.NotFound, $"blob {request.Digest} not found"));
         if (request.Offset < 0 || request.Offset > size)
@@ -298,12 +333,14 @@ public sealed partial class EdgeSyncService(
         do
         {
             var n = await store.ReadBlobAsync(request.Digest, offset, buffer, ct);
-            await responseStream.WriteAsync(new BlobChunk
+            var chunk = new BlobChunk
             {
                 TotalSize = size,
                 Offset = offset,
                 Data = Google.Protobuf.ByteString.CopyFrom(buffer, 0, n),
-            }, ct);
+            };
+            await responseStream.WriteAsync(chunk, ct);
+            accounting.Sent(node, "blob", chunk.CalculateSize());
             offset += n;
             if (n == 0)
             {
@@ -381,6 +418,9 @@ public sealed partial class EdgeSyncService(
 
     [LoggerMessage(Level = LogLevel.Information, Message = "Node '{Node}' connected at applied revision {Revision} from {Peer}")]
     private static partial void LogConnected(ILogger logger, string node, long revision, string peer);
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "Node '{Node}' resumes from revision {Revision}: {Mode}")]
+    private static partial void LogSession(ILogger logger, string node, long revision, string mode);
 
     [LoggerMessage(Level = LogLevel.Information, Message = "Node '{Node}' disconnected")]
     private static partial void LogDisconnected(ILogger logger, string node);

@@ -20,10 +20,16 @@ internal static class RoleCommands
     {
         var dataDir = new Option<string>("--data-dir") { Description = "Store and config directory", DefaultValueFactory = _ => Path.Combine(Home, ".outpost", "server") };
         var listen = new Option<string>("--listen") { Description = "Address to listen on (HOST:PORT; port 0 picks one)", DefaultValueFactory = _ => "127.0.0.1:7440" };
-        var command = new Command("server", "Run the control plane: REST API, agent sync endpoint, store") { dataDir, listen };
+        var history = new Option<int>("--history-retention") { Description = "Changes kept for incremental reconnects; nodes further behind get a full snapshot", DefaultValueFactory = _ => 10_000 };
+        var command = new Command("server", "Run the control plane: REST API, agent sync endpoint, store") { dataDir, listen, history };
         command.SetAction(async (result, ct) => await RunUntilStoppedAsync(async stop =>
         {
-            await using var server = OutpostServer.Create(new ServerOptions { DataDir = Path.GetFullPath(result.GetValue(dataDir)!), Listen = result.GetValue(listen)! });
+            await using var server = OutpostServer.Create(new ServerOptions
+            {
+                DataDir = Path.GetFullPath(result.GetValue(dataDir)!),
+                Listen = result.GetValue(listen)!,
+                HistoryRetention = result.GetValue(history),
+            });
             await server.StartAsync(stop);
             Console.WriteLine($"server: {server.Url}");
             Console.WriteLine($"config: {server.ConfigPath} (export OUTPOST_CONFIG={server.ConfigPath})");
@@ -49,7 +55,8 @@ internal static class RoleCommands
         var outboxQuota = new Option<string>("--outbox-quota") { Description = "Most payload the outbox keeps while the cloud is unreachable, e.g. 256MiB, 2GiB", DefaultValueFactory = _ => "256MiB" };
         var outboxOverflow = new Option<string>("--outbox-overflow") { Description = "At the quota: dropOldest (keep the newest) or rejectNew; every loss is counted and reported", DefaultValueFactory = _ => "dropOldest" };
         outboxOverflow.AcceptOnlyFromAmong("dropOldest", "rejectNew");
-        var command = new Command("agent", "Run an edge agent: join the server (--server URL --token JOIN-TOKEN, or OUTPOST_URL/OUTPOST_TOKEN), sync, serve apps on the gateway") { name, labels, dataDir, gateway, maxInstances, maxMemory, outboxQuota, outboxOverflow };
+        var keepalive = new Option<string>("--keepalive") { Description = "Ping the server after this much silence, and drop the link if the ping is not answered as long (finds dead links)", DefaultValueFactory = _ => "15s" };
+        var command = new Command("agent", "Run an edge agent: join the server (--server URL --token JOIN-TOKEN, or OUTPOST_URL/OUTPOST_TOKEN), sync, serve apps on the gateway") { name, labels, dataDir, gateway, maxInstances, maxMemory, outboxQuota, outboxOverflow, keepalive };
         command.SetAction(async (result, ct) => await RunUntilStoppedAsync(async stop =>
         {
             var url = result.GetValue(server) ?? Environment.GetEnvironmentVariable("OUTPOST_URL")
@@ -66,6 +73,8 @@ internal static class RoleCommands
                 MaxInstances = result.GetValue(maxInstances),
                 MaxInstanceMemoryMiB = result.GetValue(maxMemory),
                 OutboxQuotaBytes = ParseBytes(result.GetValue(outboxQuota)!, "--outbox-quota"),
+                KeepAlive = Core.Resources.Durations.TryParse(result.GetValue(keepalive), out var ka) && ka >= TimeSpan.FromMilliseconds(500)
+                    ? ka : throw new ManifestException($"--keepalive '{result.GetValue(keepalive)}' is not a duration of at least 500ms (e.g. 15s)"),
                 OutboxOverflow = result.GetValue(outboxOverflow) == "rejectNew" ? Outpost.Agent.State.OverflowPolicy.RejectNew : Outpost.Agent.State.OverflowPolicy.DropOldest,
             };
             await using var agent = OutpostAgent.Create(options);

@@ -275,6 +275,35 @@ public abstract class ControlPlaneStoreConformanceTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task Compaction_DropsOldChanges_KeepsTheRevision_AndRecordsTheFloor()
+    {
+        await Write(App("a"), App("b"), App("c"), App("d"));
+
+        await _store.CompactChangesAsync(2, CancellationToken.None);
+
+        Assert.Equal(2, await _store.GetCompactedRevisionAsync(CancellationToken.None));
+        Assert.Equal([3L, 4L], (await _store.ListChangesAsync(0, 100, CancellationToken.None)).Select(c => c.Revision));
+        Assert.Equal(4, await _store.GetRevisionAsync(CancellationToken.None));
+        await _store.CompactChangesAsync(100, CancellationToken.None);
+        Assert.Equal(4, await _store.GetRevisionAsync(CancellationToken.None)); // the newest change stays
+        Assert.Equal(5, (await Write(App("e")))[0].Resource.ResourceVersion);
+    }
+
+    [Fact]
+    public async Task NodeInventory_RoundTrips()
+    {
+        Assert.Null(await _store.GetNodeInventoryAsync("edge-1", CancellationToken.None));
+
+        await _store.SaveNodeInventoryAsync("edge-1", new NodeInventory(7, new Dictionary<string, long> { ["Application/a"] = 3 }), CancellationToken.None);
+        await _store.SaveNodeInventoryAsync("edge-1", new NodeInventory(9, new Dictionary<string, long> { ["Application/a"] = 8, ["ConfigSet/c"] = 9 }), CancellationToken.None);
+
+        var inventory = await _store.GetNodeInventoryAsync("edge-1", CancellationToken.None);
+        Assert.Equal(9, inventory!.Revision);
+        Assert.Equal(8, inventory.Resources["Application/a"]);
+        Assert.Equal(2, inventory.Resources.Count);
+    }
+
+    [Fact]
     public async Task ConcurrentWriters_GetDistinctRevisions()
     {
         var writes = Enumerable.Range(0, 20).Select(i => Write(App($"app-{i}")));

@@ -1,0 +1,32 @@
+using Microsoft.Extensions.Hosting;
+using Outpost.Core.Store;
+using Outpost.Server.Hosting;
+
+namespace Outpost.Server.Sync;
+
+/// <summary>
+/// Keeps the change log to the last <see cref="ServerOptions.HistoryRetention"/> changes.
+/// Nodes that acked a revision older than what remains get a full snapshot on reconnect.
+/// </summary>
+public sealed class HistoryCompactor(IControlPlaneStore store, ChangeFeed feed, ServerOptions options) : BackgroundService
+{
+    protected override async Task ExecuteAsync(CancellationToken stoppingToken)
+    {
+        var seen = 0L;
+        try
+        {
+            while (!stoppingToken.IsCancellationRequested)
+            {
+                seen = await feed.WaitAfterAsync(seen, stoppingToken);
+                var through = seen - options.HistoryRetention;
+                if (through > await store.GetCompactedRevisionAsync(stoppingToken))
+                {
+                    await store.CompactChangesAsync(through, stoppingToken);
+                }
+            }
+        }
+        catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
+        {
+        }
+    }
+}

@@ -1,0 +1,223 @@
+using System.Net;
+using System.Text;
+using System.Text.Json.Nodes;
+using Outpost.IntegrationTests.Faults;
+
+namespace Outpost.IntegrationTests;
+
+/// <summary>Config down, incrementally, across disconnections; a dead link is found and healed.</summary>
+public sealed class ResumeTests
+{
+    private static string ConfigSet(int version) => $"""
+        apiVersion: outpost.dev/v1
+        kind: ConfigSet
+        metadata:
+          name: settings
+        spec:
+          data:
+            greeting: "v{version}"
+        """;
+
+    /// <summary>A fleet of 100 apps (one module) plus the config app, all on every node.</summary>
+    private static string HundredApps()
+    {
+        var yaml = new StringBuilder();
+        for (var i = 0; i < 100; i++)
+        {
+            yaml.Append($"""
+                apiVersion: outpost.dev/v1
+                kind: Application
+                metadata:
+                  name: app-{i:D3}
+                  labels:
+                    tier: edge
+                spec:
+                  module:
+                    path: hello.wasm
+                  triggers:
+                    http:
+                      route: /app-{i:D3}
+                  env:
+                    GREETING: "hello from app {i}"
+                  limits:
+                    memoryMiB: 16
+                ---
+
+                """);
+        }
+
+        yaml.Append("""
+            apiVersion: outpost.dev/v1
+            kind: Application
+            metadata:
+              name: config
+            spec:
+              module:
+                path: config.wasm
+              triggers:
+                http:
+                  route: /config
+              capabilities: [log, config, clock]
+            """);
+        return yaml.ToString();
+    }
+
+    private static JsonObject Sent(JsonObject node) => node["status"]?["sync"]?["sent"] as JsonObject ?? [];
+
+    private static long Bytes(JsonObject sent, string kind) => (long?)sent[kind]?["bytes"] ?? 0;
+
+    private static long Messages(JsonObject sent, string kind) => (long?)sent[kind]?["messages"] ?? 0;
+
+    private static async Task WaitForBodyAsync(string url, string expected, TimeSpan timeout)
+    {
+        var deadline = DateTime.UtcNow + timeout;
+        var last = "";
+        while (DateTime.UtcNow < deadline)
+        {
+            last = (await Fleet.GetAsync(url)).Body;
+            if (last == expected)
+            {
+                return;
+            }
+
+            await Task.Delay(50);
+        }
+
+        Assert.Fail($"{url} answered '{last}', expected '{expected}'");
+    }
+
+    private static async Task<Fleet> FleetWithHundredAppsAsync(params string[] serverArgs)
+    {
+        var fleet = new Fleet();
+        await fleet.StartServerAsync(0, serverArgs);
+        Directory.CreateDirectory(Path.Combine(fleet.Root, "manifests"));
+        File.WriteAllBytes(Path.Combine(fleet.Root, "manifests", "config.wasm"),
+            Wasmtime.Module.ConvertText(File.ReadAllText(Path.Combine(AppContext.BaseDirectory, "Modules", "config.wat"))));
+        var (code, output) = await fleet.ClientAsync("apply", "-f", fleet.WriteManifest("apps.yaml", HundredApps()));
+        Assert.True(code == 0, output);
+        (code, output) = await fleet.ClientAsync("apply", "-f", fleet.WriteManifest("settings.yaml", ConfigSet(0)));
+        Assert.True(code == 0, output);
+        return fleet;
+    }
+
+    [Fact]
+    public async Task HundredChangesWhileOffline_ReconnectGetsOnlyTheDelta()
+    {
+        await using var fleet = await FleetWithHundredAppsAsync();
+        var token = await fleet.CreateJoinTokenAsync();
+        var (agent, gateway) = await fleet.StartAgentAsync("edge-1", token);
+        await WaitForBodyAsync(gateway + "/config", "v0", TimeSpan.FromSeconds(30));
+        var before = Sent(await fleet.ApiGetAsync("/api/v1/nodes/edge-1"));
+        var snapshotBytes = Bytes(before, "config-snapshot");
+        Assert.True(snapshotBytes > 30_000, $"snapshot of 101 apps and a config set was only {snapshotBytes} bytes");
+
+        await agent.StopAsync();
+        for (var i = 1; i <= 100; i++)
+        {
+            var (code, output) = await fleet.ClientAsync("apply", "-f", fleet.WriteManifest("settings.yaml", ConfigSet(i)));
+            Assert.True(code == 0, output);
+        }
+
+        var (_, restarted) = await fleet.StartAgentAsync("edge-1", token);
+        await WaitForBodyAsync(restarted + "/config", "v100", TimeSpan.FromSeconds(30));
+
+        var after = Sent(await fleet.ApiGetAsync("/api/v1/nodes/edge-1"));
+        var deltaBytes = Bytes(after, "config-delta") - Bytes(before, "config-delta");
+        Assert.Equal(1, Messages(after, "config-snapshot")); // only the very first connection
+        Assert.Equal(1, Messages(after, "config-delta") - Messages(before, "config-delta"));
+        Assert.True(deltaBytes * 50 < snapshotBytes, $"delta of {deltaBytes} bytes is not under 2% of the {snapshotBytes}-byte snapshot");
+        Assert.Contains("resumes from revision", fleet.Server!.Output, StringComparison.Ordinal);
+        Assert.Contains("delta since its acked revision", fleet.Server.Output, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task HistoryCompactedPastTheAckedRevision_ReconnectGetsASnapshot()
+    {
+        await using var fleet = await FleetWithHundredAppsAsync("--history-retention", "5");
+        var token = await fleet.CreateJoinTokenAsync();
+        var (agent, gateway) = await fleet.StartAgentAsync("edge-1", token);
+        await WaitForBodyAsync(gateway + "/config", "v0", TimeSpan.FromSeconds(30));
+        await agent.StopAsync();
+
+        for (var i = 1; i <= 20; i++)
+        {
+            await fleet.ClientAsync("apply", "-f", fleet.WriteManifest("settings.yaml", ConfigSet(i)));
+        }
+
+        var (_, restarted) = await fleet.StartAgentAsync("edge-1", token);
+        await WaitForBodyAsync(restarted + "/config", "v20", TimeSpan.FromSeconds(30));
+
+        var sent = Sent(await fleet.ApiGetAsync("/api/v1/nodes/edge-1"));
+        Assert.Equal(2, Messages(sent, "config-snapshot"));
+        Assert.Contains("full snapshot", fleet.Server!.Output, StringComparison.Ordinal);
+        Assert.Equal(HttpStatusCode.OK, (await Fleet.GetAsync(restarted + "/app-042")).Status);
+    }
+
+    [Fact]
+    public async Task BlackholedLink_IsDetected_AndTheAgentReconnectsAndResumes()
+    {
+        await using var fleet = new Fleet();
+        await fleet.StartServerAsync();
+        await using var proxy = new FaultProxy(new Uri(fleet.ServerUrl).Port);
+        var token = await fleet.CreateJoinTokenAsync();
+        var (agent, gateway) = await fleet.StartAgentAsync("edge-1", token, server: proxy.Url, extra: ["--keepalive", "1s"]);
+        await WaitForConnectedAsync(gateway, true);
+
+        proxy.Mode = FaultMode.Blackhole;
+        await WaitForConnectedAsync(gateway, false); // found dead by its own pings, within seconds
+        Assert.Contains("Sync stream lost", agent.Output, StringComparison.Ordinal);
+
+        // Meanwhile: the edge keeps publishing, the cloud keeps changing config.
+        using (var response = await Fleet.Http.PostAsync(gateway + "/_outpost/topics/readings", new StringContent("during the outage")))
+        {
+            Assert.Equal(HttpStatusCode.Accepted, response.StatusCode);
+        }
+
+        var (code, output) = await fleet.ClientAsync("apply", "-f", fleet.WriteManifest("a.yaml", """
+            apiVersion: outpost.dev/v1
+            kind: Application
+            metadata:
+              name: hello
+            spec:
+              module:
+                path: hello.wasm
+              triggers:
+                http:
+                  route: /hello
+            """));
+        Assert.True(code == 0, output);
+
+        proxy.Mode = FaultMode.Pass;
+        proxy.ResetAll();
+        await WaitForConnectedAsync(gateway, true);
+        await Fleet.WaitForStatusAsync(gateway + "/hello", HttpStatusCode.OK, TimeSpan.FromSeconds(30));
+        var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(20);
+        var records = await fleet.ReadTopicAsync("readings");
+        while (records.Count == 0 && DateTime.UtcNow < deadline)
+        {
+            await Task.Delay(100);
+            records = await fleet.ReadTopicAsync("readings");
+        }
+
+        Assert.Equal(["during the outage"], records.Select(r => r.Text));
+        Assert.False(agent.HasExited);
+    }
+
+    private static async Task WaitForConnectedAsync(string gateway, bool connected)
+    {
+        var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(30);
+        var last = "";
+        while (DateTime.UtcNow < deadline)
+        {
+            last = (await Fleet.GetAsync(gateway + "/_outpost/status")).Body;
+            if (last.Contains($"\"connected\":{(connected ? "true" : "false")}", StringComparison.Ordinal))
+            {
+                return;
+            }
+
+            await Task.Delay(100);
+        }
+
+        Assert.Fail($"agent never became connected={connected}; status: {last}");
+    }
+}
