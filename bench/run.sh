@@ -13,6 +13,10 @@
 #             apps from local state: with the precompiled cache warm (a restart)
 #             against the same start with the cache emptied (every module compiled),
 #             median of RUNS starts each, with the server stopped (offline).
+#   sync      edge-to-cloud figures with real processes: records/s shipped for 200-byte
+#             records (durable on both sides; baseline: the server store's ingest alone),
+#             bytes of a one-field change among 100 apps vs the full snapshot, and bytes
+#             per second on the wire for an idle connected node (counted at a TCP proxy).
 #   converge  time from `outpost apply` returning to the app answering 200 on a
 #             node's gateway, and from `outpost delete` returning to 404; the
 #             baseline is a no-op client round trip (`outpost get apps`) measured
@@ -101,6 +105,12 @@ case "$scenario" in
     compiled=$(awk '{print $1}' "$work/compiled.txt" | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}')
     echo "ready apps=$apps from_cache=$fromcache cached_p50_ms=$cached compiled_p50_ms=$compiled ratio=$(awk -v a="$compiled" -v b="$cached" 'BEGIN {printf "%.1f", a/b}')"
     ;;
+  sync)
+    dotnet build "$root/src/Outpost" -c Release -nologo -v q >/dev/null
+    dotnet build "$root/bench/Outpost.Bench" -c Release -nologo -v q >/dev/null
+    dotnet "$root/bench/Outpost.Bench/bin/Release/net10.0/Outpost.Bench.dll" sync \
+      "$root/src/Outpost/bin/Release/net10.0/outpost.dll" "$root/samples" "${RECORDS:-100000}" "${IDLE_SECONDS:-60}"
+    ;;
   converge)
     dotnet build "$root/src/Outpost" -c Release -nologo -v q >/dev/null
     outpost=(dotnet "$root/src/Outpost/bin/Release/net10.0/outpost.dll")
@@ -143,7 +153,7 @@ YAML
     echo "converge runs=$runs apply_to_200_p50_ms=$(median <"$work/apply.txt") apply_to_200_max_ms=$(sort -n "$work/apply.txt" | tail -1) delete_to_404_p50_ms=$(median <"$work/delete.txt") delete_to_404_max_ms=$(sort -n "$work/delete.txt" | tail -1) baseline_client_roundtrip_p50_ms=$(median <"$work/baseline.txt")"
     ;;
   *)
-    echo "usage: bench/run.sh coldstart|http|ready|converge" >&2
+    echo "usage: bench/run.sh coldstart|http|ready|sync|converge" >&2
     exit 2
     ;;
 esac

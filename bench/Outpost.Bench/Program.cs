@@ -11,7 +11,10 @@ switch (args.FirstOrDefault())
     case "kestrel":
         await PlainKestrel.RunAsync(int.Parse(args[1], CultureInfo.InvariantCulture));
         return 0;
+    case "sync":
+        await SyncBench.RunAsync(args[1], args[2], int.Parse(args[3], CultureInfo.InvariantCulture), int.Parse(args[4], CultureInfo.InvariantCulture));
+        return 0;
     default:
-        Console.Error.WriteLine("usage: Outpost.Bench coldstart [iterations] | kestrel PORT");
+        Console.Error.WriteLine("usage: Outpost.Bench coldstart [iterations] | kestrel PORT | sync OUTPOST_DLL SAMPLES RECORDS IDLE_SECONDS");
         return 2;
 }

@@ -76,6 +76,8 @@ public sealed class OutpostProcess : IAsyncDisposable
 
     public bool HasExited => _process.HasExited;
 
+    public int Pid => _process.Id;
+
     public int ExitCode => _process.ExitCode;
 
     /// <summary>Waits for a line starting with the prefix and returns the rest of it; fails loudly with the output so far.</summary>

@@ -158,6 +158,47 @@ public sealed class LocalDataStore : IDisposable
         return sequence;
     }
 
+    /// <summary>
+    /// Appends many records in one durable commit (a burst from a device, or a replay), in
+    /// order; the quota applies as for single appends. Returns how many were accepted.
+    /// </summary>
+    public int AppendMany(IEnumerable<(string Topic, string App, byte[] Payload)> records)
+    {
+        ArgumentNullException.ThrowIfNull(records);
+        var accepted = 0;
+        lock (_outboxLock)
+        {
+            using var connection = Open();
+            using var transaction = connection.BeginTransaction(deferred: false);
+            using var insert = Command(connection, "INSERT INTO outbox (topic, app, payload, created_at) VALUES ($t, $a, $p, $c)", transaction,
+                ("$t", ""), ("$a", ""), ("$p", Array.Empty<byte>()), ("$c", ""));
+            var now = Now();
+            foreach (var (topic, app, payload) in records)
+            {
+                if (_pendingBytes + payload.Length > _quotaBytes)
+                {
+                    // Bursts never evict: the overflow is refused and counted.
+                    AddDropped(connection, transaction, 1);
+                    continue;
+                }
+
+                insert.Parameters["$t"].Value = topic;
+                insert.Parameters["$a"].Value = app;
+                insert.Parameters["$p"].Value = payload;
+                insert.Parameters["$c"].Value = now;
+                insert.ExecuteNonQuery();
+                _pendingBytes += payload.Length;
+                _pendingRecords++;
+                accepted++;
+            }
+
+            transaction.Commit();
+        }
+
+        Appended?.Invoke();
+        return accepted;
+    }
+
     private void AddDropped(SqliteConnection connection, SqliteTransaction transaction, long count)
     {
         if (count == 0)
@@ -169,11 +210,12 @@ public sealed class LocalDataStore : IDisposable
         Execute(connection, "INSERT INTO outbox_meta (key, value) VALUES ('dropped', $v) ON CONFLICT (key) DO UPDATE SET value = $v", transaction, ("$v", _dropped));
     }
 
-    /// <summary>The oldest records still waiting, up to a count and (roughly) a byte budget.</summary>
-    public IReadOnlyList<OutboxRecord> ReadOutbox(int limit, long maxBytes = long.MaxValue)
+    /// <summary>The oldest records still waiting (after a sequence), up to a count and (roughly) a byte budget.</summary>
+    public IReadOnlyList<OutboxRecord> ReadOutbox(int limit, long maxBytes = long.MaxValue, long afterSequence = 0)
     {
         using var connection = Open();
-        using var command = Command(connection, "SELECT sequence, topic, app, payload, created_at FROM outbox ORDER BY sequence LIMIT $limit", null, ("$limit", limit));
+        using var command = Command(connection, "SELECT sequence, topic, app, payload, created_at FROM outbox WHERE sequence > $after ORDER BY sequence LIMIT $limit", null,
+            ("$limit", limit), ("$after", afterSequence));
         using var reader = command.ExecuteReader();
         var records = new List<OutboxRecord>();
         var bytes = 0L;

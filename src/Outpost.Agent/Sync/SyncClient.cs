@@ -130,8 +130,10 @@ public sealed partial class SyncClient(
 
     private async Task<NodeIdentity> EnsureJoinedAsync(EdgeSync.EdgeSyncClient client, CancellationToken ct)
     {
+        // The credential belongs to the node, not to a URL: the control plane may move. A server
+        // that does not know it refuses it, and the session loop then joins again.
         var identity = store.LoadIdentity();
-        if (identity is not null && identity.ServerUrl == options.ServerUrl && identity.NodeName == options.NodeName)
+        if (identity is not null && identity.NodeName == options.NodeName)
         {
             return identity;
         }
@@ -250,45 +252,43 @@ public sealed partial class SyncClient(
         }
     }
 
+    /// <summary>Batches sent ahead of their acks: keeps the link busy while the server makes each one durable.</summary>
+    private const int ShipWindow = 4;
+
     /// <summary>
-    /// Ships the outbox, oldest first, one batch in flight: send, wait for the server's ack
-    /// (sent only once the batch is durable there), then delete what it covers. After a cut,
-    /// unacked records are sent again and the server's idempotent ingest drops the repeats.
+    /// Ships the outbox oldest first, up to <see cref="ShipWindow"/> batches ahead of the acks.
+    /// The server acks each batch in order once it is durable; only then are its records
+    /// deleted here. After a cut, unacked records are sent again and the server's idempotent
+    /// ingest drops the repeats.
     /// </summary>
     private async Task ShipAsync(Func<AgentMessage, Task> send, ChannelReader<BatchAck> acks, CancellationToken ct)
     {
+        var inflight = new Queue<RecordBatch>();
+        var lastSent = 0L;
         while (!ct.IsCancellationRequested)
         {
             _appended.Reader.TryRead(out _);
-            var records = data.ReadOutbox(BatchRecords, BatchBytes);
-            if (records.Count == 0)
+            while (inflight.Count < ShipWindow)
+            {
+                var records = data.ReadOutbox(BatchRecords, BatchBytes, lastSent);
+                if (records.Count == 0)
+                {
+                    break;
+                }
+
+                var batch = Encode(records);
+                await send(new AgentMessage { Records = batch });
+                inflight.Enqueue(batch);
+                lastSent = batch.LastSequence;
+            }
+
+            if (inflight.Count == 0)
             {
                 await _appended.Reader.WaitToReadAsync(ct).AsTask().WaitAsync(TimeSpan.FromSeconds(5), ct).ContinueWith(_ => { }, TaskScheduler.Default);
                 continue;
             }
 
-            var list = new RecordList();
-            foreach (var record in records)
-            {
-                list.Records.Add(new Record
-                {
-                    Sequence = record.Sequence,
-                    Topic = record.Topic,
-                    Source = record.App,
-                    Payload = Google.Protobuf.ByteString.CopyFrom(record.Payload),
-                    CreatedUnixMs = record.CreatedAt.ToUnixTimeMilliseconds(),
-                });
-            }
-
-            var batch = new RecordBatch
-            {
-                FirstSequence = records[0].Sequence,
-                LastSequence = records[^1].Sequence,
-                Count = records.Count,
-                Codec = Core.Sync.BatchCodec.Brotli,
-                Data = Google.Protobuf.UnsafeByteOperations.UnsafeWrap(Core.Sync.BatchCodec.Compress(list.ToByteArray())),
-            };
-            await send(new AgentMessage { Records = batch });
+            var expected = inflight.Dequeue();
             BatchAck ack;
             try
             {
@@ -296,18 +296,43 @@ public sealed partial class SyncClient(
             }
             catch (TimeoutException)
             {
-                throw new TimeoutException($"no ack for records {batch.FirstSequence}..{batch.LastSequence} within {AckTimeout.TotalSeconds:F0} s");
+                throw new TimeoutException($"no ack for records {expected.FirstSequence}..{expected.LastSequence} within {AckTimeout.TotalSeconds:F0} s");
             }
 
-            if (ack.LastSequence != batch.LastSequence)
+            if (ack.LastSequence != expected.LastSequence)
             {
-                throw new InvalidDataException($"ack for {ack.LastSequence} does not match batch {batch.FirstSequence}..{batch.LastSequence}");
+                throw new InvalidDataException($"ack for {ack.LastSequence} does not match batch {expected.FirstSequence}..{expected.LastSequence}");
             }
 
             data.DeleteThrough(ack.LastSequence);
-            LogShipped(logger, batch.Count, batch.FirstSequence, batch.LastSequence, ack.Duplicates);
+            LogShipped(logger, expected.Count, expected.FirstSequence, expected.LastSequence, ack.Duplicates);
             OnStatusChanged();
         }
+    }
+
+    private static RecordBatch Encode(IReadOnlyList<OutboxRecord> records)
+    {
+        var list = new RecordList();
+        foreach (var record in records)
+        {
+            list.Records.Add(new Record
+            {
+                Sequence = record.Sequence,
+                Topic = record.Topic,
+                Source = record.App,
+                Payload = ByteString.CopyFrom(record.Payload),
+                CreatedUnixMs = record.CreatedAt.ToUnixTimeMilliseconds(),
+            });
+        }
+
+        return new RecordBatch
+        {
+            FirstSequence = records[0].Sequence,
+            LastSequence = records[^1].Sequence,
+            Count = records.Count,
+            Codec = Core.Sync.BatchCodec.Brotli,
+            Data = UnsafeByteOperations.UnsafeWrap(Core.Sync.BatchCodec.Compress(list.ToByteArray())),
+        };
     }
 
     /// <summary>Beats on an interval, carrying only app states that changed since the last beat.</summary>
@@ -322,7 +347,8 @@ public sealed partial class SyncClient(
             var changed = _statusChanged.Reader.WaitToReadAsync(ct).AsTask();
             var first = await Task.WhenAny(tick, changed);
             await first;
-            if (first == tick)
+            var ticked = first == tick; // before tick is replaced below
+            if (ticked)
             {
                 tick = timer.WaitForNextTickAsync(ct).AsTask();
             }
@@ -359,7 +385,7 @@ public sealed partial class SyncClient(
                 reportedOutbox = outbox;
             }
 
-            if (first == tick || heartbeat.Apps.Count > 0 || heartbeat.Outbox is not null)
+            if (ticked || heartbeat.Apps.Count > 0 || heartbeat.Outbox is not null)
             {
                 await send(new AgentMessage { Heartbeat = heartbeat });
             }

@@ -21,7 +21,8 @@ internal static class RoleCommands
         var dataDir = new Option<string>("--data-dir") { Description = "Store and config directory", DefaultValueFactory = _ => Path.Combine(Home, ".outpost", "server") };
         var listen = new Option<string>("--listen") { Description = "Address to listen on (HOST:PORT; port 0 picks one)", DefaultValueFactory = _ => "127.0.0.1:7440" };
         var history = new Option<int>("--history-retention") { Description = "Changes kept for incremental reconnects; nodes further behind get a full snapshot", DefaultValueFactory = _ => 10_000 };
-        var command = new Command("server", "Run the control plane: REST API, agent sync endpoint, store") { dataDir, listen, history };
+        var lease = new Option<string>("--node-lease") { Description = "A node whose last heartbeat is older than this is NotReady (Offline after four)", DefaultValueFactory = _ => "15s" };
+        var command = new Command("server", "Run the control plane: REST API, agent sync endpoint, store") { dataDir, listen, history, lease };
         command.SetAction(async (result, ct) => await RunUntilStoppedAsync(async stop =>
         {
             await using var server = OutpostServer.Create(new ServerOptions
@@ -29,6 +30,7 @@ internal static class RoleCommands
                 DataDir = Path.GetFullPath(result.GetValue(dataDir)!),
                 Listen = result.GetValue(listen)!,
                 HistoryRetention = result.GetValue(history),
+                NodeLease = Duration(result.GetValue(lease)!, "--node-lease"),
             });
             await server.StartAsync(stop);
             Console.WriteLine($"server: {server.Url}");
@@ -56,7 +58,8 @@ internal static class RoleCommands
         var outboxOverflow = new Option<string>("--outbox-overflow") { Description = "At the quota: dropOldest (keep the newest) or rejectNew; every loss is counted and reported", DefaultValueFactory = _ => "dropOldest" };
         outboxOverflow.AcceptOnlyFromAmong("dropOldest", "rejectNew");
         var keepalive = new Option<string>("--keepalive") { Description = "Ping the server after this much silence, and drop the link if the ping is not answered as long (finds dead links)", DefaultValueFactory = _ => "15s" };
-        var command = new Command("agent", "Run an edge agent: join the server (--server URL --token JOIN-TOKEN, or OUTPOST_URL/OUTPOST_TOKEN), sync, serve apps on the gateway") { name, labels, dataDir, gateway, maxInstances, maxMemory, outboxQuota, outboxOverflow, keepalive };
+        var heartbeat = new Option<string>("--heartbeat") { Description = "How often the agent beats while connected; keep it well under the server's --node-lease", DefaultValueFactory = _ => "5s" };
+        var command = new Command("agent", "Run an edge agent: join the server (--server URL --token JOIN-TOKEN, or OUTPOST_URL/OUTPOST_TOKEN), sync, serve apps on the gateway") { name, labels, dataDir, gateway, maxInstances, maxMemory, outboxQuota, outboxOverflow, keepalive, heartbeat };
         command.SetAction(async (result, ct) => await RunUntilStoppedAsync(async stop =>
         {
             var url = result.GetValue(server) ?? Environment.GetEnvironmentVariable("OUTPOST_URL")
@@ -73,8 +76,8 @@ internal static class RoleCommands
                 MaxInstances = result.GetValue(maxInstances),
                 MaxInstanceMemoryMiB = result.GetValue(maxMemory),
                 OutboxQuotaBytes = ParseBytes(result.GetValue(outboxQuota)!, "--outbox-quota"),
-                KeepAlive = Core.Resources.Durations.TryParse(result.GetValue(keepalive), out var ka) && ka >= TimeSpan.FromMilliseconds(500)
-                    ? ka : throw new ManifestException($"--keepalive '{result.GetValue(keepalive)}' is not a duration of at least 500ms (e.g. 15s)"),
+                KeepAlive = Duration(result.GetValue(keepalive)!, "--keepalive"),
+                HeartbeatInterval = Duration(result.GetValue(heartbeat)!, "--heartbeat"),
                 OutboxOverflow = result.GetValue(outboxOverflow) == "rejectNew" ? Outpost.Agent.State.OverflowPolicy.RejectNew : Outpost.Agent.State.OverflowPolicy.DropOldest,
             };
             await using var agent = OutpostAgent.Create(options);
@@ -189,6 +192,11 @@ internal static class RoleCommands
 
         return null;
     }
+
+    private static TimeSpan Duration(string text, string flag) =>
+        Core.Resources.Durations.TryParse(text, out var value) && value >= TimeSpan.FromMilliseconds(100)
+            ? value
+            : throw new ManifestException($"{flag} '{text}' is not a duration of at least 100ms (e.g. 500ms, 15s, 1m)");
 
     /// <summary>Sizes as flags write them: 512KiB, 256MiB, 2GiB, or plain bytes.</summary>
     internal static long ParseBytes(string text, string flag)

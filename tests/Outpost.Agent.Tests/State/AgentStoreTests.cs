@@ -46,5 +46,34 @@ public sealed class AgentStoreTests : IDisposable
         Assert.Equal(bytes, cache.Read(digest));
     }
 
+    [Fact]
+    public void Outbox_DropOldestKeepsNewest_AndCountsEveryDrop()
+    {
+        using var data = new LocalDataStore(Path.Combine(_dir, "q.db"), quotaBytes: 100);
+        for (var i = 0; i < 10; i++)
+        {
+            Assert.True(data.Append("t", "app", new byte[30]) > 0);
+        }
+
+        Assert.Equal(new OutboxStats(3, 90, 7, OverflowPolicy.DropOldest, 100), data.Stats);
+        Assert.Equal([8L, 9L, 10L], data.ReadOutbox(100).Select(r => r.Sequence));
+    }
+
+    [Fact]
+    public void Outbox_RejectNew_RefusesAndCounts_AndAckedRecordsFreeSpace()
+    {
+        var path = Path.Combine(_dir, "r.db");
+        using (var data = new LocalDataStore(path, quotaBytes: 100, policy: OverflowPolicy.RejectNew))
+        {
+            Assert.Equal(3, data.AppendMany(Enumerable.Range(0, 5).Select(_ => ("t", "app", new byte[30]))));
+            Assert.Equal(-1, data.Append("t", "app", new byte[30]));
+            data.DeleteThrough(2);
+            Assert.True(data.Append("t", "app", new byte[30]) > 0);
+        }
+
+        using var reopened = new LocalDataStore(path, quotaBytes: 100, policy: OverflowPolicy.RejectNew);
+        Assert.Equal(new OutboxStats(2, 60, 3, OverflowPolicy.RejectNew, 100), reopened.Stats);
+    }
+
     public void Dispose() => Directory.Delete(_dir, recursive: true);
 }

@@ -1,0 +1,241 @@
+using System.Diagnostics;
+using System.Globalization;
+using System.Net;
+using System.Net.Http.Headers;
+using System.Text;
+using System.Text.Json.Nodes;
+using Outpost.Agent.State;
+using Outpost.Core.Store;
+using Outpost.IntegrationTests.Faults;
+using Outpost.Server.Store;
+
+namespace Outpost.Bench;
+
+/// <summary>
+/// Edge-to-cloud sync figures with real processes: shipping throughput for 200-byte records
+/// (durable on both sides), delta vs snapshot bytes for a one-field change among 100 apps,
+/// and bytes per second on the wire for an idle connected node (counted at a TCP proxy).
+/// Baseline in the same run: the server store's ingest alone, in-process.
+/// </summary>
+internal static class SyncBench
+{
+    public static async Task RunAsync(string outpostDll, string samples, int records, int idleSeconds)
+    {
+        var work = Directory.CreateTempSubdirectory("outpost-bench-sync-").FullName;
+        var processes = new List<Process>();
+        try
+        {
+            var home = Path.Combine(work, "home");
+            Directory.CreateDirectory(home);
+            var server = Start(processes, outpostDll, home, "server", "--data-dir", Path.Combine(work, "server"), "--listen", "127.0.0.1:0");
+            var serverUrl = await LineAsync(server, "server:");
+            var config = Path.Combine(work, "server", "config.yaml");
+            var token = (await RunAsync(outpostDll, home, "token", "create", "--config", config)).Trim();
+            Console.Error.WriteLine($"[sync] server up at {serverUrl}");
+
+            // A fleet of 100 apps on one module.
+            var manifests = Path.Combine(work, "manifests");
+            Directory.CreateDirectory(manifests);
+            File.Copy(Path.Combine(samples, "apps", "hello", "hello.wasm"), Path.Combine(manifests, "hello.wasm"));
+            await File.WriteAllTextAsync(Path.Combine(manifests, "apps.yaml"), Apps(changed: false));
+            await RunAsync(outpostDll, home, "apply", "-f", Path.Combine(manifests, "apps.yaml"), "--config", config);
+
+            Console.Error.WriteLine("[sync] 100 apps applied");
+            await using var proxy = new FaultProxy(new Uri(serverUrl).Port);
+            var agentDir = Path.Combine(work, "agent");
+            var agent = Start(processes, outpostDll, home, "agent", "--server", proxy.Url, "--token", token, "--name", "edge-1", "--data-dir", agentDir, "--gateway", "127.0.0.1:0");
+            var gateway = await LineAsync(agent, "node edge-1:");
+            Console.Error.WriteLine($"[sync] agent up");
+            using var http = new HttpClient { DefaultRequestVersion = HttpVersion.Version20, DefaultVersionPolicy = HttpVersionPolicy.RequestVersionExact };
+            http.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", Outpost.Core.Api.ClientConfig.Parse(await File.ReadAllTextAsync(config), config).Token);
+            await WaitAsync(async () => (await NodeAsync(http, serverUrl))?["status"]?["apps"] is JsonObject { Count: 100 }, "the agent to load 100 apps");
+            var snapshotBytes = SentBytes(await NodeAsync(http, serverUrl), "config-snapshot");
+            Console.Error.WriteLine($"[sync] snapshot measured: {snapshotBytes} bytes");
+
+            // One field of one app changes.
+            await File.WriteAllTextAsync(Path.Combine(manifests, "apps.yaml"), Apps(changed: true));
+            await RunAsync(outpostDll, home, "apply", "-f", Path.Combine(manifests, "apps.yaml"), "--config", config);
+            await WaitAsync(async () => SentBytes(await NodeAsync(http, serverUrl), "config-delta") > 0, "the delta to be sent");
+            var deltaBytes = SentBytes(await NodeAsync(http, serverUrl), "config-delta");
+            Console.Error.WriteLine($"[sync] delta measured: {deltaBytes} bytes");
+
+            // Idle: nothing to say but heartbeats and keepalives.
+            await Task.Delay(TimeSpan.FromSeconds(6));
+            proxy.ResetCounters();
+            await Task.Delay(TimeSpan.FromSeconds(idleSeconds));
+            var idleBytesPerSecond = (double)(proxy.UpBytes + proxy.DownBytes) / idleSeconds;
+            Console.Error.WriteLine($"[sync] idle measured");
+
+            // Throughput: fill the stopped agent's outbox, start it, time the server's ingest.
+            Stop(agent);
+            using (var data = new LocalDataStore(Path.Combine(agentDir, "data.db"), quotaBytes: 4L << 30))
+            {
+                var random = new Random(42);
+                foreach (var chunk in Enumerable.Range(0, records).Chunk(10_000))
+                {
+                    data.AppendMany(chunk.Select(i => ("bench", "bench", Payload(random, i))));
+                }
+            }
+
+            var restarted = Start(processes, outpostDll, home, "agent", "--server", serverUrl, "--name", "edge-1", "--data-dir", agentDir, "--gateway", "127.0.0.1:0");
+            await LineAsync(restarted, "node edge-1:");
+            Console.Error.WriteLine($"[sync] outbox filled, agent restarted");
+            long first = 0, firstCount = 0, count = 0;
+            var watch = Stopwatch.StartNew();
+            while (count < records && watch.Elapsed < TimeSpan.FromMinutes(10))
+            {
+                count = await IngestedAsync(http, serverUrl);
+                if (count > 0 && first == 0)
+                {
+                    first = watch.ElapsedTicks;
+                    firstCount = count;
+                }
+
+                await Task.Delay(100); // the count is a scan: poll gently, it shares the cores
+            }
+
+            var seconds = (watch.ElapsedTicks - first) / (double)Stopwatch.Frequency;
+            var recordsPerSecond = (count - firstCount) / seconds;
+
+            // Baseline: the same records straight into a server store, durable, in-process.
+            var baseline = await IngestBaselineAsync(Path.Combine(work, "baseline.db"), records);
+
+            Console.WriteLine($"shipping: {count} records in {seconds:F2} s after the first batch landed; store ingest alone: {baseline:F0} records/s");
+            Console.WriteLine($"config: snapshot of 100 apps {snapshotBytes} bytes, one-field delta {deltaBytes} bytes");
+            Console.WriteLine($"idle: {proxy.UpBytes + proxy.DownBytes} bytes on the wire in {idleSeconds} s (heartbeat 5 s, keepalive 15 s)");
+            Console.WriteLine(FormattableString.Invariant(
+                $"sync records_per_s={recordsPerSecond:F0} ingest_baseline_records_per_s={baseline:F0} delta_bytes={deltaBytes} snapshot_bytes={snapshotBytes} delta_ratio={(double)deltaBytes / snapshotBytes:F4} idle_bytes_per_node_s={idleBytesPerSecond:F2}"));
+        }
+        finally
+        {
+            foreach (var process in processes)
+            {
+                Stop(process);
+            }
+
+            Directory.Delete(work, recursive: true);
+        }
+    }
+
+    private static byte[] Payload(Random random, int i)
+    {
+        // 200 bytes: a JSON-ish reading with random digits, as sensors send.
+        var text = $"{{\"seq\":{i},\"v\":[{string.Join(',', Enumerable.Range(0, 20).Select(_ => random.Next(1000, 9999)))}]}}";
+        return Encoding.UTF8.GetBytes(text.PadRight(200)[..200]);
+    }
+
+    private static string Apps(bool changed)
+    {
+        var yaml = new StringBuilder();
+        for (var i = 0; i < 100; i++)
+        {
+            var greeting = changed && i == 42 ? "changed" : $"hello from app {i}";
+            yaml.Append(CultureInfo.InvariantCulture, $"apiVersion: outpost.dev/v1\nkind: Application\nmetadata:\n  name: app-{i:D3}\n  labels:\n    tier: edge\nspec:\n  module:\n    path: hello.wasm\n  triggers:\n    http:\n      route: /app-{i:D3}\n  env:\n    GREETING: \"{greeting}\"\n  limits:\n    memoryMiB: 16\n---\n");
+        }
+
+        return yaml.ToString();
+    }
+
+    private static async Task<double> IngestBaselineAsync(string path, int records)
+    {
+        await using var store = new SqliteControlPlaneStore(path);
+        await store.InitializeAsync(CancellationToken.None);
+        var random = new Random(7);
+        var all = Enumerable.Range(1, records).Select(i => new IngestRecord(i, "bench", "bench", Payload(random, i), DateTimeOffset.UtcNow)).ToList();
+        var watch = Stopwatch.StartNew();
+        foreach (var batch in all.Chunk(4096))
+        {
+            await store.IngestAsync("edge-1", batch, CancellationToken.None);
+        }
+
+        return records / watch.Elapsed.TotalSeconds;
+    }
+
+    private static long SentBytes(JsonObject? node, string kind) => (long?)node?["status"]?["sync"]?["sent"]?[kind]?["bytes"] ?? 0;
+
+    private static async Task<JsonObject?> NodeAsync(HttpClient http, string server)
+    {
+        using var response = await http.GetAsync(server + "/api/v1/nodes/edge-1");
+        return response.IsSuccessStatusCode ? JsonNode.Parse(await response.Content.ReadAsStringAsync())!.AsObject() : null;
+    }
+
+    private static async Task<long> IngestedAsync(HttpClient http, string server)
+    {
+        using var response = await http.GetAsync(server + "/apis/outpost.dev/v1/topics/bench");
+        return response.IsSuccessStatusCode ? (long)JsonNode.Parse(await response.Content.ReadAsStringAsync())!["status"]!["records"]! : 0;
+    }
+
+    private static async Task WaitAsync(Func<Task<bool>> condition, string what)
+    {
+        var deadline = DateTime.UtcNow + TimeSpan.FromMinutes(2);
+        while (!await condition())
+        {
+            if (DateTime.UtcNow > deadline)
+            {
+                throw new TimeoutException($"timed out waiting for {what}");
+            }
+
+            await Task.Delay(100);
+        }
+    }
+
+    private static Process Start(List<Process> processes, string dll, string home, params string[] args)
+    {
+        var info = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
+        info.ArgumentList.Add(dll);
+        foreach (var arg in args)
+        {
+            info.ArgumentList.Add(arg);
+        }
+
+        info.Environment["HOME"] = home;
+        var process = Process.Start(info)!;
+        processes.Add(process);
+        return process;
+    }
+
+    private static async Task<string> LineAsync(Process process, string prefix)
+    {
+        while (await process.StandardOutput.ReadLineAsync() is { } line)
+        {
+            if (line.StartsWith(prefix, StringComparison.Ordinal))
+            {
+                _ = process.StandardOutput.ReadToEndAsync(); // keep draining
+                _ = process.StandardError.ReadToEndAsync();
+                return line[prefix.Length..].Trim();
+            }
+        }
+
+        throw new InvalidOperationException($"process exited before printing '{prefix}': {await process.StandardError.ReadToEndAsync()}");
+    }
+
+    private static async Task<string> RunAsync(string dll, string home, params string[] args)
+    {
+        var info = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
+        info.ArgumentList.Add(dll);
+        foreach (var arg in args)
+        {
+            info.ArgumentList.Add(arg);
+        }
+
+        info.Environment["HOME"] = home;
+        using var process = Process.Start(info)!;
+        var output = await process.StandardOutput.ReadToEndAsync();
+        var error = await process.StandardError.ReadToEndAsync();
+        await process.WaitForExitAsync();
+        return process.ExitCode == 0 ? output : throw new InvalidOperationException($"outpost {string.Join(' ', args)} failed: {error}");
+    }
+
+    private static void Stop(Process process)
+    {
+        if (!process.HasExited)
+        {
+            using var kill = Process.Start("kill", ["-TERM", process.Id.ToString(CultureInfo.InvariantCulture)]);
+            kill.WaitForExit();
+            if (!process.WaitForExit(20_000))
+            {
+                process.Kill(entireProcessTree: true);
+            }
+        }
+    }
+}
