@@ -93,6 +93,39 @@ public sealed class Fleet : IAsyncDisposable
         }
     }
 
+    /// <summary>The hello sample as a manifest whose module path is next to it (see <see cref="WriteManifest"/>).</summary>
+    public const string HelloApp = """
+        apiVersion: outpost.dev/v1
+        kind: Application
+        metadata:
+          name: hello
+        spec:
+          module:
+            path: hello.wasm
+          triggers:
+            http:
+              route: /hello
+        """;
+
+    /// <summary>Polls until the URL answers with exactly this body; fails with the last answer.</summary>
+    public static async Task WaitForBodyAsync(string url, string expected, TimeSpan? timeout = null)
+    {
+        var deadline = DateTime.UtcNow + (timeout ?? TimeSpan.FromSeconds(10));
+        var last = "";
+        while (DateTime.UtcNow < deadline)
+        {
+            last = (await GetAsync(url)).Body;
+            if (last == expected)
+            {
+                return;
+            }
+
+            await Task.Delay(50);
+        }
+
+        Assert.Fail($"{url} answered '{last}', expected '{expected}'");
+    }
+
     /// <summary>Polls until the URL answers with the status, and returns how long it took; fails with the last answer.</summary>
     public static async Task<TimeSpan> WaitForStatusAsync(string url, HttpStatusCode expected, TimeSpan timeout)
     {

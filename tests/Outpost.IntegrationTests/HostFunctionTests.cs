@@ -85,10 +85,10 @@ public sealed class HostFunctionTests
         (code, output) = await fleet.ClientAsync("apply", "-f", fleet.WriteManifest("cs.yaml", ConfigSet.Replace("{0}", "hello", StringComparison.Ordinal)));
         Assert.True(code == 0, output);
         Assert.Contains("configset.outpost.dev/greetings created", output, StringComparison.Ordinal);
-        await WaitForBodyAsync(gateway + "/config", "hello");
+        await Fleet.WaitForBodyAsync(gateway + "/config", "hello");
 
         await fleet.ClientAsync("apply", "-f", fleet.WriteManifest("cs.yaml", ConfigSet.Replace("{0}", "bonjour", StringComparison.Ordinal)));
-        await WaitForBodyAsync(gateway + "/config", "bonjour");
+        await Fleet.WaitForBodyAsync(gateway + "/config", "bonjour");
     }
 
     [Fact]
@@ -105,23 +105,5 @@ public sealed class HostFunctionTests
         Assert.Contains("outpost.publish", output, StringComparison.Ordinal);
         Assert.Contains("capability 'publish'", output, StringComparison.Ordinal);
         Assert.Empty((await fleet.GetJsonAsync("get", "apps"))["items"]!.AsArray());
-    }
-
-    private static async Task WaitForBodyAsync(string url, string expected)
-    {
-        var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(10);
-        var last = "";
-        while (DateTime.UtcNow < deadline)
-        {
-            last = (await Fleet.GetAsync(url)).Body;
-            if (last == expected)
-            {
-                return;
-            }
-
-            await Task.Delay(50);
-        }
-
-        Assert.Fail($"{url} answered '{last}', expected '{expected}'");
     }
 }

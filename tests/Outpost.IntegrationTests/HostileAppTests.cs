@@ -22,7 +22,7 @@ public sealed class HostileAppTests
         var token = await fleet.CreateJoinTokenAsync();
         var (agent, gateway) = await fleet.StartAgentAsync("edge-1", token);
 
-        var yaml = new System.Text.StringBuilder(HelloApp);
+        var yaml = new System.Text.StringBuilder(Fleet.HelloApp);
         Directory.CreateDirectory(Path.Combine(fleet.Root, "manifests"));
         foreach (var (name, wat) in Modules)
         {
@@ -108,17 +108,4 @@ public sealed class HostileAppTests
         Assert.Contains("env.open_socket", output, StringComparison.Ordinal);
         Assert.Empty((await fleet.GetJsonAsync("get", "apps"))["items"]!.AsArray());
     }
-
-    private const string HelloApp = """
-        apiVersion: outpost.dev/v1
-        kind: Application
-        metadata:
-          name: hello
-        spec:
-          module:
-            path: hello.wasm
-          triggers:
-            http:
-              route: /hello
-        """;
 }

@@ -68,24 +68,6 @@ public sealed class ResumeTests
 
     private static long Messages(JsonObject sent, string kind) => (long?)sent[kind]?["messages"] ?? 0;
 
-    private static async Task WaitForBodyAsync(string url, string expected, TimeSpan timeout)
-    {
-        var deadline = DateTime.UtcNow + timeout;
-        var last = "";
-        while (DateTime.UtcNow < deadline)
-        {
-            last = (await Fleet.GetAsync(url)).Body;
-            if (last == expected)
-            {
-                return;
-            }
-
-            await Task.Delay(50);
-        }
-
-        Assert.Fail($"{url} answered '{last}', expected '{expected}'");
-    }
-
     private static async Task<Fleet> FleetWithHundredAppsAsync(params string[] serverArgs)
     {
         var fleet = new Fleet();
@@ -106,7 +88,7 @@ public sealed class ResumeTests
         await using var fleet = await FleetWithHundredAppsAsync();
         var token = await fleet.CreateJoinTokenAsync();
         var (agent, gateway) = await fleet.StartAgentAsync("edge-1", token);
-        await WaitForBodyAsync(gateway + "/config", "v0", TimeSpan.FromSeconds(30));
+        await Fleet.WaitForBodyAsync(gateway + "/config", "v0", TimeSpan.FromSeconds(30));
         var before = Sent(await fleet.ApiGetAsync("/api/v1/nodes/edge-1"));
         var snapshotBytes = Bytes(before, "config-snapshot");
         Assert.True(snapshotBytes > 30_000, $"snapshot of 101 apps and a config set was only {snapshotBytes} bytes");
@@ -119,7 +101,7 @@ public sealed class ResumeTests
         }
 
         var (_, restarted) = await fleet.StartAgentAsync("edge-1", token);
-        await WaitForBodyAsync(restarted + "/config", "v100", TimeSpan.FromSeconds(30));
+        await Fleet.WaitForBodyAsync(restarted + "/config", "v100", TimeSpan.FromSeconds(30));
 
         var after = Sent(await fleet.ApiGetAsync("/api/v1/nodes/edge-1"));
         var deltaBytes = Bytes(after, "config-delta") - Bytes(before, "config-delta");
@@ -136,7 +118,7 @@ public sealed class ResumeTests
         await using var fleet = await FleetWithHundredAppsAsync("--history-retention", "5");
         var token = await fleet.CreateJoinTokenAsync();
         var (agent, gateway) = await fleet.StartAgentAsync("edge-1", token);
-        await WaitForBodyAsync(gateway + "/config", "v0", TimeSpan.FromSeconds(30));
+        await Fleet.WaitForBodyAsync(gateway + "/config", "v0", TimeSpan.FromSeconds(30));
         await agent.StopAsync();
 
         for (var i = 1; i <= 20; i++)
@@ -145,7 +127,7 @@ public sealed class ResumeTests
         }
 
         var (_, restarted) = await fleet.StartAgentAsync("edge-1", token);
-        await WaitForBodyAsync(restarted + "/config", "v20", TimeSpan.FromSeconds(30));
+        await Fleet.WaitForBodyAsync(restarted + "/config", "v20", TimeSpan.FromSeconds(30));
 
         var sent = Sent(await fleet.ApiGetAsync("/api/v1/nodes/edge-1"));
         Assert.Equal(2, Messages(sent, "config-snapshot"));
@@ -173,18 +155,7 @@ public sealed class ResumeTests
             Assert.Equal(HttpStatusCode.Accepted, response.StatusCode);
         }
 
-        var (code, output) = await fleet.ClientAsync("apply", "-f", fleet.WriteManifest("a.yaml", """
-            apiVersion: outpost.dev/v1
-            kind: Application
-            metadata:
-              name: hello
-            spec:
-              module:
-                path: hello.wasm
-              triggers:
-                http:
-                  route: /hello
-            """));
+        var (code, output) = await fleet.ClientAsync("apply", "-f", fleet.WriteManifest("a.yaml", Fleet.HelloApp));
         Assert.True(code == 0, output);
 
         proxy.Mode = FaultMode.Pass;
