@@ -53,6 +53,10 @@ public static partial class ManifestValidator
         {
             ValidateConfigSetSpec(doc["spec"], errors);
         }
+        else if (kind == ResourceKind.Bucket)
+        {
+            ValidateBucketSpec(doc["spec"], errors);
+        }
 
         return errors;
     }
@@ -241,6 +245,38 @@ public static partial class ManifestValidator
                     errors.Add(new($"spec.data.{key}", "keys are 1 to 253 letters, digits, '-', '_' or '.'"));
                 }
             }
+        }
+
+        ValidatePlacement(spec["placement"], errors);
+    }
+
+    /// <summary>Bucket directions and conflict policies as manifests spell them.</summary>
+    public static readonly IReadOnlyList<string> BucketDirections = ["edge-local", "edge-to-cloud", "cloud-to-edge", "two-way"];
+
+    public static readonly IReadOnlyList<string> ConflictPolicies = ["lww", "cloud-wins", "edge-wins"];
+
+    private static void ValidateBucketSpec(JsonNode? node, List<FieldError> errors)
+    {
+        if (node is null)
+        {
+            return; // every field has a default: an edge-local, last-writer-wins bucket on every node
+        }
+
+        if (node is not JsonObject spec)
+        {
+            errors.Add(new("spec", $"expected an object, got {Describe(node)}"));
+            return;
+        }
+
+        UnknownFields(spec, "spec", ["direction", "conflictPolicy", "placement"], errors);
+        if (spec["direction"] is { } direction && AsString(direction, "spec.direction", errors) is { } d && !BucketDirections.Contains(d))
+        {
+            errors.Add(new("spec.direction", $"unknown direction '{d}'; expected one of: {string.Join(", ", BucketDirections)}"));
+        }
+
+        if (spec["conflictPolicy"] is { } policy && AsString(policy, "spec.conflictPolicy", errors) is { } p && !ConflictPolicies.Contains(p))
+        {
+            errors.Add(new("spec.conflictPolicy", $"unknown conflict policy '{p}'; expected one of: {string.Join(", ", ConflictPolicies)}"));
         }
 
         ValidatePlacement(spec["placement"], errors);

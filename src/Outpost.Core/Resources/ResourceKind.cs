@@ -16,17 +16,19 @@ public sealed record ResourceKind(string Kind, string Plural, string Group, stri
 
     public static readonly ResourceKind ConfigSet = new("ConfigSet", "configsets", "outpost.dev", "v1");
 
+    public static readonly ResourceKind Bucket = new("Bucket", "buckets", "outpost.dev", "v1");
+
     /// <summary>Read-only: one per topic the fleet has published to, with counts.</summary>
     public static readonly ResourceKind Topic = new("Topic", "topics", "outpost.dev", "v1");
 
     /// <summary>Kinds kept in the resource store (topics are derived from ingested records).</summary>
-    public static IReadOnlyList<ResourceKind> All { get; } = [Node, Application, ConfigSet];
+    public static IReadOnlyList<ResourceKind> All { get; } = [Node, Application, ConfigSet, Bucket];
 
     /// <summary>Kinds a user may create with apply; nodes are created by joining.</summary>
-    public static IReadOnlyList<ResourceKind> Applicable { get; } = [Application, ConfigSet];
+    public static IReadOnlyList<ResourceKind> Applicable { get; } = [Application, ConfigSet, Bucket];
 
     /// <summary>Kinds that are delivered to the nodes their placement selects.</summary>
-    public static IReadOnlyList<ResourceKind> Targeted { get; } = [Application, ConfigSet];
+    public static IReadOnlyList<ResourceKind> Targeted { get; } = [Application, ConfigSet, Bucket];
 
     public static ResourceKind? FindByKind(string kind) => All.FirstOrDefault(k => k.Kind == kind);
 
@@ -43,6 +45,7 @@ public sealed record ResourceKind(string Kind, string Plural, string Group, stri
             "app" or "apps" or "application" or "applications" => Application,
             "cs" or "configset" or "configsets" => ConfigSet,
             "topic" or "topics" => Topic,
+            "bucket" or "buckets" => Bucket,
             _ => null,
         };
     }

@@ -42,6 +42,7 @@ public static class ApiEndpoints
         MapKind(app, ResourceKind.Node, writable: false);
         MapKind(app, ResourceKind.Application, writable: true);
         MapKind(app, ResourceKind.ConfigSet, writable: true);
+        MapKind(app, ResourceKind.Bucket, writable: true);
 
         app.MapGet($"{OutpostPrefix}/topics", ListTopicsAsync);
         app.MapGet(OutpostPrefix + "/topics/{topic}", GetTopicAsync);

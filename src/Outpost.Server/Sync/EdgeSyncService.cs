@@ -274,7 +274,8 @@ public sealed partial class EdgeSyncService(
                 ?? throw new RpcException(new Status(StatusCode.PermissionDenied, $"node '{node}' has been deleted; join it again"));
             var apps = await store.ListAsync(ResourceKind.Application.Kind, ct);
             var configSets = await store.ListAsync(ResourceKind.ConfigSet.Kind, ct);
-            var desired = DesiredStateDiff.ForNode(apps.Items.Concat(configSets.Items), nodeResource.Labels);
+            var buckets = await store.ListAsync(ResourceKind.Bucket.Kind, ct);
+            var desired = DesiredStateDiff.ForNode(apps.Items.Concat(configSets.Items).Concat(buckets.Items), nodeResource.Labels);
             var (upserts, deletes) = DesiredStateDiff.Compute(sent, desired);
             if (snapshot || upserts.Count > 0 || deletes.Count > 0)
             {

@@ -49,6 +49,16 @@ internal static class Output
                 rows.Add([Str(item["metadata"]?["name"]), Str(status?["records"]), Str(status?["bytes"]), Str(status?["nodes"]), Str(status?["lastIngestTime"])]);
             }
         }
+        else if (kind == ResourceKind.Bucket)
+        {
+            rows.Add(["NAME", "DIRECTION", "CONFLICT-POLICY", "AGE"]);
+            foreach (var item in items)
+            {
+                var spec = item["spec"] as JsonObject;
+                rows.Add([Str(item["metadata"]?["name"]), spec?["direction"] is { } d ? Str(d) : "edge-local",
+                    spec?["conflictPolicy"] is { } p ? Str(p) : "lww", Age(item, now)]);
+            }
+        }
         else if (kind == ResourceKind.ConfigSet)
         {
             rows.Add(wide ? ["NAME", "KEYS", "AGE", "NODE-SELECTOR"] : ["NAME", "KEYS", "AGE"]);

@@ -90,6 +90,18 @@ public sealed class ManifestValidatorTests
     }
 
     [Fact]
+    public void Bucket_ValidatesDirectionAndPolicy_AndDefaultsEverything()
+    {
+        const string Bucket = "apiVersion: outpost.dev/v1\nkind: Bucket\nmetadata:\n  name: counters\n";
+
+        Assert.Empty(Validate(Bucket));
+        Assert.Empty(Validate(Bucket + "spec:\n  direction: two-way\n  conflictPolicy: cloud-wins\n"));
+        var errors = Validate(Bucket + "spec:\n  direction: sideways\n  conflictPolicy: loudest\n");
+        Assert.Contains(errors, e => e.Field == "spec.direction" && e.Message.Contains("two-way", StringComparison.Ordinal));
+        Assert.Contains(errors, e => e.Field == "spec.conflictPolicy" && e.Message.Contains("edge-wins", StringComparison.Ordinal));
+    }
+
+    [Fact]
     public void WrongApiVersion_IsNamed()
     {
         var errors = Validate(Valid.Replace("outpost.dev/v1", "v1", StringComparison.Ordinal));

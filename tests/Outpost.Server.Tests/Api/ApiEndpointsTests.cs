@@ -242,6 +242,23 @@ public sealed class ApiEndpointsTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task Bucket_IsAnApiKind_AndRejectsAnUnknownPolicy()
+    {
+        var (status, created) = await SendJsonAsync(HttpMethod.Post, "/apis/outpost.dev/v1/buckets",
+            """{"apiVersion":"outpost.dev/v1","kind":"Bucket","metadata":{"name":"counters"},"spec":{"direction":"two-way","conflictPolicy":"edge-wins"}}""");
+        Assert.Equal(HttpStatusCode.Created, status);
+        Assert.Equal("two-way", (string?)created["spec"]!["direction"]);
+
+        var (_, list) = await SendAsync(HttpMethod.Get, "/apis/outpost.dev/v1/buckets");
+        Assert.Equal("BucketList", (string?)list["kind"]);
+
+        var (badStatus, bad) = await SendJsonAsync(HttpMethod.Post, "/apis/outpost.dev/v1/buckets",
+            """{"apiVersion":"outpost.dev/v1","kind":"Bucket","metadata":{"name":"x"},"spec":{"conflictPolicy":"newest"}}""");
+        Assert.Equal((HttpStatusCode)422, badStatus);
+        Assert.Equal("spec.conflictPolicy", (string?)bad["details"]!["causes"]![0]!["field"]);
+    }
+
+    [Fact]
     public async Task Restart_KeepsAdminTokenInConfig()
     {
         var before = await File.ReadAllTextAsync(_server.ConfigPath);
