@@ -24,24 +24,8 @@ public sealed class ExactlyOnceTests
         return [.. texts];
     }
 
-    private static async Task<List<(string Node, long Sequence, string Text)>> WaitForCountAsync(Fleet fleet, int count, TimeSpan timeout)
-    {
-        var deadline = DateTime.UtcNow + timeout;
-        List<(string, long, string)> records = [];
-        while (DateTime.UtcNow < deadline)
-        {
-            records = await fleet.ReadTopicAsync(Topic);
-            if (records.Count >= count)
-            {
-                return records;
-            }
-
-            await Task.Delay(200);
-        }
-
-        Assert.Fail($"only {records.Count} of {count} records arrived within {timeout}");
-        return records;
-    }
+    private static Task<List<(string Node, long Sequence, string Text)>> WaitForCountAsync(Fleet fleet, int count, TimeSpan timeout) =>
+        Eventually.UntilAsync(() => fleet.ReadTopicAsync(Topic), r => r.Count >= count, timeout, $"{count} records at the server", r => $"{r.Count} records");
 
     private static async Task<long> IngestedAsync(Fleet fleet)
     {
@@ -93,11 +77,7 @@ public sealed class ExactlyOnceTests
         proxy.BandwidthBytesPerSecond = 300_000;
         proxy.Mode = FaultMode.Pass;
         proxy.ResetAll();
-        var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(60);
-        while (await IngestedAsync(fleet) == 0 && DateTime.UtcNow < deadline)
-        {
-            await Task.Delay(100);
-        }
+        await Eventually.UntilAsync(() => IngestedAsync(fleet), n => n > 0, TimeSpan.FromSeconds(60), "the first batch to land");
 
         agent.Kill(); // SIGKILL: no chance to finish a batch or a delete
         var atKill = await IngestedAsync(fleet);
@@ -123,12 +103,8 @@ public sealed class ExactlyOnceTests
         proxy.BandwidthBytesPerSecond = 300_000;
         proxy.Mode = FaultMode.Pass;
         proxy.ResetAll();
-        var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(60);
         var upBefore = proxy.UpBytes;
-        while ((await IngestedAsync(fleet) == 0 || proxy.UpBytes - upBefore < 100_000) && DateTime.UtcNow < deadline)
-        {
-            await Task.Delay(50);
-        }
+        await Eventually.UntilAsync(() => IngestedAsync(fleet), n => n > 0 && proxy.UpBytes - upBefore >= 100_000, TimeSpan.FromSeconds(60), "a batch stored and the next on the wire");
 
         fleet.Server!.Kill(); // SIGKILL with a batch on the wire
         proxy.BandwidthBytesPerSecond = 0;
@@ -156,21 +132,13 @@ public sealed class ExactlyOnceTests
         }
 
         await fleet.StartServerAsync(port);
-        var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(60);
-        long dropped = 0;
-        List<(string Node, long Sequence, string Text)> records = [];
-        while (DateTime.UtcNow < deadline)
-        {
-            var node = await fleet.ApiGetAsync("/api/v1/nodes/edge-1");
-            dropped = (long?)node["status"]?["outbox"]?["droppedTotal"] ?? 0;
-            records = await fleet.ReadTopicAsync(Topic);
-            if (dropped > 0 && records.Count + dropped == 300)
+        var (dropped, records) = await Eventually.UntilAsync(async () =>
             {
-                break;
-            }
-
-            await Task.Delay(200);
-        }
+                var node = await fleet.ApiGetAsync("/api/v1/nodes/edge-1");
+                return ((long?)node["status"]?["outbox"]?["droppedTotal"] ?? 0, await fleet.ReadTopicAsync(Topic));
+            },
+            s => s.Item1 > 0 && s.Item2.Count + s.Item1 == 300, TimeSpan.FromSeconds(60), "drops to be reported and the rest to arrive",
+            s => $"dropped {s.Item1}, arrived {s.Item2.Count}");
 
         Assert.True(dropped > 0, "no drop was reported");
         Assert.Equal(300, records.Count + dropped);

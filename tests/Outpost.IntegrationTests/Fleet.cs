@@ -108,41 +108,15 @@ public sealed class Fleet : IAsyncDisposable
         """;
 
     /// <summary>Polls until the URL answers with exactly this body; fails with the last answer.</summary>
-    public static async Task WaitForBodyAsync(string url, string expected, TimeSpan? timeout = null)
-    {
-        var deadline = DateTime.UtcNow + (timeout ?? TimeSpan.FromSeconds(10));
-        var last = "";
-        while (DateTime.UtcNow < deadline)
-        {
-            last = (await GetAsync(url)).Body;
-            if (last == expected)
-            {
-                return;
-            }
-
-            await Task.Delay(50);
-        }
-
-        Assert.Fail($"{url} answered '{last}', expected '{expected}'");
-    }
+    public static Task WaitForBodyAsync(string url, string expected, TimeSpan? timeout = null) =>
+        Eventually.UntilAsync(async () => (await GetAsync(url)).Body, body => body == expected, timeout ?? TimeSpan.FromSeconds(10), $"{url} to answer '{expected}'");
 
     /// <summary>Polls until the URL answers with the status, and returns how long it took; fails with the last answer.</summary>
     public static async Task<TimeSpan> WaitForStatusAsync(string url, HttpStatusCode expected, TimeSpan timeout)
     {
         var started = System.Diagnostics.Stopwatch.StartNew();
-        (HttpStatusCode Status, string Body) last = default;
-        while (started.Elapsed < timeout)
-        {
-            last = await GetAsync(url);
-            if (last.Status == expected)
-            {
-                return started.Elapsed;
-            }
-
-            await Task.Delay(50);
-        }
-
-        throw new TimeoutException($"{url} did not answer {(int)expected} within {timeout}; last: {(int)last.Status} {last.Body}");
+        await Eventually.UntilAsync(() => GetAsync(url), r => r.Status == expected, timeout, $"{url} to answer {(int)expected}", r => $"{(int)r.Status} {r.Body}");
+        return started.Elapsed;
     }
 
     /// <summary>GET on the server's API with the admin token (cleartext HTTP/2).</summary>

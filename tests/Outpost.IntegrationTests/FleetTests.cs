@@ -150,26 +150,8 @@ public sealed class FleetTests
         Assert.Empty(nodes["items"]!.AsArray());
     }
 
-    private static async Task WaitForNodesReadyAsync(Fleet fleet, params string[] names)
-    {
-        var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(30);
-        string last = "";
-        while (DateTime.UtcNow < deadline)
-        {
-            var nodes = await fleet.GetJsonAsync("get", "nodes");
-            last = nodes.ToJsonString();
-            var ready = nodes["items"]!.AsArray()
-                .Where(n => (string?)n!["status"]!["state"] == "Ready")
-                .Select(n => (string)n!["metadata"]!["name"]!)
-                .ToHashSet();
-            if (names.All(ready.Contains))
-            {
-                return;
-            }
-
-            await Task.Delay(200);
-        }
-
-        throw new TimeoutException($"nodes {string.Join(", ", names)} not Ready; last list: {last}");
-    }
+    private static Task WaitForNodesReadyAsync(Fleet fleet, params string[] names) =>
+        Eventually.UntilAsync(() => fleet.GetJsonAsync("get", "nodes"),
+            nodes => names.All(nodes["items"]!.AsArray().Where(n => (string?)n!["status"]!["state"] == "Ready").Select(n => (string)n!["metadata"]!["name"]!).Contains),
+            TimeSpan.FromSeconds(30), $"nodes {string.Join(", ", names)} to be Ready", nodes => nodes.ToJsonString());
 }

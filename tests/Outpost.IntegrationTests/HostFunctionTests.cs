@@ -45,13 +45,8 @@ public sealed class HostFunctionTests
         Assert.Equal("count=3", (await Fleet.GetAsync(restarted + "/counter")).Body);
 
         // Each visit was published: through the outbox, it reaches the server once, in order.
-        var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(20);
-        var records = new List<(string Node, long Sequence, string Text)>();
-        while (DateTime.UtcNow < deadline && records.Count < 3)
-        {
-            records = await fleet.ReadTopicAsync("visits");
-            await Task.Delay(100);
-        }
+        var records = await Eventually.UntilAsync(() => fleet.ReadTopicAsync("visits"), r => r.Count >= 3, TimeSpan.FromSeconds(20),
+            "three visits at the server", r => $"{r.Count} records");
 
         Assert.Equal(["1", "2", "3"], records.Select(r => r.Text));
         Assert.All(records, r => Assert.Equal("edge-1", r.Node));

@@ -35,23 +35,8 @@ public sealed class LeaseTests
     private static async Task<string?> StateAsync(Fleet fleet) =>
         (string?)(await fleet.ApiGetAsync("/api/v1/nodes/edge-1"))["status"]!["state"];
 
-    private static async Task WaitForStateAsync(Fleet fleet, string state)
-    {
-        var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(20);
-        string? last = null;
-        while (DateTime.UtcNow < deadline)
-        {
-            last = await StateAsync(fleet);
-            if (last == state)
-            {
-                return;
-            }
-
-            await Task.Delay(100);
-        }
-
-        Assert.Fail($"node never became {state}; last {last}");
-    }
+    private static Task WaitForStateAsync(Fleet fleet, string state) =>
+        Eventually.UntilAsync(() => StateAsync(fleet), s => s == state, TimeSpan.FromSeconds(20), $"the node to become {state}");
 
     private static void Signal(OutpostProcess process, string signal)
     {

@@ -162,33 +162,14 @@ public sealed class ResumeTests
         proxy.ResetAll();
         await WaitForConnectedAsync(gateway, true);
         await Fleet.WaitForStatusAsync(gateway + "/hello", HttpStatusCode.OK, TimeSpan.FromSeconds(30));
-        var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(20);
-        var records = await fleet.ReadTopicAsync("readings");
-        while (records.Count == 0 && DateTime.UtcNow < deadline)
-        {
-            await Task.Delay(100);
-            records = await fleet.ReadTopicAsync("readings");
-        }
+        var records = await Eventually.UntilAsync(() => fleet.ReadTopicAsync("readings"), r => r.Count > 0, TimeSpan.FromSeconds(20), "the outage's record at the server");
 
         Assert.Equal(["during the outage"], records.Select(r => r.Text));
         Assert.False(agent.HasExited);
     }
 
-    private static async Task WaitForConnectedAsync(string gateway, bool connected)
-    {
-        var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(30);
-        var last = "";
-        while (DateTime.UtcNow < deadline)
-        {
-            last = (await Fleet.GetAsync(gateway + "/_outpost/status")).Body;
-            if (last.Contains($"\"connected\":{(connected ? "true" : "false")}", StringComparison.Ordinal))
-            {
-                return;
-            }
-
-            await Task.Delay(100);
-        }
-
-        Assert.Fail($"agent never became connected={connected}; status: {last}");
-    }
+    private static Task WaitForConnectedAsync(string gateway, bool connected) =>
+        Eventually.UntilAsync(async () => (await Fleet.GetAsync(gateway + "/_outpost/status")).Body,
+            status => status.Contains($"\"connected\":{(connected ? "true" : "false")}", StringComparison.Ordinal),
+            TimeSpan.FromSeconds(30), $"the agent to report connected={connected}");
 }

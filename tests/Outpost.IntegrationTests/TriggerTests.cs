@@ -79,45 +79,19 @@ public sealed class TriggerTests
         return command.ExecuteScalar() is byte[] { Length: 1 } value ? value[0] : -1;
     }
 
-    private static async Task<List<(string Node, long Sequence, string Text)>> WaitForRecordsAsync(Fleet fleet, Func<List<(string Node, long Sequence, string Text)>, bool> condition)
-    {
-        var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(20);
-        var records = new List<(string Node, long Sequence, string Text)>();
-        while (DateTime.UtcNow < deadline)
-        {
-            records = await fleet.ReadTopicAsync("visits");
-            if (condition(records))
-            {
-                return records;
-            }
+    private static Task<List<(string Node, long Sequence, string Text)>> WaitForRecordsAsync(Fleet fleet, Func<List<(string Node, long Sequence, string Text)>, bool> condition) =>
+        Eventually.UntilAsync(() => fleet.ReadTopicAsync("visits"), condition, TimeSpan.FromSeconds(20), "the expected records at the server", r => $"{r.Count} records");
 
-            await Task.Delay(100);
-        }
-
-        Assert.Fail($"the server did not get the expected records; it has {records.Count}");
-        return records;
-    }
-
-    private static async Task WaitUntilAsync(Func<bool> condition, string what)
-    {
-        var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(20);
-        while (DateTime.UtcNow < deadline)
+    private static Task WaitUntilAsync(Func<bool> condition, string what) =>
+        Eventually.UntilAsync(() =>
         {
             try
             {
-                if (condition())
-                {
-                    return;
-                }
+                return condition();
             }
             catch (SqliteException)
             {
-                // The agent has not created the tables yet.
+                return false; // the agent has not created the tables yet
             }
-
-            await Task.Delay(100);
-        }
-
-        Assert.Fail($"timed out waiting for {what}");
-    }
+        }, done => done, TimeSpan.FromSeconds(20), what);
 }

@@ -21,8 +21,8 @@ public sealed class AgentStore : IDisposable
     public AgentStore(string path)
     {
         _connectionString = new SqliteConnectionStringBuilder { DataSource = path, Mode = SqliteOpenMode.ReadWriteCreate, Pooling = true }.ToString();
-        using var connection = Open();
-        Execute(connection, null, """
+        using var connection = Sql.Open(_connectionString);
+        Sql.Execute(connection, null, """
             PRAGMA journal_mode = WAL;
             CREATE TABLE IF NOT EXISTS identity (
               id INTEGER PRIMARY KEY CHECK (id = 1),
@@ -38,8 +38,8 @@ public sealed class AgentStore : IDisposable
 
     public NodeIdentity? LoadIdentity()
     {
-        using var connection = Open();
-        using var command = Command(connection, null, "SELECT server_url, node_name, node_uid, node_token FROM identity WHERE id = 1");
+        using var connection = Sql.Open(_connectionString);
+        using var command = Sql.Command(connection, null, "SELECT server_url, node_name, node_uid, node_token FROM identity WHERE id = 1");
         using var reader = command.ExecuteReader();
         return reader.Read() ? new NodeIdentity(reader.GetString(0), reader.GetString(1), reader.GetString(2), reader.GetString(3)) : null;
     }
@@ -47,8 +47,8 @@ public sealed class AgentStore : IDisposable
     public void SaveIdentity(NodeIdentity identity)
     {
         ArgumentNullException.ThrowIfNull(identity);
-        using var connection = Open();
-        Execute(connection, null, """
+        using var connection = Sql.Open(_connectionString);
+        Sql.Execute(connection, null, """
             INSERT INTO identity (id, server_url, node_name, node_uid, node_token) VALUES (1, $url, $name, $uid, $token)
             ON CONFLICT (id) DO UPDATE SET server_url = $url, node_name = $name, node_uid = $uid, node_token = $token
             """, ("$url", identity.ServerUrl), ("$name", identity.NodeName), ("$uid", identity.NodeUid), ("$token", identity.NodeToken));
@@ -56,24 +56,24 @@ public sealed class AgentStore : IDisposable
 
     public void ClearIdentity()
     {
-        using var connection = Open();
-        Execute(connection, null, "DELETE FROM identity");
+        using var connection = Sql.Open(_connectionString);
+        Sql.Execute(connection, null, "DELETE FROM identity");
     }
 
     public long AppliedRevision
     {
         get
         {
-            using var connection = Open();
-            using var command = Command(connection, null, "SELECT value FROM meta WHERE key = 'applied_revision'");
+            using var connection = Sql.Open(_connectionString);
+            using var command = Sql.Command(connection, null, "SELECT value FROM meta WHERE key = 'applied_revision'");
             return command.ExecuteScalar() is string s ? long.Parse(s, CultureInfo.InvariantCulture) : 0;
         }
     }
 
     public IReadOnlyList<DesiredResource> LoadDesired()
     {
-        using var connection = Open();
-        using var command = Command(connection, null, "SELECT kind, name, resource_version, generation, json FROM desired ORDER BY kind, name");
+        using var connection = Sql.Open(_connectionString);
+        using var command = Sql.Command(connection, null, "SELECT kind, name, resource_version, generation, json FROM desired ORDER BY kind, name");
         using var reader = command.ExecuteReader();
         var result = new List<DesiredResource>();
         while (reader.Read())
@@ -89,56 +89,30 @@ public sealed class AgentStore : IDisposable
     {
         ArgumentNullException.ThrowIfNull(upserts);
         ArgumentNullException.ThrowIfNull(deletes);
-        using var connection = Open();
+        using var connection = Sql.Open(_connectionString);
         using var transaction = connection.BeginTransaction(deferred: false);
         if (snapshot)
         {
-            Execute(connection, transaction, "DELETE FROM desired");
+            Sql.Execute(connection, transaction, "DELETE FROM desired");
         }
 
         foreach (var (kind, name) in deletes)
         {
-            Execute(connection, transaction, "DELETE FROM desired WHERE kind = $kind AND name = $name", ("$kind", kind), ("$name", name));
+            Sql.Execute(connection, transaction, "DELETE FROM desired WHERE kind = $kind AND name = $name", ("$kind", kind), ("$name", name));
         }
 
         foreach (var r in upserts)
         {
-            Execute(connection, transaction, """
+            Sql.Execute(connection, transaction, """
                 INSERT INTO desired (kind, name, resource_version, generation, json) VALUES ($kind, $name, $rv, $gen, $json)
                 ON CONFLICT (kind, name) DO UPDATE SET resource_version = $rv, generation = $gen, json = $json
                 """, ("$kind", r.Kind), ("$name", r.Name), ("$rv", r.ResourceVersion), ("$gen", r.Generation), ("$json", r.Json));
         }
 
-        Execute(connection, transaction, "INSERT INTO meta (key, value) VALUES ('applied_revision', $rev) ON CONFLICT (key) DO UPDATE SET value = $rev",
+        Sql.Execute(connection, transaction, "INSERT INTO meta (key, value) VALUES ('applied_revision', $rev) ON CONFLICT (key) DO UPDATE SET value = $rev",
             ("$rev", revision.ToString(CultureInfo.InvariantCulture)));
         transaction.Commit();
     }
 
     public void Dispose() => SqliteConnection.ClearAllPools();
-
-    private SqliteConnection Open()
-    {
-        var connection = new SqliteConnection(_connectionString);
-        connection.Open();
-        return connection;
-    }
-
-    private static SqliteCommand Command(SqliteConnection connection, SqliteTransaction? transaction, string sql, params (string Name, object Value)[] parameters)
-    {
-        var command = connection.CreateCommand();
-        command.Transaction = transaction;
-        command.CommandText = sql;
-        foreach (var (name, value) in parameters)
-        {
-            command.Parameters.AddWithValue(name, value);
-        }
-
-        return command;
-    }
-
-    private static void Execute(SqliteConnection connection, SqliteTransaction? transaction, string sql, params (string Name, object Value)[] parameters)
-    {
-        using var command = Command(connection, transaction, sql, parameters);
-        command.ExecuteNonQuery();
-    }
 }

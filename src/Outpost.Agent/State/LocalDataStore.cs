@@ -48,8 +48,8 @@ public sealed class LocalDataStore : IDisposable
         _quotaBytes = quotaBytes;
         _policy = policy;
         _connectionString = new SqliteConnectionStringBuilder { DataSource = path, Mode = SqliteOpenMode.ReadWriteCreate, Pooling = true, DefaultTimeout = 30 }.ToString();
-        using var connection = Open();
-        Execute(connection, """
+        using var connection = Sql.Open(_connectionString);
+        Sql.Execute(connection, null, """
             PRAGMA journal_mode = WAL;
             CREATE TABLE IF NOT EXISTS kv (
               bucket TEXT NOT NULL, key TEXT NOT NULL, value BLOB NOT NULL, updated_at TEXT NOT NULL,
@@ -61,7 +61,7 @@ public sealed class LocalDataStore : IDisposable
             );
             CREATE TABLE IF NOT EXISTS outbox_meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
             """);
-        using var stats = Command(connection, "SELECT COUNT(*), COALESCE(SUM(length(payload)), 0), (SELECT COALESCE(MAX(value), 0) FROM outbox_meta WHERE key = 'dropped') FROM outbox");
+        using var stats = Sql.Command(connection, null, "SELECT COUNT(*), COALESCE(SUM(length(payload)), 0), (SELECT COALESCE(MAX(value), 0) FROM outbox_meta WHERE key = 'dropped') FROM outbox");
         using var reader = stats.ExecuteReader();
         reader.Read();
         _pendingRecords = reader.GetInt64(0);
@@ -82,22 +82,22 @@ public sealed class LocalDataStore : IDisposable
 
     public byte[]? KvGet(string bucket, string key)
     {
-        using var connection = Open();
-        using var command = Command(connection, "SELECT value FROM kv WHERE bucket = $b AND key = $k", ("$b", bucket), ("$k", key));
+        using var connection = Sql.Open(_connectionString);
+        using var command = Sql.Command(connection, null, "SELECT value FROM kv WHERE bucket = $b AND key = $k", ("$b", bucket), ("$k", key));
         return command.ExecuteScalar() as byte[];
     }
 
     public void KvSet(string bucket, string key, ReadOnlySpan<byte> value)
     {
-        using var connection = Open();
-        Execute(connection, "INSERT INTO kv (bucket, key, value, updated_at) VALUES ($b, $k, $v, $t) ON CONFLICT (bucket, key) DO UPDATE SET value = $v, updated_at = $t",
+        using var connection = Sql.Open(_connectionString);
+        Sql.Execute(connection, null, "INSERT INTO kv (bucket, key, value, updated_at) VALUES ($b, $k, $v, $t) ON CONFLICT (bucket, key) DO UPDATE SET value = $v, updated_at = $t",
             ("$b", bucket), ("$k", key), ("$v", value.ToArray()), ("$t", Now()));
     }
 
     public bool KvDelete(string bucket, string key)
     {
-        using var connection = Open();
-        return Execute(connection, "DELETE FROM kv WHERE bucket = $b AND key = $k", ("$b", bucket), ("$k", key)) > 0;
+        using var connection = Sql.Open(_connectionString);
+        return Sql.Execute(connection, null, "DELETE FROM kv WHERE bucket = $b AND key = $k", ("$b", bucket), ("$k", key)) > 0;
     }
 
     /// <summary>
@@ -109,7 +109,7 @@ public sealed class LocalDataStore : IDisposable
         long sequence;
         lock (_outboxLock)
         {
-            using var connection = Open();
+            using var connection = Sql.Open(_connectionString);
             using var transaction = connection.BeginTransaction(deferred: false);
             if (_pendingBytes + payload.Length > _quotaBytes)
             {
@@ -123,7 +123,7 @@ public sealed class LocalDataStore : IDisposable
                 // dropOldest: make room from the front of the queue, counting every record.
                 var freed = 0L;
                 var removed = 0L;
-                using (var oldest = Command(connection, "SELECT sequence, length(payload) FROM outbox ORDER BY sequence", transaction))
+                using (var oldest = Sql.Command(connection, transaction, "SELECT sequence, length(payload) FROM outbox ORDER BY sequence"))
                 using (var reader = oldest.ExecuteReader())
                 {
                     var through = 0L;
@@ -135,7 +135,7 @@ public sealed class LocalDataStore : IDisposable
                     }
 
                     reader.Close();
-                    Execute(connection, "DELETE FROM outbox WHERE sequence <= $s", transaction, ("$s", through));
+                    Sql.Execute(connection, transaction, "DELETE FROM outbox WHERE sequence <= $s", ("$s", through));
                 }
 
                 AddDropped(connection, transaction, removed);
@@ -143,7 +143,7 @@ public sealed class LocalDataStore : IDisposable
                 _pendingRecords -= removed;
             }
 
-            using (var insert = Command(connection, "INSERT INTO outbox (topic, app, payload, created_at) VALUES ($t, $a, $p, $c) RETURNING sequence", transaction,
+            using (var insert = Sql.Command(connection, transaction, "INSERT INTO outbox (topic, app, payload, created_at) VALUES ($t, $a, $p, $c) RETURNING sequence",
                 ("$t", topic), ("$a", app), ("$p", payload.ToArray()), ("$c", Now())))
             {
                 sequence = (long)insert.ExecuteScalar()!;
@@ -168,9 +168,9 @@ public sealed class LocalDataStore : IDisposable
         var accepted = 0;
         lock (_outboxLock)
         {
-            using var connection = Open();
+            using var connection = Sql.Open(_connectionString);
             using var transaction = connection.BeginTransaction(deferred: false);
-            using var insert = Command(connection, "INSERT INTO outbox (topic, app, payload, created_at) VALUES ($t, $a, $p, $c)", transaction,
+            using var insert = Sql.Command(connection, transaction, "INSERT INTO outbox (topic, app, payload, created_at) VALUES ($t, $a, $p, $c)",
                 ("$t", ""), ("$a", ""), ("$p", Array.Empty<byte>()), ("$c", ""));
             var now = Now();
             foreach (var (topic, app, payload) in records)
@@ -207,14 +207,14 @@ public sealed class LocalDataStore : IDisposable
         }
 
         _dropped += count;
-        Execute(connection, "INSERT INTO outbox_meta (key, value) VALUES ('dropped', $v) ON CONFLICT (key) DO UPDATE SET value = $v", transaction, ("$v", _dropped));
+        Sql.Execute(connection, transaction, "INSERT INTO outbox_meta (key, value) VALUES ('dropped', $v) ON CONFLICT (key) DO UPDATE SET value = $v", ("$v", _dropped));
     }
 
     /// <summary>The oldest records still waiting (after a sequence), up to a count and (roughly) a byte budget.</summary>
     public IReadOnlyList<OutboxRecord> ReadOutbox(int limit, long maxBytes = long.MaxValue, long afterSequence = 0)
     {
-        using var connection = Open();
-        using var command = Command(connection, "SELECT sequence, topic, app, payload, created_at FROM outbox WHERE sequence > $after ORDER BY sequence LIMIT $limit", null,
+        using var connection = Sql.Open(_connectionString);
+        using var command = Sql.Command(connection, null, "SELECT sequence, topic, app, payload, created_at FROM outbox WHERE sequence > $after ORDER BY sequence LIMIT $limit",
             ("$limit", limit), ("$after", afterSequence));
         using var reader = command.ExecuteReader();
         var records = new List<OutboxRecord>();
@@ -235,14 +235,14 @@ public sealed class LocalDataStore : IDisposable
     {
         lock (_outboxLock)
         {
-            using var connection = Open();
+            using var connection = Sql.Open(_connectionString);
             using var transaction = connection.BeginTransaction(deferred: false);
-            using var stats = Command(connection, "SELECT COUNT(*), COALESCE(SUM(length(payload)), 0) FROM outbox WHERE sequence <= $s", transaction, ("$s", sequence));
+            using var stats = Sql.Command(connection, transaction, "SELECT COUNT(*), COALESCE(SUM(length(payload)), 0) FROM outbox WHERE sequence <= $s", ("$s", sequence));
             using var reader = stats.ExecuteReader();
             reader.Read();
             var (count, bytes) = (reader.GetInt64(0), reader.GetInt64(1));
             reader.Close();
-            Execute(connection, "DELETE FROM outbox WHERE sequence <= $s", transaction, ("$s", sequence));
+            Sql.Execute(connection, transaction, "DELETE FROM outbox WHERE sequence <= $s", ("$s", sequence));
             transaction.Commit();
             _pendingRecords -= count;
             _pendingBytes -= bytes;
@@ -252,36 +252,4 @@ public sealed class LocalDataStore : IDisposable
     public void Dispose() => SqliteConnection.ClearAllPools();
 
     private string Now() => _time.GetUtcNow().ToString("O", CultureInfo.InvariantCulture);
-
-    private SqliteConnection Open()
-    {
-        var connection = new SqliteConnection(_connectionString);
-        connection.Open();
-        return connection;
-    }
-
-    private static SqliteCommand Command(SqliteConnection connection, string sql, params (string Name, object Value)[] parameters) =>
-        Command(connection, sql, null, parameters);
-
-    private static SqliteCommand Command(SqliteConnection connection, string sql, SqliteTransaction? transaction, params (string Name, object Value)[] parameters)
-    {
-        var command = connection.CreateCommand();
-        command.Transaction = transaction;
-        command.CommandText = sql;
-        foreach (var (name, value) in parameters)
-        {
-            command.Parameters.AddWithValue(name, value);
-        }
-
-        return command;
-    }
-
-    private static int Execute(SqliteConnection connection, string sql, params (string Name, object Value)[] parameters) =>
-        Execute(connection, sql, null, parameters);
-
-    private static int Execute(SqliteConnection connection, string sql, SqliteTransaction? transaction, params (string Name, object Value)[] parameters)
-    {
-        using var command = Command(connection, sql, transaction, parameters);
-        return command.ExecuteNonQuery();
-    }
 }
