@@ -12,6 +12,8 @@ namespace Outpost.Wasm.Wagi;
 /// </summary>
 public sealed class WagiRunner(WasmHost host)
 {
+    private static readonly Dictionary<string, string> NoAppEnv = [];
+
     /// <summary>Runs one request in a fresh instance. Guest failures become 5xx responses, never exceptions.</summary>
     public WagiOutcome Handle(WasmModule module, WagiRequest request, IReadOnlyDictionary<string, string> appEnv, AppLimits limits) =>
         Handle(module, request, new AppEnvironment(appEnv), limits);
@@ -22,7 +24,7 @@ public sealed class WagiRunner(WasmHost host)
         ArgumentNullException.ThrowIfNull(request);
         ArgumentNullException.ThrowIfNull(limits);
         ArgumentNullException.ThrowIfNull(appEnv);
-        var env = BuildEnvironment(request, new Dictionary<string, string>());
+        var env = BuildEnvironment(request, NoAppEnv); // the app's own env is pre-encoded in appEnv
         var context = new WasiContext([request.Route], appEnv.Encoded, env, request.Body, limits.MaxResponseBytes, 64 * 1024) { Grant = grant };
         var result = host.Run(module, context, limits);
         var stderr = context.Stderr.Length > 0 ? context.Stderr.ToText() : null;
