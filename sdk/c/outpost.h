@@ -53,8 +53,10 @@ static inline int outpost_config_get(const char *key, char *buf, size_t cap) {
     return n;
 }
 
-/* Local key-value buckets, durable on the node. kv_get returns the value's length
- * (-1 when absent); a value longer than cap is not copied. */
+/* Key-value buckets, durable on the node (and synced as the Bucket resource of that
+ * name says). kv_get returns the value's length (-1 when absent); a value longer than
+ * cap is not copied. kv_set returns 0, or -1 when the bucket is cloud-to-edge (read-only
+ * at the edge). */
 static inline int outpost_kv_get(const char *bucket, const char *key, void *buf, size_t cap) {
     return outpost_kv_get_raw(bucket, strlen(bucket), key, strlen(key), buf, cap);
 }
@@ -64,7 +66,7 @@ static inline int outpost_kv_set(const char *bucket, const char *key, const void
 static inline int outpost_kv_set_str(const char *bucket, const char *key, const char *value) {
     return outpost_kv_set(bucket, key, value, strlen(value));
 }
-/* Returns 1 when the key existed. */
+/* Returns 1 when the key existed, 0 when it did not, -1 when the bucket is read-only here. */
 static inline int outpost_kv_delete(const char *bucket, const char *key) {
     return outpost_kv_delete_raw(bucket, strlen(bucket), key, strlen(key));
 }

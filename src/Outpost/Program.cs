@@ -13,6 +13,7 @@ var root = new RootCommand("Outpost: an edge computing platform. One control pla
     ClientCommands.Push(),
     ClientCommands.Token(),
     DataCommands.Data(),
+    KvCommands.Kv(),
 };
 root.Options.Add(CommonOptions.Server);
 root.Options.Add(CommonOptions.Token);

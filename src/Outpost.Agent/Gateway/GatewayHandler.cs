@@ -13,7 +13,7 @@ namespace Outpost.Agent.Gateway;
 /// in a fresh Wasm instance. A failing app fails only its own request.
 /// </summary>
 public sealed partial class GatewayHandler(AppRegistry apps, WagiRunner runner, GuestThreads threads, TriggerScheduler triggers, Sync.SyncClient sync,
-    State.AgentStore store, State.LocalDataStore data, AgentOptions options, ILogger<GatewayHandler> logger)
+    State.AgentStore store, State.LocalDataStore data, Host.AgentHostServices services, AgentOptions options, ILogger<GatewayHandler> logger)
 {
     private static readonly HashSet<string> HopByHop = new(StringComparer.OrdinalIgnoreCase)
     {
@@ -33,6 +33,12 @@ public sealed partial class GatewayHandler(AppRegistry apps, WagiRunner runner, 
         if (path == "/_outpost/status")
         {
             await WriteStatusAsync(context);
+            return;
+        }
+
+        if (path.StartsWith("/_outpost/kv/", StringComparison.Ordinal))
+        {
+            await KvAsync(context, path["/_outpost/kv/".Length..]);
             return;
         }
 
@@ -178,6 +184,72 @@ public sealed partial class GatewayHandler(AppRegistry apps, WagiRunner runner, 
         context.Response.StatusCode = 202;
         context.Response.ContentType = "application/json";
         await context.Response.WriteAsync($$"""{"topic":"{{topic}}","sequence":{{sequence}}}""", context.RequestAborted);
+    }
+
+    /// <summary>
+    /// Devices on the node's network read and write its buckets as apps do:
+    /// GET/PUT/DELETE /_outpost/kv/{bucket}/{key}. Writes are durable before the answer and
+    /// sync as the bucket's direction says; a cloud-to-edge bucket is read-only here.
+    /// </summary>
+    private async Task KvAsync(HttpContext context, string rest)
+    {
+        var slash = rest.IndexOf('/', StringComparison.Ordinal);
+        if (slash <= 0 || slash == rest.Length - 1)
+        {
+            await WriteTextAsync(context, 400, "400 bad request: use /_outpost/kv/{bucket}/{key}\n");
+            return;
+        }
+
+        var (bucket, key) = (rest[..slash], rest[(slash + 1)..]);
+        var method = context.Request.Method;
+        if (HttpMethods.IsGet(method))
+        {
+            var value = data.KvGet(bucket, key);
+            if (value is null)
+            {
+                await WriteTextAsync(context, 404, $"404 not found: no key '{key}' in bucket '{bucket}' on node {options.NodeName}\n");
+                return;
+            }
+
+            context.Response.ContentType = "application/octet-stream";
+            await context.Response.Body.WriteAsync(value, context.RequestAborted);
+            return;
+        }
+
+        if (!HttpMethods.IsPut(method) && !HttpMethods.IsDelete(method))
+        {
+            context.Response.Headers.Allow = "GET, PUT, DELETE";
+            await WriteTextAsync(context, 405, "405 method not allowed: GET, PUT or DELETE /_outpost/kv/{bucket}/{key}\n");
+            return;
+        }
+
+        if (!services.BucketOf(bucket).EdgeWritable)
+        {
+            await WriteTextAsync(context, 403, $"403 forbidden: bucket '{bucket}' is cloud-to-edge, read-only on the node\n");
+            return;
+        }
+
+        if (HttpMethods.IsDelete(method))
+        {
+            var deleted = services.KvDelete("gateway", bucket, key);
+            await WriteTextAsync(context, deleted > 0 ? 200 : 404, deleted > 0 ? "deleted\n" : $"404 not found: no key '{key}' in bucket '{bucket}'\n");
+            return;
+        }
+
+        var body = await ReadBodyAsync(context, options.MaxRequestBodyBytes);
+        if (body is null)
+        {
+            await WriteTextAsync(context, 413, $"413 value larger than {options.MaxRequestBodyBytes} bytes\n");
+            return;
+        }
+
+        if (!services.KvSet("gateway", bucket, key, body.Value.Span))
+        {
+            await WriteTextAsync(context, 400, $"400 bad request: {Core.Resources.BucketSpec.KeyOrValueProblem(key, body.Value.Length)}\n");
+            return;
+        }
+
+        context.Response.StatusCode = 204;
     }
 
     private static List<KeyValuePair<string, string>> CopyHeaders(IHeaderDictionary headers)

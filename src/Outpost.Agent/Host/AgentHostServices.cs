@@ -13,6 +13,7 @@ namespace Outpost.Agent.Host;
 public sealed partial class AgentHostServices(LocalDataStore data, ILogger<AgentHostServices> logger) : IHostServices
 {
     private volatile Dictionary<string, string> _config = [];
+    private volatile Dictionary<string, BucketSpec> _buckets = [];
 
     /// <summary>Event raised after a record is appended, for local topic triggers.</summary>
     public event Action<string, string, byte[]>? Published;
@@ -36,6 +37,22 @@ public sealed partial class AgentHostServices(LocalDataStore data, ILogger<Agent
         _config = merged;
     }
 
+    /// <summary>Replaces the buckets declared for this node (from its desired state).</summary>
+    public void UpdateBuckets(IEnumerable<(string Name, string Json)> buckets)
+    {
+        ArgumentNullException.ThrowIfNull(buckets);
+        _buckets = buckets.ToDictionary(b => b.Name, b => BucketSpec.FromJson(JsonNode.Parse(b.Json)?["spec"]), StringComparer.Ordinal);
+    }
+
+    /// <summary>
+    /// How a bucket behaves on this node: the Bucket resource of that name, or an edge-local,
+    /// last-writer-wins bucket when none is declared.
+    /// </summary>
+    public BucketSpec BucketOf(string bucket) => _buckets.TryGetValue(bucket, out var spec) ? spec : new BucketSpec();
+
+    /// <summary>The declared buckets this node holds.</summary>
+    public IReadOnlyDictionary<string, BucketSpec> Buckets => _buckets;
+
     public void Log(string app, int level, string message)
     {
         var logLevel = level switch
@@ -52,9 +69,28 @@ public sealed partial class AgentHostServices(LocalDataStore data, ILogger<Agent
 
     public byte[]? KvGet(string app, string bucket, string key) => data.KvGet(bucket, key);
 
-    public void KvSet(string app, string bucket, string key, ReadOnlySpan<byte> value) => data.KvSet(bucket, key, value);
+    public bool KvSet(string app, string bucket, string key, ReadOnlySpan<byte> value)
+    {
+        var spec = BucketOf(bucket);
+        if (!spec.EdgeWritable || (spec.SyncsUp && BucketSpec.KeyOrValueProblem(key, value.Length) is not null))
+        {
+            return false; // read-only here, or too big to sync
+        }
 
-    public bool KvDelete(string app, string bucket, string key) => data.KvDelete(bucket, key);
+        data.KvSet(bucket, key, value, shipUp: spec.SyncsUp);
+        return true;
+    }
+
+    public int KvDelete(string app, string bucket, string key)
+    {
+        var spec = BucketOf(bucket);
+        if (!spec.EdgeWritable)
+        {
+            return -1;
+        }
+
+        return data.KvDelete(bucket, key, shipUp: spec.SyncsUp) ? 1 : 0;
+    }
 
     public bool Publish(string app, string topic, ReadOnlySpan<byte> payload)
     {

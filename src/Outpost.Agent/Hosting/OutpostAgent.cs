@@ -72,7 +72,7 @@ public sealed partial class OutpostAgent : IAsyncDisposable
             MaxInstances = options.MaxInstances,
             MaxMemoryMiB = options.MaxInstanceMemoryMiB,
         }));
-        services.AddSingleton(_ => new LocalDataStore(Path.Combine(options.DataDir, "data.db"), TimeProvider.System, options.OutboxQuotaBytes, options.OutboxOverflow));
+        services.AddSingleton(_ => new LocalDataStore(Path.Combine(options.DataDir, "data.db"), TimeProvider.System, options.OutboxQuotaBytes, options.OutboxOverflow, options.NodeName));
         services.AddSingleton<Host.AgentHostServices>();
         services.AddSingleton(sp => new AppRegistry(sp.GetRequiredService<WasmHost>(), sp.GetRequiredService<ModuleCache>(), options.NodeName,
             sp.GetRequiredService<Host.AgentHostServices>(), sp.GetRequiredService<ILogger<AppRegistry>>()));

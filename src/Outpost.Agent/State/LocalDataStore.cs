@@ -24,7 +24,7 @@ public sealed record OutboxRecord(long Sequence, string Topic, string App, byte[
 /// in their own SQLite file (WAL) so app writes never wait on desired-state commits.
 /// Every write is durable when the call returns.
 /// </summary>
-public sealed class LocalDataStore : IDisposable
+public sealed partial class LocalDataStore : IDisposable
 {
     private readonly string _connectionString;
     private readonly TimeProvider _time;
@@ -41,7 +41,7 @@ public sealed class LocalDataStore : IDisposable
     /// <summary>Default outbox quota: 256 MiB of payload.</summary>
     public const long DefaultQuotaBytes = 256L * 1024 * 1024;
 
-    public LocalDataStore(string path, TimeProvider? time = null, long quotaBytes = DefaultQuotaBytes, OverflowPolicy policy = OverflowPolicy.DropOldest)
+    public LocalDataStore(string path, TimeProvider? time = null, long quotaBytes = DefaultQuotaBytes, OverflowPolicy policy = OverflowPolicy.DropOldest, string origin = "local")
     {
         ArgumentOutOfRangeException.ThrowIfLessThan(quotaBytes, 1);
         _time = time ?? TimeProvider.System;
@@ -52,7 +52,7 @@ public sealed class LocalDataStore : IDisposable
         Sql.Execute(connection, null, """
             PRAGMA journal_mode = WAL;
             CREATE TABLE IF NOT EXISTS kv (
-              bucket TEXT NOT NULL, key TEXT NOT NULL, value BLOB NOT NULL, updated_at TEXT NOT NULL,
+              bucket TEXT NOT NULL, key TEXT NOT NULL, value BLOB NULL, updated_at TEXT NOT NULL,
               PRIMARY KEY (bucket, key)
             );
             CREATE TABLE IF NOT EXISTS outbox (
@@ -61,6 +61,7 @@ public sealed class LocalDataStore : IDisposable
             );
             CREATE TABLE IF NOT EXISTS outbox_meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
             """);
+        _clock = InitializeKv(connection, origin);
         using var stats = Sql.Command(connection, null, "SELECT COUNT(*), COALESCE(SUM(length(payload)), 0), (SELECT COALESCE(MAX(value), 0) FROM outbox_meta WHERE key = 'dropped') FROM outbox");
         using var reader = stats.ExecuteReader();
         reader.Read();
@@ -78,26 +79,6 @@ public sealed class LocalDataStore : IDisposable
                 return new OutboxStats(_pendingRecords, _pendingBytes, _dropped, _policy, _quotaBytes);
             }
         }
-    }
-
-    public byte[]? KvGet(string bucket, string key)
-    {
-        using var connection = Sql.Open(_connectionString);
-        using var command = Sql.Command(connection, null, "SELECT value FROM kv WHERE bucket = $b AND key = $k", ("$b", bucket), ("$k", key));
-        return command.ExecuteScalar() as byte[];
-    }
-
-    public void KvSet(string bucket, string key, ReadOnlySpan<byte> value)
-    {
-        using var connection = Sql.Open(_connectionString);
-        Sql.Execute(connection, null, "INSERT INTO kv (bucket, key, value, updated_at) VALUES ($b, $k, $v, $t) ON CONFLICT (bucket, key) DO UPDATE SET value = $v, updated_at = $t",
-            ("$b", bucket), ("$k", key), ("$v", value.ToArray()), ("$t", Now()));
-    }
-
-    public bool KvDelete(string bucket, string key)
-    {
-        using var connection = Sql.Open(_connectionString);
-        return Sql.Execute(connection, null, "DELETE FROM kv WHERE bucket = $b AND key = $k", ("$b", bucket), ("$k", key)) > 0;
     }
 
     /// <summary>

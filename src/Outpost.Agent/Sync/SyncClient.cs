@@ -25,6 +25,7 @@ public sealed partial class SyncClient(
     LocalDataStore data,
     ModuleCache modules,
     AppRegistry apps,
+    Host.AgentHostServices services,
     GatewayInfo gateway,
     AgentLifetime lifetime,
     TimeProvider time,
@@ -32,6 +33,10 @@ public sealed partial class SyncClient(
 {
     private readonly Channel<bool> _statusChanged = Channel.CreateBounded<bool>(new BoundedChannelOptions(1) { FullMode = BoundedChannelFullMode.DropWrite });
     private readonly Channel<bool> _appended = Channel.CreateBounded<bool>(new BoundedChannelOptions(1) { FullMode = BoundedChannelFullMode.DropWrite });
+    private readonly Channel<bool> _kvPending = Channel.CreateBounded<bool>(new BoundedChannelOptions(1) { FullMode = BoundedChannelFullMode.DropWrite });
+
+    /// <summary>Most bucket writes in one KvBatch.</summary>
+    private const int KvBatchWrites = 1000;
 
     /// <summary>Most records in one batch.</summary>
     private const int BatchRecords = 4096;
@@ -62,6 +67,7 @@ public sealed partial class SyncClient(
     {
         apps.StatusChanged += OnStatusChanged;
         data.Appended += OnAppended;
+        data.KvPending += OnKvPending;
         var backoff = new Backoff(options.InitialBackoff, options.MaxBackoff);
         try
         {
@@ -106,8 +112,11 @@ public sealed partial class SyncClient(
         {
             apps.StatusChanged -= OnStatusChanged;
             data.Appended -= OnAppended;
+            data.KvPending -= OnKvPending;
         }
     }
+
+    private void OnKvPending() => _kvPending.Writer.TryWrite(true);
 
     private void OnStatusChanged() => _statusChanged.Writer.TryWrite(true);
 
@@ -182,20 +191,21 @@ public sealed partial class SyncClient(
             }
         }
 
-        await SendAsync(new AgentMessage
+        var hello = new Hello
         {
-            Hello = new Hello
-            {
-                NodeName = identity.NodeName,
-                AppliedRevision = store.AppliedRevision,
-                AgentVersion = AgentInfo.Version,
-                GatewayUrl = gateway.Url,
-            },
-        });
+            NodeName = identity.NodeName,
+            AppliedRevision = store.AppliedRevision,
+            AgentVersion = AgentInfo.Version,
+            GatewayUrl = gateway.Url,
+        };
+        hello.BucketCursors.Add(data.KvCursors().ToDictionary());
+        await SendAsync(new AgentMessage { Hello = hello });
 
         var acks = Channel.CreateUnbounded<BatchAck>();
+        var kvAcks = Channel.CreateUnbounded<KvAck>();
         var heartbeats = HeartbeatLoopAsync(SendAsync, sessionCts.Token);
         var shipping = ShipAsync(SendAsync, acks.Reader, sessionCts.Token);
+        var kvShipping = ShipKvAsync(SendAsync, kvAcks.Reader, sessionCts.Token);
         try
         {
             await foreach (var message in call.ResponseStream.ReadAllAsync(sessionCts.Token))
@@ -209,9 +219,26 @@ public sealed partial class SyncClient(
                     continue;
                 }
 
+                if (message.BodyCase == ServerMessage.BodyOneofCase.KvAck)
+                {
+                    kvAcks.Writer.TryWrite(message.KvAck);
+                    continue;
+                }
+
                 if (shipping.IsFaulted)
                 {
                     await shipping; // surface why shipping stopped
+                }
+
+                if (kvShipping.IsFaulted)
+                {
+                    await kvShipping;
+                }
+
+                if (message.BodyCase == ServerMessage.BodyOneofCase.KvUpdate)
+                {
+                    ApplyKv(message.KvUpdate);
+                    continue;
                 }
 
                 if (message.BodyCase == ServerMessage.BodyOneofCase.Config)
@@ -238,7 +265,7 @@ public sealed partial class SyncClient(
         finally
         {
             await sessionCts.CancelAsync();
-            foreach (var loop in new[] { heartbeats, shipping })
+            foreach (var loop in new[] { heartbeats, shipping, kvShipping })
             {
                 try
                 {
@@ -308,6 +335,63 @@ public sealed partial class SyncClient(
             LogShipped(logger, expected.Count, expected.FirstSequence, expected.LastSequence, ack.Duplicates);
             OnStatusChanged();
         }
+    }
+
+    /// <summary>
+    /// Ships pending bucket writes, one batch at a time: the latest value of each key written
+    /// since the last ack. They are forgotten only once the server acks the merge.
+    /// </summary>
+    private async Task ShipKvAsync(Func<AgentMessage, Task> send, ChannelReader<KvAck> acks, CancellationToken ct)
+    {
+        while (!ct.IsCancellationRequested)
+        {
+            _kvPending.Reader.TryRead(out _);
+            var pending = data.ReadKvPending(KvBatchWrites);
+            if (pending.Count == 0)
+            {
+                await _kvPending.Reader.WaitToReadAsync(ct).AsTask().WaitAsync(TimeSpan.FromSeconds(5), ct).ContinueWith(_ => { }, TaskScheduler.Default);
+                continue;
+            }
+
+            var batch = new KvBatch { Through = pending[^1].Sequence };
+            foreach (var write in pending)
+            {
+                batch.Writes.Add(KvWire.ToWire(write.Bucket, write.Key, write.Version, write.Base));
+            }
+
+            await send(new AgentMessage { Kv = batch });
+            KvAck ack;
+            try
+            {
+                ack = await acks.ReadAsync(ct).AsTask().WaitAsync(AckTimeout, ct);
+            }
+            catch (TimeoutException)
+            {
+                throw new TimeoutException($"no ack for bucket writes through {batch.Through} within {AckTimeout.TotalSeconds:F0} s");
+            }
+
+            if (ack.Through != batch.Through)
+            {
+                throw new InvalidDataException($"bucket ack for {ack.Through} does not match batch through {batch.Through}");
+            }
+
+            data.AckKvThrough(ack.Through);
+            if (ack.Refused > 0)
+            {
+                LogKvRefused(logger, ack.Refused, ack.RefusedReason);
+            }
+
+            LogKvShipped(logger, pending.Count, ack.Stored, ack.Kept, ack.Conflicts);
+        }
+    }
+
+    /// <summary>Merges the cloud's changes of a bucket durably; the cursor moves in the same transaction.</summary>
+    private void ApplyKv(KvUpdate update)
+    {
+        var policy = Core.Resources.BucketSpec.ParsePolicy(update.ConflictPolicy);
+        var writes = update.Entries.Select(KvWire.FromWire).ToList();
+        var changed = data.ApplyRemote(update.Bucket, policy, writes, update.Revision);
+        LogKvApplied(logger, update.Bucket, update.Entries.Count, changed, update.Revision);
     }
 
     private static RecordBatch Encode(IReadOnlyList<OutboxRecord> records)
@@ -411,6 +495,23 @@ public sealed partial class SyncClient(
 
         store.Apply(update.Revision, update.Snapshot, upserts, update.Deletes.Select(d => (d.Kind, d.Name)));
         apps.Reconcile(store.LoadDesired());
+        foreach (var bucket in data.KvCursors().Keys.Where(b => !services.BucketOf(b).SyncsDown))
+        {
+            // The bucket no longer reaches this node: should it come back, it comes back whole.
+            data.ForgetKvCursor(bucket);
+        }
+
+        var shipping = data.ShippingBuckets();
+        foreach (var (bucket, _) in services.Buckets.Where(b => b.Value.SyncsUp && !shipping.Contains(b.Key)))
+        {
+            var queued = data.StartShipping(bucket);
+            LogKvStartsShipping(logger, bucket, queued);
+        }
+
+        foreach (var bucket in shipping.Where(b => !services.BucketOf(b).SyncsUp))
+        {
+            data.StopShipping(bucket);
+        }
         LogApplied(logger, update.Revision, update.Snapshot, update.Upserts.Count, update.Deletes.Count);
     }
 
@@ -470,6 +571,18 @@ public sealed partial class SyncClient(
 
     [LoggerMessage(Level = LogLevel.Debug, Message = "Shipped {Count} records ({First}..{Last}); {Duplicates} were already stored")]
     private static partial void LogShipped(ILogger logger, int count, long first, long last, int duplicates);
+
+    [LoggerMessage(Level = LogLevel.Debug, Message = "Shipped {Count} bucket writes: {Stored} stored, {Kept} lost to newer values, {Conflicts} conflicts")]
+    private static partial void LogKvShipped(ILogger logger, int count, int stored, int kept, int conflicts);
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "Bucket {Bucket} now syncs up; {Count} keys it already held are queued to ship")]
+    private static partial void LogKvStartsShipping(ILogger logger, string bucket, int count);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "The server refused {Count} bucket writes: {Reason}")]
+    private static partial void LogKvRefused(ILogger logger, int count, string reason);
+
+    [LoggerMessage(Level = LogLevel.Debug, Message = "Bucket {Bucket}: merged {Count} cloud values ({Changed} changed), now at bucket revision {Revision}")]
+    private static partial void LogKvApplied(ILogger logger, string bucket, int count, int changed, long revision);
 
     [LoggerMessage(Level = LogLevel.Information, Message = "Fetched module {Digest} (resumed at byte {Offset})")]
     private static partial void LogModuleFetched(ILogger logger, string digest, long offset);

@@ -68,6 +68,29 @@ public interface IControlPlaneStore : IAsyncDisposable
     /// <summary>Every topic with its record count, size and how many nodes published to it.</summary>
     Task<IReadOnlyList<TopicSummary>> ListTopicsAsync(CancellationToken cancellationToken);
 
+    /// <summary>
+    /// Merges writes into one keyspace of a bucket in one durable transaction, by the
+    /// bucket's policy (<see cref="Sync.BucketMerge.Decide"/>): each write that wins takes the
+    /// next bucket revision; each conflict's loser goes to the conflict log. Idempotent: a
+    /// write merged again is a duplicate.
+    /// </summary>
+    Task<BucketMergeResult> MergeBucketAsync(string bucket, string scope, Sync.ConflictPolicy policy, IReadOnlyList<Sync.BucketWrite> writes, CancellationToken cancellationToken);
+
+    /// <summary>A key's current entry (deletions included), or null when it was never written.</summary>
+    Task<BucketEntry?> GetBucketEntryAsync(string bucket, string scope, string key, CancellationToken cancellationToken);
+
+    /// <summary>Live entries in key order after a key, in one scope or (null) every scope; deletions are left out.</summary>
+    Task<IReadOnlyList<BucketEntry>> ListBucketEntriesAsync(string bucket, string? scope, string afterKey, int limit, CancellationToken cancellationToken);
+
+    /// <summary>Entries of a scope changed after a bucket revision, oldest change first, deletions included: what a replica still needs.</summary>
+    Task<IReadOnlyList<BucketEntry>> ListBucketChangesAsync(string bucket, string scope, long afterRevision, int limit, CancellationToken cancellationToken);
+
+    /// <summary>The conflict log of a bucket after an id, oldest first.</summary>
+    Task<IReadOnlyList<BucketConflict>> ListBucketConflictsAsync(string bucket, long afterId, int limit, CancellationToken cancellationToken);
+
+    /// <summary>The latest bucket revision (0: no bucket was ever written).</summary>
+    Task<long> GetBucketRevisionAsync(CancellationToken cancellationToken);
+
     Task CreateTokenAsync(TokenRecord token, CancellationToken cancellationToken);
 
     Task<TokenRecord?> GetTokenAsync(string id, CancellationToken cancellationToken);

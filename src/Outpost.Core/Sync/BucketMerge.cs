@@ -32,6 +32,19 @@ public sealed record VersionedValue(byte[]? Value, HlcTimestamp Stamp)
 }
 
 /// <summary>
+/// A write as it reaches a replica: the value and its stamp, and the stamp of the value it
+/// replaced where it was made (null when the key was new there). The base tells an
+/// overwrite of a value the writer had seen from a concurrent write that never saw it.
+/// </summary>
+public sealed record BucketWrite(string Key, VersionedValue Version, HlcTimestamp? Base);
+
+/// <summary>What a replica does with an incoming write.</summary>
+/// <param name="Store">The incoming write wins and replaces the current value.</param>
+/// <param name="Duplicate">The replica already holds this very write.</param>
+/// <param name="Conflict">The two were concurrent and from different writers: the loser belongs in the conflict log.</param>
+public sealed record MergeDecision(bool Store, bool Duplicate, (VersionedValue Winner, VersionedValue Loser)? Conflict);
+
+/// <summary>
 /// Settles two versions of a key. Deterministic and commutative: every replica that has seen
 /// the same writes picks the same winner, whatever order the writes arrived in. The loser is
 /// returned for the conflict log (null when the two are the same write).
@@ -54,6 +67,33 @@ public static class BucketMerge
             _ => a.Stamp > b.Stamp,
         };
         return aWins ? (a, b) : (b, a);
+    }
+
+    /// <summary>
+    /// Decides an incoming write against the replica's current value (null: none). The winner
+    /// is <see cref="Resolve"/>'s, so replicas agree whatever the arrival order. It is a conflict
+    /// when the two come from different writers and the winner was not written over the loser
+    /// (its base is not the loser's stamp): one writer's successive values, or an edit of a
+    /// value the editor had already received, are not conflicts.
+    /// </summary>
+    public static MergeDecision Decide(VersionedValue? current, HlcTimestamp? currentBase, BucketWrite incoming, ConflictPolicy policy)
+    {
+        ArgumentNullException.ThrowIfNull(incoming);
+        if (current is null)
+        {
+            return new MergeDecision(Store: true, Duplicate: false, Conflict: null);
+        }
+
+        if (current.Stamp == incoming.Version.Stamp)
+        {
+            return new MergeDecision(Store: false, Duplicate: true, Conflict: null);
+        }
+
+        var (winner, loser) = Resolve(current, incoming.Version, policy);
+        var incomingWins = winner.Stamp == incoming.Version.Stamp;
+        var winnerBase = incomingWins ? incoming.Base : currentBase;
+        var conflict = loser is not null && winner.Stamp.Origin != loser.Stamp.Origin && winnerBase != loser.Stamp;
+        return new MergeDecision(incomingWins, Duplicate: false, conflict ? (winner, loser!) : null);
     }
 
     /// <summary>Folds any number of versions of a key into the winner and every loser, in a stable order.</summary>

@@ -51,6 +51,7 @@ public static class ApiEndpoints
         app.MapPost($"{OutpostPrefix}/blobs", PushBlobAsync);
         app.MapGet(OutpostPrefix + "/blobs/{digest}", GetBlobAsync);
         app.MapPost($"{OutpostPrefix}/tokens", CreateTokenAsync);
+        app.MapBucketData();
     }
 
     private static void MapKind(IEndpointRouteBuilder app, ResourceKind kind, bool writable)
@@ -373,7 +374,7 @@ public static class ApiEndpoints
         });
     }
 
-    private static bool TryUtf8(byte[] bytes, out string text)
+    internal static bool TryUtf8(byte[] bytes, out string text)
     {
         try
         {

@@ -80,6 +80,7 @@ public sealed partial class OutpostServer : IAsyncDisposable
         services.AddSingleton(options.TimeProvider);
         services.AddSingleton<IControlPlaneStore>(_ => new SqliteControlPlaneStore(Path.Combine(options.DataDir, "outpost.db"), options.TimeProvider));
         services.AddSingleton<ChangeFeed>();
+        services.AddSingleton<BucketSync>();
         services.AddSingleton<NodeLeases>();
         services.AddSingleton<SyncAccounting>();
         services.AddHostedService<HistoryCompactor>();

@@ -11,7 +11,7 @@ namespace Outpost.Server.Store;
 /// The single-server store: one SQLite file in WAL mode. Writes are serialised in-process
 /// and run in IMMEDIATE transactions, so a batch is all or nothing and revisions never interleave.
 /// </summary>
-public sealed class SqliteControlPlaneStore : IControlPlaneStore
+public sealed partial class SqliteControlPlaneStore : IControlPlaneStore
 {
     private readonly string _connectionString;
     private readonly TimeProvider _time;
@@ -88,6 +88,33 @@ public sealed class SqliteControlPlaneStore : IControlPlaneStore
               expires_at TEXT NULL,
               description TEXT NULL
             );
+            CREATE TABLE IF NOT EXISTS bucket_entries (
+              bucket TEXT NOT NULL,
+              scope TEXT NOT NULL,
+              key TEXT NOT NULL,
+              value BLOB NULL,
+              deleted INTEGER NOT NULL,
+              stamp TEXT NOT NULL,
+              base TEXT NULL,
+              revision INTEGER NOT NULL,
+              updated_ms INTEGER NOT NULL,
+              PRIMARY KEY (bucket, scope, key)
+            );
+            CREATE INDEX IF NOT EXISTS bucket_entries_by_revision ON bucket_entries (bucket, scope, revision);
+            CREATE TABLE IF NOT EXISTS bucket_conflicts (
+              id INTEGER PRIMARY KEY AUTOINCREMENT,
+              bucket TEXT NOT NULL,
+              scope TEXT NOT NULL,
+              key TEXT NOT NULL,
+              winner_value BLOB NULL,
+              winner_deleted INTEGER NOT NULL,
+              winner_stamp TEXT NOT NULL,
+              loser_value BLOB NULL,
+              loser_deleted INTEGER NOT NULL,
+              loser_stamp TEXT NOT NULL,
+              at_ms INTEGER NOT NULL
+            );
+            CREATE INDEX IF NOT EXISTS bucket_conflicts_by_bucket ON bucket_conflicts (bucket, id);
             """, cancellationToken);
     }
 
@@ -166,6 +193,12 @@ public sealed class SqliteControlPlaneStore : IControlPlaneStore
                 var deleteRevision = await AppendChangeAsync(connection, transaction, write.Kind, write.Name, ChangeOp.Deleted, cancellationToken);
                 await ExecuteAsync(connection, transaction, "DELETE FROM resources WHERE kind = $kind AND name = $name", cancellationToken,
                     ("$kind", write.Kind), ("$name", write.Name));
+                if (write.Kind == ResourceKind.Bucket.Kind)
+                {
+                    // A bucket's data goes with it, in the same transaction.
+                    await ExecuteAsync(connection, transaction, "DELETE FROM bucket_entries WHERE bucket = $name; DELETE FROM bucket_conflicts WHERE bucket = $name", cancellationToken,
+                        ("$name", write.Name));
+                }
                 return new WriteResult(WriteOutcome.Deleted, existing with { ResourceVersion = deleteRevision });
 
             case WriteOp.Create when existing is not null:

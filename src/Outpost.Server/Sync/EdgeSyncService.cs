@@ -21,6 +21,7 @@ public sealed partial class EdgeSyncService(
     NodeLeases leases,
     SyncAccounting accounting,
     ResourceView view,
+    BucketSync buckets,
     TimeProvider time,
     ILogger<EdgeSyncService> logger) : EdgeSync.EdgeSyncBase
 {
@@ -127,7 +128,8 @@ public sealed partial class EdgeSyncService(
             var delivered = new System.Collections.Concurrent.ConcurrentDictionary<long, Dictionary<string, long>>();
             var receive = ReceiveAsync(node, session, requestStream, WriteAsync, delivered, sessionCts.Token);
             var send = SendAsync(node, hello.AppliedRevision, WriteAsync, delivered, sessionCts.Token);
-            var first = await Task.WhenAny(receive, send);
+            var sendBuckets = SendBucketsAsync(node, hello.BucketCursors, WriteAsync, sessionCts.Token);
+            var first = await Task.WhenAny(receive, send, sendBuckets);
             await sessionCts.CancelAsync();
             await first; // surface the failure that ended the session
         }
@@ -217,6 +219,26 @@ public sealed partial class EdgeSyncService(
                         status["apps"] = apps;
                     }, ct);
                     break;
+                case AgentMessage.BodyOneofCase.Kv:
+                    leases.Beat(node, session);
+                    var labels = (await store.GetAsync(ResourceKind.Node.Kind, node, ct))?.Labels ?? new Dictionary<string, string>();
+                    KvAck kvAck;
+                    try
+                    {
+                        kvAck = await buckets.MergeFromNodeAsync(node, labels, message.Kv, ct);
+                    }
+                    catch (UnauthorizedAccessException ex)
+                    {
+                        throw new RpcException(new Status(StatusCode.PermissionDenied, ex.Message));
+                    }
+                    catch (InvalidDataException ex)
+                    {
+                        throw new RpcException(new Status(StatusCode.InvalidArgument, ex.Message));
+                    }
+
+                    // Ack only after the merge is durable: the edge forgets the writes on ack.
+                    await write(new ServerMessage { KvAck = kvAck }, ct);
+                    break;
                 default:
                     throw new RpcException(new Status(StatusCode.InvalidArgument, $"unexpected {message.BodyCase} message after Hello"));
             }
@@ -264,6 +286,7 @@ public sealed partial class EdgeSyncService(
         }
 
         var snapshot = sent is null;
+        var first = true; // the first update goes out even when empty: it tells the node it is in sync
         sent ??= new Dictionary<string, long>(StringComparer.Ordinal);
         LogSession(logger, node, appliedRevision, snapshot ? "full snapshot" : "delta since its acked revision");
         while (!ct.IsCancellationRequested)
@@ -277,7 +300,7 @@ public sealed partial class EdgeSyncService(
             var buckets = await store.ListAsync(ResourceKind.Bucket.Kind, ct);
             var desired = DesiredStateDiff.ForNode(apps.Items.Concat(configSets.Items).Concat(buckets.Items), nodeResource.Labels);
             var (upserts, deletes) = DesiredStateDiff.Compute(sent, desired);
-            if (snapshot || upserts.Count > 0 || deletes.Count > 0)
+            if (first || snapshot || upserts.Count > 0 || deletes.Count > 0)
             {
                 var update = new ConfigUpdate { Revision = revision, Snapshot = snapshot };
                 foreach (var resource in snapshot ? desired : upserts)
@@ -302,9 +325,82 @@ public sealed partial class EdgeSyncService(
                 delivered[revision] = sent;
                 await write(new ServerMessage { Config = update }, ct);
                 snapshot = false;
+                first = false;
             }
 
             await feed.WaitAfterAsync(revision, ct);
+        }
+    }
+
+    /// <summary>Most bytes of values in one KvUpdate.</summary>
+    private const int KvUpdateBytes = 1024 * 1024;
+
+    /// <summary>
+    /// Sends the node the cloud's changes of every two-way and cloud-to-edge bucket placed on
+    /// it, from the cursor it reported (0 for a bucket it never had), then each change as it
+    /// happens. A node's own writes are not echoed back once it holds the bucket.
+    /// </summary>
+    private async Task SendBucketsAsync(string node, IDictionary<string, long> helloCursors, Func<ServerMessage, CancellationToken, Task> write, CancellationToken ct)
+    {
+        var cursors = new Dictionary<string, long>(helloCursors, StringComparer.Ordinal);
+        while (!ct.IsCancellationRequested)
+        {
+            var configRevision = await store.GetRevisionAsync(ct);
+            var bucketRevision = await store.GetBucketRevisionAsync(ct);
+            var labels = (await store.GetAsync(ResourceKind.Node.Kind, node, ct))?.Labels ?? new Dictionary<string, string>();
+            var placed = (await store.ListAsync(ResourceKind.Bucket.Kind, ct)).Items
+                .Where(b => DesiredStateDiff.Targets(b.Spec(), labels))
+                .Select(b => (b.Name, Spec: BucketSpec.FromJson(b.Spec())))
+                .Where(b => b.Spec.SyncsDown)
+                .ToList();
+            foreach (var gone in cursors.Keys.Except(placed.Select(b => b.Name), StringComparer.Ordinal).ToList())
+            {
+                cursors.Remove(gone);
+            }
+
+            foreach (var (name, spec) in placed)
+            {
+                var cursor = cursors.GetValueOrDefault(name);
+                var fresh = cursor == 0; // a node new to the bucket gets everything, its own writes included
+                while (true)
+                {
+                    var changes = await store.ListBucketChangesAsync(name, "", cursor, 512, ct);
+                    if (changes.Count == 0)
+                    {
+                        break;
+                    }
+
+                    var update = new KvUpdate { Bucket = name, ConflictPolicy = BucketSpec.Format(spec.ConflictPolicy) };
+                    var bytes = 0;
+                    foreach (var change in changes)
+                    {
+                        if (fresh || change.Version.Stamp.Origin != node)
+                        {
+                            update.Entries.Add(KvWire.ToWire(name, change.Key, change.Version, change.Base));
+                            bytes += change.Version.Value?.Length ?? 0;
+                        }
+
+                        update.Revision = change.Revision;
+                        if (bytes >= KvUpdateBytes)
+                        {
+                            await write(new ServerMessage { KvUpdate = update }, ct);
+                            update = new KvUpdate { Bucket = name, ConflictPolicy = update.ConflictPolicy, Revision = update.Revision };
+                            bytes = 0;
+                        }
+                    }
+
+                    if (update.Entries.Count > 0)
+                    {
+                        await write(new ServerMessage { KvUpdate = update }, ct);
+                    }
+
+                    cursor = changes[^1].Revision;
+                }
+
+                cursors[name] = cursor;
+            }
+
+            await Task.WhenAny(feed.WaitAfterAsync(configRevision, ct), buckets.Feed.WaitAfterAsync(bucketRevision, ct)).Unwrap();
         }
     }
 
@@ -312,6 +408,8 @@ public sealed partial class EdgeSyncService(
     {
         ServerMessage.BodyOneofCase.Config => message.Config.Snapshot ? "config-snapshot" : "config-delta",
         ServerMessage.BodyOneofCase.BatchAck => "batch-ack",
+        ServerMessage.BodyOneofCase.KvAck => "kv-ack",
+        ServerMessage.BodyOneofCase.KvUpdate => "kv-update",
         _ => message.BodyCase.ToString().ToLowerInvariant(),
     };
 

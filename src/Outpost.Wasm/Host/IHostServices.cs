@@ -12,9 +12,11 @@ public interface IHostServices
 
     byte[]? KvGet(string app, string bucket, string key);
 
-    void KvSet(string app, string bucket, string key, ReadOnlySpan<byte> value);
+    /// <summary>Writes a key; false when the bucket is not writable here (a cloud-to-edge bucket is read-only at the edge).</summary>
+    bool KvSet(string app, string bucket, string key, ReadOnlySpan<byte> value);
 
-    bool KvDelete(string app, string bucket, string key);
+    /// <summary>Deletes a key: 1 when it held a value, 0 when absent, -1 when the bucket is not writable here.</summary>
+    int KvDelete(string app, string bucket, string key);
 
     /// <summary>Appends to the node's durable outbox; returns false when the outbox refused it (quota).</summary>
     bool Publish(string app, string topic, ReadOnlySpan<byte> payload);

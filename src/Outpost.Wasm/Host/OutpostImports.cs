@@ -76,13 +76,12 @@ public static class OutpostImports
         linker.DefineFunction(ModuleName, "kv_set", (Caller c, int bucketPtr, int bucketLen, int keyPtr, int keyLen, int valuePtr, int valueLen) =>
         {
             var (grant, memory) = Enter(c, "kv_set", grantOf, memoryOf);
-            grant.Services.KvSet(grant.App, ReadString(memory, bucketPtr, bucketLen), ReadString(memory, keyPtr, keyLen), Span(memory, valuePtr, valueLen));
-            return 0;
+            return grant.Services.KvSet(grant.App, ReadString(memory, bucketPtr, bucketLen), ReadString(memory, keyPtr, keyLen), Span(memory, valuePtr, valueLen)) ? 0 : -1;
         });
         linker.DefineFunction(ModuleName, "kv_delete", (Caller c, int bucketPtr, int bucketLen, int keyPtr, int keyLen) =>
         {
             var (grant, memory) = Enter(c, "kv_delete", grantOf, memoryOf);
-            return grant.Services.KvDelete(grant.App, ReadString(memory, bucketPtr, bucketLen), ReadString(memory, keyPtr, keyLen)) ? 1 : 0;
+            return grant.Services.KvDelete(grant.App, ReadString(memory, bucketPtr, bucketLen), ReadString(memory, keyPtr, keyLen));
         });
         linker.DefineFunction(ModuleName, "publish", (Caller c, int topicPtr, int topicLen, int dataPtr, int dataLen) =>
         {

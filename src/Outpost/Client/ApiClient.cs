@@ -44,13 +44,15 @@ internal sealed class ApiClient : IDisposable
 
     public Task<JsonObject> DeleteAsync(string path, CancellationToken ct) => SendAsync(HttpMethod.Delete, path, null, null, ct);
 
-    public async Task<JsonObject> PostBytesAsync(string path, byte[] content, CancellationToken ct)
+    public Task<JsonObject> PostBytesAsync(string path, byte[] content, CancellationToken ct) => SendBytesAsync(HttpMethod.Post, path, content, "application/wasm", ct);
+
+    public async Task<JsonObject> SendBytesAsync(HttpMethod method, string path, byte[] content, string contentType, CancellationToken ct)
     {
-        using var request = new HttpRequestMessage(HttpMethod.Post, path.TrimStart('/'))
+        using var request = new HttpRequestMessage(method, path.TrimStart('/'))
         {
             Content = new ByteArrayContent(content),
         };
-        request.Content.Headers.ContentType = new MediaTypeHeaderValue("application/wasm");
+        request.Content.Headers.ContentType = new MediaTypeHeaderValue(contentType);
         return await SendAsync(request, ct);
     }
 

@@ -82,11 +82,13 @@ internal static class Output
             }
         }
 
-        if (rows.Count == 1)
-        {
-            return $"No {kind.Plural} found.\n";
-        }
+        return rows.Count == 1 ? $"No {kind.Plural} found.\n" : Columns(rows);
+    }
 
+    /// <summary>Rows (the first is the header) as space-aligned columns.</summary>
+    public static string Columns(IReadOnlyList<string[]> rows)
+    {
+        ArgumentNullException.ThrowIfNull(rows);
         var widths = Enumerable.Range(0, rows[0].Length).Select(i => rows.Max(r => r[i].Length)).ToArray();
         var sb = new StringBuilder();
         foreach (var row in rows)

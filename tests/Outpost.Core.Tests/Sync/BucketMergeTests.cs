@@ -147,4 +147,89 @@ public sealed class BucketMergeTests
         Assert.Equal("c", Text(winner));
         Assert.Equal(["a", "b"], losers.Select(Text));
     }
+
+    [Fact]
+    public void Decide_AnOverwriteOfASeenValue_IsNoConflict()
+    {
+        var cloud = V(100, 0, "cloud", "from cloud");
+        var edgeEdit = new BucketWrite("k", V(200, 0, "edge-1", "edited"), Base: cloud.Stamp);
+
+        var decision = BucketMerge.Decide(cloud, null, edgeEdit, ConflictPolicy.Lww);
+
+        Assert.True(decision.Store);
+        Assert.Null(decision.Conflict);
+    }
+
+    [Fact]
+    public void Decide_ConcurrentWritesFromTwoWriters_LogTheLoser()
+    {
+        var cloud = V(200, 0, "cloud", "cloud value");
+        var offlineEdit = new BucketWrite("k", V(100, 0, "edge-1", "edge value"), Base: null);
+
+        var decision = BucketMerge.Decide(cloud, null, offlineEdit, ConflictPolicy.Lww);
+
+        Assert.False(decision.Store);
+        Assert.NotNull(decision.Conflict);
+        Assert.Equal("cloud value", Text(decision.Conflict.Value.Winner));
+        Assert.Equal("edge value", Text(decision.Conflict.Value.Loser));
+    }
+
+    [Fact]
+    public void Decide_ThePolicyOverridesEvenAnOverwrite_AndThatIsAConflict()
+    {
+        var cloud = V(100, 0, "cloud", "from cloud");
+        var edgeEdit = new BucketWrite("k", V(200, 0, "edge-1", "edited"), Base: cloud.Stamp);
+
+        var decision = BucketMerge.Decide(cloud, null, edgeEdit, ConflictPolicy.CloudWins);
+
+        Assert.False(decision.Store);
+        Assert.Equal("edited", Text(decision.Conflict!.Value.Loser));
+    }
+
+    [Fact]
+    public void Decide_OneWritersSuccessiveValues_AndRedeliveries_AreNotConflicts()
+    {
+        var first = V(100, 0, "edge-1", "1");
+        var later = new BucketWrite("k", V(300, 0, "edge-1", "3"), Base: null);
+        var stale = new BucketWrite("k", first, Base: null);
+
+        Assert.Null(BucketMerge.Decide(first, null, later, ConflictPolicy.Lww).Conflict);
+        Assert.True(BucketMerge.Decide(first, null, later, ConflictPolicy.Lww).Store);
+        Assert.True(BucketMerge.Decide(first, null, stale, ConflictPolicy.Lww).Duplicate);
+        Assert.False(BucketMerge.Decide(later.Version, null, new BucketWrite("k", first, null), ConflictPolicy.Lww).Store);
+    }
+
+    [Theory]
+    [InlineData(ConflictPolicy.Lww)]
+    [InlineData(ConflictPolicy.CloudWins)]
+    [InlineData(ConflictPolicy.EdgeWins)]
+    public void Decide_ReplicasThatSeeTheSameWritesInAnyOrder_HoldTheSameValue(ConflictPolicy policy)
+    {
+        var random = new Random(42);
+        string[] origins = ["cloud", "edge-1", "edge-2"];
+        for (var round = 0; round < 300; round++)
+        {
+            var writes = Enumerable.Range(0, random.Next(2, 7))
+                .Select(i => new BucketWrite("k", V(random.Next(0, 4), random.Next(0, 2), origins[random.Next(origins.Length)], i % 3 == 0 ? null : $"v{i}"), null))
+                .DistinctBy(w => w.Version.Stamp)
+                .ToList();
+            VersionedValue? first = null;
+            for (var replica = 0; replica < 4; replica++)
+            {
+                VersionedValue? current = null;
+                foreach (var write in writes.OrderBy(_ => random.Next()))
+                {
+                    if (BucketMerge.Decide(current, null, write, policy).Store)
+                    {
+                        current = write.Version;
+                    }
+                }
+
+                first ??= current;
+                Assert.Equal(first!.Stamp, current!.Stamp);
+            }
+
+            Assert.Equal(BucketMerge.ResolveAll(writes.Select(w => w.Version), policy).Winner.Stamp, first!.Stamp);
+        }
+    }
 }

@@ -1,6 +1,7 @@
 using Microsoft.Extensions.Time.Testing;
 using Outpost.Core.Resources;
 using Outpost.Core.Store;
+using Outpost.Core.Sync;
 using Outpost.Core.Tokens;
 
 namespace Outpost.Server.Tests.Store;
@@ -312,5 +313,80 @@ public abstract class ControlPlaneStoreConformanceTests : IAsyncLifetime
 
         var revisions = results.Select(r => r[0].Resource.ResourceVersion).Order().ToArray();
         Assert.Equal(Enumerable.Range(1, 20).Select(i => (long)i), revisions);
+    }
+
+    private static BucketWrite KvW(string key, long wall, string origin, string? value, HlcTimestamp? @base = null) =>
+        new(key, new VersionedValue(value is null ? null : System.Text.Encoding.UTF8.GetBytes(value), new HlcTimestamp(wall, 0, origin)), @base);
+
+    private static string? Text(BucketEntry? entry) => entry?.Version.Value is { } v ? System.Text.Encoding.UTF8.GetString(v) : null;
+
+    [Fact]
+    public async Task MergeBucket_StoresWinnersWithRevisions_IsIdempotent_AndLogsConflicts()
+    {
+        var ct = CancellationToken.None;
+        var first = await _store.MergeBucketAsync("settings", "", ConflictPolicy.Lww, [KvW("mode", 100, "cloud", "eco"), KvW("level", 100, "cloud", "3")], ct);
+        Assert.Equal(new BucketMergeResult(2, 0, 0, 0, 2), first);
+
+        // The same batch again (a redelivery) changes nothing.
+        var again = await _store.MergeBucketAsync("settings", "", ConflictPolicy.Lww, [KvW("mode", 100, "cloud", "eco"), KvW("level", 100, "cloud", "3")], ct);
+        Assert.Equal(new BucketMergeResult(0, 0, 2, 0, 2), again);
+
+        // An edge write made offline, older than the cloud's: it loses and is logged.
+        var offline = await _store.MergeBucketAsync("settings", "", ConflictPolicy.Lww, [KvW("mode", 50, "edge-1", "turbo")], ct);
+        Assert.Equal(new BucketMergeResult(0, 1, 0, 1, 2), offline);
+        Assert.Equal("eco", Text(await _store.GetBucketEntryAsync("settings", "", "mode", ct)));
+
+        // An edge edit of the value it had received: an overwrite, not a conflict.
+        var edit = await _store.MergeBucketAsync("settings", "", ConflictPolicy.Lww, [KvW("mode", 200, "edge-1", "quiet", new HlcTimestamp(100, 0, "cloud"))], ct);
+        Assert.Equal(new BucketMergeResult(1, 0, 0, 0, 3), edit);
+        var entry = await _store.GetBucketEntryAsync("settings", "", "mode", ct);
+        Assert.Equal("quiet", Text(entry));
+        Assert.Equal(3, entry!.Revision);
+        Assert.Equal(new HlcTimestamp(100, 0, "cloud"), entry.Base);
+
+        var conflict = Assert.Single(await _store.ListBucketConflictsAsync("settings", 0, 100, ct));
+        Assert.Equal("mode", conflict.Key);
+        Assert.Equal("eco", System.Text.Encoding.UTF8.GetString(conflict.Winner.Value!));
+        Assert.Equal("turbo", System.Text.Encoding.UTF8.GetString(conflict.Loser.Value!));
+        Assert.Equal("edge-1", conflict.Loser.Stamp.Origin);
+        Assert.Equal(3, await _store.GetBucketRevisionAsync(ct));
+    }
+
+    [Fact]
+    public async Task BucketChanges_AreInRevisionOrder_WithDeletions_PerScope()
+    {
+        var ct = CancellationToken.None;
+        await _store.MergeBucketAsync("b", "", ConflictPolicy.Lww, [KvW("x", 1, "cloud", "1"), KvW("y", 2, "cloud", "2")], ct);
+        await _store.MergeBucketAsync("b", "edge-1", ConflictPolicy.Lww, [KvW("x", 3, "edge-1", "mine")], ct);
+        await _store.MergeBucketAsync("b", "", ConflictPolicy.Lww, [KvW("x", 4, "cloud", null)], ct);
+
+        var changes = await _store.ListBucketChangesAsync("b", "", 0, 100, ct);
+        Assert.Equal(["y", "x"], changes.Select(c => c.Key));
+        Assert.Null(changes[1].Version.Value);
+        Assert.Equal([4L], (await _store.ListBucketChangesAsync("b", "", 2, 100, ct)).Select(c => c.Revision));
+
+        // Listing leaves deletions out; across scopes it pages by (scope, key).
+        Assert.Equal(["y"], (await _store.ListBucketEntriesAsync("b", "", "", 100, ct)).Select(e => e.Key));
+        var all = await _store.ListBucketEntriesAsync("b", null, "", 1, ct);
+        Assert.Equal(("", "y"), (all[0].Scope, all[0].Key));
+        var next = await _store.ListBucketEntriesAsync("b", null, "\ny", 1, ct);
+        Assert.Equal(("edge-1", "x"), (next[0].Scope, next[0].Key));
+        Assert.Empty(await _store.ListBucketEntriesAsync("b", null, "edge-1\nx", 1, ct));
+    }
+
+    [Fact]
+    public async Task DeletingABucket_DeletesItsData()
+    {
+        var ct = CancellationToken.None;
+        await _store.WriteAsync([new ResourceWrite { Op = WriteOp.Upsert, Kind = "Bucket", Name = "b", SpecJson = """{"direction":"two-way"}""" }], ct);
+        await _store.MergeBucketAsync("b", "", ConflictPolicy.Lww, [KvW("x", 2, "cloud", "1")], ct);
+        await _store.MergeBucketAsync("b", "", ConflictPolicy.Lww, [KvW("x", 1, "edge-1", "0")], ct);
+        await _store.MergeBucketAsync("other", "", ConflictPolicy.Lww, [KvW("x", 1, "cloud", "kept")], ct);
+
+        await _store.WriteAsync([new ResourceWrite { Op = WriteOp.Delete, Kind = "Bucket", Name = "b" }], ct);
+
+        Assert.Null(await _store.GetBucketEntryAsync("b", "", "x", ct));
+        Assert.Empty(await _store.ListBucketConflictsAsync("b", 0, 10, ct));
+        Assert.Equal("kept", Text(await _store.GetBucketEntryAsync("other", "", "x", ct)));
     }
 }

@@ -88,9 +88,13 @@ public sealed class OutpostImportsTests : IDisposable
 
         public byte[]? KvGet(string app, string bucket, string key) => Kv.TryGetValue((bucket, key), out var v) ? v : null;
 
-        public void KvSet(string app, string bucket, string key, ReadOnlySpan<byte> value) => Kv[(bucket, key)] = value.ToArray();
+        public bool KvSet(string app, string bucket, string key, ReadOnlySpan<byte> value)
+        {
+            Kv[(bucket, key)] = value.ToArray();
+            return true;
+        }
 
-        public bool KvDelete(string app, string bucket, string key) => Kv.Remove((bucket, key));
+        public int KvDelete(string app, string bucket, string key) => Kv.Remove((bucket, key)) ? 1 : 0;
 
         public bool Publish(string app, string topic, ReadOnlySpan<byte> payload)
         {

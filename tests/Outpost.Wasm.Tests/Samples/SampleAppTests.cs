@@ -122,9 +122,13 @@ public sealed class SampleAppTests : IDisposable
 
         public byte[]? KvGet(string app, string bucket, string key) => _kv.TryGetValue((bucket, key), out var v) ? v : null;
 
-        public void KvSet(string app, string bucket, string key, ReadOnlySpan<byte> value) => _kv[(bucket, key)] = value.ToArray();
+        public bool KvSet(string app, string bucket, string key, ReadOnlySpan<byte> value)
+        {
+            _kv[(bucket, key)] = value.ToArray();
+            return true;
+        }
 
-        public bool KvDelete(string app, string bucket, string key) => _kv.Remove((bucket, key));
+        public int KvDelete(string app, string bucket, string key) => _kv.Remove((bucket, key)) ? 1 : 0;
 
         public bool Publish(string app, string topic, ReadOnlySpan<byte> payload)
         {
