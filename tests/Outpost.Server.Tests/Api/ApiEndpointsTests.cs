@@ -271,4 +271,77 @@ public sealed class ApiEndpointsTests : IAsyncLifetime
         Assert.Equal(ClientConfig.Parse(before, "before").Token, after.Token);
         Assert.Equal(UnixFileMode.UserRead | UnixFileMode.UserWrite, File.GetUnixFileMode(_server.ConfigPath));
     }
+
+    private async Task CreateBucketAsync(string name, string direction, string policy = "lww")
+    {
+        var (status, body) = await SendJsonAsync(HttpMethod.Post, "/apis/outpost.dev/v1/buckets",
+            new JsonObject
+            {
+                ["apiVersion"] = "outpost.dev/v1",
+                ["kind"] = "Bucket",
+                ["metadata"] = new JsonObject { ["name"] = name },
+                ["spec"] = new JsonObject { ["direction"] = direction, ["conflictPolicy"] = policy },
+            }.ToJsonString());
+        Assert.True(status == HttpStatusCode.Created, body.ToJsonString());
+    }
+
+    private Task<(HttpStatusCode Status, JsonObject Body)> PutValueAsync(string bucket, string key, byte[] value) =>
+        SendAsync(HttpMethod.Put, $"/apis/outpost.dev/v1/buckets/{bucket}/entries/{key}", new ByteArrayContent(value));
+
+    [Fact]
+    public async Task BucketEntries_WriteReadListAndDelete_WithKeysContainingSlashes()
+    {
+        await CreateBucketAsync("settings", "two-way");
+
+        var (status, entry) = await PutValueAsync("settings", "site/berlin/mode", Encoding.UTF8.GetBytes("eco"));
+        Assert.Equal(HttpStatusCode.OK, status);
+        Assert.Equal(("site/berlin/mode", "eco", "cloud"), ((string?)entry["key"], (string?)entry["text"], (string?)entry["origin"]));
+
+        (status, entry) = await SendAsync(HttpMethod.Get, "/apis/outpost.dev/v1/buckets/settings/entries/site/berlin/mode");
+        Assert.Equal(HttpStatusCode.OK, status);
+        Assert.Equal(Convert.ToBase64String(Encoding.UTF8.GetBytes("eco")), (string?)entry["value"]);
+
+        var (_, list) = await SendAsync(HttpMethod.Get, "/apis/outpost.dev/v1/buckets/settings/entries");
+        Assert.Equal("BucketEntryList", (string?)list["kind"]);
+        Assert.Single(list["items"]!.AsArray());
+
+        (status, _) = await SendAsync(HttpMethod.Delete, "/apis/outpost.dev/v1/buckets/settings/entries/site/berlin/mode");
+        Assert.Equal(HttpStatusCode.OK, status);
+        (status, var missing) = await SendAsync(HttpMethod.Get, "/apis/outpost.dev/v1/buckets/settings/entries/site/berlin/mode");
+        AssertStatus(missing, 404, "NotFound");
+        Assert.Empty((await SendAsync(HttpMethod.Get, "/apis/outpost.dev/v1/buckets/settings/entries")).Body["items"]!.AsArray());
+    }
+
+    [Fact]
+    public async Task BucketEntries_BadRequests_NameWhatIsWrong_AndWriteNothing()
+    {
+        await CreateBucketAsync("telemetry", "edge-to-cloud");
+        await CreateBucketAsync("scratch", "edge-local");
+        await CreateBucketAsync("flags", "cloud-to-edge");
+
+        var (_, body) = await PutValueAsync("nope", "k", [1]);
+        AssertStatus(body, 404, "NotFound");
+        Assert.Contains("nope", (string?)body["message"], StringComparison.Ordinal);
+
+        (_, body) = await PutValueAsync("telemetry", "k", [1]);
+        AssertStatus(body, 400, "BadRequest");
+        Assert.Contains("edge-to-cloud", (string?)body["message"], StringComparison.Ordinal);
+
+        (_, body) = await SendAsync(HttpMethod.Get, "/apis/outpost.dev/v1/buckets/scratch/entries");
+        AssertStatus(body, 400, "BadRequest");
+        Assert.Contains("edge-local", (string?)body["message"], StringComparison.Ordinal);
+
+        (_, body) = await SendAsync(HttpMethod.Get, "/apis/outpost.dev/v1/buckets/telemetry/entries/k");
+        Assert.Contains("?node=", (string?)body["message"], StringComparison.Ordinal);
+
+        (_, body) = await SendAsync(HttpMethod.Get, "/apis/outpost.dev/v1/buckets/flags/entries?node=edge-1");
+        AssertStatus(body, 400, "BadRequest");
+
+        var (status, _) = await PutValueAsync("flags", "big", new byte[Core.Resources.BucketSpec.MaxValueBytes + 1]);
+        Assert.Equal(HttpStatusCode.RequestEntityTooLarge, status);
+        (_, body) = await SendAsync(HttpMethod.Get, "/apis/outpost.dev/v1/buckets/flags/conflicts?continue=abc");
+        AssertStatus(body, 400, "BadRequest");
+
+        Assert.Empty((await SendAsync(HttpMethod.Get, "/apis/outpost.dev/v1/buckets/flags/entries")).Body["items"]!.AsArray());
+    }
 }
