@@ -203,7 +203,7 @@ public sealed partial class LocalDataStore : IDisposable
         while (reader.Read() && (records.Count == 0 || bytes < maxBytes))
         {
             var record = new OutboxRecord(reader.GetInt64(0), reader.GetString(1), reader.GetString(2), (byte[])reader[3],
-                DateTimeOffset.Parse(reader.GetString(4), CultureInfo.InvariantCulture));
+                DateTimeOffset.ParseExact(reader.GetString(4), "O", CultureInfo.InvariantCulture));
             bytes += record.Payload.Length;
             records.Add(record);
         }

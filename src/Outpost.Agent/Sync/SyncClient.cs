@@ -280,7 +280,7 @@ public sealed partial class SyncClient(
     }
 
     /// <summary>Batches sent ahead of their acks: keeps the link busy while the server makes each one durable.</summary>
-    private const int ShipWindow = 4;
+    private const int ShipWindow = 8;
 
     /// <summary>
     /// Ships the outbox oldest first, up to <see cref="ShipWindow"/> batches ahead of the acks.

@@ -1,4 +1,5 @@
 using System.Text.Json.Nodes;
+using System.Threading.Channels;
 using Grpc.Core;
 using Microsoft.Extensions.Logging;
 using Outpost.Core.Manifests;
@@ -126,10 +127,17 @@ public sealed partial class EdgeSyncService(
             }, ct);
 
             var delivered = new System.Collections.Concurrent.ConcurrentDictionary<long, Dictionary<string, long>>();
-            var receive = ReceiveAsync(node, session, requestStream, WriteAsync, delivered, sessionCts.Token);
+            // Record batches go through a pipeline: the receive loop hands them on, one stage
+            // decodes, the next stores durably and acks in order, so decoding the next batch
+            // overlaps the commit of this one and heartbeats never queue behind a commit.
+            var received = Channel.CreateBounded<RecordBatch>(new BoundedChannelOptions(8) { SingleReader = true, SingleWriter = true });
+            var decoded = Channel.CreateBounded<(RecordBatch Batch, IngestRecord[] Records)>(new BoundedChannelOptions(2) { SingleReader = true, SingleWriter = true });
+            var decode = DecodeLoopAsync(received.Reader, decoded.Writer, sessionCts.Token);
+            var ingest = IngestLoopAsync(node, decoded.Reader, WriteAsync, sessionCts.Token);
+            var receive = ReceiveAsync(node, session, requestStream, WriteAsync, delivered, received.Writer, sessionCts.Token);
             var send = SendAsync(node, hello.AppliedRevision, WriteAsync, delivered, sessionCts.Token);
             var sendBuckets = SendBucketsAsync(node, hello.BucketCursors, WriteAsync, sessionCts.Token);
-            var first = await Task.WhenAny(receive, send, sendBuckets);
+            var first = await Task.WhenAny(receive, send, sendBuckets, decode, ingest);
             await sessionCts.CancelAsync();
             await first; // surface the failure that ended the session
         }
@@ -145,7 +153,7 @@ public sealed partial class EdgeSyncService(
     }
 
     private async Task ReceiveAsync(string node, long session, IAsyncStreamReader<AgentMessage> requestStream, Func<ServerMessage, CancellationToken, Task> write,
-        System.Collections.Concurrent.ConcurrentDictionary<long, Dictionary<string, long>> delivered, CancellationToken ct)
+        System.Collections.Concurrent.ConcurrentDictionary<long, Dictionary<string, long>> delivered, ChannelWriter<RecordBatch> batches, CancellationToken ct)
     {
         while (await requestStream.MoveNext(ct))
         {
@@ -173,9 +181,7 @@ public sealed partial class EdgeSyncService(
                     break;
                 case AgentMessage.BodyOneofCase.Records:
                     leases.Beat(node, session);
-                    var result = await IngestAsync(node, message.Records, ct);
-                    // Ack only after the batch is durable: the edge deletes on ack.
-                    await write(new ServerMessage { BatchAck = new BatchAck { LastSequence = message.Records.LastSequence, Stored = result.Stored, Duplicates = result.Duplicates } }, ct);
+                    await batches.WriteAsync(message.Records, ct);
                     break;
                 case AgentMessage.BodyOneofCase.Heartbeat:
                     leases.Beat(node, session);
@@ -245,8 +251,26 @@ public sealed partial class EdgeSyncService(
         }
     }
 
-    /// <summary>Decodes and stores one batch; a malformed batch ends the session with a clear status.</summary>
-    private async Task<IngestResult> IngestAsync(string node, RecordBatch batch, CancellationToken ct)
+    private static async Task DecodeLoopAsync(ChannelReader<RecordBatch> batches, ChannelWriter<(RecordBatch, IngestRecord[])> decoded, CancellationToken ct)
+    {
+        await foreach (var batch in batches.ReadAllAsync(ct))
+        {
+            await decoded.WriteAsync((batch, Decode(batch)), ct);
+        }
+    }
+
+    private async Task IngestLoopAsync(string node, ChannelReader<(RecordBatch Batch, IngestRecord[] Records)> decoded, Func<ServerMessage, CancellationToken, Task> write, CancellationToken ct)
+    {
+        await foreach (var (batch, records) in decoded.ReadAllAsync(ct))
+        {
+            var result = await store.IngestAsync(node, records, ct);
+            // Ack only after the batch is durable: the edge deletes on ack.
+            await write(new ServerMessage { BatchAck = new BatchAck { LastSequence = batch.LastSequence, Stored = result.Stored, Duplicates = result.Duplicates } }, ct);
+        }
+    }
+
+    /// <summary>Decodes one batch; a malformed batch ends the session with a clear status.</summary>
+    private static IngestRecord[] Decode(RecordBatch batch)
     {
         RecordList list;
         try
@@ -265,7 +289,7 @@ public sealed partial class EdgeSyncService(
             throw new RpcException(new Status(StatusCode.InvalidArgument, $"record batch {batch.FirstSequence}..{batch.LastSequence} does not match its header or is out of order"));
         }
 
-        return await store.IngestAsync(node, [.. records.Select(r => new IngestRecord(r.Sequence, r.Topic, r.Source, r.Payload.ToByteArray(), DateTimeOffset.FromUnixTimeMilliseconds(r.CreatedUnixMs)))], ct);
+        return [.. records.Select(r => new IngestRecord(r.Sequence, r.Topic, r.Source, r.Payload.ToByteArray(), DateTimeOffset.FromUnixTimeMilliseconds(r.CreatedUnixMs)))];
     }
 
     /// <summary>
