@@ -46,8 +46,16 @@ internal static class SyncBench
             var agent = Start(processes, outpostDll, home, "agent", "--server", proxy.Url, "--token", token, "--name", "edge-1", "--data-dir", agentDir, "--gateway", "127.0.0.1:0");
             var gateway = await LineAsync(agent, "node edge-1:");
             Console.Error.WriteLine($"[sync] agent up");
-            using var http = new HttpClient { DefaultRequestVersion = HttpVersion.Version20, DefaultVersionPolicy = HttpVersionPolicy.RequestVersionExact };
-            http.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", Outpost.Core.Api.ClientConfig.Parse(await File.ReadAllTextAsync(config), config).Token);
+            var clientConfig = Outpost.Core.Api.ClientConfig.Parse(await File.ReadAllTextAsync(config), config);
+            using var handler = new SocketsHttpHandler
+            {
+                SslOptions = new System.Net.Security.SslClientAuthenticationOptions
+                {
+                    RemoteCertificateValidationCallback = Outpost.Core.Security.TrustBundle.FromPem(clientConfig.CertificateAuthorityPem!).ServerValidator(),
+                },
+            };
+            using var http = new HttpClient(handler) { DefaultRequestVersion = HttpVersion.Version20, DefaultVersionPolicy = HttpVersionPolicy.RequestVersionExact };
+            http.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", clientConfig.Token);
             await WaitAsync(async () => (await NodeAsync(http, serverUrl))?["status"]?["apps"] is JsonObject { Count: 100 }, "the agent to load 100 apps");
             var snapshotBytes = SentBytes(await NodeAsync(http, serverUrl), "config-snapshot");
             Console.Error.WriteLine($"[sync] snapshot measured: {snapshotBytes} bytes");

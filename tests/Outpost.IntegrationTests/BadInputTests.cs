@@ -109,15 +109,10 @@ public sealed class BadInputTests : IAsyncLifetime
         // A manifest sent straight to the API cannot carry a local path.
         using var request = new HttpRequestMessage(HttpMethod.Post, _fleet.ServerUrl + "/apis/outpost.dev/v1/applications")
         {
-            Version = System.Net.HttpVersion.Version20,
-            VersionPolicy = HttpVersionPolicy.RequestVersionExact,
             Content = new StringContent("""{"apiVersion":"outpost.dev/v1","kind":"Application","metadata":{"name":"p"},"spec":{"module":{"path":"x.wasm"}}}""",
                 System.Text.Encoding.UTF8, "application/json"),
         };
-        var config = Core.Api.ClientConfig.Parse(File.ReadAllText(_fleet.ConfigPath), _fleet.ConfigPath);
-        request.Headers.Authorization = new("Bearer", config.Token);
-
-        using var response = await Fleet.Http.SendAsync(request);
+        using var response = await _fleet.ApiSendAsync(request);
         var status = System.Text.Json.Nodes.JsonNode.Parse(await response.Content.ReadAsStringAsync())!;
 
         Assert.Equal(422, (int)response.StatusCode);

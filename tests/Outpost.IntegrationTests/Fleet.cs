@@ -7,6 +7,8 @@ namespace Outpost.IntegrationTests;
 public sealed class Fleet : IAsyncDisposable
 {
     private readonly List<OutpostProcess> _processes = [];
+    private HttpClient? _api;
+    private string? _apiServer;
 
     public Fleet()
     {
@@ -119,17 +121,38 @@ public sealed class Fleet : IAsyncDisposable
         return started.Elapsed;
     }
 
-    /// <summary>GET on the server's API with the admin token (cleartext HTTP/2).</summary>
+    /// <summary>Sends a request to the server's API with the admin token, over TLS verified against the CA in config.yaml.</summary>
+    public async Task<HttpResponseMessage> ApiSendAsync(HttpRequestMessage request)
+    {
+        ArgumentNullException.ThrowIfNull(request);
+        var config = Core.Api.ClientConfig.Parse(await File.ReadAllTextAsync(ConfigPath), ConfigPath);
+        if (_api is null || _apiServer != config.Server)
+        {
+            _api?.Dispose();
+            var handler = new SocketsHttpHandler();
+            if (config.CertificateAuthorityPem is { } ca)
+            {
+                handler.SslOptions = new System.Net.Security.SslClientAuthenticationOptions
+                {
+                    RemoteCertificateValidationCallback = Core.Security.TrustBundle.FromPem(ca).ServerValidator(),
+                };
+            }
+
+            _api = new HttpClient(handler) { Timeout = TimeSpan.FromSeconds(10) };
+            _apiServer = config.Server;
+        }
+
+        request.Version = HttpVersion.Version20;
+        request.VersionPolicy = HttpVersionPolicy.RequestVersionExact;
+        request.Headers.Authorization = new("Bearer", config.Token);
+        return await _api.SendAsync(request);
+    }
+
+    /// <summary>GET on the server's API with the admin token.</summary>
     public async Task<JsonObject> ApiGetAsync(string path)
     {
-        var config = Core.Api.ClientConfig.Parse(await File.ReadAllTextAsync(ConfigPath), ConfigPath);
-        using var request = new HttpRequestMessage(HttpMethod.Get, ServerUrl + path)
-        {
-            Version = HttpVersion.Version20,
-            VersionPolicy = HttpVersionPolicy.RequestVersionExact,
-        };
-        request.Headers.Authorization = new("Bearer", config.Token);
-        using var response = await Http.SendAsync(request);
+        using var request = new HttpRequestMessage(HttpMethod.Get, ServerUrl + path);
+        using var response = await ApiSendAsync(request);
         var text = await response.Content.ReadAsStringAsync();
         Assert.True(response.IsSuccessStatusCode, $"GET {path}: {(int)response.StatusCode} {text}");
         return JsonNode.Parse(text)!.AsObject();
@@ -171,6 +194,7 @@ public sealed class Fleet : IAsyncDisposable
 
     public async ValueTask DisposeAsync()
     {
+        _api?.Dispose();
         foreach (var process in _processes)
         {
             await process.DisposeAsync();

@@ -136,7 +136,9 @@ public sealed class FleetTests
         await using var fleet = new Fleet();
         await fleet.StartServerAsync();
         var real = await fleet.CreateJoinTokenAsync();
-        var forged = real[..^4] + (real.EndsWith("0000", StringComparison.Ordinal) ? "1111" : "0000");
+        var parts = real.Split('_'); // opj_ID_SECRET_CAPIN: tamper with the secret, keep the (correct) pin
+        parts[2] = parts[2][..^4] + (parts[2].EndsWith("0000", StringComparison.Ordinal) ? "1111" : "0000");
+        var forged = string.Join('_', parts);
 
         await using var agent = OutpostProcess.Start(fleet.Home, "agent", "--server", fleet.ServerUrl, "--token", forged,
             "--name", "intruder", "--data-dir", fleet.AgentDir("intruder"), "--gateway", "127.0.0.1:0");

@@ -83,6 +83,7 @@ public sealed partial class OutpostAgent : IAsyncDisposable
         services.AddSingleton<GatewayHandler>();
         services.AddSingleton<GatewayInfo>();
         services.AddSingleton<AgentLifetime>();
+        services.AddSingleton<ServerTrust>();
         services.AddSingleton<SyncClient>();
         services.AddHostedService(sp => sp.GetRequiredService<SyncClient>());
 

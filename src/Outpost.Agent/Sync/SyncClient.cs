@@ -27,6 +27,7 @@ public sealed partial class SyncClient(
     AppRegistry apps,
     Host.AgentHostServices services,
     GatewayInfo gateway,
+    ServerTrust trust,
     AgentLifetime lifetime,
     TimeProvider time,
     ILogger<SyncClient> logger) : BackgroundService
@@ -75,7 +76,7 @@ public sealed partial class SyncClient(
             {
                 try
                 {
-                    using var channel = CreateChannel();
+                    using var channel = CreateChannel(await trust.EnsureAsync(stoppingToken));
                     var client = new EdgeSync.EdgeSyncClient(channel);
                     var identity = await EnsureJoinedAsync(client, stoppingToken);
                     await RunSessionAsync(client, identity, backoff, stoppingToken);
@@ -122,10 +123,14 @@ public sealed partial class SyncClient(
 
     private void OnAppended() => _appended.Writer.TryWrite(true);
 
-    private GrpcChannel CreateChannel() => GrpcChannel.ForAddress(options.ServerUrl, new GrpcChannelOptions
+    private GrpcChannel CreateChannel(Core.Security.TrustBundle? bundle) => GrpcChannel.ForAddress(options.ServerUrl, new GrpcChannelOptions
     {
         HttpHandler = new SocketsHttpHandler
         {
+            SslOptions = bundle is null ? new System.Net.Security.SslClientAuthenticationOptions() : new System.Net.Security.SslClientAuthenticationOptions
+            {
+                RemoteCertificateValidationCallback = bundle.ServerValidator(reason => LogServerRejected(logger, reason)),
+            },
             ConnectTimeout = TimeSpan.FromSeconds(5),
             // Pings find a dead server (or a cut link) on an otherwise idle stream.
             KeepAlivePingDelay = options.KeepAlive,
@@ -550,6 +555,9 @@ public sealed partial class SyncClient(
         HttpRequestException http when http.InnerException is not null => $"{http.Message} ({http.InnerException.Message})",
         _ => ex.Message,
     };
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Refused the server's certificate: {Reason}")]
+    private static partial void LogServerRejected(ILogger logger, string reason);
 
     [LoggerMessage(Level = LogLevel.Information, Message = "Joined as node '{Node}' at {Server}")]
     private static partial void LogJoined(ILogger logger, string node, string server);

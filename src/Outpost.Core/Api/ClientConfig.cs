@@ -3,14 +3,25 @@ using Outpost.Core.Manifests;
 
 namespace Outpost.Core.Api;
 
-/// <summary>The client's connection file (<c>config.yaml</c>): where the server is and which token to present.</summary>
-public sealed record ClientConfig(string Server, string Token)
+/// <summary>
+/// The client's connection file (<c>config.yaml</c>): where the server is, which token to
+/// present, and (for a TLS server) the CA bundle to trust, base64 PEM as kubeconfig spells it.
+/// </summary>
+public sealed record ClientConfig(string Server, string Token, string? CertificateAuthorityPem = null)
 {
-    public string ToYaml() => new StringBuilder()
-        .AppendLine("# Outpost client configuration. Keep it private: the token grants admin access.")
-        .AppendLine($"server: {Server}")
-        .AppendLine($"token: {Token}")
-        .ToString();
+    public string ToYaml()
+    {
+        var yaml = new StringBuilder()
+            .AppendLine("# Outpost client configuration. Keep it private: the token grants admin access.")
+            .AppendLine($"server: {Server}")
+            .AppendLine($"token: {Token}");
+        if (CertificateAuthorityPem is not null)
+        {
+            yaml.AppendLine($"certificate-authority-data: {Convert.ToBase64String(Encoding.UTF8.GetBytes(CertificateAuthorityPem))}");
+        }
+
+        return yaml.ToString();
+    }
 
     /// <summary>Parses a config file's text; the message names what is missing.</summary>
     public static ClientConfig Parse(string yaml, string source)
@@ -24,6 +35,19 @@ public sealed record ClientConfig(string Server, string Token)
             throw new ManifestException($"{source}: 'server' and 'token' are both required");
         }
 
-        return new ClientConfig(server, token);
+        string? ca = null;
+        if (body["certificate-authority-data"]?.GetValue<string>() is { } data)
+        {
+            try
+            {
+                ca = Encoding.UTF8.GetString(Convert.FromBase64String(data));
+            }
+            catch (FormatException)
+            {
+                throw new ManifestException($"{source}: 'certificate-authority-data' is not base64");
+            }
+        }
+
+        return new ClientConfig(server, token, ca);
     }
 }

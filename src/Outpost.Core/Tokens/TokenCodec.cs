@@ -6,6 +6,8 @@ namespace Outpost.Core.Tokens;
 /// <summary>
 /// Token strings are <c>op{a|j|n}_{id}_{secret}</c>: the id finds the record, the secret is
 /// checked against its SHA-256 in constant time, and the prefix tells a human what it is.
+/// A join token from a TLS server also ends in <c>_{ca}</c>, the SHA-256 fingerprint of the
+/// server's CA bundle: the agent trusts only a server that proves it holds that CA.
 /// </summary>
 public static class TokenCodec
 {
@@ -34,7 +36,8 @@ public static class TokenCodec
         kind = default;
         id = secret = "";
         var parts = token?.Trim().Split('_');
-        if (parts is not { Length: 3 } || parts[1].Length != 12 || parts[2].Length != 40)
+        if (parts is not { Length: 3 or 4 } || parts[1].Length != 12 || parts[2].Length != 40
+            || (parts.Length == 4 && (parts[0] != "opj" || !IsFingerprint(parts[3]))))
         {
             return false;
         }
@@ -56,6 +59,19 @@ public static class TokenCodec
         secret = parts[2];
         return true;
     }
+
+    /// <summary>A join token that also pins the CA bundle with this fingerprint.</summary>
+    public static string WithPin(string token, string fingerprint)
+    {
+        ArgumentNullException.ThrowIfNull(token);
+        return IsFingerprint(fingerprint) ? $"{token}_{fingerprint}" : throw new ArgumentException("a CA fingerprint is 64 lowercase hex characters", nameof(fingerprint));
+    }
+
+    /// <summary>The CA fingerprint a join token pins, or null when it pins none.</summary>
+    public static string? PinOf(string? token) =>
+        TryParse(token, out var kind, out _, out _) && kind == TokenKind.Join && token!.Trim().Split('_') is { Length: 4 } parts ? parts[3] : null;
+
+    private static bool IsFingerprint(string text) => text.Length == 64 && text.All(c => char.IsAsciiHexDigitLower(c) || char.IsAsciiDigit(c));
 
     /// <summary>True when the secret matches the record, it is of the expected kind, and it has not expired.</summary>
     public static bool Verify(TokenRecord record, TokenKind kind, string secret, DateTimeOffset now)

@@ -30,6 +30,10 @@ public static class ApiEndpoints
     public static void MapOutpostApi(this IEndpointRouteBuilder app)
     {
         app.MapGet("/healthz", () => Results.Text("ok"));
+        // Public: agents fetch it before joining and check it against the fingerprint their join token pins.
+        app.MapGet("/cacerts", (Security.ServerTls tls) => tls.Authority is null
+            ? Error(new ApiStatus(404, StatusReasons.NotFound, "this server runs with --insecure-http and has no CA"))
+            : Results.Text(tls.Authority.Trust.Pem, "application/x-pem-file"));
         app.MapGet("/version", () => Json(new JsonObject
         {
             ["major"] = "1",
@@ -427,7 +431,7 @@ public static class ApiEndpoints
             : Json(new JsonObject { ["digest"] = digest, ["size"] = size });
     }
 
-    private static async Task<IResult> CreateTokenAsync(HttpContext context, IControlPlaneStore store, TimeProvider time, CancellationToken cancellationToken)
+    private static async Task<IResult> CreateTokenAsync(HttpContext context, IControlPlaneStore store, TimeProvider time, Security.ServerTls tls, CancellationToken cancellationToken)
     {
         JsonObject? body = null;
         if (context.Request.ContentLength is > 0)
@@ -460,7 +464,7 @@ public static class ApiEndpoints
             ["kind"] = "JoinToken",
             ["apiVersion"] = "outpost.dev/v1",
             ["metadata"] = new JsonObject { ["name"] = issued.Record.Id, ["creationTimestamp"] = ResourceJson.FormatTimestamp(now) },
-            ["token"] = issued.Token,
+            ["token"] = tls.Authority is null ? issued.Token : TokenCodec.WithPin(issued.Token, tls.Authority.Trust.Fingerprint),
             ["expiresAt"] = issued.Record.ExpiresAt is { } at ? ResourceJson.FormatTimestamp(at) : null,
         }, 201);
     }

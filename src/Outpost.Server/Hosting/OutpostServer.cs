@@ -5,13 +5,16 @@ using Microsoft.AspNetCore.Hosting.Server;
 using Microsoft.AspNetCore.Hosting.Server.Features;
 using Microsoft.AspNetCore.Http;
 using Microsoft.AspNetCore.Server.Kestrel.Core;
+using Microsoft.AspNetCore.Server.Kestrel.Https;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 using Outpost.Core.Api;
 using Outpost.Core.Store;
 using Outpost.Core.Tokens;
+using Outpost.Core.Security;
 using Outpost.Server.Api;
+using Outpost.Server.Security;
 using Outpost.Server.Store;
 using Outpost.Server.Sync;
 using Outpost.Wasm.Hosting;
@@ -19,19 +22,26 @@ using Outpost.Wasm.Hosting;
 namespace Outpost.Server.Hosting;
 
 /// <summary>
-/// Builds and runs the control plane. Until TLS lands, the one port speaks cleartext HTTP/2
-/// only (gRPC needs HTTP/2, and Kestrel cannot offer HTTP/1.1 and h2c on one cleartext port).
+/// Builds and runs the control plane: one port, TLS by default (HTTP/1.1 and HTTP/2 by ALPN,
+/// certificates from the server's own CA). With --insecure-http the port speaks cleartext
+/// HTTP/2 only (gRPC needs HTTP/2, and Kestrel cannot offer HTTP/1.1 and h2c on one port).
 /// </summary>
 public sealed partial class OutpostServer : IAsyncDisposable
 {
     private readonly WebApplication _app;
     private readonly ServerOptions _options;
 
-    private OutpostServer(WebApplication app, ServerOptions options)
+    private readonly CertificateAuthority? _authority;
+
+    private OutpostServer(WebApplication app, ServerOptions options, CertificateAuthority? authority)
     {
         _app = app;
         _options = options;
+        _authority = authority;
     }
+
+    /// <summary>The CA bundle clients and agents trust (null with --insecure-http).</summary>
+    public TrustBundle? Trust => _authority?.Trust;
 
     /// <summary>The URL agents and clients use, known once started (port 0 resolves then).</summary>
     public string Url { get; private set; } = "";
@@ -47,6 +57,8 @@ public sealed partial class OutpostServer : IAsyncDisposable
         options.Validate();
         Directory.CreateDirectory(options.DataDir);
         var endpoint = ListenAddress.Parse(options.Listen);
+        var authority = options.InsecureHttp ? null : CertificateAuthority.LoadOrCreate(Path.Combine(options.DataDir, "tls"),
+            CertificateAuthority.NamesFor(endpoint), options.TimeProvider.GetUtcNow(), options.TlsCertFile, options.TlsKeyFile);
 
         var builder = WebApplication.CreateSlimBuilder(new WebApplicationOptions
         {
@@ -68,7 +80,23 @@ public sealed partial class OutpostServer : IAsyncDisposable
         builder.WebHost.ConfigureKestrel(kestrel =>
         {
             kestrel.AddServerHeader = false;
-            kestrel.Listen(endpoint, listen => listen.Protocols = HttpProtocols.Http2);
+            kestrel.Listen(endpoint, listen =>
+            {
+                if (authority is null)
+                {
+                    listen.Protocols = HttpProtocols.Http2;
+                    return;
+                }
+
+                listen.Protocols = HttpProtocols.Http1AndHttp2;
+                listen.UseHttps(new HttpsConnectionAdapterOptions
+                {
+                    ServerCertificate = authority.ServingCertificate,
+                    // API clients bring bearer tokens; nodes bring certificates from this CA.
+                    ClientCertificateMode = ClientCertificateMode.AllowCertificate,
+                    ClientCertificateValidation = (certificate, chain, _) => authority.NodeTrust.Validate(certificate, chain, TrustBundle.ClientAuthOid) is null,
+                });
+            });
             // Find agents whose link died silently (no FIN, no RST).
             kestrel.Limits.Http2.KeepAlivePingDelay = TimeSpan.FromSeconds(20);
             kestrel.Limits.Http2.KeepAlivePingTimeout = TimeSpan.FromSeconds(20);
@@ -78,6 +106,7 @@ public sealed partial class OutpostServer : IAsyncDisposable
         var services = builder.Services;
         services.AddSingleton(options);
         services.AddSingleton(options.TimeProvider);
+        services.AddSingleton(new ServerTls(authority));
         services.AddSingleton<IControlPlaneStore>(_ => new SqliteControlPlaneStore(Path.Combine(options.DataDir, "outpost.db"), options.TimeProvider));
         services.AddSingleton<ChangeFeed>();
         services.AddSingleton<BucketSync>();
@@ -95,7 +124,12 @@ public sealed partial class OutpostServer : IAsyncDisposable
         app.MapOutpostApi();
         app.MapGrpcService<EdgeSyncService>();
         app.MapFallback((HttpContext context) => ApiEndpoints.Error(new ApiStatus(404, StatusReasons.NotFound, $"the server could not find the requested resource ({context.Request.Method} {context.Request.Path})")));
-        return new OutpostServer(app, options);
+        if (authority is null)
+        {
+            LogInsecure(app.Services.GetRequiredService<ILogger<OutpostServer>>());
+        }
+
+        return new OutpostServer(app, options, authority);
     }
 
     public async Task StartAsync(CancellationToken cancellationToken)
@@ -142,7 +176,7 @@ public sealed partial class OutpostServer : IAsyncDisposable
         }
 
         var temp = ConfigPath + ".tmp";
-        await File.WriteAllTextAsync(temp, new ClientConfig(Url, token).ToYaml(), cancellationToken);
+        await File.WriteAllTextAsync(temp, new ClientConfig(Url, token, _authority?.Trust.Pem).ToYaml(), cancellationToken);
         if (!OperatingSystem.IsWindows())
         {
             File.SetUnixFileMode(temp, UnixFileMode.UserRead | UnixFileMode.UserWrite);
@@ -158,7 +192,11 @@ public sealed partial class OutpostServer : IAsyncDisposable
     public async ValueTask DisposeAsync()
     {
         await _app.DisposeAsync();
+        _authority?.Dispose();
     }
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "--insecure-http: the API and agent sync travel in cleartext, tokens included; use only where the network itself is trusted")]
+    private static partial void LogInsecure(ILogger logger);
 
     /// <summary>The REST API takes an admin bearer token; health, version and the agent endpoint authenticate otherwise.</summary>
     private static async Task ApiAuthenticationAsync(HttpContext context, RequestDelegate next)

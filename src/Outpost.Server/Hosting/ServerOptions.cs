@@ -19,6 +19,15 @@ public sealed record ServerOptions
 
     public TimeProvider TimeProvider { get; init; } = TimeProvider.System;
 
+    /// <summary>Serve cleartext HTTP/2 instead of TLS. Only for a lab behind something that encrypts.</summary>
+    public bool InsecureHttp { get; init; }
+
+    /// <summary>A serving certificate to use instead of one from the server's own CA (PEM, may include its chain).</summary>
+    public string? TlsCertFile { get; init; }
+
+    /// <summary>The key of <see cref="TlsCertFile"/> (PEM).</summary>
+    public string? TlsKeyFile { get; init; }
+
     public void Validate()
     {
         if (string.IsNullOrWhiteSpace(DataDir))
@@ -30,6 +39,24 @@ public sealed record ServerOptions
         if (HistoryRetention < 1)
         {
             throw new ArgumentException("--history-retention must be at least 1");
+        }
+
+        if ((TlsCertFile is null) != (TlsKeyFile is null))
+        {
+            throw new ArgumentException("--tls-cert and --tls-key go together");
+        }
+
+        if (InsecureHttp && TlsCertFile is not null)
+        {
+            throw new ArgumentException("--insecure-http and --tls-cert exclude each other");
+        }
+
+        foreach (var file in new[] { TlsCertFile, TlsKeyFile }.OfType<string>())
+        {
+            if (!File.Exists(file))
+            {
+                throw new ArgumentException($"TLS file '{file}' does not exist");
+            }
         }
 
         if (NodeLease <= TimeSpan.Zero)

@@ -20,11 +20,23 @@ internal sealed class ApiException(int code, string reason, string message, Json
 internal sealed class ApiClient : IDisposable
 {
     private readonly HttpClient _http;
+    private string? _rejection;
 
-    public ApiClient(string server, string token)
+    /// <summary>A client of one server; a TLS server is verified against <paramref name="certificateAuthorityPem"/> (the system store when null).</summary>
+    public ApiClient(string server, string token, string? certificateAuthorityPem = null)
     {
         var uri = new Uri(server.TrimEnd('/') + "/");
-        _http = new HttpClient(new SocketsHttpHandler { ConnectTimeout = TimeSpan.FromSeconds(5) })
+        var handler = new SocketsHttpHandler { ConnectTimeout = TimeSpan.FromSeconds(5) };
+        if (certificateAuthorityPem is not null)
+        {
+            var bundle = Core.Security.TrustBundle.FromPem(certificateAuthorityPem);
+            handler.SslOptions = new System.Net.Security.SslClientAuthenticationOptions
+            {
+                RemoteCertificateValidationCallback = bundle.ServerValidator(reason => _rejection = reason),
+            };
+        }
+
+        _http = new HttpClient(handler)
         {
             BaseAddress = uri,
             Timeout = TimeSpan.FromSeconds(100),
@@ -80,7 +92,8 @@ internal sealed class ApiClient : IDisposable
         }
         catch (HttpRequestException ex)
         {
-            throw new ApiException(0, "Unreachable", $"cannot reach the Outpost server at {Server}: {ex.InnerException?.Message ?? ex.Message}");
+            var why = _rejection is not null ? $"refused its certificate: {_rejection}" : ex.InnerException?.Message ?? ex.Message;
+            throw new ApiException(0, "Unreachable", $"cannot reach the Outpost server at {Server}: {why}");
         }
 
         using (response)

@@ -5,7 +5,9 @@ namespace Outpost.Client;
 
 /// <summary>
 /// Where the client connects: --server/--token, else OUTPOST_SERVER/OUTPOST_TOKEN, else
-/// --config or OUTPOST_CONFIG, else ~/.outpost/config.yaml.
+/// --config or OUTPOST_CONFIG, else ~/.outpost/config.yaml. A TLS server is verified against
+/// the CA bundle in that config file (for the same server), else OUTPOST_CA_FILE, else the
+/// system's trust store (a brought, publicly trusted certificate).
 /// </summary>
 internal static class Connection
 {
@@ -16,21 +18,27 @@ internal static class Connection
     {
         server ??= Environment.GetEnvironmentVariable("OUTPOST_SERVER");
         token ??= Environment.GetEnvironmentVariable("OUTPOST_TOKEN");
+        var path = configPath ?? Environment.GetEnvironmentVariable("OUTPOST_CONFIG") ?? UserConfigPath;
+        var config = File.Exists(path) ? ClientConfig.Parse(File.ReadAllText(path), path) : null;
         if (server is null || token is null)
         {
-            var path = configPath ?? Environment.GetEnvironmentVariable("OUTPOST_CONFIG") ?? UserConfigPath;
-            if (!File.Exists(path))
+            if (config is null)
             {
                 throw new ManifestException(
                     $"no connection settings: pass --server and --token, set OUTPOST_SERVER and OUTPOST_TOKEN, or point --config at the config.yaml that `outpost server` writes (looked for {path})");
             }
 
-            var config = ClientConfig.Parse(File.ReadAllText(path), path);
             server ??= config.Server;
             token ??= config.Token;
         }
 
-        return new ApiClient(server, token);
+        var ca = config?.Server == server ? config.CertificateAuthorityPem : null;
+        if (ca is null && Environment.GetEnvironmentVariable("OUTPOST_CA_FILE") is { Length: > 0 } caFile)
+        {
+            ca = File.ReadAllText(caFile);
+        }
+
+        return new ApiClient(server, token, ca);
     }
 
     /// <summary>Writes a config file readable only by its owner.</summary>

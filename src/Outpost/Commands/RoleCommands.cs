@@ -22,7 +22,10 @@ internal static class RoleCommands
         var listen = new Option<string>("--listen") { Description = "Address to listen on (HOST:PORT; port 0 picks one)", DefaultValueFactory = _ => "127.0.0.1:7440" };
         var history = new Option<int>("--history-retention") { Description = "Changes kept for incremental reconnects; nodes further behind get a full snapshot", DefaultValueFactory = _ => 10_000 };
         var lease = new Option<string>("--node-lease") { Description = "A node whose last heartbeat is older than this is NotReady (Offline after four)", DefaultValueFactory = _ => "15s" };
-        var command = new Command("server", "Run the control plane: REST API, agent sync endpoint, store") { dataDir, listen, history, lease };
+        var tlsCert = new Option<string?>("--tls-cert") { Description = "Serve this certificate (PEM, with its chain) instead of one from the server's own CA" };
+        var tlsKey = new Option<string?>("--tls-key") { Description = "The key of --tls-cert (PEM)" };
+        var insecure = new Option<bool>("--insecure-http") { Description = "Serve cleartext HTTP/2 instead of TLS (tokens travel in the clear: only behind something that encrypts)" };
+        var command = new Command("server", "Run the control plane: REST API, agent sync endpoint, store") { dataDir, listen, history, lease, tlsCert, tlsKey, insecure };
         command.SetAction(async (result, ct) => await RunUntilStoppedAsync(async stop =>
         {
             await using var server = OutpostServer.Create(new ServerOptions
@@ -31,6 +34,9 @@ internal static class RoleCommands
                 Listen = result.GetValue(listen)!,
                 HistoryRetention = result.GetValue(history),
                 NodeLease = Duration(result.GetValue(lease)!, "--node-lease"),
+                TlsCertFile = result.GetValue(tlsCert) is { } cert ? Path.GetFullPath(cert) : null,
+                TlsKeyFile = result.GetValue(tlsKey) is { } key ? Path.GetFullPath(key) : null,
+                InsecureHttp = result.GetValue(insecure),
             });
             await server.StartAsync(stop);
             Console.WriteLine($"server: {server.Url}");
@@ -126,7 +132,7 @@ internal static class RoleCommands
             Connection.Write(Path.Combine(dir, "config.yaml"), config);
             Connection.Write(Connection.UserConfigPath, config);
 
-            using var client = new ApiClient(config.Server, config.Token);
+            using var client = new ApiClient(config.Server, config.Token, config.CertificateAuthorityPem);
             var joinToken = (string)(await client.PostAsync("apis/outpost.dev/v1/tokens", new JsonObject { ["description"] = "outpost up" }, stop))["token"]!;
             var set = ManifestSet.Load(samples);
             var items = await set.ResolveModulesAsync(client, stop);

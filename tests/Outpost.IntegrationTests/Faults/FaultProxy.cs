@@ -43,7 +43,10 @@ public sealed class FaultProxy : IAsyncDisposable
 
     public int Port => ((IPEndPoint)_listener.LocalEndpoint).Port;
 
-    public string Url => $"http://127.0.0.1:{Port}";
+    /// <summary>The proxied server's URL (the server speaks TLS unless run with --insecure-http).</summary>
+    public string Url => $"{Scheme}://127.0.0.1:{Port}";
+
+    public string Scheme { get; init; } = "https";
 
     private volatile FaultMode _mode = FaultMode.Pass;
 

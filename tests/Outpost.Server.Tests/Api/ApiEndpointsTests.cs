@@ -21,7 +21,7 @@ public sealed class ApiEndpointsTests : IAsyncLifetime
         _server = OutpostServer.Create(new ServerOptions { DataDir = _dir, Listen = "127.0.0.1:0" }, logging => logging.ClearProviders());
         await _server.StartAsync(CancellationToken.None);
         var config = ClientConfig.Parse(await File.ReadAllTextAsync(_server.ConfigPath), _server.ConfigPath);
-        _http = new HttpClient
+        _http = new HttpClient(TrustingHandler())
         {
             BaseAddress = new Uri(_server.Url),
             DefaultRequestVersion = HttpVersion.Version20,
@@ -40,6 +40,12 @@ public sealed class ApiEndpointsTests : IAsyncLifetime
         await _server.DisposeAsync();
         Directory.Delete(_dir, recursive: true);
     }
+
+    /// <summary>A handler that trusts this server's CA and nothing else.</summary>
+    private SocketsHttpHandler TrustingHandler() => new()
+    {
+        SslOptions = new System.Net.Security.SslClientAuthenticationOptions { RemoteCertificateValidationCallback = _server.Trust!.ServerValidator() },
+    };
 
     private const string Apps = "/apis/outpost.dev/v1/applications";
 
@@ -220,7 +226,7 @@ public sealed class ApiEndpointsTests : IAsyncLifetime
     [Fact]
     public async Task NoToken_IsUnauthorized_AndJoinTokenIsForbidden()
     {
-        using var anonymous = new HttpClient { BaseAddress = _http.BaseAddress, DefaultRequestVersion = HttpVersion.Version20, DefaultVersionPolicy = HttpVersionPolicy.RequestVersionExact };
+        using var anonymous = new HttpClient(TrustingHandler()) { BaseAddress = _http.BaseAddress, DefaultRequestVersion = HttpVersion.Version20, DefaultVersionPolicy = HttpVersionPolicy.RequestVersionExact };
         using var response = await anonymous.GetAsync("/api/v1/nodes");
         AssertStatus(JsonNode.Parse(await response.Content.ReadAsStringAsync())!.AsObject(), 401, "Unauthorized");
 
