@@ -14,7 +14,9 @@
 #             against the same start with the cache emptied (every module compiled),
 #             median of RUNS starts each, with the server stopped (offline).
 #   sync      edge-to-cloud figures with real processes: records/s shipped for 200-byte
-#             records (durable on both sides; baseline: the server store's ingest alone),
+#             records (RECORDS, default 300,000, so a freshly started agent's warm-up is
+#             a small part of the window; durable on both sides, over TLS; baseline: the
+#             server store's ingest alone),
 #             bytes of a one-field change among 100 apps vs the full snapshot, and bytes
 #             per second on the wire for an idle connected node (counted at a TCP proxy).
 #   converge  time from `outpost apply` returning to the app answering 200 on a
@@ -109,7 +111,7 @@ case "$scenario" in
     dotnet build "$root/src/Outpost" -c Release -nologo -v q >/dev/null
     dotnet build "$root/bench/Outpost.Bench" -c Release -nologo -v q >/dev/null
     dotnet "$root/bench/Outpost.Bench/bin/Release/net10.0/Outpost.Bench.dll" sync \
-      "$root/src/Outpost/bin/Release/net10.0/outpost.dll" "$root/samples" "${RECORDS:-100000}" "${IDLE_SECONDS:-60}"
+      "$root/src/Outpost/bin/Release/net10.0/outpost.dll" "$root/samples" "${RECORDS:-300000}" "${IDLE_SECONDS:-60}"
     ;;
   converge)
     dotnet build "$root/src/Outpost" -c Release -nologo -v q >/dev/null

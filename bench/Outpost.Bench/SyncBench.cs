@@ -110,7 +110,7 @@ internal static class SyncBench
 
             Console.WriteLine($"shipping: {count} records in {seconds:F2} s after the first batch landed; store ingest alone: {baseline:F0} records/s");
             Console.WriteLine($"config: snapshot of 100 apps {snapshotBytes} bytes, one-field delta {deltaBytes} bytes");
-            Console.WriteLine($"idle: {proxy.UpBytes + proxy.DownBytes} bytes on the wire in {idleSeconds} s (heartbeat 5 s, keepalive 15 s)");
+            Console.WriteLine($"idle: {proxy.UpBytes + proxy.DownBytes} bytes on the wire in {idleSeconds} s (TLS; heartbeat 10 s, keepalive 20 s)");
             Console.WriteLine(FormattableString.Invariant(
                 $"sync records_per_s={recordsPerSecond:F0} delta_bytes={deltaBytes} snapshot_bytes={snapshotBytes} delta_ratio={(double)deltaBytes / snapshotBytes:F4} idle_bytes_per_node_s={idleBytesPerSecond:F2} ingest_baseline_records_per_s={baseline:F0}"));
         }

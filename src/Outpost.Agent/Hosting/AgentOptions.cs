@@ -22,8 +22,8 @@ public sealed record AgentOptions
     /// <summary>The local HTTP gateway's address. Default 127.0.0.1:8080; port 0 picks a free one.</summary>
     public string Gateway { get; init; } = "127.0.0.1:8080";
 
-    /// <summary>How often the agent beats while connected. Default 5 s.</summary>
-    public TimeSpan HeartbeatInterval { get; init; } = TimeSpan.FromSeconds(5);
+    /// <summary>How often the agent beats while connected. Default 10 s (three beats per server lease).</summary>
+    public TimeSpan HeartbeatInterval { get; init; } = TimeSpan.FromSeconds(10);
 
     /// <summary>First reconnect delay; doubles per failure, with full jitter. Default 250 ms.</summary>
     public TimeSpan InitialBackoff { get; init; } = TimeSpan.FromMilliseconds(250);
@@ -43,8 +43,8 @@ public sealed record AgentOptions
     /// <summary>What happens at the quota: drop the oldest records (default) or reject new ones. Either way, every loss is counted.</summary>
     public State.OverflowPolicy OutboxOverflow { get; init; } = State.OverflowPolicy.DropOldest;
 
-    /// <summary>Silence after which the agent pings the server, and how long it waits for the answer before dropping the link. Default 15 s.</summary>
-    public TimeSpan KeepAlive { get; init; } = TimeSpan.FromSeconds(15);
+    /// <summary>Silence after which the agent pings the server, and how long it waits for the answer before dropping the link. Default 20 s.</summary>
+    public TimeSpan KeepAlive { get; init; } = TimeSpan.FromSeconds(20);
 
     /// <summary>Largest request body the gateway buffers for an app. Default 16 MiB.</summary>
     public int MaxRequestBodyBytes { get; init; } = 16 * 1024 * 1024;

@@ -11,8 +11,8 @@ public sealed record ServerOptions
     /// <summary>Address to listen on. Default 127.0.0.1:7440; port 0 picks a free one.</summary>
     public string Listen { get; init; } = "127.0.0.1:7440";
 
-    /// <summary>A node whose last heartbeat is older than this is NotReady. Default 15 s.</summary>
-    public TimeSpan NodeLease { get; init; } = TimeSpan.FromSeconds(15);
+    /// <summary>A node whose last heartbeat is older than this is NotReady. Default 30 s: three missed beats at the agent's default 10 s.</summary>
+    public TimeSpan NodeLease { get; init; } = TimeSpan.FromSeconds(30);
 
     /// <summary>Changes kept in the history for incremental reconnects. Default 10,000.</summary>
     public int HistoryRetention { get; init; } = 10_000;

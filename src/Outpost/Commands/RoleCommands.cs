@@ -21,7 +21,7 @@ internal static class RoleCommands
         var dataDir = new Option<string>("--data-dir") { Description = "Store and config directory", DefaultValueFactory = _ => Path.Combine(Home, ".outpost", "server") };
         var listen = new Option<string>("--listen") { Description = "Address to listen on (HOST:PORT; port 0 picks one)", DefaultValueFactory = _ => "127.0.0.1:7440" };
         var history = new Option<int>("--history-retention") { Description = "Changes kept for incremental reconnects; nodes further behind get a full snapshot", DefaultValueFactory = _ => 10_000 };
-        var lease = new Option<string>("--node-lease") { Description = "A node whose last heartbeat is older than this is NotReady (Offline after four)", DefaultValueFactory = _ => "15s" };
+        var lease = new Option<string>("--node-lease") { Description = "A node whose last heartbeat is older than this is NotReady (Offline after four)", DefaultValueFactory = _ => "30s" };
         var tlsCert = new Option<string?>("--tls-cert") { Description = "Serve this certificate (PEM, with its chain) instead of one from the server's own CA" };
         var tlsKey = new Option<string?>("--tls-key") { Description = "The key of --tls-cert (PEM)" };
         var insecure = new Option<bool>("--insecure-http") { Description = "Serve cleartext HTTP/2 instead of TLS (tokens travel in the clear: only behind something that encrypts)" };
@@ -63,8 +63,8 @@ internal static class RoleCommands
         var outboxQuota = new Option<string>("--outbox-quota") { Description = "Most payload the outbox keeps while the cloud is unreachable, e.g. 256MiB, 2GiB", DefaultValueFactory = _ => "256MiB" };
         var outboxOverflow = new Option<string>("--outbox-overflow") { Description = "At the quota: dropOldest (keep the newest) or rejectNew; every loss is counted and reported", DefaultValueFactory = _ => "dropOldest" };
         outboxOverflow.AcceptOnlyFromAmong("dropOldest", "rejectNew");
-        var keepalive = new Option<string>("--keepalive") { Description = "Ping the server after this much silence, and drop the link if the ping is not answered as long (finds dead links)", DefaultValueFactory = _ => "15s" };
-        var heartbeat = new Option<string>("--heartbeat") { Description = "How often the agent beats while connected; keep it well under the server's --node-lease", DefaultValueFactory = _ => "5s" };
+        var keepalive = new Option<string>("--keepalive") { Description = "Ping the server after this much silence, and drop the link if the ping is not answered as long (finds dead links)", DefaultValueFactory = _ => "20s" };
+        var heartbeat = new Option<string>("--heartbeat") { Description = "How often the agent beats while connected; keep it well under the server's --node-lease", DefaultValueFactory = _ => "10s" };
         var command = new Command("agent", "Run an edge agent: join the server (--server URL --token JOIN-TOKEN, or OUTPOST_URL/OUTPOST_TOKEN), sync, serve apps on the gateway") { name, labels, dataDir, gateway, maxInstances, maxMemory, outboxQuota, outboxOverflow, keepalive, heartbeat };
         command.SetAction(async (result, ct) => await RunUntilStoppedAsync(async stop =>
         {
