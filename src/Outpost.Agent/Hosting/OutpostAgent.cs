@@ -84,6 +84,7 @@ public sealed partial class OutpostAgent : IAsyncDisposable
         services.AddSingleton<GatewayInfo>();
         services.AddSingleton<AgentLifetime>();
         services.AddSingleton<ServerTrust>();
+        services.AddSingleton<NodeCredentials>();
         services.AddSingleton<SyncClient>();
         services.AddHostedService(sp => sp.GetRequiredService<SyncClient>());
 

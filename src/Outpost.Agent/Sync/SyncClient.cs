@@ -28,6 +28,7 @@ public sealed partial class SyncClient(
     Host.AgentHostServices services,
     GatewayInfo gateway,
     ServerTrust trust,
+    NodeCredentials credentials,
     AgentLifetime lifetime,
     TimeProvider time,
     ILogger<SyncClient> logger) : BackgroundService
@@ -76,10 +77,11 @@ public sealed partial class SyncClient(
             {
                 try
                 {
-                    using var channel = CreateChannel(await trust.EnsureAsync(stoppingToken));
+                    var bundle = await trust.EnsureAsync(stoppingToken);
+                    var identity = await EnsureJoinedAsync(bundle, stoppingToken);
+                    using var channel = CreateChannel(bundle, presentCertificate: true);
                     var client = new EdgeSync.EdgeSyncClient(channel);
-                    var identity = await EnsureJoinedAsync(client, stoppingToken);
-                    await RunSessionAsync(client, identity, backoff, stoppingToken);
+                    await RunSessionAsync(client, identity, bundle is not null, backoff, stoppingToken);
                 }
                 catch (FatalAgentException ex)
                 {
@@ -88,9 +90,14 @@ public sealed partial class SyncClient(
                 }
                 catch (RpcException ex) when (ex.StatusCode is StatusCode.Unauthenticated or StatusCode.PermissionDenied && !stoppingToken.IsCancellationRequested)
                 {
-                    // The server no longer knows this credential (node deleted, token revoked): join again.
+                    // The server refuses this node's credential: it was deleted from the fleet (its
+                    // certificate revoked). It does not join again on its own; an operator restarts
+                    // it with a join token to bring it back.
                     LogCredentialRefused(logger, ex.Status.Detail);
                     store.ClearIdentity();
+                    credentials.Clear();
+                    lifetime.Fail($"the server refused node '{options.NodeName}': {ex.Status.Detail}. The node stops syncing; restart the agent with a join token to join again");
+                    return;
                 }
                 catch (Exception ex) when (!stoppingToken.IsCancellationRequested)
                 {
@@ -123,13 +130,19 @@ public sealed partial class SyncClient(
 
     private void OnAppended() => _appended.Writer.TryWrite(true);
 
-    private GrpcChannel CreateChannel(Core.Security.TrustBundle? bundle) => GrpcChannel.ForAddress(options.ServerUrl, new GrpcChannelOptions
+    /// <summary>
+    /// One HTTP/2 connection to the server. Over TLS the server must prove the pinned CA; with
+    /// <paramref name="presentCertificate"/> the node presents its own certificate (mutual TLS),
+    /// picked at each handshake so a renewed one takes over on the next connection.
+    /// </summary>
+    private GrpcChannel CreateChannel(Core.Security.TrustBundle? bundle, bool presentCertificate) => GrpcChannel.ForAddress(options.ServerUrl, new GrpcChannelOptions
     {
         HttpHandler = new SocketsHttpHandler
         {
             SslOptions = bundle is null ? new System.Net.Security.SslClientAuthenticationOptions() : new System.Net.Security.SslClientAuthenticationOptions
             {
                 RemoteCertificateValidationCallback = bundle.ServerValidator(reason => LogServerRejected(logger, reason)),
+                LocalCertificateSelectionCallback = presentCertificate ? (_, _, _, _, _) => credentials.Current! : null,
             },
             ConnectTimeout = TimeSpan.FromSeconds(5),
             // Pings find a dead server (or a cut link) on an otherwise idle stream.
@@ -142,12 +155,16 @@ public sealed partial class SyncClient(
         MaxReceiveMessageSize = 16 * 1024 * 1024,
     });
 
-    private async Task<NodeIdentity> EnsureJoinedAsync(EdgeSync.EdgeSyncClient client, CancellationToken ct)
+    /// <summary>
+    /// The node's identity, joining first if it has none: with a join token, over a channel that
+    /// verifies the server, sending a CSR for a key pair made here (TLS) and keeping the
+    /// certificate that comes back.
+    /// </summary>
+    private async Task<NodeIdentity> EnsureJoinedAsync(Core.Security.TrustBundle? bundle, CancellationToken ct)
     {
-        // The credential belongs to the node, not to a URL: the control plane may move. A server
-        // that does not know it refuses it, and the session loop then joins again.
+        // The credential belongs to the node, not to a URL: the control plane may move.
         var identity = store.LoadIdentity();
-        if (identity is not null && identity.NodeName == options.NodeName)
+        if (identity is not null && identity.NodeName == options.NodeName && (bundle is null ? identity.NodeToken.Length > 0 : credentials.Current is not null))
         {
             return identity;
         }
@@ -159,25 +176,80 @@ public sealed partial class SyncClient(
 
         var request = new JoinRequest { JoinToken = options.JoinToken, NodeName = options.NodeName, AgentVersion = AgentInfo.Version };
         request.Labels.Add(options.Labels.ToDictionary());
-        JoinResponse response;
-        try
+        var (key, csr) = credentials.CreateRequest();
+        using (key)
         {
-            response = await client.JoinAsync(request, deadline: time.GetUtcNow().UtcDateTime.AddSeconds(30), cancellationToken: ct);
-        }
-        catch (RpcException ex) when (ex.StatusCode is StatusCode.Unauthenticated or StatusCode.InvalidArgument or StatusCode.PermissionDenied)
-        {
-            throw new FatalAgentException($"the server refused to let node '{options.NodeName}' join: {ex.Status.Detail}");
+            if (bundle is not null)
+            {
+                request.Csr = ByteString.CopyFrom(csr);
+            }
+
+            JoinResponse response;
+            using (var channel = CreateChannel(bundle, presentCertificate: false))
+            {
+                try
+                {
+                    response = await new EdgeSync.EdgeSyncClient(channel).JoinAsync(request, deadline: time.GetUtcNow().UtcDateTime.AddSeconds(30), cancellationToken: ct);
+                }
+                catch (RpcException ex) when (ex.StatusCode is StatusCode.Unauthenticated or StatusCode.InvalidArgument or StatusCode.PermissionDenied or StatusCode.ResourceExhausted)
+                {
+                    throw new FatalAgentException($"the server refused to let node '{options.NodeName}' join: {ex.Status.Detail}");
+                }
+            }
+
+            if (bundle is not null)
+            {
+                if (response.Certificate.IsEmpty)
+                {
+                    throw new FatalAgentException("the server sent no node certificate: it may be running with --insecure-http while this agent dialled https");
+                }
+
+                credentials.Save(key, response.Certificate.ToByteArray());
+            }
+
+            identity = new NodeIdentity(options.ServerUrl, options.NodeName, response.NodeUid, response.NodeToken);
         }
 
-        identity = new NodeIdentity(options.ServerUrl, options.NodeName, response.NodeUid, response.NodeToken);
         store.SaveIdentity(identity);
         LogJoined(logger, options.NodeName, options.ServerUrl);
         return identity;
     }
 
-    private async Task RunSessionAsync(EdgeSync.EdgeSyncClient client, NodeIdentity identity, Backoff backoff, CancellationToken ct)
+    /// <summary>Renews the node certificate with a third of its life left, with a fresh key pair; retries on failure.</summary>
+    private async Task RenewLoopAsync(EdgeSync.EdgeSyncClient client, CancellationToken ct)
     {
-        var headers = new Metadata { { "authorization", "Bearer " + identity.NodeToken } };
+        while (!ct.IsCancellationRequested && credentials.RenewAt is { } renewAt)
+        {
+            var wait = renewAt - time.GetUtcNow();
+            if (wait > TimeSpan.Zero)
+            {
+                await Task.Delay(wait < TimeSpan.FromHours(1) ? wait : TimeSpan.FromHours(1), time, ct);
+                continue;
+            }
+
+            var (key, csr) = credentials.CreateRequest();
+            using (key)
+            {
+                try
+                {
+                    var response = await client.RenewAsync(new RenewRequest { Csr = ByteString.CopyFrom(csr) }, deadline: time.GetUtcNow().UtcDateTime.AddSeconds(30), cancellationToken: ct);
+                    credentials.Save(key, response.Certificate.ToByteArray());
+                    var notAfter = credentials.Current!.NotAfter.ToUniversalTime();
+                    LogRenewed(logger, notAfter);
+                }
+                catch (RpcException ex) when (!ct.IsCancellationRequested)
+                {
+                    LogRenewFailed(logger, ex.Status.Detail);
+                    await Task.Delay(TimeSpan.FromSeconds(5), time, ct);
+                }
+            }
+        }
+    }
+
+    private async Task RunSessionAsync(EdgeSync.EdgeSyncClient client, NodeIdentity identity, bool mutualTls, Backoff backoff, CancellationToken ct)
+    {
+        // Over TLS the node is its certificate; a bearer credential only under --insecure-http.
+        var headers = mutualTls ? new Metadata() : new Metadata { { "authorization", "Bearer " + identity.NodeToken } };
         using var sessionCts = CancellationTokenSource.CreateLinkedTokenSource(ct);
         using var call = client.Sync(headers, cancellationToken: sessionCts.Token);
         using var writeLock = new SemaphoreSlim(1, 1);
@@ -211,6 +283,7 @@ public sealed partial class SyncClient(
         var heartbeats = HeartbeatLoopAsync(SendAsync, sessionCts.Token);
         var shipping = ShipAsync(SendAsync, acks.Reader, sessionCts.Token);
         var kvShipping = ShipKvAsync(SendAsync, kvAcks.Reader, sessionCts.Token);
+        var renewing = mutualTls ? RenewLoopAsync(client, sessionCts.Token) : Task.CompletedTask;
         try
         {
             await foreach (var message in call.ResponseStream.ReadAllAsync(sessionCts.Token))
@@ -270,7 +343,7 @@ public sealed partial class SyncClient(
         finally
         {
             await sessionCts.CancelAsync();
-            foreach (var loop in new[] { heartbeats, shipping, kvShipping })
+            foreach (var loop in new[] { heartbeats, shipping, kvShipping, renewing })
             {
                 try
                 {
@@ -571,7 +644,13 @@ public sealed partial class SyncClient(
     [LoggerMessage(Level = LogLevel.Debug, Message = "Reconnecting in {DelayMs} ms")]
     private static partial void LogRetrying(ILogger logger, long delayMs);
 
-    [LoggerMessage(Level = LogLevel.Warning, Message = "The server refused this node's credential ({Reason}); joining again")]
+    [LoggerMessage(Level = LogLevel.Information, Message = "Renewed the node certificate (valid until {NotAfter:u})")]
+    private static partial void LogRenewed(ILogger logger, DateTime notAfter);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Could not renew the node certificate: {Reason}; retrying")]
+    private static partial void LogRenewFailed(ILogger logger, string reason);
+
+    [LoggerMessage(Level = LogLevel.Error, Message = "The server refused this node's credential: {Reason}")]
     private static partial void LogCredentialRefused(ILogger logger, string reason);
 
     [LoggerMessage(Level = LogLevel.Information, Message = "Applied revision {Revision} (snapshot: {Snapshot}, {Upserts} upserts, {Deletes} deletes)")]

@@ -344,6 +344,14 @@ public static partial class ManifestValidator
         }
     }
 
+    /// <summary>Checks a map of labels (for flags and API bodies that carry labels outside a manifest).</summary>
+    public static IReadOnlyList<FieldError> ValidateLabels(JsonNode? node, string field)
+    {
+        var errors = new List<FieldError>();
+        ValidateStringMap(node, field, errors, validateLabels: true);
+        return errors;
+    }
+
     private static void ValidateStringMap(JsonNode? node, string field, List<FieldError> errors, bool validateLabels)
     {
         if (node is null)

@@ -97,6 +97,15 @@ public interface IControlPlaneStore : IAsyncDisposable
 
     Task<IReadOnlyList<TokenRecord>> ListTokensAsync(CancellationToken cancellationToken);
 
+    /// <summary>Records a certificate issued to a node; only recorded certificates of existing nodes authenticate.</summary>
+    Task RecordNodeCertificateAsync(string node, string serial, DateTimeOffset notAfter, CancellationToken cancellationToken);
+
+    /// <summary>True when the serial was issued to this node and the node has not been deleted since.</summary>
+    Task<bool> IsNodeCertificateCurrentAsync(string node, string serial, CancellationToken cancellationToken);
+
+    /// <summary>Counts one use of a token, atomically; false when it has no uses left.</summary>
+    Task<bool> TryUseTokenAsync(string id, CancellationToken cancellationToken);
+
     /// <summary>Removes a token; true when it existed.</summary>
     Task<bool> DeleteTokenAsync(string id, CancellationToken cancellationToken);
 }

@@ -13,7 +13,8 @@ public static class TokenCodec
 {
     public sealed record Issued(string Token, TokenRecord Record);
 
-    public static Issued Issue(TokenKind kind, DateTimeOffset now, string? subject = null, DateTimeOffset? expiresAt = null, string? description = null)
+    public static Issued Issue(TokenKind kind, DateTimeOffset now, string? subject = null, DateTimeOffset? expiresAt = null, string? description = null,
+        string? role = null, int? maxUses = null, IReadOnlyDictionary<string, string>? labels = null)
     {
         var id = Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(6));
         var secret = Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(20));
@@ -26,6 +27,9 @@ public static class TokenCodec
             CreatedAt = now,
             ExpiresAt = expiresAt,
             Description = description,
+            Role = kind == TokenKind.Api ? role ?? Roles.Admin : null,
+            MaxUses = maxUses,
+            Labels = labels ?? new Dictionary<string, string>(),
         };
         return new Issued($"{Prefix(kind)}_{id}_{secret}", record);
     }
@@ -44,7 +48,7 @@ public static class TokenCodec
 
         TokenKind? parsed = parts[0] switch
         {
-            "opa" => TokenKind.Admin,
+            "opa" => TokenKind.Api,
             "opj" => TokenKind.Join,
             "opn" => TokenKind.Node,
             _ => null,
@@ -88,7 +92,7 @@ public static class TokenCodec
 
     private static string Prefix(TokenKind kind) => kind switch
     {
-        TokenKind.Admin => "opa",
+        TokenKind.Api => "opa",
         TokenKind.Join => "opj",
         _ => "opn",
     };

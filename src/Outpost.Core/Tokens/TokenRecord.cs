@@ -3,8 +3,8 @@ namespace Outpost.Core.Tokens;
 /// <summary>The roles a bearer token grants.</summary>
 public enum TokenKind
 {
-    /// <summary>Full API access.</summary>
-    Admin,
+    /// <summary>The REST API, with a role: admin or viewer.</summary>
+    Api,
 
     /// <summary>May only join a node.</summary>
     Join,
@@ -30,4 +30,25 @@ public sealed record TokenRecord
     public DateTimeOffset? ExpiresAt { get; init; }
 
     public string? Description { get; init; }
+
+    /// <summary>For API tokens: <see cref="Roles.Admin"/> or <see cref="Roles.Viewer"/>.</summary>
+    public string? Role { get; init; }
+
+    /// <summary>For join tokens: how many joins it allows (null: no limit).</summary>
+    public int? MaxUses { get; init; }
+
+    /// <summary>How many times it was used to join.</summary>
+    public int Uses { get; init; }
+
+    /// <summary>For join tokens: labels every node joining with it gets (they override what the node asks for).</summary>
+    public IReadOnlyDictionary<string, string> Labels { get; init; } = new Dictionary<string, string>();
+}
+
+/// <summary>API roles: admins may change anything, viewers may only read.</summary>
+public static class Roles
+{
+    public const string Admin = "admin";
+    public const string Viewer = "viewer";
+
+    public static readonly IReadOnlyList<string> All = [Admin, Viewer];
 }

@@ -54,7 +54,7 @@ public static class ApiEndpoints
         app.MapPost($"{OutpostPrefix}/apply", ApplyAsync);
         app.MapPost($"{OutpostPrefix}/blobs", PushBlobAsync);
         app.MapGet(OutpostPrefix + "/blobs/{digest}", GetBlobAsync);
-        app.MapPost($"{OutpostPrefix}/tokens", CreateTokenAsync);
+        app.MapTokens();
         app.MapBucketData();
     }
 
@@ -431,45 +431,7 @@ public static class ApiEndpoints
             : Json(new JsonObject { ["digest"] = digest, ["size"] = size });
     }
 
-    private static async Task<IResult> CreateTokenAsync(HttpContext context, IControlPlaneStore store, TimeProvider time, Security.ServerTls tls, CancellationToken cancellationToken)
-    {
-        JsonObject? body = null;
-        if (context.Request.ContentLength is > 0)
-        {
-            var (parsed, error) = await ReadObjectAsync(context, cancellationToken);
-            if (parsed is null)
-            {
-                return Error(error!);
-            }
-
-            body = parsed;
-        }
-
-        TimeSpan? ttl = null;
-        if (body?["ttlSeconds"] is JsonValue ttlValue)
-        {
-            if (!ttlValue.TryGetValue<long>(out var seconds) || seconds <= 0)
-            {
-                return Error(ApiStatus.Invalid("Token", null, [new StatusCause("ttlSeconds", "expected a positive number of seconds")]));
-            }
-
-            ttl = TimeSpan.FromSeconds(seconds);
-        }
-
-        var now = time.GetUtcNow();
-        var issued = TokenCodec.Issue(TokenKind.Join, now, expiresAt: now + ttl, description: (body?["description"] as JsonValue)?.ToString());
-        await store.CreateTokenAsync(issued.Record, cancellationToken);
-        return Json(new JsonObject
-        {
-            ["kind"] = "JoinToken",
-            ["apiVersion"] = "outpost.dev/v1",
-            ["metadata"] = new JsonObject { ["name"] = issued.Record.Id, ["creationTimestamp"] = ResourceJson.FormatTimestamp(now) },
-            ["token"] = tls.Authority is null ? issued.Token : TokenCodec.WithPin(issued.Token, tls.Authority.Trust.Fingerprint),
-            ["expiresAt"] = issued.Record.ExpiresAt is { } at ? ResourceJson.FormatTimestamp(at) : null,
-        }, 201);
-    }
-
-    private static async Task<(JsonObject? Body, ApiStatus? Error)> ReadObjectAsync(HttpContext context, CancellationToken cancellationToken)
+    internal static async Task<(JsonObject? Body, ApiStatus? Error)> ReadObjectAsync(HttpContext context, CancellationToken cancellationToken)
     {
         try
         {

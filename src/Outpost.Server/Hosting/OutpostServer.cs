@@ -110,6 +110,7 @@ public sealed partial class OutpostServer : IAsyncDisposable
         services.AddSingleton<IControlPlaneStore>(_ => new SqliteControlPlaneStore(Path.Combine(options.DataDir, "outpost.db"), options.TimeProvider));
         services.AddSingleton<ChangeFeed>();
         services.AddSingleton<BucketSync>();
+        services.AddSingleton<JoinGuard>();
         services.AddSingleton<NodeLeases>();
         services.AddSingleton<SyncAccounting>();
         services.AddHostedService<HistoryCompactor>();
@@ -155,9 +156,9 @@ public sealed partial class OutpostServer : IAsyncDisposable
             try
             {
                 var existing = ClientConfig.Parse(await File.ReadAllTextAsync(ConfigPath, cancellationToken), ConfigPath);
-                if (TokenCodec.TryParse(existing.Token, out var kind, out var id, out var secret) && kind == TokenKind.Admin
+                if (TokenCodec.TryParse(existing.Token, out var kind, out var id, out var secret) && kind == TokenKind.Api
                     && await store.GetTokenAsync(id, cancellationToken) is { } record
-                    && TokenCodec.Verify(record, TokenKind.Admin, secret, _options.TimeProvider.GetUtcNow()))
+                    && TokenCodec.Verify(record, TokenKind.Api, secret, _options.TimeProvider.GetUtcNow()))
                 {
                     token = existing.Token;
                 }
@@ -170,7 +171,7 @@ public sealed partial class OutpostServer : IAsyncDisposable
 
         if (token is null)
         {
-            var issued = TokenCodec.Issue(TokenKind.Admin, _options.TimeProvider.GetUtcNow(), description: "admin token created on first start");
+            var issued = TokenCodec.Issue(TokenKind.Api, _options.TimeProvider.GetUtcNow(), description: "admin token created on first start");
             await store.CreateTokenAsync(issued.Record, cancellationToken);
             token = issued.Token;
         }
@@ -226,7 +227,7 @@ public sealed partial class OutpostServer : IAsyncDisposable
             return;
         }
 
-        if (kind != TokenKind.Admin)
+        if (kind != TokenKind.Api)
         {
             await ApiEndpoints.Error(new ApiStatus(403, StatusReasons.Forbidden, $"Forbidden: a {kind.ToString().ToLowerInvariant()} token cannot use the API")).ExecuteAsync(context);
             return;

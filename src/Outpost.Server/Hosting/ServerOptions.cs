@@ -19,6 +19,9 @@ public sealed record ServerOptions
 
     public TimeProvider TimeProvider { get; init; } = TimeProvider.System;
 
+    /// <summary>How long a node certificate is valid; agents renew with a third of it left. Default 30 days.</summary>
+    public TimeSpan NodeCertificateLifetime { get; init; } = TimeSpan.FromDays(30);
+
     /// <summary>Serve cleartext HTTP/2 instead of TLS. Only for a lab behind something that encrypts.</summary>
     public bool InsecureHttp { get; init; }
 

@@ -115,7 +115,14 @@ public sealed partial class SqliteControlPlaneStore : IControlPlaneStore
               at_ms INTEGER NOT NULL
             );
             CREATE INDEX IF NOT EXISTS bucket_conflicts_by_bucket ON bucket_conflicts (bucket, id);
+            CREATE TABLE IF NOT EXISTS node_certificates (
+              serial TEXT PRIMARY KEY,
+              node TEXT NOT NULL,
+              not_after_ms INTEGER NOT NULL
+            );
+            CREATE INDEX IF NOT EXISTS node_certificates_by_node ON node_certificates (node);
             """, cancellationToken);
+        await MigrateTokensAsync(connection, cancellationToken);
     }
 
     public async Task<long> GetRevisionAsync(CancellationToken cancellationToken)
@@ -193,6 +200,13 @@ public sealed partial class SqliteControlPlaneStore : IControlPlaneStore
                 var deleteRevision = await AppendChangeAsync(connection, transaction, write.Kind, write.Name, ChangeOp.Deleted, cancellationToken);
                 await ExecuteAsync(connection, transaction, "DELETE FROM resources WHERE kind = $kind AND name = $name", cancellationToken,
                     ("$kind", write.Kind), ("$name", write.Name));
+                if (write.Kind == ResourceKind.Node.Kind)
+                {
+                    // A deleted node's certificates and credentials die with it, in the same transaction.
+                    await ExecuteAsync(connection, transaction, "DELETE FROM node_certificates WHERE node = $name; DELETE FROM tokens WHERE kind = $nodeKind AND subject = $name",
+                        cancellationToken, ("$name", write.Name), ("$nodeKind", (int)TokenKind.Node));
+                }
+
                 if (write.Kind == ResourceKind.Bucket.Kind)
                 {
                     // A bucket's data goes with it, in the same transaction.
@@ -451,12 +465,13 @@ public sealed partial class SqliteControlPlaneStore : IControlPlaneStore
         try
         {
             await ExecuteAsync(connection, null, """
-                INSERT INTO tokens (id, kind, secret_hash, subject, created_at, expires_at, description)
-                VALUES ($id, $kind, $hash, $subject, $created, $expires, $description)
+                INSERT INTO tokens (id, kind, secret_hash, subject, created_at, expires_at, description, role, max_uses, uses, labels)
+                VALUES ($id, $kind, $hash, $subject, $created, $expires, $description, $role, $maxUses, 0, $labels)
                 """, cancellationToken,
                 ("$id", token.Id), ("$kind", (int)token.Kind), ("$hash", token.SecretHash), ("$subject", token.Subject),
                 ("$created", token.CreatedAt.ToString("O", CultureInfo.InvariantCulture)),
-                ("$expires", token.ExpiresAt?.ToString("O", CultureInfo.InvariantCulture)), ("$description", token.Description));
+                ("$expires", token.ExpiresAt?.ToString("O", CultureInfo.InvariantCulture)), ("$description", token.Description),
+                ("$role", token.Role), ("$maxUses", token.MaxUses), ("$labels", Serialize(token.Labels)));
         }
         catch (SqliteException ex) when (ex.SqliteErrorCode == 19)
         {
@@ -486,6 +501,49 @@ public sealed partial class SqliteControlPlaneStore : IControlPlaneStore
         return tokens;
     }
 
+    public async Task RecordNodeCertificateAsync(string node, string serial, DateTimeOffset notAfter, CancellationToken cancellationToken)
+    {
+        await using var connection = await OpenAsync(cancellationToken);
+        await ExecuteAsync(connection, null, "INSERT INTO node_certificates (serial, node, not_after_ms) VALUES ($serial, $node, $notAfter)", cancellationToken,
+            ("$serial", serial), ("$node", node), ("$notAfter", notAfter.ToUnixTimeMilliseconds()));
+    }
+
+    public async Task<bool> IsNodeCertificateCurrentAsync(string node, string serial, CancellationToken cancellationToken)
+    {
+        await using var connection = await OpenAsync(cancellationToken);
+        await using var command = Command(connection, null, "SELECT COUNT(*) FROM node_certificates WHERE serial = $serial AND node = $node", ("$serial", serial), ("$node", node));
+        return (long)(await command.ExecuteScalarAsync(cancellationToken))! > 0;
+    }
+
+    public async Task<bool> TryUseTokenAsync(string id, CancellationToken cancellationToken)
+    {
+        await using var connection = await OpenAsync(cancellationToken);
+        return await ExecuteAsync(connection, null, "UPDATE tokens SET uses = uses + 1 WHERE id = $id AND (max_uses IS NULL OR uses < max_uses)",
+            cancellationToken, ("$id", id)) == 1;
+    }
+
+    /// <summary>Data dirs from before token limits and roles: add the columns (old API tokens are admin).</summary>
+    private static async Task MigrateTokensAsync(SqliteConnection connection, CancellationToken cancellationToken)
+    {
+        var columns = new HashSet<string>(StringComparer.Ordinal);
+        await using (var info = Command(connection, null, "PRAGMA table_info(tokens)"))
+        await using (var reader = await info.ExecuteReaderAsync(cancellationToken))
+        {
+            while (await reader.ReadAsync(cancellationToken))
+            {
+                columns.Add(reader.GetString(1));
+            }
+        }
+
+        foreach (var (column, type) in new[] { ("role", "TEXT NULL"), ("max_uses", "INTEGER NULL"), ("uses", "INTEGER NOT NULL DEFAULT 0"), ("labels", "TEXT NOT NULL DEFAULT '{}'") })
+        {
+            if (!columns.Contains(column))
+            {
+                await ExecuteAsync(connection, null, $"ALTER TABLE tokens ADD COLUMN {column} {type}", cancellationToken);
+            }
+        }
+    }
+
     public async Task<bool> DeleteTokenAsync(string id, CancellationToken cancellationToken)
     {
         await using var connection = await OpenAsync(cancellationToken);
@@ -500,7 +558,7 @@ public sealed partial class SqliteControlPlaneStore : IControlPlaneStore
     }
 
     private const string Columns = "kind, name, uid, resource_version, generation, created_at, labels, annotations, spec, status";
-    private const string TokenColumns = "id, kind, secret_hash, subject, created_at, expires_at, description";
+    private const string TokenColumns = "id, kind, secret_hash, subject, created_at, expires_at, description, role, max_uses, uses, labels";
 
     private async Task<SqliteConnection> OpenAsync(CancellationToken cancellationToken)
     {
@@ -556,6 +614,10 @@ public sealed partial class SqliteControlPlaneStore : IControlPlaneStore
         CreatedAt = DateTimeOffset.Parse(reader.GetString(4), CultureInfo.InvariantCulture),
         ExpiresAt = reader.IsDBNull(5) ? null : DateTimeOffset.Parse(reader.GetString(5), CultureInfo.InvariantCulture),
         Description = reader.IsDBNull(6) ? null : reader.GetString(6),
+        Role = reader.IsDBNull(7) ? ((TokenKind)reader.GetInt32(1) == TokenKind.Api ? Roles.Admin : null) : reader.GetString(7),
+        MaxUses = reader.IsDBNull(8) ? null : reader.GetInt32(8),
+        Uses = reader.GetInt32(9),
+        Labels = Deserialize(reader.GetString(10)),
     };
 
     private static SqliteCommand Command(SqliteConnection connection, SqliteTransaction? transaction, string sql, params (string Name, object? Value)[] parameters)

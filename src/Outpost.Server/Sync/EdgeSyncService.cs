@@ -23,6 +23,9 @@ public sealed partial class EdgeSyncService(
     SyncAccounting accounting,
     ResourceView view,
     BucketSync buckets,
+    Security.JoinGuard joinGuard,
+    Security.ServerTls tls,
+    Hosting.ServerOptions options,
     TimeProvider time,
     ILogger<EdgeSyncService> logger) : EdgeSync.EdgeSyncBase
 {
@@ -33,15 +36,39 @@ public sealed partial class EdgeSyncService(
         ArgumentNullException.ThrowIfNull(request);
         ArgumentNullException.ThrowIfNull(context);
         var ct = context.CancellationToken;
-        var reason = await CheckTokenAsync(request.JoinToken, TokenKind.Join, ct);
-        if (reason is not null)
+        var address = context.GetHttpContext().Connection.RemoteIpAddress?.ToString() ?? context.Peer;
+        var wait = joinGuard.RetryAfter(address);
+        if (wait > TimeSpan.Zero)
         {
+            LogJoinThrottled(logger, request.NodeName, address);
+            throw new RpcException(new Status(StatusCode.ResourceExhausted,
+                $"join refused: too many failed joins from {address}; try again in {Math.Ceiling(wait.TotalSeconds):F0} s"));
+        }
+
+        var reason = await CheckTokenAsync(request.JoinToken, TokenKind.Join, ct);
+        var token = reason is null && TokenCodec.TryParse(request.JoinToken, out _, out var tokenId, out _) ? await store.GetTokenAsync(tokenId, ct) : null;
+        if (reason is null && token is { MaxUses: { } max } && token.Uses >= max)
+        {
+            reason = $"the token has been used {max} times, all it allows";
+        }
+
+        if (reason is not null || token is null)
+        {
+            reason ??= "the token is unknown, revoked or expired";
+            joinGuard.Failed(address);
             LogJoinRefused(logger, request.NodeName, context.Peer, reason);
             throw new RpcException(new Status(StatusCode.Unauthenticated, $"join refused: {reason}"));
         }
 
+        // The token's labels are the admin's word: they override what the node asks for.
+        var nodeLabels = new Dictionary<string, string>(request.Labels, StringComparer.Ordinal);
+        foreach (var (key, value) in token.Labels)
+        {
+            nodeLabels[key] = value;
+        }
+
         var labels = new JsonObject();
-        foreach (var (key, value) in request.Labels)
+        foreach (var (key, value) in nodeLabels)
         {
             labels[key] = value;
         }
@@ -58,9 +85,22 @@ public sealed partial class EdgeSyncService(
             .Where(e => e.Field.StartsWith("metadata", StringComparison.Ordinal))
             .Select(e => e.ToString().Replace("metadata.name", "node name", StringComparison.Ordinal).Replace("metadata.labels", "labels", StringComparison.Ordinal))
             .ToList();
+        if (tls.Authority is not null && request.Csr.IsEmpty)
+        {
+            errors.Add("this server issues node certificates: the join request needs a CSR (upgrade the agent)");
+        }
+
         if (errors.Count > 0)
         {
             throw new RpcException(new Status(StatusCode.InvalidArgument, string.Join("; ", errors)));
+        }
+
+        // Sign before anything is written, so a bad CSR leaves no node and spends no use of the token.
+        var certificate = tls.Authority is null ? null : Issue(request.Csr.ToByteArray(), request.NodeName);
+        if (token.MaxUses is { } limit && !await store.TryUseTokenAsync(token.Id, ct))
+        {
+            joinGuard.Failed(address);
+            throw new RpcException(new Status(StatusCode.Unauthenticated, $"join refused: the token has been used {limit} times, all it allows"));
         }
 
         var write = new ResourceWrite
@@ -68,14 +108,56 @@ public sealed partial class EdgeSyncService(
             Op = WriteOp.Upsert,
             Kind = ResourceKind.Node.Kind,
             Name = request.NodeName,
-            Labels = new Dictionary<string, string>(request.Labels),
+            Labels = nodeLabels,
         };
         var result = (await store.WriteAsync([write], ct))[0];
         feed.Publish(result.Resource.ResourceVersion);
-        var issued = TokenCodec.Issue(TokenKind.Node, time.GetUtcNow(), subject: request.NodeName, description: "node credential");
-        await store.CreateTokenAsync(issued.Record, ct);
+        var response = new JoinResponse { NodeUid = result.Resource.Uid };
+        if (certificate is not null)
+        {
+            await store.RecordNodeCertificateAsync(request.NodeName, certificate.SerialNumber, certificate.NotAfter.ToUniversalTime(), ct);
+            response.Certificate = Google.Protobuf.ByteString.CopyFrom(certificate.RawData);
+            certificate.Dispose();
+        }
+        else
+        {
+            var issued = TokenCodec.Issue(TokenKind.Node, time.GetUtcNow(), subject: request.NodeName, description: "node credential");
+            await store.CreateTokenAsync(issued.Record, ct);
+            response.NodeToken = issued.Token;
+        }
+
         LogJoined(logger, request.NodeName, context.Peer, result.Outcome);
-        return new JoinResponse { NodeUid = result.Resource.Uid, NodeToken = issued.Token };
+        return response;
+    }
+
+    /// <summary>A fresh certificate for a node that proves it holds its current one.</summary>
+    public override async Task<RenewResponse> Renew(RenewRequest request, ServerCallContext context)
+    {
+        ArgumentNullException.ThrowIfNull(request);
+        ArgumentNullException.ThrowIfNull(context);
+        var node = await AuthenticateNodeAsync(context);
+        if (tls.Authority is null)
+        {
+            throw new RpcException(new Status(StatusCode.FailedPrecondition, "this server runs with --insecure-http and issues no certificates"));
+        }
+
+        using var certificate = Issue(request.Csr.ToByteArray(), node);
+        var notAfter = certificate.NotAfter.ToUniversalTime();
+        await store.RecordNodeCertificateAsync(node, certificate.SerialNumber, notAfter, context.CancellationToken);
+        LogRenewed(logger, node, notAfter);
+        return new RenewResponse { Certificate = Google.Protobuf.ByteString.CopyFrom(certificate.RawData) };
+    }
+
+    private System.Security.Cryptography.X509Certificates.X509Certificate2 Issue(byte[] csr, string node)
+    {
+        try
+        {
+            return tls.Authority!.IssueNodeCertificate(csr, node, time.GetUtcNow(), options.NodeCertificateLifetime);
+        }
+        catch (FormatException ex)
+        {
+            throw new RpcException(new Status(StatusCode.InvalidArgument, ex.Message));
+        }
     }
 
     public override async Task Sync(IAsyncStreamReader<AgentMessage> requestStream, IServerStreamWriter<ServerMessage> responseStream, ServerCallContext context)
@@ -444,6 +526,16 @@ public sealed partial class EdgeSyncService(
         ArgumentNullException.ThrowIfNull(context);
         var ct = context.CancellationToken;
         var node = await AuthenticateNodeAsync(context);
+        // A node may fetch only the modules of apps placed on it.
+        var labels = (await store.GetAsync(ResourceKind.Node.Kind, node, ct))?.Labels ?? new Dictionary<string, string>();
+        var placed = DesiredStateDiff.ForNode((await store.ListAsync(ResourceKind.Application.Kind, ct)).Items, labels)
+            .Any(app => ApplicationSpec.FromJson(app.Spec()).Module.Digest == request.Digest);
+        if (!placed)
+        {
+            LogBlobDenied(logger, node, request.Digest);
+            throw new RpcException(new Status(StatusCode.PermissionDenied, $"node '{node}' runs no app with module {request.Digest}"));
+        }
+
         var size = await store.GetBlobSizeAsync(request.Digest, ct)
             ?? throw new RpcException(new Status(StatusCode.NotFound, $"blob {request.Digest} not found"));
         if (request.Offset < 0 || request.Offset > size)
@@ -473,8 +565,28 @@ public sealed partial class EdgeSyncService(
         while (offset < size);
     }
 
+    /// <summary>
+    /// Who is calling: the node named by its client certificate (issued by this server's CA,
+    /// still on record, its node not deleted), or under --insecure-http its bearer credential.
+    /// Nothing the agent says about itself counts.
+    /// </summary>
     private async Task<string> AuthenticateNodeAsync(ServerCallContext context)
     {
+        var ct = context.CancellationToken;
+        if (tls.Authority is not null)
+        {
+            var certificate = context.GetHttpContext().Connection.ClientCertificate
+                ?? throw new RpcException(new Status(StatusCode.Unauthenticated, "a node certificate is required: join the node with a join token"));
+            var name = certificate.GetNameInfo(System.Security.Cryptography.X509Certificates.X509NameType.SimpleName, forIssuer: false);
+            if (string.IsNullOrEmpty(name) || !await store.IsNodeCertificateCurrentAsync(name, certificate.SerialNumber, ct)
+                || await store.GetAsync(ResourceKind.Node.Kind, name, ct) is null)
+            {
+                throw new RpcException(new Status(StatusCode.Unauthenticated, $"node certificate for '{name}' is revoked: the node was deleted; join it again with a new join token"));
+            }
+
+            return name;
+        }
+
         var header = context.RequestHeaders.GetValue("authorization") ?? "";
         var token = header.StartsWith("Bearer ", StringComparison.OrdinalIgnoreCase) ? header[7..] : "";
         if (!TokenCodec.TryParse(token, out _, out var id, out _))
@@ -482,13 +594,13 @@ public sealed partial class EdgeSyncService(
             throw new RpcException(new Status(StatusCode.Unauthenticated, "a node credential is required"));
         }
 
-        var reason = await CheckTokenAsync(token, TokenKind.Node, context.CancellationToken);
+        var reason = await CheckTokenAsync(token, TokenKind.Node, ct);
         if (reason is not null)
         {
             throw new RpcException(new Status(StatusCode.Unauthenticated, $"node credential refused: {reason}"));
         }
 
-        var record = await store.GetTokenAsync(id, context.CancellationToken);
+        var record = await store.GetTokenAsync(id, ct);
         return record!.Subject!;
     }
 
@@ -532,6 +644,15 @@ public sealed partial class EdgeSyncService(
             // Deleted meanwhile: the send loop ends the session.
         }
     }
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "Node '{Node}' renewed its certificate (valid until {NotAfter:u})")]
+    private static partial void LogRenewed(ILogger logger, string node, DateTime notAfter);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Node '{Node}' asked for module {Digest}, which no app placed on it uses: denied")]
+    private static partial void LogBlobDenied(ILogger logger, string node, string digest);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Join from {Address} for node '{Node}' refused unread: too many failed joins from there")]
+    private static partial void LogJoinThrottled(ILogger logger, string node, string address);
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "Join refused for node '{Node}' from {Peer}: {Reason}")]
     private static partial void LogJoinRefused(ILogger logger, string node, string peer, string reason);

@@ -215,15 +215,45 @@ public abstract class ControlPlaneStoreConformanceTests : IAsyncLifetime
     [Fact]
     public async Task Tokens_RoundTripListAndDelete()
     {
-        var issued = TokenCodec.Issue(TokenKind.Join, Time.GetUtcNow(), expiresAt: Time.GetUtcNow().AddHours(1), description: "for edge-1");
+        var issued = TokenCodec.Issue(TokenKind.Join, Time.GetUtcNow(), expiresAt: Time.GetUtcNow().AddHours(1), description: "for edge-1",
+            maxUses: 2, labels: new Dictionary<string, string> { ["site"] = "berlin" });
         await _store.CreateTokenAsync(issued.Record, CancellationToken.None);
 
         var read = await _store.GetTokenAsync(issued.Record.Id, CancellationToken.None);
-        Assert.Equal(issued.Record, read);
+        Assert.Equal(issued.Record with { Labels = read!.Labels }, read);
+        Assert.Equal(issued.Record.Labels, read.Labels);
+
+        // Uses are counted atomically and stop at the limit.
+        Assert.True(await _store.TryUseTokenAsync(issued.Record.Id, CancellationToken.None));
+        Assert.True(await _store.TryUseTokenAsync(issued.Record.Id, CancellationToken.None));
+        Assert.False(await _store.TryUseTokenAsync(issued.Record.Id, CancellationToken.None));
+        Assert.Equal(2, (await _store.GetTokenAsync(issued.Record.Id, CancellationToken.None))!.Uses);
         Assert.Single(await _store.ListTokensAsync(CancellationToken.None));
         Assert.True(await _store.DeleteTokenAsync(issued.Record.Id, CancellationToken.None));
         Assert.Null(await _store.GetTokenAsync(issued.Record.Id, CancellationToken.None));
         Assert.False(await _store.DeleteTokenAsync(issued.Record.Id, CancellationToken.None));
+    }
+
+    [Fact]
+    public async Task ApiTokens_KeepTheirRole()
+    {
+        var viewer = TokenCodec.Issue(TokenKind.Api, Time.GetUtcNow(), role: Roles.Viewer);
+        await _store.CreateTokenAsync(viewer.Record, CancellationToken.None);
+
+        Assert.Equal(Roles.Viewer, (await _store.GetTokenAsync(viewer.Record.Id, CancellationToken.None))!.Role);
+    }
+
+    [Fact]
+    public async Task NodeCertificates_AreCurrentUntilTheirNodeIsDeleted()
+    {
+        await Write(new ResourceWrite { Op = WriteOp.Upsert, Kind = "Node", Name = "edge-1" });
+        await _store.RecordNodeCertificateAsync("edge-1", "0A1B", Time.GetUtcNow().AddDays(30), CancellationToken.None);
+
+        Assert.True(await _store.IsNodeCertificateCurrentAsync("edge-1", "0A1B", CancellationToken.None));
+        Assert.False(await _store.IsNodeCertificateCurrentAsync("edge-2", "0A1B", CancellationToken.None));
+
+        await Write(new ResourceWrite { Op = WriteOp.Delete, Kind = "Node", Name = "edge-1" });
+        Assert.False(await _store.IsNodeCertificateCurrentAsync("edge-1", "0A1B", CancellationToken.None));
     }
 
     private IngestRecord Rec(long sequence, string topic = "t", string payload = "p") =>

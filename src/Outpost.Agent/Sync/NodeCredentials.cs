@@ -1,0 +1,112 @@
+using System.Security.Cryptography;
+using System.Security.Cryptography.X509Certificates;
+using Outpost.Agent.Hosting;
+
+namespace Outpost.Agent.Sync;
+
+/// <summary>
+/// The node's own key pair and certificate, in DATA/node.key and DATA/node.crt (0600). The
+/// key never leaves the node: the server sees only a CSR. A renewal writes the new pair in
+/// place; connections opened after it present the new certificate.
+/// </summary>
+public sealed class NodeCredentials(AgentOptions options)
+{
+    private readonly Lock _lock = new();
+    private X509Certificate2? _current;
+
+    private string KeyPath => Path.Combine(options.DataDir, "node.key");
+
+    private string CertificatePath => Path.Combine(options.DataDir, "node.crt");
+
+    /// <summary>A new key pair and a CSR for it (CN = node name). Keep the key until the certificate arrives.</summary>
+    public (ECDsa Key, byte[] Csr) CreateRequest()
+    {
+        var key = ECDsa.Create(ECCurve.NamedCurves.nistP256);
+        var request = new CertificateRequest("CN=" + options.NodeName, key, HashAlgorithmName.SHA256);
+        return (key, request.CreateSigningRequest());
+    }
+
+    /// <summary>Stores a certificate issued for <paramref name="key"/> and makes it current; refuses one that does not match the key or name.</summary>
+    public void Save(ECDsa key, byte[] certificateDer)
+    {
+        ArgumentNullException.ThrowIfNull(key);
+        using var issued = X509CertificateLoader.LoadCertificate(certificateDer);
+        if (issued.GetNameInfo(X509NameType.SimpleName, forIssuer: false) != options.NodeName)
+        {
+            throw new InvalidDataException($"the server issued a certificate for '{issued.Subject}', not node '{options.NodeName}'");
+        }
+
+        using var withKey = issued.CopyWithPrivateKey(key);
+        Directory.CreateDirectory(options.DataDir);
+        WritePrivate(KeyPath, key.ExportPkcs8PrivateKeyPem());
+        WritePrivate(CertificatePath, issued.ExportCertificatePem());
+        lock (_lock)
+        {
+            _current?.Dispose();
+            _current = Usable(withKey);
+        }
+    }
+
+    /// <summary>The current certificate with its key, or null before the node has joined over TLS.</summary>
+    public X509Certificate2? Current
+    {
+        get
+        {
+            lock (_lock)
+            {
+                if (_current is null && File.Exists(KeyPath) && File.Exists(CertificatePath))
+                {
+                    using var loaded = X509Certificate2.CreateFromPemFile(CertificatePath, KeyPath);
+                    _current = Usable(loaded);
+                }
+
+                return _current;
+            }
+        }
+    }
+
+    /// <summary>When to renew: with a third of the certificate's lifetime left.</summary>
+    public DateTimeOffset? RenewAt
+    {
+        get
+        {
+            var current = Current;
+            if (current is null)
+            {
+                return null;
+            }
+
+            var notBefore = new DateTimeOffset(current.NotBefore.ToUniversalTime());
+            var notAfter = new DateTimeOffset(current.NotAfter.ToUniversalTime());
+            return notBefore + ((notAfter - notBefore) * 2 / 3);
+        }
+    }
+
+    /// <summary>Forgets the credentials (the node was removed from the fleet).</summary>
+    public void Clear()
+    {
+        lock (_lock)
+        {
+            _current?.Dispose();
+            _current = null;
+            File.Delete(KeyPath);
+            File.Delete(CertificatePath);
+        }
+    }
+
+    // TLS on Linux wants a key it can hand to OpenSSL as is: round-trip through PKCS#12.
+    private static X509Certificate2 Usable(X509Certificate2 certificate) =>
+        X509CertificateLoader.LoadPkcs12(certificate.Export(X509ContentType.Pkcs12), null);
+
+    private static void WritePrivate(string path, string content)
+    {
+        var temp = path + ".tmp";
+        File.WriteAllText(temp, content);
+        if (!OperatingSystem.IsWindows())
+        {
+            File.SetUnixFileMode(temp, UnixFileMode.UserRead | UnixFileMode.UserWrite);
+        }
+
+        File.Move(temp, path, overwrite: true);
+    }
+}
