@@ -122,7 +122,7 @@ public sealed class Fleet : IAsyncDisposable
     }
 
     /// <summary>Sends a request to the server's API with the admin token, over TLS verified against the CA in config.yaml.</summary>
-    public async Task<HttpResponseMessage> ApiSendAsync(HttpRequestMessage request)
+    public async Task<HttpResponseMessage> ApiSendAsync(HttpRequestMessage request, bool authenticate = true)
     {
         ArgumentNullException.ThrowIfNull(request);
         var config = Core.Api.ClientConfig.Parse(await File.ReadAllTextAsync(ConfigPath), ConfigPath);
@@ -144,7 +144,11 @@ public sealed class Fleet : IAsyncDisposable
 
         request.Version = HttpVersion.Version20;
         request.VersionPolicy = HttpVersionPolicy.RequestVersionExact;
-        request.Headers.Authorization = new("Bearer", config.Token);
+        if (authenticate)
+        {
+            request.Headers.Authorization = new("Bearer", config.Token);
+        }
+
         return await _api.SendAsync(request);
     }
 

@@ -111,6 +111,7 @@ public sealed partial class AppRegistry(WasmHost host, ModuleCache modules, stri
     {
         ArgumentNullException.ThrowIfNull(desired);
         services.UpdateConfig(desired.Where(r => r.Kind == ResourceKind.ConfigSet.Kind).Select(r => (r.Name, r.Json)));
+        services.UpdateSecrets(desired.Where(r => r.Kind == ResourceKind.Secret.Kind).Select(r => (r.Name, r.Json)));
         services.UpdateBuckets(desired.Where(r => r.Kind == ResourceKind.Bucket.Kind).Select(r => (r.Name, r.Json)));
         lock (_lock)
         {

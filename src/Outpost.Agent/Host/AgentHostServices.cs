@@ -10,9 +10,10 @@ namespace Outpost.Agent.Host;
 /// Host functions on this node: config from the ConfigSets that target it, buckets and the
 /// outbox in the local data store, and the agent's log.
 /// </summary>
-public sealed partial class AgentHostServices(LocalDataStore data, ILogger<AgentHostServices> logger) : IHostServices
+public sealed partial class AgentHostServices(LocalDataStore data, Core.Security.SecretBox secretBox, ILogger<AgentHostServices> logger) : IHostServices
 {
     private volatile Dictionary<string, string> _config = [];
+    private volatile Dictionary<string, string> _secrets = [];
     private volatile Dictionary<string, BucketSpec> _buckets = [];
 
     /// <summary>Event raised after a record is appended, for local topic triggers.</summary>
@@ -36,6 +37,30 @@ public sealed partial class AgentHostServices(LocalDataStore data, ILogger<Agent
 
         _config = merged;
     }
+
+    /// <summary>
+    /// Replaces the node's secrets from the Secrets placed on it, kept sealed at rest with this
+    /// node's own key and opened here, in memory only. Where two define a key, the first by name wins.
+    /// </summary>
+    public void UpdateSecrets(IEnumerable<(string Name, string Json)> secrets)
+    {
+        ArgumentNullException.ThrowIfNull(secrets);
+        var merged = new Dictionary<string, string>(StringComparer.Ordinal);
+        foreach (var (name, json) in secrets.OrderBy(c => c.Name, StringComparer.Ordinal))
+        {
+            foreach (var (key, value) in ResourceJson.ReadMap(JsonNode.Parse(json)?["spec"]?["data"]))
+            {
+                if (!merged.ContainsKey(key))
+                {
+                    merged[key] = secretBox.Open(value, Core.Security.SecretBox.ContextOf(name, key));
+                }
+            }
+        }
+
+        _secrets = merged;
+    }
+
+    public string? GetSecret(string app, string key) => _secrets.TryGetValue(key, out var value) ? value : null;
 
     /// <summary>Replaces the buckets declared for this node (from its desired state).</summary>
     public void UpdateBuckets(IEnumerable<(string Name, string Json)> buckets)

@@ -73,6 +73,7 @@ public sealed partial class OutpostAgent : IAsyncDisposable
             MaxMemoryMiB = options.MaxInstanceMemoryMiB,
         }));
         services.AddSingleton(_ => new LocalDataStore(Path.Combine(options.DataDir, "data.db"), TimeProvider.System, options.OutboxQuotaBytes, options.OutboxOverflow, options.NodeName));
+        services.AddSingleton(_ => Core.Security.SecretBox.LoadOrCreate(Path.Combine(options.DataDir, "secrets.key")));
         services.AddSingleton<Host.AgentHostServices>();
         services.AddSingleton(sp => new AppRegistry(sp.GetRequiredService<WasmHost>(), sp.GetRequiredService<ModuleCache>(), options.NodeName,
             sp.GetRequiredService<Host.AgentHostServices>(), sp.GetRequiredService<ILogger<AppRegistry>>()));

@@ -29,6 +29,7 @@ public sealed partial class SyncClient(
     GatewayInfo gateway,
     ServerTrust trust,
     NodeCredentials credentials,
+    Core.Security.SecretBox secretBox,
     AgentLifetime lifetime,
     TimeProvider time,
     ILogger<SyncClient> logger) : BackgroundService
@@ -164,14 +165,23 @@ public sealed partial class SyncClient(
     {
         // The credential belongs to the node, not to a URL: the control plane may move.
         var identity = store.LoadIdentity();
-        if (identity is not null && identity.NodeName == options.NodeName && (bundle is null ? identity.NodeToken.Length > 0 : credentials.Current is not null))
+        var certificate = bundle is null ? null : credentials.Current;
+        var expired = certificate is not null && certificate.NotAfter.ToUniversalTime() <= time.GetUtcNow().UtcDateTime;
+        if (identity is not null && identity.NodeName == options.NodeName && (bundle is null ? identity.NodeToken.Length > 0 : certificate is not null && !expired))
         {
             return identity;
         }
 
         if (string.IsNullOrWhiteSpace(options.JoinToken))
         {
-            throw new FatalAgentException("this node has not joined yet: pass a join token with --token (or OUTPOST_TOKEN); create one with `outpost token create`");
+            throw new FatalAgentException(expired
+                ? $"this node's certificate expired on {certificate!.NotAfter.ToUniversalTime():u} while it could not reach the server: restart the agent with a join token (--token) to join again"
+                : "this node has not joined yet: pass a join token with --token (or OUTPOST_TOKEN); create one with `outpost token create`");
+        }
+
+        if (expired)
+        {
+            LogCertificateExpired(logger, certificate!.NotAfter.ToUniversalTime());
         }
 
         var request = new JoinRequest { JoinToken = options.JoinToken, NodeName = options.NodeName, AgentVersion = AgentInfo.Version };
@@ -568,7 +578,8 @@ public sealed partial class SyncClient(
                 await EnsureModuleAsync(client, headers, digest, ct);
             }
 
-            upserts.Add(new DesiredResource(resource.Kind, resource.Name, resource.ResourceVersion, resource.Generation, resource.Json));
+            var json = resource.Kind == ResourceKind.Secret.Kind ? SealSecret(resource.Name, resource.Json) : resource.Json;
+            upserts.Add(new DesiredResource(resource.Kind, resource.Name, resource.ResourceVersion, resource.Generation, json));
         }
 
         store.Apply(update.Revision, update.Snapshot, upserts, update.Deletes.Select(d => (d.Kind, d.Name)));
@@ -591,6 +602,21 @@ public sealed partial class SyncClient(
             data.StopShipping(bucket);
         }
         LogApplied(logger, update.Revision, update.Snapshot, update.Upserts.Count, update.Deletes.Count);
+    }
+
+    /// <summary>A Secret's values sealed with this node's key before they touch the disk.</summary>
+    private string SealSecret(string name, string json)
+    {
+        var secret = JsonNode.Parse(json)!.AsObject();
+        if (secret["spec"]?["data"] is JsonObject data)
+        {
+            foreach (var (key, value) in data.ToList())
+            {
+                data[key] = secretBox.Seal((string)value!, Core.Security.SecretBox.ContextOf(name, key));
+            }
+        }
+
+        return secret.ToJsonString();
     }
 
     /// <summary>Downloads a module once per digest, resuming a partial download where it stopped.</summary>
@@ -643,6 +669,9 @@ public sealed partial class SyncClient(
 
     [LoggerMessage(Level = LogLevel.Debug, Message = "Reconnecting in {DelayMs} ms")]
     private static partial void LogRetrying(ILogger logger, long delayMs);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "The node certificate expired on {NotAfter:u} while the server was out of reach; joining again with the join token")]
+    private static partial void LogCertificateExpired(ILogger logger, DateTime notAfter);
 
     [LoggerMessage(Level = LogLevel.Information, Message = "Renewed the node certificate (valid until {NotAfter:u})")]
     private static partial void LogRenewed(ILogger logger, DateTime notAfter);

@@ -13,7 +13,7 @@ public static partial class ManifestValidator
 {
     /// <summary>Capabilities an app may declare; host functions check them (see the Wasm runtime).</summary>
     public static readonly IReadOnlySet<string> KnownCapabilities =
-        new HashSet<string>(StringComparer.Ordinal) { "log", "config", "kv", "publish", "clock", "http-out" };
+        new HashSet<string>(StringComparer.Ordinal) { "log", "config", "secrets", "kv", "publish", "clock", "http-out" };
 
     private static readonly string[] TopLevelFields = ["apiVersion", "kind", "metadata", "spec", "status"];
     private static readonly string[] MetadataFields = ["name", "labels", "annotations", "uid", "resourceVersion", "generation", "creationTimestamp"];
@@ -49,7 +49,7 @@ public static partial class ManifestValidator
         {
             ValidateApplicationSpec(doc["spec"], allowModulePath, errors);
         }
-        else if (kind == ResourceKind.ConfigSet)
+        else if (kind == ResourceKind.ConfigSet || kind == ResourceKind.Secret)
         {
             ValidateConfigSetSpec(doc["spec"], errors);
         }

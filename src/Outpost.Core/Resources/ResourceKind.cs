@@ -18,17 +18,22 @@ public sealed record ResourceKind(string Kind, string Plural, string Group, stri
 
     public static readonly ResourceKind Bucket = new("Bucket", "buckets", "outpost.dev", "v1");
 
+    public static readonly ResourceKind Secret = new("Secret", "secrets", "outpost.dev", "v1");
+
     /// <summary>Read-only: one per topic the fleet has published to, with counts.</summary>
     public static readonly ResourceKind Topic = new("Topic", "topics", "outpost.dev", "v1");
 
+    /// <summary>Read-only: the audit log of API mutations.</summary>
+    public static readonly ResourceKind AuditEvent = new("AuditEvent", "audit", "outpost.dev", "v1");
+
     /// <summary>Kinds kept in the resource store (topics are derived from ingested records).</summary>
-    public static IReadOnlyList<ResourceKind> All { get; } = [Node, Application, ConfigSet, Bucket];
+    public static IReadOnlyList<ResourceKind> All { get; } = [Node, Application, ConfigSet, Secret, Bucket];
 
     /// <summary>Kinds a user may create with apply; nodes are created by joining.</summary>
-    public static IReadOnlyList<ResourceKind> Applicable { get; } = [Application, ConfigSet, Bucket];
+    public static IReadOnlyList<ResourceKind> Applicable { get; } = [Application, ConfigSet, Secret, Bucket];
 
     /// <summary>Kinds that are delivered to the nodes their placement selects.</summary>
-    public static IReadOnlyList<ResourceKind> Targeted { get; } = [Application, ConfigSet, Bucket];
+    public static IReadOnlyList<ResourceKind> Targeted { get; } = [Application, ConfigSet, Secret, Bucket];
 
     public static ResourceKind? FindByKind(string kind) => All.FirstOrDefault(k => k.Kind == kind);
 
@@ -44,8 +49,10 @@ public sealed record ResourceKind(string Kind, string Plural, string Group, stri
             "node" or "nodes" or "no" => Node,
             "app" or "apps" or "application" or "applications" => Application,
             "cs" or "configset" or "configsets" => ConfigSet,
+            "secret" or "secrets" => Secret,
             "topic" or "topics" => Topic,
             "bucket" or "buckets" => Bucket,
+            "audit" or "auditevents" => AuditEvent,
             _ => null,
         };
     }

@@ -97,6 +97,12 @@ public interface IControlPlaneStore : IAsyncDisposable
 
     Task<IReadOnlyList<TokenRecord>> ListTokensAsync(CancellationToken cancellationToken);
 
+    /// <summary>Appends to the audit log (the id is assigned).</summary>
+    Task AppendAuditAsync(AuditEntry entry, CancellationToken cancellationToken);
+
+    /// <summary>The audit log after an id, oldest first.</summary>
+    Task<IReadOnlyList<AuditEntry>> ListAuditAsync(long afterId, int limit, CancellationToken cancellationToken);
+
     /// <summary>Records a certificate issued to a node; only recorded certificates of existing nodes authenticate.</summary>
     Task RecordNodeCertificateAsync(string node, string serial, DateTimeOffset notAfter, CancellationToken cancellationToken);
 

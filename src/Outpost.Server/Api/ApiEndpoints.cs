@@ -46,6 +46,7 @@ public static class ApiEndpoints
         MapKind(app, ResourceKind.Node, writable: false);
         MapKind(app, ResourceKind.Application, writable: true);
         MapKind(app, ResourceKind.ConfigSet, writable: true);
+        MapKind(app, ResourceKind.Secret, writable: true);
         MapKind(app, ResourceKind.Bucket, writable: true);
 
         app.MapGet($"{OutpostPrefix}/topics", ListTopicsAsync);
@@ -55,6 +56,7 @@ public static class ApiEndpoints
         app.MapPost($"{OutpostPrefix}/blobs", PushBlobAsync);
         app.MapGet(OutpostPrefix + "/blobs/{digest}", GetBlobAsync);
         app.MapTokens();
+        app.MapGet(ResourceKind.AuditEvent.CollectionPath, ListAuditAsync);
         app.MapBucketData();
     }
 
@@ -62,7 +64,7 @@ public static class ApiEndpoints
     {
         var collection = kind.CollectionPath;
         app.MapGet(collection, (HttpContext ctx, IControlPlaneStore store, ResourceView view, CancellationToken ct) => ListAsync(ctx, kind, store, view, ct));
-        app.MapGet(collection + "/{name}", (string name, IControlPlaneStore store, ResourceView view, CancellationToken ct) => GetAsync(kind, name, store, view, ct));
+        app.MapGet(collection + "/{name}", (string name, HttpContext ctx, IControlPlaneStore store, ResourceView view, CancellationToken ct) => GetAsync(ctx, kind, name, store, view, ct));
         app.MapDelete(collection + "/{name}", (string name, IControlPlaneStore store, ChangeFeed feed, NodeLeases leases, CancellationToken ct) => DeleteAsync(kind, name, store, feed, leases, ct));
         if (!writable)
         {
@@ -86,15 +88,39 @@ public static class ApiEndpoints
             return Error(ApiStatus.BadRequest($"invalid labelSelector: {ex.Message}"));
         }
 
+        if (!TryReveal(context, out var reveal, out var forbidden))
+        {
+            return forbidden;
+        }
+
         var page = await store.ListAsync(kind.Kind, cancellationToken);
-        var items = page.Items.Where(i => selector.Matches(i.Labels)).Select(view.Render);
+        var items = page.Items.Where(i => selector.Matches(i.Labels)).Select(i => view.Render(i, reveal));
         return Json(ResourceJson.ToList(kind, page.Revision, items));
     }
 
-    private static async Task<IResult> GetAsync(ResourceKind kind, string name, IControlPlaneStore store, ResourceView view, CancellationToken cancellationToken)
+    private static async Task<IResult> GetAsync(HttpContext context, ResourceKind kind, string name, IControlPlaneStore store, ResourceView view, CancellationToken cancellationToken)
     {
+        if (!TryReveal(context, out var reveal, out var forbidden))
+        {
+            return forbidden;
+        }
+
         var resource = await store.GetAsync(kind.Kind, name, cancellationToken);
-        return resource is null ? Error(ApiStatus.NotFound(kind.Kind, name)) : Json(view.Render(resource));
+        return resource is null ? Error(ApiStatus.NotFound(kind.Kind, name)) : Json(view.Render(resource, reveal));
+    }
+
+    /// <summary>?reveal=true shows secret values, to admins only.</summary>
+    private static bool TryReveal(HttpContext context, out bool reveal, out IResult forbidden)
+    {
+        reveal = context.Request.Query["reveal"] == "true";
+        forbidden = null!;
+        if (reveal && context.Items[OutpostServer.RoleKey] as string != Core.Tokens.Roles.Admin)
+        {
+            forbidden = Error(new ApiStatus(403, StatusReasons.Forbidden, "Forbidden: only an admin token may reveal secret values"));
+            return false;
+        }
+
+        return true;
     }
 
     private static async Task<IResult> DeleteAsync(ResourceKind kind, string name, IControlPlaneStore store, ChangeFeed feed, NodeLeases leases, CancellationToken cancellationToken)
@@ -285,6 +311,9 @@ public static class ApiEndpoints
             }
         }
 
+        context.Items[Hosting.OutpostServer.AuditDetailKey] = dryRun
+            ? $"dry run of {writes.Count} resource(s)"
+            : string.Join(", ", results.Select(r => $"{r.Resource.Kind}/{r.Resource.Name} {r.Outcome.ToString().ToLowerInvariant()}"));
         var view = services.GetRequiredService<ResourceView>();
         return Json(new JsonObject
         {
@@ -375,6 +404,37 @@ public static class ApiEndpoints
             ["apiVersion"] = ResourceKind.Topic.ApiVersion,
             ["metadata"] = new JsonObject { ["continue"] = (records.Count > 0 ? records[^1].Cursor : after).ToString(CultureInfo.InvariantCulture) },
             ["items"] = items,
+        });
+    }
+
+    /// <summary>The audit log, oldest first, paged by id (?continue=).</summary>
+    private static async Task<IResult> ListAuditAsync(HttpContext context, IControlPlaneStore store, CancellationToken cancellationToken)
+    {
+        var text = context.Request.Query["continue"].ToString();
+        var after = 0L;
+        if (text.Length > 0 && !long.TryParse(text, NumberStyles.None, CultureInfo.InvariantCulture, out after))
+        {
+            return Error(ApiStatus.BadRequest($"continue='{text}' is not an audit cursor (metadata.continue of the previous page)"));
+        }
+
+        var entries = await store.ListAuditAsync(after, 1000, cancellationToken);
+        return Json(new JsonObject
+        {
+            ["kind"] = ResourceKind.AuditEvent.ListKind,
+            ["apiVersion"] = ResourceKind.AuditEvent.ApiVersion,
+            ["metadata"] = new JsonObject { ["continue"] = entries.Count < 1000 ? "" : entries[^1].Id.ToString(CultureInfo.InvariantCulture) },
+            ["items"] = new JsonArray([.. entries.Select(e => (JsonNode)new JsonObject
+            {
+                ["kind"] = ResourceKind.AuditEvent.Kind,
+                ["apiVersion"] = ResourceKind.AuditEvent.ApiVersion,
+                ["metadata"] = new JsonObject { ["name"] = e.Id.ToString(CultureInfo.InvariantCulture), ["creationTimestamp"] = ResourceJson.FormatTimestamp(e.At) },
+                ["actor"] = e.Actor,
+                ["role"] = e.Role,
+                ["verb"] = e.Verb,
+                ["path"] = e.Path,
+                ["status"] = e.Status,
+                ["detail"] = e.Detail,
+            })]),
         });
     }
 

@@ -7,11 +7,30 @@ using Outpost.Server.Sync;
 namespace Outpost.Server.Api;
 
 /// <summary>Renders resources for the API, filling in live fields (a node's state from its lease).</summary>
-public sealed class ResourceView(NodeLeases leases, SyncAccounting accounting, TimeProvider time, ServerOptions options)
+public sealed class ResourceView(NodeLeases leases, SyncAccounting accounting, TimeProvider time, ServerOptions options, Core.Security.SecretBox secrets)
 {
-    public JsonObject Render(StoredResource resource)
+    /// <summary>
+    /// The resource as the API shows it. Secret values are stored sealed and shown as
+    /// <c>&lt;redacted&gt;</c>, or opened with <paramref name="reveal"/> (for admins, and for
+    /// the nodes a Secret is placed on, over their mutual-TLS stream).
+    /// </summary>
+    public JsonObject Render(StoredResource resource, bool reveal = false)
     {
         ArgumentNullException.ThrowIfNull(resource);
+        if (resource.Kind == ResourceKind.Secret.Kind)
+        {
+            var secret = ResourceJson.ToObject(resource);
+            if (secret["spec"]?["data"] is JsonObject data)
+            {
+                foreach (var (key, value) in data.ToList())
+                {
+                    data[key] = reveal ? secrets.Open((string)value!, Core.Security.SecretBox.ContextOf(resource.Name, key)) : Core.Security.SecretBox.Redacted;
+                }
+            }
+
+            return secret;
+        }
+
         if (resource.Kind != ResourceKind.Node.Kind)
         {
             return ResourceJson.ToObject(resource);

@@ -2,6 +2,7 @@ using System.Text.Json.Nodes;
 using Outpost.Core.Api;
 using Outpost.Core.Manifests;
 using Outpost.Core.Resources;
+using Outpost.Core.Security;
 using Outpost.Core.Store;
 
 namespace Outpost.Server.Api;
@@ -10,7 +11,7 @@ namespace Outpost.Server.Api;
 /// Turns API objects into store writes: validates each against its schema, checks that
 /// referenced modules are on the server, and reports problems as Invalid statuses.
 /// </summary>
-public sealed class ResourceWriter(IControlPlaneStore store, Wasm.Hosting.WasmHost wasm)
+public sealed class ResourceWriter(IControlPlaneStore store, Wasm.Hosting.WasmHost wasm, SecretBox secrets)
 {
     /// <summary>Validates one object; on success returns the write, else the Status to send.</summary>
     public async Task<(ResourceWrite? Write, ApiStatus? Error)> PrepareAsync(JsonObject body, WriteOp op, string? prefix, CancellationToken cancellationToken)
@@ -37,6 +38,11 @@ public sealed class ResourceWriter(IControlPlaneStore store, Wasm.Hosting.WasmHo
             }
         }
 
+        if (errors.Count == 0 && kind == ResourceKind.Secret.Kind)
+        {
+            errors.AddRange(await SealAsync(name!, (JsonObject)body["spec"]!["data"]!, cancellationToken));
+        }
+
         if (errors.Count > 0)
         {
             return (null, ApiStatus.Invalid(kind, name, [.. errors.Select(e => new StatusCause(e.Field, e.Message))], prefix));
@@ -59,6 +65,54 @@ public sealed class ResourceWriter(IControlPlaneStore store, Wasm.Hosting.WasmHo
             SpecJson = JsonCanonical.Serialize(body["spec"] ?? new JsonObject()),
             ExpectedResourceVersion = op == WriteOp.Upsert ? null : expected,
         }, null);
+    }
+
+    /// <summary>
+    /// Seals a Secret's values in place before they reach the store. A value that is already
+    /// stored (sealed, or the same plaintext again) keeps its sealed form, so applying the same
+    /// Secret twice changes nothing; <c>&lt;redacted&gt;</c> (what a read returns) keeps the stored value.
+    /// </summary>
+    private async Task<List<FieldError>> SealAsync(string name, JsonObject data, CancellationToken cancellationToken)
+    {
+        var errors = new List<FieldError>();
+        var stored = (await store.GetAsync(ResourceKind.Secret.Kind, name, cancellationToken))?.Spec()["data"] as JsonObject;
+        foreach (var (key, node) in data.ToList())
+        {
+            var value = (string)node!;
+            var context = SecretBox.ContextOf(name, key);
+            var current = stored?[key] is JsonValue s ? (string)s! : null;
+            if (value == SecretBox.Redacted)
+            {
+                if (current is null)
+                {
+                    errors.Add(new FieldError($"spec.data.{key}", $"'{SecretBox.Redacted}' stands for the stored value, but secret \"{name}\" has no key '{key}'"));
+                }
+                else
+                {
+                    data[key] = current;
+                }
+
+                continue;
+            }
+
+            if (SecretBox.IsSealed(value))
+            {
+                try
+                {
+                    secrets.Open(value, context);
+                }
+                catch (System.Security.Cryptography.CryptographicException)
+                {
+                    errors.Add(new FieldError($"spec.data.{key}", "looks sealed but was not sealed by this server for this key; give the plain value"));
+                }
+
+                continue;
+            }
+
+            data[key] = current is not null && secrets.Open(current, context) == value ? current : secrets.Seal(value, context);
+        }
+
+        return errors;
     }
 
     public static ApiStatus ToStatus(StoreException ex)

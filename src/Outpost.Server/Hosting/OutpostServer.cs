@@ -107,6 +107,7 @@ public sealed partial class OutpostServer : IAsyncDisposable
         services.AddSingleton(options);
         services.AddSingleton(options.TimeProvider);
         services.AddSingleton(new ServerTls(authority));
+        services.AddSingleton(_ => SecretBox.LoadOrCreate(Path.Combine(options.DataDir, "secrets.key")));
         services.AddSingleton<IControlPlaneStore>(_ => new SqliteControlPlaneStore(Path.Combine(options.DataDir, "outpost.db"), options.TimeProvider));
         services.AddSingleton<ChangeFeed>();
         services.AddSingleton<BucketSync>();
@@ -199,7 +200,19 @@ public sealed partial class OutpostServer : IAsyncDisposable
     [LoggerMessage(Level = LogLevel.Warning, Message = "--insecure-http: the API and agent sync travel in cleartext, tokens included; use only where the network itself is trusted")]
     private static partial void LogInsecure(ILogger logger);
 
-    /// <summary>The REST API takes an admin bearer token; health, version and the agent endpoint authenticate otherwise.</summary>
+    /// <summary>Where an endpoint leaves a summary of what a mutation did, for the audit log.</summary>
+    public const string AuditDetailKey = "outpost.audit.detail";
+
+    /// <summary>Where the caller's role is kept for endpoints that depend on it.</summary>
+    public const string RoleKey = "outpost.role";
+
+    /// <summary>
+    /// Every REST API call needs an API token: admins may do anything, viewers only read.
+    /// Every mutation, and every refused attempt at one, goes to the audit log: who (the
+    /// token's id and description), what (verb and path, plus a summary from the endpoint),
+    /// when, and the status it ended with. Health, version and /cacerts are open; the agent
+    /// endpoint authenticates nodes by certificate.
+    /// </summary>
     private static async Task ApiAuthenticationAsync(HttpContext context, RequestDelegate next)
     {
         var path = context.Request.Path;
@@ -213,7 +226,7 @@ public sealed partial class OutpostServer : IAsyncDisposable
         var token = header.StartsWith("Bearer ", StringComparison.OrdinalIgnoreCase) ? header[7..].Trim() : "";
         if (token.Length == 0)
         {
-            await ApiEndpoints.Error(ApiStatus.Unauthorized("Unauthorized: send 'Authorization: Bearer <admin token>' (see config.yaml in the server's data dir)")).ExecuteAsync(context);
+            await ApiEndpoints.Error(ApiStatus.Unauthorized("Unauthorized: send 'Authorization: Bearer <API token>' (see config.yaml in the server's data dir)")).ExecuteAsync(context);
             return;
         }
 
@@ -233,6 +246,26 @@ public sealed partial class OutpostServer : IAsyncDisposable
             return;
         }
 
+        var role = record.Role ?? Roles.Admin;
+        var actor = record.Description is { Length: > 0 } description ? $"token/{record.Id} ({description})" : $"token/{record.Id}";
+        context.Items[RoleKey] = role;
+        var mutating = !HttpMethods.IsGet(context.Request.Method) && !HttpMethods.IsHead(context.Request.Method);
+        if (mutating && role != Roles.Admin)
+        {
+            await ApiEndpoints.Error(new ApiStatus(403, StatusReasons.Forbidden,
+                $"Forbidden: the {role} role may only read; {context.Request.Method} {path} needs an admin token")).ExecuteAsync(context);
+            await AuditAsync(context, store, time, actor, role, "denied: role may only read");
+            return;
+        }
+
         await next(context);
+        if (mutating)
+        {
+            await AuditAsync(context, store, time, actor, role, context.Items[AuditDetailKey] as string);
+        }
     }
+
+    private static Task AuditAsync(HttpContext context, IControlPlaneStore store, TimeProvider time, string actor, string role, string? detail) =>
+        store.AppendAuditAsync(new AuditEntry(0, time.GetUtcNow(), actor, role, context.Request.Method,
+            context.Request.Path + context.Request.QueryString, context.Response.StatusCode, detail), CancellationToken.None);
 }

@@ -159,7 +159,8 @@ public sealed class CertificateAuthority : IDisposable
         issued.CertificateExtensions.Add(new X509KeyUsageExtension(X509KeyUsageFlags.DigitalSignature, true));
         issued.CertificateExtensions.Add(new X509EnhancedKeyUsageExtension([new Oid(TrustBundle.ClientAuthOid)], false));
         issued.CertificateExtensions.Add(X509AuthorityKeyIdentifierExtension.CreateFromCertificate(_ca, true, false));
-        return issued.Create(_ca.SubjectName, X509SignatureGenerator.CreateForECDsa(_caKey), now.AddMinutes(-5), now + lifetime, RandomSerial());
+        // Valid from now: only this server checks it, by its own clock, and the node renews by its span.
+        return issued.Create(_ca.SubjectName, X509SignatureGenerator.CreateForECDsa(_caKey), now, now + lifetime, RandomSerial());
     }
 
     private static X509Certificate2 IssueServing(X509Certificate2 ca, ECDsa caKey, IReadOnlyCollection<string> names, DateTimeOffset now)

@@ -115,6 +115,16 @@ public sealed partial class SqliteControlPlaneStore : IControlPlaneStore
               at_ms INTEGER NOT NULL
             );
             CREATE INDEX IF NOT EXISTS bucket_conflicts_by_bucket ON bucket_conflicts (bucket, id);
+            CREATE TABLE IF NOT EXISTS audit (
+              id INTEGER PRIMARY KEY AUTOINCREMENT,
+              at_ms INTEGER NOT NULL,
+              actor TEXT NOT NULL,
+              role TEXT NOT NULL,
+              verb TEXT NOT NULL,
+              path TEXT NOT NULL,
+              status INTEGER NOT NULL,
+              detail TEXT NULL
+            );
             CREATE TABLE IF NOT EXISTS node_certificates (
               serial TEXT PRIMARY KEY,
               node TEXT NOT NULL,
@@ -499,6 +509,33 @@ public sealed partial class SqliteControlPlaneStore : IControlPlaneStore
         }
 
         return tokens;
+    }
+
+    public async Task AppendAuditAsync(AuditEntry entry, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(entry);
+        await using var connection = await OpenAsync(cancellationToken);
+        await ExecuteAsync(connection, null, """
+            INSERT INTO audit (at_ms, actor, role, verb, path, status, detail) VALUES ($at, $actor, $role, $verb, $path, $status, $detail)
+            """, cancellationToken,
+            ("$at", entry.At.ToUnixTimeMilliseconds()), ("$actor", entry.Actor), ("$role", entry.Role), ("$verb", entry.Verb),
+            ("$path", entry.Path), ("$status", entry.Status), ("$detail", entry.Detail));
+    }
+
+    public async Task<IReadOnlyList<AuditEntry>> ListAuditAsync(long afterId, int limit, CancellationToken cancellationToken)
+    {
+        await using var connection = await OpenAsync(cancellationToken);
+        await using var command = Command(connection, null, "SELECT id, at_ms, actor, role, verb, path, status, detail FROM audit WHERE id > $after ORDER BY id LIMIT $limit",
+            ("$after", afterId), ("$limit", limit));
+        await using var reader = await command.ExecuteReaderAsync(cancellationToken);
+        var entries = new List<AuditEntry>();
+        while (await reader.ReadAsync(cancellationToken))
+        {
+            entries.Add(new AuditEntry(reader.GetInt64(0), DateTimeOffset.FromUnixTimeMilliseconds(reader.GetInt64(1)), reader.GetString(2), reader.GetString(3),
+                reader.GetString(4), reader.GetString(5), reader.GetInt32(6), reader.IsDBNull(7) ? null : reader.GetString(7)));
+        }
+
+        return entries;
     }
 
     public async Task RecordNodeCertificateAsync(string node, string serial, DateTimeOffset notAfter, CancellationToken cancellationToken)

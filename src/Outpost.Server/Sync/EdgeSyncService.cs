@@ -404,7 +404,8 @@ public sealed partial class EdgeSyncService(
             var apps = await store.ListAsync(ResourceKind.Application.Kind, ct);
             var configSets = await store.ListAsync(ResourceKind.ConfigSet.Kind, ct);
             var buckets = await store.ListAsync(ResourceKind.Bucket.Kind, ct);
-            var desired = DesiredStateDiff.ForNode(apps.Items.Concat(configSets.Items).Concat(buckets.Items), nodeResource.Labels);
+            var secrets = await store.ListAsync(ResourceKind.Secret.Kind, ct);
+            var desired = DesiredStateDiff.ForNode(apps.Items.Concat(configSets.Items).Concat(secrets.Items).Concat(buckets.Items), nodeResource.Labels);
             var (upserts, deletes) = DesiredStateDiff.Compute(sent, desired);
             if (first || snapshot || upserts.Count > 0 || deletes.Count > 0)
             {
@@ -417,7 +418,8 @@ public sealed partial class EdgeSyncService(
                         Name = resource.Name,
                         ResourceVersion = resource.ResourceVersion,
                         Generation = resource.Generation,
-                        Json = view.Render(resource).ToJsonString(),
+                        // Secrets travel opened, only to the nodes they are placed on, inside mutual TLS.
+                        Json = view.Render(resource, reveal: true).ToJsonString(),
                     });
                 }
 

@@ -10,6 +10,9 @@ public interface IHostServices
 
     string? GetConfig(string app, string key);
 
+    /// <summary>A value from the Secrets placed on this node, or null.</summary>
+    string? GetSecret(string app, string key);
+
     byte[]? KvGet(string app, string bucket, string key);
 
     /// <summary>Writes a key; false when the bucket is not writable here (a cloud-to-edge bucket is read-only at the edge).</summary>

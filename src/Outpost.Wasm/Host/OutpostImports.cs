@@ -19,6 +19,7 @@ public static class OutpostImports
     {
         ["log"] = "log",
         ["config_get"] = "config",
+        ["secret_get"] = "secrets",
         ["kv_get"] = "kv",
         ["kv_set"] = "kv",
         ["kv_delete"] = "kv",
@@ -65,6 +66,12 @@ public static class OutpostImports
         {
             var (grant, memory) = Enter(c, "config_get", grantOf, memoryOf);
             var value = grant.Services.GetConfig(grant.App, ReadString(memory, keyPtr, keyLen));
+            return value is null ? -1 : WriteResult(memory, Encoding.UTF8.GetBytes(value), buf, cap);
+        });
+        linker.DefineFunction(ModuleName, "secret_get", (Caller c, int keyPtr, int keyLen, int buf, int cap) =>
+        {
+            var (grant, memory) = Enter(c, "secret_get", grantOf, memoryOf);
+            var value = grant.Services.GetSecret(grant.App, ReadString(memory, keyPtr, keyLen));
             return value is null ? -1 : WriteResult(memory, Encoding.UTF8.GetBytes(value), buf, cap);
         });
         linker.DefineFunction(ModuleName, "kv_get", (Caller c, int bucketPtr, int bucketLen, int keyPtr, int keyLen, int buf, int cap) =>

@@ -59,7 +59,16 @@ internal static class Output
                     spec?["conflictPolicy"] is { } p ? Str(p) : "lww", Age(item, now)]);
             }
         }
-        else if (kind == ResourceKind.ConfigSet)
+        else if (kind == ResourceKind.AuditEvent)
+        {
+            rows.Add(["TIME", "ACTOR", "ROLE", "VERB", "PATH", "STATUS", "DETAIL"]);
+            foreach (var item in items)
+            {
+                rows.Add([Str(item["metadata"]?["creationTimestamp"]), Str(item["actor"]), Str(item["role"]), Str(item["verb"]), Str(item["path"]),
+                    Str(item["status"]), Str(item["detail"])]);
+            }
+        }
+        else if (kind == ResourceKind.ConfigSet || kind == ResourceKind.Secret)
         {
             rows.Add(wide ? ["NAME", "KEYS", "AGE", "NODE-SELECTOR"] : ["NAME", "KEYS", "AGE"]);
             foreach (var item in items)

@@ -40,20 +40,25 @@ internal static class ClientCommands
 
     public static Command Get()
     {
-        var type = new Argument<string>("type") { Description = "nodes, apps (applications), configsets or topics" };
+        var type = new Argument<string>("type") { Description = "nodes, apps (applications), configsets, secrets, buckets, topics or audit" };
         var name = new Argument<string?>("name") { Description = "Show one resource", Arity = ArgumentArity.ZeroOrOne };
         RejectOptionLike(name);
         var output = new Option<string>("--output", "-o") { Description = "table, wide, json or yaml", DefaultValueFactory = _ => "table" };
         output.AcceptOnlyFromAmong("table", "wide", "json", "yaml");
         var selector = new Option<string?>("--selector", "-l") { Description = "Label selector, e.g. site=lab,tier!=test" };
-        var command = new Command("get", "List nodes or apps, or show one") { type, name, output, selector };
+        var reveal = new Option<bool>("--reveal") { Description = "Show secret values (admin tokens only); otherwise they read <redacted>" };
+        var command = new Command("get", "List nodes or apps, or show one") { type, name, output, selector, reveal };
         command.SetAction((result, ct) => Run(async () =>
         {
             var kind = ResolveKind(result.GetValue(type)!);
             using var client = CommonOptions.Connect(result);
             var one = result.GetValue(name);
-            var query = result.GetValue(selector) is { } s ? "?labelSelector=" + Uri.EscapeDataString(s) : "";
-            var response = await client.GetAsync(kind.CollectionPath + (one is null ? query : "/" + Uri.EscapeDataString(one)), ct);
+            var query = result.GetValue(selector) is { } s && one is null ? "?labelSelector=" + Uri.EscapeDataString(s) : "";
+            if (result.GetValue(reveal))
+            {
+                query += (query.Length == 0 ? "?" : "&") + "reveal=true";
+            }
+            var response = await client.GetAsync(kind.CollectionPath + (one is null ? "" : "/" + Uri.EscapeDataString(one)) + query, ct);
             var format = result.GetValue(output);
             Console.Write(format switch
             {
@@ -150,14 +155,34 @@ internal static class ClientCommands
     public static Command Token()
     {
         var ttl = new Option<string?>("--ttl") { Description = "Lifetime, e.g. 30m, 24h, 7d (default: no expiry)" };
-        var description = new Option<string?>("--description") { Description = "What the token is for" };
-        var create = new Command("create", "Create a join token for agents and print it") { ttl, description };
+        var uses = new Option<int?>("--uses") { Description = "How many nodes may join with it (default: no limit)" };
+        var labels = new Option<string?>("--labels") { Description = "Labels every node joining with it gets, k=v,k2=v2 (they override the node's own)" };
+        var api = new Option<bool>("--api") { Description = "An API token (for people and tools) instead of a join token" };
+        var role = new Option<string>("--role") { Description = "With --api: admin (may change anything) or viewer (may only read)", DefaultValueFactory = _ => "viewer" };
+        role.AcceptOnlyFromAmong(Core.Tokens.Roles.All.ToArray());
+        var description = new Option<string?>("--description") { Description = "What the token is for (shown in token list and the audit log)" };
+        var create = new Command("create", "Create a join token for agents (or with --api an API token) and print it; the secret is shown only now") { ttl, uses, labels, api, role, description };
         create.SetAction((result, ct) => Run(async () =>
         {
-            var body = new JsonObject();
+            var body = new JsonObject { ["kind"] = result.GetValue(api) ? "api" : "join" };
             if (result.GetValue(ttl) is { } text)
             {
                 body["ttlSeconds"] = (long)ParseDuration(text).TotalSeconds;
+            }
+
+            if (result.GetValue(api))
+            {
+                body["role"] = result.GetValue(role);
+            }
+
+            if (result.GetValue(uses) is { } n)
+            {
+                body["uses"] = n;
+            }
+
+            if (result.GetValue(labels) is { } l)
+            {
+                body["labels"] = ResourceJson.ToJson(ParseLabelList(l));
             }
 
             if (result.GetValue(description) is { } d)
@@ -170,7 +195,56 @@ internal static class ClientCommands
             Console.WriteLine((string)response["token"]!);
             return 0;
         }));
-        return new Command("token", "Manage join tokens") { create };
+
+        var output = new Option<string>("--output", "-o") { Description = "table or json", DefaultValueFactory = _ => "table" };
+        output.AcceptOnlyFromAmong("table", "json");
+        var list = new Command("list", "List tokens: what each is for, its uses and expiry (never a secret)") { output };
+        list.SetAction((result, ct) => Run(async () =>
+        {
+            using var client = CommonOptions.Connect(result);
+            var response = await client.GetAsync("apis/outpost.dev/v1/tokens", ct);
+            if (result.GetValue(output) == "json")
+            {
+                Console.WriteLine(Output.Json(response));
+                return 0;
+            }
+
+            var rows = new List<string[]> { TokenHeader };
+            foreach (var item in response["items"]!.AsArray().Select(i => i!.AsObject()))
+            {
+                var usesText = item["maxUses"] is { } max ? $"{item["uses"]}/{max}" : item["uses"]?.ToString() ?? "";
+                rows.Add([(string)item["metadata"]!["name"]!, (string)item["type"]!, (string?)item["role"] ?? (string?)item["node"] ?? "", usesText,
+                    (string?)item["expiresAt"] ?? "never", (string?)item["description"] ?? ""]);
+            }
+
+            Console.Write(Output.Columns(rows));
+            return 0;
+        }));
+
+        var id = new Argument<string>("id") { Description = "The token's id (the NAME column of token list)" };
+        var revoke = new Command("revoke", "Revoke a token: it stops working at once") { id };
+        revoke.SetAction((result, ct) => Run(async () =>
+        {
+            using var client = CommonOptions.Connect(result);
+            await client.DeleteAsync($"apis/outpost.dev/v1/tokens/{Uri.EscapeDataString(result.GetValue(id)!)}", ct);
+            Console.WriteLine($"token {result.GetValue(id)} revoked");
+            return 0;
+        }));
+        return new Command("token", "Manage join tokens and API tokens") { create, list, revoke };
+    }
+
+    private static readonly string[] TokenHeader = ["NAME", "TYPE", "ROLE/NODE", "USES", "EXPIRES", "DESCRIPTION"];
+
+    private static Dictionary<string, string> ParseLabelList(string text)
+    {
+        try
+        {
+            return Core.Selectors.Labels.ParseList(text);
+        }
+        catch (FormatException ex)
+        {
+            throw new ManifestException($"--labels: {ex.Message}");
+        }
     }
 
     internal static TimeSpan ParseDuration(string text) =>

@@ -23,7 +23,7 @@ public sealed class AppRegistryTests : IDisposable
         File.WriteAllBytes(cache.PartialPathFor(_digest), bytes);
         cache.Complete(_digest);
         _data = new LocalDataStore(Path.Combine(_dir, "data.db"));
-        _registry = new AppRegistry(_host, cache, "edge-1", new Host.AgentHostServices(_data, NullLogger<Host.AgentHostServices>.Instance), NullLogger<AppRegistry>.Instance);
+        _registry = new AppRegistry(_host, cache, "edge-1", new Host.AgentHostServices(_data, Core.Security.SecretBox.LoadOrCreate(Path.Combine(_dir, "secrets.key")), NullLogger<Host.AgentHostServices>.Instance), NullLogger<AppRegistry>.Instance);
     }
 
     private DesiredResource App(string name, string route, long generation = 1, string? digest = null)

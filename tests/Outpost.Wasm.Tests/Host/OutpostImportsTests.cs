@@ -86,6 +86,8 @@ public sealed class OutpostImportsTests : IDisposable
 
         public string? GetConfig(string app, string key) => Config.TryGetValue(key, out var v) ? v : null;
 
+        public string? GetSecret(string app, string key) => null;
+
         public byte[]? KvGet(string app, string bucket, string key) => Kv.TryGetValue((bucket, key), out var v) ? v : null;
 
         public bool KvSet(string app, string bucket, string key, ReadOnlySpan<byte> value)

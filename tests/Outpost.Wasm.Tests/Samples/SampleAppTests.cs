@@ -120,6 +120,8 @@ public sealed class SampleAppTests : IDisposable
 
         public string? GetConfig(string app, string key) => null;
 
+        public string? GetSecret(string app, string key) => null;
+
         public byte[]? KvGet(string app, string bucket, string key) => _kv.TryGetValue((bucket, key), out var v) ? v : null;
 
         public bool KvSet(string app, string bucket, string key, ReadOnlySpan<byte> value)

@@ -1,0 +1,16 @@
+;; Answers with secret "password" from the Secrets placed on its node (or "none").
+(module
+  (import "outpost" "secret_get" (func $secret_get (param i32 i32 i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "fd_write" (func $fd_write (param i32 i32 i32 i32) (result i32)))
+  (memory (export "memory") 1)
+  (data (i32.const 0) "password")
+  (data (i32.const 16) "Content-Type: text/plain\n\n")
+  (data (i32.const 48) "none")
+  (func (export "_start") (local $n i32)
+    (local.set $n (call $secret_get (i32.const 0) (i32.const 8) (i32.const 100) (i32.const 256)))
+    (i32.store (i32.const 400) (i32.const 16))
+    (i32.store (i32.const 404) (i32.const 26))
+    (if (i32.lt_s (local.get $n) (i32.const 0))
+      (then (i32.store (i32.const 408) (i32.const 48)) (i32.store (i32.const 412) (i32.const 4)))
+      (else (i32.store (i32.const 408) (i32.const 100)) (i32.store (i32.const 412) (local.get $n))))
+    (drop (call $fd_write (i32.const 1) (i32.const 400) (i32.const 2) (i32.const 420)))))
