@@ -156,4 +156,46 @@ public sealed class FleetTests
         Eventually.UntilAsync(() => fleet.GetJsonAsync("get", "nodes"),
             nodes => names.All(nodes["items"]!.AsArray().Where(n => (string?)n!["status"]!["state"] == "Ready").Select(n => (string)n!["metadata"]!["name"]!).Contains),
             TimeSpan.FromSeconds(30), $"nodes {string.Join(", ", names)} to be Ready", nodes => nodes.ToJsonString());
+
+    [Fact]
+    public async Task Up_RunsASecureFleet_WithNoExtraSteps()
+    {
+        await using var fleet = new Fleet();
+        int FreePort()
+        {
+            using var listener = new System.Net.Sockets.TcpListener(System.Net.IPAddress.Loopback, 0);
+            listener.Start();
+            return ((System.Net.IPEndPoint)listener.LocalEndpoint).Port;
+        }
+
+        var (serverPort, gatewayPort) = (FreePort(), FreePort());
+        var dir = Path.Combine(fleet.Root, "up");
+        await using var up = OutpostProcess.Start(fleet.Home, "up", "--agents", "1", "--data-dir", dir,
+            "--server-port", serverPort.ToString(System.Globalization.CultureInfo.InvariantCulture),
+            "--gateway-port", gatewayPort.ToString(System.Globalization.CultureInfo.InvariantCulture),
+            "--manifests", Path.Combine(FindRepoRoot(), "samples", "manifests"));
+        await up.WaitForLineAsync("fleet up", Fleet.StartTimeout);
+
+        await Fleet.WaitForBodyAsync($"http://127.0.0.1:{gatewayPort}/hello", "hello from edge-1 (path /)\n", TimeSpan.FromSeconds(30));
+        var config = Core.Api.ClientConfig.Parse(await File.ReadAllTextAsync(Path.Combine(dir, "config.yaml")), "config.yaml");
+        Assert.StartsWith("https://", config.Server, StringComparison.Ordinal);
+        Assert.NotNull(config.CertificateAuthorityPem);
+        Assert.True(File.Exists(Path.Combine(dir, "edge-1", "node.crt")), "the agent holds a node certificate");
+        var (code, output) = await OutpostProcess.RunAsync(fleet.Home, "get", "nodes", "--config", Path.Combine(dir, "config.yaml"));
+        Assert.True(code == 0, output);
+        Assert.Contains("edge-1   Ready", output, StringComparison.Ordinal);
+    }
+
+    private static string FindRepoRoot()
+    {
+        for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir is not null; dir = dir.Parent)
+        {
+            if (Directory.Exists(Path.Combine(dir.FullName, "samples", "manifests")))
+            {
+                return dir.FullName;
+            }
+        }
+
+        throw new DirectoryNotFoundException("samples/manifests not found above the test binaries");
+    }
 }
