@@ -186,6 +186,24 @@ public sealed class FleetTests
         Assert.Contains("edge-1   Ready", output, StringComparison.Ordinal);
     }
 
+    [Fact]
+    public async Task InsecureHttp_IsExplicit_Warned_AndStillWorks()
+    {
+        await using var fleet = new Fleet();
+        await fleet.StartServerAsync(0, "--insecure-http");
+        Assert.StartsWith("http://", fleet.ServerUrl, StringComparison.Ordinal);
+        Assert.Contains("--insecure-http: the API and agent sync travel in cleartext", fleet.Server!.Output, StringComparison.Ordinal);
+        var token = await fleet.CreateJoinTokenAsync();
+        Assert.Null(Core.Tokens.TokenCodec.PinOf(token)); // no CA to pin
+
+        var (agent, gateway) = await fleet.StartAgentAsync("edge-1", token);
+        var (code, output) = await fleet.ClientAsync("apply", "-f", fleet.WriteManifest("hello.yaml", Fleet.HelloApp));
+        Assert.True(code == 0, output);
+        await Fleet.WaitForStatusAsync(gateway + "/hello", System.Net.HttpStatusCode.OK, TimeSpan.FromSeconds(30));
+        Assert.Contains("plain http", agent.Output, StringComparison.Ordinal);
+        Assert.False(File.Exists(Path.Combine(fleet.AgentDir("edge-1"), "node.crt")));
+    }
+
     private static string FindRepoRoot()
     {
         for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir is not null; dir = dir.Parent)
