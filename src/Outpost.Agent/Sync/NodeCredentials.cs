@@ -1,6 +1,7 @@
 using System.Security.Cryptography;
 using System.Security.Cryptography.X509Certificates;
 using Outpost.Agent.Hosting;
+using Outpost.Core.Security;
 
 namespace Outpost.Agent.Sync;
 
@@ -38,8 +39,8 @@ public sealed class NodeCredentials(AgentOptions options)
 
         using var withKey = issued.CopyWithPrivateKey(key);
         Directory.CreateDirectory(options.DataDir);
-        WritePrivate(KeyPath, key.ExportPkcs8PrivateKeyPem());
-        WritePrivate(CertificatePath, issued.ExportCertificatePem());
+        PrivateFile.Write(KeyPath, key.ExportPkcs8PrivateKeyPem());
+        PrivateFile.Write(CertificatePath, issued.ExportCertificatePem());
         lock (_lock)
         {
             _current?.Dispose();
@@ -97,16 +98,4 @@ public sealed class NodeCredentials(AgentOptions options)
     // TLS on Linux wants a key it can hand to OpenSSL as is: round-trip through PKCS#12.
     private static X509Certificate2 Usable(X509Certificate2 certificate) =>
         X509CertificateLoader.LoadPkcs12(certificate.Export(X509ContentType.Pkcs12), null);
-
-    private static void WritePrivate(string path, string content)
-    {
-        var temp = path + ".tmp";
-        File.WriteAllText(temp, content);
-        if (!OperatingSystem.IsWindows())
-        {
-            File.SetUnixFileMode(temp, UnixFileMode.UserRead | UnixFileMode.UserWrite);
-        }
-
-        File.Move(temp, path, overwrite: true);
-    }
 }

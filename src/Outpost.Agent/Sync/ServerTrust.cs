@@ -79,15 +79,7 @@ public sealed partial class ServerTrust(AgentOptions options, ILogger<ServerTrus
             throw new FatalAgentException($"the server at {options.ServerUrl} presents CA fingerprint {bundle.Fingerprint}, but the join token pins {pin}: refusing to connect");
         }
 
-        var temp = BundlePath + ".tmp";
-        Directory.CreateDirectory(options.DataDir);
-        await File.WriteAllTextAsync(temp, bundle.Pem, ct);
-        if (!OperatingSystem.IsWindows())
-        {
-            File.SetUnixFileMode(temp, UnixFileMode.UserRead | UnixFileMode.UserWrite);
-        }
-
-        File.Move(temp, BundlePath, overwrite: true);
+        PrivateFile.Write(BundlePath, bundle.Pem);
         LogPinned(logger, options.ServerUrl, bundle.Fingerprint);
         return _bundle = bundle;
     }

@@ -26,15 +26,7 @@ public sealed class SecretBox : IDisposable
     {
         if (!File.Exists(path))
         {
-            Directory.CreateDirectory(Path.GetDirectoryName(Path.GetFullPath(path))!);
-            var temp = path + ".tmp";
-            File.WriteAllText(temp, Convert.ToBase64String(RandomNumberGenerator.GetBytes(32)));
-            if (!OperatingSystem.IsWindows())
-            {
-                File.SetUnixFileMode(temp, UnixFileMode.UserRead | UnixFileMode.UserWrite);
-            }
-
-            File.Move(temp, path, overwrite: false);
+            PrivateFile.Write(path, Convert.ToBase64String(RandomNumberGenerator.GetBytes(32)), overwrite: false);
         }
 
         var key = Convert.FromBase64String(File.ReadAllText(path).Trim());

@@ -177,14 +177,7 @@ public sealed partial class OutpostServer : IAsyncDisposable
             token = issued.Token;
         }
 
-        var temp = ConfigPath + ".tmp";
-        await File.WriteAllTextAsync(temp, new ClientConfig(Url, token, _authority?.Trust.Pem).ToYaml(), cancellationToken);
-        if (!OperatingSystem.IsWindows())
-        {
-            File.SetUnixFileMode(temp, UnixFileMode.UserRead | UnixFileMode.UserWrite);
-        }
-
-        File.Move(temp, ConfigPath, overwrite: true);
+        PrivateFile.Write(ConfigPath, new ClientConfig(Url, token, _authority?.Trust.Pem).ToYaml());
     }
 
     public Task WaitForShutdownAsync(CancellationToken cancellationToken) => _app.WaitForShutdownAsync(cancellationToken);

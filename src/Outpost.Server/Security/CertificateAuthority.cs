@@ -70,8 +70,8 @@ public sealed class CertificateAuthority : IDisposable
             request.CertificateExtensions.Add(new X509SubjectKeyIdentifierExtension(request.PublicKey, false));
             using var selfSigned = request.CreateSelfSigned(now.AddMinutes(-5), now.AddYears(10));
             ca = X509CertificateLoader.LoadCertificate(selfSigned.RawData);
-            WritePrivate(caKeyPath, caKey.ExportPkcs8PrivateKeyPem());
-            WritePrivate(caCertPath, ca.ExportCertificatePem());
+            PrivateFile.Write(caKeyPath, caKey.ExportPkcs8PrivateKeyPem());
+            PrivateFile.Write(caCertPath, ca.ExportCertificatePem());
         }
 
         X509Certificate2 serving;
@@ -96,8 +96,8 @@ public sealed class CertificateAuthority : IDisposable
             {
                 serving?.Dispose();
                 serving = IssueServing(ca, caKey, requiredNames, now);
-                WritePrivate(servingKeyPath, serving.GetECDsaPrivateKey()!.ExportPkcs8PrivateKeyPem());
-                WritePrivate(servingPath, serving.ExportCertificatePem());
+                PrivateFile.Write(servingKeyPath, serving.GetECDsaPrivateKey()!.ExportPkcs8PrivateKeyPem());
+                PrivateFile.Write(servingPath, serving.ExportCertificatePem());
             }
         }
 
@@ -206,18 +206,6 @@ public sealed class CertificateAuthority : IDisposable
         var serial = RandomNumberGenerator.GetBytes(16);
         serial[0] &= 0x7f; // positive
         return serial;
-    }
-
-    private static void WritePrivate(string path, string content)
-    {
-        var temp = path + ".tmp";
-        File.WriteAllText(temp, content);
-        if (!OperatingSystem.IsWindows())
-        {
-            File.SetUnixFileMode(temp, UnixFileMode.UserRead | UnixFileMode.UserWrite);
-        }
-
-        File.Move(temp, path, overwrite: true);
     }
 
     public void Dispose()

@@ -16,12 +16,7 @@ public sealed partial class SqliteControlPlaneStore
         try
         {
             await using var connection = await OpenAsync(cancellationToken);
-            await using (var full = Command(connection, null, "PRAGMA synchronous = FULL"))
-            {
-                await full.ExecuteNonQueryAsync(cancellationToken);
-            }
-
-            await using var transaction = connection.BeginTransaction(deferred: false);
+            await using var transaction = await BeginDurableAsync(connection, cancellationToken);
             var revision = await MetaAsync(connection, transaction, "bucket_revision", cancellationToken);
             var now = _time.GetUtcNow().ToUnixTimeMilliseconds();
             var (stored, kept, duplicates, conflicts) = (0, 0, 0, 0);

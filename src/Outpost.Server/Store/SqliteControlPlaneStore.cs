@@ -399,13 +399,7 @@ public sealed partial class SqliteControlPlaneStore : IControlPlaneStore
         try
         {
             await using var connection = await OpenAsync(cancellationToken);
-            // Acked means durable: this commit syncs the WAL to disk before returning.
-            await using (var full = Command(connection, null, "PRAGMA synchronous = FULL"))
-            {
-                await full.ExecuteNonQueryAsync(cancellationToken);
-            }
-
-            await using var transaction = connection.BeginTransaction(deferred: false);
+            await using var transaction = await BeginDurableAsync(connection, cancellationToken);
             await using var insert = Command(connection, transaction, """
                 INSERT INTO records (node, sequence, topic, source, payload, created_ms, ingested_ms)
                 VALUES ($node, $seq, $topic, $source, $payload, $created, $ingested)
@@ -596,6 +590,17 @@ public sealed partial class SqliteControlPlaneStore : IControlPlaneStore
 
     private const string Columns = "kind, name, uid, resource_version, generation, created_at, labels, annotations, spec, status";
     private const string TokenColumns = "id, kind, secret_hash, subject, created_at, expires_at, description, role, max_uses, uses, labels";
+
+    /// <summary>A write transaction whose commit syncs the WAL to disk: what the server acks must survive a crash.</summary>
+    private static async Task<SqliteTransaction> BeginDurableAsync(SqliteConnection connection, CancellationToken cancellationToken)
+    {
+        await using (var full = Command(connection, null, "PRAGMA synchronous = FULL"))
+        {
+            await full.ExecuteNonQueryAsync(cancellationToken);
+        }
+
+        return connection.BeginTransaction(deferred: false);
+    }
 
     private async Task<SqliteConnection> OpenAsync(CancellationToken cancellationToken)
     {

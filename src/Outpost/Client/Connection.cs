@@ -44,14 +44,7 @@ internal static class Connection
     /// <summary>Writes a config file readable only by its owner.</summary>
     public static void Write(string path, ClientConfig config)
     {
-        Directory.CreateDirectory(Path.GetDirectoryName(Path.GetFullPath(path))!);
-        var temp = path + ".tmp";
-        File.WriteAllText(temp, config.ToYaml());
-        if (!OperatingSystem.IsWindows())
-        {
-            File.SetUnixFileMode(temp, UnixFileMode.UserRead | UnixFileMode.UserWrite);
-        }
-
-        File.Move(temp, path, overwrite: true);
+        ArgumentNullException.ThrowIfNull(config);
+        Core.Security.PrivateFile.Write(path, config.ToYaml());
     }
 }
