@@ -14,6 +14,7 @@ var root = new RootCommand("Outpost: an edge computing platform. One control pla
     ClientCommands.Token(),
     DataCommands.Data(),
     KvCommands.Kv(),
+    RolloutCommands.Rollout(),
 };
 root.Options.Add(CommonOptions.Server);
 root.Options.Add(CommonOptions.Token);

@@ -97,6 +97,16 @@ public interface IControlPlaneStore : IAsyncDisposable
 
     Task<IReadOnlyList<TokenRecord>> ListTokensAsync(CancellationToken cancellationToken);
 
+    /// <summary>
+    /// An Application's revisions, newest first (at most <paramref name="limit"/>). The store records
+    /// one in the same transaction as every write that creates an Application or changes its spec;
+    /// the revision number is the generation.
+    /// </summary>
+    Task<IReadOnlyList<AppRevision>> ListAppRevisionsAsync(string app, int limit, CancellationToken cancellationToken);
+
+    /// <summary>Drops all but the newest <paramref name="keep"/> revisions of every Application.</summary>
+    Task PruneAppRevisionsAsync(int keep, CancellationToken cancellationToken);
+
     /// <summary>Appends to the audit log (the id is assigned).</summary>
     Task AppendAuditAsync(AuditEntry entry, CancellationToken cancellationToken);
 

@@ -56,6 +56,7 @@ public static class ApiEndpoints
         app.MapPost($"{OutpostPrefix}/blobs", PushBlobAsync);
         app.MapGet(OutpostPrefix + "/blobs/{digest}", GetBlobAsync);
         app.MapTokens();
+        app.MapRollouts();
         app.MapGet(ResourceKind.AuditEvent.CollectionPath, ListAuditAsync);
         app.MapBucketData();
     }

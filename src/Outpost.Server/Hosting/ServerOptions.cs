@@ -19,6 +19,9 @@ public sealed record ServerOptions
 
     public TimeProvider TimeProvider { get; init; } = TimeProvider.System;
 
+    /// <summary>Revisions kept per Application for history and undo. Default 10.</summary>
+    public int RevisionHistory { get; init; } = 10;
+
     /// <summary>How long a node certificate is valid; agents renew with a third of it left. Default 30 days.</summary>
     public TimeSpan NodeCertificateLifetime { get; init; } = TimeSpan.FromDays(30);
 
@@ -39,6 +42,11 @@ public sealed record ServerOptions
         }
 
         ListenAddress.Parse(Listen);
+        if (RevisionHistory < 1)
+        {
+            throw new ArgumentException("--revision-history must be at least 1");
+        }
+
         if (HistoryRetention < 1)
         {
             throw new ArgumentException("--history-retention must be at least 1");

@@ -115,6 +115,14 @@ public sealed partial class SqliteControlPlaneStore : IControlPlaneStore
               at_ms INTEGER NOT NULL
             );
             CREATE INDEX IF NOT EXISTS bucket_conflicts_by_bucket ON bucket_conflicts (bucket, id);
+            CREATE TABLE IF NOT EXISTS app_revisions (
+              app TEXT NOT NULL,
+              revision INTEGER NOT NULL,
+              digest TEXT NOT NULL,
+              spec TEXT NOT NULL,
+              created_ms INTEGER NOT NULL,
+              PRIMARY KEY (app, revision)
+            );
             CREATE TABLE IF NOT EXISTS audit (
               id INTEGER PRIMARY KEY AUTOINCREMENT,
               at_ms INTEGER NOT NULL,
@@ -217,6 +225,11 @@ public sealed partial class SqliteControlPlaneStore : IControlPlaneStore
                         cancellationToken, ("$name", write.Name), ("$nodeKind", (int)TokenKind.Node));
                 }
 
+                if (write.Kind == ResourceKind.Application.Kind)
+                {
+                    await ExecuteAsync(connection, transaction, "DELETE FROM app_revisions WHERE app = $name", cancellationToken, ("$name", write.Name));
+                }
+
                 if (write.Kind == ResourceKind.Bucket.Kind)
                 {
                     // A bucket's data goes with it, in the same transaction.
@@ -257,6 +270,11 @@ public sealed partial class SqliteControlPlaneStore : IControlPlaneStore
                 """, cancellationToken,
                 ("$rv", revision), ("$gen", updated.Generation), ("$labels", labels), ("$annotations", annotations),
                 ("$spec", write.SpecJson), ("$kind", write.Kind), ("$name", write.Name));
+            if (specChanged)
+            {
+                await RecordRevisionAsync(connection, transaction, updated, cancellationToken);
+            }
+
             return new WriteResult(WriteOutcome.Configured, updated);
         }
 
@@ -280,6 +298,7 @@ public sealed partial class SqliteControlPlaneStore : IControlPlaneStore
             ("$kind", write.Kind), ("$name", write.Name), ("$uid", created.Uid), ("$rv", createRevision),
             ("$created", created.CreationTimestamp.ToString("O", CultureInfo.InvariantCulture)),
             ("$labels", labels), ("$annotations", annotations), ("$spec", write.SpecJson));
+        await RecordRevisionAsync(connection, transaction, created, cancellationToken);
         return new WriteResult(WriteOutcome.Created, created);
     }
 
@@ -503,6 +522,46 @@ public sealed partial class SqliteControlPlaneStore : IControlPlaneStore
         }
 
         return tokens;
+    }
+
+    /// <summary>An Application's new generation is a revision, kept with the write that made it.</summary>
+    private async Task RecordRevisionAsync(SqliteConnection connection, SqliteTransaction transaction, StoredResource resource, CancellationToken cancellationToken)
+    {
+        if (resource.Kind != ResourceKind.Application.Kind)
+        {
+            return;
+        }
+
+        var digest = resource.Spec()["module"]?["digest"]?.GetValue<string>() ?? "";
+        await ExecuteAsync(connection, transaction, """
+            INSERT INTO app_revisions (app, revision, digest, spec, created_ms) VALUES ($app, $rev, $digest, $spec, $at)
+            ON CONFLICT (app, revision) DO UPDATE SET digest = $digest, spec = $spec, created_ms = $at
+            """, cancellationToken,
+            ("$app", resource.Name), ("$rev", resource.Generation), ("$digest", digest), ("$spec", resource.SpecJson), ("$at", _time.GetUtcNow().ToUnixTimeMilliseconds()));
+    }
+
+    public async Task<IReadOnlyList<AppRevision>> ListAppRevisionsAsync(string app, int limit, CancellationToken cancellationToken)
+    {
+        await using var connection = await OpenAsync(cancellationToken);
+        await using var command = Command(connection, null, "SELECT app, revision, digest, spec, created_ms FROM app_revisions WHERE app = $app ORDER BY revision DESC LIMIT $limit",
+            ("$app", app), ("$limit", limit));
+        await using var reader = await command.ExecuteReaderAsync(cancellationToken);
+        var revisions = new List<AppRevision>();
+        while (await reader.ReadAsync(cancellationToken))
+        {
+            revisions.Add(new AppRevision(reader.GetString(0), reader.GetInt64(1), reader.GetString(2), reader.GetString(3), DateTimeOffset.FromUnixTimeMilliseconds(reader.GetInt64(4))));
+        }
+
+        return revisions;
+    }
+
+    public async Task PruneAppRevisionsAsync(int keep, CancellationToken cancellationToken)
+    {
+        await using var connection = await OpenAsync(cancellationToken);
+        await ExecuteAsync(connection, null, """
+            DELETE FROM app_revisions WHERE rowid IN (
+              SELECT rowid FROM (SELECT rowid, ROW_NUMBER() OVER (PARTITION BY app ORDER BY revision DESC) AS n FROM app_revisions) WHERE n > $keep)
+            """, cancellationToken, ("$keep", keep));
     }
 
     public async Task AppendAuditAsync(AuditEntry entry, CancellationToken cancellationToken)

@@ -23,6 +23,8 @@ public sealed class HistoryCompactor(IControlPlaneStore store, ChangeFeed feed, 
                 {
                     await store.CompactChangesAsync(through, stoppingToken);
                 }
+
+                await store.PruneAppRevisionsAsync(options.RevisionHistory, stoppingToken);
             }
         }
         catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)

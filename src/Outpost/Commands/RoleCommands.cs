@@ -25,8 +25,9 @@ internal static class RoleCommands
         var tlsCert = new Option<string?>("--tls-cert") { Description = "Serve this certificate (PEM, with its chain) instead of one from the server's own CA" };
         var tlsKey = new Option<string?>("--tls-key") { Description = "The key of --tls-cert (PEM)" };
         var insecure = new Option<bool>("--insecure-http") { Description = "Serve cleartext HTTP/2 instead of TLS (tokens travel in the clear: only behind something that encrypts)" };
+        var revisionHistory = new Option<int>("--revision-history") { Description = "Revisions kept per app for rollout history and undo", DefaultValueFactory = _ => 10 };
         var nodeCertTtl = new Option<string>("--node-cert-ttl") { Description = "Lifetime of node certificates; agents renew with a third left", DefaultValueFactory = _ => "30d" };
-        var command = new Command("server", "Run the control plane: REST API, agent sync endpoint, store") { dataDir, listen, history, lease, tlsCert, tlsKey, insecure, nodeCertTtl };
+        var command = new Command("server", "Run the control plane: REST API, agent sync endpoint, store") { dataDir, listen, history, lease, tlsCert, tlsKey, insecure, nodeCertTtl, revisionHistory };
         command.SetAction(async (result, ct) => await RunUntilStoppedAsync(async stop =>
         {
             await using var server = OutpostServer.Create(new ServerOptions
@@ -39,6 +40,7 @@ internal static class RoleCommands
                 TlsKeyFile = result.GetValue(tlsKey) is { } key ? Path.GetFullPath(key) : null,
                 InsecureHttp = result.GetValue(insecure),
                 NodeCertificateLifetime = Duration(result.GetValue(nodeCertTtl)!, "--node-cert-ttl"),
+                RevisionHistory = result.GetValue(revisionHistory),
             });
             await server.StartAsync(stop);
             Console.WriteLine($"server: {server.Url}");

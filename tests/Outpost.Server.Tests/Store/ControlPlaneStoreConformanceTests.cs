@@ -235,6 +235,29 @@ public abstract class ControlPlaneStoreConformanceTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task AppRevisions_AreRecordedPerSpecChange_PrunedToTheNewest_AndGoWithTheApp()
+    {
+        var ct = CancellationToken.None;
+        await Write(App("a", """{"module":{"digest":"sha256:01"}}"""));
+        await Write(App("a", """{"module":{"digest":"sha256:01"}}""", labels: new() { ["only"] = "labels" })); // no spec change
+        await Write(App("a", """{"module":{"digest":"sha256:02"}}"""));
+        await Write(App("a", """{"module":{"digest":"sha256:03"}}"""));
+        await Write(App("b"));
+
+        var revisions = await _store.ListAppRevisionsAsync("a", 10, ct);
+        Assert.Equal([3L, 2L, 1L], revisions.Select(r => r.Revision));
+        Assert.Equal(["sha256:03", "sha256:02", "sha256:01"], revisions.Select(r => r.Digest));
+        Assert.Contains("sha256:02", revisions[1].SpecJson, StringComparison.Ordinal);
+
+        await _store.PruneAppRevisionsAsync(2, ct);
+        Assert.Equal([3L, 2L], (await _store.ListAppRevisionsAsync("a", 10, ct)).Select(r => r.Revision));
+        Assert.Single(await _store.ListAppRevisionsAsync("b", 10, ct));
+
+        await Write(App("a", op: WriteOp.Delete));
+        Assert.Empty(await _store.ListAppRevisionsAsync("a", 10, ct));
+    }
+
+    [Fact]
     public async Task ApiTokens_KeepTheirRole()
     {
         var viewer = TokenCodec.Issue(TokenKind.Api, Time.GetUtcNow(), role: Roles.Viewer);

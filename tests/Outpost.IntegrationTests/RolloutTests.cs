@@ -1,0 +1,52 @@
+namespace Outpost.IntegrationTests;
+
+/// <summary>Application revisions with a real server and agent: history, and undo rolling the fleet back.</summary>
+public sealed class RolloutTests
+{
+    private static string Greeting(string text) => Fleet.HelloApp + $"""
+
+          env:
+            GREETING: {text}
+        """;
+
+    [Fact]
+    public async Task EverySpecChangeIsARevision_AndUndoRollsTheNodesBack()
+    {
+        await using var fleet = new Fleet();
+        await fleet.StartServerAsync();
+        var token = await fleet.CreateJoinTokenAsync();
+        var (_, gateway) = await fleet.StartAgentAsync("edge-1", token);
+        foreach (var text in new[] { "one", "two", "three" })
+        {
+            var (code, output) = await fleet.ClientAsync("apply", "-f", fleet.WriteManifest("hello.yaml", Greeting(text)));
+            Assert.True(code == 0, output);
+        }
+
+        await Fleet.WaitForBodyAsync(gateway + "/hello", "three from edge-1 (path /)\n", TimeSpan.FromSeconds(30));
+        var (historyCode, history) = await fleet.ClientAsync("rollout", "history", "app/hello");
+        Assert.True(historyCode == 0, history);
+        var lines = history.Trim().Split('\n');
+        Assert.Equal(4, lines.Length); // header and three revisions, newest first
+        Assert.StartsWith("3", lines[1], StringComparison.Ordinal);
+        Assert.Contains("(current)", lines[1], StringComparison.Ordinal);
+
+        // Back one revision: generation 4 carries revision 2's spec, and the node serves it.
+        var (undoCode, undo) = await fleet.ClientAsync("rollout", "undo", "app/hello");
+        Assert.True(undoCode == 0, undo);
+        Assert.Contains("rolled back to revision 2", undo, StringComparison.Ordinal);
+        await Fleet.WaitForBodyAsync(gateway + "/hello", "two from edge-1 (path /)\n", TimeSpan.FromSeconds(30));
+
+        (undoCode, undo) = await fleet.ClientAsync("rollout", "undo", "hello", "--to-revision", "1");
+        Assert.True(undoCode == 0, undo);
+        await Fleet.WaitForBodyAsync(gateway + "/hello", "one from edge-1 (path /)\n", TimeSpan.FromSeconds(30));
+
+        // A revision that was never kept is refused, and nothing changes.
+        (undoCode, undo) = await fleet.ClientAsync("rollout", "undo", "hello", "--to-revision", "42");
+        Assert.Equal(1, undoCode);
+        Assert.Contains("has no revision 42", undo, StringComparison.Ordinal);
+        var app = await fleet.ApiGetAsync("/apis/outpost.dev/v1/applications/hello");
+        Assert.Equal(5, (long)app["metadata"]!["generation"]!);
+        var audit = (await fleet.ClientAsync("get", "audit")).Output;
+        Assert.Contains("back to revision 1", audit, StringComparison.Ordinal);
+    }
+}
