@@ -49,4 +49,40 @@ public sealed class RolloutTests
         var audit = (await fleet.ClientAsync("get", "audit")).Output;
         Assert.Contains("back to revision 1", audit, StringComparison.Ordinal);
     }
+
+    [Fact]
+    public async Task ARevisionFailingItsReadinessProbe_NeverServes_TheNodeKeepsThePreviousAndReportsWhy()
+    {
+        await using var fleet = new Fleet();
+        await fleet.StartServerAsync();
+        var token = await fleet.CreateJoinTokenAsync();
+        var (_, gateway) = await fleet.StartAgentAsync("edge-1", token);
+        var (code, output) = await fleet.ClientAsync("apply", "-f", fleet.WriteManifest("hello.yaml", Greeting("one")));
+        Assert.True(code == 0, output);
+        await Fleet.WaitForBodyAsync(gateway + "/hello", "one from edge-1 (path /)\n", TimeSpan.FromSeconds(30));
+
+        // hello answers 200; a probe expecting 204 fails, so generation 2 must never serve.
+        (code, output) = await fleet.ClientAsync("apply", "-f", fleet.WriteManifest("hello.yaml", Greeting("two") + """
+
+              readinessProbe:
+                path: /hello
+                expectStatus: 204
+            """));
+        Assert.True(code == 0, output);
+        var app = await Eventually.UntilAsync(() => fleet.ApiGetAsync("/api/v1/nodes/edge-1"), n => (string?)n["status"]?["apps"]?["hello"]?["state"] == "Failed",
+            TimeSpan.FromSeconds(30), "the node to report the failed probe", n => n["status"]?["apps"]?.ToJsonString() ?? "");
+        var message = (string)app["status"]!["apps"]!["hello"]!["message"]!;
+        Assert.Contains("GET /hello answered 200 (expected 204)", message, StringComparison.Ordinal);
+        Assert.Contains("generation 1 keeps serving", message, StringComparison.Ordinal);
+        Assert.Equal("one from edge-1 (path /)\n", (await Fleet.GetAsync(gateway + "/hello")).Body);
+
+        (code, output) = await fleet.ClientAsync("apply", "-f", fleet.WriteManifest("hello.yaml", Greeting("three") + """
+
+              readinessProbe:
+                path: /hello
+                expectStatus: 200
+            """));
+        Assert.True(code == 0, output);
+        await Fleet.WaitForBodyAsync(gateway + "/hello", "three from edge-1 (path /)\n", TimeSpan.FromSeconds(30));
+    }
 }

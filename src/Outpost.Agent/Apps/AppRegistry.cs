@@ -152,12 +152,24 @@ public sealed partial class AppRegistry(WasmHost host, ModuleCache modules, stri
 
                     var capabilities = spec.Capabilities.ToHashSet(StringComparer.Ordinal);
                     var module = host.Load(version.Name, version.Digest, () => modules.Read(version.Digest), capabilities);
-                    if (next.TryGetValue(version.Name, out var old))
+                    var candidate = new LoadedApp(version, spec, module, nodeName, new Wasm.Host.HostGrant(version.Name, capabilities, services));
+                    next.TryGetValue(version.Name, out var old);
+                    if (Probe(candidate) is { } failure)
+                    {
+                        // The new revision never takes traffic; whatever served before keeps serving.
+                        candidate.Release();
+                        var keeps = old is null ? "nothing serves the app" : $"generation {old.Version.Generation} keeps serving";
+                        _status[version.Name] = new AppStatus("Failed", $"readiness probe: {failure}; generation {version.Generation} not taking traffic, {keeps}", version.Generation);
+                        LogProbeFailed(logger, version.Name, version.Generation, failure);
+                        continue;
+                    }
+
+                    if (old is not null)
                     {
                         retired.Add(old);
                     }
 
-                    next[version.Name] = new LoadedApp(version, spec, module, nodeName, new Wasm.Host.HostGrant(version.Name, capabilities, services));
+                    next[version.Name] = candidate;
                     _status[version.Name] = new AppStatus("Ready", "", version.Generation);
                     LogLoaded(logger, version.Name, version.Generation, version.Digest, module.FromCache ? "precompiled cache" : "compiled");
                 }
@@ -179,6 +191,21 @@ public sealed partial class AppRegistry(WasmHost host, ModuleCache modules, stri
 
         AppsChanged?.Invoke();
         StatusChanged?.Invoke();
+    }
+
+    /// <summary>Runs a new revision's readiness probe in a fresh instance, before it is routed; null when it passed (or has none).</summary>
+    private string? Probe(LoadedApp candidate)
+    {
+        if (candidate.Spec.Readiness is not { } probe || candidate.Spec.Http is not { } http)
+        {
+            return null;
+        }
+
+        var request = new Wasm.Wagi.WagiRequest { Method = "GET", Path = probe.Path, Route = http.Route, RemoteAddress = "127.0.0.1" };
+        var outcome = new Wasm.Wagi.WagiRunner(host).Handle(candidate.Module, request, candidate.EncodedEnv, candidate.Spec.Limits, candidate.Grant);
+        return outcome.Response.Status == probe.ExpectStatus
+            ? null
+            : $"GET {probe.Path} answered {outcome.Response.Status} (expected {probe.ExpectStatus}){(outcome.Error is null ? "" : ": " + outcome.Error)}";
     }
 
     /// <summary>
@@ -236,6 +263,9 @@ public sealed partial class AppRegistry(WasmHost host, ModuleCache modules, stri
 
     [LoggerMessage(Level = LogLevel.Information, Message = "App '{App}' generation {Generation} loaded ({Digest}, {Source})")]
     private static partial void LogLoaded(ILogger logger, string app, long generation, string digest, string source);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "App '{App}' generation {Generation} failed its readiness probe ({Failure}): not switching to it")]
+    private static partial void LogProbeFailed(ILogger logger, string app, long generation, string failure);
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "App '{App}' failed to load: {Reason}")]
     private static partial void LogLoadFailed(ILogger logger, string app, string reason);

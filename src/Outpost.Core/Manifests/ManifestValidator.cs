@@ -17,7 +17,7 @@ public static partial class ManifestValidator
 
     private static readonly string[] TopLevelFields = ["apiVersion", "kind", "metadata", "spec", "status"];
     private static readonly string[] MetadataFields = ["name", "labels", "annotations", "uid", "resourceVersion", "generation", "creationTimestamp"];
-    private static readonly string[] AppSpecFields = ["runtime", "module", "triggers", "env", "capabilities", "limits", "placement"];
+    private static readonly string[] AppSpecFields = ["runtime", "module", "triggers", "env", "capabilities", "limits", "placement", "readinessProbe"];
     private static readonly string[] LimitFields = ["memoryMiB", "timeoutMs", "maxConcurrency", "maxResponseBytes"];
 
     /// <summary>Validates one document. When <paramref name="allowModulePath"/> is false (the server), a module must be a digest.</summary>
@@ -114,6 +114,11 @@ public static partial class ManifestValidator
         ValidateModule(spec["module"], allowModulePath, errors);
 
         ValidateTriggers(spec["triggers"], errors);
+
+        if (spec["readinessProbe"] is { } probeNode)
+        {
+            ValidateReadinessProbe(probeNode, spec["triggers"]?["http"]?["route"] is JsonValue r && r.GetValueKind() == JsonValueKind.String ? r.GetValue<string>() : null, errors);
+        }
 
         ValidateStringMap(spec["env"], "spec.env", errors, validateLabels: false);
 
@@ -341,6 +346,39 @@ public static partial class ManifestValidator
             {
                 errors.Add(new("spec.module.digest", $"'{digest}' is not a digest: expected 'sha256:' followed by 64 lowercase hex digits"));
             }
+        }
+    }
+
+    private static void ValidateReadinessProbe(JsonNode node, string? route, List<FieldError> errors)
+    {
+        if (node is not JsonObject probe)
+        {
+            errors.Add(new("spec.readinessProbe", $"expected an object with path and expectStatus, got {Describe(node)}"));
+            return;
+        }
+
+        UnknownFields(probe, "spec.readinessProbe", ["path", "expectStatus"], errors);
+        if (route is null)
+        {
+            errors.Add(new("spec.readinessProbe", "a readiness probe is an HTTP request: the app needs spec.triggers.http"));
+        }
+
+        var path = probe["path"] is { } p ? AsString(p, "spec.readinessProbe.path", errors) : null;
+        if (path is null && probe["path"] is null)
+        {
+            errors.Add(new("spec.readinessProbe.path", "required field is missing: the path to GET, under the app's route"));
+        }
+        else if (path is not null && route is not null
+            && !(route == "/" || path == route || path.StartsWith(route.EndsWith('/') ? route : route + "/", StringComparison.Ordinal)))
+        {
+            errors.Add(new("spec.readinessProbe.path", $"'{path}' is not under the app's route '{route}'"));
+        }
+
+        if (probe["expectStatus"] is { } statusNode
+            && (statusNode is not JsonValue sv || sv.GetValueKind() != JsonValueKind.Number
+                || !int.TryParse(sv.ToJsonString(), System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out var status) || status is < 100 or > 599))
+        {
+            errors.Add(new("spec.readinessProbe.expectStatus", "expected an HTTP status from 100 to 599"));
         }
     }
 

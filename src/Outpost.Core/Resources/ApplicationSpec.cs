@@ -26,6 +26,9 @@ public sealed record ApplicationSpec
 
     public IReadOnlyDictionary<string, string> NodeSelector { get; init; } = StoredResource.EmptyMap;
 
+    /// <summary>Checked on a node before a new revision takes traffic, if set.</summary>
+    public ReadinessProbe? Readiness { get; init; }
+
     /// <summary>Reads a validated spec object.</summary>
     public static ApplicationSpec FromJson(JsonObject spec)
     {
@@ -52,6 +55,9 @@ public sealed record ApplicationSpec
                 MaxResponseBytes = Int(limits["maxResponseBytes"]) ?? AppLimits.DefaultMaxResponseBytes,
             },
             NodeSelector = ResourceJson.ReadMap((spec["placement"] as JsonObject)?["nodeSelector"]),
+            Readiness = spec["readinessProbe"] is JsonObject probe
+                ? new ReadinessProbe(Str(probe["path"]) ?? "/", Int(probe["expectStatus"]) ?? 200)
+                : null,
         };
     }
 
@@ -73,6 +79,9 @@ public sealed record ApplicationSpec
 public sealed record ModuleRef(string? Digest, string? Path);
 
 public sealed record HttpTrigger(string Route);
+
+/// <summary>A GET the new revision must answer with <paramref name="ExpectStatus"/> before it serves anyone.</summary>
+public sealed record ReadinessProbe(string Path, int ExpectStatus);
 
 /// <summary>Per-app limits; defaults: 64 MiB, 10 s, 64 concurrent requests, 16 MiB responses.</summary>
 public sealed record AppLimits

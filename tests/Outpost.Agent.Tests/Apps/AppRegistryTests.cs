@@ -26,7 +26,7 @@ public sealed class AppRegistryTests : IDisposable
         _registry = new AppRegistry(_host, cache, "edge-1", new Host.AgentHostServices(_data, Core.Security.SecretBox.LoadOrCreate(Path.Combine(_dir, "secrets.key")), NullLogger<Host.AgentHostServices>.Instance), NullLogger<AppRegistry>.Instance);
     }
 
-    private DesiredResource App(string name, string route, long generation = 1, string? digest = null)
+    private DesiredResource App(string name, string route, long generation = 1, string? digest = null, int? probeExpects = null)
     {
         var json = new JsonObject
         {
@@ -38,6 +38,11 @@ public sealed class AppRegistryTests : IDisposable
                 ["triggers"] = new JsonObject { ["http"] = new JsonObject { ["route"] = route } },
             },
         };
+        if (probeExpects is { } status)
+        {
+            json["spec"]!["readinessProbe"] = new JsonObject { ["path"] = route, ["expectStatus"] = status };
+        }
+
         return new DesiredResource("Application", name, generation, generation, json.ToJsonString());
     }
 
@@ -52,6 +57,26 @@ public sealed class AppRegistryTests : IDisposable
         _registry.Reconcile([App("hello", "/hello"), App("world", "/hello/world"), App("root", "/")]);
 
         Assert.Equal(expected, _registry.Match(path)?.Name);
+    }
+
+    [Fact]
+    public void ARevisionFailingItsReadinessProbe_NeverTakesTraffic_ThePreviousKeepsServing()
+    {
+        _registry.Reconcile([App("hello", "/hello", generation: 1)]);
+        var serving = _registry.Match("/hello");
+
+        _registry.Reconcile([App("hello", "/hello", generation: 2, probeExpects: 204)]); // hello answers 200
+
+        Assert.Same(serving, _registry.Match("/hello"));
+        Assert.Equal(1, _registry.Match("/hello")!.Version.Generation);
+        var status = _registry.Status["hello"];
+        Assert.Equal(("Failed", 2L), (status.State, status.Generation));
+        Assert.Contains("GET /hello answered 200 (expected 204)", status.Message, StringComparison.Ordinal);
+        Assert.Contains("generation 1 keeps serving", status.Message, StringComparison.Ordinal);
+
+        _registry.Reconcile([App("hello", "/hello", generation: 3, probeExpects: 200)]);
+        Assert.Equal(3, _registry.Match("/hello")!.Version.Generation);
+        Assert.Equal("Ready", _registry.Status["hello"].State);
     }
 
     [Fact]

@@ -25,6 +25,26 @@ public sealed class ManifestValidatorTests
     [Fact]
     public void Valid_HasNoErrors() => Assert.Empty(Validate(Valid));
 
+    [Theory]
+    [InlineData("readinessProbe: {path: /hello/ready, expectStatus: 200}", null, null)]
+    [InlineData("readinessProbe: {path: /other}", "spec.readinessProbe.path", "not under the app's route")]
+    [InlineData("readinessProbe: {path: /hello, expectStatus: 700}", "spec.readinessProbe.expectStatus", "100 to 599")]
+    [InlineData("readinessProbe: {expectStatus: 200}", "spec.readinessProbe.path", "required")]
+    [InlineData("readinessProbe: {path: /hello, timeout: 1}", "spec.readinessProbe.timeout", "unknown field")]
+    public void ReadinessProbe_IsValidatedAgainstTheRoute(string probe, string? field, string? message)
+    {
+        var errors = Validate(Valid.Replace("  env:", $"  {probe}\n  env:", StringComparison.Ordinal));
+
+        if (field is null)
+        {
+            Assert.Empty(errors);
+        }
+        else
+        {
+            Assert.Contains(errors, e => e.Field == field && e.Message.Contains(message!, StringComparison.Ordinal));
+        }
+    }
+
     [Fact]
     public void UnknownSpecField_IsNamed()
     {
