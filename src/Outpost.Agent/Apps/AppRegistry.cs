@@ -86,7 +86,7 @@ public sealed record AppStatus(string State, string Message, long Generation);
 /// The apps this node runs, and the route table the gateway reads. Reconciling compiles
 /// what is new, swaps the table in one step, and retires what is gone.
 /// </summary>
-public sealed partial class AppRegistry(WasmHost host, ModuleCache modules, string nodeName, Host.AgentHostServices services, ILogger<AppRegistry> logger) : IDisposable
+public sealed partial class AppRegistry(WasmHost host, ModuleCache modules, string nodeName, Host.AgentHostServices services, ILogger<AppRegistry> logger, AgentStore? store = null) : IDisposable
 {
     private readonly Lock _lock = new();
     private FrozenDictionary<string, LoadedApp> _apps = FrozenDictionary<string, LoadedApp>.Empty;
@@ -115,13 +115,11 @@ public sealed partial class AppRegistry(WasmHost host, ModuleCache modules, stri
         services.UpdateBuckets(desired.Where(r => r.Kind == ResourceKind.Bucket.Kind).Select(r => (r.Name, r.Json)));
         lock (_lock)
         {
-            var wanted = new List<(AppVersion Version, ApplicationSpec Spec)>();
+            var wanted = new List<(AppVersion Version, ApplicationSpec Spec, DesiredResource Resource)>();
             foreach (var resource in desired.Where(r => r.Kind == ResourceKind.Application.Kind))
             {
-                var obj = JsonNode.Parse(resource.Json)!.AsObject();
-                var specObject = obj["spec"]!.AsObject();
-                var spec = ApplicationSpec.FromJson(specObject);
-                wanted.Add((new AppVersion(resource.Name, resource.Generation, spec.Module.Digest ?? "", JsonCanonical.Serialize(specObject)), spec));
+                var (version, spec) = Parse(resource);
+                wanted.Add((version, spec, resource));
             }
 
             var plan = AppPlan.Compute([.. wanted.Select(w => w.Version)], [.. _apps.Values.Select(a => a.Version)]);
@@ -137,12 +135,13 @@ public sealed partial class AppRegistry(WasmHost host, ModuleCache modules, stri
                 retired.Add(next[name]);
                 next.Remove(name);
                 _status.TryRemove(name, out _);
+                store?.ForgetLastGood(name);
                 LogStopped(logger, name);
             }
 
             foreach (var version in plan.Start.Concat(plan.Replace))
             {
-                var spec = wanted.First(w => w.Version.Name == version.Name).Spec;
+                var (_, spec, resource) = wanted.First(w => w.Version.Name == version.Name);
                 try
                 {
                     if (spec.Limits.MemoryMiB > host.MaxMemoryMiB)
@@ -156,8 +155,15 @@ public sealed partial class AppRegistry(WasmHost host, ModuleCache modules, stri
                     next.TryGetValue(version.Name, out var old);
                     if (Probe(candidate) is { } failure)
                     {
-                        // The new revision never takes traffic; whatever served before keeps serving.
+                        // The new revision never takes traffic; whatever served before keeps serving,
+                        // or (after a restart, nothing loaded yet) the last revision that served here.
                         candidate.Release();
+                        old ??= LoadLastGood(version);
+                        if (old is not null)
+                        {
+                            next[version.Name] = old;
+                        }
+
                         var keeps = old is null ? "nothing serves the app" : $"generation {old.Version.Generation} keeps serving";
                         _status[version.Name] = new AppStatus("Failed", $"readiness probe: {failure}; generation {version.Generation} not taking traffic, {keeps}", version.Generation);
                         LogProbeFailed(logger, version.Name, version.Generation, failure);
@@ -170,6 +176,7 @@ public sealed partial class AppRegistry(WasmHost host, ModuleCache modules, stri
                     }
 
                     next[version.Name] = candidate;
+                    store?.SaveLastGood(resource);
                     _status[version.Name] = new AppStatus("Ready", "", version.Generation);
                     LogLoaded(logger, version.Name, version.Generation, version.Digest, module.FromCache ? "precompiled cache" : "compiled");
                 }
@@ -191,6 +198,43 @@ public sealed partial class AppRegistry(WasmHost host, ModuleCache modules, stri
 
         AppsChanged?.Invoke();
         StatusChanged?.Invoke();
+    }
+
+    private static (AppVersion Version, ApplicationSpec Spec) Parse(DesiredResource resource)
+    {
+        var specObject = JsonNode.Parse(resource.Json)!.AsObject()["spec"]!.AsObject();
+        var spec = ApplicationSpec.FromJson(specObject);
+        return (new AppVersion(resource.Name, resource.Generation, spec.Module.Digest ?? "", JsonCanonical.Serialize(specObject)), spec);
+    }
+
+    /// <summary>The last revision that served on this node, loaded and probed again; null when there is none (or it fails too).</summary>
+    private LoadedApp? LoadLastGood(AppVersion failing)
+    {
+        if (store?.LoadLastGood().GetValueOrDefault(failing.Name) is not { } resource || resource.Generation == failing.Generation)
+        {
+            return null;
+        }
+
+        try
+        {
+            var (version, spec) = Parse(resource);
+            var capabilities = spec.Capabilities.ToHashSet(StringComparer.Ordinal);
+            var module = host.Load(version.Name, version.Digest, () => modules.Read(version.Digest), capabilities);
+            var app = new LoadedApp(version, spec, module, nodeName, new Wasm.Host.HostGrant(version.Name, capabilities, services));
+            if (Probe(app) is null)
+            {
+                LogFellBack(logger, version.Name, version.Generation, failing.Generation);
+                return app;
+            }
+
+            app.Release();
+        }
+        catch (Exception ex) when (ex is ModuleRejectedException or IOException or Wasmtime.WasmtimeException)
+        {
+            LogLoadFailed(logger, failing.Name, ex.Message);
+        }
+
+        return null;
     }
 
     /// <summary>Runs a new revision's readiness probe in a fresh instance, before it is routed; null when it passed (or has none).</summary>
@@ -263,6 +307,9 @@ public sealed partial class AppRegistry(WasmHost host, ModuleCache modules, stri
 
     [LoggerMessage(Level = LogLevel.Information, Message = "App '{App}' generation {Generation} loaded ({Digest}, {Source})")]
     private static partial void LogLoaded(ILogger logger, string app, long generation, string digest, string source);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "App '{App}' serves generation {Good}, the last that served here, instead of generation {Failing}")]
+    private static partial void LogFellBack(ILogger logger, string app, long good, long failing);
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "App '{App}' generation {Generation} failed its readiness probe ({Failure}): not switching to it")]
     private static partial void LogProbeFailed(ILogger logger, string app, long generation, string failure);

@@ -76,7 +76,7 @@ public sealed partial class OutpostAgent : IAsyncDisposable
         services.AddSingleton(_ => Core.Security.SecretBox.LoadOrCreate(Path.Combine(options.DataDir, "secrets.key")));
         services.AddSingleton<Host.AgentHostServices>();
         services.AddSingleton(sp => new AppRegistry(sp.GetRequiredService<WasmHost>(), sp.GetRequiredService<ModuleCache>(), options.NodeName,
-            sp.GetRequiredService<Host.AgentHostServices>(), sp.GetRequiredService<ILogger<AppRegistry>>()));
+            sp.GetRequiredService<Host.AgentHostServices>(), sp.GetRequiredService<ILogger<AppRegistry>>(), sp.GetRequiredService<AgentStore>()));
         services.AddSingleton<WagiRunner>();
         services.AddSingleton<Wasm.Events.EventRunner>();
         services.AddSingleton<GuestThreads>();

@@ -33,7 +33,44 @@ public sealed class AgentStore : IDisposable
               PRIMARY KEY (kind, name)
             );
             CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+            CREATE TABLE IF NOT EXISTS last_good (
+              name TEXT PRIMARY KEY, resource_version INTEGER NOT NULL, generation INTEGER NOT NULL, json TEXT NOT NULL
+            );
             """);
+    }
+
+    /// <summary>
+    /// The last revision of each app that served here (passed its readiness probe, if it has one):
+    /// what the node falls back to when a newer revision fails, even after a restart and offline.
+    /// </summary>
+    public IReadOnlyDictionary<string, DesiredResource> LoadLastGood()
+    {
+        using var connection = Sql.Open(_connectionString);
+        using var command = Sql.Command(connection, null, "SELECT name, resource_version, generation, json FROM last_good");
+        using var reader = command.ExecuteReader();
+        var result = new Dictionary<string, DesiredResource>(StringComparer.Ordinal);
+        while (reader.Read())
+        {
+            result[reader.GetString(0)] = new DesiredResource("Application", reader.GetString(0), reader.GetInt64(1), reader.GetInt64(2), reader.GetString(3));
+        }
+
+        return result;
+    }
+
+    public void SaveLastGood(DesiredResource app)
+    {
+        ArgumentNullException.ThrowIfNull(app);
+        using var connection = Sql.Open(_connectionString);
+        Sql.Execute(connection, null, """
+            INSERT INTO last_good (name, resource_version, generation, json) VALUES ($name, $rv, $gen, $json)
+            ON CONFLICT (name) DO UPDATE SET resource_version = $rv, generation = $gen, json = $json
+            """, ("$name", app.Name), ("$rv", app.ResourceVersion), ("$gen", app.Generation), ("$json", app.Json));
+    }
+
+    public void ForgetLastGood(string name)
+    {
+        using var connection = Sql.Open(_connectionString);
+        Sql.Execute(connection, null, "DELETE FROM last_good WHERE name = $name", ("$name", name));
     }
 
     public NodeIdentity? LoadIdentity()

@@ -80,6 +80,24 @@ public sealed class AppRegistryTests : IDisposable
     }
 
     [Fact]
+    public void AfterARestart_ARevisionFailingItsProbe_FallsBackToTheLastThatServedHere()
+    {
+        using var store = new AgentStore(Path.Combine(_dir, "agent.db"));
+        var services = new Host.AgentHostServices(_data, Core.Security.SecretBox.LoadOrCreate(Path.Combine(_dir, "secrets.key")), NullLogger<Host.AgentHostServices>.Instance);
+        using (var before = new AppRegistry(_host, new ModuleCache(_dir), "edge-1", services, NullLogger<AppRegistry>.Instance, store))
+        {
+            before.Reconcile([App("hello", "/hello", generation: 1)]);
+        }
+
+        // Restarted (nothing loaded) with a desired revision that fails its probe, e.g. received just before going offline.
+        using var after = new AppRegistry(_host, new ModuleCache(_dir), "edge-1", services, NullLogger<AppRegistry>.Instance, store);
+        after.Reconcile([App("hello", "/hello", generation: 2, probeExpects: 204)]);
+
+        Assert.Equal(1, after.Match("/hello")!.Version.Generation);
+        Assert.Contains("generation 1 keeps serving", after.Status["hello"].Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public void Reconcile_RemovesWhatIsNoLongerDesired()
     {
         _registry.Reconcile([App("hello", "/hello")]);
