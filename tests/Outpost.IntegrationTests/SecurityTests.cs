@@ -338,4 +338,40 @@ public sealed class SecurityTests
             TimeSpan.FromSeconds(30), "the agent to connect with its renewed certificate");
         Assert.DoesNotContain("refused", restarted.Output, StringComparison.Ordinal);
     }
+
+    [Fact]
+    public async Task ABroughtServingCertificate_IsServed_PinnedAndTrusted()
+    {
+        await using var fleet = new Fleet();
+        var dir = Directory.CreateDirectory(Path.Combine(fleet.Root, "byo")).FullName;
+        using var rootKey = System.Security.Cryptography.ECDsa.Create(System.Security.Cryptography.ECCurve.NamedCurves.nistP256);
+        var rootRequest = new CertificateRequest("CN=Example Corp Root", rootKey, System.Security.Cryptography.HashAlgorithmName.SHA256);
+        rootRequest.CertificateExtensions.Add(new X509BasicConstraintsExtension(true, false, 0, true));
+        rootRequest.CertificateExtensions.Add(new X509KeyUsageExtension(X509KeyUsageFlags.KeyCertSign, true));
+        using var root = rootRequest.CreateSelfSigned(DateTimeOffset.UtcNow.AddMinutes(-5), DateTimeOffset.UtcNow.AddYears(1));
+        using var leafKey = System.Security.Cryptography.ECDsa.Create(System.Security.Cryptography.ECCurve.NamedCurves.nistP256);
+        var leafRequest = new CertificateRequest("CN=outpost.example", leafKey, System.Security.Cryptography.HashAlgorithmName.SHA256);
+        var names = new SubjectAlternativeNameBuilder();
+        names.AddIpAddress(IPAddress.Loopback);
+        leafRequest.CertificateExtensions.Add(names.Build());
+        leafRequest.CertificateExtensions.Add(new X509EnhancedKeyUsageExtension([new System.Security.Cryptography.Oid(TrustBundle.ServerAuthOid)], false));
+        using var leaf = leafRequest.Create(root, DateTimeOffset.UtcNow.AddMinutes(-5), DateTimeOffset.UtcNow.AddDays(30), [7, 7, 7]);
+        await File.WriteAllTextAsync(Path.Combine(dir, "server.crt"), leaf.ExportCertificatePem() + "\n" + root.ExportCertificatePem());
+        await File.WriteAllTextAsync(Path.Combine(dir, "server.key"), leafKey.ExportPkcs8PrivateKeyPem());
+
+        await fleet.StartServerAsync(0, "--tls-cert", Path.Combine(dir, "server.crt"), "--tls-key", Path.Combine(dir, "server.key"));
+        var token = await fleet.CreateJoinTokenAsync();
+        var (_, gateway) = await fleet.StartAgentAsync("edge-1", token);
+        var (code, output) = await fleet.ClientAsync("apply", "-f", fleet.WriteManifest("hello.yaml", Fleet.HelloApp));
+        Assert.True(code == 0, output);
+        await Fleet.WaitForStatusAsync(gateway + "/hello", HttpStatusCode.OK, TimeSpan.FromSeconds(30));
+
+        // The pin covers the server's own CA (for node certificates) and the brought root, in that order.
+        var config = Core.Api.ClientConfig.Parse(await File.ReadAllTextAsync(fleet.ConfigPath), fleet.ConfigPath);
+        var bundle = TrustBundle.FromPem(config.CertificateAuthorityPem!);
+        Assert.Equal(2, bundle.Certificates.Count);
+        Assert.Equal(root.Thumbprint, bundle.Certificates[1].Thumbprint);
+        Assert.Equal(bundle.Fingerprint, Core.Tokens.TokenCodec.PinOf(token));
+        Assert.True(File.Exists(Path.Combine(fleet.AgentDir("edge-1"), "node.crt")));
+    }
 }
