@@ -84,13 +84,16 @@ public sealed class SecurityTests
         var (_, revoked) = await fleet.ClientAsync("token", "create", "--description", "to revoke");
         var (_, once) = await fleet.ClientAsync("token", "create", "--uses", "1", "--labels", "site=berlin");
         var list = (await fleet.ClientAsync("token", "list", "-o", "json")).Output;
-        var revokedId = JsonNode.Parse(list)!["items"]!.AsArray().Single(t => (string?)t!["description"] == "to revoke")!["metadata"]!["name"]!.ToString();
+        var items = JsonNode.Parse(list)!["items"]!.AsArray();
+        var revokedId = items.Single(t => (string?)t!["description"] == "to revoke")!["metadata"]!["name"]!.ToString();
+        // The server's own expiry time for the 1 s token (shown to the second, so one more second covers the truncation).
+        var expiresAt = DateTimeOffset.Parse((string)items.Single(t => t!["expiresAt"] is not null)!["expiresAt"]!, System.Globalization.CultureInfo.InvariantCulture).AddSeconds(1);
         Assert.Equal(0, (await fleet.ClientAsync("token", "revoke", revokedId)).ExitCode);
         Assert.DoesNotContain(revoked.Trim().Split('_')[2], (await fleet.ClientAsync("token", "list")).Output, StringComparison.Ordinal); // secrets are never listed
         var parts = once.Trim().Split('_');
         parts[2] = new string(parts[2].Reverse().ToArray());
         var tampered = string.Join('_', parts);
-        await Task.Delay(1500); // past the first token's expiry
+        await Eventually.UntilAsync(() => DateTimeOffset.UtcNow, now => now > expiresAt, TimeSpan.FromSeconds(10), $"the first token to expire at {expiresAt:O}");
 
         foreach (var (name, token) in new[] { ("expired", expiring), ("revoked", revoked), ("tampered", tampered) })
         {
