@@ -69,9 +69,11 @@ public sealed class RolloutTests
                 expectStatus: 204
             """));
         Assert.True(code == 0, output);
-        var app = await Eventually.UntilAsync(() => fleet.ApiGetAsync("/api/v1/nodes/edge-1"), n => (string?)n["status"]?["apps"]?["hello"]?["state"] == "Failed",
-            TimeSpan.FromSeconds(30), "the node to report the failed probe", n => n["status"]?["apps"]?.ToJsonString() ?? "");
-        var message = (string)app["status"]!["apps"]!["hello"]!["message"]!;
+        // The node refuses it (generation 1 never stops serving) and the server rolls the revision back.
+        var rollout = await Eventually.UntilAsync(() => fleet.ApiGetAsync("/apis/outpost.dev/v1/applications/hello/rollout"),
+            r => (long?)r["status"]?["revision"] == 2 && (string?)r["status"]?["phase"] == "RolledBack",
+            TimeSpan.FromSeconds(30), "the rollout of revision 2 to be rolled back", r => r["status"]?.ToJsonString() ?? "");
+        var message = (string)rollout["status"]!["message"]!;
         Assert.Contains("GET /hello answered 200 (expected 204)", message, StringComparison.Ordinal);
         Assert.Contains("generation 1 keeps serving", message, StringComparison.Ordinal);
         Assert.Equal("one from edge-1 (path /)\n", (await Fleet.GetAsync(gateway + "/hello")).Body);

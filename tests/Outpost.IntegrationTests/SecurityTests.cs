@@ -338,7 +338,7 @@ public sealed class SecurityTests
         await agent.StopAsync();
         var (restarted, restartedGateway) = await fleet.StartAgentAsync("edge-1", token);
         await Eventually.UntilAsync(async () => (await Fleet.GetAsync(restartedGateway + "/_outpost/status")).Body, b => b.Contains("\"connected\":true", StringComparison.Ordinal),
-            TimeSpan.FromSeconds(30), "the agent to connect with its renewed certificate");
+            TimeSpan.FromSeconds(30), "the agent to connect with its renewed certificate", b => b + "\nagent output:\n" + restarted.Output);
         Assert.DoesNotContain("refused", restarted.Output, StringComparison.Ordinal);
     }
 

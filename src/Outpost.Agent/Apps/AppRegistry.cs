@@ -50,6 +50,48 @@ public sealed class LoadedApp
     /// <summary>Bounds this app's concurrent requests (spec.limits.maxConcurrency) and its queue.</summary>
     internal ConcurrencyGate Gate { get; }
 
+    private long _requests;
+    private long _serverErrors;
+    private long _clientErrors;
+    private long _reportedRequests;
+    private long _reportedServerErrors;
+    private long _reportedClientErrors;
+
+    /// <summary>Requests this revision answered on this node since it was loaded.</summary>
+    public long Requests => Interlocked.Read(ref _requests);
+
+    /// <summary>Of those, answered 5xx (app errors, traps, timeouts).</summary>
+    public long ServerErrors => Interlocked.Read(ref _serverErrors);
+
+    /// <summary>Set while this revision is on probation after a switch, its predecessor kept warm.</summary>
+    internal volatile bool Watched;
+
+    internal void Record(int status)
+    {
+        // Errors first, so a reader never sees more errors than requests.
+        if (status >= 500)
+        {
+            Interlocked.Increment(ref _serverErrors);
+        }
+        else if (status >= 400)
+        {
+            Interlocked.Increment(ref _clientErrors);
+        }
+
+        Interlocked.Increment(ref _requests);
+    }
+
+    /// <summary>Counts since the last call (for the heartbeat); all zero when it served nothing.</summary>
+    public (long Requests, long ServerErrors, long ClientErrors) TakeTraffic()
+    {
+        var requests = Requests;
+        var serverErrors = ServerErrors;
+        var clientErrors = Interlocked.Read(ref _clientErrors);
+        var delta = (requests - _reportedRequests, serverErrors - _reportedServerErrors, clientErrors - _reportedClientErrors);
+        (_reportedRequests, _reportedServerErrors, _reportedClientErrors) = (requests, serverErrors, clientErrors);
+        return delta;
+    }
+
     /// <summary>Takes a reference for one request; false when the app was retired meanwhile.</summary>
     internal bool TryAcquire()
     {
@@ -79,21 +121,33 @@ public sealed class LoadedApp
     }
 }
 
-/// <summary>An app's state as reported to the server.</summary>
-public sealed record AppStatus(string State, string Message, long Generation);
+/// <summary>An app's state as reported to the server; <paramref name="FailedGeneration"/> is a revision the node rolled back from.</summary>
+public sealed record AppStatus(string State, string Message, long Generation, long FailedGeneration = 0);
 
 /// <summary>
 /// The apps this node runs, and the route table the gateway reads. Reconciling compiles
-/// what is new, swaps the table in one step, and retires what is gone.
+/// what is new, swaps the table in one step, and retires what is gone. A new revision that
+/// replaces a serving one is on probation for its progress deadline: the previous revision
+/// stays compiled and warm, and if the new one's error rate crosses its gate the node swaps
+/// the previous back on its own (no server needed) and will not run that revision again.
 /// </summary>
-public sealed partial class AppRegistry(WasmHost host, ModuleCache modules, string nodeName, Host.AgentHostServices services, ILogger<AppRegistry> logger, AgentStore? store = null) : IDisposable
+public sealed partial class AppRegistry(WasmHost host, ModuleCache modules, string nodeName, Host.AgentHostServices services, ILogger<AppRegistry> logger,
+    AgentStore? store = null, TimeProvider? time = null) : IDisposable
 {
     private readonly Lock _lock = new();
+    private readonly TimeProvider _time = time ?? TimeProvider.System;
     private FrozenDictionary<string, LoadedApp> _apps = FrozenDictionary<string, LoadedApp>.Empty;
     private Route[] _routes = [];
     private readonly ConcurrentDictionary<string, AppStatus> _status = new(StringComparer.Ordinal);
+    private readonly Dictionary<string, Watch> _watches = new(StringComparer.Ordinal);
+    private readonly Dictionary<string, (long Generation, string Reason)> _rejected =
+        new(store?.LoadRejected() ?? new Dictionary<string, (long, string)>(), StringComparer.Ordinal);
+    private ITimer? _sweep;
 
     private sealed record Route(string Prefix, LoadedApp App);
+
+    /// <summary>A revision on probation, and the one it replaced, kept warm until <paramref name="Until"/>.</summary>
+    private sealed record Watch(LoadedApp Previous, LoadedApp Current, DesiredResource Resource, DateTimeOffset Until);
 
     public IReadOnlyDictionary<string, AppStatus> Status => _status;
 
@@ -113,28 +167,60 @@ public sealed partial class AppRegistry(WasmHost host, ModuleCache modules, stri
         services.UpdateConfig(desired.Where(r => r.Kind == ResourceKind.ConfigSet.Kind).Select(r => (r.Name, r.Json)));
         services.UpdateSecrets(desired.Where(r => r.Kind == ResourceKind.Secret.Kind).Select(r => (r.Name, r.Json)));
         services.UpdateBuckets(desired.Where(r => r.Kind == ResourceKind.Bucket.Kind).Select(r => (r.Name, r.Json)));
+        var retired = new List<LoadedApp>();
+        var statusBefore = _status.ToDictionary(p => p.Key, p => p.Value, StringComparer.Ordinal);
+        var appsChanged = false;
         lock (_lock)
         {
+            var next = _apps.ToDictionary(StringComparer.Ordinal);
             var wanted = new List<(AppVersion Version, ApplicationSpec Spec, DesiredResource Resource)>();
+            var planned = new List<AppVersion>();
             foreach (var resource in desired.Where(r => r.Kind == ResourceKind.Application.Kind))
             {
                 var (version, spec) = Parse(resource);
+                if (_rejected.TryGetValue(version.Name, out var rejected))
+                {
+                    if (rejected.Generation == version.Generation)
+                    {
+                        // This node refused the revision: keep what serves (after a restart, the last
+                        // revision that served here) until the server sends another generation.
+                        if (!next.ContainsKey(version.Name) && LoadLastGood(version) is { } good)
+                        {
+                            next[version.Name] = good;
+                            appsChanged = true;
+                        }
+
+                        _status.TryAdd(version.Name, new AppStatus("RolledBack",
+                            $"generation {rejected.Generation} was rolled back on this node: {rejected.Reason}", next.GetValueOrDefault(version.Name)?.Version.Generation ?? 0, rejected.Generation));
+                        if (next.TryGetValue(version.Name, out var serving))
+                        {
+                            planned.Add(serving.Version);
+                        }
+
+                        continue;
+                    }
+
+                    _rejected.Remove(version.Name);
+                    store?.ForgetRejected(version.Name);
+                }
+
                 wanted.Add((version, spec, resource));
+                planned.Add(version);
             }
 
-            var plan = AppPlan.Compute([.. wanted.Select(w => w.Version)], [.. _apps.Values.Select(a => a.Version)]);
-            if (plan.IsEmpty)
-            {
-                return;
-            }
-
-            var next = _apps.ToDictionary(StringComparer.Ordinal);
-            var retired = new List<LoadedApp>();
+            var plan = AppPlan.Compute(planned, [.. next.Values.Select(a => a.Version)]);
             foreach (var name in plan.Stop)
             {
                 retired.Add(next[name]);
                 next.Remove(name);
+                if (_watches.Remove(name, out var watch))
+                {
+                    watch.Current.Watched = false;
+                    retired.Add(watch.Previous);
+                }
+
                 _status.TryRemove(name, out _);
+                _rejected.Remove(name);
                 store?.ForgetLastGood(name);
                 LogStopped(logger, name);
             }
@@ -142,6 +228,19 @@ public sealed partial class AppRegistry(WasmHost host, ModuleCache modules, stri
             foreach (var version in plan.Start.Concat(plan.Replace))
             {
                 var (_, spec, resource) = wanted.First(w => w.Version.Name == version.Name);
+                if (_watches.TryGetValue(version.Name, out var kept) && kept.Previous.Version == version)
+                {
+                    // The fleet went back to the revision this node kept warm: swap it in, no compile.
+                    _watches.Remove(version.Name);
+                    kept.Current.Watched = false;
+                    retired.Add(kept.Current);
+                    next[version.Name] = kept.Previous;
+                    store?.SaveLastGood(resource);
+                    _status[version.Name] = new AppStatus("Ready", "", version.Generation);
+                    LogSwappedBack(logger, version.Name, version.Generation);
+                    continue;
+                }
+
                 try
                 {
                     if (spec.Limits.MemoryMiB > host.MaxMemoryMiB)
@@ -166,17 +265,42 @@ public sealed partial class AppRegistry(WasmHost host, ModuleCache modules, stri
 
                         var keeps = old is null ? "nothing serves the app" : $"generation {old.Version.Generation} keeps serving";
                         _status[version.Name] = new AppStatus("Failed", $"readiness probe: {failure}; generation {version.Generation} not taking traffic, {keeps}", version.Generation);
+                        Reject(version.Name, version.Generation, $"readiness probe: {failure}");
                         LogProbeFailed(logger, version.Name, version.Generation, failure);
                         continue;
                     }
 
-                    if (old is not null)
+                    if (old is not null && spec.Rollout.AutoRollback)
                     {
-                        retired.Add(old);
+                        // Probation: the revision that served stays warm for the progress deadline.
+                        var fallback = old;
+                        if (_watches.Remove(version.Name, out var prior))
+                        {
+                            fallback = prior.Previous; // the proven one, not the one on probation
+                            prior.Current.Watched = false;
+                            retired.Add(prior.Current);
+                        }
+
+                        _watches[version.Name] = new Watch(fallback, candidate, resource, _time.GetUtcNow() + spec.Rollout.ProgressDeadline);
+                        candidate.Watched = true;
+                        _sweep ??= _time.CreateTimer(_ => Sweep(), null, TimeSpan.FromSeconds(1), TimeSpan.FromSeconds(1));
+                    }
+                    else
+                    {
+                        if (old is not null)
+                        {
+                            retired.Add(old);
+                        }
+
+                        if (_watches.Remove(version.Name, out var prior))
+                        {
+                            retired.Add(prior.Previous);
+                        }
+
+                        store?.SaveLastGood(resource);
                     }
 
                     next[version.Name] = candidate;
-                    store?.SaveLastGood(resource);
                     _status[version.Name] = new AppStatus("Ready", "", version.Generation);
                     LogLoaded(logger, version.Name, version.Generation, version.Digest, module.FromCache ? "precompiled cache" : "compiled");
                 }
@@ -188,16 +312,116 @@ public sealed partial class AppRegistry(WasmHost host, ModuleCache modules, stri
                 }
             }
 
-            _apps = next.ToFrozenDictionary(StringComparer.Ordinal);
-            _routes = BuildRoutes(_apps.Values);
-            foreach (var app in retired)
+            // A node told to run what it already runs (the fleet rolled back to it) is healthy again.
+            foreach (var (version, _, _) in wanted)
             {
-                app.Release();
+                if (next.TryGetValue(version.Name, out var running) && running.Version == version
+                    && _status.TryGetValue(version.Name, out var status) && (status.State == "RolledBack" || status.State == "Failed" && status.Generation != version.Generation))
+                {
+                    _status[version.Name] = new AppStatus("Ready", "", version.Generation);
+                }
+            }
+
+            if (!plan.IsEmpty || appsChanged)
+            {
+                _apps = next.ToFrozenDictionary(StringComparer.Ordinal);
+                _routes = BuildRoutes(_apps.Values);
+                appsChanged = true;
             }
         }
 
+        foreach (var app in retired)
+        {
+            app.Release();
+        }
+
+        if (appsChanged)
+        {
+            AppsChanged?.Invoke();
+        }
+
+        if (appsChanged || _status.Count != statusBefore.Count || _status.Any(p => statusBefore.GetValueOrDefault(p.Key) != p.Value))
+        {
+            StatusChanged?.Invoke();
+        }
+    }
+
+    /// <summary>
+    /// Counts one answer of an app; while the app is on probation, an answer that takes its
+    /// error rate over the gate swaps the previous revision back in.
+    /// </summary>
+    public void Observe(LoadedApp app, int status)
+    {
+        ArgumentNullException.ThrowIfNull(app);
+        app.Record(status);
+        if (app.Watched && app.Spec.Rollout.ErrorRate.Trips(app.Requests, app.ServerErrors))
+        {
+            var detected = System.Diagnostics.Stopwatch.GetTimestamp();
+            var gate = app.Spec.Rollout.ErrorRate;
+            RollBack(app, string.Create(System.Globalization.CultureInfo.InvariantCulture,
+                $"error rate {(double)app.ServerErrors / app.Requests:P0} ({app.ServerErrors} of {app.Requests} requests answered 5xx) is above {gate.Threshold:P0}"), detected);
+        }
+    }
+
+    /// <summary>Swaps the kept revision back in for one on probation that failed; measured from the failed check.</summary>
+    private void RollBack(LoadedApp failing, string reason, long detectedAt)
+    {
+        LoadedApp previous;
+        double elapsedMs;
+        lock (_lock)
+        {
+            if (!_watches.TryGetValue(failing.Name, out var watch) || watch.Current != failing)
+            {
+                return; // another request got here first
+            }
+
+            _watches.Remove(failing.Name);
+            failing.Watched = false;
+            previous = watch.Previous;
+            var next = _apps.ToDictionary(StringComparer.Ordinal);
+            next[failing.Name] = previous;
+            _apps = next.ToFrozenDictionary(StringComparer.Ordinal);
+            _routes = BuildRoutes(_apps.Values);
+            elapsedMs = System.Diagnostics.Stopwatch.GetElapsedTime(detectedAt).TotalMilliseconds;
+            _status[failing.Name] = new AppStatus("RolledBack", string.Create(System.Globalization.CultureInfo.InvariantCulture,
+                $"generation {failing.Version.Generation}: {reason}; back on generation {previous.Version.Generation} in {elapsedMs:0.###} ms"),
+                previous.Version.Generation, failing.Version.Generation);
+            Reject(failing.Name, failing.Version.Generation, reason);
+        }
+
+        failing.Release(); // requests still running on it finish there
+        LogRolledBack(logger, failing.Name, failing.Version.Generation, previous.Version.Generation, reason, elapsedMs);
         AppsChanged?.Invoke();
         StatusChanged?.Invoke();
+    }
+
+    private void Reject(string name, long generation, string reason)
+    {
+        _rejected[name] = (generation, reason);
+        store?.SaveRejected(name, generation, reason);
+    }
+
+    /// <summary>Ends the probation of revisions that stayed healthy for their progress deadline.</summary>
+    private void Sweep()
+    {
+        var released = new List<LoadedApp>();
+        lock (_lock)
+        {
+            var now = _time.GetUtcNow();
+            foreach (var (name, watch) in _watches.Where(w => w.Value.Until <= now).ToList())
+            {
+                _watches.Remove(name);
+                watch.Current.Watched = false;
+                released.Add(watch.Previous);
+                store?.SaveLastGood(watch.Resource);
+                LogProven(logger, name, watch.Current.Version.Generation, watch.Previous.Version.Generation);
+            }
+        }
+
+        foreach (var app in released)
+        {
+            app.Release();
+        }
     }
 
     private static (AppVersion Version, ApplicationSpec Spec) Parse(DesiredResource resource)
@@ -293,12 +517,20 @@ public sealed partial class AppRegistry(WasmHost host, ModuleCache modules, stri
 
     public void Dispose()
     {
+        _sweep?.Dispose();
         lock (_lock)
         {
             foreach (var app in _apps.Values)
             {
                 app.Release();
             }
+
+            foreach (var watch in _watches.Values)
+            {
+                watch.Previous.Release();
+            }
+
+            _watches.Clear();
 
             _apps = FrozenDictionary<string, LoadedApp>.Empty;
             _routes = [];
@@ -313,6 +545,15 @@ public sealed partial class AppRegistry(WasmHost host, ModuleCache modules, stri
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "App '{App}' generation {Generation} failed its readiness probe ({Failure}): not switching to it")]
     private static partial void LogProbeFailed(ILogger logger, string app, long generation, string failure);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "App '{App}' generation {Failing} rolled back to generation {Good} on this node: {Reason} (swapped in {Ms:0.###} ms)")]
+    private static partial void LogRolledBack(ILogger logger, string app, long failing, long good, string reason, double ms);
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "App '{App}' back on generation {Generation}, kept warm on this node")]
+    private static partial void LogSwappedBack(ILogger logger, string app, long generation);
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "App '{App}' generation {Generation} stayed healthy for its progress deadline; generation {Previous} released")]
+    private static partial void LogProven(ILogger logger, string app, long generation, long previous);
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "App '{App}' failed to load: {Reason}")]
     private static partial void LogLoadFailed(ILogger logger, string app, string reason);

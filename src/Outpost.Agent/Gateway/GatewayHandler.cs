@@ -102,6 +102,7 @@ public sealed partial class GatewayHandler(AppRegistry apps, WagiRunner runner, 
                 LogAppFailed(logger, app.Name, path, outcome.Response.Status, outcome.Error, outcome.Stderr ?? "");
             }
 
+            apps.Observe(app, outcome.Response.Status);
             var response = context.Response;
             response.StatusCode = outcome.Response.Status;
             foreach (var (name, value) in outcome.Response.Headers)

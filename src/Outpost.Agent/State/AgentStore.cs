@@ -36,6 +36,9 @@ public sealed class AgentStore : IDisposable
             CREATE TABLE IF NOT EXISTS last_good (
               name TEXT PRIMARY KEY, resource_version INTEGER NOT NULL, generation INTEGER NOT NULL, json TEXT NOT NULL
             );
+            CREATE TABLE IF NOT EXISTS rejected (
+              name TEXT PRIMARY KEY, generation INTEGER NOT NULL, reason TEXT NOT NULL
+            );
             """);
     }
 
@@ -70,7 +73,37 @@ public sealed class AgentStore : IDisposable
     public void ForgetLastGood(string name)
     {
         using var connection = Sql.Open(_connectionString);
-        Sql.Execute(connection, null, "DELETE FROM last_good WHERE name = $name", ("$name", name));
+        Sql.Execute(connection, null, "DELETE FROM last_good WHERE name = $name; DELETE FROM rejected WHERE name = $name", ("$name", name));
+    }
+
+    /// <summary>Per app, the revision this node rolled back from (or whose probe failed) and why: it does not run it again.</summary>
+    public IReadOnlyDictionary<string, (long Generation, string Reason)> LoadRejected()
+    {
+        using var connection = Sql.Open(_connectionString);
+        using var command = Sql.Command(connection, null, "SELECT name, generation, reason FROM rejected");
+        using var reader = command.ExecuteReader();
+        var result = new Dictionary<string, (long, string)>(StringComparer.Ordinal);
+        while (reader.Read())
+        {
+            result[reader.GetString(0)] = (reader.GetInt64(1), reader.GetString(2));
+        }
+
+        return result;
+    }
+
+    public void SaveRejected(string name, long generation, string reason)
+    {
+        using var connection = Sql.Open(_connectionString);
+        Sql.Execute(connection, null, """
+            INSERT INTO rejected (name, generation, reason) VALUES ($name, $gen, $reason)
+            ON CONFLICT (name) DO UPDATE SET generation = $gen, reason = $reason
+            """, ("$name", name), ("$gen", generation), ("$reason", reason));
+    }
+
+    public void ForgetRejected(string name)
+    {
+        using var connection = Sql.Open(_connectionString);
+        Sql.Execute(connection, null, "DELETE FROM rejected WHERE name = $name", ("$name", name));
     }
 
     public NodeIdentity? LoadIdentity()

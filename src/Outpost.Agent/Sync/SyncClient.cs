@@ -532,7 +532,7 @@ public sealed partial class SyncClient(
             {
                 if (!reported.TryGetValue(name, out var previous) || previous != status)
                 {
-                    heartbeat.Apps.Add(new AppState { Name = name, State = status.State, Message = status.Message, Generation = status.Generation });
+                    heartbeat.Apps.Add(new AppState { Name = name, State = status.State, Message = status.Message, Generation = status.Generation, FailedGeneration = status.FailedGeneration });
                     reported[name] = status;
                 }
             }
@@ -541,6 +541,15 @@ public sealed partial class SyncClient(
             {
                 heartbeat.Apps.Add(new AppState { Name = name, State = "Removed" });
                 reported.Remove(name);
+            }
+
+            foreach (var app in apps.Loaded)
+            {
+                var (requests, serverErrors, clientErrors) = app.TakeTraffic();
+                if (requests > 0)
+                {
+                    heartbeat.Traffic.Add(new AppTraffic { Name = app.Name, Generation = app.Version.Generation, Requests = requests, ServerErrors = serverErrors, ClientErrors = clientErrors });
+                }
             }
 
             var outbox = data.Stats;
@@ -557,7 +566,7 @@ public sealed partial class SyncClient(
                 reportedOutbox = outbox;
             }
 
-            if (ticked || heartbeat.Apps.Count > 0 || heartbeat.Outbox is not null)
+            if (ticked || heartbeat.Apps.Count > 0 || heartbeat.Outbox is not null || heartbeat.Traffic.Count > 0)
             {
                 await send(new AgentMessage { Heartbeat = heartbeat });
             }

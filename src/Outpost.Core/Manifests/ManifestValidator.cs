@@ -17,7 +17,7 @@ public static partial class ManifestValidator
 
     private static readonly string[] TopLevelFields = ["apiVersion", "kind", "metadata", "spec", "status"];
     private static readonly string[] MetadataFields = ["name", "labels", "annotations", "uid", "resourceVersion", "generation", "creationTimestamp"];
-    private static readonly string[] AppSpecFields = ["runtime", "module", "triggers", "env", "capabilities", "limits", "placement", "readinessProbe"];
+    private static readonly string[] AppSpecFields = ["runtime", "module", "triggers", "env", "capabilities", "limits", "placement", "readinessProbe", "rollout"];
     private static readonly string[] LimitFields = ["memoryMiB", "timeoutMs", "maxConcurrency", "maxResponseBytes"];
 
     /// <summary>Validates one document. When <paramref name="allowModulePath"/> is false (the server), a module must be a digest.</summary>
@@ -120,6 +120,7 @@ public static partial class ManifestValidator
             ValidateReadinessProbe(probeNode, spec["triggers"]?["http"]?["route"] is JsonValue r && r.GetValueKind() == JsonValueKind.String ? r.GetValue<string>() : null, errors);
         }
 
+        RolloutSpec.Read(spec["rollout"], errors);
         ValidateStringMap(spec["env"], "spec.env", errors, validateLabels: false);
 
         if (spec["capabilities"] is { } capsNode)

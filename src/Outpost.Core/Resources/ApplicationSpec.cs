@@ -29,6 +29,9 @@ public sealed record ApplicationSpec
     /// <summary>Checked on a node before a new revision takes traffic, if set.</summary>
     public ReadinessProbe? Readiness { get; init; }
 
+    /// <summary>How a new revision reaches the app's nodes, and what rolls it back.</summary>
+    public RolloutSpec Rollout { get; init; } = RolloutSpec.Default;
+
     /// <summary>Reads a validated spec object.</summary>
     public static ApplicationSpec FromJson(JsonObject spec)
     {
@@ -58,6 +61,7 @@ public sealed record ApplicationSpec
             Readiness = spec["readinessProbe"] is JsonObject probe
                 ? new ReadinessProbe(Str(probe["path"]) ?? "/", Int(probe["expectStatus"]) ?? 200)
                 : null,
+            Rollout = RolloutSpec.Read(spec["rollout"]),
         };
     }
 

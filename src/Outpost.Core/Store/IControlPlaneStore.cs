@@ -104,8 +104,24 @@ public interface IControlPlaneStore : IAsyncDisposable
     /// </summary>
     Task<IReadOnlyList<AppRevision>> ListAppRevisionsAsync(string app, int limit, CancellationToken cancellationToken);
 
-    /// <summary>Drops all but the newest <paramref name="keep"/> revisions of every Application.</summary>
+    /// <summary>One revision of an Application, or null when it is not kept.</summary>
+    Task<AppRevision?> GetAppRevisionAsync(string app, long revision, CancellationToken cancellationToken);
+
+    /// <summary>Records how a revision's rollout ended.</summary>
+    Task SetRevisionOutcomeAsync(string app, long revision, string outcome, CancellationToken cancellationToken);
+
+    /// <summary>Drops all but the newest <paramref name="keep"/> revisions of every Application, never one a rollout still uses.</summary>
     Task PruneAppRevisionsAsync(int keep, CancellationToken cancellationToken);
+
+    /// <summary>Every Application's rollout state, by app name.</summary>
+    Task<IReadOnlyDictionary<string, Rollouts.RolloutState>> ListRolloutsAsync(CancellationToken cancellationToken);
+
+    /// <summary>
+    /// Saves an app's rollout state. When it changes what a node runs (<paramref name="movesNodes"/>),
+    /// the save is a change of the store's revision, so every sync session sees it and a node that
+    /// acked a revision resumes from it; returns that revision, else 0. Fails when the app is gone.
+    /// </summary>
+    Task<long> SaveRolloutAsync(string app, Rollouts.RolloutState state, bool movesNodes, CancellationToken cancellationToken);
 
     /// <summary>Appends to the audit log (the id is assigned).</summary>
     Task AppendAuditAsync(AuditEntry entry, CancellationToken cancellationToken);

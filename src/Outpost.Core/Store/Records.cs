@@ -6,8 +6,11 @@ public sealed record IngestRecord(long Sequence, string Topic, string Source, by
 /// <summary>A stored record, with the server-wide cursor consumers page by.</summary>
 public sealed record StoredRecord(long Cursor, string Node, long Sequence, string Topic, string Source, byte[] Payload, DateTimeOffset CreatedAt, DateTimeOffset IngestedAt);
 
-/// <summary>An immutable revision of an Application: its spec (module digest included) as of one generation.</summary>
-public sealed record AppRevision(string App, long Revision, string Digest, string SpecJson, DateTimeOffset CreatedAt);
+/// <summary>
+/// An immutable revision of an Application: its spec (module digest included) as of one generation,
+/// and how its rollout ended (Succeeded, RolledBack, Failed, Superseded; empty while in progress).
+/// </summary>
+public sealed record AppRevision(string App, long Revision, string Digest, string SpecJson, DateTimeOffset CreatedAt, string Outcome = "");
 
 /// <summary>One API mutation (or refused attempt): who, what, when, and how it ended.</summary>
 public sealed record AuditEntry(long Id, DateTimeOffset At, string Actor, string Role, string Verb, string Path, int Status, string? Detail);

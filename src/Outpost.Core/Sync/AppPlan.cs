@@ -3,7 +3,7 @@ namespace Outpost.Core.Sync;
 /// <summary>An app as the agent wants it or runs it: enough to decide whether to (re)load.</summary>
 public sealed record AppVersion(string Name, long Generation, string Digest, string SpecJson);
 
-/// <summary>Commands to turn the running set into the desired set (the iotedge "plan" split).</summary>
+/// <summary>Commands to turn the running set into the desired set (the iotedge "plan" split); a new generation is a replace even with the same spec (an undo).</summary>
 public sealed record AppPlan(IReadOnlyList<AppVersion> Start, IReadOnlyList<AppVersion> Replace, IReadOnlyList<string> Stop)
 {
     public bool IsEmpty => Start.Count == 0 && Replace.Count == 0 && Stop.Count == 0;
@@ -21,7 +21,7 @@ public sealed record AppPlan(IReadOnlyList<AppVersion> Start, IReadOnlyList<AppV
             {
                 start.Add(app);
             }
-            else if (current.Digest != app.Digest || current.SpecJson != app.SpecJson)
+            else if (current.Generation != app.Generation || current.Digest != app.Digest || current.SpecJson != app.SpecJson)
             {
                 replace.Add(app);
             }

@@ -13,9 +13,10 @@ using static Outpost.Server.Api.ApiEndpoints;
 namespace Outpost.Server.Api;
 
 /// <summary>
-/// An Application's revisions: every spec change is one (its generation), kept for history
-/// and undo. Undo writes a chosen revision's spec back as the next generation, so the fleet
-/// moves to it through the ordinary sync, and the history shows what happened.
+/// An Application's revisions and rollouts: every spec change is one revision (its generation),
+/// kept for history and undo. Undo writes a chosen revision's spec back as the next generation
+/// and sends it to every node at once; the history shows what happened. The rollout of the
+/// latest revision can be watched, paused and resumed.
 /// </summary>
 internal static class RolloutEndpoints
 {
@@ -25,9 +26,100 @@ internal static class RolloutEndpoints
     {
         app.MapGet(App + "/revisions", HistoryAsync);
         app.MapPost(App + "/rollback", RollbackAsync);
+        app.MapGet(App + "/rollout", StatusAsync);
+        app.MapPost(App + "/rollout/pause", (string name, HttpContext context, IControlPlaneStore store, RolloutController rollouts, CancellationToken ct) =>
+            PauseAsync(name, paused: true, context, store, rollouts, ct));
+        app.MapPost(App + "/rollout/resume", (string name, HttpContext context, IControlPlaneStore store, RolloutController rollouts, CancellationToken ct) =>
+            PauseAsync(name, paused: false, context, store, rollouts, ct));
     }
 
-    private static async Task<IResult> HistoryAsync(string name, IControlPlaneStore store, ServerOptions options, CancellationToken ct)
+    /// <summary>
+    /// The rollout of the app's latest revision: phase, step, and per node the revision it
+    /// should run and what it reports, in the order nodes receive a new revision.
+    /// </summary>
+    private static async Task<IResult> StatusAsync(string name, IControlPlaneStore store, RolloutController rollouts, ResourceView view, CancellationToken ct)
+    {
+        var app = await store.GetAsync(ResourceKind.Application.Kind, name, ct);
+        if (app is null)
+        {
+            return Error(ApiStatus.NotFound(ResourceKind.Application.Kind, name));
+        }
+
+        var state = (await store.ListRolloutsAsync(ct)).GetValueOrDefault(name);
+        var spec = ApplicationSpec.FromJson(app.Spec());
+        var nodes = (await store.ListAsync(ResourceKind.Node.Kind, ct)).Items
+            .Where(n => Core.Sync.DesiredStateDiff.Targets(app.Spec(), n.Labels))
+            .ToDictionary(n => n.Name, StringComparer.Ordinal);
+        var order = Core.Rollouts.RolloutPlanner.Order(name, nodes.Keys);
+        var plan = state?.Immediate == true ? [(nodes.Count, TimeSpan.Zero)] : spec.Rollout.Plan(nodes.Count);
+        var nodeItems = new JsonArray();
+        foreach (var node in order)
+        {
+            var rendered = view.Render(nodes[node]);
+            var reported = rendered["status"]?["apps"]?[name] as JsonObject;
+            var item = new JsonObject
+            {
+                ["name"] = node,
+                ["state"] = (string?)rendered["status"]?["state"],
+                ["desiredRevision"] = state?.RevisionFor(node) ?? app.Generation,
+                ["revision"] = (long?)reported?["generation"],
+                ["appState"] = (string?)reported?["state"],
+                ["message"] = (string?)reported?["message"] ?? "",
+            };
+            if (reported?["failedGeneration"] is { } failed)
+            {
+                item["failedRevision"] = failed.DeepClone();
+            }
+
+            nodeItems.Add(item);
+        }
+
+        return Json(new JsonObject
+        {
+            ["kind"] = "Rollout",
+            ["apiVersion"] = ResourceKind.Application.ApiVersion,
+            ["metadata"] = new JsonObject { ["name"] = name, ["generation"] = app.Generation },
+            ["spec"] = new JsonObject
+            {
+                ["strategy"] = Core.Rollouts.RolloutState.Format(spec.Rollout.Strategy),
+                ["progressDeadline"] = Core.Rollouts.RolloutPlanner.Describe(spec.Rollout.ProgressDeadline),
+                ["autoRollback"] = spec.Rollout.AutoRollback,
+                ["errorRate"] = new JsonObject
+                {
+                    ["threshold"] = spec.Rollout.ErrorRate.Threshold,
+                    ["window"] = Core.Rollouts.RolloutPlanner.Describe(spec.Rollout.ErrorRate.Window),
+                    ["minRequests"] = spec.Rollout.ErrorRate.MinRequests,
+                },
+                ["plan"] = new JsonArray([.. plan.Select((step, i) => (JsonNode)new JsonObject
+                {
+                    ["step"] = i + 1,
+                    ["nodes"] = step.Nodes,
+                    ["pause"] = step.Pause > TimeSpan.Zero ? Core.Rollouts.RolloutPlanner.Describe(step.Pause) : null,
+                })]),
+            },
+            ["status"] = state?.ToJson(),
+            ["nodes"] = nodeItems,
+        });
+    }
+
+    private static async Task<IResult> PauseAsync(string name, bool paused, HttpContext context, IControlPlaneStore store, RolloutController rollouts, CancellationToken ct)
+    {
+        if (await store.GetAsync(ResourceKind.Application.Kind, name, ct) is null)
+        {
+            return Error(ApiStatus.NotFound(ResourceKind.Application.Kind, name));
+        }
+
+        var state = await rollouts.SetPausedAsync(name, paused, ct);
+        if (state is null)
+        {
+            return Error(new ApiStatus(409, StatusReasons.Conflict, $"application \"{name}\" has no rollout yet to {(paused ? "pause" : "resume")}; try again in a moment"));
+        }
+
+        context.Items[OutpostServer.AuditDetailKey] = $"Application/{name} rollout of revision {state.Revision} {(paused ? "paused" : "resumed")}";
+        return Json(new JsonObject { ["kind"] = "Rollout", ["apiVersion"] = ResourceKind.Application.ApiVersion, ["metadata"] = new JsonObject { ["name"] = name }, ["status"] = state.ToJson() });
+    }
+
+    private static async Task<IResult> HistoryAsync(string name, IControlPlaneStore store, RolloutController rollouts, ServerOptions options, CancellationToken ct)
     {
         var current = await store.GetAsync(ResourceKind.Application.Kind, name, ct);
         if (current is null)
@@ -47,13 +139,14 @@ internal static class RolloutEndpoints
                 ["digest"] = r.Digest,
                 ["creationTimestamp"] = ResourceJson.FormatTimestamp(r.CreatedAt),
                 ["current"] = r.Revision == current.Generation,
+                ["outcome"] = r.Revision == current.Generation && rollouts.Current(name) is { IsTerminal: false } live ? live.Phase.ToString() : r.Outcome,
                 ["spec"] = JsonNode.Parse(r.SpecJson),
             })]),
         });
     }
 
     /// <summary>POST {"toRevision": N} (default: the revision before the current one).</summary>
-    private static async Task<IResult> RollbackAsync(string name, HttpContext context, IControlPlaneStore store, ChangeFeed feed, ResourceView view, ServerOptions options, CancellationToken ct)
+    private static async Task<IResult> RollbackAsync(string name, HttpContext context, IControlPlaneStore store, ChangeFeed feed, RolloutController rollouts, ResourceView view, ServerOptions options, CancellationToken ct)
     {
         var body = new JsonObject();
         if (context.Request.ContentLength is > 0)
@@ -99,16 +192,17 @@ internal static class RolloutEndpoints
         WriteResult result;
         try
         {
-            result = (await store.WriteAsync([new ResourceWrite
-        {
-            Op = WriteOp.Replace,
-            Kind = ResourceKind.Application.Kind,
-            Name = name,
-            Labels = current.Labels,
-            Annotations = current.Annotations,
-            SpecJson = target.SpecJson,
-            ExpectedResourceVersion = current.ResourceVersion,
-        }], ct))[0];
+            // Through the rollout controller: the revision goes to every node at once, not step by step.
+            result = await rollouts.UndoAsync(name, async () => (await store.WriteAsync([new ResourceWrite
+            {
+                Op = WriteOp.Replace,
+                Kind = ResourceKind.Application.Kind,
+                Name = name,
+                Labels = current.Labels,
+                Annotations = current.Annotations,
+                SpecJson = target.SpecJson,
+                ExpectedResourceVersion = current.ResourceVersion,
+            }], ct))[0], ct);
         }
         catch (StoreException ex)
         {

@@ -115,6 +115,9 @@ public sealed partial class OutpostServer : IAsyncDisposable
         services.AddSingleton<NodeLeases>();
         services.AddSingleton<SyncAccounting>();
         services.AddHostedService<HistoryCompactor>();
+        services.AddSingleton<RolloutController>();
+        services.AddHostedService(sp => sp.GetRequiredService<RolloutController>());
+        services.AddSingleton<NodeDesiredState>();
         services.AddSingleton<ResourceView>();
         services.AddSingleton<ResourceWriter>();
         // Only validates pushed modules: a small pool is plenty.

@@ -139,8 +139,15 @@ public sealed partial class SqliteControlPlaneStore : IControlPlaneStore
               not_after_ms INTEGER NOT NULL
             );
             CREATE INDEX IF NOT EXISTS node_certificates_by_node ON node_certificates (node);
+            CREATE TABLE IF NOT EXISTS rollouts (
+              app TEXT PRIMARY KEY,
+              revision INTEGER NOT NULL,
+              stable INTEGER NOT NULL,
+              state TEXT NOT NULL
+            );
             """, cancellationToken);
         await MigrateTokensAsync(connection, cancellationToken);
+        await MigrateRevisionsAsync(connection, cancellationToken);
     }
 
     public async Task<long> GetRevisionAsync(CancellationToken cancellationToken)
@@ -227,7 +234,7 @@ public sealed partial class SqliteControlPlaneStore : IControlPlaneStore
 
                 if (write.Kind == ResourceKind.Application.Kind)
                 {
-                    await ExecuteAsync(connection, transaction, "DELETE FROM app_revisions WHERE app = $name", cancellationToken, ("$name", write.Name));
+                    await ExecuteAsync(connection, transaction, "DELETE FROM app_revisions WHERE app = $name; DELETE FROM rollouts WHERE app = $name", cancellationToken, ("$name", write.Name));
                 }
 
                 if (write.Kind == ResourceKind.Bucket.Kind)
@@ -543,25 +550,16 @@ public sealed partial class SqliteControlPlaneStore : IControlPlaneStore
     public async Task<IReadOnlyList<AppRevision>> ListAppRevisionsAsync(string app, int limit, CancellationToken cancellationToken)
     {
         await using var connection = await OpenAsync(cancellationToken);
-        await using var command = Command(connection, null, "SELECT app, revision, digest, spec, created_ms FROM app_revisions WHERE app = $app ORDER BY revision DESC LIMIT $limit",
+        await using var command = Command(connection, null, "SELECT app, revision, digest, spec, created_ms, outcome FROM app_revisions WHERE app = $app ORDER BY revision DESC LIMIT $limit",
             ("$app", app), ("$limit", limit));
         await using var reader = await command.ExecuteReaderAsync(cancellationToken);
         var revisions = new List<AppRevision>();
         while (await reader.ReadAsync(cancellationToken))
         {
-            revisions.Add(new AppRevision(reader.GetString(0), reader.GetInt64(1), reader.GetString(2), reader.GetString(3), DateTimeOffset.FromUnixTimeMilliseconds(reader.GetInt64(4))));
+            revisions.Add(ReadRevision(reader));
         }
 
         return revisions;
-    }
-
-    public async Task PruneAppRevisionsAsync(int keep, CancellationToken cancellationToken)
-    {
-        await using var connection = await OpenAsync(cancellationToken);
-        await ExecuteAsync(connection, null, """
-            DELETE FROM app_revisions WHERE rowid IN (
-              SELECT rowid FROM (SELECT rowid, ROW_NUMBER() OVER (PARTITION BY app ORDER BY revision DESC) AS n FROM app_revisions) WHERE n > $keep)
-            """, cancellationToken, ("$keep", keep));
     }
 
     public async Task AppendAuditAsync(AuditEntry entry, CancellationToken cancellationToken)

@@ -23,6 +23,8 @@ public sealed partial class EdgeSyncService(
     SyncAccounting accounting,
     ResourceView view,
     BucketSync buckets,
+    NodeDesiredState desiredState,
+    RolloutController rollouts,
     Security.JoinGuard joinGuard,
     Security.ServerTls tls,
     Hosting.ServerOptions options,
@@ -282,6 +284,11 @@ public sealed partial class EdgeSyncService(
                             };
                         }
 
+                        foreach (var traffic in message.Heartbeat.Traffic)
+                        {
+                            rollouts.RecordTraffic(node, traffic.Name, traffic.Generation, traffic.Requests, traffic.ServerErrors);
+                        }
+
                         if (message.Heartbeat.Apps.Count == 0)
                         {
                             return;
@@ -302,10 +309,19 @@ public sealed partial class EdgeSyncService(
                                 ["message"] = app.Message,
                                 ["generation"] = app.Generation,
                             };
+                            if (app.FailedGeneration > 0)
+                            {
+                                apps[app.Name]!["failedGeneration"] = app.FailedGeneration;
+                            }
                         }
 
                         status["apps"] = apps;
                     }, ct);
+                    if (message.Heartbeat.Apps.Count > 0)
+                    {
+                        rollouts.Signal(); // a node moved to a revision, failed it or rolled it back
+                    }
+
                     break;
                 case AgentMessage.BodyOneofCase.Kv:
                     leases.Beat(node, session);
@@ -401,11 +417,7 @@ public sealed partial class EdgeSyncService(
             var revision = await store.GetRevisionAsync(ct);
             var nodeResource = await store.GetAsync(ResourceKind.Node.Kind, node, ct)
                 ?? throw new RpcException(new Status(StatusCode.PermissionDenied, $"node '{node}' has been deleted; join it again"));
-            var apps = await store.ListAsync(ResourceKind.Application.Kind, ct);
-            var configSets = await store.ListAsync(ResourceKind.ConfigSet.Kind, ct);
-            var buckets = await store.ListAsync(ResourceKind.Bucket.Kind, ct);
-            var secrets = await store.ListAsync(ResourceKind.Secret.Kind, ct);
-            var desired = DesiredStateDiff.ForNode(apps.Items.Concat(configSets.Items).Concat(secrets.Items).Concat(buckets.Items), nodeResource.Labels);
+            var desired = await desiredState.ForNodeAsync(nodeResource, ct);
             var (upserts, deletes) = DesiredStateDiff.Compute(sent, desired);
             if (first || snapshot || upserts.Count > 0 || deletes.Count > 0)
             {
@@ -419,7 +431,7 @@ public sealed partial class EdgeSyncService(
                         ResourceVersion = resource.ResourceVersion,
                         Generation = resource.Generation,
                         // Secrets travel opened, only to the nodes they are placed on, inside mutual TLS.
-                        Json = view.Render(resource, reveal: true).ToJsonString(),
+                        Json = (resource.Kind == ResourceKind.Secret.Kind ? view.Render(resource, reveal: true) : ResourceJson.ToObject(resource)).ToJsonString(),
                     });
                 }
 
@@ -529,9 +541,9 @@ public sealed partial class EdgeSyncService(
         var ct = context.CancellationToken;
         var node = await AuthenticateNodeAsync(context);
         // A node may fetch only the modules of apps placed on it.
-        var labels = (await store.GetAsync(ResourceKind.Node.Kind, node, ct))?.Labels ?? new Dictionary<string, string>();
-        var placed = DesiredStateDiff.ForNode((await store.ListAsync(ResourceKind.Application.Kind, ct)).Items, labels)
-            .Any(app => ApplicationSpec.FromJson(app.Spec()).Module.Digest == request.Digest);
+        var nodeResource = await store.GetAsync(ResourceKind.Node.Kind, node, ct);
+        var placed = nodeResource is not null && (await desiredState.ForNodeAsync(nodeResource, ct))
+            .Any(r => r.Kind == ResourceKind.Application.Kind && ApplicationSpec.FromJson(r.Spec()).Module.Digest == request.Digest);
         if (!placed)
         {
             LogBlobDenied(logger, node, request.Digest);

@@ -1,0 +1,74 @@
+using System.Collections.Concurrent;
+using System.Security.Cryptography;
+using System.Text;
+using Outpost.Core.Resources;
+using Outpost.Core.Store;
+using Outpost.Core.Sync;
+
+namespace Outpost.Server.Sync;
+
+/// <summary>
+/// What one node should hold: the apps, config sets, secrets and buckets placed on it, each
+/// Application at the revision its rollout assigns the node (the stable one until the node is
+/// moved). Used to sync the node and to decide which modules it may download.
+/// </summary>
+public sealed class NodeDesiredState(IControlPlaneStore store)
+{
+    // Revisions are immutable once written; keyed by the app's uid, since a re-created app counts from 1 again.
+    private readonly ConcurrentDictionary<(string Uid, long Revision), AppRevision> _revisions = new();
+
+    public async Task<IReadOnlyList<StoredResource>> ForNodeAsync(StoredResource node, CancellationToken ct)
+    {
+        ArgumentNullException.ThrowIfNull(node);
+        var apps = await store.ListAsync(ResourceKind.Application.Kind, ct);
+        var configSets = await store.ListAsync(ResourceKind.ConfigSet.Kind, ct);
+        var buckets = await store.ListAsync(ResourceKind.Bucket.Kind, ct);
+        var secrets = await store.ListAsync(ResourceKind.Secret.Kind, ct);
+        var rollouts = await store.ListRolloutsAsync(ct);
+        var desired = DesiredStateDiff.ForNode(apps.Items.Concat(configSets.Items).Concat(secrets.Items).Concat(buckets.Items), node.Labels).ToList();
+        for (var i = 0; i < desired.Count; i++)
+        {
+            var app = desired[i];
+            if (app.Kind != ResourceKind.Application.Kind)
+            {
+                continue;
+            }
+
+            var assigned = rollouts.TryGetValue(app.Name, out var rollout) ? rollout.RevisionFor(node.Name) : app.Generation;
+            if (assigned != app.Generation)
+            {
+                if (!_revisions.TryGetValue((app.Uid, assigned), out var revision))
+                {
+                    revision = await store.GetAppRevisionAsync(app.Name, assigned, ct);
+                    if (revision is null)
+                    {
+                        continue; // not kept (pruning keeps every revision a rollout uses): the current one is all there is
+                    }
+
+                    _revisions[(app.Uid, assigned)] = revision;
+                }
+
+                app = app with { SpecJson = revision.SpecJson, Generation = assigned };
+            }
+
+            desired[i] = app with { ResourceVersion = VersionOf(app) };
+        }
+
+        return desired;
+    }
+
+    /// <summary>
+    /// The version a node holds an app at: fixed by what it is sent (the app's uid, the revision
+    /// and its metadata; a revision's spec never changes), so a node is sent an app again only
+    /// when that changes, not when a new revision it does not run yet is written. Negative, so
+    /// it is never mistaken for a store revision.
+    /// </summary>
+    private static long VersionOf(StoredResource app)
+    {
+        var identity = FormattableString.Invariant($"{app.Uid}/{app.Generation}/")
+            + System.Text.Json.JsonSerializer.Serialize(app.Labels) + "/" + System.Text.Json.JsonSerializer.Serialize(app.Annotations);
+        Span<byte> hash = stackalloc byte[32];
+        SHA256.HashData(Encoding.UTF8.GetBytes(identity), hash);
+        return -(long)(System.Buffers.Binary.BinaryPrimitives.ReadUInt64BigEndian(hash) >> 1) - 1;
+    }
+}

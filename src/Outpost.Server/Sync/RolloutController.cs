@@ -1,0 +1,255 @@
+using System.Collections.Concurrent;
+using System.Text.Json.Nodes;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
+using Outpost.Core.Api;
+using Outpost.Core.Resources;
+using Outpost.Core.Rollouts;
+using Outpost.Core.Store;
+using Outpost.Core.Sync;
+
+namespace Outpost.Server.Sync;
+
+/// <summary>
+/// Drives every Application's rollout: when a new generation appears it starts one from the
+/// last revision every node ran, then moves nodes step by step as they report the revision
+/// ready, and stops it — rolling the moved nodes back — when a gate fails: a node failing the
+/// revision or rolling it back on its own, the error rate the agents report, or the progress
+/// deadline. Each change of what a node runs is a store revision, so sync sessions pick it up.
+/// </summary>
+public sealed partial class RolloutController(
+    IControlPlaneStore store,
+    ChangeFeed feed,
+    NodeLeases leases,
+    Hosting.ServerOptions options,
+    TimeProvider time,
+    ILogger<RolloutController> logger) : BackgroundService
+{
+    /// <summary>How often an active rollout is looked at when nothing else wakes the controller (pauses, deadlines).</summary>
+    private static readonly TimeSpan Tick = TimeSpan.FromMilliseconds(250);
+
+    /// <summary>Traffic samples older than this are dropped; it caps the error-rate window.</summary>
+    public static readonly TimeSpan MaxWindow = TimeSpan.FromHours(1);
+
+    private readonly SemaphoreSlim _gate = new(1, 1);
+    private readonly SemaphoreSlim _wake = new(0, int.MaxValue);
+    private readonly ConcurrentDictionary<string, RolloutState> _current = new(StringComparer.Ordinal);
+    private readonly ConcurrentDictionary<string, long> _immediate = new(StringComparer.Ordinal);
+    private readonly ConcurrentDictionary<string, ConcurrentQueue<Sample>> _traffic = new(StringComparer.Ordinal);
+
+    private readonly record struct Sample(DateTimeOffset At, string Node, long Generation, long Requests, long ServerErrors);
+
+    /// <summary>The latest state of an app's rollout, or null when it has none yet.</summary>
+    public RolloutState? Current(string app) => _current.GetValueOrDefault(app);
+
+    /// <summary>Asks for an evaluation soon (a node reported app states).</summary>
+    public void Signal() => _wake.Release();
+
+    /// <summary>Counts a node's requests and 5xx answers for one revision of an app, as its heartbeat reported them.</summary>
+    public void RecordTraffic(string node, string app, long generation, long requests, long serverErrors)
+    {
+        var now = time.GetUtcNow();
+        var samples = _traffic.GetOrAdd(app, _ => new ConcurrentQueue<Sample>());
+        samples.Enqueue(new Sample(now, node, generation, requests, serverErrors));
+        while (samples.TryPeek(out var oldest) && now - oldest.At > MaxWindow)
+        {
+            samples.TryDequeue(out _);
+        }
+
+        if (serverErrors > 0)
+        {
+            Signal();
+        }
+    }
+
+    private TrafficSummary TrafficOf(string app, long generation, TimeSpan window, DateTimeOffset now)
+    {
+        if (!_traffic.TryGetValue(app, out var samples))
+        {
+            return default;
+        }
+
+        long requests = 0, errors = 0;
+        foreach (var sample in samples)
+        {
+            if (sample.Generation == generation && now - sample.At <= window)
+            {
+                requests += sample.Requests;
+                errors += sample.ServerErrors;
+            }
+        }
+
+        return new TrafficSummary(requests, errors);
+    }
+
+    protected override async Task ExecuteAsync(CancellationToken stoppingToken)
+    {
+        while (!stoppingToken.IsCancellationRequested)
+        {
+            var revision = feed.Latest;
+            try
+            {
+                await _gate.WaitAsync(stoppingToken);
+                try
+                {
+                    await EvaluateAsync(null, stoppingToken);
+                }
+                finally
+                {
+                    _gate.Release();
+                }
+            }
+            catch (Exception ex) when (ex is not OperationCanceledException)
+            {
+                LogEvaluationFailed(logger, ex);
+            }
+
+            using var wait = CancellationTokenSource.CreateLinkedTokenSource(stoppingToken);
+            var active = _current.Values.Any(s => !s.IsTerminal);
+            var woken = await Task.WhenAny(
+                feed.WaitAfterAsync(revision, wait.Token),
+                _wake.WaitAsync(wait.Token),
+                Task.Delay(active ? Tick : Timeout.InfiniteTimeSpan, time, wait.Token));
+            await wait.CancelAsync();
+            stoppingToken.ThrowIfCancellationRequested();
+            while (_wake.CurrentCount > 0 && _wake.Wait(0, CancellationToken.None))
+            {
+                // Several signals wake one evaluation.
+            }
+        }
+    }
+
+    /// <summary>
+    /// Writes an earlier revision's spec back (the undo) and rolls it to every node at once,
+    /// whatever the app's strategy: going back to known-good is not a canary.
+    /// </summary>
+    public async Task<WriteResult> UndoAsync(string app, Func<Task<WriteResult>> write, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(write);
+        await _gate.WaitAsync(cancellationToken);
+        try
+        {
+            var result = await write();
+            if (result.Outcome != WriteOutcome.Unchanged)
+            {
+                _immediate[app] = result.Resource.Generation;
+            }
+
+            await EvaluateAsync(app, cancellationToken);
+            return result;
+        }
+        finally
+        {
+            _gate.Release();
+        }
+    }
+
+    /// <summary>Pauses or resumes an app's rollout (with none in progress: the next one); null when the app has none yet.</summary>
+    public async Task<RolloutState?> SetPausedAsync(string app, bool paused, CancellationToken cancellationToken)
+    {
+        await _gate.WaitAsync(cancellationToken);
+        try
+        {
+            var state = (await store.ListRolloutsAsync(cancellationToken)).GetValueOrDefault(app);
+            if (state is null)
+            {
+                return null;
+            }
+
+            var now = time.GetUtcNow();
+            var next = paused ? RolloutPlanner.Pause(state, now) : RolloutPlanner.Resume(state, now);
+            await store.SaveRolloutAsync(app, next, movesNodes: false, cancellationToken);
+            _current[app] = next;
+            LogPaused(logger, app, next.Revision, paused ? "paused" : "resumed");
+            Signal();
+            return next;
+        }
+        finally
+        {
+            _gate.Release();
+        }
+    }
+
+    /// <summary>Evaluates one app (or all); the caller holds the gate.</summary>
+    private async Task EvaluateAsync(string? only, CancellationToken ct)
+    {
+        var apps = (await store.ListAsync(ResourceKind.Application.Kind, ct)).Items;
+        var nodes = (await store.ListAsync(ResourceKind.Node.Kind, ct)).Items;
+        var rollouts = await store.ListRolloutsAsync(ct);
+        var now = time.GetUtcNow();
+        foreach (var gone in _current.Keys.Where(k => !apps.Any(a => a.Name == k)).ToList())
+        {
+            _current.TryRemove(gone, out _);
+            _traffic.TryRemove(gone, out _);
+        }
+
+        foreach (var app in apps)
+        {
+            if (only is not null && app.Name != only)
+            {
+                continue;
+            }
+
+            var spec = ApplicationSpec.FromJson(app.Spec());
+            var targeted = nodes.Where(n => DesiredStateDiff.Targets(app.Spec(), n.Labels)).ToList();
+            var saved = rollouts.GetValueOrDefault(app.Name);
+            var state = saved;
+            if (state is null || state.Revision != app.Generation)
+            {
+                if (state is { IsTerminal: false })
+                {
+                    await store.SetRevisionOutcomeAsync(app.Name, state.Revision, "Superseded", ct);
+                }
+
+                var immediate = _immediate.TryRemove(app.Name, out var undo) && undo == app.Generation;
+                state = RolloutPlanner.Start(state, app.Generation, spec.Rollout, targeted.Count, immediate, now);
+                LogStarted(logger, app.Name, state.Revision, state.StableRevision, state.Immediate ? "undo: every node at once" : RolloutState.Format(state.Strategy));
+            }
+
+            var reports = targeted.Select(n => Report(n, app.Name, now)).ToList();
+            var traffic = TrafficOf(app.Name, state.Revision, spec.Rollout.ErrorRate.Window, now);
+            var next = RolloutPlanner.Advance(state, app.Name, spec.Rollout, reports, traffic, now);
+            _current[app.Name] = next;
+            if (saved is not null && next.ToJson().ToJsonString() == saved.ToJson().ToJsonString())
+            {
+                continue;
+            }
+
+            var moves = !next.AssignsLike(saved);
+            var revision = await store.SaveRolloutAsync(app.Name, next, moves, ct);
+            if (moves)
+            {
+                feed.Publish(revision);
+            }
+
+            if (next.IsTerminal && (saved is null || saved.Revision != next.Revision || saved.Phase != next.Phase))
+            {
+                await store.SetRevisionOutcomeAsync(app.Name, next.Revision, next.Phase.ToString(), ct);
+                LogFinished(logger, app.Name, next.Revision, next.Phase, next.Message);
+            }
+        }
+    }
+
+    private NodeReport Report(StoredResource node, string app, DateTimeOffset now)
+    {
+        var status = node.StatusJson is null ? null : JsonNode.Parse(node.StatusJson) as JsonObject;
+        var lease = leases.Get(node.Name);
+        DateTimeOffset? beat = lease?.LastHeartbeat;
+        var online = NodeState.Derive(lease?.Connected == true, beat, now, options.NodeLease) != NodeState.Offline;
+        var entry = status?["apps"]?[app] as JsonObject;
+        return new NodeReport(node.Name, online, (string?)entry?["state"], (long?)entry?["generation"] ?? 0, (long?)entry?["failedGeneration"] ?? 0,
+            (string?)entry?["message"] ?? "");
+    }
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "Rollout of app '{App}' revision {Revision} started from revision {Stable} ({Strategy})")]
+    private static partial void LogStarted(ILogger logger, string app, long revision, long stable, string strategy);
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "Rollout of app '{App}' revision {Revision} {Phase}: {Message}")]
+    private static partial void LogFinished(ILogger logger, string app, long revision, RolloutPhase phase, string message);
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "Rollout of app '{App}' revision {Revision} {What}")]
+    private static partial void LogPaused(ILogger logger, string app, long revision, string what);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Rollout evaluation failed; retrying")]
+    private static partial void LogEvaluationFailed(ILogger logger, Exception exception);
+}

@@ -1,0 +1,396 @@
+using System.Collections.Concurrent;
+using System.Net;
+using System.Text.Json.Nodes;
+using Outpost.IntegrationTests.Faults;
+
+namespace Outpost.IntegrationTests;
+
+/// <summary>
+/// Rollout strategies, health gates and rollback with a real server and real agents: canary
+/// steps, a failing probe or error rate rolling the canaries back before the rest see the
+/// revision, undo, pause/resume, a node rolling back on its own while cut off, and no failed
+/// request while a healthy revision replaces another under load.
+/// </summary>
+public sealed class RolloutStrategyTests
+{
+    private const string RolloutPath = "/apis/outpost.dev/v1/applications/hello/rollout";
+
+    /// <summary>The hello app answering "GREETING from NODE", with more spec lines (indented two spaces).</summary>
+    private static string App(string greeting, string spec = "", string status = "200") => Fleet.HelloApp + $"""
+
+          env:
+            GREETING: {greeting}
+            STATUS: "{status}"
+        """ + (spec.Length > 0 ? "\n" + spec : "");
+
+    private static async Task<List<(string Name, OutpostProcess Process, string Gateway)>> StartAgentsAsync(Fleet fleet, int count, params string[] extra)
+    {
+        var token = await fleet.CreateJoinTokenAsync();
+        var started = await Task.WhenAll(Enumerable.Range(1, count).Select(async i =>
+        {
+            var name = $"edge-{i}";
+            var (process, gateway) = await fleet.StartAgentAsync(name, token, extra: extra);
+            return (name, process, gateway);
+        }));
+        return [.. started];
+    }
+
+    private static async Task ApplyAsync(Fleet fleet, string yaml)
+    {
+        var (code, output) = await fleet.ClientAsync("apply", "-f", fleet.WriteManifest("hello.yaml", yaml));
+        Assert.True(code == 0, output);
+    }
+
+    private static Task<JsonObject> WaitForPhaseAsync(Fleet fleet, long revision, string phase, TimeSpan timeout) =>
+        Eventually.UntilAsync(() => fleet.ApiGetAsync(RolloutPath),
+            r => (long?)r["status"]?["revision"] == revision && (string?)r["status"]?["phase"] == phase,
+            timeout, $"the rollout of revision {revision} to be {phase}", r => r["status"]?.ToJsonString() ?? "no rollout");
+
+    private static async Task ServeAllAsync(IEnumerable<(string Name, OutpostProcess Process, string Gateway)> agents, string greeting) =>
+        await Task.WhenAll(agents.Select(a => Fleet.WaitForBodyAsync(a.Gateway + "/hello", $"{greeting} from {a.Name} (path /)\n", TimeSpan.FromSeconds(30))));
+
+    [Fact]
+    public async Task Canary_OverFourNodes_ProceedsStepByStep_InTheOrderShown_AndCompletes()
+    {
+        await using var fleet = new Fleet();
+        await fleet.StartServerAsync();
+        var agents = await StartAgentsAsync(fleet, 4);
+        const string canary = """
+              rollout:
+                strategy: canary
+                steps:
+                - percent: 25
+                  pause: 2s
+                - percent: 50
+                  pause: 2s
+                - percent: 100
+            """;
+        await ApplyAsync(fleet, App("one", canary));
+        await ServeAllAsync(agents, "one"); // a new app goes everywhere at once
+
+        await ApplyAsync(fleet, App("two", canary));
+        var watch = fleet.ClientAsync("rollout", "status", "app/hello", "-w");
+        var movedCounts = new List<int>();
+        var firstOnTwo = new List<HashSet<string>>();
+        var seenOnTwo = new HashSet<string>(StringComparer.Ordinal);
+        var rollout = await Eventually.UntilAsync(async () =>
+        {
+            var r = await fleet.ApiGetAsync(RolloutPath);
+            var moved = r["status"]?["moved"]?.AsArray().Count ?? 0;
+            if ((long?)r["status"]?["revision"] == 2 && (movedCounts.Count == 0 || movedCounts[^1] != moved))
+            {
+                movedCounts.Add(moved);
+            }
+
+            var onTwo = r["nodes"]!.AsArray().Where(n => (long?)n!["revision"] == 2).Select(n => (string)n!["name"]!).Where(seenOnTwo.Add).ToHashSet();
+            if (onTwo.Count > 0)
+            {
+                firstOnTwo.Add(onTwo);
+            }
+
+            return r;
+        }, r => (long?)r["status"]?["revision"] == 2 && (string?)r["status"]?["phase"] == "Succeeded", TimeSpan.FromSeconds(60), "the canary to complete",
+            r => r["status"]?.ToJsonString() ?? "");
+
+        Assert.Equal([1, 2, 4], movedCounts.Where(c => c > 0));
+        var order = rollout["nodes"]!.AsArray().Select(n => (string)n!["name"]!).ToList();
+        Assert.Equal(order, rollout["status"]!["moved"]!.AsArray().Select(n => (string)n!));
+        // The nodes switched in the order the rollout shows: the first alone, then the second, then the rest.
+        Assert.Equal([order[0]], firstOnTwo[0]);
+        Assert.Equal([order[1]], firstOnTwo[1]);
+        Assert.Equal(order.Skip(2).ToHashSet(), firstOnTwo.Skip(2).SelectMany(s => s).ToHashSet());
+        await ServeAllAsync(agents, "two");
+
+        var (code, output) = await watch;
+        Assert.True(code == 0, output);
+        Assert.Contains("step 1 of 3", output, StringComparison.Ordinal);
+        Assert.Contains("revision 2 Succeeded", output, StringComparison.Ordinal);
+        var history = (await fleet.ClientAsync("rollout", "history", "app/hello")).Output;
+        Assert.Matches(@"\n2 .*Succeeded", history);
+    }
+
+    [Fact]
+    public async Task AFailingReadinessProbe_IsRolledBackOnTheCanary_AndNeverReachesTheOthers()
+    {
+        await using var fleet = new Fleet();
+        await fleet.StartServerAsync();
+        var agents = await StartAgentsAsync(fleet, 4);
+        const string canary = """
+              rollout:
+                strategy: canary
+                steps:
+                - percent: 25
+                  pause: 10m
+            """;
+        await ApplyAsync(fleet, App("one", canary));
+        await ServeAllAsync(agents, "one");
+
+        // hello answers 200 where this probe expects 204: the canary refuses the revision.
+        await ApplyAsync(fleet, App("two", canary + """
+
+              readinessProbe:
+                path: /hello
+                expectStatus: 204
+            """));
+        var rollout = await WaitForPhaseAsync(fleet, 2, "RolledBack", TimeSpan.FromSeconds(30));
+        var message = (string)rollout["status"]!["message"]!;
+        var canaryNode = rollout["nodes"]![0]!["name"]!.ToString();
+        Assert.Contains($"node {canaryNode} failed revision 2", message, StringComparison.Ordinal);
+        Assert.Contains("GET /hello answered 200 (expected 204)", message, StringComparison.Ordinal);
+        Assert.Contains("every node is back on revision 1", message, StringComparison.Ordinal);
+
+        await ServeAllAsync(agents, "one");
+        foreach (var (name, process, _) in agents)
+        {
+            if (name == canaryNode)
+            {
+                Assert.Contains("generation 2 failed its readiness probe", process.Output, StringComparison.Ordinal);
+            }
+            else
+            {
+                Assert.DoesNotContain("generation 2", process.Output, StringComparison.Ordinal); // it never even received it
+            }
+        }
+
+        var (code, status) = await fleet.ClientAsync("rollout", "status", "app/hello");
+        Assert.True(code == 1, status); // a rolled-back rollout is a failure
+        Assert.Contains("RolledBack", status, StringComparison.Ordinal);
+        var nodes = await fleet.ApiGetAsync(RolloutPath);
+        Assert.All(nodes["nodes"]!.AsArray(), n => Assert.Equal(1, (long)n!["desiredRevision"]!));
+        Assert.Matches(@"\n2 .*RolledBack", (await fleet.ClientAsync("rollout", "history", "app/hello")).Output);
+    }
+
+    [Fact]
+    public async Task ARevisionServing500sAfterReadiness_TripsTheErrorRateGate_AndIsRolledBack()
+    {
+        await using var fleet = new Fleet();
+        await fleet.StartServerAsync();
+        var agents = await StartAgentsAsync(fleet, 2, "--heartbeat", "1s");
+        const string gated = """
+              readinessProbe:
+                path: /hello/healthz
+                expectStatus: 200
+              rollout:
+                strategy: canary
+                steps:
+                - percent: 50
+                  pause: 10m
+                progressDeadline: 5s
+                errorRate:
+                  threshold: 0.5
+                  window: 1m
+                  minRequests: 10
+            """;
+        await ApplyAsync(fleet, App("one", gated));
+        await ServeAllAsync(agents, "one");
+
+        await ApplyAsync(fleet, App("two", gated, status: "500"));
+        var rollout = await Eventually.UntilAsync(() => fleet.ApiGetAsync(RolloutPath),
+            r => (long?)r["status"]?["revision"] == 2 && ((string?)r["status"]?["message"])?.Contains("pausing", StringComparison.Ordinal) == true,
+            TimeSpan.FromSeconds(30), "the canary to pass its probe", r => r["status"]?.ToJsonString() ?? "");
+        var canary = agents.Single(a => a.Name == (string)rollout["status"]!["moved"]![0]!);
+        var other = agents.Single(a => a.Name != canary.Name);
+
+        // Past the node's own probation (the progress deadline), so the verdict is the server's.
+        await Eventually.UntilAsync(() => Task.FromResult(canary.Process.Output), o => o.Contains("generation 2 stayed healthy", StringComparison.Ordinal),
+            TimeSpan.FromSeconds(20), "the canary's probation to end");
+        for (var i = 0; i < 20; i++)
+        {
+            var (status, body) = await Fleet.GetAsync(canary.Gateway + "/hello");
+            Assert.Equal(HttpStatusCode.InternalServerError, status);
+            Assert.Equal($"two from {canary.Name} (path /)\n", body);
+        }
+
+        rollout = await WaitForPhaseAsync(fleet, 2, "RolledBack", TimeSpan.FromSeconds(30));
+        Assert.Contains("20 of 20 requests answered 5xx", (string)rollout["status"]!["message"]!, StringComparison.Ordinal);
+        await ServeAllAsync(agents, "one");
+        Assert.DoesNotContain("generation 2", other.Process.Output, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task Undo_RestoresAChosenRevision_OnEveryNodeAtOnce()
+    {
+        await using var fleet = new Fleet();
+        await fleet.StartServerAsync();
+        var agents = await StartAgentsAsync(fleet, 3);
+        const string slow = """
+              rollout:
+                strategy: canary
+                steps:
+                - percent: 30
+                  pause: 1h
+            """;
+        await ApplyAsync(fleet, App("one", slow));
+        await ServeAllAsync(agents, "one");
+        await ApplyAsync(fleet, App("two", slow));
+        var rollout = await Eventually.UntilAsync(() => fleet.ApiGetAsync(RolloutPath),
+            r => ((string?)r["status"]?["message"])?.Contains("pausing", StringComparison.Ordinal) == true && (long?)r["status"]?["revision"] == 2,
+            TimeSpan.FromSeconds(30), "the canary to hold for its hour", r => r["status"]?.ToJsonString() ?? "");
+        Assert.Single(rollout["status"]!["moved"]!.AsArray());
+
+        // Back to revision 1: generation 3 goes to all three nodes at once, not a canary an hour long.
+        var (code, output) = await fleet.ClientAsync("rollout", "undo", "app/hello", "--to-revision", "1");
+        Assert.True(code == 0, output);
+        Assert.Contains("rolled back to revision 1", output, StringComparison.Ordinal);
+        rollout = await WaitForPhaseAsync(fleet, 3, "Succeeded", TimeSpan.FromSeconds(30));
+        Assert.Equal("undo", (string?)rollout["status"]!["strategy"]);
+        Assert.All(rollout["nodes"]!.AsArray(), n => Assert.Equal(3, (long)n!["revision"]!));
+        await ServeAllAsync(agents, "one");
+        var history = (await fleet.ClientAsync("rollout", "history", "app/hello")).Output;
+        Assert.Matches(@"\n3 .*Succeeded.*\(current\)", history);
+        Assert.Matches(@"\n2 .*Superseded", history);
+    }
+
+    [Fact]
+    public async Task PauseHoldsTheNextRevision_AndResumeContinues()
+    {
+        await using var fleet = new Fleet();
+        await fleet.StartServerAsync();
+        var agents = await StartAgentsAsync(fleet, 2);
+        await ApplyAsync(fleet, App("one"));
+        await ServeAllAsync(agents, "one");
+        await WaitForPhaseAsync(fleet, 1, "Succeeded", TimeSpan.FromSeconds(30));
+
+        var (code, output) = await fleet.ClientAsync("rollout", "pause", "app/hello");
+        Assert.True(code == 0, output);
+        await ApplyAsync(fleet, App("two", """
+              rollout:
+                strategy: rolling
+                maxUnavailable: 1
+            """));
+        await WaitForPhaseAsync(fleet, 2, "Paused", TimeSpan.FromSeconds(30));
+        // Held: for a few seconds of looking, no node moves and both keep answering "one".
+        var until = DateTime.UtcNow.AddSeconds(3);
+        while (DateTime.UtcNow < until)
+        {
+            var rollout = await fleet.ApiGetAsync(RolloutPath);
+            Assert.Equal("Paused", (string?)rollout["status"]!["phase"]);
+            Assert.Empty(rollout["status"]!["moved"]!.AsArray());
+            foreach (var agent in agents)
+            {
+                Assert.Equal($"one from {agent.Name} (path /)\n", (await Fleet.GetAsync(agent.Gateway + "/hello")).Body);
+            }
+        }
+
+        (code, output) = await fleet.ClientAsync("rollout", "resume", "app/hello");
+        Assert.True(code == 0, output);
+        await WaitForPhaseAsync(fleet, 2, "Succeeded", TimeSpan.FromSeconds(30));
+        await ServeAllAsync(agents, "two");
+        var audit = (await fleet.ClientAsync("get", "audit")).Output;
+        Assert.Contains("rollout of revision 1 paused", audit, StringComparison.Ordinal);
+        Assert.Contains("rollout of revision 2 resumed", audit, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task ANodeCutOff_RollsABadRevisionBackOnItsOwn_AndTheServerShowsItAfterReconnect()
+    {
+        await using var fleet = new Fleet();
+        await fleet.StartServerAsync();
+        await using var proxy = new FaultProxy(new Uri(fleet.ServerUrl).Port);
+        var token = await fleet.CreateJoinTokenAsync();
+        var (agent, gateway) = await fleet.StartAgentAsync("edge-1", token, server: proxy.Url, extra: ["--heartbeat", "1s"]);
+        const string gated = """
+              readinessProbe:
+                path: /hello/healthz
+                expectStatus: 200
+              rollout:
+                progressDeadline: 2m
+                errorRate:
+                  threshold: 0.5
+                  window: 1m
+                  minRequests: 5
+            """;
+        await ApplyAsync(fleet, App("one", gated));
+        await Fleet.WaitForBodyAsync(gateway + "/hello", "one from edge-1 (path /)\n", TimeSpan.FromSeconds(30));
+        await ApplyAsync(fleet, App("two", gated, status: "500"));
+        await Eventually.UntilAsync(() => fleet.ApiGetAsync("/api/v1/nodes/edge-1"),
+            n => (long?)n["status"]?["apps"]?["hello"]?["generation"] == 2 && (string?)n["status"]?["apps"]?["hello"]?["state"] == "Ready",
+            TimeSpan.FromSeconds(30), "the node to run revision 2", n => n["status"]?["apps"]?.ToJsonString() ?? "");
+
+        // The link dies; the revision starts failing on the node.
+        proxy.Mode = FaultMode.Blackhole;
+        var answers = new List<(HttpStatusCode Status, string Body)>();
+        while (answers.Count < 40 && (answers.Count == 0 || answers[^1].Status != HttpStatusCode.OK))
+        {
+            answers.Add(await Fleet.GetAsync(gateway + "/hello"));
+        }
+
+        var firstGood = answers.FindIndex(a => a.Status == HttpStatusCode.OK);
+        Assert.True(firstGood is > 0 and <= 5, string.Join(", ", answers.Select(a => (int)a.Status)));
+        Assert.All(answers.Take(firstGood), a => Assert.Equal(HttpStatusCode.InternalServerError, a.Status));
+        Assert.Equal("one from edge-1 (path /)\n", answers[firstGood].Body);
+        for (var i = 0; i < 10; i++)
+        {
+            Assert.Equal("one from edge-1 (path /)\n", (await Fleet.GetAsync(gateway + "/hello")).Body); // and stays back
+        }
+
+        // The server cannot know yet: to it the revision is out and healthy.
+        var unaware = await fleet.ApiGetAsync(RolloutPath);
+        Assert.Equal("Succeeded", (string?)unaware["status"]!["phase"]);
+
+        proxy.Mode = FaultMode.Pass;
+        proxy.ResetAll();
+        var rollout = await WaitForPhaseAsync(fleet, 2, "RolledBack", TimeSpan.FromSeconds(60));
+        Assert.Contains("node edge-1 rolled revision 2 back: ", (string)rollout["status"]!["message"]!, StringComparison.Ordinal);
+        Assert.Contains("requests answered 5xx", (string)rollout["status"]!["message"]!, StringComparison.Ordinal);
+        Assert.Contains("rolled back to generation 1 on this node", agent.Output, StringComparison.Ordinal);
+        Assert.Matches(@"\n2 .*RolledBack", (await fleet.ClientAsync("rollout", "history", "app/hello")).Output);
+        await Eventually.UntilAsync(() => fleet.ApiGetAsync("/api/v1/nodes/edge-1"),
+            n => (long?)n["status"]?["apps"]?["hello"]?["generation"] == 1 && (string?)n["status"]?["apps"]?["hello"]?["state"] == "Ready",
+            TimeSpan.FromSeconds(30), "the node to report revision 1 healthy again", n => n["status"]?["apps"]?.ToJsonString() ?? "");
+    }
+
+    [Fact]
+    public async Task AHealthyRolloutUnderSteadyLoad_AnswersNo5xx()
+    {
+        await using var fleet = new Fleet();
+        await fleet.StartServerAsync();
+        var agents = await StartAgentsAsync(fleet, 2);
+        const string rolling = """
+              rollout:
+                strategy: rolling
+                maxUnavailable: 1
+            """;
+        await ApplyAsync(fleet, App("one", rolling));
+        await ServeAllAsync(agents, "one");
+
+        using var stop = new CancellationTokenSource();
+        var statuses = new ConcurrentDictionary<int, int>();
+        var bodies = new ConcurrentDictionary<string, int>(StringComparer.Ordinal);
+        var failures = new ConcurrentQueue<string>();
+        using var http = new HttpClient { Timeout = TimeSpan.FromSeconds(10) };
+        var load = Enumerable.Range(0, 8).Select(i => Task.Run(async () =>
+        {
+            var gateway = agents[i % agents.Count].Gateway + "/hello";
+            while (!stop.IsCancellationRequested)
+            {
+                try
+                {
+                    using var response = await http.GetAsync(gateway);
+                    statuses.AddOrUpdate((int)response.StatusCode, 1, (_, n) => n + 1);
+                    var body = await response.Content.ReadAsStringAsync();
+                    bodies.AddOrUpdate(body.Split(' ')[0], 1, (_, n) => n + 1);
+                }
+                catch (HttpRequestException ex)
+                {
+                    failures.Enqueue(ex.Message);
+                }
+            }
+        })).ToArray();
+
+        foreach (var (revision, greeting) in new[] { (2L, "two"), (3L, "three") })
+        {
+            await ApplyAsync(fleet, App(greeting, rolling));
+            await WaitForPhaseAsync(fleet, revision, "Succeeded", TimeSpan.FromSeconds(60));
+            await ServeAllAsync(agents, greeting);
+        }
+
+        await stop.CancelAsync();
+        await Task.WhenAll(load);
+        var summary = string.Join(", ", statuses.Select(p => $"{p.Key}: {p.Value}")) + " | " + string.Join(", ", bodies.Select(p => $"{p.Key}: {p.Value}"));
+        Assert.True(failures.IsEmpty, string.Join("\n", failures.Take(5)));
+        Assert.True(statuses.Keys.All(s => s == 200), summary);
+        Assert.True(statuses.GetValueOrDefault(200) > 200, summary);
+        Assert.True(bodies.ContainsKey("one") && bodies.ContainsKey("two") && bodies.ContainsKey("three"), summary);
+    }
+}
