@@ -19,6 +19,13 @@
 #             server store's ingest alone),
 #             bytes of a one-field change among 100 apps vs the full snapshot, and bytes
 #             per second on the wire for an idle connected node (counted at a TCP proxy).
+#   rollback  with a fleet of AGENTS (default 100) real agents on this machine: fleet, the
+#             time from `rollout undo` until every node reports the old revision serving
+#             (baseline: the same fleet taking an ordinary new revision); edge, on a node
+#             whose new revision passes its probe and then answers 500, the time from the
+#             last 500 to the first 200 from the old revision, swapped back by the node on
+#             its own (baseline: one request round trip); medians of RUNS (default 5),
+#             after WARMUPS (default 3) untimed fleet updates; the published ReadyToRun build.
 #   converge  time from `outpost apply` returning to the app answering 200 on a
 #             node's gateway, and from `outpost delete` returning to 404; the
 #             baseline is a no-op client round trip (`outpost get apps`) measured
@@ -112,6 +119,16 @@ case "$scenario" in
     dotnet build "$root/bench/Outpost.Bench" -c Release -nologo -v q >/dev/null
     dotnet "$root/bench/Outpost.Bench/bin/Release/net10.0/Outpost.Bench.dll" sync \
       "$root/src/Outpost/bin/Release/net10.0/outpost.dll" "$root/samples" "${RECORDS:-300000}" "${IDLE_SECONDS:-60}"
+    ;;
+  rollback)
+    work="$(mktemp -d)"
+    trap 'rm -rf "$work"' EXIT
+    # The binary an edge node would run: published, ReadyToRun.
+    dotnet publish "$root/src/Outpost" -c Release -r linux-x64 --self-contained false -p:PublishReadyToRun=true \
+      -o "$work/bin" -nologo -v q >/dev/null
+    dotnet build "$root/bench/Outpost.Bench" -c Release -nologo -v q >/dev/null
+    dotnet "$root/bench/Outpost.Bench/bin/Release/net10.0/Outpost.Bench.dll" rollback \
+      "$work/bin/outpost.dll" "$root/samples" "${AGENTS:-100}" "${RUNS:-5}" "${WARMUPS:-3}"
     ;;
   converge)
     dotnet build "$root/src/Outpost" -c Release -nologo -v q >/dev/null

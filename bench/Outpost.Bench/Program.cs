@@ -14,7 +14,10 @@ switch (args.FirstOrDefault())
     case "sync":
         await SyncBench.RunAsync(args[1], args[2], int.Parse(args[3], CultureInfo.InvariantCulture), int.Parse(args[4], CultureInfo.InvariantCulture));
         return 0;
+    case "rollback":
+        await RollbackBench.RunAsync(args[1], args[2], int.Parse(args[3], CultureInfo.InvariantCulture), int.Parse(args[4], CultureInfo.InvariantCulture), int.Parse(args[5], CultureInfo.InvariantCulture));
+        return 0;
     default:
-        Console.Error.WriteLine("usage: Outpost.Bench coldstart [iterations] | kestrel PORT | sync OUTPOST_DLL SAMPLES RECORDS IDLE_SECONDS");
+        Console.Error.WriteLine("usage: Outpost.Bench coldstart [iterations] | kestrel PORT | sync OUTPOST_DLL SAMPLES RECORDS IDLE_SECONDS | rollback OUTPOST_DLL SAMPLES AGENTS RUNS WARMUPS");
         return 2;
 }

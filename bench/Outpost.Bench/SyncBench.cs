@@ -27,10 +27,10 @@ internal static class SyncBench
         {
             var home = Path.Combine(work, "home");
             Directory.CreateDirectory(home);
-            var server = Start(processes, outpostDll, home, "server", "--data-dir", Path.Combine(work, "server"), "--listen", "127.0.0.1:0");
-            var serverUrl = await LineAsync(server, "server:");
+            var server = Processes.Start(processes, outpostDll, home, "server", "--data-dir", Path.Combine(work, "server"), "--listen", "127.0.0.1:0");
+            var serverUrl = await Processes.LineAsync(server, "server:");
             var config = Path.Combine(work, "server", "config.yaml");
-            var token = (await RunAsync(outpostDll, home, "token", "create", "--config", config)).Trim();
+            var token = (await Processes.RunAsync(outpostDll, home, "token", "create", "--config", config)).Trim();
             Console.Error.WriteLine($"[sync] server up at {serverUrl}");
 
             // A fleet of 100 apps on one module.
@@ -38,32 +38,23 @@ internal static class SyncBench
             Directory.CreateDirectory(manifests);
             File.Copy(Path.Combine(samples, "apps", "hello", "hello.wasm"), Path.Combine(manifests, "hello.wasm"));
             await File.WriteAllTextAsync(Path.Combine(manifests, "apps.yaml"), Apps(changed: false));
-            await RunAsync(outpostDll, home, "apply", "-f", Path.Combine(manifests, "apps.yaml"), "--config", config);
+            await Processes.RunAsync(outpostDll, home, "apply", "-f", Path.Combine(manifests, "apps.yaml"), "--config", config);
 
             Console.Error.WriteLine("[sync] 100 apps applied");
             await using var proxy = new FaultProxy(new Uri(serverUrl).Port);
             var agentDir = Path.Combine(work, "agent");
-            var agent = Start(processes, outpostDll, home, "agent", "--server", proxy.Url, "--token", token, "--name", "edge-1", "--data-dir", agentDir, "--gateway", "127.0.0.1:0");
-            var gateway = await LineAsync(agent, "node edge-1:");
+            var agent = Processes.Start(processes, outpostDll, home, "agent", "--server", proxy.Url, "--token", token, "--name", "edge-1", "--data-dir", agentDir, "--gateway", "127.0.0.1:0");
+            var gateway = await Processes.LineAsync(agent, "node edge-1:");
             Console.Error.WriteLine($"[sync] agent up");
-            var clientConfig = Outpost.Core.Api.ClientConfig.Parse(await File.ReadAllTextAsync(config), config);
-            using var handler = new SocketsHttpHandler
-            {
-                SslOptions = new System.Net.Security.SslClientAuthenticationOptions
-                {
-                    RemoteCertificateValidationCallback = Outpost.Core.Security.TrustBundle.FromPem(clientConfig.CertificateAuthorityPem!).ServerValidator(),
-                },
-            };
-            using var http = new HttpClient(handler) { DefaultRequestVersion = HttpVersion.Version20, DefaultVersionPolicy = HttpVersionPolicy.RequestVersionExact };
-            http.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", clientConfig.Token);
-            await WaitAsync(async () => (await NodeAsync(http, serverUrl))?["status"]?["apps"] is JsonObject { Count: 100 }, "the agent to load 100 apps");
+            using var http = await Processes.ApiClientAsync(config);
+            await Processes.WaitAsync(async () => (await NodeAsync(http, serverUrl))?["status"]?["apps"] is JsonObject { Count: 100 }, "the agent to load 100 apps");
             var snapshotBytes = SentBytes(await NodeAsync(http, serverUrl), "config-snapshot");
             Console.Error.WriteLine($"[sync] snapshot measured: {snapshotBytes} bytes");
 
             // One field of one app changes.
             await File.WriteAllTextAsync(Path.Combine(manifests, "apps.yaml"), Apps(changed: true));
-            await RunAsync(outpostDll, home, "apply", "-f", Path.Combine(manifests, "apps.yaml"), "--config", config);
-            await WaitAsync(async () => SentBytes(await NodeAsync(http, serverUrl), "config-delta") > 0, "the delta to be sent");
+            await Processes.RunAsync(outpostDll, home, "apply", "-f", Path.Combine(manifests, "apps.yaml"), "--config", config);
+            await Processes.WaitAsync(async () => SentBytes(await NodeAsync(http, serverUrl), "config-delta") > 0, "the delta to be sent");
             var deltaBytes = SentBytes(await NodeAsync(http, serverUrl), "config-delta");
             Console.Error.WriteLine($"[sync] delta measured: {deltaBytes} bytes");
 
@@ -75,7 +66,7 @@ internal static class SyncBench
             Console.Error.WriteLine($"[sync] idle measured");
 
             // Throughput: fill the stopped agent's outbox, start it, time the server's ingest.
-            Stop(agent);
+            Processes.Stop(agent);
             using (var data = new LocalDataStore(Path.Combine(agentDir, "data.db"), quotaBytes: 4L << 30))
             {
                 var random = new Random(42);
@@ -85,8 +76,8 @@ internal static class SyncBench
                 }
             }
 
-            var restarted = Start(processes, outpostDll, home, "agent", "--server", serverUrl, "--name", "edge-1", "--data-dir", agentDir, "--gateway", "127.0.0.1:0");
-            await LineAsync(restarted, "node edge-1:");
+            var restarted = Processes.Start(processes, outpostDll, home, "agent", "--server", serverUrl, "--name", "edge-1", "--data-dir", agentDir, "--gateway", "127.0.0.1:0");
+            await Processes.LineAsync(restarted, "node edge-1:");
             Console.Error.WriteLine($"[sync] outbox filled, agent restarted");
             long first = 0, firstCount = 0, count = 0;
             var watch = Stopwatch.StartNew();
@@ -118,7 +109,7 @@ internal static class SyncBench
         {
             foreach (var process in processes)
             {
-                Stop(process);
+                Processes.Stop(process);
             }
 
             Directory.Delete(work, recursive: true);
@@ -171,79 +162,5 @@ internal static class SyncBench
     {
         using var response = await http.GetAsync(server + "/apis/outpost.dev/v1/topics/bench");
         return response.IsSuccessStatusCode ? (long)JsonNode.Parse(await response.Content.ReadAsStringAsync())!["status"]!["records"]! : 0;
-    }
-
-    private static async Task WaitAsync(Func<Task<bool>> condition, string what)
-    {
-        var deadline = DateTime.UtcNow + TimeSpan.FromMinutes(2);
-        while (!await condition())
-        {
-            if (DateTime.UtcNow > deadline)
-            {
-                throw new TimeoutException($"timed out waiting for {what}");
-            }
-
-            await Task.Delay(100);
-        }
-    }
-
-    private static Process Start(List<Process> processes, string dll, string home, params string[] args)
-    {
-        var info = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
-        info.ArgumentList.Add(dll);
-        foreach (var arg in args)
-        {
-            info.ArgumentList.Add(arg);
-        }
-
-        info.Environment["HOME"] = home;
-        var process = Process.Start(info)!;
-        processes.Add(process);
-        return process;
-    }
-
-    private static async Task<string> LineAsync(Process process, string prefix)
-    {
-        while (await process.StandardOutput.ReadLineAsync() is { } line)
-        {
-            if (line.StartsWith(prefix, StringComparison.Ordinal))
-            {
-                _ = process.StandardOutput.ReadToEndAsync(); // keep draining
-                _ = process.StandardError.ReadToEndAsync();
-                return line[prefix.Length..].Trim();
-            }
-        }
-
-        throw new InvalidOperationException($"process exited before printing '{prefix}': {await process.StandardError.ReadToEndAsync()}");
-    }
-
-    private static async Task<string> RunAsync(string dll, string home, params string[] args)
-    {
-        var info = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
-        info.ArgumentList.Add(dll);
-        foreach (var arg in args)
-        {
-            info.ArgumentList.Add(arg);
-        }
-
-        info.Environment["HOME"] = home;
-        using var process = Process.Start(info)!;
-        var output = await process.StandardOutput.ReadToEndAsync();
-        var error = await process.StandardError.ReadToEndAsync();
-        await process.WaitForExitAsync();
-        return process.ExitCode == 0 ? output : throw new InvalidOperationException($"outpost {string.Join(' ', args)} failed: {error}");
-    }
-
-    private static void Stop(Process process)
-    {
-        if (!process.HasExited)
-        {
-            using var kill = Process.Start("kill", ["-TERM", process.Id.ToString(CultureInfo.InvariantCulture)]);
-            kill.WaitForExit();
-            if (!process.WaitForExit(20_000))
-            {
-                process.Kill(entireProcessTree: true);
-            }
-        }
     }
 }

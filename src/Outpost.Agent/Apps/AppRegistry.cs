@@ -359,7 +359,7 @@ public sealed partial class AppRegistry(WasmHost host, ModuleCache modules, stri
             var detected = System.Diagnostics.Stopwatch.GetTimestamp();
             var gate = app.Spec.Rollout.ErrorRate;
             RollBack(app, string.Create(System.Globalization.CultureInfo.InvariantCulture,
-                $"error rate {(double)app.ServerErrors / app.Requests:P0} ({app.ServerErrors} of {app.Requests} requests answered 5xx) is above {gate.Threshold:P0}"), detected);
+                $"error rate {100.0 * app.ServerErrors / app.Requests:0}% ({app.ServerErrors} of {app.Requests} requests answered 5xx) is above {100 * gate.Threshold:0.##}%"), detected);
         }
     }
 

@@ -173,7 +173,7 @@ public static class RolloutPlanner
         {
             var rate = (double)traffic.ServerErrors / traffic.Requests;
             return string.Create(CultureInfo.InvariantCulture,
-                $"error rate {rate:P0} ({traffic.ServerErrors} of {traffic.Requests} requests answered 5xx over {Describe(spec.ErrorRate.Window)}) is above {spec.ErrorRate.Threshold:P0}");
+                $"error rate {100 * rate:0}% ({traffic.ServerErrors} of {traffic.Requests} requests answered 5xx over {Describe(spec.ErrorRate.Window)}) is above {100 * spec.ErrorRate.Threshold:0.##}%");
         }
 
         return null;

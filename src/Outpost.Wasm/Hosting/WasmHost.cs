@@ -57,7 +57,7 @@ public sealed class WasmHost : IDisposable
 {
     private readonly Engine _engine;
     private readonly Linker _linker;
-    private readonly ITimer _ticker;
+    private readonly ActivityTimer _ticker;
     private readonly WasmHostOptions _options;
 
     /// <summary>The Wasmtime version; part of the precompiled cache key, since artifacts are engine-specific.</summary>
@@ -95,7 +95,8 @@ public sealed class WasmHost : IDisposable
         _linker = new Linker(_engine);
         WasiPreview1.Define(_linker, _options.TimeProvider);
         OutpostImports.Define(_linker, _options.TimeProvider, c => ((WasiContext)c.GetData()!).Grant, WasiPreview1.MemoryOf);
-        _ticker = _options.TimeProvider.CreateTimer(_ => _engine.IncrementEpoch(), null, _options.EpochTick, _options.EpochTick);
+        // The epoch advances only while some guest runs: deadlines count ticks from their own start.
+        _ticker = new ActivityTimer(_options.TimeProvider, _options.EpochTick, _engine.IncrementEpoch);
     }
 
     /// <summary>
@@ -220,6 +221,7 @@ public sealed class WasmHost : IDisposable
         store.SetLimits(memorySize: (long)limits.MemoryMiB * 1024 * 1024, tableElements: 100_000, instances: 1, tables: 4, memories: 1);
         var ticks = (ulong)Math.Max(1, Math.Ceiling(limits.TimeoutMs / _options.EpochTick.TotalMilliseconds)) + 1;
         store.SetEpochDeadline(ticks);
+        _ticker.Enter();
         try
         {
             var instance = _linker.Instantiate(store, module.Module);
@@ -248,6 +250,10 @@ public sealed class WasmHost : IDisposable
         catch (WasmtimeException ex)
         {
             return new RunResult(RunOutcome.Trapped, -1, TrapReason(ex));
+        }
+        finally
+        {
+            _ticker.Exit();
         }
     }
 

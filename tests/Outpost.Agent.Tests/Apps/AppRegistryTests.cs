@@ -26,7 +26,7 @@ public sealed class AppRegistryTests : IDisposable
         _registry = new AppRegistry(_host, cache, "edge-1", new Host.AgentHostServices(_data, Core.Security.SecretBox.LoadOrCreate(Path.Combine(_dir, "secrets.key")), NullLogger<Host.AgentHostServices>.Instance), NullLogger<AppRegistry>.Instance);
     }
 
-    private DesiredResource App(string name, string route, long generation = 1, string? digest = null, int? probeExpects = null)
+    private DesiredResource App(string name, string route, long generation = 1, string? digest = null, int? probeExpects = null, JsonObject? rollout = null, string? greeting = null)
     {
         var json = new JsonObject
         {
@@ -41,6 +41,16 @@ public sealed class AppRegistryTests : IDisposable
         if (probeExpects is { } status)
         {
             json["spec"]!["readinessProbe"] = new JsonObject { ["path"] = route, ["expectStatus"] = status };
+        }
+
+        if (rollout is not null)
+        {
+            json["spec"]!["rollout"] = rollout;
+        }
+
+        if (greeting is not null)
+        {
+            json["spec"]!["env"] = new JsonObject { ["GREETING"] = greeting };
         }
 
         return new DesiredResource("Application", name, generation, generation, json.ToJsonString());
@@ -95,6 +105,81 @@ public sealed class AppRegistryTests : IDisposable
 
         Assert.Equal(1, after.Match("/hello")!.Version.Generation);
         Assert.Contains("generation 1 keeps serving", after.Status["hello"].Message, StringComparison.Ordinal);
+    }
+
+    private static JsonObject Gate() => new()
+    {
+        ["progressDeadline"] = "1m",
+        ["errorRate"] = new JsonObject { ["threshold"] = 0.5, ["minRequests"] = 4, ["window"] = "1m" },
+    };
+
+    [Fact]
+    public void ARevisionOnProbation_CrossingItsErrorRate_IsSwappedBackOnTheNode_AndNotRunAgain()
+    {
+        using var store = new AgentStore(Path.Combine(_dir, "agent.db"));
+        var services = new Host.AgentHostServices(_data, Core.Security.SecretBox.LoadOrCreate(Path.Combine(_dir, "secrets.key")), NullLogger<Host.AgentHostServices>.Instance);
+        var time = new Microsoft.Extensions.Time.Testing.FakeTimeProvider(DateTimeOffset.UtcNow);
+        using (var registry = new AppRegistry(_host, new ModuleCache(_dir), "edge-1", services, NullLogger<AppRegistry>.Instance, store, time))
+        {
+            registry.Reconcile([App("hello", "/hello", generation: 1, rollout: Gate())]);
+            var first = registry.Match("/hello")!;
+            registry.Reconcile([App("hello", "/hello", generation: 2, rollout: Gate(), greeting: "two")]);
+            var second = registry.Match("/hello")!;
+            Assert.Equal(2, second.Version.Generation);
+
+            // 1 of 3 is below the minimum count; 3 of 4 answered 5xx crosses 50%.
+            registry.Observe(second, 200);
+            registry.Observe(second, 500);
+            registry.Observe(second, 500);
+            Assert.Same(second, registry.Match("/hello"));
+            registry.Observe(second, 500);
+
+            Assert.Same(first, registry.Match("/hello")); // the very instance kept warm, no recompile
+            var status = registry.Status["hello"];
+            Assert.Equal(("RolledBack", 1L, 2L), (status.State, status.Generation, status.FailedGeneration));
+            Assert.Contains("generation 2: error rate 75% (3 of 4 requests answered 5xx) is above 50%; back on generation 1 in ", status.Message, StringComparison.Ordinal);
+
+            // The server still says 2 (it has not heard yet, or the node is offline): the node does not run it again.
+            registry.Reconcile([App("hello", "/hello", generation: 2, rollout: Gate(), greeting: "two")]);
+            Assert.Same(first, registry.Match("/hello"));
+        }
+
+        // Across a restart too: it serves the last revision that served here.
+        using (var restarted = new AppRegistry(_host, new ModuleCache(_dir), "edge-1", services, NullLogger<AppRegistry>.Instance, store, time))
+        {
+            restarted.Reconcile([App("hello", "/hello", generation: 2, rollout: Gate(), greeting: "two")]);
+            Assert.Equal(1, restarted.Match("/hello")!.Version.Generation);
+            Assert.Equal(("RolledBack", 2L), (restarted.Status["hello"].State, restarted.Status["hello"].FailedGeneration));
+
+            // Once the server sends the fleet back to 1 the app is healthy again; a newer revision runs.
+            restarted.Reconcile([App("hello", "/hello", generation: 1, rollout: Gate())]);
+            Assert.Equal(("Ready", 1L), (restarted.Status["hello"].State, restarted.Status["hello"].Generation));
+            restarted.Reconcile([App("hello", "/hello", generation: 3, rollout: Gate(), greeting: "three")]);
+            Assert.Equal(3, restarted.Match("/hello")!.Version.Generation);
+        }
+    }
+
+    [Fact]
+    public void AfterItsProgressDeadline_ARevisionIsProven_AndErrorsNoLongerSwapItBack()
+    {
+        using var store = new AgentStore(Path.Combine(_dir, "agent.db"));
+        var services = new Host.AgentHostServices(_data, Core.Security.SecretBox.LoadOrCreate(Path.Combine(_dir, "secrets.key")), NullLogger<Host.AgentHostServices>.Instance);
+        var time = new Microsoft.Extensions.Time.Testing.FakeTimeProvider(DateTimeOffset.UtcNow);
+        using var registry = new AppRegistry(_host, new ModuleCache(_dir), "edge-1", services, NullLogger<AppRegistry>.Instance, store, time);
+        registry.Reconcile([App("hello", "/hello", generation: 1, rollout: Gate())]);
+        registry.Reconcile([App("hello", "/hello", generation: 2, rollout: Gate(), greeting: "two")]);
+        var second = registry.Match("/hello")!;
+        Assert.Equal(1, store.LoadLastGood()["hello"].Generation); // not proven yet
+
+        time.Advance(TimeSpan.FromSeconds(61));
+        Assert.Equal(2, store.LoadLastGood()["hello"].Generation);
+        for (var i = 0; i < 10; i++)
+        {
+            registry.Observe(second, 500);
+        }
+
+        Assert.Same(second, registry.Match("/hello"));
+        Assert.Equal("Ready", registry.Status["hello"].State);
     }
 
     [Fact]
