@@ -79,6 +79,7 @@ internal static class RollbackBench
             var fleetMs = new List<double>();
             for (var run = 0; run < runs; run++)
             {
+                var (serverCpu, agentsCpu) = CpuOf(processes);
                 var undo = Stopwatch.StartNew();
                 using (var response = await http.PostAsync(serverUrl + "/apis/outpost.dev/v1/applications/hello/rollback", new StringContent("{}", Encoding.UTF8, "application/json")))
                 {
@@ -88,7 +89,8 @@ internal static class RollbackBench
                 generation++;
                 await WaitFleetAsync(http, serverUrl, agents, generation, TimeSpan.FromMinutes(2));
                 fleetMs.Add(undo.Elapsed.TotalMilliseconds);
-                Console.Error.WriteLine($"[rollback] undo {run + 1}: {fleetMs[^1]:F0} ms to {agents} nodes");
+                var (serverAfter, agentsAfter) = CpuOf(processes);
+                Console.Error.WriteLine($"[rollback] undo {run + 1}: {fleetMs[^1]:F0} ms to {agents} nodes (CPU meanwhile: server {(serverAfter - serverCpu).TotalMilliseconds:F0} ms, agents {(agentsAfter - agentsCpu).TotalMilliseconds:F0} ms)");
             }
 
             // Edge: a bad revision as a canary on one node (the rest of the fleet stays calm),
@@ -163,6 +165,20 @@ internal static class RollbackBench
 
             Directory.Delete(work, recursive: true);
         }
+    }
+
+    /// <summary>CPU time so far of the server (the first process) and of all agents together.</summary>
+    private static (TimeSpan Server, TimeSpan Agents) CpuOf(List<Process> processes)
+    {
+        var total = TimeSpan.Zero;
+        foreach (var process in processes.Skip(1))
+        {
+            process.Refresh();
+            total += process.TotalProcessorTime;
+        }
+
+        processes[0].Refresh();
+        return (processes[0].TotalProcessorTime, total);
     }
 
     private static string NodeName(int i) => FormattableString.Invariant($"edge-{i + 1:D3}");

@@ -20,15 +20,13 @@ public sealed partial class SqliteControlPlaneStore
 
     public async Task SetRevisionOutcomeAsync(string app, long revision, string outcome, CancellationToken cancellationToken)
     {
-        await using var connection = await OpenAsync(cancellationToken);
-        await ExecuteAsync(connection, null, "UPDATE app_revisions SET outcome = $outcome WHERE app = $app AND revision = $rev", cancellationToken,
+        await ExecuteLockedAsync("UPDATE app_revisions SET outcome = $outcome WHERE app = $app AND revision = $rev", cancellationToken,
             ("$outcome", outcome), ("$app", app), ("$rev", revision));
     }
 
     public async Task PruneAppRevisionsAsync(int keep, CancellationToken cancellationToken)
     {
-        await using var connection = await OpenAsync(cancellationToken);
-        await ExecuteAsync(connection, null, """
+        await ExecuteLockedAsync("""
             DELETE FROM app_revisions WHERE rowid IN (
               SELECT rowid FROM (SELECT rowid, app, revision, ROW_NUMBER() OVER (PARTITION BY app ORDER BY revision DESC) AS n FROM app_revisions) AS r
               WHERE n > $keep AND NOT EXISTS (SELECT 1 FROM rollouts WHERE rollouts.app = r.app AND (rollouts.revision = r.revision OR rollouts.stable = r.revision)))

@@ -30,6 +30,25 @@ public sealed partial class SqliteControlPlaneStore : IControlPlaneStore
         _time = time ?? TimeProvider.System;
     }
 
+    /// <summary>
+    /// Runs a one-statement write under the same in-process lock as the transactions, so SQLite
+    /// never sees two writers from this server: a busy database makes its driver sleep and retry,
+    /// which a hundred nodes reporting at once turn into seconds.
+    /// </summary>
+    private async Task<int> ExecuteLockedAsync(string sql, CancellationToken cancellationToken, params (string Name, object? Value)[] parameters)
+    {
+        await _writeLock.WaitAsync(cancellationToken);
+        try
+        {
+            await using var connection = await OpenAsync(cancellationToken);
+            return await ExecuteAsync(connection, null, sql, cancellationToken, parameters);
+        }
+        finally
+        {
+            _writeLock.Release();
+        }
+    }
+
     public async Task InitializeAsync(CancellationToken cancellationToken)
     {
         await using var connection = await OpenAsync(cancellationToken);
@@ -311,8 +330,7 @@ public sealed partial class SqliteControlPlaneStore : IControlPlaneStore
 
     public async Task UpdateStatusAsync(string kind, string name, string statusJson, CancellationToken cancellationToken)
     {
-        await using var connection = await OpenAsync(cancellationToken);
-        var rows = await ExecuteAsync(connection, null, "UPDATE resources SET status = $status WHERE kind = $kind AND name = $name", cancellationToken,
+        var rows = await ExecuteLockedAsync("UPDATE resources SET status = $status WHERE kind = $kind AND name = $name", cancellationToken,
             ("$status", statusJson), ("$kind", kind), ("$name", name));
         if (rows == 0)
         {
@@ -378,8 +396,7 @@ public sealed partial class SqliteControlPlaneStore : IControlPlaneStore
     public async Task SaveNodeInventoryAsync(string node, NodeInventory inventory, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(inventory);
-        await using var connection = await OpenAsync(cancellationToken);
-        await ExecuteAsync(connection, null, """
+        await ExecuteLockedAsync("""
             INSERT INTO node_inventory (node, revision, resources) VALUES ($node, $rev, $json)
             ON CONFLICT (node) DO UPDATE SET revision = $rev, resources = $json
             """, cancellationToken, ("$node", node), ("$rev", inventory.Revision), ("$json", JsonSerializer.Serialize(inventory.Resources)));
@@ -491,10 +508,9 @@ public sealed partial class SqliteControlPlaneStore : IControlPlaneStore
     public async Task CreateTokenAsync(TokenRecord token, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(token);
-        await using var connection = await OpenAsync(cancellationToken);
         try
         {
-            await ExecuteAsync(connection, null, """
+            await ExecuteLockedAsync("""
                 INSERT INTO tokens (id, kind, secret_hash, subject, created_at, expires_at, description, role, max_uses, uses, labels)
                 VALUES ($id, $kind, $hash, $subject, $created, $expires, $description, $role, $maxUses, 0, $labels)
                 """, cancellationToken,
@@ -565,8 +581,7 @@ public sealed partial class SqliteControlPlaneStore : IControlPlaneStore
     public async Task AppendAuditAsync(AuditEntry entry, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(entry);
-        await using var connection = await OpenAsync(cancellationToken);
-        await ExecuteAsync(connection, null, """
+        await ExecuteLockedAsync("""
             INSERT INTO audit (at_ms, actor, role, verb, path, status, detail) VALUES ($at, $actor, $role, $verb, $path, $status, $detail)
             """, cancellationToken,
             ("$at", entry.At.ToUnixTimeMilliseconds()), ("$actor", entry.Actor), ("$role", entry.Role), ("$verb", entry.Verb),
@@ -591,8 +606,7 @@ public sealed partial class SqliteControlPlaneStore : IControlPlaneStore
 
     public async Task RecordNodeCertificateAsync(string node, string serial, DateTimeOffset notAfter, CancellationToken cancellationToken)
     {
-        await using var connection = await OpenAsync(cancellationToken);
-        await ExecuteAsync(connection, null, "INSERT INTO node_certificates (serial, node, not_after_ms) VALUES ($serial, $node, $notAfter)", cancellationToken,
+        await ExecuteLockedAsync("INSERT INTO node_certificates (serial, node, not_after_ms) VALUES ($serial, $node, $notAfter)", cancellationToken,
             ("$serial", serial), ("$node", node), ("$notAfter", notAfter.ToUnixTimeMilliseconds()));
     }
 
@@ -605,8 +619,7 @@ public sealed partial class SqliteControlPlaneStore : IControlPlaneStore
 
     public async Task<bool> TryUseTokenAsync(string id, CancellationToken cancellationToken)
     {
-        await using var connection = await OpenAsync(cancellationToken);
-        return await ExecuteAsync(connection, null, "UPDATE tokens SET uses = uses + 1 WHERE id = $id AND (max_uses IS NULL OR uses < max_uses)",
+        return await ExecuteLockedAsync("UPDATE tokens SET uses = uses + 1 WHERE id = $id AND (max_uses IS NULL OR uses < max_uses)",
             cancellationToken, ("$id", id)) == 1;
     }
 
@@ -634,8 +647,7 @@ public sealed partial class SqliteControlPlaneStore : IControlPlaneStore
 
     public async Task<bool> DeleteTokenAsync(string id, CancellationToken cancellationToken)
     {
-        await using var connection = await OpenAsync(cancellationToken);
-        return await ExecuteAsync(connection, null, "DELETE FROM tokens WHERE id = $id", cancellationToken, ("$id", id)) > 0;
+        return await ExecuteLockedAsync("DELETE FROM tokens WHERE id = $id", cancellationToken, ("$id", id)) > 0;
     }
 
     public ValueTask DisposeAsync()
