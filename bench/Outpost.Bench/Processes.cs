@@ -95,4 +95,15 @@ internal static class Processes
         http.DefaultRequestHeaders.Authorization = new System.Net.Http.Headers.AuthenticationHeaderValue("Bearer", config.Token);
         return http;
     }
+
+    /// <summary>Stops every process a scenario started and deletes its work directory.</summary>
+    public static void StopAll(List<Process> processes, string work)
+    {
+        foreach (var process in processes)
+        {
+            Stop(process);
+        }
+
+        Directory.Delete(work, recursive: true);
+    }
 }

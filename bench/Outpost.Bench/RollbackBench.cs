@@ -158,12 +158,7 @@ internal static class RollbackBench
         }
         finally
         {
-            foreach (var process in processes)
-            {
-                Processes.Stop(process);
-            }
-
-            Directory.Delete(work, recursive: true);
+            Processes.StopAll(processes, work);
         }
     }
 

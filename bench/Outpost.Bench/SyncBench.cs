@@ -107,12 +107,7 @@ internal static class SyncBench
         }
         finally
         {
-            foreach (var process in processes)
-            {
-                Processes.Stop(process);
-            }
-
-            Directory.Delete(work, recursive: true);
+            Processes.StopAll(processes, work);
         }
     }
 

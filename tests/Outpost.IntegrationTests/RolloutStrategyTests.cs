@@ -35,6 +35,16 @@ public sealed class RolloutStrategyTests
         return [.. started];
     }
 
+    /// <summary>Starts the server and agents, applies the first revision and waits until every agent serves it.</summary>
+    private static async Task<List<(string Name, OutpostProcess Process, string Gateway)>> StartServingAsync(Fleet fleet, int count, string yaml, string greeting, params string[] extra)
+    {
+        await fleet.StartServerAsync();
+        var agents = await StartAgentsAsync(fleet, count, extra);
+        await ApplyAsync(fleet, yaml);
+        await ServeAllAsync(agents, greeting);
+        return agents;
+    }
+
     private static async Task ApplyAsync(Fleet fleet, string yaml)
     {
         var (code, output) = await fleet.ClientAsync("apply", "-f", fleet.WriteManifest("hello.yaml", yaml));
@@ -53,8 +63,6 @@ public sealed class RolloutStrategyTests
     public async Task Canary_OverFourNodes_ProceedsStepByStep_InTheOrderShown_AndCompletes()
     {
         await using var fleet = new Fleet();
-        await fleet.StartServerAsync();
-        var agents = await StartAgentsAsync(fleet, 4);
         const string canary = """
               rollout:
                 strategy: canary
@@ -65,8 +73,7 @@ public sealed class RolloutStrategyTests
                   pause: 2s
                 - percent: 100
             """;
-        await ApplyAsync(fleet, App("one", canary));
-        await ServeAllAsync(agents, "one"); // a new app goes everywhere at once
+        var agents = await StartServingAsync(fleet, 4, App("one", canary), "one");
 
         await ApplyAsync(fleet, App("two", canary));
         var watch = fleet.ClientAsync("rollout", "status", "app/hello", "-w");
@@ -113,8 +120,6 @@ public sealed class RolloutStrategyTests
     public async Task AFailingReadinessProbe_IsRolledBackOnTheCanary_AndNeverReachesTheOthers()
     {
         await using var fleet = new Fleet();
-        await fleet.StartServerAsync();
-        var agents = await StartAgentsAsync(fleet, 4);
         const string canary = """
               rollout:
                 strategy: canary
@@ -122,8 +127,7 @@ public sealed class RolloutStrategyTests
                 - percent: 25
                   pause: 10m
             """;
-        await ApplyAsync(fleet, App("one", canary));
-        await ServeAllAsync(agents, "one");
+        var agents = await StartServingAsync(fleet, 4, App("one", canary), "one");
 
         // hello answers 200 where this probe expects 204: the canary refuses the revision.
         await ApplyAsync(fleet, App("two", canary + """
@@ -164,8 +168,6 @@ public sealed class RolloutStrategyTests
     public async Task ARevisionServing500sAfterReadiness_TripsTheErrorRateGate_AndIsRolledBack()
     {
         await using var fleet = new Fleet();
-        await fleet.StartServerAsync();
-        var agents = await StartAgentsAsync(fleet, 2, "--heartbeat", "1s");
         const string gated = """
               readinessProbe:
                 path: /hello/healthz
@@ -181,8 +183,7 @@ public sealed class RolloutStrategyTests
                   window: 1m
                   minRequests: 10
             """;
-        await ApplyAsync(fleet, App("one", gated));
-        await ServeAllAsync(agents, "one");
+        var agents = await StartServingAsync(fleet, 2, App("one", gated), "one", "--heartbeat", "1s");
 
         await ApplyAsync(fleet, App("two", gated, status: "500"));
         var rollout = await Eventually.UntilAsync(() => fleet.ApiGetAsync(RolloutPath),
@@ -211,8 +212,6 @@ public sealed class RolloutStrategyTests
     public async Task Undo_RestoresAChosenRevision_OnEveryNodeAtOnce()
     {
         await using var fleet = new Fleet();
-        await fleet.StartServerAsync();
-        var agents = await StartAgentsAsync(fleet, 3);
         const string slow = """
               rollout:
                 strategy: canary
@@ -220,8 +219,7 @@ public sealed class RolloutStrategyTests
                 - percent: 30
                   pause: 1h
             """;
-        await ApplyAsync(fleet, App("one", slow));
-        await ServeAllAsync(agents, "one");
+        var agents = await StartServingAsync(fleet, 3, App("one", slow), "one");
         await ApplyAsync(fleet, App("two", slow));
         var rollout = await Eventually.UntilAsync(() => fleet.ApiGetAsync(RolloutPath),
             r => ((string?)r["status"]?["message"])?.Contains("pausing", StringComparison.Ordinal) == true && (long?)r["status"]?["revision"] == 2,
@@ -245,10 +243,7 @@ public sealed class RolloutStrategyTests
     public async Task PauseHoldsTheNextRevision_AndResumeContinues()
     {
         await using var fleet = new Fleet();
-        await fleet.StartServerAsync();
-        var agents = await StartAgentsAsync(fleet, 2);
-        await ApplyAsync(fleet, App("one"));
-        await ServeAllAsync(agents, "one");
+        var agents = await StartServingAsync(fleet, 2, App("one"), "one");
         await WaitForPhaseAsync(fleet, 1, "Succeeded", TimeSpan.FromSeconds(30));
 
         var (code, output) = await fleet.ClientAsync("rollout", "pause", "app/hello");
@@ -344,15 +339,12 @@ public sealed class RolloutStrategyTests
     public async Task AHealthyRolloutUnderSteadyLoad_AnswersNo5xx()
     {
         await using var fleet = new Fleet();
-        await fleet.StartServerAsync();
-        var agents = await StartAgentsAsync(fleet, 2);
         const string rolling = """
               rollout:
                 strategy: rolling
                 maxUnavailable: 1
             """;
-        await ApplyAsync(fleet, App("one", rolling));
-        await ServeAllAsync(agents, "one");
+        var agents = await StartServingAsync(fleet, 2, App("one", rolling), "one");
 
         using var stop = new CancellationTokenSource();
         var statuses = new ConcurrentDictionary<int, int>();
