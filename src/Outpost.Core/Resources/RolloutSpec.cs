@@ -45,6 +45,9 @@ public sealed record RolloutSpec
 
     public static readonly RolloutSpec Default = new();
 
+    /// <summary>The longest error-rate window (the traffic history the server keeps).</summary>
+    public static readonly TimeSpan MaxWindow = TimeSpan.FromHours(1);
+
     private static readonly string[] Fields = ["strategy", "maxUnavailable", "steps", "progressDeadline", "autoRollback", "errorRate"];
     private static readonly string[] Strategies = ["allAtOnce", "rolling", "canary"];
 
@@ -293,6 +296,11 @@ public sealed record RolloutSpec
 
         if (obj["window"] is { } windowNode && Duration(windowNode, $"{at}.window", errors) is { } window)
         {
+            if (window > MaxWindow)
+            {
+                errors.Add(new($"{at}.window", $"at most {MaxWindow.TotalHours:0}h: the server keeps an hour of the agents' traffic reports"));
+            }
+
             gate = gate with { Window = window };
         }
 

@@ -28,8 +28,8 @@ public sealed partial class RolloutController(
     /// <summary>How often an active rollout is looked at when nothing else wakes the controller (pauses, deadlines).</summary>
     private static readonly TimeSpan Tick = TimeSpan.FromMilliseconds(250);
 
-    /// <summary>Traffic samples older than this are dropped; it caps the error-rate window.</summary>
-    public static readonly TimeSpan MaxWindow = TimeSpan.FromHours(1);
+    /// <summary>Traffic samples older than the longest error-rate window are dropped.</summary>
+    private static readonly TimeSpan MaxWindow = RolloutSpec.MaxWindow;
 
     private readonly SemaphoreSlim _gate = new(1, 1);
     private readonly SemaphoreSlim _wake = new(0, int.MaxValue);

@@ -51,6 +51,7 @@ public sealed class RolloutPlannerTests
         Assert.Contains(Errors("""{"strategy":"rolling","maxUnavailable":"0%"}"""), e => e.Field == "spec.rollout.maxUnavailable");
         Assert.Contains(Errors("""{"errorRate":{"threshold":5}}"""), e => e.Field == "spec.rollout.errorRate.threshold");
         Assert.Contains(Errors("""{"autoRollback":"yes"}"""), e => e.Field == "spec.rollout.autoRollback");
+        Assert.Contains(Errors("""{"errorRate":{"window":"2h"}}"""), e => e.Field == "spec.rollout.errorRate.window" && e.Message.StartsWith("at most 1h", StringComparison.Ordinal));
         Assert.Contains(Errors("""{"progresDeadline":"1m"}"""), e => e.Field == "spec.rollout.progresDeadline" && e.Message.StartsWith("unknown field", StringComparison.Ordinal));
         Assert.Empty(Errors("""{"strategy":"canary","steps":[{"percent":10,"pause":"30s"},{"percent":100}],"progressDeadline":"2m","autoRollback":false,"errorRate":{"threshold":0.05,"window":"30s","minRequests":5}}"""));
     }
