@@ -8,8 +8,9 @@ public static class NodeState
     public const string Offline = "Offline";
 
     /// <summary>
-    /// Ready while its stream is up and the lease is fresh; NotReady when the lease has
-    /// lapsed or the stream dropped recently; Offline once it has been gone for four leases.
+    /// Ready while its stream is open and the lease is fresh; NotReady when the lease has
+    /// lapsed (missed beats) with the stream still open, or the stream dropped within the
+    /// lease; Offline once the lease has expired and the stream is gone.
     /// </summary>
     public static string Derive(bool connected, DateTimeOffset? lastHeartbeat, DateTimeOffset now, TimeSpan lease)
     {
@@ -18,12 +19,7 @@ public static class NodeState
             return Offline;
         }
 
-        var age = now - lastHeartbeat.Value;
-        if (connected && age <= lease)
-        {
-            return Ready;
-        }
-
-        return age <= lease * 4 ? NotReady : Offline;
+        var fresh = now - lastHeartbeat.Value <= lease;
+        return connected && fresh ? Ready : connected || fresh ? NotReady : Offline;
     }
 }

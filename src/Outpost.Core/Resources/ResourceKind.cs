@@ -26,6 +26,9 @@ public sealed record ResourceKind(string Kind, string Plural, string Group, stri
     /// <summary>Read-only: the audit log of API mutations.</summary>
     public static readonly ResourceKind AuditEvent = new("AuditEvent", "audit", "outpost.dev", "v1");
 
+    /// <summary>Read-only: what happened to nodes (Ready, NotReady, Offline transitions), newest last.</summary>
+    public static readonly ResourceKind Event = new("Event", "events", "", "v1");
+
     /// <summary>Kinds kept in the resource store (topics are derived from ingested records).</summary>
     public static IReadOnlyList<ResourceKind> All { get; } = [Node, Application, ConfigSet, Secret, Bucket];
 
@@ -53,6 +56,7 @@ public sealed record ResourceKind(string Kind, string Plural, string Group, stri
             "topic" or "topics" => Topic,
             "bucket" or "buckets" => Bucket,
             "audit" or "auditevents" => AuditEvent,
+            "event" or "events" or "ev" => Event,
             _ => null,
         };
     }

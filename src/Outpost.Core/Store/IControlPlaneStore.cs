@@ -113,6 +113,12 @@ public interface IControlPlaneStore : IAsyncDisposable
     /// <summary>Drops all but the newest <paramref name="keep"/> revisions of every Application, never one a rollout still uses.</summary>
     Task PruneAppRevisionsAsync(int keep, CancellationToken cancellationToken);
 
+    /// <summary>Records an event (its Id is assigned).</summary>
+    Task AppendEventAsync(EventRecord entry, CancellationToken cancellationToken);
+
+    /// <summary>Events after an id, oldest first, optionally of one object name.</summary>
+    Task<IReadOnlyList<EventRecord>> ListEventsAsync(long afterId, int limit, string? name, CancellationToken cancellationToken);
+
     /// <summary>Every Application's rollout state, by app name.</summary>
     Task<IReadOnlyDictionary<string, Rollouts.RolloutState>> ListRolloutsAsync(CancellationToken cancellationToken);
 

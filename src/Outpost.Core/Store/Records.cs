@@ -15,6 +15,9 @@ public sealed record AppRevision(string App, long Revision, string Digest, strin
 /// <summary>One API mutation (or refused attempt): who, what, when, and how it ended.</summary>
 public sealed record AuditEntry(long Id, DateTimeOffset At, string Actor, string Role, string Verb, string Path, int Status, string? Detail);
 
+/// <summary>Something that happened to an object (a node going NotReady, say): Type is Normal or Warning, Reason a CamelCase word.</summary>
+public sealed record EventRecord(long Id, DateTimeOffset At, string Kind, string Name, string Type, string Reason, string Message);
+
 public sealed record IngestResult(int Stored, int Duplicates);
 
 public sealed record TopicSummary(string Topic, long Records, long Bytes, int Nodes, DateTimeOffset LastIngestedAt);

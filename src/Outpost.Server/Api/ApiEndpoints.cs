@@ -58,6 +58,7 @@ public static class ApiEndpoints
         app.MapTokens();
         app.MapRollouts();
         app.MapGet(ResourceKind.AuditEvent.CollectionPath, ListAuditAsync);
+        app.MapGet(ResourceKind.Event.CollectionPath, ListEventsAsync);
         app.MapBucketData();
     }
 
@@ -405,6 +406,55 @@ public static class ApiEndpoints
             ["apiVersion"] = ResourceKind.Topic.ApiVersion,
             ["metadata"] = new JsonObject { ["continue"] = (records.Count > 0 ? records[^1].Cursor : after).ToString(CultureInfo.InvariantCulture) },
             ["items"] = items,
+        });
+    }
+
+    /// <summary>
+    /// Events, oldest first, paged by id (?continue=); ?fieldSelector=involvedObject.name=NODE
+    /// keeps one object's.
+    /// </summary>
+    private static async Task<IResult> ListEventsAsync(HttpContext context, IControlPlaneStore store, CancellationToken cancellationToken)
+    {
+        var text = context.Request.Query["continue"].ToString();
+        var after = 0L;
+        if (text.Length > 0 && !long.TryParse(text, NumberStyles.None, CultureInfo.InvariantCulture, out after))
+        {
+            return Error(ApiStatus.BadRequest($"continue='{text}' is not an event cursor (metadata.continue of the previous page)"));
+        }
+
+        string? name = null;
+        foreach (var term in context.Request.Query["fieldSelector"].ToString().Split(',', StringSplitOptions.RemoveEmptyEntries))
+        {
+            var (field, value) = term.Split('=', 2) is [var f, var v] ? (f.TrimEnd('='), v) : (term, "");
+            if (field is "involvedObject.name")
+            {
+                name = value;
+            }
+            else if (field is not ("involvedObject.kind" or "involvedObject.namespace" or "involvedObject.uid"))
+            {
+                return Error(ApiStatus.BadRequest($"fieldSelector '{term}' is not supported on events; use involvedObject.name=NAME"));
+            }
+        }
+
+        var events = await store.ListEventsAsync(after, 1000, name, cancellationToken);
+        return Json(new JsonObject
+        {
+            ["kind"] = ResourceKind.Event.ListKind,
+            ["apiVersion"] = ResourceKind.Event.ApiVersion,
+            ["metadata"] = new JsonObject { ["continue"] = events.Count < 1000 ? "" : events[^1].Id.ToString(CultureInfo.InvariantCulture) },
+            ["items"] = new JsonArray([.. events.Select(e => (JsonNode)new JsonObject
+            {
+                ["kind"] = ResourceKind.Event.Kind,
+                ["apiVersion"] = ResourceKind.Event.ApiVersion,
+                ["metadata"] = new JsonObject { ["name"] = $"{e.Name}.{e.Id.ToString(CultureInfo.InvariantCulture)}", ["creationTimestamp"] = ResourceJson.FormatTimestamp(e.At) },
+                ["involvedObject"] = new JsonObject { ["kind"] = e.Kind, ["name"] = e.Name },
+                ["type"] = e.Type,
+                ["reason"] = e.Reason,
+                ["message"] = e.Message,
+                ["count"] = 1,
+                ["firstTimestamp"] = ResourceJson.FormatTimestamp(e.At),
+                ["lastTimestamp"] = ResourceJson.FormatTimestamp(e.At),
+            })]),
         });
     }
 

@@ -118,6 +118,7 @@ public sealed partial class OutpostServer : IAsyncDisposable
         services.AddSingleton<RolloutController>();
         services.AddHostedService(sp => sp.GetRequiredService<RolloutController>());
         services.AddSingleton<NodeDesiredState>();
+        services.AddHostedService<NodeMonitor>();
         services.AddSingleton<ResourceView>();
         services.AddSingleton<ResourceWriter>();
         // Only validates pushed modules: a small pool is plenty.

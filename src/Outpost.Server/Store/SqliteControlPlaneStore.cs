@@ -158,6 +158,16 @@ public sealed partial class SqliteControlPlaneStore : IControlPlaneStore
               not_after_ms INTEGER NOT NULL
             );
             CREATE INDEX IF NOT EXISTS node_certificates_by_node ON node_certificates (node);
+            CREATE TABLE IF NOT EXISTS events (
+              id INTEGER PRIMARY KEY AUTOINCREMENT,
+              at_ms INTEGER NOT NULL,
+              kind TEXT NOT NULL,
+              name TEXT NOT NULL,
+              type TEXT NOT NULL,
+              reason TEXT NOT NULL,
+              message TEXT NOT NULL
+            );
+            CREATE INDEX IF NOT EXISTS events_by_name ON events (name, id);
             CREATE TABLE IF NOT EXISTS rollouts (
               app TEXT PRIMARY KEY,
               revision INTEGER NOT NULL,
@@ -586,6 +596,32 @@ public sealed partial class SqliteControlPlaneStore : IControlPlaneStore
             """, cancellationToken,
             ("$at", entry.At.ToUnixTimeMilliseconds()), ("$actor", entry.Actor), ("$role", entry.Role), ("$verb", entry.Verb),
             ("$path", entry.Path), ("$status", entry.Status), ("$detail", entry.Detail));
+    }
+
+    public async Task AppendEventAsync(EventRecord entry, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(entry);
+        await ExecuteLockedAsync("""
+            INSERT INTO events (at_ms, kind, name, type, reason, message) VALUES ($at, $kind, $name, $type, $reason, $message)
+            """, cancellationToken,
+            ("$at", entry.At.ToUnixTimeMilliseconds()), ("$kind", entry.Kind), ("$name", entry.Name), ("$type", entry.Type), ("$reason", entry.Reason), ("$message", entry.Message));
+    }
+
+    public async Task<IReadOnlyList<EventRecord>> ListEventsAsync(long afterId, int limit, string? name, CancellationToken cancellationToken)
+    {
+        await using var connection = await OpenAsync(cancellationToken);
+        await using var command = Command(connection, null,
+            "SELECT id, at_ms, kind, name, type, reason, message FROM events WHERE id > $after AND ($name IS NULL OR name = $name) ORDER BY id LIMIT $limit",
+            ("$after", afterId), ("$name", name), ("$limit", limit));
+        await using var reader = await command.ExecuteReaderAsync(cancellationToken);
+        var events = new List<EventRecord>();
+        while (await reader.ReadAsync(cancellationToken))
+        {
+            events.Add(new EventRecord(reader.GetInt64(0), DateTimeOffset.FromUnixTimeMilliseconds(reader.GetInt64(1)), reader.GetString(2), reader.GetString(3),
+                reader.GetString(4), reader.GetString(5), reader.GetString(6)));
+        }
+
+        return events;
     }
 
     public async Task<IReadOnlyList<AuditEntry>> ListAuditAsync(long afterId, int limit, CancellationToken cancellationToken)

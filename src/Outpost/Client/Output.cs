@@ -59,6 +59,15 @@ internal static class Output
                     spec?["conflictPolicy"] is { } p ? Str(p) : "lww", Age(item, now)]);
             }
         }
+        else if (kind == ResourceKind.Event)
+        {
+            rows.Add(["TIME", "TYPE", "REASON", "OBJECT", "MESSAGE"]);
+            foreach (var item in items)
+            {
+                rows.Add([Str(item["lastTimestamp"]), Str(item["type"]), Str(item["reason"]),
+                    $"{Str(item["involvedObject"]?["kind"]).ToLowerInvariant()}/{Str(item["involvedObject"]?["name"])}", Str(item["message"])]);
+            }
+        }
         else if (kind == ResourceKind.AuditEvent)
         {
             rows.Add(["TIME", "ACTOR", "ROLE", "VERB", "PATH", "STATUS", "DETAIL"]);

@@ -24,7 +24,8 @@ public sealed class MergePatchTests
     [InlineData(true, 5, "Ready")]
     [InlineData(false, 5, "NotReady")]
     [InlineData(true, 20, "NotReady")]
-    [InlineData(false, 61, "Offline")]
+    [InlineData(true, 61, "NotReady")]
+    [InlineData(false, 20, "Offline")]
     public void NodeState_FollowsTheLease(bool connected, int secondsSinceBeat, string expected)
     {
         var now = DateTimeOffset.UnixEpoch.AddDays(1);

@@ -1,0 +1,88 @@
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
+using Outpost.Core.Api;
+using Outpost.Core.Resources;
+using Outpost.Core.Store;
+
+namespace Outpost.Server.Sync;
+
+/// <summary>
+/// Watches every node's lease and records each change of its state as an event: NodeReady,
+/// NodeNotReady (missed heartbeats, or the stream dropped within the lease) and NodeOffline
+/// (lease expired and stream gone). `outpost get events` lists them.
+/// </summary>
+public sealed partial class NodeMonitor(IControlPlaneStore store, NodeLeases leases, Hosting.ServerOptions options, TimeProvider time, ILogger<NodeMonitor> logger)
+    : BackgroundService
+{
+    private readonly Dictionary<string, string> _states = new(StringComparer.Ordinal);
+
+    protected override async Task ExecuteAsync(CancellationToken stoppingToken)
+    {
+        // A quarter lease between looks: a transition is recorded within that of happening.
+        var period = TimeSpan.FromTicks(Math.Clamp(options.NodeLease.Ticks / 4, TimeSpan.FromMilliseconds(100).Ticks, TimeSpan.FromSeconds(5).Ticks));
+        using var timer = new PeriodicTimer(period, time);
+        do
+        {
+            try
+            {
+                await LookAsync(stoppingToken);
+            }
+            catch (Exception ex) when (ex is not OperationCanceledException)
+            {
+                LogFailed(logger, ex);
+            }
+        }
+        while (await timer.WaitForNextTickAsync(stoppingToken));
+    }
+
+    private async Task LookAsync(CancellationToken ct)
+    {
+        var now = time.GetUtcNow();
+        var nodes = (await store.ListAsync(ResourceKind.Node.Kind, ct)).Items;
+        foreach (var gone in _states.Keys.Except(nodes.Select(n => n.Name), StringComparer.Ordinal).ToList())
+        {
+            _states.Remove(gone);
+        }
+
+        foreach (var node in nodes)
+        {
+            var lease = leases.Get(node.Name);
+            var state = NodeState.Derive(lease?.Connected == true, lease?.LastHeartbeat, now, options.NodeLease);
+            if (!_states.TryGetValue(node.Name, out var previous))
+            {
+                // First look (a new node, or this server just started): Ready is news, the rest is not yet.
+                _states[node.Name] = state;
+                if (state != NodeState.Ready)
+                {
+                    continue;
+                }
+            }
+            else if (previous == state)
+            {
+                continue;
+            }
+
+            _states[node.Name] = state;
+            var (type, reason, message) = state switch
+            {
+                NodeState.Ready => ("Normal", "NodeReady", $"node {node.Name} is connected and beating"),
+                NodeState.NotReady when lease?.Connected == true => ("Warning", "NodeNotReady",
+                    $"node {node.Name} missed its heartbeats: none for {Describe(now - lease.LastHeartbeat)} (lease {Describe(options.NodeLease)})"),
+                NodeState.NotReady => ("Warning", "NodeNotReady", $"node {node.Name} dropped its stream; its lease runs out in {Describe(options.NodeLease - (now - lease!.LastHeartbeat))}"),
+                _ => ("Warning", "NodeOffline", $"node {node.Name} is gone: stream closed and lease expired{(lease is null ? "" : $" (last heartbeat {Describe(now - lease.LastHeartbeat)} ago)")}"),
+            };
+            await store.AppendEventAsync(new EventRecord(0, now, ResourceKind.Node.Kind, node.Name, type, reason, message), ct);
+            LogTransition(logger, node.Name, state, message);
+        }
+    }
+
+    private static string Describe(TimeSpan span) => span.TotalSeconds < 10
+        ? FormattableString.Invariant($"{span.TotalSeconds:0.0}s")
+        : Core.Rollouts.RolloutPlanner.Describe(span);
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "Node '{Node}' is {State}: {Message}")]
+    private static partial void LogTransition(ILogger logger, string node, string state, string message);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Node monitor failed a look; trying again")]
+    private static partial void LogFailed(ILogger logger, Exception exception);
+}
