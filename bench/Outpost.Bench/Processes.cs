@@ -106,4 +106,16 @@ internal static class Processes
 
         Directory.Delete(work, recursive: true);
     }
+
+    /// <summary>Starts `outpost server` in WORK/server with HOME in WORK/home; returns its URL, client config path and a join token.</summary>
+    public static async Task<(string Home, string ServerUrl, string Config, string Token)> StartServerAsync(List<Process> processes, string outpostDll, string work)
+    {
+        var home = Path.Combine(work, "home");
+        Directory.CreateDirectory(home);
+        var server = Start(processes, outpostDll, home, "server", "--data-dir", Path.Combine(work, "server"), "--listen", "127.0.0.1:0");
+        var serverUrl = await LineAsync(server, "server:");
+        var config = Path.Combine(work, "server", "config.yaml");
+        var token = (await RunAsync(outpostDll, home, "token", "create", "--config", config)).Trim();
+        return (home, serverUrl, config, token);
+    }
 }

@@ -24,12 +24,7 @@ internal static class RollbackBench
         var processes = new List<Process>();
         try
         {
-            var home = Path.Combine(work, "home");
-            Directory.CreateDirectory(home);
-            var server = Processes.Start(processes, outpostDll, home, "server", "--data-dir", Path.Combine(work, "server"), "--listen", "127.0.0.1:0");
-            var serverUrl = await Processes.LineAsync(server, "server:");
-            var config = Path.Combine(work, "server", "config.yaml");
-            var token = (await Processes.RunAsync(outpostDll, home, "token", "create", "--config", config)).Trim();
+            var (home, serverUrl, config, token) = await Processes.StartServerAsync(processes, outpostDll, work);
             using var http = await Processes.ApiClientAsync(config);
             File.Copy(Path.Combine(samples, "apps", "hello", "hello.wasm"), Path.Combine(work, "hello.wasm"));
             var manifest = Path.Combine(work, "hello.yaml");

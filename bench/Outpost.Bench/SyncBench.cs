@@ -25,12 +25,7 @@ internal static class SyncBench
         var processes = new List<Process>();
         try
         {
-            var home = Path.Combine(work, "home");
-            Directory.CreateDirectory(home);
-            var server = Processes.Start(processes, outpostDll, home, "server", "--data-dir", Path.Combine(work, "server"), "--listen", "127.0.0.1:0");
-            var serverUrl = await Processes.LineAsync(server, "server:");
-            var config = Path.Combine(work, "server", "config.yaml");
-            var token = (await Processes.RunAsync(outpostDll, home, "token", "create", "--config", config)).Trim();
+            var (home, serverUrl, config, token) = await Processes.StartServerAsync(processes, outpostDll, work);
             Console.Error.WriteLine($"[sync] server up at {serverUrl}");
 
             // A fleet of 100 apps on one module.

@@ -65,13 +65,13 @@ internal static class RolloutCommands
                 var phase = (string?)rollout["status"]?["phase"] ?? "Succeeded";
                 if (!follow)
                 {
-                    Console.Write(Describe(rollout, bars: true));
+                    Console.Write(Describe(rollout));
                     Console.Write(Client.Output.Columns(NodeRows(rollout)));
                 }
                 else if (live)
                 {
                     // A terminal: redraw the block in place.
-                    var block = Describe(rollout, bars: true);
+                    var block = Describe(rollout);
                     Console.Write(drawn > 0 ? $"\u001b[{drawn}A" : "");
                     foreach (var line in block.TrimEnd('\n').Split('\n'))
                     {
@@ -125,7 +125,7 @@ internal static class RolloutCommands
     }
 
     /// <summary>The rollout as a block: what moves from where, then a bar per step (nodes ready at the revision out of the step's nodes).</summary>
-    private static string Describe(JsonObject rollout, bool bars)
+    private static string Describe(JsonObject rollout)
     {
         var status = rollout["status"] as JsonObject;
         var text = new System.Text.StringBuilder();
@@ -137,23 +137,20 @@ internal static class RolloutCommands
         var step = (int?)status?["step"] ?? 0;
         var ready = rollout["nodes"]!.AsArray().Count(n => (long?)n!["revision"] == revision && (string?)n["appState"] == "Ready");
         var plan = rollout["spec"]!["plan"]!.AsArray();
-        if (bars)
+        for (var i = 0; i < plan.Count; i++)
         {
-            for (var i = 0; i < plan.Count; i++)
-            {
-                var nodes = (int)plan[i]!["nodes"]!;
-                var done = Math.Min(ready, nodes);
-                var width = 20;
-                var filled = nodes == 0 ? width : done * width / nodes;
-                var state = phase == "Succeeded" || i < step ? "done"
-                    : i > step ? ""
-                    : phase is "RolledBack" or "Failed" ? phase.ToLowerInvariant()
-                    : phase == "Paused" ? "paused"
-                    : "in progress";
-                var pause = (string?)plan[i]!["pause"] is { } p ? $", pause {p}" : "";
-                text.Append(System.Globalization.CultureInfo.InvariantCulture,
-                    $"  step {i + 1}/{plan.Count} [{new string('#', filled)}{new string('.', width - filled)}] {done}/{nodes} nodes{pause}  {state}\n");
-            }
+            var nodes = (int)plan[i]!["nodes"]!;
+            var done = Math.Min(ready, nodes);
+            var width = 20;
+            var filled = nodes == 0 ? width : done * width / nodes;
+            var state = phase == "Succeeded" || i < step ? "done"
+                : i > step ? ""
+                : phase is "RolledBack" or "Failed" ? phase.ToLowerInvariant()
+                : phase == "Paused" ? "paused"
+                : "in progress";
+            var pause = (string?)plan[i]!["pause"] is { } p ? $", pause {p}" : "";
+            text.Append(System.Globalization.CultureInfo.InvariantCulture,
+                $"  step {i + 1}/{plan.Count} [{new string('#', filled)}{new string('.', width - filled)}] {done}/{nodes} nodes{pause}  {state}\n");
         }
 
         text.Append(System.Globalization.CultureInfo.InvariantCulture, $"  {phase}: {(string?)status?["message"] ?? ""}\n");
