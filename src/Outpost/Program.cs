@@ -15,6 +15,8 @@ var root = new RootCommand("Outpost: an edge computing platform. One control pla
     DataCommands.Data(),
     KvCommands.Kv(),
     RolloutCommands.Rollout(),
+    MonitorCommands.Top(),
+    MonitorCommands.Logs(),
 };
 root.Options.Add(CommonOptions.Server);
 root.Options.Add(CommonOptions.Token);

@@ -50,47 +50,17 @@ public sealed class LoadedApp
     /// <summary>Bounds this app's concurrent requests (spec.limits.maxConcurrency) and its queue.</summary>
     internal ConcurrencyGate Gate { get; }
 
-    private long _requests;
-    private long _serverErrors;
-    private long _clientErrors;
-    private long _reportedRequests;
-    private long _reportedServerErrors;
-    private long _reportedClientErrors;
+    /// <summary>This revision's request counters on this node since it was loaded.</summary>
+    public AppCounters Counters { get; } = new();
 
     /// <summary>Requests this revision answered on this node since it was loaded.</summary>
-    public long Requests => Interlocked.Read(ref _requests);
+    public long Requests => Counters.Requests;
 
     /// <summary>Of those, answered 5xx (app errors, traps, timeouts).</summary>
-    public long ServerErrors => Interlocked.Read(ref _serverErrors);
+    public long ServerErrors => Counters.ServerErrors;
 
     /// <summary>Set while this revision is on probation after a switch, its predecessor kept warm.</summary>
     internal volatile bool Watched;
-
-    internal void Record(int status)
-    {
-        // Errors first, so a reader never sees more errors than requests.
-        if (status >= 500)
-        {
-            Interlocked.Increment(ref _serverErrors);
-        }
-        else if (status >= 400)
-        {
-            Interlocked.Increment(ref _clientErrors);
-        }
-
-        Interlocked.Increment(ref _requests);
-    }
-
-    /// <summary>Counts since the last call (for the heartbeat); all zero when it served nothing.</summary>
-    public (long Requests, long ServerErrors, long ClientErrors) TakeTraffic()
-    {
-        var requests = Requests;
-        var serverErrors = ServerErrors;
-        var clientErrors = Interlocked.Read(ref _clientErrors);
-        var delta = (requests - _reportedRequests, serverErrors - _reportedServerErrors, clientErrors - _reportedClientErrors);
-        (_reportedRequests, _reportedServerErrors, _reportedClientErrors) = (requests, serverErrors, clientErrors);
-        return delta;
-    }
 
     /// <summary>Takes a reference for one request; false when the app was retired meanwhile.</summary>
     internal bool TryAcquire()
@@ -250,7 +220,7 @@ public sealed partial class AppRegistry(WasmHost host, ModuleCache modules, stri
 
                     var capabilities = spec.Capabilities.ToHashSet(StringComparer.Ordinal);
                     var module = host.Load(version.Name, version.Digest, () => modules.Read(version.Digest), capabilities);
-                    var candidate = new LoadedApp(version, spec, module, nodeName, new Wasm.Host.HostGrant(version.Name, capabilities, services));
+                    var candidate = new LoadedApp(version, spec, module, nodeName, new Wasm.Host.HostGrant(version.Name, capabilities, services) { Revision = version.Generation });
                     next.TryGetValue(version.Name, out var old);
                     if (Probe(candidate) is { } failure)
                     {
@@ -350,10 +320,10 @@ public sealed partial class AppRegistry(WasmHost host, ModuleCache modules, stri
     /// Counts one answer of an app; while the app is on probation, an answer that takes its
     /// error rate over the gate swaps the previous revision back in.
     /// </summary>
-    public void Observe(LoadedApp app, int status)
+    public void Observe(LoadedApp app, int status, double seconds = 0, Wasm.Wagi.WagiLimit limit = Wasm.Wagi.WagiLimit.None, long memoryBytes = 0)
     {
         ArgumentNullException.ThrowIfNull(app);
-        app.Record(status);
+        app.Counters.Record(status, seconds, limit, memoryBytes);
         if (app.Watched && app.Spec.Rollout.ErrorRate.Trips(app.Requests, app.ServerErrors))
         {
             var detected = System.Diagnostics.Stopwatch.GetTimestamp();
@@ -444,7 +414,7 @@ public sealed partial class AppRegistry(WasmHost host, ModuleCache modules, stri
             var (version, spec) = Parse(resource);
             var capabilities = spec.Capabilities.ToHashSet(StringComparer.Ordinal);
             var module = host.Load(version.Name, version.Digest, () => modules.Read(version.Digest), capabilities);
-            var app = new LoadedApp(version, spec, module, nodeName, new Wasm.Host.HostGrant(version.Name, capabilities, services));
+            var app = new LoadedApp(version, spec, module, nodeName, new Wasm.Host.HostGrant(version.Name, capabilities, services) { Revision = version.Generation });
             if (Probe(app) is null)
             {
                 LogFellBack(logger, version.Name, version.Generation, failing.Generation);

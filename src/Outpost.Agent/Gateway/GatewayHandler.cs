@@ -13,7 +13,7 @@ namespace Outpost.Agent.Gateway;
 /// in a fresh Wasm instance. A failing app fails only its own request.
 /// </summary>
 public sealed partial class GatewayHandler(AppRegistry apps, WagiRunner runner, GuestThreads threads, TriggerScheduler triggers, Sync.SyncClient sync,
-    State.AgentStore store, State.LocalDataStore data, Host.AgentHostServices services, AgentOptions options, ILogger<GatewayHandler> logger)
+    State.AgentStore store, State.LocalDataStore data, Host.AgentHostServices services, Monitoring.AgentMetrics metrics, Monitoring.LogRing logs, AgentOptions options, ILogger<GatewayHandler> logger)
 {
     private static readonly HashSet<string> HopByHop = new(StringComparer.OrdinalIgnoreCase)
     {
@@ -36,6 +36,13 @@ public sealed partial class GatewayHandler(AppRegistry apps, WagiRunner runner, 
             return;
         }
 
+        if (path == "/_outpost/metrics")
+        {
+            context.Response.ContentType = Core.Metrics.PrometheusText.ContentType;
+            await context.Response.WriteAsync(metrics.Render(), context.RequestAborted);
+            return;
+        }
+
         if (path.StartsWith("/_outpost/kv/", StringComparison.Ordinal))
         {
             await KvAsync(context, path["/_outpost/kv/".Length..]);
@@ -55,9 +62,11 @@ public sealed partial class GatewayHandler(AppRegistry apps, WagiRunner runner, 
             return;
         }
 
+        var started = System.Diagnostics.Stopwatch.GetTimestamp();
         var timeout = TimeSpan.FromMilliseconds(app.Spec.Limits.TimeoutMs);
         if (!await app.Gate.EnterAsync(timeout, context.RequestAborted))
         {
+            app.Counters.RecordLimit(AppLimitKind.Concurrency);
             app.Release();
             context.Response.Headers.RetryAfter = "1";
             await WriteTextAsync(context, 503, $"503 service unavailable: app {app.Name} is at its concurrency limit ({app.Gate.Limit}); retry shortly\n");
@@ -69,6 +78,7 @@ public sealed partial class GatewayHandler(AppRegistry apps, WagiRunner runner, 
             var body = await ReadBodyAsync(context, options.MaxRequestBodyBytes);
             if (body is null)
             {
+                app.Counters.RecordLimit(AppLimitKind.Body);
                 await WriteTextAsync(context, 413, $"413 request body larger than {options.MaxRequestBodyBytes} bytes\n");
                 return;
             }
@@ -97,12 +107,22 @@ public sealed partial class GatewayHandler(AppRegistry apps, WagiRunner runner, 
                 threads.Exit(run);
             }
 
+            if (outcome.Stderr is { } stderr)
+            {
+                // The app's stderr is its log: one line each, error level when the request failed.
+                foreach (var line in stderr.Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
+                {
+                    logs.Write(outcome.Error is null ? "info" : "error", app.Name, app.Version.Generation, line);
+                }
+            }
+
             if (outcome.Error is not null)
             {
+                logs.Write("error", app.Name, app.Version.Generation, $"{context.Request.Method} {path} answered {outcome.Response.Status}: {outcome.Error}");
                 LogAppFailed(logger, app.Name, path, outcome.Response.Status, outcome.Error, outcome.Stderr ?? "");
             }
 
-            apps.Observe(app, outcome.Response.Status);
+            apps.Observe(app, outcome.Response.Status, System.Diagnostics.Stopwatch.GetElapsedTime(started).TotalSeconds, outcome.Limit, outcome.MemoryBytes);
             var response = context.Response;
             response.StatusCode = outcome.Response.Status;
             foreach (var (name, value) in outcome.Response.Headers)

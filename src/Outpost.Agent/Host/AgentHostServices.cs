@@ -10,7 +10,7 @@ namespace Outpost.Agent.Host;
 /// Host functions on this node: config from the ConfigSets that target it, buckets and the
 /// outbox in the local data store, and the agent's log.
 /// </summary>
-public sealed partial class AgentHostServices(LocalDataStore data, Core.Security.SecretBox secretBox, ILogger<AgentHostServices> logger) : IHostServices
+public sealed partial class AgentHostServices(LocalDataStore data, Core.Security.SecretBox secretBox, Monitoring.LogRing logs, ILogger<AgentHostServices> logger) : IHostServices
 {
     private volatile Dictionary<string, string> _config = [];
     private volatile Dictionary<string, string> _secrets = [];
@@ -78,7 +78,7 @@ public sealed partial class AgentHostServices(LocalDataStore data, Core.Security
     /// <summary>The declared buckets this node holds.</summary>
     public IReadOnlyDictionary<string, BucketSpec> Buckets => _buckets;
 
-    public void Log(string app, int level, string message)
+    public void Log(string app, long revision, int level, string message)
     {
         var logLevel = level switch
         {
@@ -87,6 +87,7 @@ public sealed partial class AgentHostServices(LocalDataStore data, Core.Security
             2 => LogLevel.Warning,
             _ => LogLevel.Error,
         };
+        logs.Write(Monitoring.RingLoggerProvider.LevelName(logLevel), app, revision, message);
         LogApp(logger, logLevel, app, message);
     }
 

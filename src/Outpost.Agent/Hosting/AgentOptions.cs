@@ -43,6 +43,9 @@ public sealed record AgentOptions
     /// <summary>What happens at the quota: drop the oldest records (default) or reject new ones. Either way, every loss is counted.</summary>
     public State.OverflowPolicy OutboxOverflow { get; init; } = State.OverflowPolicy.DropOldest;
 
+    /// <summary>Most bytes of log lines the node keeps while they wait to be shipped; past it the oldest are dropped (and counted). Default 16 MiB.</summary>
+    public long LogQuotaBytes { get; init; } = Monitoring.LogRing.DefaultQuotaBytes;
+
     /// <summary>Silence after which the agent pings the server, and how long it waits for the answer before dropping the link. Default 20 s.</summary>
     public TimeSpan KeepAlive { get; init; } = TimeSpan.FromSeconds(20);
 
@@ -69,6 +72,11 @@ public sealed record AgentOptions
         if (MaxInstances is < 1 or > 10_000 || MaxInstanceMemoryMiB is < 1 or > 4096)
         {
             throw new ArgumentException("--max-instances must be 1..10000 and --max-instance-memory 1..4096 MiB");
+        }
+
+        if (LogQuotaBytes < 1024)
+        {
+            throw new ArgumentException("--log-quota must be at least 1KiB");
         }
 
         if (InitialBackoff <= TimeSpan.Zero || MaxBackoff < InitialBackoff || HeartbeatInterval <= TimeSpan.Zero)

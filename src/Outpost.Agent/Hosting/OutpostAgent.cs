@@ -53,16 +53,35 @@ public sealed partial class OutpostAgent : IAsyncDisposable
         builder.Logging.AddFilter("Microsoft", LogLevel.Warning);
         builder.Logging.AddFilter("Grpc", LogLevel.Warning);
         builder.Logging.AddFilter("System.Net.Http", LogLevel.Warning);
+        builder.Logging.Services.AddSingleton<ILoggerProvider>(sp => new Monitoring.RingLoggerProvider(sp.GetRequiredService<Monitoring.LogRing>()));
 
+        var usage = new Monitoring.NodeUsageProbe(options.DataDir);
         builder.WebHost.ConfigureKestrel(kestrel =>
         {
             kestrel.AddServerHeader = false;
-            kestrel.Listen(endpoint, listen => listen.Protocols = HttpProtocols.Http1);
+            kestrel.Listen(endpoint, listen =>
+            {
+                listen.Protocols = HttpProtocols.Http1;
+                listen.Use(next => async connection =>
+                {
+                    usage.ConnectionOpened();
+                    try
+                    {
+                        await next(connection);
+                    }
+                    finally
+                    {
+                        usage.ConnectionClosed();
+                    }
+                });
+            });
             kestrel.Limits.MaxRequestBodySize = options.MaxRequestBodyBytes;
         });
 
         var services = builder.Services;
         services.AddSingleton(options);
+        services.AddSingleton(usage);
+        services.AddSingleton(_ => new Monitoring.LogRing(Path.Combine(options.DataDir, "logs.db"), options.LogQuotaBytes));
         services.AddSingleton(TimeProvider.System);
         services.AddSingleton(_ => new AgentStore(Path.Combine(options.DataDir, "agent.db")));
         services.AddSingleton(_ => new ModuleCache(Path.Combine(options.DataDir, "modules")));
@@ -81,6 +100,7 @@ public sealed partial class OutpostAgent : IAsyncDisposable
         services.AddSingleton<Wasm.Events.EventRunner>();
         services.AddSingleton<GuestThreads>();
         services.AddSingleton<Triggers.TriggerScheduler>();
+        services.AddSingleton<Monitoring.AgentMetrics>();
         services.AddSingleton<GatewayHandler>();
         services.AddSingleton<GatewayInfo>();
         services.AddSingleton<AgentLifetime>();

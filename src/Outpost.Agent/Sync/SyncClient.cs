@@ -31,12 +31,19 @@ public sealed partial class SyncClient(
     NodeCredentials credentials,
     Core.Security.SecretBox secretBox,
     AgentLifetime lifetime,
+    Monitoring.NodeUsageProbe usage,
+    Monitoring.LogRing logRing,
     TimeProvider time,
     ILogger<SyncClient> logger) : BackgroundService
 {
     private readonly Channel<bool> _statusChanged = Channel.CreateBounded<bool>(new BoundedChannelOptions(1) { FullMode = BoundedChannelFullMode.DropWrite });
     private readonly Channel<bool> _appended = Channel.CreateBounded<bool>(new BoundedChannelOptions(1) { FullMode = BoundedChannelFullMode.DropWrite });
     private readonly Channel<bool> _kvPending = Channel.CreateBounded<bool>(new BoundedChannelOptions(1) { FullMode = BoundedChannelFullMode.DropWrite });
+    private readonly Channel<bool> _logged = Channel.CreateBounded<bool>(new BoundedChannelOptions(1) { FullMode = BoundedChannelFullMode.DropWrite });
+
+    /// <summary>Most log lines in one batch, and roughly the most bytes.</summary>
+    private const int LogBatchLines = 2000;
+    private const long LogBatchBytes = 256 * 1024;
 
     /// <summary>Most bucket writes in one KvBatch.</summary>
     private const int KvBatchWrites = 1000;
@@ -71,6 +78,7 @@ public sealed partial class SyncClient(
         apps.StatusChanged += OnStatusChanged;
         data.Appended += OnAppended;
         data.KvPending += OnKvPending;
+        logRing.Appended += OnLogged;
         var backoff = new Backoff(options.InitialBackoff, options.MaxBackoff);
         try
         {
@@ -122,8 +130,11 @@ public sealed partial class SyncClient(
             apps.StatusChanged -= OnStatusChanged;
             data.Appended -= OnAppended;
             data.KvPending -= OnKvPending;
+            logRing.Appended -= OnLogged;
         }
     }
+
+    private void OnLogged() => _logged.Writer.TryWrite(true);
 
     private void OnKvPending() => _kvPending.Writer.TryWrite(true);
 
@@ -290,9 +301,11 @@ public sealed partial class SyncClient(
 
         var acks = Channel.CreateUnbounded<BatchAck>();
         var kvAcks = Channel.CreateUnbounded<KvAck>();
+        var logAcks = Channel.CreateUnbounded<LogAck>();
         var heartbeats = HeartbeatLoopAsync(SendAsync, sessionCts.Token);
         var shipping = ShipAsync(SendAsync, acks.Reader, sessionCts.Token);
         var kvShipping = ShipKvAsync(SendAsync, kvAcks.Reader, sessionCts.Token);
+        var logShipping = ShipLogsAsync(SendAsync, logAcks.Reader, sessionCts.Token);
         var renewing = mutualTls ? RenewLoopAsync(client, sessionCts.Token) : Task.CompletedTask;
         try
         {
@@ -311,6 +324,17 @@ public sealed partial class SyncClient(
                 {
                     kvAcks.Writer.TryWrite(message.KvAck);
                     continue;
+                }
+
+                if (message.BodyCase == ServerMessage.BodyOneofCase.LogAck)
+                {
+                    logAcks.Writer.TryWrite(message.LogAck);
+                    continue;
+                }
+
+                if (logShipping.IsFaulted)
+                {
+                    await logShipping;
                 }
 
                 if (shipping.IsFaulted)
@@ -353,7 +377,7 @@ public sealed partial class SyncClient(
         finally
         {
             await sessionCts.CancelAsync();
-            foreach (var loop in new[] { heartbeats, shipping, kvShipping, renewing })
+            foreach (var loop in new[] { heartbeats, shipping, kvShipping, logShipping, renewing })
             {
                 try
                 {
@@ -473,6 +497,67 @@ public sealed partial class SyncClient(
         }
     }
 
+    /// <summary>
+    /// Ships the log ring oldest first, one batch at a time and only while the outbox has no
+    /// data waiting: logs never hold up data. Lines are deleted here once the server acks them;
+    /// after a cut the unacked ones go again and the server stores each once.
+    /// </summary>
+    private async Task ShipLogsAsync(Func<AgentMessage, Task> send, ChannelReader<LogAck> acks, CancellationToken ct)
+    {
+        while (!ct.IsCancellationRequested)
+        {
+            _logged.Reader.TryRead(out _);
+            var lines = data.Stats.PendingRecords == 0 ? logRing.Read(0, LogBatchLines, LogBatchBytes) : [];
+            if (lines.Count == 0)
+            {
+                // Woken by new lines; the 1 s look also notices the outbox draining.
+                await _logged.Reader.WaitToReadAsync(ct).AsTask().WaitAsync(TimeSpan.FromSeconds(1), ct).ContinueWith(_ => { }, TaskScheduler.Default);
+                continue;
+            }
+
+            var list = new LogList();
+            foreach (var line in lines)
+            {
+                list.Lines.Add(new LogLine
+                {
+                    Sequence = line.Sequence,
+                    TimeUnixMs = line.At.ToUnixTimeMilliseconds(),
+                    Level = line.Level,
+                    App = line.App,
+                    Revision = line.Revision,
+                    Message = line.Message,
+                });
+            }
+
+            var batch = new LogBatch
+            {
+                Stream = logRing.Stream,
+                FirstSequence = lines[0].Sequence,
+                LastSequence = lines[^1].Sequence,
+                Codec = Core.Sync.BatchCodec.Brotli,
+                Data = UnsafeByteOperations.UnsafeWrap(Core.Sync.BatchCodec.Compress(list.ToByteArray())),
+                DroppedTotal = logRing.Stats.DroppedTotal,
+            };
+            await send(new AgentMessage { Logs = batch });
+            LogAck ack;
+            try
+            {
+                ack = await acks.ReadAsync(ct).AsTask().WaitAsync(AckTimeout, ct);
+            }
+            catch (TimeoutException)
+            {
+                throw new TimeoutException($"no ack for log lines {batch.FirstSequence}..{batch.LastSequence} within {AckTimeout.TotalSeconds:F0} s");
+            }
+
+            if (ack.LastSequence != batch.LastSequence)
+            {
+                throw new InvalidDataException($"log ack for {ack.LastSequence} does not match batch {batch.FirstSequence}..{batch.LastSequence}");
+            }
+
+            logRing.DeleteThrough(ack.LastSequence);
+        }
+    }
+
     /// <summary>Merges the cloud's changes of a bucket durably; the cursor moves in the same transaction.</summary>
     private void ApplyKv(KvUpdate update)
     {
@@ -545,11 +630,29 @@ public sealed partial class SyncClient(
 
             foreach (var app in apps.Loaded)
             {
-                var (requests, serverErrors, clientErrors) = app.TakeTraffic();
-                if (requests > 0)
+                var delta = app.Counters.TakeDelta();
+                if (!delta.IsEmpty)
                 {
-                    heartbeat.Traffic.Add(new AppTraffic { Name = app.Name, Generation = app.Version.Generation, Requests = requests, ServerErrors = serverErrors, ClientErrors = clientErrors });
+                    var traffic = new AppTraffic
+                    {
+                        Name = app.Name,
+                        Generation = app.Version.Generation,
+                        Requests = delta.Requests,
+                        ServerErrors = delta.ServerErrors,
+                        ClientErrors = delta.ClientErrors,
+                        Timeouts = delta.Timeouts,
+                        LimitHits = delta.LimitHits,
+                        LatencySumSeconds = delta.LatencySumSeconds,
+                        MemoryPeakBytes = delta.MemoryPeakBytes,
+                    };
+                    traffic.LatencyBuckets.AddRange(delta.TrimmedBuckets());
+                    heartbeat.Traffic.Add(traffic);
                 }
+            }
+
+            if (ticked)
+            {
+                heartbeat.Usage = usage.Sample();
             }
 
             var outbox = data.Stats;

@@ -57,6 +57,10 @@ public static partial class ManifestValidator
         {
             ValidateBucketSpec(doc["spec"], errors);
         }
+        else if (kind == ResourceKind.AlertRule)
+        {
+            AlertRuleSpec.Read(doc["spec"], errors);
+        }
 
         return errors;
     }

@@ -20,6 +20,12 @@ public sealed record ResourceKind(string Kind, string Plural, string Group, stri
 
     public static readonly ResourceKind Secret = new("Secret", "secrets", "outpost.dev", "v1");
 
+    /// <summary>A condition over node, app or sync metrics that notifies a webhook when it holds (evaluated on the server).</summary>
+    public static readonly ResourceKind AlertRule = new("AlertRule", "alertrules", "outpost.dev", "v1");
+
+    /// <summary>Read-only: the alerts the rules raised, pending, firing or lately resolved.</summary>
+    public static readonly ResourceKind Alert = new("Alert", "alerts", "outpost.dev", "v1");
+
     /// <summary>Read-only: one per topic the fleet has published to, with counts.</summary>
     public static readonly ResourceKind Topic = new("Topic", "topics", "outpost.dev", "v1");
 
@@ -30,10 +36,10 @@ public sealed record ResourceKind(string Kind, string Plural, string Group, stri
     public static readonly ResourceKind Event = new("Event", "events", "", "v1");
 
     /// <summary>Kinds kept in the resource store (topics are derived from ingested records).</summary>
-    public static IReadOnlyList<ResourceKind> All { get; } = [Node, Application, ConfigSet, Secret, Bucket];
+    public static IReadOnlyList<ResourceKind> All { get; } = [Node, Application, ConfigSet, Secret, Bucket, AlertRule];
 
     /// <summary>Kinds a user may create with apply; nodes are created by joining.</summary>
-    public static IReadOnlyList<ResourceKind> Applicable { get; } = [Application, ConfigSet, Secret, Bucket];
+    public static IReadOnlyList<ResourceKind> Applicable { get; } = [Application, ConfigSet, Secret, Bucket, AlertRule];
 
     /// <summary>Kinds that are delivered to the nodes their placement selects.</summary>
     public static IReadOnlyList<ResourceKind> Targeted { get; } = [Application, ConfigSet, Secret, Bucket];
@@ -57,6 +63,8 @@ public sealed record ResourceKind(string Kind, string Plural, string Group, stri
             "bucket" or "buckets" => Bucket,
             "audit" or "auditevents" => AuditEvent,
             "event" or "events" or "ev" => Event,
+            "alertrule" or "alertrules" => AlertRule,
+            "alert" or "alerts" => Alert,
             _ => null,
         };
     }

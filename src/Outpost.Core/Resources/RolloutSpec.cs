@@ -147,7 +147,7 @@ public sealed record RolloutSpec
         }
 
         var spec = Default;
-        var strategy = String(rollout["strategy"], $"{at}.strategy", errors) ?? "allAtOnce";
+        var strategy = SpecFields.String(rollout["strategy"], $"{at}.strategy", errors) ?? "allAtOnce";
         var index = Array.IndexOf(Strategies, strategy);
         if (index < 0)
         {
@@ -160,7 +160,7 @@ public sealed record RolloutSpec
 
         if (rollout["maxUnavailable"] is { } maxNode)
         {
-            var text = maxNode is JsonValue mv && mv.GetValueKind() == JsonValueKind.Number ? mv.ToJsonString() : String(maxNode, $"{at}.maxUnavailable", errors);
+            var text = maxNode is JsonValue mv && mv.GetValueKind() == JsonValueKind.Number ? mv.ToJsonString() : SpecFields.String(maxNode, $"{at}.maxUnavailable", errors);
             var share = text is not null && text.EndsWith('%');
             if (text is null || !int.TryParse(share ? text[..^1] : text, NumberStyles.None, CultureInfo.InvariantCulture, out var n) || n < 1 || (share && n > 100))
             {
@@ -192,7 +192,7 @@ public sealed record RolloutSpec
 
         if (rollout["progressDeadline"] is { } deadlineNode)
         {
-            if (Duration(deadlineNode, $"{at}.progressDeadline", errors) is { } deadline)
+            if (SpecFields.Duration(deadlineNode, $"{at}.progressDeadline", errors) is { } deadline)
             {
                 spec = spec with { ProgressDeadline = deadline };
             }
@@ -245,7 +245,7 @@ public sealed record RolloutSpec
                 }
             }
 
-            var percent = Int(step["percent"]);
+            var percent = SpecFields.Int(step["percent"]);
             if (percent is null or < 1 or > 100)
             {
                 errors.Add(new($"{field}.percent", step["percent"] is null ? "required field is missing: the share of nodes, 1-100" : $"expected a whole number from 1 to 100, got {step["percent"]!.ToJsonString()}"));
@@ -258,7 +258,7 @@ public sealed record RolloutSpec
             }
 
             previous = percent.Value;
-            var pause = step["pause"] is { } pauseNode ? Duration(pauseNode, $"{field}.pause", errors) ?? TimeSpan.Zero : TimeSpan.Zero;
+            var pause = step["pause"] is { } pauseNode ? SpecFields.Duration(pauseNode, $"{field}.pause", errors) ?? TimeSpan.Zero : TimeSpan.Zero;
             steps.Add(new RolloutStep(percent.Value, pause));
         }
 
@@ -282,19 +282,13 @@ public sealed record RolloutSpec
             }
         }
 
-        if (obj["threshold"] is { } thresholdNode)
+        if (obj["threshold"] is { } thresholdNode
+            && SpecFields.Number(thresholdNode, $"{at}.threshold", 0, 1, "the share of requests answered 5xx that fails a revision, from 0 to 1 (e.g. 0.05)", errors) is { } threshold)
         {
-            if (thresholdNode is JsonValue tv && tv.GetValueKind() == JsonValueKind.Number && tv.GetValue<double>() is >= 0 and <= 1 and var threshold)
-            {
-                gate = gate with { Threshold = threshold };
-            }
-            else
-            {
-                errors.Add(new($"{at}.threshold", $"expected the share of requests answered 5xx that fails a revision, from 0 to 1 (e.g. 0.05), got {thresholdNode.ToJsonString()}"));
-            }
+            gate = gate with { Threshold = threshold };
         }
 
-        if (obj["window"] is { } windowNode && Duration(windowNode, $"{at}.window", errors) is { } window)
+        if (obj["window"] is { } windowNode && SpecFields.Duration(windowNode, $"{at}.window", errors) is { } window)
         {
             if (window > MaxWindow)
             {
@@ -306,7 +300,7 @@ public sealed record RolloutSpec
 
         if (obj["minRequests"] is { } minNode)
         {
-            if (Int(minNode) is { } min and >= 1)
+            if (SpecFields.Int(minNode) is { } min and >= 1)
             {
                 gate = gate with { MinRequests = min };
             }
@@ -318,35 +312,4 @@ public sealed record RolloutSpec
 
         return gate;
     }
-
-    private static string? String(JsonNode? node, string field, List<FieldError> errors)
-    {
-        if (node is null)
-        {
-            return null;
-        }
-
-        if (node is JsonValue v && v.GetValueKind() == JsonValueKind.String)
-        {
-            return v.GetValue<string>();
-        }
-
-        errors.Add(new(field, $"expected a string, got {node.ToJsonString()}"));
-        return null;
-    }
-
-    private static TimeSpan? Duration(JsonNode node, string field, List<FieldError> errors)
-    {
-        if (node is JsonValue v && v.GetValueKind() == JsonValueKind.String && Durations.TryParse(v.GetValue<string>(), out var value))
-        {
-            return value;
-        }
-
-        errors.Add(new(field, $"expected a duration like 30s, 5m or 1h, got {node.ToJsonString()}"));
-        return null;
-    }
-
-    private static int? Int(JsonNode? node) =>
-        node is JsonValue v && v.GetValueKind() == JsonValueKind.Number
-        && int.TryParse(v.ToJsonString(), NumberStyles.None, CultureInfo.InvariantCulture, out var i) ? i : null;
 }

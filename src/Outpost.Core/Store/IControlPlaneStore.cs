@@ -119,6 +119,36 @@ public interface IControlPlaneStore : IAsyncDisposable
     /// <summary>Events after an id, oldest first, optionally of one object name.</summary>
     Task<IReadOnlyList<EventRecord>> ListEventsAsync(long afterId, int limit, string? name, CancellationToken cancellationToken);
 
+    /// <summary>Writes whole minutes of app and node metrics, replacing any earlier write of the same minute.</summary>
+    Task SaveMetricMinutesAsync(IReadOnlyCollection<Metrics.AppMinute> apps, IReadOnlyCollection<Metrics.NodeMinute> nodes, CancellationToken cancellationToken);
+
+    /// <summary>App metric minutes from <paramref name="since"/> on, optionally of one app.</summary>
+    Task<IReadOnlyList<Metrics.AppMinute>> ListAppMinutesAsync(DateTimeOffset since, string? app, CancellationToken cancellationToken);
+
+    /// <summary>Node metric minutes from <paramref name="since"/> on, optionally of one node.</summary>
+    Task<IReadOnlyList<Metrics.NodeMinute>> ListNodeMinutesAsync(DateTimeOffset since, string? node, CancellationToken cancellationToken);
+
+    /// <summary>Drops metric minutes before a time (retention).</summary>
+    Task PruneMetricsAsync(DateTimeOffset before, CancellationToken cancellationToken);
+
+    /// <summary>Stores a node's log lines; a (node, stream, sequence) already stored is a duplicate.</summary>
+    Task<IngestResult> IngestLogsAsync(IReadOnlyCollection<LogRecord> lines, CancellationToken cancellationToken);
+
+    /// <summary>Log lines as the query asks, and the id to follow on from (the newest stored when it ran).</summary>
+    Task<(IReadOnlyList<LogRecord> Lines, long Cursor)> ListLogsAsync(LogQuery query, CancellationToken cancellationToken);
+
+    /// <summary>Drops log lines older than a time (retention).</summary>
+    Task PruneLogsAsync(DateTimeOffset before, CancellationToken cancellationToken);
+
+    /// <summary>Every alert the rules hold (pending, firing or lately resolved).</summary>
+    Task<IReadOnlyList<AlertRecord>> ListAlertsAsync(CancellationToken cancellationToken);
+
+    /// <summary>Writes an alert's state (by rule and target).</summary>
+    Task SaveAlertAsync(AlertRecord alert, CancellationToken cancellationToken);
+
+    /// <summary>Forgets an alert.</summary>
+    Task DeleteAlertAsync(string rule, string target, CancellationToken cancellationToken);
+
     /// <summary>Every Application's rollout state, by app name.</summary>
     Task<IReadOnlyDictionary<string, Rollouts.RolloutState>> ListRolloutsAsync(CancellationToken cancellationToken);
 

@@ -21,3 +21,26 @@ public sealed record EventRecord(long Id, DateTimeOffset At, string Kind, string
 public sealed record IngestResult(int Stored, int Duplicates);
 
 public sealed record TopicSummary(string Topic, long Records, long Bytes, int Nodes, DateTimeOffset LastIngestedAt);
+
+/// <summary>One log line a node shipped: Id is the server's arrival order, Sequence the node's own (per stream).</summary>
+public sealed record LogRecord(long Id, string Node, string Stream, long Sequence, DateTimeOffset At, string Level, string App, long Revision, string Message);
+
+/// <summary>
+/// Which log lines to list. With <see cref="AfterId"/>, the lines that arrived after it, in arrival
+/// order (following); without, the newest <see cref="Limit"/> matching lines, in time order.
+/// </summary>
+public sealed record LogQuery(string? App = null, string? Node = null, DateTimeOffset? Since = null, long? AfterId = null, int Limit = 1000, bool AgentOnly = false);
+
+/// <summary>
+/// One alert: a rule's condition on one target ("node/edge-1", "app/hello"). State is Pending
+/// (holding, waiting out the rule's `for`), Firing, or Resolved (held, then stopped).
+/// </summary>
+public sealed record AlertRecord(
+    string Rule,
+    string Target,
+    string State,
+    double Value,
+    string Message,
+    DateTimeOffset ActiveSince,
+    DateTimeOffset? FiredAt,
+    DateTimeOffset? ResolvedAt);

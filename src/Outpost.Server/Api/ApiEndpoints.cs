@@ -48,6 +48,7 @@ public static class ApiEndpoints
         MapKind(app, ResourceKind.ConfigSet, writable: true);
         MapKind(app, ResourceKind.Secret, writable: true);
         MapKind(app, ResourceKind.Bucket, writable: true);
+        MapKind(app, ResourceKind.AlertRule, writable: true);
 
         app.MapGet($"{OutpostPrefix}/topics", ListTopicsAsync);
         app.MapGet(OutpostPrefix + "/topics/{topic}", GetTopicAsync);
@@ -60,6 +61,8 @@ public static class ApiEndpoints
         app.MapGet(ResourceKind.AuditEvent.CollectionPath, ListAuditAsync);
         app.MapGet(ResourceKind.Event.CollectionPath, ListEventsAsync);
         app.MapBucketData();
+        app.MapMetrics();
+        app.MapLogs();
     }
 
     private static void MapKind(IEndpointRouteBuilder app, ResourceKind kind, bool writable)
@@ -67,7 +70,8 @@ public static class ApiEndpoints
         var collection = kind.CollectionPath;
         app.MapGet(collection, (HttpContext ctx, IControlPlaneStore store, ResourceView view, CancellationToken ct) => ListAsync(ctx, kind, store, view, ct));
         app.MapGet(collection + "/{name}", (string name, HttpContext ctx, IControlPlaneStore store, ResourceView view, CancellationToken ct) => GetAsync(ctx, kind, name, store, view, ct));
-        app.MapDelete(collection + "/{name}", (string name, IControlPlaneStore store, ChangeFeed feed, NodeLeases leases, CancellationToken ct) => DeleteAsync(kind, name, store, feed, leases, ct));
+        app.MapDelete(collection + "/{name}", (string name, IControlPlaneStore store, ChangeFeed feed, NodeLeases leases, Monitoring.MetricsRecorder metrics, CancellationToken ct) =>
+            DeleteAsync(kind, name, store, feed, leases, metrics, ct));
         if (!writable)
         {
             return;
@@ -125,7 +129,7 @@ public static class ApiEndpoints
         return true;
     }
 
-    private static async Task<IResult> DeleteAsync(ResourceKind kind, string name, IControlPlaneStore store, ChangeFeed feed, NodeLeases leases, CancellationToken cancellationToken)
+    private static async Task<IResult> DeleteAsync(ResourceKind kind, string name, IControlPlaneStore store, ChangeFeed feed, NodeLeases leases, Monitoring.MetricsRecorder metrics, CancellationToken cancellationToken)
     {
         try
         {
@@ -134,6 +138,7 @@ public static class ApiEndpoints
             if (kind == ResourceKind.Node)
             {
                 leases.Forget(name);
+                metrics.Forget(name);
             }
 
             return Json(new JsonObject

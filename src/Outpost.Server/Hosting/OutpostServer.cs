@@ -119,6 +119,17 @@ public sealed partial class OutpostServer : IAsyncDisposable
         services.AddHostedService(sp => sp.GetRequiredService<RolloutController>());
         services.AddSingleton<NodeDesiredState>();
         services.AddHostedService<NodeMonitor>();
+        services.AddSingleton<Monitoring.MetricsRecorder>();
+        services.AddHostedService(sp => sp.GetRequiredService<Monitoring.MetricsRecorder>());
+        services.AddSingleton<Monitoring.LogArchive>();
+        services.AddHostedService(sp => sp.GetRequiredService<Monitoring.LogArchive>());
+        services.AddSingleton<Monitoring.IMetricsSource>(sp => sp.GetRequiredService<Monitoring.LogArchive>());
+        services.AddSingleton(sp => new Monitoring.WebhookSender(sp.GetRequiredService<ILogger<Monitoring.WebhookSender>>()));
+        services.AddSingleton<Monitoring.IMetricsSource>(sp => sp.GetRequiredService<Monitoring.WebhookSender>());
+        services.AddSingleton<Monitoring.AlertEvaluator>();
+        services.AddHostedService(sp => sp.GetRequiredService<Monitoring.AlertEvaluator>());
+        services.AddSingleton<Monitoring.IMetricsSource>(sp => sp.GetRequiredService<Monitoring.AlertEvaluator>());
+        services.AddSingleton<Monitoring.ServerMetrics>();
         services.AddSingleton<ResourceView>();
         services.AddSingleton<ResourceWriter>();
         // Only validates pushed modules: a small pool is plenty.
@@ -207,13 +218,14 @@ public sealed partial class OutpostServer : IAsyncDisposable
     /// Every REST API call needs an API token: admins may do anything, viewers only read.
     /// Every mutation, and every refused attempt at one, goes to the audit log: who (the
     /// token's id and description), what (verb and path, plus a summary from the endpoint),
-    /// when, and the status it ended with. Health, version and /cacerts are open; the agent
+    /// when, and the status it ended with. /metrics takes any API token (Prometheus sends one
+    /// with `authorization: {credentials: ...}`). Health, version and /cacerts are open; the agent
     /// endpoint authenticates nodes by certificate.
     /// </summary>
     private static async Task ApiAuthenticationAsync(HttpContext context, RequestDelegate next)
     {
         var path = context.Request.Path;
-        if (!path.StartsWithSegments("/api") && !path.StartsWithSegments("/apis"))
+        if (!path.StartsWithSegments("/api") && !path.StartsWithSegments("/apis") && !path.StartsWithSegments("/metrics"))
         {
             await next(context);
             return;

@@ -25,6 +25,15 @@ public sealed record ServerOptions
     /// <summary>How long a node certificate is valid; agents renew with a third of it left. Default 30 days.</summary>
     public TimeSpan NodeCertificateLifetime { get; init; } = TimeSpan.FromDays(30);
 
+    /// <summary>How long app and node metrics are kept, at one-minute resolution. Default 24 h.</summary>
+    public TimeSpan MetricsRetention { get; init; } = TimeSpan.FromHours(24);
+
+    /// <summary>How long shipped logs are kept. Default 7 days.</summary>
+    public TimeSpan LogRetention { get; init; } = TimeSpan.FromDays(7);
+
+    /// <summary>How often alert rules are evaluated. Default 10 s.</summary>
+    public TimeSpan AlertInterval { get; init; } = TimeSpan.FromSeconds(10);
+
     /// <summary>Serve cleartext HTTP/2 instead of TLS. Only for a lab behind something that encrypts.</summary>
     public bool InsecureHttp { get; init; }
 
@@ -73,6 +82,16 @@ public sealed record ServerOptions
         if (NodeLease <= TimeSpan.Zero)
         {
             throw new ArgumentException("the node lease must be positive");
+        }
+
+        if (MetricsRetention < TimeSpan.FromMinutes(1) || LogRetention < TimeSpan.FromMinutes(1))
+        {
+            throw new ArgumentException("--metrics-retention and --log-retention must be at least 1m");
+        }
+
+        if (AlertInterval <= TimeSpan.Zero)
+        {
+            throw new ArgumentException("--alert-interval must be positive");
         }
     }
 }

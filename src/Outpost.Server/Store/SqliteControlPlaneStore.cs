@@ -168,6 +168,54 @@ public sealed partial class SqliteControlPlaneStore : IControlPlaneStore
               message TEXT NOT NULL
             );
             CREATE INDEX IF NOT EXISTS events_by_name ON events (name, id);
+            CREATE TABLE IF NOT EXISTS app_minutes (
+              app TEXT NOT NULL,
+              revision INTEGER NOT NULL,
+              node TEXT NOT NULL,
+              minute_ms INTEGER NOT NULL,
+              requests INTEGER NOT NULL,
+              client_errors INTEGER NOT NULL,
+              server_errors INTEGER NOT NULL,
+              timeouts INTEGER NOT NULL,
+              limit_hits INTEGER NOT NULL,
+              latency_sum REAL NOT NULL,
+              buckets TEXT NOT NULL,
+              memory_peak INTEGER NOT NULL,
+              PRIMARY KEY (app, revision, node, minute_ms)
+            );
+            CREATE INDEX IF NOT EXISTS app_minutes_by_minute ON app_minutes (minute_ms);
+            CREATE TABLE IF NOT EXISTS node_minutes (
+              node TEXT NOT NULL,
+              minute_ms INTEGER NOT NULL,
+              usage TEXT NOT NULL,
+              PRIMARY KEY (node, minute_ms)
+            );
+            CREATE INDEX IF NOT EXISTS node_minutes_by_minute ON node_minutes (minute_ms);
+            CREATE TABLE IF NOT EXISTS logs (
+              id INTEGER PRIMARY KEY AUTOINCREMENT,
+              node TEXT NOT NULL,
+              stream TEXT NOT NULL,
+              sequence INTEGER NOT NULL,
+              at_ms INTEGER NOT NULL,
+              level TEXT NOT NULL,
+              app TEXT NOT NULL,
+              revision INTEGER NOT NULL,
+              message TEXT NOT NULL,
+              UNIQUE (node, stream, sequence)
+            );
+            CREATE INDEX IF NOT EXISTS logs_by_time ON logs (at_ms);
+            CREATE INDEX IF NOT EXISTS logs_by_app ON logs (app, at_ms);
+            CREATE TABLE IF NOT EXISTS alerts (
+              rule TEXT NOT NULL,
+              target TEXT NOT NULL,
+              state TEXT NOT NULL,
+              value REAL NOT NULL,
+              message TEXT NOT NULL,
+              active_ms INTEGER NOT NULL,
+              fired_ms INTEGER NULL,
+              resolved_ms INTEGER NULL,
+              PRIMARY KEY (rule, target)
+            );
             CREATE TABLE IF NOT EXISTS rollouts (
               app TEXT PRIMARY KEY,
               revision INTEGER NOT NULL,

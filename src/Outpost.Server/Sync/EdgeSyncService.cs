@@ -25,6 +25,8 @@ public sealed partial class EdgeSyncService(
     BucketSync buckets,
     NodeDesiredState desiredState,
     RolloutController rollouts,
+    Monitoring.MetricsRecorder metrics,
+    Monitoring.LogArchive logs,
     Security.JoinGuard joinGuard,
     Security.ServerTls tls,
     Hosting.ServerOptions options,
@@ -287,6 +289,14 @@ public sealed partial class EdgeSyncService(
                         foreach (var traffic in message.Heartbeat.Traffic)
                         {
                             rollouts.RecordTraffic(node, traffic.Name, traffic.Generation, traffic.Requests, traffic.ServerErrors);
+                            metrics.Record(node, traffic);
+                        }
+
+                        if (message.Heartbeat.Usage is { } usage)
+                        {
+                            var sample = Monitoring.MetricsRecorder.ToSample(usage);
+                            metrics.RecordUsage(node, sample);
+                            status["usage"] = Monitoring.MetricsRecorder.ToJson(sample);
                         }
 
                         if (message.Heartbeat.Apps.Count == 0)
@@ -343,6 +353,14 @@ public sealed partial class EdgeSyncService(
                     // Ack only after the merge is durable: the edge forgets the writes on ack.
                     await write(new ServerMessage { KvAck = kvAck }, ct);
                     break;
+                case AgentMessage.BodyOneofCase.Logs:
+                    leases.Beat(node, session);
+                    var lines = DecodeLogs(node, message.Logs);
+                    var stored = await store.IngestLogsAsync(lines, ct);
+                    logs.Record(node, stored, message.Logs.DroppedTotal);
+                    // Ack only after the lines are durable: the edge deletes on ack.
+                    await write(new ServerMessage { LogAck = new LogAck { LastSequence = message.Logs.LastSequence, Stored = stored.Stored, Duplicates = stored.Duplicates } }, ct);
+                    break;
                 default:
                     throw new RpcException(new Status(StatusCode.InvalidArgument, $"unexpected {message.BodyCase} message after Hello"));
             }
@@ -365,6 +383,29 @@ public sealed partial class EdgeSyncService(
             // Ack only after the batch is durable: the edge deletes on ack.
             await write(new ServerMessage { BatchAck = new BatchAck { LastSequence = batch.LastSequence, Stored = result.Stored, Duplicates = result.Duplicates } }, ct);
         }
+    }
+
+    /// <summary>Decodes a batch of log lines; a malformed batch ends the session with a clear status.</summary>
+    private static List<LogRecord> DecodeLogs(string node, LogBatch batch)
+    {
+        LogList list;
+        try
+        {
+            list = LogList.Parser.ParseFrom(BatchCodec.Decompress(batch.Codec, batch.Data.Span));
+        }
+        catch (Exception ex) when (ex is InvalidDataException or Google.Protobuf.InvalidProtocolBufferException)
+        {
+            throw new RpcException(new Status(StatusCode.InvalidArgument, $"log batch {batch.FirstSequence}..{batch.LastSequence} is unreadable: {ex.Message}"));
+        }
+
+        var lines = list.Lines;
+        if (batch.Stream.Length is 0 or > 64 || lines.Count == 0 || lines[0].Sequence != batch.FirstSequence || lines[^1].Sequence != batch.LastSequence
+            || lines.Zip(lines.Skip(1)).Any(p => p.Second.Sequence <= p.First.Sequence))
+        {
+            throw new RpcException(new Status(StatusCode.InvalidArgument, $"log batch {batch.FirstSequence}..{batch.LastSequence} does not match its header, has no stream or is out of order"));
+        }
+
+        return [.. lines.Select(l => new LogRecord(0, node, batch.Stream, l.Sequence, DateTimeOffset.FromUnixTimeMilliseconds(l.TimeUnixMs), l.Level, l.App, l.Revision, l.Message))];
     }
 
     /// <summary>Decodes one batch; a malformed batch ends the session with a clear status.</summary>

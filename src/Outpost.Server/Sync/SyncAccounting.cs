@@ -55,5 +55,14 @@ public sealed class SyncAccounting
         return new JsonObject { ["sent"] = sent, ["received"] = received };
     }
 
+    /// <summary>Every counter: node, direction (sent or received), message kind, messages, bytes.</summary>
+    public IReadOnlyList<(string Node, string Direction, string Kind, long Messages, long Bytes)> Snapshot() =>
+        [.. _nodes.SelectMany(n => n.Value.Select(c =>
+            {
+                var colon = c.Key.IndexOf(':', StringComparison.Ordinal);
+                return (n.Key, c.Key[..colon], c.Key[(colon + 1)..], Interlocked.Read(ref c.Value.Messages), Interlocked.Read(ref c.Value.Bytes));
+            }))
+            .OrderBy(r => r.Item1, StringComparer.Ordinal).ThenBy(r => r.Item2, StringComparer.Ordinal).ThenBy(r => r.Item3, StringComparer.Ordinal)];
+
     public void Forget(string node) => _nodes.TryRemove(node, out _);
 }

@@ -6,7 +6,7 @@ namespace Outpost.Wasm.Host;
 /// </summary>
 public interface IHostServices
 {
-    void Log(string app, int level, string message);
+    void Log(string app, long revision, int level, string message);
 
     string? GetConfig(string app, string key);
 
@@ -26,4 +26,8 @@ public interface IHostServices
 }
 
 /// <summary>The app identity and grants a run carries into host calls.</summary>
-public sealed record HostGrant(string App, IReadOnlySet<string> Capabilities, IHostServices Services);
+public sealed record HostGrant(string App, IReadOnlySet<string> Capabilities, IHostServices Services)
+{
+    /// <summary>The app revision the instance runs, for its log lines.</summary>
+    public long Revision { get; init; }
+}

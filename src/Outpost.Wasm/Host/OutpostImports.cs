@@ -60,7 +60,7 @@ public static class OutpostImports
         linker.DefineFunction(ModuleName, "log", (Caller c, int level, int ptr, int len) =>
         {
             var (grant, memory) = Enter(c, "log", grantOf, memoryOf);
-            grant.Services.Log(grant.App, level, ReadString(memory, ptr, len));
+            grant.Services.Log(grant.App, grant.Revision, level, ReadString(memory, ptr, len));
         });
         linker.DefineFunction(ModuleName, "config_get", (Caller c, int keyPtr, int keyLen, int buf, int cap) =>
         {

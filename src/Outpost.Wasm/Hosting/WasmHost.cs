@@ -222,40 +222,45 @@ public sealed class WasmHost : IDisposable
         var ticks = (ulong)Math.Max(1, Math.Ceiling(limits.TimeoutMs / _options.EpochTick.TotalMilliseconds)) + 1;
         store.SetEpochDeadline(ticks);
         _ticker.Enter();
+        Instance? instance = null;
         try
         {
-            var instance = _linker.Instantiate(store, module.Module);
+            instance = _linker.Instantiate(store, module.Module);
             var start = instance.GetFunction("_start")
                 ?? throw new InvalidOperationException("module has no _start");
             start.Invoke();
-            return new RunResult(RunOutcome.Exited, 0, null);
+            return new RunResult(RunOutcome.Exited, 0, null, MemoryOf(context, instance));
         }
         catch (Exception ex) when (context.ExitCode is { } code && ex is WasmtimeException or GuestExitException)
         {
-            return new RunResult(RunOutcome.Exited, code, null);
+            return new RunResult(RunOutcome.Exited, code, null, MemoryOf(context, instance));
         }
         catch (TrapException ex) when (ex.Type == TrapCode.Interrupt)
         {
-            return new RunResult(RunOutcome.TimedOut, -1, $"timed out after {limits.TimeoutMs} ms");
+            return new RunResult(RunOutcome.TimedOut, -1, $"timed out after {limits.TimeoutMs} ms", MemoryOf(context, instance));
         }
         catch (WasmtimeException) when (context.Stdout.Overflowed)
         {
-            return new RunResult(RunOutcome.OutputTooLarge, -1, $"response exceeded maxResponseBytes ({context.Stdout.Capacity} bytes)");
+            return new RunResult(RunOutcome.OutputTooLarge, -1, $"response exceeded maxResponseBytes ({context.Stdout.Capacity} bytes)", MemoryOf(context, instance));
         }
         catch (WasmtimeException ex) when (ex.Message.Contains("concurrent", StringComparison.OrdinalIgnoreCase) && ex.Message.Contains("limit", StringComparison.OrdinalIgnoreCase))
         {
             // Every pool slot is in use: the node is saturated, not the app broken.
-            return new RunResult(RunOutcome.Busy, -1, FirstLine(ex.Message));
+            return new RunResult(RunOutcome.Busy, -1, FirstLine(ex.Message), 0);
         }
         catch (WasmtimeException ex)
         {
-            return new RunResult(RunOutcome.Trapped, -1, TrapReason(ex));
+            return new RunResult(RunOutcome.Trapped, -1, TrapReason(ex), MemoryOf(context, instance));
         }
         finally
         {
             _ticker.Exit();
         }
     }
+
+    /// <summary>The instance's linear memory at the end of its run (it only grows, so this is its peak).</summary>
+    private static long MemoryOf(WasiContext context, Instance? instance) =>
+        (context.Memory ?? instance?.GetMemory("memory"))?.GetLength() ?? 0;
 
     /// <summary>"wasm trap: call stack exhausted" rather than the backtrace header Wasmtime leads with.</summary>
     private static string TrapReason(WasmtimeException ex)
@@ -306,7 +311,8 @@ internal enum RunOutcome
     Busy,
 }
 
-internal sealed record RunResult(RunOutcome Outcome, int ExitCode, string? Error);
+/// <summary>How a run ended; MemoryBytes is the instance's linear memory when it ended (0 if it never started).</summary>
+internal sealed record RunResult(RunOutcome Outcome, int ExitCode, string? Error, long MemoryBytes);
 
 /// <summary>A module that cannot run here; the message says why.</summary>
 public sealed class ModuleRejectedException : Exception

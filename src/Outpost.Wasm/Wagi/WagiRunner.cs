@@ -28,13 +28,20 @@ public sealed class WagiRunner(WasmHost host)
         var context = new WasiContext([request.Route], appEnv.Encoded, env, request.Body, limits.MaxResponseBytes, 64 * 1024) { Grant = grant };
         var result = host.Run(module, context, limits);
         var stderr = context.Stderr.Length > 0 ? context.Stderr.ToText() : null;
-        return result.Outcome switch
+        var outcome = result.Outcome switch
         {
-            RunOutcome.TimedOut => Fail(504, result.Error!, stderr),
+            RunOutcome.TimedOut => Fail(504, result.Error!, stderr) with { Limit = WagiLimit.Timeout },
             RunOutcome.Trapped => Fail(500, $"trap: {result.Error}", stderr),
-            RunOutcome.OutputTooLarge => Fail(500, result.Error!, stderr),
-            RunOutcome.Busy => Busy(result.Error!),
+            RunOutcome.OutputTooLarge => Fail(500, result.Error!, stderr) with { Limit = WagiLimit.Response },
+            RunOutcome.Busy => Busy(result.Error!) with { Limit = WagiLimit.Instances },
             _ => Parse(context.Stdout.WrittenMemory, result.ExitCode, stderr),
+        };
+        // Linear memory grows in 64 KiB pages: within a page of the limit, a further grow was refused.
+        var memoryLimit = (long)limits.MemoryMiB * 1024 * 1024;
+        return outcome with
+        {
+            MemoryBytes = result.MemoryBytes,
+            Limit = outcome.Limit == WagiLimit.None && result.MemoryBytes > memoryLimit - 65536 ? WagiLimit.Memory : outcome.Limit,
         };
     }
 
@@ -173,4 +180,29 @@ public sealed class AppEnvironment(IReadOnlyDictionary<string, string> values)
 }
 
 /// <summary>The response, plus the failure reason (for the agent log, not the client) and the guest's stderr.</summary>
-public sealed record WagiOutcome(WagiResponse Response, string? Error, string? Stderr);
+public sealed record WagiOutcome(WagiResponse Response, string? Error, string? Stderr)
+{
+    /// <summary>The limit the request ran into, if any.</summary>
+    public WagiLimit Limit { get; init; }
+
+    /// <summary>The instance's linear memory when it finished: its peak, since memory only grows.</summary>
+    public long MemoryBytes { get; init; }
+}
+
+/// <summary>Which of an app's limits a request hit.</summary>
+public enum WagiLimit
+{
+    None,
+
+    /// <summary>limits.timeoutMs: answered 504.</summary>
+    Timeout,
+
+    /// <summary>limits.memoryMiB: the instance reached its memory ceiling.</summary>
+    Memory,
+
+    /// <summary>limits.maxResponseBytes.</summary>
+    Response,
+
+    /// <summary>Every instance slot on the node was in use.</summary>
+    Instances,
+}

@@ -77,6 +77,25 @@ internal static class Output
                     Str(item["status"]), Str(item["detail"])]);
             }
         }
+        else if (kind == ResourceKind.AlertRule)
+        {
+            rows.Add(["NAME", "CONDITION", "THRESHOLD", "FOR", "SEVERITY", "RECEIVER", "AGE"]);
+            foreach (var item in items)
+            {
+                var spec = item["spec"] as JsonObject;
+                var condition = spec?["condition"];
+                rows.Add([Str(item["metadata"]?["name"]), Str(condition?["type"]), condition?["threshold"] is { } t ? Str(t) : "-", spec?["for"] is { } f ? Str(f) : "0s",
+                    spec?["severity"] is { } sev ? Str(sev) : "warning", spec?["receiver"]?["webhook"]?["url"] is { } url ? Str(url) : "-", Age(item, now)]);
+            }
+        }
+        else if (kind == ResourceKind.Alert)
+        {
+            rows.Add(["RULE", "TARGET", "STATE", "SEVERITY", "VALUE", "SINCE", "MESSAGE"]);
+            foreach (var item in items)
+            {
+                rows.Add([Str(item["rule"]), Str(item["target"]), Str(item["state"]), Str(item["severity"]), Str(item["value"]), Str(item["since"]), Str(item["message"])]);
+            }
+        }
         else if (kind == ResourceKind.ConfigSet || kind == ResourceKind.Secret)
         {
             rows.Add(wide ? ["NAME", "KEYS", "AGE", "NODE-SELECTOR"] : ["NAME", "KEYS", "AGE"]);

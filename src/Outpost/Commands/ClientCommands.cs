@@ -40,7 +40,7 @@ internal static class ClientCommands
 
     public static Command Get()
     {
-        var type = new Argument<string>("type") { Description = "nodes, apps (applications), configsets, secrets, buckets, topics or audit" };
+        var type = new Argument<string>("type") { Description = "nodes, apps (applications), configsets, secrets, buckets, alertrules, alerts, events, topics or audit" };
         var name = new Argument<string?>("name") { Description = "Show one resource", Arity = ArgumentArity.ZeroOrOne };
         RejectOptionLike(name);
         var output = new Option<string>("--output", "-o") { Description = "table, wide, json or yaml", DefaultValueFactory = _ => "table" };

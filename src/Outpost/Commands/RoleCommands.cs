@@ -21,13 +21,19 @@ internal static class RoleCommands
         var dataDir = new Option<string>("--data-dir") { Description = "Store and config directory", DefaultValueFactory = _ => Path.Combine(Home, ".outpost", "server") };
         var listen = new Option<string>("--listen") { Description = "Address to listen on (HOST:PORT; port 0 picks one)", DefaultValueFactory = _ => "127.0.0.1:7440" };
         var history = new Option<int>("--history-retention") { Description = "Changes kept for incremental reconnects; nodes further behind get a full snapshot", DefaultValueFactory = _ => 10_000 };
-        var lease = new Option<string>("--node-lease") { Description = "A node whose last heartbeat is older than this is NotReady (Offline after four)", DefaultValueFactory = _ => "30s" };
+        var lease = new Option<string>("--node-lease") { Description = "A node whose last heartbeat is older than this is NotReady (Offline once its stream is gone too)", DefaultValueFactory = _ => "30s" };
         var tlsCert = new Option<string?>("--tls-cert") { Description = "Serve this certificate (PEM, with its chain) instead of one from the server's own CA" };
         var tlsKey = new Option<string?>("--tls-key") { Description = "The key of --tls-cert (PEM)" };
         var insecure = new Option<bool>("--insecure-http") { Description = "Serve cleartext HTTP/2 instead of TLS (tokens travel in the clear: only behind something that encrypts)" };
         var revisionHistory = new Option<int>("--revision-history") { Description = "Revisions kept per app for rollout history and undo", DefaultValueFactory = _ => 10 };
         var nodeCertTtl = new Option<string>("--node-cert-ttl") { Description = "Lifetime of node certificates; agents renew with a third left", DefaultValueFactory = _ => "30d" };
-        var command = new Command("server", "Run the control plane: REST API, agent sync endpoint, store") { dataDir, listen, history, lease, tlsCert, tlsKey, insecure, nodeCertTtl, revisionHistory };
+        var metricsRetention = new Option<string>("--metrics-retention") { Description = "How long app and node metrics are kept (one-minute resolution)", DefaultValueFactory = _ => "24h" };
+        var logRetention = new Option<string>("--log-retention") { Description = "How long logs shipped by the nodes are kept", DefaultValueFactory = _ => "7d" };
+        var alertInterval = new Option<string>("--alert-interval") { Description = "How often alert rules are evaluated", DefaultValueFactory = _ => "10s" };
+        var command = new Command("server", "Run the control plane: REST API, agent sync endpoint, store")
+        {
+            dataDir, listen, history, lease, tlsCert, tlsKey, insecure, nodeCertTtl, revisionHistory, metricsRetention, logRetention, alertInterval,
+        };
         command.SetAction(async (result, ct) => await RunUntilStoppedAsync(async stop =>
         {
             await using var server = OutpostServer.Create(new ServerOptions
@@ -41,6 +47,9 @@ internal static class RoleCommands
                 InsecureHttp = result.GetValue(insecure),
                 NodeCertificateLifetime = Duration(result.GetValue(nodeCertTtl)!, "--node-cert-ttl"),
                 RevisionHistory = result.GetValue(revisionHistory),
+                MetricsRetention = Duration(result.GetValue(metricsRetention)!, "--metrics-retention"),
+                LogRetention = Duration(result.GetValue(logRetention)!, "--log-retention"),
+                AlertInterval = Duration(result.GetValue(alertInterval)!, "--alert-interval"),
             });
             await server.StartAsync(stop);
             Console.WriteLine($"server: {server.Url}");
@@ -69,7 +78,11 @@ internal static class RoleCommands
         outboxOverflow.AcceptOnlyFromAmong("dropOldest", "rejectNew");
         var keepalive = new Option<string>("--keepalive") { Description = "Ping the server after this much silence, and drop the link if the ping is not answered as long (finds dead links)", DefaultValueFactory = _ => "20s" };
         var heartbeat = new Option<string>("--heartbeat") { Description = "How often the agent beats while connected; keep it well under the server's --node-lease", DefaultValueFactory = _ => "10s" };
-        var command = new Command("agent", "Run an edge agent: join the server (--server URL --token JOIN-TOKEN, or OUTPOST_URL/OUTPOST_TOKEN), sync, serve apps on the gateway") { name, labels, dataDir, gateway, maxInstances, maxMemory, outboxQuota, outboxOverflow, keepalive, heartbeat };
+        var logQuota = new Option<string>("--log-quota") { Description = "Log lines kept while they wait to be shipped; past it the oldest are dropped and counted (e.g. 16MiB)", DefaultValueFactory = _ => "16MiB" };
+        var command = new Command("agent", "Run an edge agent: join the server (--server URL --token JOIN-TOKEN, or OUTPOST_URL/OUTPOST_TOKEN), sync, serve apps on the gateway")
+        {
+            name, labels, dataDir, gateway, maxInstances, maxMemory, outboxQuota, outboxOverflow, keepalive, heartbeat, logQuota,
+        };
         command.SetAction(async (result, ct) => await RunUntilStoppedAsync(async stop =>
         {
             var url = result.GetValue(server) ?? Environment.GetEnvironmentVariable("OUTPOST_URL")
@@ -86,6 +99,7 @@ internal static class RoleCommands
                 MaxInstances = result.GetValue(maxInstances),
                 MaxInstanceMemoryMiB = result.GetValue(maxMemory),
                 OutboxQuotaBytes = ParseBytes(result.GetValue(outboxQuota)!, "--outbox-quota"),
+                LogQuotaBytes = ParseBytes(result.GetValue(logQuota)!, "--log-quota"),
                 KeepAlive = Duration(result.GetValue(keepalive)!, "--keepalive"),
                 HeartbeatInterval = Duration(result.GetValue(heartbeat)!, "--heartbeat"),
                 OutboxOverflow = result.GetValue(outboxOverflow) == "rejectNew" ? Outpost.Agent.State.OverflowPolicy.RejectNew : Outpost.Agent.State.OverflowPolicy.DropOldest,

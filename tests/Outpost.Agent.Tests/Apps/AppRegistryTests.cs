@@ -14,6 +14,7 @@ public sealed class AppRegistryTests : IDisposable
     private readonly AppRegistry _registry;
     private readonly string _digest;
     private readonly LocalDataStore _data;
+    private readonly Agent.Monitoring.LogRing _logs;
 
     public AppRegistryTests()
     {
@@ -23,7 +24,8 @@ public sealed class AppRegistryTests : IDisposable
         File.WriteAllBytes(cache.PartialPathFor(_digest), bytes);
         cache.Complete(_digest);
         _data = new LocalDataStore(Path.Combine(_dir, "data.db"));
-        _registry = new AppRegistry(_host, cache, "edge-1", new Host.AgentHostServices(_data, Core.Security.SecretBox.LoadOrCreate(Path.Combine(_dir, "secrets.key")), NullLogger<Host.AgentHostServices>.Instance), NullLogger<AppRegistry>.Instance);
+        _logs = new Agent.Monitoring.LogRing(Path.Combine(_dir, "logs.db"));
+        _registry = new AppRegistry(_host, cache, "edge-1", new Host.AgentHostServices(_data, Core.Security.SecretBox.LoadOrCreate(Path.Combine(_dir, "secrets.key")), _logs, NullLogger<Host.AgentHostServices>.Instance), NullLogger<AppRegistry>.Instance);
     }
 
     private DesiredResource App(string name, string route, long generation = 1, string? digest = null, int? probeExpects = null, JsonObject? rollout = null, string? greeting = null)
@@ -93,7 +95,7 @@ public sealed class AppRegistryTests : IDisposable
     public void AfterARestart_ARevisionFailingItsProbe_FallsBackToTheLastThatServedHere()
     {
         using var store = new AgentStore(Path.Combine(_dir, "agent.db"));
-        var services = new Host.AgentHostServices(_data, Core.Security.SecretBox.LoadOrCreate(Path.Combine(_dir, "secrets.key")), NullLogger<Host.AgentHostServices>.Instance);
+        var services = new Host.AgentHostServices(_data, Core.Security.SecretBox.LoadOrCreate(Path.Combine(_dir, "secrets.key")), _logs, NullLogger<Host.AgentHostServices>.Instance);
         using (var before = new AppRegistry(_host, new ModuleCache(_dir), "edge-1", services, NullLogger<AppRegistry>.Instance, store))
         {
             before.Reconcile([App("hello", "/hello", generation: 1)]);
@@ -117,7 +119,7 @@ public sealed class AppRegistryTests : IDisposable
     public void ARevisionOnProbation_CrossingItsErrorRate_IsSwappedBackOnTheNode_AndNotRunAgain()
     {
         using var store = new AgentStore(Path.Combine(_dir, "agent.db"));
-        var services = new Host.AgentHostServices(_data, Core.Security.SecretBox.LoadOrCreate(Path.Combine(_dir, "secrets.key")), NullLogger<Host.AgentHostServices>.Instance);
+        var services = new Host.AgentHostServices(_data, Core.Security.SecretBox.LoadOrCreate(Path.Combine(_dir, "secrets.key")), _logs, NullLogger<Host.AgentHostServices>.Instance);
         var time = new Microsoft.Extensions.Time.Testing.FakeTimeProvider(DateTimeOffset.UtcNow);
         using (var registry = new AppRegistry(_host, new ModuleCache(_dir), "edge-1", services, NullLogger<AppRegistry>.Instance, store, time))
         {
@@ -163,7 +165,7 @@ public sealed class AppRegistryTests : IDisposable
     public void AfterItsProgressDeadline_ARevisionIsProven_AndErrorsNoLongerSwapItBack()
     {
         using var store = new AgentStore(Path.Combine(_dir, "agent.db"));
-        var services = new Host.AgentHostServices(_data, Core.Security.SecretBox.LoadOrCreate(Path.Combine(_dir, "secrets.key")), NullLogger<Host.AgentHostServices>.Instance);
+        var services = new Host.AgentHostServices(_data, Core.Security.SecretBox.LoadOrCreate(Path.Combine(_dir, "secrets.key")), _logs, NullLogger<Host.AgentHostServices>.Instance);
         var time = new Microsoft.Extensions.Time.Testing.FakeTimeProvider(DateTimeOffset.UtcNow);
         using var registry = new AppRegistry(_host, new ModuleCache(_dir), "edge-1", services, NullLogger<AppRegistry>.Instance, store, time);
         registry.Reconcile([App("hello", "/hello", generation: 1, rollout: Gate())]);
@@ -218,6 +220,7 @@ public sealed class AppRegistryTests : IDisposable
         _registry.Dispose();
         _host.Dispose();
         _data.Dispose();
+        _logs.Dispose();
         Directory.Delete(_dir, recursive: true);
     }
 }

@@ -442,4 +442,62 @@ public abstract class ControlPlaneStoreConformanceTests : IAsyncLifetime
         Assert.Empty(await _store.ListBucketConflictsAsync("b", 0, 10, ct));
         Assert.Equal("kept", Text(await _store.GetBucketEntryAsync("other", "", "x", ct)));
     }
+
+    [Fact]
+    public async Task LogLines_AreStoredOncePerStreamAndSequence_ListedNewestInTimeOrder_AndFollowedByCursor()
+    {
+        var ct = CancellationToken.None;
+        var t0 = Time.GetUtcNow();
+        LogRecord Line(string node, string stream, long seq, int second, string app = "hello") =>
+            new(0, node, stream, seq, t0.AddSeconds(second), "info", app, 1, $"{node} {seq}");
+
+        var first = await _store.IngestLogsAsync([Line("edge-1", "s1", 1, 0), Line("edge-1", "s1", 2, 2), Line("edge-2", "s2", 1, 1)], ct);
+        Assert.Equal(new IngestResult(3, 0), first);
+        // Sent again after a cut, plus one new line and a reset node's fresh stream reusing sequence 1.
+        var again = await _store.IngestLogsAsync([Line("edge-1", "s1", 2, 2), Line("edge-1", "s1", 3, 3), Line("edge-1", "s9", 1, 4, app: "")], ct);
+        Assert.Equal(new IngestResult(2, 1), again);
+
+        var (lines, cursor) = await _store.ListLogsAsync(new LogQuery(App: "hello"), ct);
+        Assert.Equal(["edge-1 1", "edge-2 1", "edge-1 2", "edge-1 3"], lines.Select(l => l.Message));
+        (lines, _) = await _store.ListLogsAsync(new LogQuery(App: "hello", Limit: 2), ct);
+        Assert.Equal(["edge-1 2", "edge-1 3"], lines.Select(l => l.Message)); // the newest two, oldest first
+        (lines, _) = await _store.ListLogsAsync(new LogQuery(Node: "edge-1", AgentOnly: true), ct);
+        Assert.Equal("edge-1 1", Assert.Single(lines).Message);
+        Assert.Equal("s9", lines[0].Stream);
+
+        await _store.IngestLogsAsync([Line("edge-2", "s2", 2, 5)], ct);
+        var (followed, next) = await _store.ListLogsAsync(new LogQuery(App: "hello", AfterId: cursor), ct);
+        Assert.Equal("edge-2 2", Assert.Single(followed).Message);
+        (followed, var same) = await _store.ListLogsAsync(new LogQuery(App: "hello", AfterId: next), ct);
+        Assert.Empty(followed);
+        Assert.Equal(next, same);
+
+        await _store.PruneLogsAsync(t0.AddSeconds(3), ct);
+        (lines, _) = await _store.ListLogsAsync(new LogQuery(), ct);
+        Assert.Equal(["edge-1 3", "edge-1 1", "edge-2 2"], lines.Select(l => l.Message));
+    }
+
+    [Fact]
+    public async Task MetricMinutes_AreReplacedWhole_ListedFromATime_AndPruned()
+    {
+        var ct = CancellationToken.None;
+        var minute = Time.GetUtcNow();
+        var stats = new Core.Metrics.RequestStats { Requests = 10, ServerErrors = 2, LatencySumSeconds = 0.25, MemoryPeakBytes = 65536 };
+        stats.AddBuckets([0, 3, 7]);
+        var usage = new Core.Metrics.NodeUsageSample(0.25, 2, 1024, 4096, 10, 100, 5, 2048, 0.01, 3);
+        await _store.SaveMetricMinutesAsync([new("hello", 1, "edge-1", minute, stats)], [new("edge-1", minute, usage)], ct);
+        stats.Requests = 12; // the open minute written again with more in it
+        await _store.SaveMetricMinutesAsync([new("hello", 1, "edge-1", minute, stats), new("hello", 1, "edge-1", minute.AddMinutes(1), new() { Requests = 1 })], [], ct);
+
+        var apps = await _store.ListAppMinutesAsync(minute, "hello", ct);
+        Assert.Equal([12L, 1], apps.Select(a => a.Stats.Requests));
+        Assert.Equal([0L, 3, 7], apps[0].Stats.TrimmedBuckets());
+        Assert.Equal((2L, 0.25, 65536L), (apps[0].Stats.ServerErrors, apps[0].Stats.LatencySumSeconds, apps[0].Stats.MemoryPeakBytes));
+        Assert.Empty(await _store.ListAppMinutesAsync(minute, "other", ct));
+        Assert.Equal(usage, Assert.Single(await _store.ListNodeMinutesAsync(minute, null, ct)).Usage);
+
+        await _store.PruneMetricsAsync(minute.AddMinutes(1), ct);
+        Assert.Equal(1, Assert.Single(await _store.ListAppMinutesAsync(minute, null, ct)).Stats.Requests);
+        Assert.Empty(await _store.ListNodeMinutesAsync(minute, null, ct));
+    }
 }

@@ -82,7 +82,7 @@ public sealed class OutpostImportsTests : IDisposable
 
         public List<(int Level, string Line)> Logs { get; } = [];
 
-        public void Log(string app, int level, string message) => Logs.Add((level, $"{app}: {message}"));
+        public void Log(string app, long revision, int level, string message) => Logs.Add((level, $"{app}: {message}"));
 
         public string? GetConfig(string app, string key) => Config.TryGetValue(key, out var v) ? v : null;
 

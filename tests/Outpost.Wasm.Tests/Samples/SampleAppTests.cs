@@ -114,7 +114,7 @@ public sealed class SampleAppTests : IDisposable
 
         public List<(string Topic, string Payload)> Published { get; } = [];
 
-        public void Log(string app, int level, string message)
+        public void Log(string app, long revision, int level, string message)
         {
         }
 
