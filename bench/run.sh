@@ -9,6 +9,7 @@
 #             gateway running hello.wasm in a fresh instance per request, plain
 #             Kestrel returning the same bytes, and Node.js instantiating the same
 #             .wasm per request; ratios are gateway/kestrel and gateway/node.
+#             LOGS=1: hello also logs every request, shipped to the (same-box) server.
 #   ready     how long a published (ReadyToRun) agent takes, from start, to load its
 #             apps from local state: with the precompiled cache warm (a restart)
 #             against the same start with the cache emptied (every module compiled),
@@ -56,8 +57,15 @@ case "$scenario" in
     mkdir -p "$HOME"
     base=$((20000 + RANDOM % 10000))
     gateway=$((base + 1)); kestrel=$((base + 2)); nodeport=$((base + 3))
+    # LOGS=1: hello writes a log line per request (LOG_REQUESTS=1), shipped to the server in the same process.
+    manifests="$root/samples/manifests"
+    if [[ "${LOGS:-0}" == "1" ]]; then
+      mkdir -p "$work/manifests/apps" && cp -r "$root/samples/apps/hello" "$work/manifests/apps/"
+      sed 's|^    GREETING: hello|    GREETING: hello\n    LOG_REQUESTS: "1"|; s|\.\./apps/hello|apps/hello|' "$root/samples/manifests/hello.yaml" >"$work/manifests/hello.yaml"
+      manifests="$work/manifests"
+    fi
     dotnet "$root/src/Outpost/bin/Release/net10.0/outpost.dll" up --agents 1 --data-dir "$work/fleet" --server-port "$base" \
-      --gateway-port "$gateway" --manifests "$root/samples/manifests" >"$work/up.log" 2>&1 & pids+=($!)
+      --gateway-port "$gateway" --manifests "$manifests" >"$work/up.log" 2>&1 & pids+=($!)
     dotnet "$root/bench/Outpost.Bench/bin/Release/net10.0/Outpost.Bench.dll" kestrel "$kestrel" >"$work/kestrel.log" 2>&1 & pids+=($!)
     node "$root/bench/node/server.mjs" "$root/samples/apps/hello/hello.wasm" "$nodeport" >"$work/node.log" 2>&1 & pids+=($!)
     for url in "http://127.0.0.1:$gateway/hello" "http://127.0.0.1:$kestrel/hello" "http://127.0.0.1:$nodeport/hello"; do
@@ -75,7 +83,7 @@ case "$scenario" in
     read -r k_rps _ < <(measure "http://127.0.0.1:$kestrel/hello")
     read -r n_rps _ < <(measure "http://127.0.0.1:$nodeport/hello")
     echo "gateway ${g_rps} req/s (p99 ${g_p99} ms), plain kestrel ${k_rps} req/s, node ${n_rps} req/s (wrk -t2 -c64 -d${duration}s each)"
-    echo "http gateway_rps=${g_rps} kestrel_rps=${k_rps} ratio=$(awk -v a="$g_rps" -v b="$k_rps" 'BEGIN {printf "%.2f", a/b}') node_rps=${n_rps} node_ratio=$(awk -v a="$g_rps" -v b="$n_rps" 'BEGIN {printf "%.2f", a/b}') p99_ms=${g_p99}"
+    echo "http logs=${LOGS:-0} gateway_rps=${g_rps} kestrel_rps=${k_rps} ratio=$(awk -v a="$g_rps" -v b="$k_rps" 'BEGIN {printf "%.2f", a/b}') node_rps=${n_rps} node_ratio=$(awk -v a="$g_rps" -v b="$n_rps" 'BEGIN {printf "%.2f", a/b}') p99_ms=${g_p99}"
     ;;
   ready)
     work="$(mktemp -d)"

@@ -17,7 +17,11 @@ public sealed class LogTests
         var (_, roomy) = await fleet.StartAgentAsync("edge-1", token, extra: ["--heartbeat", "300ms"]);
         // 2 KiB holds about 40 of hello's lines: the 200 written offline overflow it.
         var (_, tight) = await fleet.StartAgentAsync("edge-2", token, extra: ["--heartbeat", "300ms", "--log-quota", "2KiB"]);
-        var (code, output) = await fleet.ClientAsync("apply", "-f", fleet.WriteManifest("hello.yaml", Fleet.HelloApp));
+        var (code, output) = await fleet.ClientAsync("apply", "-f", fleet.WriteManifest("hello.yaml", Fleet.HelloApp + """
+
+              env:
+                LOG_REQUESTS: "1"
+            """));
         Assert.True(code == 0, output);
         await Fleet.WaitForBodyAsync(roomy + "/hello?probe", "hello from edge-1 (path /)\n", TimeSpan.FromSeconds(30));
         await Fleet.WaitForBodyAsync(tight + "/hello?probe", "hello from edge-2 (path /)\n", TimeSpan.FromSeconds(30));

@@ -6,8 +6,8 @@
 // answer except GET .../healthz, which always answers 200: a revision with
 // STATUS=500 passes its readiness probe and then fails, to try rollout gates.
 // A request's own ?status=NNN overrides STATUS, to try alert rules.
-// Every answer but the health check is logged on stderr (the app's log), one
-// line per request: "GET /hello?x=1 -> 200".
+// With LOG_REQUESTS=1 every answer but the health check is logged on stderr
+// (the app's log), one line per request: "GET /hello?x=1 -> 200".
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,6 +20,7 @@ int main(void) {
     const char *method = getenv("REQUEST_METHOD");
     const char *query = getenv("QUERY_STRING");
     const char *script = getenv("SCRIPT_NAME");
+    const char *log = getenv("LOG_REQUESTS");
     size_t length = path ? strlen(path) : 0;
     int health = length >= 8 && strcmp(path + length - 8, "/healthz") == 0;
 
@@ -36,7 +37,7 @@ int main(void) {
            health ? "healthy" : greeting ? greeting : "hello",
            node ? node : "an unnamed node",
            path && *path ? path : "/");
-    if (!health) {
+    if (!health && log && strcmp(log, "1") == 0) {
         fprintf(stderr, "%s %s%s%s%s -> %s\n", method ? method : "GET", script ? script : "",
                 path && *path ? path : (script && *script ? "" : "/"), query && *query ? "?" : "", query ? query : "", answer);
     }

@@ -68,7 +68,7 @@ public static class MetricsEndpoints
             return error;
         }
 
-        var minutes = await recorder.NodeMinutesAsync(time.GetUtcNow() - window, null, ct);
+        var minutes = await recorder.NodeMinutesAsync(WindowStart(time.GetUtcNow(), window), null, ct);
         var latest = recorder.Usage;
         var items = new JsonArray();
         foreach (var resource in (await store.ListAsync(ResourceKind.Node.Kind, ct)).Items)
@@ -106,7 +106,9 @@ public static class MetricsEndpoints
         }
 
         var app = context.Request.Query["app"].ToString() is { Length: > 0 } name ? name : null;
-        var minutes = await recorder.AppMinutesAsync(time.GetUtcNow() - window, app, ct);
+        var now = time.GetUtcNow();
+        var from = WindowStart(now, window);
+        var minutes = await recorder.AppMinutesAsync(from, app, ct);
         var items = new JsonArray();
         foreach (var group in minutes.GroupBy(m => (m.App, m.Revision)).OrderBy(g => g.Key.App, StringComparer.Ordinal).ThenBy(g => g.Key.Revision))
         {
@@ -116,7 +118,7 @@ public static class MetricsEndpoints
                 sum.Add(m.Stats);
             }
 
-            var item = Summary(sum, window);
+            var item = Summary(sum, now - from);
             item["app"] = group.Key.App;
             item["revision"] = group.Key.Revision;
             item["nodes"] = group.Select(m => m.Node).Distinct(StringComparer.Ordinal).Count();
@@ -140,6 +142,16 @@ public static class MetricsEndpoints
         }
 
         return ApiEndpoints.Json(new JsonObject { ["kind"] = "AppMetricsList", ["window"] = Format(window), ["items"] = items });
+    }
+
+    /// <summary>
+    /// Where a window's minutes begin: the start of the minute the window starts in, so the
+    /// window is covered whole (and up to a minute more; rates divide by the span covered).
+    /// </summary>
+    private static DateTimeOffset WindowStart(DateTimeOffset now, TimeSpan window)
+    {
+        var start = (now - window).ToUnixTimeMilliseconds();
+        return DateTimeOffset.FromUnixTimeMilliseconds(start - (start % 60_000));
     }
 
     private static JsonObject Summary(RequestStats stats, TimeSpan window) => new()

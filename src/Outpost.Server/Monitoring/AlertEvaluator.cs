@@ -184,7 +184,7 @@ public sealed partial class AlertEvaluator(
         var severity = rule?.Severity ?? "warning";
         var reason = status == "firing" ? "AlertFiring" : "AlertResolved";
         await store.AppendEventAsync(new EventRecord(0, options.TimeProvider.GetUtcNow(), ResourceKind.AlertRule.Kind, alert.Rule,
-            status == "firing" ? "Warning" : "Normal", reason, $"{alert.Target}: {alert.Message}"), ct);
+            status == "firing" ? "Warning" : "Normal", reason, alert.Message), ct);
         LogTransition(logger, alert.Rule, alert.Target, status, alert.Message);
         if (rule?.Webhook is { } url)
         {

@@ -15,14 +15,26 @@ public sealed partial class SqliteControlPlaneStore
             await using var connection = await OpenAsync(cancellationToken);
             await using var transaction = connection.BeginTransaction(deferred: false);
             var stored = 0;
-            foreach (var line in lines)
+            // One prepared statement for the batch: only the values change per line.
+            await using (var insert = Command(connection, transaction, """
+                INSERT OR IGNORE INTO logs (node, stream, sequence, at_ms, level, app, revision, message)
+                VALUES ($node, $stream, $seq, $at, $level, $app, $rev, $message)
+                """, ("$node", ""), ("$stream", ""), ("$seq", 0L), ("$at", 0L), ("$level", ""), ("$app", ""), ("$rev", 0L), ("$message", "")))
             {
-                stored += await ExecuteAsync(connection, transaction, """
-                    INSERT OR IGNORE INTO logs (node, stream, sequence, at_ms, level, app, revision, message)
-                    VALUES ($node, $stream, $seq, $at, $level, $app, $rev, $message)
-                    """, cancellationToken,
-                    ("$node", line.Node), ("$stream", line.Stream), ("$seq", line.Sequence), ("$at", line.At.ToUnixTimeMilliseconds()), ("$level", line.Level),
-                    ("$app", line.App), ("$rev", line.Revision), ("$message", line.Message));
+                await insert.PrepareAsync(cancellationToken);
+                var p = insert.Parameters;
+                foreach (var line in lines)
+                {
+                    p[0].Value = line.Node;
+                    p[1].Value = line.Stream;
+                    p[2].Value = line.Sequence;
+                    p[3].Value = line.At.ToUnixTimeMilliseconds();
+                    p[4].Value = line.Level;
+                    p[5].Value = line.App;
+                    p[6].Value = line.Revision;
+                    p[7].Value = line.Message;
+                    stored += insert.ExecuteNonQuery();
+                }
             }
 
             await transaction.CommitAsync(cancellationToken);
