@@ -1,6 +1,4 @@
-using System.Diagnostics;
 using System.Net;
-using System.Text.Json.Nodes;
 
 namespace Outpost.IntegrationTests;
 
@@ -32,11 +30,11 @@ public sealed class AlertTests
                   url: {receiver.Url}
             """));
         Assert.True(code == 0, output);
-        await WaitForStateAsync(fleet, "Ready");
+        await fleet.WaitForNodeStateAsync("edge-1", "Ready");
 
         agent.Kill();
-        await WaitForStateAsync(fleet, "NotReady"); // the stream is gone, the lease not yet
-        await WaitForStateAsync(fleet, "Offline");
+        await fleet.WaitForNodeStateAsync("edge-1", "NotReady"); // the stream is gone, the lease not yet
+        await fleet.WaitForNodeStateAsync("edge-1", "Offline");
         var firing = await receiver.WaitForAsync("firing", "Node/edge-1", TimeSpan.FromSeconds(20));
         Assert.Equal(1, receiver.Refused);
         Assert.Equal(2, (int)firing["attempt"]!); // the first POST was refused and retried
@@ -131,7 +129,7 @@ public sealed class AlertTests
             await load;
         }
 
-        var metrics = await ServerMetricsAsync(fleet);
+        var metrics = await fleet.ServerMetricsAsync();
         Assert.Contains("""outpost_alert_notifications_total{result="delivered"} 2""", metrics, StringComparison.Ordinal);
         Assert.Contains("""outpost_alerts{state="Resolved"} 1""", metrics, StringComparison.Ordinal);
     }
@@ -160,18 +158,5 @@ public sealed class AlertTests
         Assert.Contains("spec.for: expected a duration like 30s, 5m or 1h", output, StringComparison.Ordinal);
         Assert.Contains("spec.receiver.webhook.url: 'ftp://example.invalid/hook' is not an absolute http(s) URL", output, StringComparison.Ordinal);
         Assert.Empty((await fleet.ApiGetAsync("/apis/outpost.dev/v1/alertrules"))["items"]!.AsArray());
-    }
-
-    private static async Task<string?> StateAsync(Fleet fleet) =>
-        (string?)(await fleet.ApiGetAsync("/api/v1/nodes"))["items"]!.AsArray().FirstOrDefault(n => (string?)n!["metadata"]!["name"] == "edge-1")?["status"]?["state"];
-
-    private static Task WaitForStateAsync(Fleet fleet, string state) =>
-        Eventually.UntilAsync(() => StateAsync(fleet), s => s == state, TimeSpan.FromSeconds(20), $"the node to become {state}");
-
-    private static async Task<string> ServerMetricsAsync(Fleet fleet)
-    {
-        using var request = new HttpRequestMessage(HttpMethod.Get, fleet.ServerUrl + "/metrics");
-        using var response = await fleet.ApiSendAsync(request);
-        return await response.Content.ReadAsStringAsync();
     }
 }

@@ -162,6 +162,22 @@ public sealed class Fleet : IAsyncDisposable
         return JsonNode.Parse(text)!.AsObject();
     }
 
+    /// <summary>The server's /metrics text (Prometheus exposition), with the admin token.</summary>
+    public async Task<string> ServerMetricsAsync()
+    {
+        using var request = new HttpRequestMessage(HttpMethod.Get, ServerUrl + "/metrics");
+        using var response = await ApiSendAsync(request);
+        Assert.True(response.IsSuccessStatusCode, $"GET /metrics: {(int)response.StatusCode}");
+        return await response.Content.ReadAsStringAsync();
+    }
+
+    /// <summary>A node's state as the API shows it, or null before it has joined.</summary>
+    public async Task<string?> NodeStateAsync(string node) =>
+        (string?)(await ApiGetAsync("/api/v1/nodes"))["items"]!.AsArray().FirstOrDefault(n => (string?)n!["metadata"]!["name"] == node)?["status"]?["state"];
+
+    public Task WaitForNodeStateAsync(string node, string state) =>
+        Eventually.UntilAsync(() => NodeStateAsync(node), s => s == state, TimeSpan.FromSeconds(20), $"node {node} to become {state}");
+
     /// <summary>Every ingested record of a topic, paged through the API in cursor order.</summary>
     public async Task<List<(string Node, long Sequence, string Text)>> ReadTopicAsync(string topic)
     {

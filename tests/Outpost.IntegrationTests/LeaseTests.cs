@@ -1,5 +1,3 @@
-using System.Diagnostics;
-
 namespace Outpost.IntegrationTests;
 
 /// <summary>Node state follows the heartbeat lease: an idle node stays Ready; a frozen one goes NotReady, then back.</summary>
@@ -15,32 +13,20 @@ public sealed class LeaseTests
 
         // Idle for four leases: heartbeats alone must keep it Ready.
         await Task.Delay(TimeSpan.FromSeconds(6));
-        Assert.Equal("Ready", await StateAsync(fleet));
+        Assert.Equal("Ready", await fleet.NodeStateAsync("edge-1"));
         var beats = (long)(await fleet.ApiGetAsync("/api/v1/nodes/edge-1"))["status"]!["sync"]!["received"]!["heartbeat"]!["messages"]!;
         Assert.True(beats >= 10, $"only {beats} heartbeats in 6 s at a 300 ms interval");
 
-        Signal(agent, "STOP");
+        agent.Signal("STOP");
         try
         {
-            await WaitForStateAsync(fleet, "NotReady");
+            await fleet.WaitForNodeStateAsync("edge-1", "NotReady");
         }
         finally
         {
-            Signal(agent, "CONT");
+            agent.Signal("CONT");
         }
 
-        await WaitForStateAsync(fleet, "Ready");
-    }
-
-    private static async Task<string?> StateAsync(Fleet fleet) =>
-        (string?)(await fleet.ApiGetAsync("/api/v1/nodes/edge-1"))["status"]!["state"];
-
-    private static Task WaitForStateAsync(Fleet fleet, string state) =>
-        Eventually.UntilAsync(() => StateAsync(fleet), s => s == state, TimeSpan.FromSeconds(20), $"the node to become {state}");
-
-    private static void Signal(OutpostProcess process, string signal)
-    {
-        using var kill = Process.Start("kill", [$"-{signal}", process.Pid.ToString(System.Globalization.CultureInfo.InvariantCulture)])!;
-        kill.WaitForExit();
+        await fleet.WaitForNodeStateAsync("edge-1", "Ready");
     }
 }

@@ -42,7 +42,7 @@ public sealed class LogTests
             "edge-2's newest lines", l => string.Join(",", l));
         Assert.True(kept.Count < 100, $"a 2 KiB ring kept {kept.Count} lines");
         Assert.Equal(Enumerable.Range(200 - kept.Count + 1, kept.Count), kept); // a contiguous tail: oldest dropped first
-        var metrics = await Eventually.UntilAsync(() => ServerMetricsAsync(fleet), m => Dropped(m, "edge-2") > 0, TimeSpan.FromSeconds(15), "edge-2's drops in /metrics", m => m);
+        var metrics = await Eventually.UntilAsync(() => fleet.ServerMetricsAsync(), m => Dropped(m, "edge-2") > 0, TimeSpan.FromSeconds(15), "edge-2's drops in /metrics", m => m);
         Assert.True(Dropped(metrics, "edge-2") >= 200 - kept.Count, metrics);
         Assert.Equal(0, Dropped(metrics, "edge-1"));
 
@@ -81,12 +81,5 @@ public sealed class LogTests
     {
         var match = Regex.Match(metrics, $$"""outpost_logs_dropped_total\{node="{{node}}"\} (\d+)""");
         return match.Success ? long.Parse(match.Groups[1].Value, CultureInfo.InvariantCulture) : 0;
-    }
-
-    private static async Task<string> ServerMetricsAsync(Fleet fleet)
-    {
-        using var request = new HttpRequestMessage(HttpMethod.Get, fleet.ServerUrl + "/metrics");
-        using var response = await fleet.ApiSendAsync(request);
-        return await response.Content.ReadAsStringAsync();
     }
 }

@@ -34,7 +34,7 @@ public sealed class MonitoringTests
         Assert.True(agentCheck.ExitCode == 0 && agentCheck.Output.Trim().Length == 0, $"promtool on the agent's metrics: {agentCheck.Output}\n{agentMetrics}");
 
         // The server's: the deltas from the heartbeats add up to the same 20.
-        var serverMetrics = await Eventually.UntilAsync(() => ServerMetricsAsync(fleet),
+        var serverMetrics = await Eventually.UntilAsync(() => fleet.ServerMetricsAsync(),
             m => m.Contains($$"""outpost_app_requests_total{app="hello",revision="1",node="edge-1",class="success"} {{total}}""", StringComparison.Ordinal)
                 && m.Contains("outpost_node_cpu_ratio{node=\"edge-1\"}", StringComparison.Ordinal),
             TimeSpan.FromSeconds(15), $"the server's /metrics to count the {total} requests and the node's usage", m => m);
@@ -68,13 +68,5 @@ public sealed class MonitoringTests
         var match = System.Text.RegularExpressions.Regex.Match(metrics, $$"""outpost_app_requests_total\{node="{{node}}",app="hello",revision="1",class="success"\} (\d+)""");
         Assert.True(match.Success, metrics);
         return long.Parse(match.Groups[1].Value, System.Globalization.CultureInfo.InvariantCulture);
-    }
-
-    private static async Task<string> ServerMetricsAsync(Fleet fleet)
-    {
-        using var request = new HttpRequestMessage(HttpMethod.Get, fleet.ServerUrl + "/metrics");
-        using var response = await fleet.ApiSendAsync(request);
-        Assert.Equal("text/plain; version=0.0.4; charset=utf-8", response.Content.Headers.ContentType?.ToString());
-        return await response.Content.ReadAsStringAsync();
     }
 }

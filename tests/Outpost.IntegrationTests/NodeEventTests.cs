@@ -1,4 +1,3 @@
-using System.Diagnostics;
 using System.Text.Json.Nodes;
 
 namespace Outpost.IntegrationTests;
@@ -13,21 +12,21 @@ public sealed class NodeEventTests
         await fleet.StartServerAsync(0, "--node-lease", "1500ms");
         var token = await fleet.CreateJoinTokenAsync();
         var (agent, _) = await fleet.StartAgentAsync("edge-1", token, extra: ["--heartbeat", "300ms"]);
-        await WaitForStateAsync(fleet, "Ready");
+        await fleet.WaitForNodeStateAsync("edge-1", "Ready");
 
         // Frozen: the stream stays open but no beats come, so NotReady (and not Offline).
-        Signal(agent, "STOP");
-        await WaitForStateAsync(fleet, "NotReady");
+        agent.Signal("STOP");
+        await fleet.WaitForNodeStateAsync("edge-1", "NotReady");
         await Eventually.UntilAsync(() => fleet.ApiGetAsync("/api/v1/events?fieldSelector=involvedObject.name=edge-1"),
             e => Reasons(e).Contains("NodeNotReady"), TimeSpan.FromSeconds(10), "the NodeNotReady event", e => string.Join(",", Reasons(e)));
-        Assert.Equal("NotReady", await StateAsync(fleet)); // still: a frozen node with its stream open is not Offline
+        Assert.Equal("NotReady", await fleet.NodeStateAsync("edge-1")); // still: a frozen node with its stream open is not Offline
         // Killed: the stream is gone and the lease long expired, so Offline.
         agent.Kill();
-        Signal(agent, "CONT");
-        await WaitForStateAsync(fleet, "Offline");
+        agent.Signal("CONT");
+        await fleet.WaitForNodeStateAsync("edge-1", "Offline");
 
         await fleet.StartAgentAsync("edge-1", token, extra: ["--heartbeat", "300ms"]);
-        await WaitForStateAsync(fleet, "Ready");
+        await fleet.WaitForNodeStateAsync("edge-1", "Ready");
         var events = await Eventually.UntilAsync(() => fleet.ApiGetAsync("/api/v1/events?fieldSelector=involvedObject.name=edge-1"),
             e => Reasons(e).Count(r => r == "NodeReady") >= 2, TimeSpan.FromSeconds(10), "the second NodeReady event", e => string.Join(",", Reasons(e)));
         Assert.Equal(["NodeReady", "NodeNotReady", "NodeOffline", "NodeReady"], Reasons(events));
@@ -40,17 +39,4 @@ public sealed class NodeEventTests
     }
 
     private static List<string> Reasons(JsonObject events) => [.. events["items"]!.AsArray().Select(e => (string)e!["reason"]!)];
-
-    /// <summary>The node's state, or null before it has joined.</summary>
-    private static async Task<string?> StateAsync(Fleet fleet) =>
-        (string?)(await fleet.ApiGetAsync("/api/v1/nodes"))["items"]!.AsArray().FirstOrDefault(n => (string?)n!["metadata"]!["name"] == "edge-1")?["status"]?["state"];
-
-    private static Task WaitForStateAsync(Fleet fleet, string state) =>
-        Eventually.UntilAsync(() => StateAsync(fleet), s => s == state, TimeSpan.FromSeconds(20), $"the node to become {state}");
-
-    private static void Signal(OutpostProcess process, string signal)
-    {
-        using var kill = Process.Start("kill", [$"-{signal}", process.Pid.ToString(System.Globalization.CultureInfo.InvariantCulture)])!;
-        kill.WaitForExit();
-    }
 }

@@ -78,6 +78,13 @@ public sealed class OutpostProcess : IAsyncDisposable
 
     public int Pid => _process.Id;
 
+    /// <summary>Sends a signal by name (STOP freezes the process with its sockets open, CONT thaws it).</summary>
+    public void Signal(string signal)
+    {
+        using var kill = System.Diagnostics.Process.Start("kill", [$"-{signal}", Pid.ToString(System.Globalization.CultureInfo.InvariantCulture)])!;
+        kill.WaitForExit();
+    }
+
     public int ExitCode => _process.ExitCode;
 
     /// <summary>Waits for a line starting with the prefix and returns the rest of it; fails loudly with the output so far.</summary>

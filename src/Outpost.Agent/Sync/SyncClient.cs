@@ -633,20 +633,7 @@ public sealed partial class SyncClient(
                 var delta = app.Counters.TakeDelta();
                 if (!delta.IsEmpty)
                 {
-                    var traffic = new AppTraffic
-                    {
-                        Name = app.Name,
-                        Generation = app.Version.Generation,
-                        Requests = delta.Requests,
-                        ServerErrors = delta.ServerErrors,
-                        ClientErrors = delta.ClientErrors,
-                        Timeouts = delta.Timeouts,
-                        LimitHits = delta.LimitHits,
-                        LatencySumSeconds = delta.LatencySumSeconds,
-                        MemoryPeakBytes = delta.MemoryPeakBytes,
-                    };
-                    traffic.LatencyBuckets.AddRange(delta.TrimmedBuckets());
-                    heartbeat.Traffic.Add(traffic);
+                    heartbeat.Traffic.Add(MetricsWire.ToWire(app.Name, app.Version.Generation, delta));
                 }
             }
 

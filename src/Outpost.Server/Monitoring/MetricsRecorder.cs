@@ -36,17 +36,7 @@ public sealed partial class MetricsRecorder(IControlPlaneStore store, ServerOpti
     public void Record(string node, AppTraffic traffic)
     {
         ArgumentNullException.ThrowIfNull(traffic);
-        var delta = new RequestStats
-        {
-            Requests = traffic.Requests,
-            ClientErrors = traffic.ClientErrors,
-            ServerErrors = traffic.ServerErrors,
-            Timeouts = traffic.Timeouts,
-            LimitHits = traffic.LimitHits,
-            LatencySumSeconds = traffic.LatencySumSeconds,
-            MemoryPeakBytes = traffic.MemoryPeakBytes,
-        };
-        delta.AddBuckets(traffic.LatencyBuckets);
+        var delta = MetricsWire.FromWire(traffic);
         var now = Now;
         var key = (traffic.Name, traffic.Generation, node, MinuteOf(now));
         lock (_lock)
@@ -222,13 +212,6 @@ public sealed partial class MetricsRecorder(IControlPlaneStore store, ServerOpti
         }
 
         await FlushAsync(CancellationToken.None); // the open minute survives a restart
-    }
-
-    public static NodeUsageSample ToSample(NodeUsage usage)
-    {
-        ArgumentNullException.ThrowIfNull(usage);
-        return new NodeUsageSample(usage.CpuRatio, usage.CpuCount, usage.MemoryUsedBytes, usage.MemoryTotalBytes, usage.DiskUsedBytes, usage.DiskTotalBytes,
-            usage.DataDirBytes, usage.AgentRssBytes, usage.AgentCpuRatio, usage.OpenConnections);
     }
 
     /// <summary>A node's usage as status.usage shows it.</summary>

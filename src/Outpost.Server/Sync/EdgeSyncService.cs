@@ -288,13 +288,21 @@ public sealed partial class EdgeSyncService(
 
                         foreach (var traffic in message.Heartbeat.Traffic)
                         {
+                            try
+                            {
+                                metrics.Record(node, traffic);
+                            }
+                            catch (InvalidDataException ex)
+                            {
+                                throw new RpcException(new Status(StatusCode.InvalidArgument, $"heartbeat traffic of app '{traffic.Name}': {ex.Message}"));
+                            }
+
                             rollouts.RecordTraffic(node, traffic.Name, traffic.Generation, traffic.Requests, traffic.ServerErrors);
-                            metrics.Record(node, traffic);
                         }
 
                         if (message.Heartbeat.Usage is { } usage)
                         {
-                            var sample = Monitoring.MetricsRecorder.ToSample(usage);
+                            var sample = MetricsWire.FromWire(usage);
                             metrics.RecordUsage(node, sample);
                             status["usage"] = Monitoring.MetricsRecorder.ToJson(sample);
                         }
