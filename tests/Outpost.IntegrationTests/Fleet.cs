@@ -25,6 +25,9 @@ public sealed class Fleet : IAsyncDisposable
 
     public string ConfigPath => Path.Combine(Root, "server", "config.yaml");
 
+    /// <summary>The kubeconfig the server writes next to config.yaml.</summary>
+    public string KubeconfigPath => Path.Combine(Root, "server", "kubeconfig.yaml");
+
     public OutpostProcess? Server { get; private set; }
 
     public static readonly TimeSpan StartTimeout = TimeSpan.FromSeconds(60);

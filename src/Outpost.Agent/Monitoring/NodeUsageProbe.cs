@@ -163,3 +163,64 @@ public sealed class NodeUsageProbe(string dataDir)
         }
     }
 }
+
+/// <summary>What the node runs on, sent once per session in the Hello.</summary>
+public static class NodeFacts
+{
+    public static NodeInfo Read(string gatewayUrl)
+    {
+        var info = new NodeInfo
+        {
+            OsImage = OsImage(),
+            KernelVersion = FirstLine("/proc/sys/kernel/osrelease") ?? Environment.OSVersion.Version.ToString(),
+            Architecture = System.Runtime.InteropServices.RuntimeInformation.OSArchitecture switch
+            {
+                System.Runtime.InteropServices.Architecture.X64 => "amd64",
+                System.Runtime.InteropServices.Architecture.Arm64 => "arm64",
+                System.Runtime.InteropServices.Architecture.Arm => "arm",
+                var other => other.ToString().ToLowerInvariant(),
+            },
+            OperatingSystem = OperatingSystem.IsLinux() ? "linux" : Environment.OSVersion.Platform.ToString().ToLowerInvariant(),
+            Hostname = Environment.MachineName,
+            Cpus = Environment.ProcessorCount,
+            MemoryBytes = GC.GetGCMemoryInfo().TotalAvailableMemoryBytes,
+        };
+        if (Uri.TryCreate(gatewayUrl, UriKind.Absolute, out var gateway) && gateway.Host is not ("0.0.0.0" or "[::]" or "::"))
+        {
+            info.InternalIp = gateway.Host.Trim('[', ']');
+        }
+
+        return info;
+    }
+
+    private static string OsImage()
+    {
+        try
+        {
+            foreach (var line in File.ReadLines("/etc/os-release"))
+            {
+                if (line.StartsWith("PRETTY_NAME=", StringComparison.Ordinal))
+                {
+                    return line["PRETTY_NAME=".Length..].Trim('"');
+                }
+            }
+        }
+        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+        {
+        }
+
+        return System.Runtime.InteropServices.RuntimeInformation.OSDescription;
+    }
+
+    private static string? FirstLine(string path)
+    {
+        try
+        {
+            return File.ReadLines(path).FirstOrDefault()?.Trim();
+        }
+        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+        {
+            return null;
+        }
+    }
+}

@@ -295,6 +295,7 @@ public sealed partial class SyncClient(
             AppliedRevision = store.AppliedRevision,
             AgentVersion = AgentInfo.Version,
             GatewayUrl = gateway.Url,
+            Info = Monitoring.NodeFacts.Read(gateway.Url),
         };
         hello.BucketCursors.Add(data.KvCursors().ToDictionary());
         await SendAsync(new AgentMessage { Hello = hello });

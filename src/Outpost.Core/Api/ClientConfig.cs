@@ -23,6 +23,39 @@ public sealed record ClientConfig(string Server, string Token, string? Certifica
         return yaml.ToString();
     }
 
+    /// <summary>
+    /// The same connection as a kubeconfig, so kubectl talks to Outpost: one cluster, one
+    /// user with the bearer token, one context, current.
+    /// </summary>
+    public string ToKubeconfig(string name = "outpost")
+    {
+        var yaml = new StringBuilder()
+            .AppendLine("# kubectl configuration for Outpost. Keep it private: the token grants admin access.")
+            .AppendLine("apiVersion: v1")
+            .AppendLine("kind: Config")
+            .AppendLine("clusters:")
+            .AppendLine($"- name: {name}")
+            .AppendLine("  cluster:")
+            .AppendLine($"    server: {Server}");
+        if (CertificateAuthorityPem is not null)
+        {
+            yaml.AppendLine($"    certificate-authority-data: {Convert.ToBase64String(Encoding.UTF8.GetBytes(CertificateAuthorityPem))}");
+        }
+
+        return yaml
+            .AppendLine("users:")
+            .AppendLine($"- name: {name}-admin")
+            .AppendLine("  user:")
+            .AppendLine($"    token: {Token}")
+            .AppendLine("contexts:")
+            .AppendLine($"- name: {name}")
+            .AppendLine("  context:")
+            .AppendLine($"    cluster: {name}")
+            .AppendLine($"    user: {name}-admin")
+            .AppendLine($"current-context: {name}")
+            .ToString();
+    }
+
     /// <summary>Parses a config file's text; the message names what is missing.</summary>
     public static ClientConfig Parse(string yaml, string source)
     {

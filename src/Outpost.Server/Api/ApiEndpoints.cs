@@ -63,6 +63,8 @@ public static class ApiEndpoints
         app.MapBucketData();
         app.MapMetrics();
         app.MapLogs();
+        app.MapKubeDiscovery();
+        app.MapKubeNodeViews();
     }
 
     private static void MapKind(IEndpointRouteBuilder app, ResourceKind kind, bool writable)
@@ -101,7 +103,34 @@ public static class ApiEndpoints
 
         var page = await store.ListAsync(kind.Kind, cancellationToken);
         var items = page.Items.Where(i => selector.Matches(i.Labels)).Select(i => view.Render(i, reveal));
+        if (KubeTable.Wanted(context.Request.Headers.Accept))
+        {
+            return await TableAsync(kind, [.. items], page.Revision, store, view, context.RequestServices.GetRequiredService<TimeProvider>(), cancellationToken);
+        }
+
         return Json(ResourceJson.ToList(kind, page.Revision, items));
+    }
+
+    /// <summary>kubectl's server-side printing; an app's READY counts its targeted nodes serving its revision Ready.</summary>
+    private static async Task<IResult> TableAsync(ResourceKind kind, List<JsonObject> items, long revision, IControlPlaneStore store, ResourceView view, TimeProvider time, CancellationToken ct)
+    {
+        Func<JsonObject, string>? ready = null;
+        if (kind == ResourceKind.Application)
+        {
+            var nodes = (await store.ListAsync(ResourceKind.Node.Kind, ct)).Items.Select(n => (n.Labels, View: view.Render(n))).ToList();
+            ready = app =>
+            {
+                var name = (string)app["metadata"]!["name"]!;
+                var generation = (long?)app["metadata"]?["generation"] ?? 0;
+                var targeted = nodes.Where(n => ApplicationSpec.FromJson(app["spec"] as JsonObject ?? []).Targets(n.Labels)).ToList();
+                var serving = targeted.Count(n => n.View["status"]?["state"]?.GetValue<string>() == NodeState.Ready
+                    && n.View["status"]?["apps"]?[name]?["state"]?.GetValue<string>() == "Ready"
+                    && (long?)n.View["status"]?["apps"]?[name]?["generation"] == generation);
+                return $"{serving}/{targeted.Count}";
+            };
+        }
+
+        return Results.Text(KubeTable.Build(kind, items, revision, time.GetUtcNow(), ready).ToJsonString(), KubeTable.ContentType);
     }
 
     private static async Task<IResult> GetAsync(HttpContext context, ResourceKind kind, string name, IControlPlaneStore store, ResourceView view, CancellationToken cancellationToken)
@@ -112,7 +141,14 @@ public static class ApiEndpoints
         }
 
         var resource = await store.GetAsync(kind.Kind, name, cancellationToken);
-        return resource is null ? Error(ApiStatus.NotFound(kind.Kind, name)) : Json(view.Render(resource, reveal));
+        if (resource is null)
+        {
+            return Error(ApiStatus.NotFound(kind.Kind, name));
+        }
+
+        return KubeTable.Wanted(context.Request.Headers.Accept)
+            ? await TableAsync(kind, [view.Render(resource, reveal)], resource.ResourceVersion, store, view, context.RequestServices.GetRequiredService<TimeProvider>(), cancellationToken)
+            : Json(view.Render(resource, reveal));
     }
 
     /// <summary>?reveal=true shows secret values, to admins only.</summary>
@@ -428,6 +464,7 @@ public static class ApiEndpoints
         }
 
         string? name = null;
+        string? uid = null;
         foreach (var term in context.Request.Query["fieldSelector"].ToString().Split(',', StringSplitOptions.RemoveEmptyEntries))
         {
             var (field, value) = term.Split('=', 2) is [var f, var v] ? (f.TrimEnd('='), v) : (term, "");
@@ -435,13 +472,19 @@ public static class ApiEndpoints
             {
                 name = value;
             }
-            else if (field is not ("involvedObject.kind" or "involvedObject.namespace" or "involvedObject.uid"))
+            else if (field is "involvedObject.uid")
+            {
+                uid = value;
+            }
+            else if (field is not ("involvedObject.kind" or "involvedObject.namespace"))
             {
                 return Error(ApiStatus.BadRequest($"fieldSelector '{term}' is not supported on events; use involvedObject.name=NAME"));
             }
         }
 
-        var events = await store.ListEventsAsync(after, 1000, name, cancellationToken);
+        // Events name their object, not its uid, as a kubelet's do (uid = the node's name):
+        // kubectl describe asks both ways and merges, so only that form matches.
+        var events = uid is { Length: > 0 } && uid != name ? [] : await store.ListEventsAsync(after, 1000, name, cancellationToken);
         return Json(new JsonObject
         {
             ["kind"] = ResourceKind.Event.ListKind,
@@ -452,7 +495,8 @@ public static class ApiEndpoints
                 ["kind"] = ResourceKind.Event.Kind,
                 ["apiVersion"] = ResourceKind.Event.ApiVersion,
                 ["metadata"] = new JsonObject { ["name"] = $"{e.Name}.{e.Id.ToString(CultureInfo.InvariantCulture)}", ["creationTimestamp"] = ResourceJson.FormatTimestamp(e.At) },
-                ["involvedObject"] = new JsonObject { ["kind"] = e.Kind, ["name"] = e.Name },
+                ["involvedObject"] = new JsonObject { ["kind"] = e.Kind, ["name"] = e.Name, ["uid"] = e.Name },
+                ["source"] = new JsonObject { ["component"] = "outpost-server" },
                 ["type"] = e.Type,
                 ["reason"] = e.Reason,
                 ["message"] = e.Message,

@@ -54,12 +54,69 @@ public sealed class ResourceView(NodeLeases leases, SyncAccounting accounting, R
             status["sync"] = sync;
         }
 
-        status["state"] = NodeState.Derive(lease?.Connected == true, lastHeartbeat, time.GetUtcNow(), options.NodeLease);
+        var state = NodeState.Derive(lease?.Connected == true, lastHeartbeat, time.GetUtcNow(), options.NodeLease);
+        status["state"] = state;
         if (lastHeartbeat is { } beat)
         {
             status["lastHeartbeatTime"] = ResourceJson.FormatTimestamp(beat);
         }
 
+        AddKubernetesShape(status, state);
         return ResourceJson.ToObject(resource, status);
+    }
+
+    /// <summary>
+    /// The fields a Kubernetes Node has, next to Outpost's own: a Ready condition from the
+    /// lease, nodeInfo, addresses, capacity and allocatable (what kubectl get/describe read).
+    /// </summary>
+    private static void AddKubernetesShape(JsonObject status, string state)
+    {
+        var host = status["host"] as JsonObject;
+        var beat = status["lastHeartbeatTime"]?.GetValue<string>();
+        status["conditions"] = new JsonArray(new JsonObject
+        {
+            ["type"] = "Ready",
+            ["status"] = state switch { NodeState.Ready => "True", NodeState.NotReady => "Unknown", _ => "False" },
+            ["reason"] = state switch { NodeState.Ready => "AgentReady", NodeState.NotReady => "AgentNotReady", _ => "AgentOffline" },
+            ["message"] = state switch
+            {
+                NodeState.Ready => "the agent's stream is open and its heartbeats are within the lease",
+                NodeState.NotReady => "the agent missed its heartbeats or dropped its stream; the lease has not run out",
+                _ => "the agent's lease has expired and its stream is gone",
+            },
+            ["lastHeartbeatTime"] = beat,
+            ["lastTransitionTime"] = beat,
+        });
+        status["nodeInfo"] = new JsonObject
+        {
+            ["machineID"] = "",
+            ["systemUUID"] = "",
+            ["bootID"] = "",
+            ["kernelVersion"] = host?["kernelVersion"]?.DeepClone() ?? "",
+            ["osImage"] = host?["osImage"]?.DeepClone() ?? "",
+            ["containerRuntimeVersion"] = "outpost-wasm://wasmtime",
+            ["kubeletVersion"] = status["agentVersion"]?.GetValue<string>() is { Length: > 0 } version ? "v" + version.TrimStart('v') : "",
+            ["kubeProxyVersion"] = "",
+            ["operatingSystem"] = host?["operatingSystem"]?.DeepClone() ?? "",
+            ["architecture"] = host?["architecture"]?.DeepClone() ?? "",
+        };
+        var addresses = new JsonArray();
+        if (host?["internalIP"]?.GetValue<string>() is { Length: > 0 } ip)
+        {
+            addresses.Add(new JsonObject { ["type"] = "InternalIP", ["address"] = ip });
+        }
+
+        if (host?["hostname"]?.GetValue<string>() is { Length: > 0 } hostname)
+        {
+            addresses.Add(new JsonObject { ["type"] = "Hostname", ["address"] = hostname });
+        }
+
+        status["addresses"] = addresses;
+        if (host?["cpus"]?.GetValue<int>() is { } cpus && host["memoryBytes"]?.GetValue<long>() is { } memory)
+        {
+            var capacity = new JsonObject { ["cpu"] = cpus.ToString(System.Globalization.CultureInfo.InvariantCulture), ["memory"] = $"{memory / 1024}Ki" };
+            status["capacity"] = capacity;
+            status["allocatable"] = capacity.DeepClone();
+        }
     }
 }

@@ -49,6 +49,9 @@ public sealed partial class OutpostServer : IAsyncDisposable
     /// <summary>Where the client config with the admin token was written.</summary>
     public string ConfigPath => Path.Combine(_options.DataDir, "config.yaml");
 
+    /// <summary>The same connection for kubectl (export KUBECONFIG=...).</summary>
+    public string KubeconfigPath => Path.Combine(_options.DataDir, "kubeconfig.yaml");
+
     public IServiceProvider Services => _app.Services;
 
     public static OutpostServer Create(ServerOptions options, Action<ILoggingBuilder>? logging = null)
@@ -192,7 +195,9 @@ public sealed partial class OutpostServer : IAsyncDisposable
             token = issued.Token;
         }
 
-        PrivateFile.Write(ConfigPath, new ClientConfig(Url, token, _authority?.Trust.Pem).ToYaml());
+        var config = new ClientConfig(Url, token, _authority?.Trust.Pem);
+        PrivateFile.Write(ConfigPath, config.ToYaml());
+        PrivateFile.Write(KubeconfigPath, config.ToKubeconfig());
     }
 
     public Task WaitForShutdownAsync(CancellationToken cancellationToken) => _app.WaitForShutdownAsync(cancellationToken);

@@ -208,6 +208,20 @@ public sealed partial class EdgeSyncService(
             {
                 status["agentVersion"] = hello.AgentVersion;
                 status["gatewayUrl"] = hello.GatewayUrl;
+                if (hello.Info is { } info)
+                {
+                    status["host"] = new JsonObject
+                    {
+                        ["osImage"] = info.OsImage,
+                        ["kernelVersion"] = info.KernelVersion,
+                        ["architecture"] = info.Architecture,
+                        ["operatingSystem"] = info.OperatingSystem,
+                        ["hostname"] = info.Hostname,
+                        ["internalIP"] = info.InternalIp,
+                        ["cpus"] = info.Cpus,
+                        ["memoryBytes"] = info.MemoryBytes,
+                    };
+                }
                 status["appliedRevision"] = hello.AppliedRevision;
                 status["lastHeartbeatTime"] = ResourceJson.FormatTimestamp(time.GetUtcNow());
             }, ct);

@@ -54,6 +54,7 @@ internal static class RoleCommands
             await server.StartAsync(stop);
             Console.WriteLine($"server: {server.Url}");
             Console.WriteLine($"config: {server.ConfigPath} (export OUTPOST_CONFIG={server.ConfigPath})");
+            Console.WriteLine($"kubectl: export KUBECONFIG={server.KubeconfigPath}");
             await WaitAsync(stop);
             await server.StopAsync(CancellationToken.None);
             return 0;
@@ -181,6 +182,7 @@ internal static class RoleCommands
                 }
 
                 Console.WriteLine($"config: {Path.Combine(dir, "config.yaml")} (also {Connection.UserConfigPath})");
+                Console.WriteLine($"kubectl: export KUBECONFIG={server.KubeconfigPath}");
                 Console.WriteLine("fleet up; try `outpost get nodes` and curl a node's /hello. Ctrl-C stops everything.");
                 await WaitAsync(stop);
             }

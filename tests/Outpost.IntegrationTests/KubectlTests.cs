@@ -1,0 +1,68 @@
+namespace Outpost.IntegrationTests;
+
+/// <summary>The real kubectl reads Outpost over TLS with a bearer token: discovery, server-side tables, Kubernetes-shaped nodes.</summary>
+public sealed class KubectlTests
+{
+    [SkippableFact]
+    public async Task GetNodesWideYaml_AndApplications_Work()
+    {
+        Kubectl.SkipUnlessInstalled();
+        await using var fleet = new Fleet();
+        await fleet.StartServerAsync();
+        var token = await fleet.CreateJoinTokenAsync();
+        var agents = await Task.WhenAll(fleet.StartAgentAsync("edge-1", token), fleet.StartAgentAsync("edge-2", token));
+        var (code, output) = await fleet.ClientAsync("apply", "-f", fleet.WriteManifest("hello.yaml", Fleet.HelloApp));
+        Assert.True(code == 0, output);
+        foreach (var (_, gateway) in agents)
+        {
+            await Fleet.WaitForBodyAsync(gateway + "/hello", $"hello from edge-{Array.FindIndex(agents, a => a.Gateway == gateway) + 1} (path /)\n", TimeSpan.FromSeconds(30));
+        }
+
+        using var kubectl = new Kubectl(fleet);
+        (code, output) = await kubectl.RunAsync("version");
+        Assert.True(code == 0, output);
+        Assert.Contains("Server Version: v1.32.0-outpost.", output, StringComparison.Ordinal);
+
+        (code, output) = await kubectl.RunAsync("get", "nodes");
+        Assert.True(code == 0, output);
+        var lines = output.Trim().Split('\n');
+        Assert.Matches(@"^NAME\s+STATUS\s+ROLES\s+AGE\s+VERSION$", lines[0]);
+        Assert.Matches(@"^edge-1\s+Ready\s+<none>\s+\d+s\s+v\S+$", lines[1]);
+        Assert.Matches(@"^edge-2\s+Ready\s+<none>\s+\d+s\s+v\S+$", lines[2]);
+
+        (code, output) = await kubectl.RunAsync("get", "nodes", "-o", "wide");
+        Assert.True(code == 0, output);
+        Assert.Matches(@"NAME\s+STATUS\s+ROLES\s+AGE\s+VERSION\s+INTERNAL-IP\s+OS-IMAGE\s+KERNEL-VERSION\s+CONTAINER-RUNTIME", output);
+        Assert.Matches(@"edge-1\s+Ready\s+<none>\s+\d+s\s+v\S+\s+127\.0\.0\.1\s+.+\s+\S+\s+outpost-wasm://wasmtime", output);
+
+        (code, output) = await kubectl.RunAsync("get", "nodes", "-o", "yaml");
+        Assert.True(code == 0, output);
+        Assert.Contains("kind: List", output, StringComparison.Ordinal);
+        Assert.Contains("kind: Node", output, StringComparison.Ordinal);
+        Assert.Matches(@"- lastHeartbeatTime: .+\n\s+lastTransitionTime: .+\n\s+message: .+\n\s+reason: AgentReady\n\s+status: ""True""\n\s+type: Ready", output);
+        Assert.Contains("containerRuntimeVersion: outpost-wasm://wasmtime", output, StringComparison.Ordinal);
+
+        (code, output) = await kubectl.RunAsync("get", "apps");
+        Assert.True(code == 0, output);
+        Assert.Matches(@"NAME\s+REVISION\s+READY\s+ROLLOUT\s+AGE", output);
+        Assert.Matches(@"hello\s+1\s+2/2\s+Succeeded\s+\d+s", output);
+
+        (code, output) = await kubectl.RunAsync("get", "app", "hello", "--show-labels");
+        Assert.True(code == 0, output);
+        Assert.Matches(@"hello\s+1\s+2/2\s+Succeeded\s+\d+s\s+<none>", output);
+
+        // describe reads the node, the pods on it (the apps), its lease and its events.
+        (code, output) = await kubectl.RunAsync("describe", "node", "edge-1");
+        Assert.True(code == 0, output);
+        Assert.Matches(@"HolderIdentity:\s+edge-1", output);
+        Assert.Matches(@"Ready\s+True\s+.+AgentReady", output);
+        Assert.Matches(@"Container Runtime Version:\s+outpost-wasm://wasmtime", output);
+        Assert.Matches(@"Non-terminated Pods:\s+\(1 in total\)", output);
+        Assert.Matches(@"outpost\s+hello-edge-1\s+", output);
+        Assert.Single(System.Text.RegularExpressions.Regex.Matches(output, @"Normal\s+NodeReady\s+\S+\s+outpost-server\s+node edge-1 is connected and beating"));
+
+        (code, output) = await kubectl.RunAsync("get", "widgets");
+        Assert.Equal(1, code);
+        Assert.Contains("the server doesn't have a resource type \"widgets\"", output, StringComparison.Ordinal);
+    }
+}
