@@ -65,4 +65,88 @@ public sealed class KubectlTests
         Assert.Equal(1, code);
         Assert.Contains("the server doesn't have a resource type \"widgets\"", output, StringComparison.Ordinal);
     }
+
+    [SkippableFact]
+    public async Task Apply_ClientAndServerSide_Delete_AndABadManifest()
+    {
+        Kubectl.SkipUnlessInstalled();
+        await using var fleet = new Fleet();
+        await fleet.StartServerAsync();
+        var token = await fleet.CreateJoinTokenAsync();
+        var (_, gateway) = await fleet.StartAgentAsync("edge-1", token);
+        // kubectl cannot upload a module: push it, then reference it by digest.
+        var (code, digest) = await fleet.ClientAsync("push", Path.Combine(AppContext.BaseDirectory, "samples", "apps", "hello", "hello.wasm"));
+        Assert.True(code == 0, digest);
+        digest = digest.Trim().Split('\n')[^1];
+        Assert.Matches("^sha256:[0-9a-f]{64}$", digest);
+        string Manifest(string env) => fleet.WriteManifest("greeter.yaml", $"""
+            apiVersion: outpost.dev/v1
+            kind: Application
+            metadata:
+              name: greeter
+            spec:
+              module:
+                digest: {digest}
+              triggers:
+                http:
+                  route: /greet
+            {env}
+            """);
+
+        using var kubectl = new Kubectl(fleet);
+        var file = Manifest("  env:\n    GREETING: hi");
+        (code, var output) = await kubectl.RunAsync("apply", "-f", file);
+        Assert.True(code == 0, output);
+        Assert.Equal("application.outpost.dev/greeter created", output.Trim());
+        await Fleet.WaitForBodyAsync(gateway + "/greet", "hi from edge-1 (path /)\n", TimeSpan.FromSeconds(30));
+        (code, output) = await kubectl.RunAsync("apply", "-f", file);
+        Assert.True(code == 0, output);
+        Assert.Equal("application.outpost.dev/greeter unchanged", output.Trim());
+        file = Manifest("  env:\n    GREETING: hello again");
+        (code, output) = await kubectl.RunAsync("apply", "-f", file);
+        Assert.True(code == 0, output);
+        Assert.Equal("application.outpost.dev/greeter configured", output.Trim());
+        await Fleet.WaitForBodyAsync(gateway + "/greet", "hello again from edge-1 (path /)\n", TimeSpan.FromSeconds(30));
+
+        // Server-side apply merges per field manager: a label another writer set survives,
+        // the env this manager no longer applies goes.
+        (code, output) = await kubectl.RunAsync("apply", "--server-side", "--force-conflicts", "-f", Manifest("  env:\n    GREETING: ssa"));
+        Assert.True(code == 0, output);
+        Assert.Equal("application.outpost.dev/greeter serverside-applied", output.Trim());
+        await Fleet.WaitForBodyAsync(gateway + "/greet", "ssa from edge-1 (path /)\n", TimeSpan.FromSeconds(30));
+        (code, output) = await kubectl.RunAsync("label", "app", "greeter", "tier=web");
+        Assert.True(code == 0, output);
+        (code, output) = await kubectl.RunAsync("apply", "--server-side", "--force-conflicts", "-f", Manifest(""));
+        Assert.True(code == 0, output);
+        await Fleet.WaitForBodyAsync(gateway + "/greet", "hello from edge-1 (path /)\n", TimeSpan.FromSeconds(30));
+        var app = await fleet.ApiGetAsync("/apis/outpost.dev/v1/applications/greeter");
+        Assert.Equal("web", (string)app["metadata"]!["labels"]!["tier"]!);
+        Assert.Null(app["spec"]!["env"]);
+        Assert.Equal(digest, (string)app["spec"]!["module"]!["digest"]!);
+
+        (code, output) = await kubectl.RunAsync("delete", "-f", file);
+        Assert.True(code == 0, output);
+        Assert.Equal("application.outpost.dev \"greeter\" deleted", output.Trim());
+        await Fleet.WaitForStatusAsync(gateway + "/greet", System.Net.HttpStatusCode.NotFound, TimeSpan.FromSeconds(30));
+
+        var bad = fleet.WriteManifest("bad.yaml", """
+            apiVersion: outpost.dev/v1
+            kind: Application
+            metadata:
+              name: broken
+            spec:
+              module:
+                digest: sha256:nothex
+              triggers:
+                http:
+                  route: /broken
+              limits:
+                memoryMB: 16
+            """);
+        (code, output) = await kubectl.RunAsync("apply", "-f", bad);
+        Assert.Equal(1, code);
+        Assert.Contains("spec.module.digest: 'sha256:nothex' is not a digest", output, StringComparison.Ordinal);
+        Assert.Contains("spec.limits.memoryMB: unknown field", output, StringComparison.Ordinal);
+        Assert.Empty((await fleet.ApiGetAsync("/apis/outpost.dev/v1/applications"))["items"]!.AsArray());
+    }
 }

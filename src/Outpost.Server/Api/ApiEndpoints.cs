@@ -65,6 +65,7 @@ public static class ApiEndpoints
         app.MapLogs();
         app.MapKubeDiscovery();
         app.MapKubeNodeViews();
+        app.MapKubeOpenApi();
     }
 
     private static void MapKind(IEndpointRouteBuilder app, ResourceKind kind, bool writable)
@@ -217,12 +218,14 @@ public static class ApiEndpoints
     private static async Task<IResult> PatchAsync(HttpContext context, ResourceKind kind, string name, IServiceProvider services, CancellationToken cancellationToken)
     {
         var contentType = context.Request.ContentType ?? "";
-        if (!contentType.StartsWith("application/merge-patch+json", StringComparison.OrdinalIgnoreCase))
+        var apply = contentType.StartsWith("application/apply-patch+yaml", StringComparison.OrdinalIgnoreCase);
+        if (!apply && !contentType.StartsWith("application/merge-patch+json", StringComparison.OrdinalIgnoreCase))
         {
-            return Error(new ApiStatus(415, StatusReasons.UnsupportedMediaType, $"unsupported patch type '{contentType}': use application/merge-patch+json"));
+            return Error(new ApiStatus(415, StatusReasons.UnsupportedMediaType,
+                $"unsupported patch type '{contentType}': use application/merge-patch+json, or application/apply-patch+yaml (server-side apply)"));
         }
 
-        var (patch, error) = await ReadObjectAsync(context, cancellationToken);
+        var (patch, error) = apply ? await ReadApplyAsync(context, kind, name, cancellationToken) : await ReadObjectAsync(context, cancellationToken);
         if (patch is null)
         {
             return Error(error!);
@@ -230,7 +233,17 @@ public static class ApiEndpoints
 
         var store = services.GetRequiredService<IControlPlaneStore>();
         var existing = await store.GetAsync(kind.Kind, name, cancellationToken);
-        if (existing is null)
+        if (apply)
+        {
+            // Server-side apply: this manager's configuration is the patch, less the fields it set last time and dropped now.
+            var manager = context.Request.Query["fieldManager"].ToString() is { Length: > 0 } m ? m : "unknown";
+            patch = ServerSideApply.Patch(existing is null ? null : ResourceJson.ToObject(existing), patch, manager);
+            if (existing is null)
+            {
+                return await CommitAsync(services, patch, WriteOp.Create, cancellationToken);
+            }
+        }
+        else if (existing is null)
         {
             return Error(ApiStatus.NotFound(kind.Kind, name));
         }
@@ -256,6 +269,35 @@ public static class ApiEndpoints
         }
 
         return await CommitAsync(services, merged, WriteOp.Replace, cancellationToken);
+    }
+
+    /// <summary>A server-side apply body: one YAML (or JSON) object of this kind and name.</summary>
+    private static async Task<(JsonObject? Body, ApiStatus? Error)> ReadApplyAsync(HttpContext context, ResourceKind kind, string name, CancellationToken cancellationToken)
+    {
+        using var reader = new StreamReader(context.Request.Body);
+        var text = await reader.ReadToEndAsync(cancellationToken);
+        IReadOnlyList<Core.Manifests.ManifestDocument> docs;
+        try
+        {
+            docs = Core.Manifests.YamlManifestReader.Read(text, "the apply patch");
+        }
+        catch (Core.Manifests.ManifestException ex)
+        {
+            return (null, ApiStatus.BadRequest(ex.Message));
+        }
+
+        if (docs.Count != 1)
+        {
+            return (null, ApiStatus.BadRequest($"an apply patch is one object; got {docs.Count}"));
+        }
+
+        var body = docs[0].Body;
+        if ((string?)body["kind"] != kind.Kind || (string?)body["metadata"]?["name"] != name)
+        {
+            return (null, ApiStatus.BadRequest($"the apply patch must be the {kind.Kind} named '{name}' (got {(string?)body["kind"]} '{(string?)body["metadata"]?["name"]}')"));
+        }
+
+        return (body, null);
     }
 
     private static async Task<IResult> CommitAsync(IServiceProvider services, JsonObject body, WriteOp op, CancellationToken cancellationToken)

@@ -230,7 +230,7 @@ public sealed partial class OutpostServer : IAsyncDisposable
     private static async Task ApiAuthenticationAsync(HttpContext context, RequestDelegate next)
     {
         var path = context.Request.Path;
-        if (!path.StartsWithSegments("/api") && !path.StartsWithSegments("/apis") && !path.StartsWithSegments("/metrics"))
+        if (!path.StartsWithSegments("/api") && !path.StartsWithSegments("/apis") && !path.StartsWithSegments("/metrics") && !path.StartsWithSegments("/openapi"))
         {
             await next(context);
             return;
