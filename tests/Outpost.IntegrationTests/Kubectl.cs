@@ -40,5 +40,20 @@ internal sealed class Kubectl(Fleet fleet) : IDisposable
         return (process.ExitCode, await stdout + await stderr);
     }
 
+    /// <summary>Starts a kubectl that keeps running (a watch); its output lines are collected as they come.</summary>
+    public (Process Process, System.Collections.Concurrent.ConcurrentQueue<string> Lines) Start(params string[] args)
+    {
+        var info = new ProcessStartInfo(Path, ["--cache-dir", _cache, .. args]) { RedirectStandardOutput = true, RedirectStandardError = true };
+        info.Environment["KUBECONFIG"] = fleet.KubeconfigPath;
+        info.Environment["HOME"] = _cache;
+        var process = Process.Start(info)!;
+        var lines = new System.Collections.Concurrent.ConcurrentQueue<string>();
+        process.OutputDataReceived += (_, e) => { if (e.Data is not null) { lines.Enqueue(e.Data); } };
+        process.ErrorDataReceived += (_, e) => { if (e.Data is not null) { lines.Enqueue("stderr: " + e.Data); } };
+        process.BeginOutputReadLine();
+        process.BeginErrorReadLine();
+        return (process, lines);
+    }
+
     public void Dispose() => Directory.Delete(_cache, recursive: true);
 }

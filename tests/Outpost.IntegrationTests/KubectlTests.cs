@@ -18,6 +18,8 @@ public sealed class KubectlTests
             await Fleet.WaitForBodyAsync(gateway + "/hello", $"hello from edge-{Array.FindIndex(agents, a => a.Gateway == gateway) + 1} (path /)\n", TimeSpan.FromSeconds(30));
         }
 
+        await fleet.WaitForNodeStateAsync("edge-1", "Ready");
+        await fleet.WaitForNodeStateAsync("edge-2", "Ready");
         using var kubectl = new Kubectl(fleet);
         (code, output) = await kubectl.RunAsync("version");
         Assert.True(code == 0, output);
@@ -42,9 +44,12 @@ public sealed class KubectlTests
         Assert.Matches(@"- lastHeartbeatTime: .+\n\s+lastTransitionTime: .+\n\s+message: .+\n\s+reason: AgentReady\n\s+status: ""True""\n\s+type: Ready", output);
         Assert.Contains("containerRuntimeVersion: outpost-wasm://wasmtime", output, StringComparison.Ordinal);
 
-        (code, output) = await kubectl.RunAsync("get", "apps");
+        (code, output) = await kubectl.RunAsync("get", "applications");
         Assert.True(code == 0, output);
         Assert.Matches(@"NAME\s+REVISION\s+READY\s+ROLLOUT\s+AGE", output);
+        Assert.Matches(@"hello\s+1\s+2/2\s+Succeeded\s+\d+s", output);
+        (code, output) = await kubectl.RunAsync("get", "apps"); // the short name
+        Assert.True(code == 0, output);
         Assert.Matches(@"hello\s+1\s+2/2\s+Succeeded\s+\d+s", output);
 
         (code, output) = await kubectl.RunAsync("get", "app", "hello", "--show-labels");
@@ -148,5 +153,110 @@ public sealed class KubectlTests
         Assert.Contains("spec.module.digest: 'sha256:nothex' is not a digest", output, StringComparison.Ordinal);
         Assert.Contains("spec.limits.memoryMB: unknown field", output, StringComparison.Ordinal);
         Assert.Empty((await fleet.ApiGetAsync("/apis/outpost.dev/v1/applications"))["items"]!.AsArray());
+    }
+
+    [SkippableFact]
+    public async Task TheSeedsCommands_RuntimeClassThenAWasmApp()
+    {
+        Kubectl.SkipUnlessInstalled();
+        await using var fleet = new Fleet();
+        await fleet.StartServerAsync();
+        var token = await fleet.CreateJoinTokenAsync();
+        var (_, gateway) = await fleet.StartAgentAsync("edge-1", token);
+        var (code, digest) = await fleet.ClientAsync("push", Path.Combine(AppContext.BaseDirectory, "samples", "apps", "hello", "hello.wasm"));
+        Assert.True(code == 0, digest);
+        digest = digest.Trim().Split('\n')[^1];
+        await fleet.WaitForNodeStateAsync("edge-1", "Ready");
+        using var kubectl = new Kubectl(fleet);
+
+        (code, var output) = await kubectl.RunAsync("get", "nodes");
+        Assert.True(code == 0, output);
+        Assert.Matches(@"edge-1\s+Ready\s+", output);
+
+        (code, output) = await kubectl.RunAsync("apply", "-f", fleet.WriteManifest("wasmedge-runtimeclass.yaml", """
+            apiVersion: node.k8s.io/v1
+            kind: RuntimeClass
+            metadata:
+              name: wasmedge
+            handler: wasmedge
+            """));
+        Assert.True(code == 0, output);
+        Assert.Equal("runtimeclass.node.k8s.io/wasmedge created", output.Trim());
+
+        (code, output) = await kubectl.RunAsync("apply", "-f", fleet.WriteManifest("wasm-edge-app.yaml", $"""
+            apiVersion: outpost.dev/v1
+            kind: Application
+            metadata:
+              name: wasm-edge-app
+            spec:
+              runtimeClassName: wasmedge
+              module:
+                digest: {digest}
+              triggers:
+                http:
+                  route: /edge
+            """));
+        Assert.True(code == 0, output);
+        Assert.Equal("application.outpost.dev/wasm-edge-app created", output.Trim());
+        await Fleet.WaitForBodyAsync(gateway + "/edge", "hello from edge-1 (path /)\n", TimeSpan.FromSeconds(30));
+
+        (code, output) = await kubectl.RunAsync("get", "runtimeclasses");
+        Assert.True(code == 0, output);
+        Assert.Matches(@"NAME\s+HANDLER\s+AGE", output);
+        Assert.Matches(@"wasmedge\s+wasmedge\s+\d+s", output);
+        (code, output) = await kubectl.RunAsync("get", "runtimeclass", "wasmedge", "-o", "yaml");
+        Assert.True(code == 0, output);
+        Assert.Contains("handler: wasmedge", output, StringComparison.Ordinal);
+
+        (code, output) = await kubectl.RunAsync("apply", "-f", fleet.WriteManifest("runc.yaml", """
+            apiVersion: node.k8s.io/v1
+            kind: RuntimeClass
+            metadata:
+              name: runc
+            handler: runc
+            """));
+        Assert.Equal(1, code);
+        Assert.Contains("handler: unknown handler 'runc'; Outpost runs WebAssembly: use one of wasmedge, wasmtime, wasm", output, StringComparison.Ordinal);
+        (code, output) = await kubectl.RunAsync("apply", "-f", fleet.WriteManifest("orphan.yaml", $"""
+            apiVersion: outpost.dev/v1
+            kind: Application
+            metadata:
+              name: orphan
+            spec:
+              runtimeClassName: spin
+              module:
+                digest: {digest}
+            """));
+        Assert.Equal(1, code);
+        Assert.Contains("spec.runtimeClassName: RuntimeClass \"spin\" not found", output, StringComparison.Ordinal);
+    }
+
+    [SkippableFact]
+    public async Task GetNodesWatch_SeesANodeGoNotReady()
+    {
+        Kubectl.SkipUnlessInstalled();
+        await using var fleet = new Fleet();
+        await fleet.StartServerAsync(0, "--node-lease", "1500ms");
+        var token = await fleet.CreateJoinTokenAsync();
+        var (agent, _) = await fleet.StartAgentAsync("edge-1", token, extra: ["--heartbeat", "300ms"]);
+        await fleet.WaitForNodeStateAsync("edge-1", "Ready");
+        using var kubectl = new Kubectl(fleet);
+        var (watch, lines) = kubectl.Start("get", "nodes", "-w");
+        try
+        {
+            await Eventually.UntilAsync(() => lines.Any(l => System.Text.RegularExpressions.Regex.IsMatch(l, @"^edge-1\s+Ready\s+")), ok => ok, TimeSpan.FromSeconds(20),
+                "kubectl get nodes -w to list edge-1 Ready", _ => string.Join(" | ", lines));
+            agent.Signal("STOP"); // beats stop, the stream stays open: NotReady
+            await Eventually.UntilAsync(() => lines.Any(l => System.Text.RegularExpressions.Regex.IsMatch(l, @"^edge-1\s+NotReady\s+")), ok => ok, TimeSpan.FromSeconds(20),
+                "kubectl get nodes -w to print edge-1 NotReady", _ => string.Join(" | ", lines));
+            Assert.False(watch.HasExited, string.Join(" | ", lines));
+        }
+        finally
+        {
+            agent.Signal("CONT");
+            watch.Kill();
+            await watch.WaitForExitAsync();
+            watch.Dispose();
+        }
     }
 }

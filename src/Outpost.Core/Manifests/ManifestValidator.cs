@@ -17,7 +17,10 @@ public static partial class ManifestValidator
 
     private static readonly string[] TopLevelFields = ["apiVersion", "kind", "metadata", "spec", "status"];
     private static readonly string[] MetadataFields = ["name", "labels", "annotations", "uid", "resourceVersion", "generation", "creationTimestamp"];
-    private static readonly string[] AppSpecFields = ["runtime", "module", "triggers", "env", "capabilities", "limits", "placement", "readinessProbe", "rollout"];
+    private static readonly string[] AppSpecFields = ["runtime", "runtimeClassName", "module", "triggers", "env", "capabilities", "limits", "placement", "readinessProbe", "rollout"];
+
+    /// <summary>RuntimeClass handlers Outpost runs, all its Wasm runtime (Wasmtime): the names people use for Wasm runtimes.</summary>
+    public static readonly IReadOnlyList<string> RuntimeHandlers = ["wasmedge", "wasmtime", "wasm"];
     private static readonly string[] LimitFields = ["memoryMiB", "timeoutMs", "maxConcurrency", "maxResponseBytes"];
 
     /// <summary>Validates one document. When <paramref name="allowModulePath"/> is false (the server), a module must be a digest.</summary>
@@ -25,7 +28,7 @@ public static partial class ManifestValidator
     {
         ArgumentNullException.ThrowIfNull(doc);
         var errors = new List<FieldError>();
-        UnknownFields(doc, "", TopLevelFields, errors);
+        UnknownFields(doc, "", (string?)(doc["kind"] as JsonValue)?.ToString() == ResourceKind.RuntimeClass.Kind ? [.. TopLevelFields.Where(f => f != "spec"), "handler"] : TopLevelFields, errors);
 
         var kindName = RequireString(doc, "kind", "kind", errors);
         var apiVersion = RequireString(doc, "apiVersion", "apiVersion", errors);
@@ -60,6 +63,18 @@ public static partial class ManifestValidator
         else if (kind == ResourceKind.AlertRule)
         {
             AlertRuleSpec.Read(doc["spec"], errors);
+        }
+        else if (kind == ResourceKind.RuntimeClass)
+        {
+            var handler = RequireString(doc, "handler", "handler", errors);
+            if (handler == "process")
+            {
+                errors.Add(new("handler", "handler 'process' (native processes) is not available: Outpost runs WebAssembly only; use wasmedge, wasmtime or wasm"));
+            }
+            else if (handler is not null && !RuntimeHandlers.Contains(handler))
+            {
+                errors.Add(new("handler", $"unknown handler '{handler}'; Outpost runs WebAssembly: use one of {string.Join(", ", RuntimeHandlers)}"));
+            }
         }
 
         return errors;
@@ -113,6 +128,11 @@ public static partial class ManifestValidator
             {
                 errors.Add(new("spec.runtime", $"unsupported runtime '{runtime}'; expected 'wasm'"));
             }
+        }
+
+        if (spec["runtimeClassName"] is { } classNode && AsString(classNode, "spec.runtimeClassName", errors) is { } className && !IsDnsLabel(className))
+        {
+            errors.Add(new("spec.runtimeClassName", $"'{className}' is not a RuntimeClass name"));
         }
 
         ValidateModule(spec["module"], allowModulePath, errors);

@@ -25,14 +25,25 @@ public static class ResourceJson
             metadata["annotations"] = ToJson(resource.Annotations);
         }
 
-        return new JsonObject
+        var rendered = new JsonObject
         {
             ["apiVersion"] = kind.ApiVersion,
             ["kind"] = kind.Kind,
             ["metadata"] = metadata,
-            ["spec"] = resource.Spec(),
-            ["status"] = statusOverride ?? (resource.StatusJson is null ? new JsonObject() : JsonNode.Parse(resource.StatusJson)),
         };
+        if (kind.SpecAtTop)
+        {
+            foreach (var (field, value) in resource.Spec().ToList())
+            {
+                rendered[field] = value?.DeepClone();
+            }
+
+            return rendered;
+        }
+
+        rendered["spec"] = resource.Spec();
+        rendered["status"] = statusOverride ?? (resource.StatusJson is null ? new JsonObject() : JsonNode.Parse(resource.StatusJson));
+        return rendered;
     }
 
     public static JsonObject ToList(ResourceKind kind, long revision, IEnumerable<JsonObject> items)

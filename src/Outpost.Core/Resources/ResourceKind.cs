@@ -3,6 +3,9 @@ namespace Outpost.Core.Resources;
 /// <summary>A kind the API serves, with the names Kubernetes conventions give it.</summary>
 public sealed record ResourceKind(string Kind, string Plural, string Group, string Version)
 {
+    /// <summary>Kinds whose fields sit at the top level, not under spec (a RuntimeClass has `handler`).</summary>
+    public bool SpecAtTop { get; init; }
+
     public string ApiVersion => Group.Length == 0 ? Version : $"{Group}/{Version}";
 
     public string ListKind => Kind + "List";
@@ -20,6 +23,9 @@ public sealed record ResourceKind(string Kind, string Plural, string Group, stri
 
     public static readonly ResourceKind Secret = new("Secret", "secrets", "outpost.dev", "v1");
 
+    /// <summary>Kubernetes' RuntimeClass: its handler names the runtime an Application's spec.runtimeClassName selects.</summary>
+    public static readonly ResourceKind RuntimeClass = new("RuntimeClass", "runtimeclasses", "node.k8s.io", "v1") { SpecAtTop = true };
+
     /// <summary>A condition over node, app or sync metrics that notifies a webhook when it holds (evaluated on the server).</summary>
     public static readonly ResourceKind AlertRule = new("AlertRule", "alertrules", "outpost.dev", "v1");
 
@@ -36,10 +42,10 @@ public sealed record ResourceKind(string Kind, string Plural, string Group, stri
     public static readonly ResourceKind Event = new("Event", "events", "", "v1");
 
     /// <summary>Kinds kept in the resource store (topics are derived from ingested records).</summary>
-    public static IReadOnlyList<ResourceKind> All { get; } = [Node, Application, ConfigSet, Secret, Bucket, AlertRule];
+    public static IReadOnlyList<ResourceKind> All { get; } = [Node, Application, ConfigSet, Secret, Bucket, AlertRule, RuntimeClass];
 
     /// <summary>Kinds a user may create with apply; nodes are created by joining.</summary>
-    public static IReadOnlyList<ResourceKind> Applicable { get; } = [Application, ConfigSet, Secret, Bucket, AlertRule];
+    public static IReadOnlyList<ResourceKind> Applicable { get; } = [Application, ConfigSet, Secret, Bucket, AlertRule, RuntimeClass];
 
     /// <summary>Kinds that are delivered to the nodes their placement selects.</summary>
     public static IReadOnlyList<ResourceKind> Targeted { get; } = [Application, ConfigSet, Secret, Bucket];
@@ -64,6 +70,7 @@ public sealed record ResourceKind(string Kind, string Plural, string Group, stri
             "audit" or "auditevents" => AuditEvent,
             "event" or "events" or "ev" => Event,
             "alertrule" or "alertrules" => AlertRule,
+            "runtimeclass" or "runtimeclasses" => RuntimeClass,
             "alert" or "alerts" => Alert,
             _ => null,
         };

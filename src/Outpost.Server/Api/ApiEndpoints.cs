@@ -49,6 +49,7 @@ public static class ApiEndpoints
         MapKind(app, ResourceKind.Secret, writable: true);
         MapKind(app, ResourceKind.Bucket, writable: true);
         MapKind(app, ResourceKind.AlertRule, writable: true);
+        MapKind(app, ResourceKind.RuntimeClass, writable: true);
 
         app.MapGet($"{OutpostPrefix}/topics", ListTopicsAsync);
         app.MapGet(OutpostPrefix + "/topics/{topic}", GetTopicAsync);
@@ -102,6 +103,14 @@ public static class ApiEndpoints
             return forbidden;
         }
 
+        var time = context.RequestServices.GetRequiredService<TimeProvider>();
+        if (context.Request.Query["watch"] is var watch && (watch == "true" || watch == "1"))
+        {
+            await KubeWatch.RunAsync(context, kind, selector, store, view, time,
+                async (objects, revision) => JsonNode.Parse(await RenderTableAsync(kind, objects, revision, store, view, time, cancellationToken))!.AsObject(), cancellationToken);
+            return Results.Empty;
+        }
+
         var page = await store.ListAsync(kind.Kind, cancellationToken);
         var items = page.Items.Where(i => selector.Matches(i.Labels)).Select(i => view.Render(i, reveal));
         if (KubeTable.Wanted(context.Request.Headers.Accept))
@@ -113,7 +122,10 @@ public static class ApiEndpoints
     }
 
     /// <summary>kubectl's server-side printing; an app's READY counts its targeted nodes serving its revision Ready.</summary>
-    private static async Task<IResult> TableAsync(ResourceKind kind, List<JsonObject> items, long revision, IControlPlaneStore store, ResourceView view, TimeProvider time, CancellationToken ct)
+    private static async Task<IResult> TableAsync(ResourceKind kind, List<JsonObject> items, long revision, IControlPlaneStore store, ResourceView view, TimeProvider time, CancellationToken ct) =>
+        Results.Text(await RenderTableAsync(kind, items, revision, store, view, time, ct), KubeTable.ContentType);
+
+    private static async Task<string> RenderTableAsync(ResourceKind kind, List<JsonObject> items, long revision, IControlPlaneStore store, ResourceView view, TimeProvider time, CancellationToken ct)
     {
         Func<JsonObject, string>? ready = null;
         if (kind == ResourceKind.Application)
@@ -131,7 +143,7 @@ public static class ApiEndpoints
             };
         }
 
-        return Results.Text(KubeTable.Build(kind, items, revision, time.GetUtcNow(), ready).ToJsonString(), KubeTable.ContentType);
+        return KubeTable.Build(kind, items, revision, time.GetUtcNow(), ready).ToJsonString();
     }
 
     private static async Task<IResult> GetAsync(HttpContext context, ResourceKind kind, string name, IControlPlaneStore store, ResourceView view, CancellationToken cancellationToken)
@@ -343,6 +355,8 @@ public static class ApiEndpoints
         var writes = new List<ResourceWrite>();
         var causes = new List<StatusCause>();
         var names = new HashSet<string>(StringComparer.Ordinal);
+        var batchRuntimeClasses = items.OfType<JsonObject>().Where(i => (string?)(i["kind"] as JsonValue)?.ToString() == ResourceKind.RuntimeClass.Kind)
+            .Select(i => (i["metadata"]?["name"] as JsonValue)?.ToString()).OfType<string>().ToHashSet(StringComparer.Ordinal);
         for (var i = 0; i < items.Count; i++)
         {
             var label = (items[i] as JsonObject)?["metadata"]?["name"] is JsonValue n ? $"items[{i}] ({n})" : $"items[{i}]";
@@ -352,7 +366,7 @@ public static class ApiEndpoints
                 continue;
             }
 
-            var (write, invalid) = await writer.PrepareAsync(item, WriteOp.Upsert, null, cancellationToken);
+            var (write, invalid) = await writer.PrepareAsync(item, WriteOp.Upsert, null, cancellationToken, batchRuntimeClasses);
             if (write is null)
             {
                 causes.AddRange(invalid!.Causes?.Select(c => c with { Field = $"{label}.{c.Field}" }) ?? [new StatusCause(label, invalid.Message)]);

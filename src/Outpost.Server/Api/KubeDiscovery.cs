@@ -17,8 +17,8 @@ public static class KubeDiscovery
 {
     private const string AggregatedV2 = "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList";
 
-    private static readonly string[] WriteVerbs = ["create", "delete", "get", "list", "patch", "update"];
-    private static readonly string[] NodeVerbs = ["delete", "get", "list"];
+    private static readonly string[] WriteVerbs = ["create", "delete", "get", "list", "patch", "update", "watch"];
+    private static readonly string[] NodeVerbs = ["delete", "get", "list", "watch"];
     private static readonly string[] ReadVerbs = ["get", "list"];
 
     /// <summary>One served resource: its kind, the verbs it takes and kubectl's short names for it.</summary>
@@ -35,6 +35,7 @@ public static class KubeDiscovery
         new(ResourceKind.AlertRule, WriteVerbs, []),
         new(ResourceKind.Alert, ["list"], []),
         new(ResourceKind.Topic, ReadVerbs, []),
+        new(ResourceKind.RuntimeClass, WriteVerbs, []),
     ];
 
     public static void MapKubeDiscovery(this IEndpointRouteBuilder app)

@@ -25,6 +25,7 @@ public static class KubeOpenApi
         {
             ["api/v1"] = Document("", [ResourceKind.Node]).ToJsonString(),
             ["apis/outpost.dev/v1"] = Document("outpost.dev", [ResourceKind.Application, ResourceKind.ConfigSet, ResourceKind.Secret, ResourceKind.Bucket, ResourceKind.AlertRule]).ToJsonString(),
+            ["apis/node.k8s.io/v1"] = Document("node.k8s.io", [ResourceKind.RuntimeClass]).ToJsonString(),
         };
         var index = new JsonObject
         {
@@ -54,14 +55,22 @@ public static class KubeOpenApi
             {
                 ["type"] = "object",
                 ["description"] = $"An Outpost {kind.Kind}.",
-                ["properties"] = new JsonObject
-                {
-                    ["apiVersion"] = new JsonObject { ["type"] = "string" },
-                    ["kind"] = new JsonObject { ["type"] = "string" },
-                    ["metadata"] = new JsonObject { ["$ref"] = $"#/components/schemas/{ObjectMeta}" },
-                    ["spec"] = SpecSchema(kind),
-                    ["status"] = new JsonObject { ["type"] = "object", ["x-kubernetes-preserve-unknown-fields"] = true },
-                },
+                ["properties"] = kind.SpecAtTop
+                    ? new JsonObject
+                    {
+                        ["apiVersion"] = new JsonObject { ["type"] = "string" },
+                        ["kind"] = new JsonObject { ["type"] = "string" },
+                        ["metadata"] = new JsonObject { ["$ref"] = $"#/components/schemas/{ObjectMeta}" },
+                        ["handler"] = Enum([.. Core.Manifests.ManifestValidator.RuntimeHandlers]),
+                    }
+                    : new JsonObject
+                    {
+                        ["apiVersion"] = new JsonObject { ["type"] = "string" },
+                        ["kind"] = new JsonObject { ["type"] = "string" },
+                        ["metadata"] = new JsonObject { ["$ref"] = $"#/components/schemas/{ObjectMeta}" },
+                        ["spec"] = SpecSchema(kind),
+                        ["status"] = new JsonObject { ["type"] = "object", ["x-kubernetes-preserve-unknown-fields"] = true },
+                    },
                 ["x-kubernetes-group-version-kind"] = new JsonArray(gvk.DeepClone()),
             };
             var reference = new JsonObject { ["$ref"] = $"#/components/schemas/{schemaName}" };
@@ -110,7 +119,8 @@ public static class KubeOpenApi
         ["schema"] = new JsonObject { ["type"] = "string", ["uniqueItems"] = true },
     };
 
-    private static string SchemaName(ResourceKind kind) => kind.Group.Length == 0 ? $"io.k8s.api.core.v1.{kind.Kind}" : $"dev.outpost.v1.{kind.Kind}";
+    private static string SchemaName(ResourceKind kind) =>
+        kind.Group.Length == 0 ? $"io.k8s.api.core.v1.{kind.Kind}" : kind.Group == "outpost.dev" ? $"dev.outpost.v1.{kind.Kind}" : $"io.k8s.api.node.v1.{kind.Kind}";
 
     private static JsonObject MetaSchema() => Obj(new()
     {
@@ -131,6 +141,7 @@ public static class KubeOpenApi
             return Obj(new()
             {
                 ["runtime"] = Str(),
+                ["runtimeClassName"] = Str(),
                 ["module"] = Obj(new() { ["path"] = Str(), ["digest"] = Str() }),
                 ["triggers"] = Obj(new()
                 {

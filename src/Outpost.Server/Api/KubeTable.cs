@@ -85,6 +85,11 @@ public static class KubeTable
             ];
         }
 
+        if (kind == ResourceKind.RuntimeClass)
+        {
+            return [name, new("Handler", "string", "The runtime it selects (all of Outpost's handlers run WebAssembly).", 0, (o, _) => Str(o["handler"])), age];
+        }
+
         return [name, age];
     }
 

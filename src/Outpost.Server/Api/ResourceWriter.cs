@@ -14,12 +14,22 @@ namespace Outpost.Server.Api;
 public sealed class ResourceWriter(IControlPlaneStore store, Wasm.Hosting.WasmHost wasm, SecretBox secrets)
 {
     /// <summary>Validates one object; on success returns the write, else the Status to send.</summary>
-    public async Task<(ResourceWrite? Write, ApiStatus? Error)> PrepareAsync(JsonObject body, WriteOp op, string? prefix, CancellationToken cancellationToken)
+    /// <remarks><paramref name="batchRuntimeClasses"/>: RuntimeClasses written in the same apply, which an Application may name.</remarks>
+    public async Task<(ResourceWrite? Write, ApiStatus? Error)> PrepareAsync(JsonObject body, WriteOp op, string? prefix, CancellationToken cancellationToken,
+        IReadOnlySet<string>? batchRuntimeClasses = null)
     {
         ArgumentNullException.ThrowIfNull(body);
         var kind = (body["kind"] as JsonValue)?.ToString() ?? "object";
         var name = ((body["metadata"] as JsonObject)?["name"] as JsonValue)?.ToString();
         var errors = ManifestValidator.Validate(body, allowModulePath: false).ToList();
+        if (errors.Count == 0 && body["spec"]?["runtimeClassName"] is JsonValue classValue
+            && classValue.GetValue<string>() is var className
+            && batchRuntimeClasses?.Contains(className) != true
+            && await store.GetAsync(ResourceKind.RuntimeClass.Kind, className, cancellationToken) is null)
+        {
+            errors.Add(new FieldError("spec.runtimeClassName", $"RuntimeClass \"{className}\" not found: apply one first (handler: {string.Join(", ", ManifestValidator.RuntimeHandlers)})"));
+        }
+
         if (errors.Count == 0 && body["spec"]?["module"]?["digest"] is JsonValue digestValue)
         {
             var digest = digestValue.GetValue<string>();
@@ -62,7 +72,7 @@ public sealed class ResourceWriter(IControlPlaneStore store, Wasm.Hosting.WasmHo
             Name = name!,
             Labels = ResourceJson.ReadMap(metadata["labels"]),
             Annotations = ResourceJson.ReadMap(metadata["annotations"]),
-            SpecJson = JsonCanonical.Serialize(body["spec"] ?? new JsonObject()),
+            SpecJson = JsonCanonical.Serialize(kind == ResourceKind.RuntimeClass.Kind ? new JsonObject { ["handler"] = body["handler"]?.DeepClone() } : body["spec"] ?? new JsonObject()),
             ExpectedResourceVersion = op == WriteOp.Upsert ? null : expected,
         }, null);
     }

@@ -88,6 +88,14 @@ internal static class Output
                     spec?["severity"] is { } sev ? Str(sev) : "warning", spec?["receiver"]?["webhook"]?["url"] is { } url ? Str(url) : "-", Age(item, now)]);
             }
         }
+        else if (kind == ResourceKind.RuntimeClass)
+        {
+            rows.Add(["NAME", "HANDLER", "AGE"]);
+            foreach (var item in items)
+            {
+                rows.Add([Str(item["metadata"]?["name"]), Str(item["handler"]), Age(item, now)]);
+            }
+        }
         else if (kind == ResourceKind.Alert)
         {
             rows.Add(["RULE", "TARGET", "STATE", "SEVERITY", "VALUE", "SINCE", "MESSAGE"]);

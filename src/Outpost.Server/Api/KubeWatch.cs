@@ -1,0 +1,102 @@
+using System.Text;
+using System.Text.Json.Nodes;
+using Microsoft.AspNetCore.Http;
+using Outpost.Core.Resources;
+using Outpost.Core.Selectors;
+using Outpost.Core.Store;
+
+namespace Outpost.Server.Api;
+
+/// <summary>
+/// Watches (<c>?watch=true</c>): a chunked stream of <c>{"type": "ADDED|MODIFIED|DELETED",
+/// "object": ...}</c> lines, the object a Table of one row when the client asked for tables
+/// (kubectl get -w). The server looks every 250 ms and sends what changed in what is shown:
+/// a node's state changes with its lease, not only with stored writes, so each object's
+/// fingerprint is its printed row and labels, not just its resourceVersion. With no
+/// resourceVersion (or "0") the current objects come first as ADDED, as Kubernetes does.
+/// </summary>
+public static class KubeWatch
+{
+    private static readonly TimeSpan Period = TimeSpan.FromMilliseconds(250);
+
+    public static async Task RunAsync(HttpContext context, ResourceKind kind, LabelSelector selector, IControlPlaneStore store, ResourceView view, TimeProvider time,
+        Func<List<JsonObject>, long, Task<JsonObject>> table, CancellationToken ct)
+    {
+        var asTable = KubeTable.Wanted(context.Request.Headers.Accept);
+        string? name = null;
+        foreach (var term in context.Request.Query["fieldSelector"].ToString().Split(',', StringSplitOptions.RemoveEmptyEntries))
+        {
+            if (term.StartsWith("metadata.name=", StringComparison.Ordinal))
+            {
+                name = term["metadata.name=".Length..];
+            }
+        }
+
+        var rv = context.Request.Query["resourceVersion"].ToString();
+        var timeout = int.TryParse(context.Request.Query["timeoutSeconds"], out var seconds) && seconds > 0 ? TimeSpan.FromSeconds(seconds) : TimeSpan.FromMinutes(30);
+        context.Response.StatusCode = 200;
+        context.Response.ContentType = asTable ? KubeTable.ContentType : "application/json";
+        await context.Response.StartAsync(ct);
+
+        using var stop = CancellationTokenSource.CreateLinkedTokenSource(ct);
+        stop.CancelAfter(timeout);
+        var seen = new Dictionary<string, (string Fingerprint, JsonObject Object)>(StringComparer.Ordinal);
+        var first = true;
+        try
+        {
+            while (!stop.IsCancellationRequested)
+            {
+                var page = await store.ListAsync(kind.Kind, stop.Token);
+                var items = page.Items.Where(i => selector.Matches(i.Labels) && (name is null || i.Name == name)).Select(i => view.Render(i)).ToList();
+                var printed = await table(items, page.Revision);
+                var rows = printed["rows"]!.AsArray();
+                var age = printed["columnDefinitions"]!.AsArray().Select(c => (string?)c?["name"]).ToList().IndexOf("Age");
+                var current = new Dictionary<string, (string, JsonObject)>(StringComparer.Ordinal);
+                for (var i = 0; i < items.Count; i++)
+                {
+                    // What is shown, less AGE (it changes by itself).
+                    var cells = rows[i]!["cells"]!.AsArray().Select(c => c?.ToJsonString() ?? "").Where((_, index) => index != age);
+                    current[(string)items[i]["metadata"]!["name"]!] = (string.Join('\u001f', cells) + (items[i]["metadata"]?["labels"]?.ToJsonString() ?? ""), items[i]);
+                }
+
+                var events = new List<(string Type, JsonObject Object)>();
+                if (!first || rv is "" or "0")
+                {
+                    foreach (var (key, (fingerprint, item)) in current)
+                    {
+                        if (!seen.TryGetValue(key, out var before))
+                        {
+                            events.Add(("ADDED", item));
+                        }
+                        else if (before.Fingerprint != fingerprint)
+                        {
+                            events.Add(("MODIFIED", item));
+                        }
+                    }
+
+                    events.AddRange(seen.Where(p => !current.ContainsKey(p.Key)).Select(p => ("DELETED", p.Value.Object)));
+                }
+
+                foreach (var (type, item) in events)
+                {
+                    var body = asTable ? await table([item], page.Revision) : item;
+                    var line = new JsonObject { ["type"] = type, ["object"] = body }.ToJsonString() + "\n";
+                    await context.Response.Body.WriteAsync(Encoding.UTF8.GetBytes(line), stop.Token);
+                }
+
+                if (events.Count > 0)
+                {
+                    await context.Response.Body.FlushAsync(stop.Token);
+                }
+
+                seen = current;
+                first = false;
+                await Task.Delay(Period, time, stop.Token);
+            }
+        }
+        catch (OperationCanceledException)
+        {
+            // The client went away, or the watch's time is up: the stream ends and kubectl watches again.
+        }
+    }
+}
