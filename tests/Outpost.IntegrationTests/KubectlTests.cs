@@ -76,14 +76,7 @@ public sealed class KubectlTests
     {
         Kubectl.SkipUnlessInstalled();
         await using var fleet = new Fleet();
-        await fleet.StartServerAsync();
-        var token = await fleet.CreateJoinTokenAsync();
-        var (_, gateway) = await fleet.StartAgentAsync("edge-1", token);
-        // kubectl cannot upload a module: push it, then reference it by digest.
-        var (code, digest) = await fleet.ClientAsync("push", Path.Combine(AppContext.BaseDirectory, "samples", "apps", "hello", "hello.wasm"));
-        Assert.True(code == 0, digest);
-        digest = digest.Trim().Split('\n')[^1];
-        Assert.Matches("^sha256:[0-9a-f]{64}$", digest);
+        var (gateway, digest) = await StartWithHelloPushedAsync(fleet);
         string Manifest(string env) => fleet.WriteManifest("greeter.yaml", $"""
             apiVersion: outpost.dev/v1
             kind: Application
@@ -100,7 +93,7 @@ public sealed class KubectlTests
 
         using var kubectl = new Kubectl(fleet);
         var file = Manifest("  env:\n    GREETING: hi");
-        (code, var output) = await kubectl.RunAsync("apply", "-f", file);
+        var (code, output) = await kubectl.RunAsync("apply", "-f", file);
         Assert.True(code == 0, output);
         Assert.Equal("application.outpost.dev/greeter created", output.Trim());
         await Fleet.WaitForBodyAsync(gateway + "/greet", "hi from edge-1 (path /)\n", TimeSpan.FromSeconds(30));
@@ -160,16 +153,10 @@ public sealed class KubectlTests
     {
         Kubectl.SkipUnlessInstalled();
         await using var fleet = new Fleet();
-        await fleet.StartServerAsync();
-        var token = await fleet.CreateJoinTokenAsync();
-        var (_, gateway) = await fleet.StartAgentAsync("edge-1", token);
-        var (code, digest) = await fleet.ClientAsync("push", Path.Combine(AppContext.BaseDirectory, "samples", "apps", "hello", "hello.wasm"));
-        Assert.True(code == 0, digest);
-        digest = digest.Trim().Split('\n')[^1];
-        await fleet.WaitForNodeStateAsync("edge-1", "Ready");
+        var (gateway, digest) = await StartWithHelloPushedAsync(fleet);
         using var kubectl = new Kubectl(fleet);
 
-        (code, var output) = await kubectl.RunAsync("get", "nodes");
+        var (code, output) = await kubectl.RunAsync("get", "nodes");
         Assert.True(code == 0, output);
         Assert.Matches(@"edge-1\s+Ready\s+", output);
 
@@ -258,5 +245,19 @@ public sealed class KubectlTests
             await watch.WaitForExitAsync();
             watch.Dispose();
         }
+    }
+
+    /// <summary>A server and a Ready edge-1, with hello.wasm pushed: kubectl cannot upload a module, so manifests name it by digest.</summary>
+    private static async Task<(string Gateway, string Digest)> StartWithHelloPushedAsync(Fleet fleet)
+    {
+        await fleet.StartServerAsync();
+        var token = await fleet.CreateJoinTokenAsync();
+        var (_, gateway) = await fleet.StartAgentAsync("edge-1", token);
+        var (code, output) = await fleet.ClientAsync("push", Path.Combine(AppContext.BaseDirectory, "samples", "apps", "hello", "hello.wasm"));
+        Assert.True(code == 0, output);
+        var digest = output.Trim().Split('\n')[^1];
+        Assert.Matches("^sha256:[0-9a-f]{64}$", digest);
+        await fleet.WaitForNodeStateAsync("edge-1", "Ready");
+        return (gateway, digest);
     }
 }
