@@ -2,16 +2,31 @@
 # Runs every test suite: unit, store conformance, Wasm runtime and the integration tests
 # that start real server and agent processes. Needs only the .NET SDK (CI also installs
 # the few apt packages below).
+#
+#   ./test.sh                 the suite (what CI runs: .ci/run)
+#   ./test.sh --stress        the same suite while CPU hogs oversubscribe the cores 3x
+#                             (STRESS_FACTOR=N for N x), so a test that depends on the
+#                             scheduler fails here before it fails in CI
+#   ./test.sh [--stress] ARGS  ARGS go to `dotnet test` (e.g. --filter FullyQualifiedName~Lease)
 set -euo pipefail
 cd "$(dirname "$0")"
 export DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_NOLOGO=1
 
+stress=0
+if [[ "${1:-}" == "--stress" ]]; then
+  stress=1
+  shift
+fi
+
 # In CI (as root), install what some tests need so they run instead of skipping: the
 # wasm32-wasi C toolchain (the test that rebuilds the committed sample modules) and
-# Prometheus's promtool (the tests that check both /metrics endpoints). Elsewhere, nothing
-# is installed.
-if [[ "${CI:-}" == "true" && "$(id -u)" == "0" ]] && { [[ ! -f /usr/lib/wasm32-wasi/libc.a ]] || ! command -v promtool >/dev/null; }; then
-  packages=(clang lld wasi-libc libclang-rt-dev-wasm32 prometheus)
+# Prometheus's promtool (the tests that check both /metrics endpoints); for --stress,
+# stress-ng. Elsewhere, nothing is installed.
+packages=()
+[[ -f /usr/lib/wasm32-wasi/libc.a ]] || packages+=(clang lld wasi-libc libclang-rt-dev-wasm32)
+command -v promtool >/dev/null || packages+=(prometheus)
+[[ "$stress" == 1 ]] && ! command -v stress-ng >/dev/null && packages+=(stress-ng)
+if [[ "${CI:-}" == "true" && "$(id -u)" == "0" && ${#packages[@]} -gt 0 ]]; then
   # Install only: no package may start a service (the prometheus package would serve on :9090).
   policy=""
   if [[ ! -e /usr/sbin/policy-rc.d ]]; then
@@ -22,5 +37,35 @@ if [[ "${CI:-}" == "true" && "$(id -u)" == "0" ]] && { [[ ! -f /usr/lib/wasm32-w
     || echo "warning: could not install ${packages[*]}; the tests that need them will fail or skip" >&2
   if [[ -n "$policy" ]]; then rm -f "$policy"; fi
 fi
+
 dotnet build Outpost.slnx -c Release
-dotnet test Outpost.slnx -c Release --no-build "$@"
+
+hogs=()
+stop_hogs() {
+  if [[ ${#hogs[@]} -gt 0 ]]; then
+    kill "${hogs[@]}" 2>/dev/null || true
+    wait "${hogs[@]}" 2>/dev/null || true
+  fi
+}
+trap stop_hogs EXIT
+if [[ "$stress" == 1 ]]; then
+  cores="$(nproc)"
+  count=$(( cores * ${STRESS_FACTOR:-3} ))
+  if command -v stress-ng >/dev/null; then
+    stress-ng --cpu "$count" --quiet &
+    hogs+=($!)
+    echo "stress: stress-ng --cpu $count on $cores cores"
+  else
+    for _ in $(seq "$count"); do
+      ( while :; do :; done ) &
+      hogs+=($!)
+    done
+    echo "stress: $count busy loops on $cores cores (stress-ng is not installed)"
+  fi
+fi
+
+started=$SECONDS
+status=0
+dotnet test Outpost.slnx -c Release --no-build "$@" || status=$?
+echo "tests took $(( SECONDS - started )) s$([[ "$stress" == 1 ]] && echo " under stress")"
+exit "$status"

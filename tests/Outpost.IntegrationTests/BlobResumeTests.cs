@@ -35,10 +35,11 @@ public sealed class BlobResumeTests
         var (agent, gateway) = await fleet.StartAgentAsync("edge-1", token, server: proxy.Url);
 
         // The app answers once the module is complete (it writes no CGI headers, hence 500).
-        await Fleet.WaitForStatusAsync(gateway + "/big", HttpStatusCode.InternalServerError, TimeSpan.FromSeconds(60));
+        await Fleet.WaitForStatusAsync(gateway + "/big", HttpStatusCode.InternalServerError, Fleet.Patience);
+        await agent.WaitForOutputAsync("Fetched module");
         var fetched = agent.Output.Split('\n').Single(l => l.Contains("Fetched module", StringComparison.Ordinal));
         var resumedAt = long.Parse(fetched[(fetched.IndexOf("resumed at byte ", StringComparison.Ordinal) + 16)..].TrimEnd(')', '\r', ' '), System.Globalization.CultureInfo.InvariantCulture);
         Assert.True(resumedAt > 100_000, $"the download restarted from byte {resumedAt} instead of resuming: {fetched}");
-        Assert.Contains("Sync stream lost", agent.Output, StringComparison.Ordinal);
+        await agent.WaitForOutputAsync("Sync stream lost");
     }
 }

@@ -25,11 +25,11 @@ public sealed class BucketSyncTests
     }
 
     private static Task EdgeValueAsync(string gateway, string bucket, string key, string expected) =>
-        Fleet.WaitForBodyAsync($"{gateway}/_outpost/kv/{bucket}/{key}", expected, TimeSpan.FromSeconds(30));
+        Fleet.WaitForBodyAsync($"{gateway}/_outpost/kv/{bucket}/{key}", expected, Fleet.Patience);
 
     private static Task<string> CloudValueAsync(Fleet fleet, string bucket, string key, string expected, params string[] extra) =>
         Eventually.UntilAsync(async () => await fleet.ClientAsync(["kv", "get", bucket, key, .. extra]), r => r.ExitCode == 0 && r.Output.Trim() == expected,
-            TimeSpan.FromSeconds(30), $"the cloud's {bucket}/{key} to be '{expected}'", r => r.Output.Trim()).ContinueWith(t => t.Result.Output, TaskScheduler.Default);
+            Fleet.Patience, $"the cloud's {bucket}/{key} to be '{expected}'", r => r.Output.Trim()).ContinueWith(t => t.Result.Output, TaskScheduler.Default);
 
     private static async Task CloudPutAsync(Fleet fleet, string bucket, string key, string value)
     {
@@ -40,7 +40,7 @@ public sealed class BucketSyncTests
     private static Task WaitForConnectedAsync(string gateway, bool connected) =>
         Eventually.UntilAsync(async () => (await Fleet.GetAsync(gateway + "/_outpost/status")).Body,
             status => status.Contains($"\"connected\":{(connected ? "true" : "false")}", StringComparison.Ordinal),
-            TimeSpan.FromSeconds(30), $"the agent to report connected={connected}");
+            Fleet.Patience, $"the agent to report connected={connected}");
 
     [Fact]
     public async Task TwoWayKeyWrittenOfflineAtTheEdgeAndInTheCloud_BothSidesConvergeToThePolicyWinner_TheLoserIsInTheConflictLog()
@@ -127,7 +127,7 @@ public sealed class BucketSyncTests
         Assert.Equal("on", (await Fleet.GetAsync(gateway + "/_outpost/kv/flags/beta")).Body);
         (code, output) = await fleet.ClientAsync("kv", "delete", "flags", "beta");
         Assert.True(code == 0, output);
-        await Fleet.WaitForStatusAsync(gateway + "/_outpost/kv/flags/beta", HttpStatusCode.NotFound, TimeSpan.FromSeconds(30));
+        await Fleet.WaitForStatusAsync(gateway + "/_outpost/kv/flags/beta", HttpStatusCode.NotFound, Fleet.Patience);
 
         // edge-local: the cloud holds nothing and says so.
         await EdgePutAsync(gateway, "scratch", "tmp", "x");

@@ -15,7 +15,7 @@ public sealed class ExactlyOnceTests
     private static async Task<HashSet<string>> PublishAsync(string gateway, int count, int start = 0)
     {
         var texts = Enumerable.Range(start, count).Select(i => $"r-{i:D5}-{Convert.ToHexString(Guid.NewGuid().ToByteArray())}{Convert.ToHexString(Guid.NewGuid().ToByteArray())}").ToList();
-        using var client = new HttpClient { Timeout = TimeSpan.FromSeconds(30) };
+        using var client = new HttpClient { Timeout = Fleet.Patience };
         await Parallel.ForEachAsync(texts, new ParallelOptions { MaxDegreeOfParallelism = 8 }, async (text, ct) =>
         {
             using var response = await client.PostAsync(gateway + "/_outpost/topics/" + Topic, new StringContent(text), ct);
@@ -59,7 +59,7 @@ public sealed class ExactlyOnceTests
         var expected = await PublishAsync(gateway, 10_000);
         await fleet.StartServerAsync(port);
 
-        AssertExactlyOnceInOrder(await WaitForCountAsync(fleet, 10_000, TimeSpan.FromSeconds(90)), expected);
+        AssertExactlyOnceInOrder(await WaitForCountAsync(fleet, 10_000, 2 * Fleet.Patience), expected);
     }
 
     [Fact]
@@ -73,19 +73,24 @@ public sealed class ExactlyOnceTests
         proxy.Mode = FaultMode.Blackhole;
         var expected = await PublishAsync(gateway, 10_000);
 
-        // Slow the link so shipping is still going on when the agent dies.
-        proxy.BandwidthBytesPerSecond = 300_000;
+        // Slow the link so shipping is still going on when the agent dies; once the first batch
+        // has landed, the link goes silent too, so however late this test looks, batches are
+        // left on the wire and in the outbox.
+        proxy.BandwidthBytesPerSecond = 50_000;
         proxy.Mode = FaultMode.Pass;
         proxy.ResetAll();
-        await Eventually.UntilAsync(() => IngestedAsync(fleet), n => n > 0, TimeSpan.FromSeconds(60), "the first batch to land");
+        await Eventually.UntilAsync(() => IngestedAsync(fleet), n => n > 0, Fleet.Patience, "the first batch to land");
+        proxy.Mode = FaultMode.Blackhole;
 
         agent.Kill(); // SIGKILL: no chance to finish a batch or a delete
         var atKill = await IngestedAsync(fleet);
         Assert.InRange(atKill, 1, 9_999);
 
         proxy.BandwidthBytesPerSecond = 0;
+        proxy.Mode = FaultMode.Pass;
+        proxy.ResetAll();
         await fleet.StartAgentAsync("edge-1", token, server: proxy.Url);
-        AssertExactlyOnceInOrder(await WaitForCountAsync(fleet, 10_000, TimeSpan.FromSeconds(90)), expected);
+        AssertExactlyOnceInOrder(await WaitForCountAsync(fleet, 10_000, 2 * Fleet.Patience), expected);
     }
 
     [Fact]
@@ -104,13 +109,13 @@ public sealed class ExactlyOnceTests
         proxy.Mode = FaultMode.Pass;
         proxy.ResetAll();
         var upBefore = proxy.UpBytes;
-        await Eventually.UntilAsync(() => IngestedAsync(fleet), n => n > 0 && proxy.UpBytes - upBefore >= 100_000, TimeSpan.FromSeconds(60), "a batch stored and the next on the wire");
+        await Eventually.UntilAsync(() => IngestedAsync(fleet), n => n > 0 && proxy.UpBytes - upBefore >= 100_000, Fleet.Patience, "a batch stored and the next on the wire");
 
         fleet.Server!.Kill(); // SIGKILL with a batch on the wire
         proxy.BandwidthBytesPerSecond = 0;
         await fleet.StartServerAsync(port);
 
-        AssertExactlyOnceInOrder(await WaitForCountAsync(fleet, 10_000, TimeSpan.FromSeconds(90)), expected);
+        AssertExactlyOnceInOrder(await WaitForCountAsync(fleet, 10_000, 2 * Fleet.Patience), expected);
         Assert.False(agent.HasExited);
     }
 
@@ -137,7 +142,7 @@ public sealed class ExactlyOnceTests
                 var node = await fleet.ApiGetAsync("/api/v1/nodes/edge-1");
                 return ((long?)node["status"]?["outbox"]?["droppedTotal"] ?? 0, await fleet.ReadTopicAsync(Topic));
             },
-            s => s.Item1 > 0 && s.Item2.Count + s.Item1 == 300, TimeSpan.FromSeconds(60), "drops to be reported and the rest to arrive",
+            s => s.Item1 > 0 && s.Item2.Count + s.Item1 == 300, Fleet.Patience, "drops to be reported and the rest to arrive",
             s => $"dropped {s.Item1}, arrived {s.Item2.Count}");
 
         Assert.True(dropped > 0, "no drop was reported");

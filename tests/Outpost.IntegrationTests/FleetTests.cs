@@ -5,8 +5,6 @@ namespace Outpost.IntegrationTests;
 /// <summary>The walking skeleton end to end: real server, real agents, real Wasmtime, real SQLite.</summary>
 public sealed class FleetTests
 {
-    private static readonly TimeSpan Converge = TimeSpan.FromSeconds(2);
-
     private const string AppForSiteA = """
         apiVersion: outpost.dev/v1
         kind: Application
@@ -35,12 +33,12 @@ public sealed class FleetTests
         // Both nodes joined and are Ready.
         await WaitForNodesReadyAsync(fleet, "edge-a", "edge-b");
 
-        // Apply: reachable on the matching node within 2 s, never on the other.
+        // Apply: reachable on the matching node, never on the other. (How fast, against the 2 s
+        // target, is measured by `bench/run.sh converge`: a shared test machine cannot time it.)
         var (code, output) = await fleet.ClientAsync("apply", "-f", fleet.WriteManifest("a.yaml", AppForSiteA));
         Assert.True(code == 0, output);
         Assert.Contains("application.outpost.dev/hello-a created", output, StringComparison.Ordinal);
-        var took = await Fleet.WaitForStatusAsync(gatewayA + "/hello-a", HttpStatusCode.OK, TimeSpan.FromSeconds(10));
-        Assert.True(took <= Converge, $"app became reachable after {took.TotalMilliseconds:F0} ms, over the 2 s target");
+        await Fleet.WaitForStatusAsync(gatewayA + "/hello-a", HttpStatusCode.OK, Fleet.Patience);
         var (_, body) = await Fleet.GetAsync(gatewayA + "/hello-a");
         Assert.Contains("hello", body, StringComparison.Ordinal);
         Assert.Contains("edge-a", body, StringComparison.Ordinal);
@@ -57,11 +55,10 @@ public sealed class FleetTests
         (code, output) = await fleet.ClientAsync("apply", "-f", fleet.WriteManifest("a.yaml", AppForSiteA));
         Assert.Contains("hello-a unchanged", output, StringComparison.Ordinal);
 
-        // Delete: 404 within 2 s.
+        // Delete: 404.
         (code, output) = await fleet.ClientAsync("delete", "app", "hello-a");
         Assert.True(code == 0, output);
-        took = await Fleet.WaitForStatusAsync(gatewayA + "/hello-a", HttpStatusCode.NotFound, TimeSpan.FromSeconds(10));
-        Assert.True(took <= Converge, $"app went away after {took.TotalMilliseconds:F0} ms, over the 2 s target");
+        await Fleet.WaitForStatusAsync(gatewayA + "/hello-a", HttpStatusCode.NotFound, Fleet.Patience);
         Assert.Equal(HttpStatusCode.NotFound, (await Fleet.GetAsync(gatewayB + "/hello-a")).Status);
     }
 
@@ -74,7 +71,7 @@ public sealed class FleetTests
         var (agent, gateway) = await fleet.StartAgentAsync("edge-1", token, "site=a");
         var (code, output) = await fleet.ClientAsync("apply", "-f", fleet.WriteManifest("a.yaml", AppForSiteA));
         Assert.True(code == 0, output);
-        await Fleet.WaitForStatusAsync(gateway + "/hello-a", HttpStatusCode.OK, TimeSpan.FromSeconds(10));
+        await Fleet.WaitForStatusAsync(gateway + "/hello-a", HttpStatusCode.OK, Fleet.Patience);
 
         // The server goes away, then the agent restarts with no one to sync from.
         fleet.Server!.Kill();
@@ -102,8 +99,8 @@ public sealed class FleetTests
         // Applied after the restart: only a reconnected agent can serve it.
         var (code, output) = await fleet.ClientAsync("apply", "-f", fleet.WriteManifest("a.yaml", AppForSiteA));
         Assert.True(code == 0, output);
-        await Fleet.WaitForStatusAsync(gateway + "/hello-a", HttpStatusCode.OK, TimeSpan.FromSeconds(30));
-        Assert.Contains("Sync stream lost", agent.Output, StringComparison.Ordinal);
+        await Fleet.WaitForStatusAsync(gateway + "/hello-a", HttpStatusCode.OK, Fleet.Patience);
+        await agent.WaitForOutputAsync("Sync stream lost");
         Assert.False(agent.HasExited);
     }
 
@@ -142,11 +139,11 @@ public sealed class FleetTests
 
         await using var agent = OutpostProcess.Start(fleet.Home, "agent", "--server", fleet.ServerUrl, "--token", forged,
             "--name", "intruder", "--data-dir", fleet.AgentDir("intruder"), "--gateway", "127.0.0.1:0");
-        var exit = await agent.WaitForExitAsync(TimeSpan.FromSeconds(60));
+        var exit = await agent.WaitForExitAsync(Fleet.Patience);
 
         Assert.NotEqual(0, exit);
-        Assert.Contains("refused", agent.Output, StringComparison.Ordinal);
-        Assert.Contains("Join refused for node 'intruder'", fleet.Server!.Output, StringComparison.Ordinal);
+        Assert.Contains("refused", agent.Output, StringComparison.Ordinal); // complete: the process has exited
+        await fleet.Server!.WaitForOutputAsync("Join refused for node 'intruder'");
         var nodes = await fleet.GetJsonAsync("get", "nodes");
         Assert.Equal("NodeList", (string?)nodes["kind"]);
         Assert.Empty(nodes["items"]!.AsArray());
@@ -155,7 +152,7 @@ public sealed class FleetTests
     private static Task WaitForNodesReadyAsync(Fleet fleet, params string[] names) =>
         Eventually.UntilAsync(() => fleet.GetJsonAsync("get", "nodes"),
             nodes => names.All(nodes["items"]!.AsArray().Where(n => (string?)n!["status"]!["state"] == "Ready").Select(n => (string)n!["metadata"]!["name"]!).Contains),
-            TimeSpan.FromSeconds(30), $"nodes {string.Join(", ", names)} to be Ready", nodes => nodes.ToJsonString());
+            Fleet.Patience, $"nodes {string.Join(", ", names)} to be Ready", nodes => nodes.ToJsonString());
 
     [Fact]
     public async Task Up_RunsASecureFleet_WithNoExtraSteps()
@@ -176,14 +173,13 @@ public sealed class FleetTests
             "--manifests", Path.Combine(FindRepoRoot(), "samples", "manifests"));
         await up.WaitForLineAsync("fleet up", Fleet.StartTimeout);
 
-        await Fleet.WaitForBodyAsync($"http://127.0.0.1:{gatewayPort}/hello", "hello from edge-1 (path /)\n", TimeSpan.FromSeconds(30));
+        await Fleet.WaitForBodyAsync($"http://127.0.0.1:{gatewayPort}/hello", "hello from edge-1 (path /)\n", Fleet.Patience);
         var config = Core.Api.ClientConfig.Parse(await File.ReadAllTextAsync(Path.Combine(dir, "config.yaml")), "config.yaml");
         Assert.StartsWith("https://", config.Server, StringComparison.Ordinal);
         Assert.NotNull(config.CertificateAuthorityPem);
         Assert.True(File.Exists(Path.Combine(dir, "edge-1", "node.crt")), "the agent holds a node certificate");
-        var (code, output) = await OutpostProcess.RunAsync(fleet.Home, "get", "nodes", "--config", Path.Combine(dir, "config.yaml"));
-        Assert.True(code == 0, output);
-        Assert.Contains("edge-1   Ready", output, StringComparison.Ordinal);
+        await Eventually.UntilAsync(() => OutpostProcess.RunAsync(fleet.Home, "get", "nodes", "--config", Path.Combine(dir, "config.yaml")),
+            r => r.ExitCode == 0 && System.Text.RegularExpressions.Regex.IsMatch(r.Output, @"edge-1\s+Ready\s"), Fleet.Patience, "`outpost get nodes` to list edge-1 Ready", r => r.Output);
     }
 
     [Fact]
@@ -192,15 +188,15 @@ public sealed class FleetTests
         await using var fleet = new Fleet();
         await fleet.StartServerAsync(0, "--insecure-http");
         Assert.StartsWith("http://", fleet.ServerUrl, StringComparison.Ordinal);
-        Assert.Contains("--insecure-http: the API and agent sync travel in cleartext", fleet.Server!.Output, StringComparison.Ordinal);
+        await fleet.Server!.WaitForOutputAsync("--insecure-http: the API and agent sync travel in cleartext");
         var token = await fleet.CreateJoinTokenAsync();
         Assert.Null(Core.Tokens.TokenCodec.PinOf(token)); // no CA to pin
 
         var (agent, gateway) = await fleet.StartAgentAsync("edge-1", token);
         var (code, output) = await fleet.ClientAsync("apply", "-f", fleet.WriteManifest("hello.yaml", Fleet.HelloApp));
         Assert.True(code == 0, output);
-        await Fleet.WaitForStatusAsync(gateway + "/hello", System.Net.HttpStatusCode.OK, TimeSpan.FromSeconds(30));
-        Assert.Contains("plain http", agent.Output, StringComparison.Ordinal);
+        await Fleet.WaitForStatusAsync(gateway + "/hello", System.Net.HttpStatusCode.OK, Fleet.Patience);
+        await agent.WaitForOutputAsync("plain http");
         Assert.False(File.Exists(Path.Combine(fleet.AgentDir("edge-1"), "node.crt")));
     }
 

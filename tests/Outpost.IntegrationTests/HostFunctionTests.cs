@@ -36,7 +36,7 @@ public sealed class HostFunctionTests
         WriteModule(fleet, "counter.wat");
         var (code, output) = await fleet.ClientAsync("apply", "-f", fleet.WriteManifest("counter.yaml", App("counter", "kv, publish")));
         Assert.True(code == 0, output);
-        await Fleet.WaitForStatusAsync(gateway + "/counter", HttpStatusCode.OK, TimeSpan.FromSeconds(10));
+        await Fleet.WaitForStatusAsync(gateway + "/counter", HttpStatusCode.OK, Fleet.Patience);
         Assert.Equal("count=2", (await Fleet.GetAsync(gateway + "/counter")).Body);
 
         await agent.StopAsync();
@@ -45,7 +45,7 @@ public sealed class HostFunctionTests
         Assert.Equal("count=3", (await Fleet.GetAsync(restarted + "/counter")).Body);
 
         // Each visit was published: through the outbox, it reaches the server once, in order.
-        var records = await Eventually.UntilAsync(() => fleet.ReadTopicAsync("visits"), r => r.Count >= 3, TimeSpan.FromSeconds(20),
+        var records = await Eventually.UntilAsync(() => fleet.ReadTopicAsync("visits"), r => r.Count >= 3, Fleet.Patience,
             "three visits at the server", r => $"{r.Count} records");
 
         Assert.Equal(["1", "2", "3"], records.Select(r => r.Text));
@@ -62,7 +62,7 @@ public sealed class HostFunctionTests
         WriteModule(fleet, "config.wat");
         var (code, output) = await fleet.ClientAsync("apply", "-f", fleet.WriteManifest("config.yaml", App("config", "log, config, clock")));
         Assert.True(code == 0, output);
-        await Fleet.WaitForStatusAsync(gateway + "/config", HttpStatusCode.OK, TimeSpan.FromSeconds(10));
+        await Fleet.WaitForStatusAsync(gateway + "/config", HttpStatusCode.OK, Fleet.Patience);
         Assert.Equal("none", (await Fleet.GetAsync(gateway + "/config")).Body);
 
         const string ConfigSet = """

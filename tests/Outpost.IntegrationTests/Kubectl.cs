@@ -25,7 +25,7 @@ internal sealed class Kubectl(Fleet fleet) : IDisposable
     /// <summary>Runs kubectl; returns its exit code and everything it printed.</summary>
     public async Task<(int ExitCode, string Output)> RunAsync(params string[] args)
     {
-        var info = new ProcessStartInfo(Path, ["--cache-dir", _cache, "--request-timeout", "20s", .. args])
+        var info = new ProcessStartInfo(Path, ["--cache-dir", _cache, "--request-timeout", "60s", .. args])
         {
             RedirectStandardOutput = true,
             RedirectStandardError = true,
@@ -35,8 +35,17 @@ internal sealed class Kubectl(Fleet fleet) : IDisposable
         using var process = Process.Start(info)!;
         var stdout = process.StandardOutput.ReadToEndAsync();
         var stderr = process.StandardError.ReadToEndAsync();
-        using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(60));
-        await process.WaitForExitAsync(timeout.Token);
+        using var timeout = new CancellationTokenSource(OutpostProcess.ClientTimeout);
+        try
+        {
+            await process.WaitForExitAsync(timeout.Token);
+        }
+        catch (OperationCanceledException)
+        {
+            process.Kill();
+            Assert.Fail($"kubectl {string.Join(' ', args)} did not exit within {OutpostProcess.ClientTimeout.TotalSeconds:F0} s; it wrote:\n{await stdout}{await stderr}");
+        }
+
         return (process.ExitCode, await stdout + await stderr);
     }
 

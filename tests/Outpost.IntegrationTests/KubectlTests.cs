@@ -15,11 +15,17 @@ public sealed class KubectlTests
         Assert.True(code == 0, output);
         foreach (var (_, gateway) in agents)
         {
-            await Fleet.WaitForBodyAsync(gateway + "/hello", $"hello from edge-{Array.FindIndex(agents, a => a.Gateway == gateway) + 1} (path /)\n", TimeSpan.FromSeconds(30));
+            await Fleet.WaitForBodyAsync(gateway + "/hello", $"hello from edge-{Array.FindIndex(agents, a => a.Gateway == gateway) + 1} (path /)\n", Fleet.Patience);
         }
 
         await fleet.WaitForNodeStateAsync("edge-1", "Ready");
         await fleet.WaitForNodeStateAsync("edge-2", "Ready");
+        // Serving comes before the nodes' reports of it reach the server: wait for what kubectl shows.
+        await Eventually.UntilAsync(() => fleet.ApiGetAsync("/apis/outpost.dev/v1/applications/hello/rollout"),
+            r => (string?)r["status"]?["phase"] == "Succeeded" && r["nodes"]!.AsArray().All(n => (string?)n!["appState"] == "Ready" && (long?)n["revision"] == 1),
+            Fleet.Patience, "both nodes to report hello Ready and its rollout Succeeded", r => r.ToJsonString());
+        await Eventually.UntilAsync(() => fleet.ApiGetAsync("/api/v1/events?fieldSelector=involvedObject.name=edge-1"),
+            e => e["items"]!.AsArray().Any(i => (string?)i!["reason"] == "NodeReady"), Fleet.Patience, "edge-1's NodeReady event", e => e.ToJsonString());
         using var kubectl = new Kubectl(fleet);
         (code, output) = await kubectl.RunAsync("version");
         Assert.True(code == 0, output);
@@ -96,7 +102,7 @@ public sealed class KubectlTests
         var (code, output) = await kubectl.RunAsync("apply", "-f", file);
         Assert.True(code == 0, output);
         Assert.Equal("application.outpost.dev/greeter created", output.Trim());
-        await Fleet.WaitForBodyAsync(gateway + "/greet", "hi from edge-1 (path /)\n", TimeSpan.FromSeconds(30));
+        await Fleet.WaitForBodyAsync(gateway + "/greet", "hi from edge-1 (path /)\n", Fleet.Patience);
         (code, output) = await kubectl.RunAsync("apply", "-f", file);
         Assert.True(code == 0, output);
         Assert.Equal("application.outpost.dev/greeter unchanged", output.Trim());
@@ -104,19 +110,19 @@ public sealed class KubectlTests
         (code, output) = await kubectl.RunAsync("apply", "-f", file);
         Assert.True(code == 0, output);
         Assert.Equal("application.outpost.dev/greeter configured", output.Trim());
-        await Fleet.WaitForBodyAsync(gateway + "/greet", "hello again from edge-1 (path /)\n", TimeSpan.FromSeconds(30));
+        await Fleet.WaitForBodyAsync(gateway + "/greet", "hello again from edge-1 (path /)\n", Fleet.Patience);
 
         // Server-side apply merges per field manager: a label another writer set survives,
         // the env this manager no longer applies goes.
         (code, output) = await kubectl.RunAsync("apply", "--server-side", "--force-conflicts", "-f", Manifest("  env:\n    GREETING: ssa"));
         Assert.True(code == 0, output);
         Assert.Equal("application.outpost.dev/greeter serverside-applied", output.Trim());
-        await Fleet.WaitForBodyAsync(gateway + "/greet", "ssa from edge-1 (path /)\n", TimeSpan.FromSeconds(30));
+        await Fleet.WaitForBodyAsync(gateway + "/greet", "ssa from edge-1 (path /)\n", Fleet.Patience);
         (code, output) = await kubectl.RunAsync("label", "app", "greeter", "tier=web");
         Assert.True(code == 0, output);
         (code, output) = await kubectl.RunAsync("apply", "--server-side", "--force-conflicts", "-f", Manifest(""));
         Assert.True(code == 0, output);
-        await Fleet.WaitForBodyAsync(gateway + "/greet", "hello from edge-1 (path /)\n", TimeSpan.FromSeconds(30));
+        await Fleet.WaitForBodyAsync(gateway + "/greet", "hello from edge-1 (path /)\n", Fleet.Patience);
         var app = await fleet.ApiGetAsync("/apis/outpost.dev/v1/applications/greeter");
         Assert.Equal("web", (string)app["metadata"]!["labels"]!["tier"]!);
         Assert.Null(app["spec"]!["env"]);
@@ -125,7 +131,7 @@ public sealed class KubectlTests
         (code, output) = await kubectl.RunAsync("delete", "-f", file);
         Assert.True(code == 0, output);
         Assert.Equal("application.outpost.dev \"greeter\" deleted", output.Trim());
-        await Fleet.WaitForStatusAsync(gateway + "/greet", System.Net.HttpStatusCode.NotFound, TimeSpan.FromSeconds(30));
+        await Fleet.WaitForStatusAsync(gateway + "/greet", System.Net.HttpStatusCode.NotFound, Fleet.Patience);
 
         var bad = fleet.WriteManifest("bad.yaml", """
             apiVersion: outpost.dev/v1
@@ -185,7 +191,7 @@ public sealed class KubectlTests
             """));
         Assert.True(code == 0, output);
         Assert.Equal("application.outpost.dev/wasm-edge-app created", output.Trim());
-        await Fleet.WaitForBodyAsync(gateway + "/edge", "hello from edge-1 (path /)\n", TimeSpan.FromSeconds(30));
+        await Fleet.WaitForBodyAsync(gateway + "/edge", "hello from edge-1 (path /)\n", Fleet.Patience);
 
         (code, output) = await kubectl.RunAsync("get", "runtimeclasses");
         Assert.True(code == 0, output);
@@ -223,18 +229,18 @@ public sealed class KubectlTests
     {
         Kubectl.SkipUnlessInstalled();
         await using var fleet = new Fleet();
-        await fleet.StartServerAsync(0, "--node-lease", "1500ms");
+        await fleet.StartServerAsync(0, Fleet.ShortLease);
         var token = await fleet.CreateJoinTokenAsync();
-        var (agent, _) = await fleet.StartAgentAsync("edge-1", token, extra: ["--heartbeat", "300ms"]);
+        var (agent, _) = await fleet.StartAgentAsync("edge-1", token, extra: Fleet.FastHeartbeat);
         await fleet.WaitForNodeStateAsync("edge-1", "Ready");
         using var kubectl = new Kubectl(fleet);
         var (watch, lines) = kubectl.Start("get", "nodes", "-w");
         try
         {
-            await Eventually.UntilAsync(() => lines.Any(l => System.Text.RegularExpressions.Regex.IsMatch(l, @"^edge-1\s+Ready\s+")), ok => ok, TimeSpan.FromSeconds(20),
+            await Eventually.UntilAsync(() => lines.Any(l => System.Text.RegularExpressions.Regex.IsMatch(l, @"^edge-1\s+Ready\s+")), ok => ok, Fleet.Patience,
                 "kubectl get nodes -w to list edge-1 Ready", _ => string.Join(" | ", lines));
             agent.Signal("STOP"); // beats stop, the stream stays open: NotReady
-            await Eventually.UntilAsync(() => lines.Any(l => System.Text.RegularExpressions.Regex.IsMatch(l, @"^edge-1\s+NotReady\s+")), ok => ok, TimeSpan.FromSeconds(20),
+            await Eventually.UntilAsync(() => lines.Any(l => System.Text.RegularExpressions.Regex.IsMatch(l, @"^edge-1\s+NotReady\s+")), ok => ok, Fleet.Patience,
                 "kubectl get nodes -w to print edge-1 NotReady", _ => string.Join(" | ", lines));
             Assert.False(watch.HasExited, string.Join(" | ", lines));
         }

@@ -7,15 +7,22 @@ public sealed class LeaseTests
     public async Task IdleNode_StaysReady_FrozenAgentGoesNotReady_AndComesBack()
     {
         await using var fleet = new Fleet();
-        await fleet.StartServerAsync(0, "--node-lease", "1500ms");
+        await fleet.StartServerAsync(0, Fleet.ShortLease);
         var token = await fleet.CreateJoinTokenAsync();
-        var (agent, _) = await fleet.StartAgentAsync("edge-1", token, extra: ["--heartbeat", "300ms"]);
+        var (agent, _) = await fleet.StartAgentAsync("edge-1", token, extra: Fleet.FastHeartbeat);
+        await fleet.WaitForNodeStateAsync("edge-1", "Ready");
 
-        // Idle for four leases: heartbeats alone must keep it Ready.
-        await Task.Delay(TimeSpan.FromSeconds(6));
-        Assert.Equal("Ready", await fleet.NodeStateAsync("edge-1"));
-        var beats = (long)(await fleet.ApiGetAsync("/api/v1/nodes/edge-1"))["status"]!["sync"]!["received"]!["heartbeat"]!["messages"]!;
-        Assert.True(beats >= 10, $"only {beats} heartbeats in 6 s at a 300 ms interval");
+        // Idle for three leases' worth of beats: heartbeats alone must keep it Ready at every look.
+        var seen = new List<string?>();
+        var first = await HeartbeatsAsync(fleet);
+        await Eventually.UntilAsync(async () =>
+            {
+                var node = await fleet.ApiGetAsync("/api/v1/nodes/edge-1");
+                seen.Add((string?)node["status"]?["state"]);
+                return Beats(node);
+            },
+            beats => beats >= first + (3 * Fleet.BeatsPerLease), Fleet.Patience, $"{3 * Fleet.BeatsPerLease} more heartbeats", beats => $"{beats - first} more");
+        Assert.All(seen, state => Assert.Equal("Ready", state));
 
         agent.Signal("STOP");
         try
@@ -29,4 +36,8 @@ public sealed class LeaseTests
 
         await fleet.WaitForNodeStateAsync("edge-1", "Ready");
     }
+
+    private static async Task<long> HeartbeatsAsync(Fleet fleet) => Beats(await fleet.ApiGetAsync("/api/v1/nodes/edge-1"));
+
+    private static long Beats(System.Text.Json.Nodes.JsonObject node) => (long?)node["status"]?["sync"]?["received"]?["heartbeat"]?["messages"] ?? 0;
 }

@@ -23,26 +23,26 @@ public sealed class LogTests
                 LOG_REQUESTS: "1"
             """));
         Assert.True(code == 0, output);
-        await Fleet.WaitForBodyAsync(roomy + "/hello?probe", "hello from edge-1 (path /)\n", TimeSpan.FromSeconds(30));
-        await Fleet.WaitForBodyAsync(tight + "/hello?probe", "hello from edge-2 (path /)\n", TimeSpan.FromSeconds(30));
+        await Fleet.WaitForBodyAsync(roomy + "/hello?probe", "hello from edge-1 (path /)\n", Fleet.Patience);
+        await Fleet.WaitForBodyAsync(tight + "/hello?probe", "hello from edge-2 (path /)\n", Fleet.Patience);
         await RequestAsync(roomy, 1, 5);
-        await Eventually.UntilAsync(() => LinesAsync(fleet, "edge-1"), l => l.Count == 5, TimeSpan.FromSeconds(15), "the 5 online lines", l => string.Join(",", l));
+        await Eventually.UntilAsync(() => LinesAsync(fleet, "edge-1"), l => l.Count == 5, Fleet.Patience, "the 5 online lines", l => string.Join(",", l));
 
         await fleet.Server!.StopAsync();
         await RequestAsync(roomy, 6, 200);
         await RequestAsync(tight, 1, 200);
         await fleet.StartServerAsync(port);
 
-        var lines = await Eventually.UntilAsync(() => LinesAsync(fleet, "edge-1"), l => l.Count >= 200, TimeSpan.FromSeconds(30),
+        var lines = await Eventually.UntilAsync(() => LinesAsync(fleet, "edge-1"), l => l.Count >= 200, Fleet.Patience,
             "the 195 lines written offline", l => $"{l.Count} lines");
         Assert.Equal(Enumerable.Range(1, 200), lines); // in order, each once
 
         // edge-2's ring kept only its newest lines: the oldest were dropped and counted.
-        var kept = await Eventually.UntilAsync(() => LinesAsync(fleet, "edge-2"), l => l.Count > 0 && l[^1] == 200, TimeSpan.FromSeconds(30),
+        var kept = await Eventually.UntilAsync(() => LinesAsync(fleet, "edge-2"), l => l.Count > 0 && l[^1] == 200, Fleet.Patience,
             "edge-2's newest lines", l => string.Join(",", l));
         Assert.True(kept.Count < 100, $"a 2 KiB ring kept {kept.Count} lines");
         Assert.Equal(Enumerable.Range(200 - kept.Count + 1, kept.Count), kept); // a contiguous tail: oldest dropped first
-        var metrics = await Eventually.UntilAsync(() => fleet.ServerMetricsAsync(), m => Dropped(m, "edge-2") > 0, TimeSpan.FromSeconds(15), "edge-2's drops in /metrics", m => m);
+        var metrics = await Eventually.UntilAsync(() => fleet.ServerMetricsAsync(), m => Dropped(m, "edge-2") > 0, Fleet.Patience, "edge-2's drops in /metrics", m => m);
         Assert.True(Dropped(metrics, "edge-2") >= 200 - kept.Count, metrics);
         Assert.Equal(0, Dropped(metrics, "edge-1"));
 

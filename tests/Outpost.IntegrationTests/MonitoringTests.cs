@@ -15,7 +15,7 @@ public sealed class MonitoringTests
         var (_, gateway) = await fleet.StartAgentAsync("edge-1", token, extra: ["--heartbeat", "300ms"]);
         var (code, output) = await fleet.ClientAsync("apply", "-f", fleet.WriteManifest("hello.yaml", Fleet.HelloApp));
         Assert.True(code == 0, output);
-        await Fleet.WaitForBodyAsync(gateway + "/hello", "hello from edge-1 (path /)\n", TimeSpan.FromSeconds(30));
+        await Fleet.WaitForBodyAsync(gateway + "/hello", "hello from edge-1 (path /)\n", Fleet.Patience);
         var before = Successes((await Fleet.GetAsync(gateway + "/_outpost/metrics")).Body, "edge-1");
         for (var i = 0; i < 20; i++)
         {
@@ -37,7 +37,7 @@ public sealed class MonitoringTests
         var serverMetrics = await Eventually.UntilAsync(() => fleet.ServerMetricsAsync(),
             m => m.Contains($$"""outpost_app_requests_total{app="hello",revision="1",node="edge-1",class="success"} {{total}}""", StringComparison.Ordinal)
                 && m.Contains("outpost_node_cpu_ratio{node=\"edge-1\"}", StringComparison.Ordinal),
-            TimeSpan.FromSeconds(15), $"the server's /metrics to count the {total} requests and the node's usage", m => m);
+            Fleet.Patience, $"the server's /metrics to count the {total} requests and the node's usage", m => m);
         Assert.Contains("""outpost_nodes{state="Ready"} 1""", serverMetrics, StringComparison.Ordinal);
         Assert.Contains($$"""outpost_app_request_duration_seconds_bucket{app="hello",revision="1",le="+Inf"} {{total}}""", serverMetrics, StringComparison.Ordinal);
         Assert.Matches(@"outpost_sync_messages_total\{node=""edge-1"",direction=""received"",kind=""heartbeat""\} [1-9]", serverMetrics);

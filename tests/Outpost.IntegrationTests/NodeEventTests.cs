@@ -9,26 +9,26 @@ public sealed class NodeEventTests
     public async Task AFrozenThenStoppedNode_GoesNotReadyThenOffline_AndBackToReady_AsEvents()
     {
         await using var fleet = new Fleet();
-        await fleet.StartServerAsync(0, "--node-lease", "1500ms");
+        await fleet.StartServerAsync(0, Fleet.ShortLease);
         var token = await fleet.CreateJoinTokenAsync();
-        var (agent, _) = await fleet.StartAgentAsync("edge-1", token, extra: ["--heartbeat", "300ms"]);
+        var (agent, _) = await fleet.StartAgentAsync("edge-1", token, extra: Fleet.FastHeartbeat);
         await fleet.WaitForNodeStateAsync("edge-1", "Ready");
 
         // Frozen: the stream stays open but no beats come, so NotReady (and not Offline).
         agent.Signal("STOP");
         await fleet.WaitForNodeStateAsync("edge-1", "NotReady");
         await Eventually.UntilAsync(() => fleet.ApiGetAsync("/api/v1/events?fieldSelector=involvedObject.name=edge-1"),
-            e => Reasons(e).Contains("NodeNotReady"), TimeSpan.FromSeconds(10), "the NodeNotReady event", e => string.Join(",", Reasons(e)));
+            e => Reasons(e).Contains("NodeNotReady"), Fleet.Patience, "the NodeNotReady event", e => string.Join(",", Reasons(e)));
         Assert.Equal("NotReady", await fleet.NodeStateAsync("edge-1")); // still: a frozen node with its stream open is not Offline
         // Killed: the stream is gone and the lease long expired, so Offline.
         agent.Kill();
         agent.Signal("CONT");
         await fleet.WaitForNodeStateAsync("edge-1", "Offline");
 
-        await fleet.StartAgentAsync("edge-1", token, extra: ["--heartbeat", "300ms"]);
+        await fleet.StartAgentAsync("edge-1", token, extra: Fleet.FastHeartbeat);
         await fleet.WaitForNodeStateAsync("edge-1", "Ready");
         var events = await Eventually.UntilAsync(() => fleet.ApiGetAsync("/api/v1/events?fieldSelector=involvedObject.name=edge-1"),
-            e => Reasons(e).Count(r => r == "NodeReady") >= 2, TimeSpan.FromSeconds(10), "the second NodeReady event", e => string.Join(",", Reasons(e)));
+            e => Reasons(e).Count(r => r == "NodeReady") >= 2, Fleet.Patience, "the second NodeReady event", e => string.Join(",", Reasons(e)));
         Assert.Equal(["NodeReady", "NodeNotReady", "NodeOffline", "NodeReady"], Reasons(events));
         Assert.Contains("missed its heartbeats", (string)events["items"]![1]!["message"]!, StringComparison.Ordinal);
         Assert.Equal("Warning", (string)events["items"]![2]!["type"]!);

@@ -14,6 +14,9 @@ public sealed class OutpostProcess : IAsyncDisposable
 
     private OutpostProcess(Process process) => _process = process;
 
+    /// <summary>How long a client command may take before it counts as hung.</summary>
+    public static readonly TimeSpan ClientTimeout = TimeSpan.FromMinutes(3);
+
     public static string OutpostDll => Path.Combine(AppContext.BaseDirectory, "outpost.dll");
 
     public static OutpostProcess Start(string home, params string[] args)
@@ -108,6 +111,15 @@ public sealed class OutpostProcess : IAsyncDisposable
         }
     }
 
+    /// <summary>
+    /// Waits until the process has written the text (stdout and stderr reach us through pipes
+    /// and the process's own log queue, so a line can arrive after a signal the test saw first);
+    /// fails loudly with the output so far.
+    /// </summary>
+    public Task WaitForOutputAsync(string text, TimeSpan? timeout = null) =>
+        Eventually.UntilAsync(() => Output, o => o.Contains(text, StringComparison.Ordinal), timeout ?? Fleet.Patience,
+            $"the process to write '{text}'", o => "\n" + o);
+
     public async Task<int> WaitForExitAsync(TimeSpan timeout)
     {
         using var cts = new CancellationTokenSource(timeout);
@@ -130,7 +142,7 @@ public sealed class OutpostProcess : IAsyncDisposable
         if (!_process.HasExited)
         {
             Signals.Terminate(_process.Id);
-            await WaitForExitAsync(TimeSpan.FromSeconds(20));
+            await WaitForExitAsync(Fleet.Patience);
         }
     }
 
@@ -150,11 +162,14 @@ public sealed class OutpostProcess : IAsyncDisposable
         _process.Dispose();
     }
 
-    /// <summary>Runs a client command to completion.</summary>
+    /// <summary>
+    /// Runs a client command to completion. A client that JIT-compiles on a loaded 2-core box
+    /// can take many seconds: slow is not failed, so only a hang (minutes) fails the wait.
+    /// </summary>
     public static async Task<(int ExitCode, string Output)> RunAsync(string home, params string[] args)
     {
         await using var process = Start(home, args);
-        var code = await process.WaitForExitAsync(TimeSpan.FromSeconds(60));
+        var code = await process.WaitForExitAsync(ClientTimeout);
         return (code, process.Output);
     }
 }

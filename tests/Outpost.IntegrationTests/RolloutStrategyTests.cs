@@ -57,7 +57,7 @@ public sealed class RolloutStrategyTests
             timeout, $"the rollout of revision {revision} to be {phase}", r => r["status"]?.ToJsonString() ?? "no rollout");
 
     private static async Task ServeAllAsync(IEnumerable<(string Name, OutpostProcess Process, string Gateway)> agents, string greeting) =>
-        await Task.WhenAll(agents.Select(a => Fleet.WaitForBodyAsync(a.Gateway + "/hello", $"{greeting} from {a.Name} (path /)\n", TimeSpan.FromSeconds(30))));
+        await Task.WhenAll(agents.Select(a => Fleet.WaitForBodyAsync(a.Gateway + "/hello", $"{greeting} from {a.Name} (path /)\n", Fleet.Patience)));
 
     [Fact]
     public async Task Canary_OverFourNodes_ProceedsStepByStep_InTheOrderShown_AndCompletes()
@@ -77,36 +77,23 @@ public sealed class RolloutStrategyTests
 
         await ApplyAsync(fleet, App("two", canary));
         var watch = fleet.ClientAsync("rollout", "status", "app/hello", "-w");
-        var movedCounts = new List<int>();
-        var firstOnTwo = new List<HashSet<string>>();
-        var seenOnTwo = new HashSet<string>(StringComparer.Ordinal);
-        var rollout = await Eventually.UntilAsync(async () =>
-        {
-            var r = await fleet.ApiGetAsync(RolloutPath);
-            var moved = r["status"]?["moved"]?.AsArray().Count ?? 0;
-            if ((long?)r["status"]?["revision"] == 2 && (movedCounts.Count == 0 || movedCounts[^1] != moved))
-            {
-                movedCounts.Add(moved);
-            }
-
-            var onTwo = r["nodes"]!.AsArray().Where(n => (long?)n!["revision"] == 2).Select(n => (string)n!["name"]!).Where(seenOnTwo.Add).ToHashSet();
-            if (onTwo.Count > 0)
-            {
-                firstOnTwo.Add(onTwo);
-            }
-
-            return r;
-        }, r => (long?)r["status"]?["revision"] == 2 && (string?)r["status"]?["phase"] == "Succeeded", TimeSpan.FromSeconds(60), "the canary to complete",
-            r => r["status"]?.ToJsonString() ?? "");
-
-        Assert.Equal([1, 2, 4], movedCounts.Where(c => c > 0));
+        var rollout = await WaitForPhaseAsync(fleet, 2, "Succeeded", 2 * Fleet.Patience);
         var order = rollout["nodes"]!.AsArray().Select(n => (string)n!["name"]!).ToList();
         Assert.Equal(order, rollout["status"]!["moved"]!.AsArray().Select(n => (string)n!));
-        // The nodes switched in the order the rollout shows: the first alone, then the second, then the rest.
-        Assert.Equal([order[0]], firstOnTwo[0]);
-        Assert.Equal([order[1]], firstOnTwo[1]);
-        Assert.Equal(order.Skip(2).ToHashSet(), firstOnTwo.Skip(2).SelectMany(s => s).ToHashSet());
         await ServeAllAsync(agents, "two");
+
+        // The controller's own record of each step (not samples of it, which a slow poll could
+        // miss): the first node alone, then the second, then the other two, in the order shown,
+        // each step at least its 2 s pause after the one before.
+        var events = (await fleet.ApiGetAsync("/api/v1/events?fieldSelector=involvedObject.name=hello"))["items"]!.AsArray()
+            .Select(e => e!.AsObject()).Where(e => ((string)e["message"]!).StartsWith("revision 2", StringComparison.Ordinal)).ToList();
+        Assert.Equal(["RolloutStep", "RolloutStep", "RolloutStep", "RolloutSucceeded"], events.Select(e => (string)e["reason"]!));
+        Assert.Equal($"revision 2 step 1 of 3: moved {order[0]} (1 of 4 nodes on revision 2)", (string)events[0]["message"]!);
+        Assert.Equal($"revision 2 step 2 of 3: moved {order[1]} (2 of 4 nodes on revision 2)", (string)events[1]["message"]!);
+        Assert.Equal($"revision 2 step 3 of 3: moved {order[2]}, {order[3]} (4 of 4 nodes on revision 2)", (string)events[2]["message"]!);
+        var at = events.Select(e => DateTimeOffset.Parse((string)e["firstTimestamp"]!, System.Globalization.CultureInfo.InvariantCulture)).ToList();
+        Assert.True(at[1] - at[0] >= TimeSpan.FromSeconds(2) && at[2] - at[1] >= TimeSpan.FromSeconds(2),
+            $"steps at {string.Join(", ", at.Select(t => t.ToString("HH:mm:ss", System.Globalization.CultureInfo.InvariantCulture)))}");
 
         // `rollout status -w` followed it to the end (how much of it depends on how fast the CLI started) and exits 0.
         var (code, output) = await watch;
@@ -136,7 +123,7 @@ public sealed class RolloutStrategyTests
                 path: /hello
                 expectStatus: 204
             """));
-        var rollout = await WaitForPhaseAsync(fleet, 2, "RolledBack", TimeSpan.FromSeconds(30));
+        var rollout = await WaitForPhaseAsync(fleet, 2, "RolledBack", Fleet.Patience);
         var message = (string)rollout["status"]!["message"]!;
         var canaryNode = rollout["nodes"]![0]!["name"]!.ToString();
         Assert.Contains($"node {canaryNode} failed revision 2", message, StringComparison.Ordinal);
@@ -148,7 +135,7 @@ public sealed class RolloutStrategyTests
         {
             if (name == canaryNode)
             {
-                Assert.Contains("generation 2 failed its readiness probe", process.Output, StringComparison.Ordinal);
+                await process.WaitForOutputAsync("generation 2 failed its readiness probe");
             }
             else
             {
@@ -188,13 +175,12 @@ public sealed class RolloutStrategyTests
         await ApplyAsync(fleet, App("two", gated, status: "500"));
         var rollout = await Eventually.UntilAsync(() => fleet.ApiGetAsync(RolloutPath),
             r => (long?)r["status"]?["revision"] == 2 && ((string?)r["status"]?["message"])?.Contains("pausing", StringComparison.Ordinal) == true,
-            TimeSpan.FromSeconds(30), "the canary to pass its probe", r => r["status"]?.ToJsonString() ?? "");
+            Fleet.Patience, "the canary to pass its probe", r => r["status"]?.ToJsonString() ?? "");
         var canary = agents.Single(a => a.Name == (string)rollout["status"]!["moved"]![0]!);
         var other = agents.Single(a => a.Name != canary.Name);
 
         // Past the node's own probation (the progress deadline), so the verdict is the server's.
-        await Eventually.UntilAsync(() => Task.FromResult(canary.Process.Output), o => o.Contains("generation 2 stayed healthy", StringComparison.Ordinal),
-            TimeSpan.FromSeconds(20), "the canary's probation to end");
+        await canary.Process.WaitForOutputAsync("generation 2 stayed healthy");
         for (var i = 0; i < 20; i++)
         {
             var (status, body) = await Fleet.GetAsync(canary.Gateway + "/hello");
@@ -202,8 +188,16 @@ public sealed class RolloutStrategyTests
             Assert.Equal($"two from {canary.Name} (path /)\n", body);
         }
 
-        rollout = await WaitForPhaseAsync(fleet, 2, "RolledBack", TimeSpan.FromSeconds(30));
-        Assert.Contains("20 of 20 requests answered 5xx", (string)rollout["status"]!["message"]!, StringComparison.Ordinal);
+        rollout = await WaitForPhaseAsync(fleet, 2, "RolledBack", Fleet.Patience);
+        // The gate trips on the heartbeat that takes the window over the threshold: how many of
+        // the 20 answers that beat had carried depends on timing, but the counts must add up.
+        var message = (string)rollout["status"]!["message"]!;
+        var gate = System.Text.RegularExpressions.Regex.Match(message, @"error rate (\d+)% \((\d+) of (\d+) requests answered 5xx over 1m\) is above 50%");
+        Assert.True(gate.Success, message);
+        var (percent, errors, requests) = (int.Parse(gate.Groups[1].Value, System.Globalization.CultureInfo.InvariantCulture),
+            int.Parse(gate.Groups[2].Value, System.Globalization.CultureInfo.InvariantCulture), int.Parse(gate.Groups[3].Value, System.Globalization.CultureInfo.InvariantCulture));
+        Assert.True(requests >= 10 && errors <= 20 && errors <= requests && 2 * errors > requests && percent == (int)Math.Round(100.0 * errors / requests), message);
+        Assert.Contains("every node is back on revision 1", message, StringComparison.Ordinal);
         await ServeAllAsync(agents, "one");
         Assert.DoesNotContain("generation 2", other.Process.Output, StringComparison.Ordinal);
     }
@@ -223,14 +217,14 @@ public sealed class RolloutStrategyTests
         await ApplyAsync(fleet, App("two", slow));
         var rollout = await Eventually.UntilAsync(() => fleet.ApiGetAsync(RolloutPath),
             r => ((string?)r["status"]?["message"])?.Contains("pausing", StringComparison.Ordinal) == true && (long?)r["status"]?["revision"] == 2,
-            TimeSpan.FromSeconds(30), "the canary to hold for its hour", r => r["status"]?.ToJsonString() ?? "");
+            Fleet.Patience, "the canary to hold for its hour", r => r["status"]?.ToJsonString() ?? "");
         Assert.Single(rollout["status"]!["moved"]!.AsArray());
 
         // Back to revision 1: generation 3 goes to all three nodes at once, not a canary an hour long.
         var (code, output) = await fleet.ClientAsync("rollout", "undo", "app/hello", "--to-revision", "1");
         Assert.True(code == 0, output);
         Assert.Contains("rolled back to revision 1", output, StringComparison.Ordinal);
-        rollout = await WaitForPhaseAsync(fleet, 3, "Succeeded", TimeSpan.FromSeconds(30));
+        rollout = await WaitForPhaseAsync(fleet, 3, "Succeeded", Fleet.Patience);
         Assert.Equal("undo", (string?)rollout["status"]!["strategy"]);
         Assert.All(rollout["nodes"]!.AsArray(), n => Assert.Equal(3, (long)n!["revision"]!));
         await ServeAllAsync(agents, "one");
@@ -244,7 +238,7 @@ public sealed class RolloutStrategyTests
     {
         await using var fleet = new Fleet();
         var agents = await StartServingAsync(fleet, 2, App("one"), "one");
-        await WaitForPhaseAsync(fleet, 1, "Succeeded", TimeSpan.FromSeconds(30));
+        await WaitForPhaseAsync(fleet, 1, "Succeeded", Fleet.Patience);
 
         var (code, output) = await fleet.ClientAsync("rollout", "pause", "app/hello");
         Assert.True(code == 0, output);
@@ -253,10 +247,10 @@ public sealed class RolloutStrategyTests
                 strategy: rolling
                 maxUnavailable: 1
             """));
-        await WaitForPhaseAsync(fleet, 2, "Paused", TimeSpan.FromSeconds(30));
-        // Held: for a few seconds of looking, no node moves and both keep answering "one".
-        var until = DateTime.UtcNow.AddSeconds(3);
-        while (DateTime.UtcNow < until)
+        await WaitForPhaseAsync(fleet, 2, "Paused", Fleet.Patience);
+        // Held: for ten looks (the controller would have moved a node within milliseconds of the
+        // apply), no node moves and both keep answering "one".
+        for (var look = 0; look < 10; look++)
         {
             var rollout = await fleet.ApiGetAsync(RolloutPath);
             Assert.Equal("Paused", (string?)rollout["status"]!["phase"]);
@@ -269,7 +263,7 @@ public sealed class RolloutStrategyTests
 
         (code, output) = await fleet.ClientAsync("rollout", "resume", "app/hello");
         Assert.True(code == 0, output);
-        await WaitForPhaseAsync(fleet, 2, "Succeeded", TimeSpan.FromSeconds(30));
+        await WaitForPhaseAsync(fleet, 2, "Succeeded", Fleet.Patience);
         await ServeAllAsync(agents, "two");
         var audit = (await fleet.ClientAsync("get", "audit")).Output;
         Assert.Contains("rollout of revision 1 paused", audit, StringComparison.Ordinal);
@@ -296,11 +290,12 @@ public sealed class RolloutStrategyTests
                   minRequests: 5
             """;
         await ApplyAsync(fleet, App("one", gated));
-        await Fleet.WaitForBodyAsync(gateway + "/hello", "one from edge-1 (path /)\n", TimeSpan.FromSeconds(30));
+        await Fleet.WaitForBodyAsync(gateway + "/hello", "one from edge-1 (path /)\n", Fleet.Patience);
         await ApplyAsync(fleet, App("two", gated, status: "500"));
         await Eventually.UntilAsync(() => fleet.ApiGetAsync("/api/v1/nodes/edge-1"),
             n => (long?)n["status"]?["apps"]?["hello"]?["generation"] == 2 && (string?)n["status"]?["apps"]?["hello"]?["state"] == "Ready",
-            TimeSpan.FromSeconds(30), "the node to run revision 2", n => n["status"]?["apps"]?.ToJsonString() ?? "");
+            Fleet.Patience, "the node to run revision 2", n => n["status"]?["apps"]?.ToJsonString() ?? "");
+        await WaitForPhaseAsync(fleet, 2, "Succeeded", Fleet.Patience);
 
         // The link dies; the revision starts failing on the node.
         proxy.Mode = FaultMode.Blackhole;
@@ -325,14 +320,14 @@ public sealed class RolloutStrategyTests
 
         proxy.Mode = FaultMode.Pass;
         proxy.ResetAll();
-        var rollout = await WaitForPhaseAsync(fleet, 2, "RolledBack", TimeSpan.FromSeconds(60));
+        var rollout = await WaitForPhaseAsync(fleet, 2, "RolledBack", Fleet.Patience);
         Assert.Contains("node edge-1 rolled revision 2 back: ", (string)rollout["status"]!["message"]!, StringComparison.Ordinal);
         Assert.Contains("requests answered 5xx", (string)rollout["status"]!["message"]!, StringComparison.Ordinal);
-        Assert.Contains("rolled back to generation 1 on this node", agent.Output, StringComparison.Ordinal);
+        await agent.WaitForOutputAsync("rolled back to generation 1 on this node");
         Assert.Matches(@"\n2 .*RolledBack", (await fleet.ClientAsync("rollout", "history", "app/hello")).Output);
         await Eventually.UntilAsync(() => fleet.ApiGetAsync("/api/v1/nodes/edge-1"),
             n => (long?)n["status"]?["apps"]?["hello"]?["generation"] == 1 && (string?)n["status"]?["apps"]?["hello"]?["state"] == "Ready",
-            TimeSpan.FromSeconds(30), "the node to report revision 1 healthy again", n => n["status"]?["apps"]?.ToJsonString() ?? "");
+            Fleet.Patience, "the node to report revision 1 healthy again", n => n["status"]?["apps"]?.ToJsonString() ?? "");
     }
 
     [Fact]
@@ -350,7 +345,7 @@ public sealed class RolloutStrategyTests
         var statuses = new ConcurrentDictionary<int, int>();
         var bodies = new ConcurrentDictionary<string, int>(StringComparer.Ordinal);
         var failures = new ConcurrentQueue<string>();
-        using var http = new HttpClient { Timeout = TimeSpan.FromSeconds(10) };
+        using var http = new HttpClient { Timeout = Fleet.Patience };
         var load = Enumerable.Range(0, 8).Select(i => Task.Run(async () =>
         {
             var gateway = agents[i % agents.Count].Gateway + "/hello";
@@ -370,10 +365,12 @@ public sealed class RolloutStrategyTests
             }
         })).ToArray();
 
+        // The load is running before the first change.
+        await Eventually.UntilAsync(() => statuses.Values.Sum(), n => n >= 50, Fleet.Patience, "50 answers before the first change", n => $"{n} answers");
         foreach (var (revision, greeting) in new[] { (2L, "two"), (3L, "three") })
         {
             await ApplyAsync(fleet, App(greeting, rolling));
-            await WaitForPhaseAsync(fleet, revision, "Succeeded", TimeSpan.FromSeconds(60));
+            await WaitForPhaseAsync(fleet, revision, "Succeeded", Fleet.Patience);
             await ServeAllAsync(agents, greeting);
         }
 
@@ -382,7 +379,6 @@ public sealed class RolloutStrategyTests
         var summary = string.Join(", ", statuses.Select(p => $"{p.Key}: {p.Value}")) + " | " + string.Join(", ", bodies.Select(p => $"{p.Key}: {p.Value}"));
         Assert.True(failures.IsEmpty, string.Join("\n", failures.Take(5)));
         Assert.True(statuses.Keys.All(s => s == 200), summary);
-        Assert.True(statuses.GetValueOrDefault(200) > 200, summary);
         Assert.True(bodies.ContainsKey("one") && bodies.ContainsKey("two") && bodies.ContainsKey("three"), summary);
     }
 }

@@ -22,7 +22,7 @@ public sealed class RolloutTests
             Assert.True(code == 0, output);
         }
 
-        await Fleet.WaitForBodyAsync(gateway + "/hello", "three from edge-1 (path /)\n", TimeSpan.FromSeconds(30));
+        await Fleet.WaitForBodyAsync(gateway + "/hello", "three from edge-1 (path /)\n", Fleet.Patience);
         var (historyCode, history) = await fleet.ClientAsync("rollout", "history", "app/hello");
         Assert.True(historyCode == 0, history);
         var lines = history.Trim().Split('\n');
@@ -34,11 +34,11 @@ public sealed class RolloutTests
         var (undoCode, undo) = await fleet.ClientAsync("rollout", "undo", "app/hello");
         Assert.True(undoCode == 0, undo);
         Assert.Contains("rolled back to revision 2", undo, StringComparison.Ordinal);
-        await Fleet.WaitForBodyAsync(gateway + "/hello", "two from edge-1 (path /)\n", TimeSpan.FromSeconds(30));
+        await Fleet.WaitForBodyAsync(gateway + "/hello", "two from edge-1 (path /)\n", Fleet.Patience);
 
         (undoCode, undo) = await fleet.ClientAsync("rollout", "undo", "hello", "--to-revision", "1");
         Assert.True(undoCode == 0, undo);
-        await Fleet.WaitForBodyAsync(gateway + "/hello", "one from edge-1 (path /)\n", TimeSpan.FromSeconds(30));
+        await Fleet.WaitForBodyAsync(gateway + "/hello", "one from edge-1 (path /)\n", Fleet.Patience);
 
         // A revision that was never kept is refused, and nothing changes.
         (undoCode, undo) = await fleet.ClientAsync("rollout", "undo", "hello", "--to-revision", "42");
@@ -59,7 +59,7 @@ public sealed class RolloutTests
         var (_, gateway) = await fleet.StartAgentAsync("edge-1", token);
         var (code, output) = await fleet.ClientAsync("apply", "-f", fleet.WriteManifest("hello.yaml", Greeting("one")));
         Assert.True(code == 0, output);
-        await Fleet.WaitForBodyAsync(gateway + "/hello", "one from edge-1 (path /)\n", TimeSpan.FromSeconds(30));
+        await Fleet.WaitForBodyAsync(gateway + "/hello", "one from edge-1 (path /)\n", Fleet.Patience);
 
         // hello answers 200; a probe expecting 204 fails, so generation 2 must never serve.
         (code, output) = await fleet.ClientAsync("apply", "-f", fleet.WriteManifest("hello.yaml", Greeting("two") + """
@@ -72,7 +72,7 @@ public sealed class RolloutTests
         // The node refuses it (generation 1 never stops serving) and the server rolls the revision back.
         var rollout = await Eventually.UntilAsync(() => fleet.ApiGetAsync("/apis/outpost.dev/v1/applications/hello/rollout"),
             r => (long?)r["status"]?["revision"] == 2 && (string?)r["status"]?["phase"] == "RolledBack",
-            TimeSpan.FromSeconds(30), "the rollout of revision 2 to be rolled back", r => r["status"]?.ToJsonString() ?? "");
+            Fleet.Patience, "the rollout of revision 2 to be rolled back", r => r["status"]?.ToJsonString() ?? "");
         var message = (string)rollout["status"]!["message"]!;
         Assert.Contains("GET /hello answered 200 (expected 204)", message, StringComparison.Ordinal);
         Assert.Contains("generation 1 keeps serving", message, StringComparison.Ordinal);
@@ -85,6 +85,6 @@ public sealed class RolloutTests
                 expectStatus: 200
             """));
         Assert.True(code == 0, output);
-        await Fleet.WaitForBodyAsync(gateway + "/hello", "three from edge-1 (path /)\n", TimeSpan.FromSeconds(30));
+        await Fleet.WaitForBodyAsync(gateway + "/hello", "three from edge-1 (path /)\n", Fleet.Patience);
     }
 }

@@ -80,7 +80,7 @@ public sealed class TriggerTests
     }
 
     private static Task<List<(string Node, long Sequence, string Text)>> WaitForRecordsAsync(Fleet fleet, Func<List<(string Node, long Sequence, string Text)>, bool> condition) =>
-        Eventually.UntilAsync(() => fleet.ReadTopicAsync("visits"), condition, TimeSpan.FromSeconds(20), "the expected records at the server", r => $"{r.Count} records");
+        Eventually.UntilAsync(() => fleet.ReadTopicAsync("visits"), condition, Fleet.Patience, "the expected records at the server", r => $"{r.Count} records");
 
     private static Task WaitUntilAsync(Func<bool> condition, string what) =>
         Eventually.UntilAsync(() =>
@@ -93,5 +93,5 @@ public sealed class TriggerTests
             {
                 return false; // the agent has not created the tables yet
             }
-        }, done => done, TimeSpan.FromSeconds(20), what);
+        }, done => done, Fleet.Patience, what);
 }

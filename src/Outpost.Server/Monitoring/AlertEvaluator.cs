@@ -35,6 +35,8 @@ public sealed partial class AlertEvaluator(
     private Dictionary<(string Rule, string Target), AlertRecord>? _alerts;
     private readonly Dictionary<string, Queue<(DateTimeOffset At, long Dropped)>> _drops = new(StringComparer.Ordinal);
     private Dictionary<string, AlertRuleSpec> _rules = new(StringComparer.Ordinal);
+    private long _evaluations;
+    private long _evaluationFailures;
 
     /// <summary>What a condition found on one target.</summary>
     private sealed record Finding(string Target, bool Holds, double Value, string Message);
@@ -57,9 +59,11 @@ public sealed partial class AlertEvaluator(
             try
             {
                 await EvaluateAsync(stoppingToken);
+                Interlocked.Increment(ref _evaluations);
             }
             catch (Exception ex) when (ex is not OperationCanceledException)
             {
+                Interlocked.Increment(ref _evaluationFailures);
                 LogEvaluationFailed(logger, ex);
             }
         }
@@ -348,6 +352,12 @@ public sealed partial class AlertEvaluator(
             text.Sample("outpost_alerts", current.Count(a => a.Alert.State == state), ("state", state));
         }
 
+        // As Prometheus's own rule_evaluations_total: proof the rules are being looked at, and
+        // how a test or a dashboard knows an evaluation has run since some data arrived.
+        text.Counter("outpost_alert_evaluations_total", "Completed evaluations of every alert rule (one per --alert-interval).")
+            .Sample("outpost_alert_evaluations_total", Interlocked.Read(ref _evaluations));
+        text.Counter("outpost_alert_evaluation_failures_total", "Evaluations that failed (logged; retried at the next interval).")
+            .Sample("outpost_alert_evaluation_failures_total", Interlocked.Read(ref _evaluationFailures));
         text.Gauge("outpost_alert_firing", "1 for each firing alert, by rule, target and severity.");
         foreach (var (alert, rule) in current.Where(a => a.Alert.State == Firing))
         {

@@ -222,12 +222,38 @@ public sealed partial class RolloutController(
                 feed.Publish(revision);
             }
 
-            if (next.IsTerminal && (saved is null || saved.Revision != next.Revision || saved.Phase != next.Phase))
+            var finished = next.IsTerminal && (saved is null || saved.Revision != next.Revision || saved.Phase != next.Phase);
+            if (StepEvent(saved, next, targeted.Count, finished) is { } step)
+            {
+                await store.AppendEventAsync(new EventRecord(0, now, ResourceKind.Application.Kind, app.Name, "Normal", "RolloutStep", step), ct);
+            }
+
+            if (finished)
             {
                 await store.SetRevisionOutcomeAsync(app.Name, next.Revision, next.Phase.ToString(), ct);
+                var (type, reason) = next.Phase == RolloutPhase.Succeeded ? ("Normal", "RolloutSucceeded") : ("Warning", $"Rollout{next.Phase}");
+                await store.AppendEventAsync(new EventRecord(0, now, ResourceKind.Application.Kind, app.Name, type, reason, $"revision {next.Revision}: {next.Message}"), ct);
                 LogFinished(logger, app.Name, next.Revision, next.Phase, next.Message);
             }
         }
+    }
+
+    /// <summary>
+    /// The event of a step that moved nodes to the new revision, or null when none moved: which
+    /// nodes, in the order chosen, so `get events` tells how far a rollout went and when. A
+    /// rollback is not a step (its own event says why).
+    /// </summary>
+    private static string? StepEvent(RolloutState? saved, RolloutState next, int targeted, bool finished)
+    {
+        if (next.StableRevision == 0 || (finished && next.Phase != RolloutPhase.Succeeded))
+        {
+            return null; // a new app goes everywhere at once: no steps
+        }
+
+        var before = saved?.Revision == next.Revision ? saved.Moved : [];
+        var moved = next.Moved.Where(n => !before.Contains(n, StringComparer.Ordinal)).ToList();
+        return moved.Count == 0 ? null : string.Create(System.Globalization.CultureInfo.InvariantCulture,
+            $"revision {next.Revision} step {next.Step + 1} of {next.Steps}: moved {string.Join(", ", moved)} ({next.Moved.Count} of {targeted} nodes on revision {next.Revision})");
     }
 
     private NodeReport Report(StoredResource node, string app, DateTimeOffset now)

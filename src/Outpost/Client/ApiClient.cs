@@ -26,7 +26,10 @@ internal sealed class ApiClient : IDisposable
     public ApiClient(string server, string token, string? certificateAuthorityPem = null)
     {
         var uri = new Uri(server.TrimEnd('/') + "/");
-        var handler = new SocketsHttpHandler { ConnectTimeout = TimeSpan.FromSeconds(5) };
+        // As kubectl's dialer: 30 s covers the TCP connect and the TLS handshake, which a busy
+        // server or a slow edge uplink can stretch well past a few seconds. A server that is down
+        // refuses at once; only a blackholed address waits this out.
+        var handler = new SocketsHttpHandler { ConnectTimeout = TimeSpan.FromSeconds(30) };
         if (certificateAuthorityPem is not null)
         {
             var bundle = Core.Security.TrustBundle.FromPem(certificateAuthorityPem);
