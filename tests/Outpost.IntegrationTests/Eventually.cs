@@ -16,15 +16,26 @@ internal static class Eventually
         var deadline = DateTime.UtcNow + timeout;
         while (true)
         {
-            var seen = await probe();
-            if (done(seen))
+            string last;
+            try
             {
-                return seen;
+                var seen = await probe();
+                if (done(seen))
+                {
+                    return seen;
+                }
+
+                last = describe is null ? seen?.ToString() ?? "null" : describe(seen);
+            }
+            catch (Exception ex) when (ex is HttpRequestException or TaskCanceledException { InnerException: TimeoutException })
+            {
+                // A probe over HTTP that a loaded process answered too late or not at all: not yet.
+                last = $"{ex.GetType().Name}: {ex.Message}";
             }
 
             if (DateTime.UtcNow > deadline)
             {
-                Assert.Fail($"timed out after {timeout.TotalSeconds:F0} s waiting for {what}; last seen: {(describe is null ? seen?.ToString() : describe(seen))}");
+                Assert.Fail($"timed out after {timeout.TotalSeconds:F0} s waiting for {what}; last seen: {last}");
             }
 
             await Task.Delay(Interval);

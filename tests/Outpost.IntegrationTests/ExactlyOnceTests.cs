@@ -76,7 +76,7 @@ public sealed class ExactlyOnceTests
         // Slow the link so shipping is still going on when the agent dies; once the first batch
         // has landed, the link goes silent too, so however late this test looks, batches are
         // left on the wire and in the outbox.
-        proxy.BandwidthBytesPerSecond = 50_000;
+        proxy.BandwidthBytesPerSecond = 20_000;
         proxy.Mode = FaultMode.Pass;
         proxy.ResetAll();
         await Eventually.UntilAsync(() => IngestedAsync(fleet), n => n > 0, Fleet.Patience, "the first batch to land");

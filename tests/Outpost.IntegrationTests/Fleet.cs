@@ -45,13 +45,13 @@ public sealed class Fleet : IAsyncDisposable
     /// Server flags for tests of node states: a lease short enough to expire within the test, and
     /// long enough that a node starved of CPU for a moment on a loaded box does not miss it.
     /// </summary>
-    public static readonly string[] ShortLease = ["--node-lease", "2s"];
+    public static readonly string[] ShortLease = ["--node-lease", "3s"];
 
-    /// <summary>Agent flags to go with <see cref="ShortLease"/>: eight beats per lease, so a node must miss seven in a row to go NotReady.</summary>
+    /// <summary>Agent flags to go with <see cref="ShortLease"/>: twelve beats per lease, so a node must miss eleven in a row to go NotReady.</summary>
     public static readonly string[] FastHeartbeat = ["--heartbeat", "250ms"];
 
     /// <summary>Heartbeats per <see cref="ShortLease"/> at <see cref="FastHeartbeat"/>.</summary>
-    public const int BeatsPerLease = 8;
+    public const int BeatsPerLease = 12;
 
     /// <summary>One request to a gateway or the API: a loaded box can stall one for seconds.</summary>
     public static readonly TimeSpan RequestTimeout = TimeSpan.FromSeconds(30);

@@ -139,7 +139,7 @@ public sealed class FleetTests
 
         await using var agent = OutpostProcess.Start(fleet.Home, "agent", "--server", fleet.ServerUrl, "--token", forged,
             "--name", "intruder", "--data-dir", fleet.AgentDir("intruder"), "--gateway", "127.0.0.1:0");
-        var exit = await agent.WaitForExitAsync(Fleet.Patience);
+        var exit = await agent.WaitForExitAsync(OutpostProcess.ClientTimeout);
 
         Assert.NotEqual(0, exit);
         Assert.Contains("refused", agent.Output, StringComparison.Ordinal); // complete: the process has exited

@@ -14,6 +14,13 @@ public sealed class HostileAppTests
         ["flood"] = """(module (import "wasi_snapshot_preview1" "fd_write" (func $w (param i32 i32 i32 i32) (result i32))) (memory (export "memory") 2) (func (export "_start") (local $i i32) (i32.store (i32.const 0) (i32.const 1024)) (i32.store (i32.const 4) (i32.const 65536)) (loop $l (drop (call $w (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 8))) (local.set $i (i32.add (local.get $i) (i32.const 1))) (br_if $l (i32.lt_u (local.get $i) (i32.const 1600))))))""",
     };
 
+    /// <summary>
+    /// Long enough that all twelve requests at the looping app reach its gate while the first
+    /// four still run, however slowly a loaded machine sends them (the others fail at once and
+    /// get a timeout nothing on a slow machine comes near).
+    /// </summary>
+    private const int LoopTimeoutMs = 5000;
+
     [Fact]
     public async Task HostileApps_FailTheirOwnRequests_WhileAHealthyAppKeepsServing()
     {
@@ -41,7 +48,7 @@ public sealed class HostileAppTests
                     http:
                       route: /{name}
                   limits:
-                    timeoutMs: 1500
+                    timeoutMs: {(name == "loop" ? LoopTimeoutMs : 10_000)}
                     memoryMiB: 16
                     maxConcurrency: 4
                     maxResponseBytes: 1048576
@@ -78,7 +85,7 @@ public sealed class HostileAppTests
         Assert.All(healthy, s => Assert.Equal(HttpStatusCode.OK, s));
 
         // The reasons are in the agent's log, and the agent is still up.
-        await agent.WaitForOutputAsync("timed out after 1500 ms");
+        await agent.WaitForOutputAsync($"timed out after {LoopTimeoutMs} ms");
         await agent.WaitForOutputAsync("StackOverflow");
         await agent.WaitForOutputAsync("maxResponseBytes");
         Assert.False(agent.HasExited);

@@ -35,13 +35,13 @@ public sealed class KubectlTests
         Assert.True(code == 0, output);
         var lines = output.Trim().Split('\n');
         Assert.Matches(@"^NAME\s+STATUS\s+ROLES\s+AGE\s+VERSION$", lines[0]);
-        Assert.Matches(@"^edge-1\s+Ready\s+<none>\s+\d+s\s+v\S+$", lines[1]);
-        Assert.Matches(@"^edge-2\s+Ready\s+<none>\s+\d+s\s+v\S+$", lines[2]);
+        Assert.Matches(@"^edge-1\s+Ready\s+<none>\s+\d+[smhd]\S*\s+v\S+$", lines[1]);
+        Assert.Matches(@"^edge-2\s+Ready\s+<none>\s+\d+[smhd]\S*\s+v\S+$", lines[2]);
 
         (code, output) = await kubectl.RunAsync("get", "nodes", "-o", "wide");
         Assert.True(code == 0, output);
         Assert.Matches(@"NAME\s+STATUS\s+ROLES\s+AGE\s+VERSION\s+INTERNAL-IP\s+OS-IMAGE\s+KERNEL-VERSION\s+CONTAINER-RUNTIME", output);
-        Assert.Matches(@"edge-1\s+Ready\s+<none>\s+\d+s\s+v\S+\s+127\.0\.0\.1\s+.+\s+\S+\s+outpost-wasm://wasmtime", output);
+        Assert.Matches(@"edge-1\s+Ready\s+<none>\s+\d+[smhd]\S*\s+v\S+\s+127\.0\.0\.1\s+.+\s+\S+\s+outpost-wasm://wasmtime", output);
 
         (code, output) = await kubectl.RunAsync("get", "nodes", "-o", "yaml");
         Assert.True(code == 0, output);
@@ -53,14 +53,14 @@ public sealed class KubectlTests
         (code, output) = await kubectl.RunAsync("get", "applications");
         Assert.True(code == 0, output);
         Assert.Matches(@"NAME\s+REVISION\s+READY\s+ROLLOUT\s+AGE", output);
-        Assert.Matches(@"hello\s+1\s+2/2\s+Succeeded\s+\d+s", output);
+        Assert.Matches(@"hello\s+1\s+2/2\s+Succeeded\s+\d+[smhd]\S*", output);
         (code, output) = await kubectl.RunAsync("get", "apps"); // the short name
         Assert.True(code == 0, output);
-        Assert.Matches(@"hello\s+1\s+2/2\s+Succeeded\s+\d+s", output);
+        Assert.Matches(@"hello\s+1\s+2/2\s+Succeeded\s+\d+[smhd]\S*", output);
 
         (code, output) = await kubectl.RunAsync("get", "app", "hello", "--show-labels");
         Assert.True(code == 0, output);
-        Assert.Matches(@"hello\s+1\s+2/2\s+Succeeded\s+\d+s\s+<none>", output);
+        Assert.Matches(@"hello\s+1\s+2/2\s+Succeeded\s+\d+[smhd]\S*\s+<none>", output);
 
         // describe reads the node, the pods on it (the apps), its lease and its events.
         (code, output) = await kubectl.RunAsync("describe", "node", "edge-1");
@@ -196,7 +196,7 @@ public sealed class KubectlTests
         (code, output) = await kubectl.RunAsync("get", "runtimeclasses");
         Assert.True(code == 0, output);
         Assert.Matches(@"NAME\s+HANDLER\s+AGE", output);
-        Assert.Matches(@"wasmedge\s+wasmedge\s+\d+s", output);
+        Assert.Matches(@"wasmedge\s+wasmedge\s+\d+[smhd]\S*", output);
         (code, output) = await kubectl.RunAsync("get", "runtimeclass", "wasmedge", "-o", "yaml");
         Assert.True(code == 0, output);
         Assert.Contains("handler: wasmedge", output, StringComparison.Ordinal);

@@ -12,7 +12,7 @@ public sealed class LeaseTests
         var (agent, _) = await fleet.StartAgentAsync("edge-1", token, extra: Fleet.FastHeartbeat);
         await fleet.WaitForNodeStateAsync("edge-1", "Ready");
 
-        // Idle for three leases' worth of beats: heartbeats alone must keep it Ready at every look.
+        // Idle for two leases' worth of beats: heartbeats alone must keep it Ready at every look.
         var seen = new List<string?>();
         var first = await HeartbeatsAsync(fleet);
         await Eventually.UntilAsync(async () =>
@@ -21,7 +21,7 @@ public sealed class LeaseTests
                 seen.Add((string?)node["status"]?["state"]);
                 return Beats(node);
             },
-            beats => beats >= first + (3 * Fleet.BeatsPerLease), Fleet.Patience, $"{3 * Fleet.BeatsPerLease} more heartbeats", beats => $"{beats - first} more");
+            beats => beats >= first + (2 * Fleet.BeatsPerLease), Fleet.Patience, $"{2 * Fleet.BeatsPerLease} more heartbeats", beats => $"{beats - first} more");
         Assert.All(seen, state => Assert.Equal("Ready", state));
 
         agent.Signal("STOP");

@@ -181,12 +181,19 @@ public sealed class RolloutStrategyTests
 
         // Past the node's own probation (the progress deadline), so the verdict is the server's.
         await canary.Process.WaitForOutputAsync("generation 2 stayed healthy");
+        var answers = new List<(HttpStatusCode Status, string Body)>();
         for (var i = 0; i < 20; i++)
         {
-            var (status, body) = await Fleet.GetAsync(canary.Gateway + "/hello");
-            Assert.Equal(HttpStatusCode.InternalServerError, status);
-            Assert.Equal($"two from {canary.Name} (path /)\n", body);
+            answers.Add(await Fleet.GetAsync(canary.Gateway + "/hello"));
         }
+
+        // 500s from revision 2 until the server's verdict reaches the node (on a slow machine a
+        // heartbeat can carry ten of them while this loop still runs), then only revision 1.
+        var bad = answers.TakeWhile(a => a.Status == HttpStatusCode.InternalServerError).ToList();
+        var summary = string.Join(", ", answers.Select(a => $"{(int)a.Status} {a.Body.Split(' ')[0]}"));
+        Assert.True(bad.Count >= 10, summary);
+        Assert.All(bad, a => Assert.Equal($"two from {canary.Name} (path /)\n", a.Body));
+        Assert.All(answers.Skip(bad.Count), a => Assert.Equal((HttpStatusCode.OK, $"one from {canary.Name} (path /)\n"), a));
 
         rollout = await WaitForPhaseAsync(fleet, 2, "RolledBack", Fleet.Patience);
         // The gate trips on the heartbeat that takes the window over the threshold: how many of
@@ -346,7 +353,7 @@ public sealed class RolloutStrategyTests
         var bodies = new ConcurrentDictionary<string, int>(StringComparer.Ordinal);
         var failures = new ConcurrentQueue<string>();
         using var http = new HttpClient { Timeout = Fleet.Patience };
-        var load = Enumerable.Range(0, 8).Select(i => Task.Run(async () =>
+        var load = Enumerable.Range(0, 4).Select(i => Task.Run(async () =>
         {
             var gateway = agents[i % agents.Count].Gateway + "/hello";
             while (!stop.IsCancellationRequested)
@@ -370,7 +377,7 @@ public sealed class RolloutStrategyTests
         foreach (var (revision, greeting) in new[] { (2L, "two"), (3L, "three") })
         {
             await ApplyAsync(fleet, App(greeting, rolling));
-            await WaitForPhaseAsync(fleet, revision, "Succeeded", Fleet.Patience);
+            await WaitForPhaseAsync(fleet, revision, "Succeeded", 2 * Fleet.Patience);
             await ServeAllAsync(agents, greeting);
         }
 

@@ -20,9 +20,12 @@ public sealed class SecurityTests
     {
         await using var agent = OutpostProcess.Start(fleet.Home, "agent", "--server", fleet.ServerUrl, "--token", token,
             "--name", name, "--data-dir", fleet.AgentDir(name), "--gateway", "127.0.0.1:0");
-        var exit = await agent.WaitForExitAsync(Fleet.Patience);
+        var exit = await agent.WaitForExitAsync(OutpostProcess.ClientTimeout);
         return (exit, agent.Output);
     }
+
+    /// <summary>A deadline for one gRPC call: a refusal comes at once, a hang fails loudly (DeadlineExceeded) instead of never.</summary>
+    private static DateTime Deadline => DateTime.UtcNow + Fleet.Patience;
 
     private static async Task<List<string>> NodeNamesAsync(Fleet fleet) =>
         [.. (await fleet.GetJsonAsync("get", "nodes"))["items"]!.AsArray().Select(n => (string)n!["metadata"]!["name"]!)];
@@ -152,14 +155,14 @@ public sealed class SecurityTests
         var client = new EdgeSync.EdgeSyncClient(channel);
         var denied = await Assert.ThrowsAsync<RpcException>(async () =>
         {
-            using var call = client.FetchBlob(new FetchBlobRequest { Digest = digest });
+            using var call = client.FetchBlob(new FetchBlobRequest { Digest = digest }, deadline: Deadline);
             await call.ResponseStream.MoveNext(CancellationToken.None);
         });
         Assert.Equal(StatusCode.PermissionDenied, denied.StatusCode);
 
         var forged = await Assert.ThrowsAsync<RpcException>(async () =>
         {
-            using var call = client.Sync();
+            using var call = client.Sync(deadline: Deadline);
             await call.RequestStream.WriteAsync(new AgentMessage { Hello = new Hello { NodeName = "edge-b" } });
             await call.ResponseStream.MoveNext(CancellationToken.None);
         });
@@ -170,7 +173,7 @@ public sealed class SecurityTests
         using var anonymous = Channel(fleet, null);
         var refused = await Assert.ThrowsAsync<RpcException>(async () =>
         {
-            using var call = new EdgeSync.EdgeSyncClient(anonymous).FetchBlob(new FetchBlobRequest { Digest = digest });
+            using var call = new EdgeSync.EdgeSyncClient(anonymous).FetchBlob(new FetchBlobRequest { Digest = digest }, deadline: Deadline);
             await call.ResponseStream.MoveNext(CancellationToken.None);
         });
         Assert.Equal(StatusCode.Unauthenticated, refused.StatusCode);
@@ -197,7 +200,7 @@ public sealed class SecurityTests
         // generous and still proves it. How fast on a quiet machine: well under a second.
         await fleet.Server!.WaitForOutputAsync("Node 'edge-1' disconnected");
 
-        var exit = await agent.WaitForExitAsync(Fleet.Patience);
+        var exit = await agent.WaitForExitAsync(OutpostProcess.ClientTimeout);
         Assert.NotEqual(0, exit);
         Assert.Contains("restart the agent with a join token", agent.Output, StringComparison.Ordinal);
 
@@ -207,7 +210,7 @@ public sealed class SecurityTests
         using var channel = Channel(fleet, "edge-1");
         var refused = await Assert.ThrowsAsync<RpcException>(async () =>
         {
-            using var call = new EdgeSync.EdgeSyncClient(channel).Sync();
+            using var call = new EdgeSync.EdgeSyncClient(channel).Sync(deadline: Deadline);
             await call.RequestStream.WriteAsync(new AgentMessage { Hello = new Hello { NodeName = "edge-1" } });
             await call.ResponseStream.MoveNext(CancellationToken.None);
         });
@@ -226,11 +229,11 @@ public sealed class SecurityTests
         for (var i = 0; i < 5; i++)
         {
             var guess = $"opj_{i:D12}_{new string('0', 40)}";
-            var wrong = await Assert.ThrowsAsync<RpcException>(async () => await client.JoinAsync(new JoinRequest { JoinToken = guess, NodeName = "guess" }));
+            var wrong = await Assert.ThrowsAsync<RpcException>(async () => await client.JoinAsync(new JoinRequest { JoinToken = guess, NodeName = "guess" }, deadline: Deadline));
             Assert.Equal(StatusCode.Unauthenticated, wrong.StatusCode);
         }
 
-        var limited = await Assert.ThrowsAsync<RpcException>(async () => await client.JoinAsync(new JoinRequest { JoinToken = valid, NodeName = "guess" }));
+        var limited = await Assert.ThrowsAsync<RpcException>(async () => await client.JoinAsync(new JoinRequest { JoinToken = valid, NodeName = "guess" }, deadline: Deadline));
 
         Assert.Equal(StatusCode.ResourceExhausted, limited.StatusCode);
         Assert.Contains("too many failed joins", limited.Status.Detail, StringComparison.Ordinal);
@@ -322,7 +325,7 @@ public sealed class SecurityTests
     public async Task NodeCertificates_RenewBeforeExpiry_WithoutDroppingTheNode()
     {
         await using var fleet = new Fleet();
-        await fleet.StartServerAsync(0, "--node-cert-ttl", "9s");
+        await fleet.StartServerAsync(0, "--node-cert-ttl", "24s");
         var token = await fleet.CreateJoinTokenAsync();
         var (agent, gateway) = await fleet.StartAgentAsync("edge-1", token);
         await Eventually.UntilAsync(async () => (await Fleet.GetAsync(gateway + "/_outpost/status")).Body, b => b.Contains("\"connected\":true", StringComparison.Ordinal),

@@ -20,6 +20,11 @@ public sealed class TriggerTests
             File.WriteAllBytes(Path.Combine(dir, $"{name}.wasm"), Wasmtime.Module.ConvertText(File.ReadAllText(Path.Combine(AppContext.BaseDirectory, "Modules", $"{name}.wat"))));
         }
 
+        // The device's topic gets a subscriber of its own (tally counting under key "bells"), so
+        // its count moves for the device's message alone, not for the ticker's.
+        File.WriteAllBytes(Path.Combine(dir, "bells.wasm"), Wasmtime.Module.ConvertText(
+            File.ReadAllText(Path.Combine(AppContext.BaseDirectory, "Modules", "tally.wat")).Replace("\"tally\"", "\"bells\"", StringComparison.Ordinal)));
+
         var (code, output) = await fleet.ClientAsync("apply", "-f", fleet.WriteManifest("apps.yaml", """
             apiVersion: outpost.dev/v1
             kind: Application
@@ -44,6 +49,18 @@ public sealed class TriggerTests
                 topic:
                   name: visits
               capabilities: [kv]
+            ---
+            apiVersion: outpost.dev/v1
+            kind: Application
+            metadata:
+              name: bells
+            spec:
+              module:
+                path: bells.wasm
+              triggers:
+                topic:
+                  name: doorbell
+              capabilities: [kv]
             """));
         Assert.True(code == 0, output);
 
@@ -51,16 +68,17 @@ public sealed class TriggerTests
         var data = Path.Combine(fleet.AgentDir("edge-1"), "data.db");
         await WaitUntilAsync(() => KvByte(data, "visits", "count") >= (byte)'3' && KvByte(data, "events", "tally") >= 3, "ticker and tally to run three times");
 
-        // A device publishes through the gateway: durable before 202, delivered to tally.
-        var before = KvByte(data, "events", "tally");
-        using var response = await Fleet.Http.PostAsync(gateway + "/_outpost/topics/visits", new StringContent("from a device"));
+        // A device publishes through the gateway: durable before 202, delivered to its subscriber once.
+        Assert.Equal(-1, KvByte(data, "events", "bells"));
+        using var response = await Fleet.Http.PostAsync(gateway + "/_outpost/topics/doorbell", new StringContent("from a device"));
         Assert.Equal(HttpStatusCode.Accepted, response.StatusCode);
         Assert.Contains("\"sequence\":", await response.Content.ReadAsStringAsync(), StringComparison.Ordinal);
-        await WaitUntilAsync(() => KvByte(data, "events", "tally") > before, "tally to run for the device's message");
+        await WaitUntilAsync(() => KvByte(data, "events", "bells") >= 1, "bells to run for the device's message");
 
         // Both the device's message and the ticker's went through the outbox to the server.
-        var shipped = await WaitForRecordsAsync(fleet, records => records.Any(r => r.Text == "from a device"));
-        Assert.Contains(shipped, r => r.Text.Length == 1 && r.Node == "edge-1");
+        await WaitForRecordsAsync(fleet, "doorbell", records => records.Any(r => r.Text == "from a device" && r.Node == "edge-1"));
+        await WaitForRecordsAsync(fleet, "visits", records => records.Any(r => r.Text.Length == 1 && r.Node == "edge-1"));
+        Assert.Equal(1, KvByte(data, "events", "bells")); // once: the message was not delivered twice
 
         using var bad = await Fleet.Http.PostAsync(gateway + "/_outpost/topics/no%20spaces", new StringContent("x"));
         Assert.Equal(HttpStatusCode.BadRequest, bad.StatusCode);
@@ -79,8 +97,8 @@ public sealed class TriggerTests
         return command.ExecuteScalar() is byte[] { Length: 1 } value ? value[0] : -1;
     }
 
-    private static Task<List<(string Node, long Sequence, string Text)>> WaitForRecordsAsync(Fleet fleet, Func<List<(string Node, long Sequence, string Text)>, bool> condition) =>
-        Eventually.UntilAsync(() => fleet.ReadTopicAsync("visits"), condition, Fleet.Patience, "the expected records at the server", r => $"{r.Count} records");
+    private static Task<List<(string Node, long Sequence, string Text)>> WaitForRecordsAsync(Fleet fleet, string topic, Func<List<(string Node, long Sequence, string Text)>, bool> condition) =>
+        Eventually.UntilAsync(() => fleet.ReadTopicAsync(topic), condition, Fleet.Patience, $"the expected records of {topic} at the server", r => $"{r.Count} records");
 
     private static Task WaitUntilAsync(Func<bool> condition, string what) =>
         Eventually.UntilAsync(() =>

@@ -86,8 +86,10 @@ public sealed class SampleAppTests : IDisposable
         try
         {
             using var build = Process.Start(new ProcessStartInfo("bash", [Path.Combine(root, "samples", "apps", "build.sh"), output]) { RedirectStandardError = true, RedirectStandardOutput = true })!;
-            var log = build.StandardOutput.ReadToEnd() + build.StandardError.ReadToEnd();
-            build.WaitForExit();
+            var stdout = build.StandardOutput.ReadToEndAsync();
+            var stderr = build.StandardError.ReadToEndAsync(); // both at once: a full stderr pipe must not stall the build
+            Assert.True(build.WaitForExit(TimeSpan.FromMinutes(5)), "samples/apps/build.sh did not finish within 5 minutes");
+            var log = stdout.Result + stderr.Result;
             Assert.True(build.ExitCode == 0, log);
 
             foreach (var built in Directory.GetFiles(output, "*.wasm"))
