@@ -33,20 +33,7 @@ internal sealed class Kubectl(Fleet fleet) : IDisposable
         info.Environment["KUBECONFIG"] = fleet.KubeconfigPath;
         info.Environment["HOME"] = _cache;
         using var process = Process.Start(info)!;
-        var stdout = process.StandardOutput.ReadToEndAsync();
-        var stderr = process.StandardError.ReadToEndAsync();
-        using var timeout = new CancellationTokenSource(OutpostProcess.ClientTimeout);
-        try
-        {
-            await process.WaitForExitAsync(timeout.Token);
-        }
-        catch (OperationCanceledException)
-        {
-            process.Kill();
-            Assert.Fail($"kubectl {string.Join(' ', args)} did not exit within {OutpostProcess.ClientTimeout.TotalSeconds:F0} s; it wrote:\n{await stdout}{await stderr}");
-        }
-
-        return (process.ExitCode, await stdout + await stderr);
+        return await Tool.CompleteAsync(process, $"kubectl {string.Join(' ', args)}");
     }
 
     /// <summary>Starts a kubectl that keeps running (a watch); its output lines are collected as they come.</summary>

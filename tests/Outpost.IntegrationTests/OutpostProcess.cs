@@ -174,6 +174,30 @@ public sealed class OutpostProcess : IAsyncDisposable
     }
 }
 
+/// <summary>Another program a test runs to completion (kubectl, promtool).</summary>
+internal static class Tool
+{
+    /// <summary>Waits for it to exit and returns its exit code and all it wrote; a hang fails loudly, with what it wrote.</summary>
+    public static async Task<(int ExitCode, string Output)> CompleteAsync(Process process, string what)
+    {
+        ArgumentNullException.ThrowIfNull(process);
+        var stdout = process.StandardOutput.ReadToEndAsync();
+        var stderr = process.StandardError.ReadToEndAsync();
+        using var timeout = new CancellationTokenSource(OutpostProcess.ClientTimeout);
+        try
+        {
+            await process.WaitForExitAsync(timeout.Token);
+        }
+        catch (OperationCanceledException)
+        {
+            process.Kill();
+            Assert.Fail($"{what} did not exit within {OutpostProcess.ClientTimeout.TotalSeconds:F0} s; it wrote:\n{await stdout}{await stderr}");
+        }
+
+        return (process.ExitCode, await stdout + await stderr);
+    }
+}
+
 internal static class Signals
 {
     /// <summary>SIGTERM through kill(1): what a service manager sends.</summary>

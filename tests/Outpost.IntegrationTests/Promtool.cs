@@ -32,19 +32,6 @@ internal static class Promtool
         })!;
         await process.StandardInput.WriteAsync(metrics);
         process.StandardInput.Close();
-        var stdout = process.StandardOutput.ReadToEndAsync();
-        var stderr = process.StandardError.ReadToEndAsync();
-        using var timeout = new CancellationTokenSource(OutpostProcess.ClientTimeout);
-        try
-        {
-            await process.WaitForExitAsync(timeout.Token);
-        }
-        catch (OperationCanceledException)
-        {
-            process.Kill();
-            Assert.Fail($"promtool check metrics did not exit within {OutpostProcess.ClientTimeout.TotalSeconds:F0} s; it wrote:\n{await stdout}{await stderr}");
-        }
-
-        return (process.ExitCode, await stdout + await stderr);
+        return await Tool.CompleteAsync(process, "promtool check metrics");
     }
 }
