@@ -83,6 +83,36 @@ public sealed class BadInputTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task Apply_ARouteAnotherAppServesOnTheSameNodes_IsRefusedNamingIt_UnlessPlacementKeepsThemApart()
+    {
+        var (code, output) = await _fleet.ClientAsync("apply", "-f", _fleet.WriteManifest("hello.yaml", Fleet.HelloApp));
+        Assert.True(code == 0, output);
+        var same = Fleet.HelloApp.Replace("name: hello", "name: samehello", StringComparison.Ordinal);
+
+        (code, output) = await _fleet.ClientAsync("apply", "-f", _fleet.WriteManifest("same.yaml", same));
+        Assert.Equal(1, code);
+        Assert.Contains("same.yaml (document 1): spec.triggers.http.route: route /hello is already served by app 'hello' on nodes both apps can run on", output, StringComparison.Ordinal);
+        Assert.Equal(["hello"], (await _fleet.GetJsonAsync("get", "apps"))["items"]!.AsArray().Select(a => (string)a!["metadata"]!["name"]!));
+
+        // Placement that keeps them on different nodes (site a and site b) makes it fine: applied
+        // together, the new placement of hello counts, not the stored one.
+        const string SiteA = "\n  placement:\n    nodeSelector:\n      site: a";
+        (code, output) = await _fleet.ClientAsync("apply", "-f", _fleet.WriteManifest("apart.yaml",
+            Fleet.HelloApp + SiteA + "\n---\n" + same + SiteA.Replace("site: a", "site: b", StringComparison.Ordinal)));
+        Assert.True(code == 0, output);
+        Assert.Contains("application.outpost.dev/samehello created", output, StringComparison.Ordinal);
+
+        // Two new apps on one route in one apply: refused, each naming the other, nothing applied.
+        (code, output) = await _fleet.ClientAsync("apply", "-f", _fleet.WriteManifest("twins.yaml",
+            Fleet.HelloApp.Replace("name: hello", "name: twin-1", StringComparison.Ordinal).Replace("/hello", "/twins", StringComparison.Ordinal) + "\n---\n"
+            + Fleet.HelloApp.Replace("name: hello", "name: twin-2", StringComparison.Ordinal).Replace("/hello", "/twins", StringComparison.Ordinal)));
+        Assert.Equal(1, code);
+        Assert.Contains("already served by app 'twin-2'", output, StringComparison.Ordinal);
+        Assert.Contains("already served by app 'twin-1'", output, StringComparison.Ordinal);
+        Assert.Equal(["hello", "samehello"], (await _fleet.GetJsonAsync("get", "apps"))["items"]!.AsArray().Select(a => (string)a!["metadata"]!["name"]!).Order(StringComparer.Ordinal));
+    }
+
+    [Fact]
     public async Task Apply_InvalidYaml_NamesTheFileAndLine()
     {
         var path = _fleet.WriteManifest("broken.yaml", "apiVersion: outpost.dev/v1\nkind: [Application\n");

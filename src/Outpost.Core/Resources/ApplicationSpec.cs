@@ -72,6 +72,23 @@ public sealed record ApplicationSpec
         return NodeSelector.All(p => nodeLabels.TryGetValue(p.Key, out var v) && v == p.Value);
     }
 
+    /// <summary>
+    /// True when some node could match both apps' placement: no label is required by both with
+    /// different values. Said of selectors, not of today's nodes, since nodes join and relabel.
+    /// </summary>
+    public bool CanShareANodeWith(ApplicationSpec other)
+    {
+        ArgumentNullException.ThrowIfNull(other);
+        return NodeSelector.All(p => !other.NodeSelector.TryGetValue(p.Key, out var v) || v == p.Value);
+    }
+
+    /// <summary>True when both apps answer the same HTTP route on a node both could run on: a node can serve only one of them.</summary>
+    public bool RouteConflictsWith(ApplicationSpec other)
+    {
+        ArgumentNullException.ThrowIfNull(other);
+        return Http is { } mine && other.Http is { } theirs && string.Equals(mine.Route, theirs.Route, StringComparison.Ordinal) && CanShareANodeWith(other);
+    }
+
     private static string? Str(JsonNode? node) =>
         node is JsonValue v && v.GetValueKind() == JsonValueKind.String ? v.GetValue<string>() : null;
 

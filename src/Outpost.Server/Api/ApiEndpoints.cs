@@ -366,7 +366,7 @@ public static class ApiEndpoints
                 continue;
             }
 
-            var (write, invalid) = await writer.PrepareAsync(item, WriteOp.Upsert, null, cancellationToken, batchRuntimeClasses);
+            var (write, invalid) = await writer.PrepareAsync(item, WriteOp.Upsert, null, cancellationToken, batchRuntimeClasses, [.. items.OfType<JsonObject>()]);
             if (write is null)
             {
                 causes.AddRange(invalid!.Causes?.Select(c => c with { Field = $"{label}.{c.Field}" }) ?? [new StatusCause(label, invalid.Message)]);

@@ -14,9 +14,13 @@ namespace Outpost.Server.Api;
 public sealed class ResourceWriter(IControlPlaneStore store, Wasm.Hosting.WasmHost wasm, SecretBox secrets)
 {
     /// <summary>Validates one object; on success returns the write, else the Status to send.</summary>
-    /// <remarks><paramref name="batchRuntimeClasses"/>: RuntimeClasses written in the same apply, which an Application may name.</remarks>
+    /// <remarks>
+    /// <paramref name="batchRuntimeClasses"/>: RuntimeClasses written in the same apply, which an Application may name.
+    /// <paramref name="batch"/>: every object of the same apply, whose Applications replace the stored ones of their names
+    /// when routes are checked for conflicts.
+    /// </remarks>
     public async Task<(ResourceWrite? Write, ApiStatus? Error)> PrepareAsync(JsonObject body, WriteOp op, string? prefix, CancellationToken cancellationToken,
-        IReadOnlySet<string>? batchRuntimeClasses = null)
+        IReadOnlySet<string>? batchRuntimeClasses = null, IReadOnlyList<JsonObject>? batch = null)
     {
         ArgumentNullException.ThrowIfNull(body);
         var kind = (body["kind"] as JsonValue)?.ToString() ?? "object";
@@ -48,6 +52,11 @@ public sealed class ResourceWriter(IControlPlaneStore store, Wasm.Hosting.WasmHo
             }
         }
 
+        if (errors.Count == 0 && kind == ResourceKind.Application.Kind && await RouteConflictAsync(name!, (JsonObject)body["spec"]!, batch, cancellationToken) is { } conflict)
+        {
+            errors.Add(conflict);
+        }
+
         if (errors.Count == 0 && kind == ResourceKind.Secret.Kind)
         {
             errors.AddRange(await SealAsync(name!, (JsonObject)body["spec"]!["data"]!, cancellationToken));
@@ -75,6 +84,41 @@ public sealed class ResourceWriter(IControlPlaneStore store, Wasm.Hosting.WasmHo
             SpecJson = JsonCanonical.Serialize(kind == ResourceKind.RuntimeClass.Kind ? new JsonObject { ["handler"] = body["handler"]?.DeepClone() } : body["spec"] ?? new JsonObject()),
             ExpectedResourceVersion = op == WriteOp.Upsert ? null : expected,
         }, null);
+    }
+
+    /// <summary>
+    /// Another app that answers the same route on a node this one could run on: the agent would
+    /// serve only one of them, so the apply is refused, naming it, instead of failing on the nodes.
+    /// </summary>
+    private async Task<FieldError?> RouteConflictAsync(string name, JsonObject spec, IReadOnlyList<JsonObject>? batch, CancellationToken cancellationToken)
+    {
+        var mine = ApplicationSpec.FromJson(spec);
+        if (mine.Http is null)
+        {
+            return null;
+        }
+
+        var others = new Dictionary<string, ApplicationSpec>(StringComparer.Ordinal);
+        foreach (var stored in (await store.ListAsync(ResourceKind.Application.Kind, cancellationToken)).Items)
+        {
+            others[stored.Name] = ApplicationSpec.FromJson(stored.Spec());
+        }
+
+        foreach (var item in batch ?? [])
+        {
+            if ((string?)(item["kind"] as JsonValue)?.ToString() == ResourceKind.Application.Kind
+                && (item["metadata"]?["name"] as JsonValue)?.ToString() is { } other
+                && item["spec"] is JsonObject otherSpec
+                && ManifestValidator.Validate(item, allowModulePath: false).Count == 0)
+            {
+                others[other] = ApplicationSpec.FromJson(otherSpec); // what this apply makes of it, not what is stored
+            }
+        }
+
+        var rival = others.Where(o => o.Key != name && mine.RouteConflictsWith(o.Value)).Select(o => o.Key).Order(StringComparer.Ordinal).FirstOrDefault();
+        return rival is null ? null : new FieldError("spec.triggers.http.route",
+            $"route {mine.Http.Route} is already served by app '{rival}' on nodes both apps can run on; a node serves a route for one app only: "
+            + "choose another route, or placement.nodeSelector values that keep the two apps on different nodes");
     }
 
     /// <summary>

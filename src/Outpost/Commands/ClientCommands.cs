@@ -20,7 +20,15 @@ internal static class ClientCommands
             using var client = CommonOptions.Connect(result);
             var items = await set.ResolveModulesAsync(client, ct);
             var path = "apis/outpost.dev/v1/apply" + (result.GetValue(dryRun) ? "?dryRun=All" : "");
-            var response = await client.PostAsync(path, new JsonObject { ["kind"] = "List", ["apiVersion"] = "v1", ["items"] = items }, ct);
+            JsonObject response;
+            try
+            {
+                response = await client.PostAsync(path, new JsonObject { ["kind"] = "List", ["apiVersion"] = "v1", ["items"] = items }, ct);
+            }
+            catch (ApiException ex) when (ex.Status?["details"]?["causes"] is JsonArray causes && causes.Count > 0)
+            {
+                throw new ManifestException([.. causes.Select(c => Locate(set, (string?)c?["field"] ?? "", (string?)c?["message"] ?? ""))]);
+            }
             if (result.GetValue(dryRun))
             {
                 Console.WriteLine($"{items.Count} resource(s) valid (dry run): nothing applied");
@@ -265,9 +273,21 @@ internal static class ClientCommands
     private static ResourceKind ResolveKind(string type) =>
         ResourceKind.FindByUserName(type) ?? throw new ManifestException($"unknown resource type '{type}': use nodes, apps or configsets");
 
+    /// <summary>A server's cause about items[i] of an apply, told as the file and document it came from.</summary>
+    private static string Locate(ManifestSet set, string field, string message)
+    {
+        var match = System.Text.RegularExpressions.Regex.Match(field, @"^items\[(\d+)\](?: \([^)]*\))?\.?(.*)$");
+        return match.Success && int.TryParse(match.Groups[1].Value, System.Globalization.CultureInfo.InvariantCulture, out var i) && i < set.Documents.Count
+            ? $"{set.Documents[i].Location}: {match.Groups[2].Value}: {message}"
+            : $"{field}: {message}";
+    }
+
     private static string Qualified(string kind) => kind == "Node" ? "node" : $"{kind.ToLowerInvariant()}.outpost.dev";
 
-    /// <summary>Turns expected failures into a message and exit code 1; anything else is a bug and is shown whole.</summary>
+    /// <summary>
+    /// Turns failures into one line on stderr and exit code 1. Anything unexpected is a bug, but
+    /// a user still gets one line, not a stack trace (OUTPOST_DEBUG=1 shows it).
+    /// </summary>
     internal static async Task<int> Run(Func<Task<int>> action)
     {
         try
@@ -286,6 +306,11 @@ internal static class ClientCommands
         catch (ApiException ex)
         {
             Console.Error.WriteLine($"error: {ex.Message}");
+            return 1;
+        }
+        catch (Exception ex) when (ex is not OperationCanceledException && Environment.GetEnvironmentVariable("OUTPOST_DEBUG") != "1")
+        {
+            Console.Error.WriteLine($"error: {ex.Message} ({ex.GetType().Name}; OUTPOST_DEBUG=1 shows where)");
             return 1;
         }
     }
