@@ -20,12 +20,14 @@ internal sealed class ApiException(int code, string reason, string message, Json
 internal sealed class ApiClient : IDisposable
 {
     private readonly HttpClient _http;
+    private readonly bool _pinned;
     private string? _rejection;
 
     /// <summary>A client of one server; a TLS server is verified against <paramref name="certificateAuthorityPem"/> (the system store when null).</summary>
     public ApiClient(string server, string token, string? certificateAuthorityPem = null)
     {
         var uri = new Uri(server.TrimEnd('/') + "/");
+        _pinned = certificateAuthorityPem is not null;
         // As kubectl's dialer: 30 s covers the TCP connect and the TLS handshake, which a busy
         // server or a slow edge uplink can stretch well past a few seconds. A server that is down
         // refuses at once; only a blackholed address waits this out.
@@ -52,6 +54,31 @@ internal sealed class ApiClient : IDisposable
     }
 
     public string Server { get; }
+
+    /// <summary>Why a request never got an answer, in words that say what to type instead.</summary>
+    private string Explain(HttpRequestException ex)
+    {
+        if (_rejection is not null)
+        {
+            return $"refused its certificate: {_rejection}";
+        }
+
+        var inner = ex.InnerException?.Message ?? ex.Message;
+        if (ex.InnerException is System.Security.Authentication.AuthenticationException)
+        {
+            return _pinned
+                ? $"the TLS handshake failed ({inner})"
+                : $"its certificate is not trusted here ({inner}): use the config.yaml the server wrote, which carries the fleet's CA "
+                    + "(--config, OUTPOST_CONFIG or ~/.outpost/config.yaml, for the same server URL), or set OUTPOST_CA_FILE to the server's DATA/tls/ca.crt";
+        }
+
+        if (Server.StartsWith("http://", StringComparison.OrdinalIgnoreCase) && ex.HttpRequestError is not (HttpRequestError.ConnectionError or HttpRequestError.NameResolutionError))
+        {
+            return $"it did not answer HTTP/2 in cleartext ({inner}); an Outpost server speaks TLS unless started with --insecure-http: use https://{Server["http://".Length..]}";
+        }
+
+        return inner;
+    }
 
     public Task<JsonObject> GetAsync(string path, CancellationToken ct) => SendAsync(HttpMethod.Get, path, null, null, ct);
 
@@ -95,8 +122,11 @@ internal sealed class ApiClient : IDisposable
         }
         catch (HttpRequestException ex)
         {
-            var why = _rejection is not null ? $"refused its certificate: {_rejection}" : ex.InnerException?.Message ?? ex.Message;
-            throw new ApiException(0, "Unreachable", $"cannot reach the Outpost server at {Server}: {why}");
+            throw new ApiException(0, "Unreachable", $"cannot reach the Outpost server at {Server}: {Explain(ex)}");
+        }
+        catch (TaskCanceledException ex) when (!ct.IsCancellationRequested)
+        {
+            throw new ApiException(0, "Timeout", $"the Outpost server at {Server} did not answer within {_http.Timeout.TotalSeconds:F0} s ({ex.Message})");
         }
 
         using (response)

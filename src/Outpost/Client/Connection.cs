@@ -32,13 +32,32 @@ internal static class Connection
             token ??= config.Token;
         }
 
-        var ca = config?.Server == server ? config.CertificateAuthorityPem : null;
+        if (!Uri.TryCreate(server, UriKind.Absolute, out var url) || url.Scheme is not ("https" or "http") || url.Host.Length == 0)
+        {
+            throw new ApiException(0, "BadServer", $"server '{server}' is not an http(s) URL: write it with its scheme, e.g. https://{server.Split("://")[^1].TrimEnd('/')}");
+        }
+
+        var ca = config is not null && SameServer(config.Server, url) ? config.CertificateAuthorityPem : null;
         if (ca is null && Environment.GetEnvironmentVariable("OUTPOST_CA_FILE") is { Length: > 0 } caFile)
         {
             ca = File.ReadAllText(caFile);
         }
 
         return new ApiClient(server, token, ca);
+    }
+
+    /// <summary>
+    /// The config's server, however it was typed: a trailing slash, or localhost for 127.0.0.1,
+    /// is still the server whose CA the config carries.
+    /// </summary>
+    private static bool SameServer(string configured, Uri url)
+    {
+        if (!Uri.TryCreate(configured, UriKind.Absolute, out var other) || other.Scheme != url.Scheme || other.Port != url.Port)
+        {
+            return false;
+        }
+
+        return string.Equals(other.IdnHost, url.IdnHost, StringComparison.OrdinalIgnoreCase) || (other.IsLoopback && url.IsLoopback);
     }
 
     /// <summary>Writes a config file readable only by its owner.</summary>

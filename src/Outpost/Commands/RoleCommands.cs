@@ -148,8 +148,8 @@ internal static class RoleCommands
             });
             await server.StartAsync(stop);
             var config = ClientConfig.Parse(await File.ReadAllTextAsync(server.ConfigPath, stop), server.ConfigPath);
-            Connection.Write(Path.Combine(dir, "config.yaml"), config);
-            Connection.Write(Connection.UserConfigPath, config);
+            var fleetConfig = Path.Combine(dir, "config.yaml");
+            var userConfig = AdoptUserConfig(fleetConfig, config);
 
             using var client = new ApiClient(config.Server, config.Token, config.CertificateAuthorityPem);
             var joinToken = (string)(await client.PostAsync("apis/outpost.dev/v1/tokens", new JsonObject { ["description"] = "outpost up" }, stop))["token"]!;
@@ -181,7 +181,9 @@ internal static class RoleCommands
                     Console.WriteLine($"node edge-{i + 1}: {running[i].GatewayUrl}");
                 }
 
-                Console.WriteLine($"config: {Path.Combine(dir, "config.yaml")} (also {Connection.UserConfigPath})");
+                Console.WriteLine(userConfig
+                    ? $"config: {fleetConfig} (also {Connection.UserConfigPath}, the default)"
+                    : $"config: {fleetConfig}; {Connection.UserConfigPath} is yours and was left as it is: export OUTPOST_CONFIG={fleetConfig} (or pass --config) to talk to this fleet");
                 Console.WriteLine($"kubectl: export KUBECONFIG={server.KubeconfigPath}");
                 Console.WriteLine("fleet up; try `outpost get nodes` and curl a node's /hello. Ctrl-C stops everything.");
                 await WaitAsync(stop);
@@ -251,6 +253,26 @@ internal static class RoleCommands
         {
             throw new ManifestException($"--labels: {ex.Message}");
         }
+    }
+
+    /// <summary>
+    /// Writes the fleet's client config, and makes it the default (~/.outpost/config.yaml) only
+    /// when there was none or the one there is this fleet's own from an earlier `up`: a user's
+    /// config may point at their real server, and an `up` must never take that away.
+    /// </summary>
+    private static bool AdoptUserConfig(string fleetConfig, ClientConfig config)
+    {
+        var previous = File.Exists(fleetConfig) ? File.ReadAllText(fleetConfig) : null;
+        Connection.Write(fleetConfig, config);
+        var user = Connection.UserConfigPath;
+        var current = File.Exists(user) ? File.ReadAllText(user) : null;
+        if (current is not null && current != previous && current != config.ToYaml())
+        {
+            return false;
+        }
+
+        Connection.Write(user, config);
+        return true;
     }
 
     private static Task WaitAsync(CancellationToken stop) => Task.Delay(Timeout.Infinite, stop).ContinueWith(_ => { }, TaskScheduler.Default);
