@@ -149,6 +149,27 @@ public sealed class FleetTests
         Assert.Empty(nodes["items"]!.AsArray());
     }
 
+    [Fact]
+    public async Task Agent_TakesItsJoinTokenFromAFile_AndItsHelpNamesOneServerVariable()
+    {
+        await using var fleet = new Fleet();
+        await fleet.StartServerAsync();
+        var tokenFile = Path.Combine(fleet.Root, "join-token");
+        await File.WriteAllTextAsync(tokenFile, await fleet.CreateJoinTokenAsync() + "\n");
+
+        // Not in argv, where `ps` would show it to every user of the node.
+        await using var agent = OutpostProcess.Start(fleet.Home, "agent", "--server", fleet.ServerUrl, "--token-file", tokenFile,
+            "--name", "edge-1", "--data-dir", fleet.AgentDir("edge-1"), "--gateway", "127.0.0.1:0");
+        await agent.WaitForLineAsync("node edge-1:", Fleet.StartTimeout);
+        await fleet.WaitForNodeStateAsync("edge-1", "Ready");
+
+        var (code, help) = await OutpostProcess.RunAsync(fleet.Home, "agent", "--help");
+        Assert.True(code == 0, help);
+        Assert.Contains("OUTPOST_SERVER", help, StringComparison.Ordinal);
+        Assert.Contains("--token-file", help, StringComparison.Ordinal);
+        Assert.DoesNotContain("OUTPOST_URL", help, StringComparison.Ordinal);
+    }
+
     private static Task WaitForNodesReadyAsync(Fleet fleet, params string[] names) =>
         Eventually.UntilAsync(() => fleet.GetJsonAsync("get", "nodes"),
             nodes => names.All(nodes["items"]!.AsArray().Where(n => (string?)n!["status"]!["state"] == "Ready").Select(n => (string)n!["metadata"]!["name"]!).Contains),

@@ -145,7 +145,12 @@ public static class RolloutPlanner
                 Phase = RolloutPhase.Succeeded,
                 StepReadyAt = readyAt,
                 FinishedAt = now,
-                Message = $"revision {state.Revision} runs on all {nodes.Count} nodes{note}",
+                Message = nodes.Count switch
+                {
+                    0 => $"revision {state.Revision} is current; no node is targeted yet (nodes that join or match later get it)",
+                    1 => $"revision {state.Revision} runs on the 1 node{note}",
+                    _ => $"revision {state.Revision} runs on all {nodes.Count} nodes{note}",
+                },
             };
         }
 

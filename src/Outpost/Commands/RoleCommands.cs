@@ -65,7 +65,8 @@ internal static class RoleCommands
     public static Command Agent()
     {
         // --server and --token are the root's recursive options; for the agent they mean the
-        // control plane's URL (else OUTPOST_URL) and a join token (else OUTPOST_TOKEN).
+        // control plane's URL (else OUTPOST_SERVER, as for the client) and a join token (else
+        // --token-file, else OUTPOST_TOKEN). OUTPOST_URL, its old name, still works unlisted.
         var server = CommonOptions.Server;
         var token = CommonOptions.Token;
         var name = new Option<string>("--name") { Description = "Node name (default: the host name)", DefaultValueFactory = _ => Environment.MachineName.ToLowerInvariant() };
@@ -79,20 +80,26 @@ internal static class RoleCommands
         outboxOverflow.AcceptOnlyFromAmong("dropOldest", "rejectNew");
         var keepalive = new Option<string>("--keepalive") { Description = "Ping the server after this much silence, and drop the link if the ping is not answered as long (finds dead links)", DefaultValueFactory = _ => "20s" };
         var heartbeat = new Option<string>("--heartbeat") { Description = "How often the agent beats while connected; keep it well under the server's --node-lease", DefaultValueFactory = _ => "10s" };
+        var tokenFile = new Option<string?>("--token-file") { Description = "Read the join token from this file (keeps it out of the process list, unlike --token)" };
         var logQuota = new Option<string>("--log-quota") { Description = "Log lines kept while they wait to be shipped; past it the oldest are dropped and counted (e.g. 16MiB)", DefaultValueFactory = _ => "16MiB" };
-        var command = new Command("agent", "Run an edge agent: join the server (--server URL --token JOIN-TOKEN, or OUTPOST_URL/OUTPOST_TOKEN), sync, serve apps on the gateway")
+        var command = new Command("agent", "Run an edge agent: join the server (--server URL with --token-file FILE, --token JOIN-TOKEN or OUTPOST_TOKEN; OUTPOST_SERVER for the URL), sync, serve apps on the gateway")
         {
-            name, labels, dataDir, gateway, maxInstances, maxMemory, outboxQuota, outboxOverflow, keepalive, heartbeat, logQuota,
+            name, labels, dataDir, gateway, tokenFile, maxInstances, maxMemory, outboxQuota, outboxOverflow, keepalive, heartbeat, logQuota,
         };
         command.SetAction(async (result, ct) => await RunUntilStoppedAsync(async stop =>
         {
-            var url = result.GetValue(server) ?? Environment.GetEnvironmentVariable("OUTPOST_URL")
-                ?? throw new ManifestException("--server (or OUTPOST_URL) is required: the control plane's URL");
+            var url = result.GetValue(server) ?? Environment.GetEnvironmentVariable("OUTPOST_SERVER") ?? Environment.GetEnvironmentVariable("OUTPOST_URL")
+                ?? throw new ManifestException("--server (or OUTPOST_SERVER) is required: the control plane's URL");
+            var joinToken = result.GetValue(token);
+            if (joinToken is null && result.GetValue(tokenFile) is { } file)
+            {
+                joinToken = File.Exists(file) ? File.ReadAllText(file).Trim() : throw new ManifestException($"--token-file {file}: no such file");
+            }
             var nodeName = result.GetValue(name)!;
             var options = new AgentOptions
             {
                 ServerUrl = url,
-                JoinToken = result.GetValue(token) ?? Environment.GetEnvironmentVariable("OUTPOST_TOKEN"),
+                JoinToken = joinToken ?? Environment.GetEnvironmentVariable("OUTPOST_TOKEN"),
                 NodeName = nodeName,
                 Labels = ParseLabels(result.GetValue(labels)),
                 DataDir = Path.GetFullPath(result.GetValue(dataDir) ?? Path.Combine(Home, ".outpost", "agent-" + nodeName)),

@@ -70,6 +70,19 @@ public sealed class RolloutPlannerTests
         [.. FourNodes.Select(n => new NodeReport(n, online, report(n).State, report(n).Generation, 0, ""))];
 
     [Fact]
+    public void ANewAppWithNoNodeYet_SaysSo_InsteadOfRunningOnAllZeroNodes()
+    {
+        var state = RolloutPlanner.Start(null, 1, RolloutSpec.Default, 0, immediate: false, T0);
+        var done = RolloutPlanner.Advance(state, "hello", RolloutSpec.Default, [], new TrafficSummary(0, 0), T0);
+
+        Assert.Equal(RolloutPhase.Succeeded, done.Phase);
+        Assert.Equal("revision 1 is current; no node is targeted yet (nodes that join or match later get it)", done.Message);
+        var one = RolloutPlanner.Advance(RolloutPlanner.Start(null, 1, RolloutSpec.Default, 1, false, T0), "hello", RolloutSpec.Default,
+            [new NodeReport("edge-1", true, "Ready", 1, 0, "")], new TrafficSummary(0, 0), T0);
+        Assert.Equal("revision 1 runs on the 1 node", one.Message);
+    }
+
+    [Fact]
     public void Canary_MovesTheFirstNodes_WaitsForReadiness_PausesThenCompletes()
     {
         var spec = Spec("""{"strategy":"canary","steps":[{"percent":25,"pause":"30s"},{"percent":50},{"percent":100}]}""");
