@@ -36,6 +36,7 @@ public sealed partial class SyncClient(
     TimeProvider time,
     ILogger<SyncClient> logger) : BackgroundService
 {
+    private readonly OutageLog _outage = new(time);
     private readonly Channel<bool> _statusChanged = Channel.CreateBounded<bool>(new BoundedChannelOptions(1) { FullMode = BoundedChannelFullMode.DropWrite });
     private readonly Channel<bool> _appended = Channel.CreateBounded<bool>(new BoundedChannelOptions(1) { FullMode = BoundedChannelFullMode.DropWrite });
     private readonly Channel<bool> _kvPending = Channel.CreateBounded<bool>(new BoundedChannelOptions(1) { FullMode = BoundedChannelFullMode.DropWrite });
@@ -110,7 +111,20 @@ public sealed partial class SyncClient(
                 }
                 catch (Exception ex) when (!stoppingToken.IsCancellationRequested)
                 {
-                    LogDisconnected(logger, Describe(ex));
+                    var (report, attempts, lasted) = _outage.Failed();
+                    var reason = Describe(ex);
+                    switch (report)
+                    {
+                        case OutageReport.Warning:
+                            LogDisconnected(logger, reason);
+                            break;
+                        case OutageReport.Summary:
+                            LogStillDisconnected(logger, attempts, (long)lasted.TotalSeconds, reason);
+                            break;
+                        default:
+                            LogDisconnectedAgain(logger, reason);
+                            break;
+                    }
                 }
                 finally
                 {
@@ -363,6 +377,10 @@ public sealed partial class SyncClient(
                     {
                         Connected = true;
                         LogConnected(logger, options.ServerUrl, message.Config.Revision);
+                        if (_outage.Recovered() is { } outage)
+                        {
+                            LogBack(logger, outage.Attempts, (long)outage.Lasted.TotalSeconds);
+                        }
                     }
 
                     backoff.Reset();
@@ -766,6 +784,15 @@ public sealed partial class SyncClient(
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "Sync stream lost: {Reason}")]
     private static partial void LogDisconnected(ILogger logger, string reason);
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "Still no sync stream: {Attempts} attempts over {Seconds} s, serving from local state; last: {Reason}")]
+    private static partial void LogStillDisconnected(ILogger logger, int attempts, long seconds, string reason);
+
+    [LoggerMessage(Level = LogLevel.Debug, Message = "Sync stream still down: {Reason}")]
+    private static partial void LogDisconnectedAgain(ILogger logger, string reason);
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "Back in sync after {Attempts} failed attempts over {Seconds} s")]
+    private static partial void LogBack(ILogger logger, int attempts, long seconds);
 
     [LoggerMessage(Level = LogLevel.Debug, Message = "Reconnecting in {DelayMs} ms")]
     private static partial void LogRetrying(ILogger logger, long delayMs);
