@@ -59,6 +59,17 @@ public sealed class BadInputTests : IAsyncLifetime
             "apiVersion: outpost.dev/v1\nkind: Application\nmetadata:\n  name: Not_A_Name\nspec:\n  module:\n    path: hello.wasm\n",
             ["bad-name.yaml (document 1)", "metadata.name", "not a valid name"]
         },
+        {
+            // Accepted once, Ready 2/2 and unreachable: the gateway refuses request lines over 8 KiB.
+            "long-route.yaml",
+            "apiVersion: outpost.dev/v1\nkind: Application\nmetadata:\n  name: x\nspec:\n  module:\n    path: hello.wasm\n  triggers:\n    http:\n      route: /" + new string('a', 200_000) + "\n",
+            ["long-route.yaml (document 1)", "spec.triggers.http.route", "is 200001 characters long: at most 1024"]
+        },
+        {
+            "long-env.yaml",
+            "apiVersion: outpost.dev/v1\nkind: Application\nmetadata:\n  name: x\nspec:\n  module:\n    path: hello.wasm\n  env:\n    BIG: " + new string('x', 40_000) + "\n",
+            ["long-env.yaml (document 1)", "spec.env.BIG", "the value is 40000 characters long: at most 32768"]
+        },
     };
 
     [Theory]

@@ -102,7 +102,7 @@ public static partial class ManifestValidator
         }
 
         ValidateStringMap(metadata["labels"], "metadata.labels", errors, validateLabels: true);
-        ValidateStringMap(metadata["annotations"], "metadata.annotations", errors, validateLabels: false);
+        ValidateStringMap(metadata["annotations"], "metadata.annotations", errors, validateLabels: false, MaxAnnotationValue);
     }
 
     private static void ValidateApplicationSpec(JsonNode? node, bool allowModulePath, List<FieldError> errors)
@@ -145,7 +145,7 @@ public static partial class ManifestValidator
         }
 
         RolloutSpec.Read(spec["rollout"], errors);
-        ValidateStringMap(spec["env"], "spec.env", errors, validateLabels: false);
+        ValidateStringMap(spec["env"], "spec.env", errors, validateLabels: false, MaxEnvValue);
 
         if (spec["capabilities"] is { } capsNode)
         {
@@ -205,7 +205,11 @@ public static partial class ManifestValidator
         if (Section(triggers, "http", ["route"], errors) is { } http)
         {
             var route = RequireString(http, "route", "spec.triggers.http.route", errors);
-            if (route is not null && !IsRoute(route))
+            if (route is not null && route.Length > MaxRouteLength)
+            {
+                errors.Add(new("spec.triggers.http.route", $"'{Clip(route)}' is {route.Length} characters long: at most {MaxRouteLength} (a node's gateway refuses longer request lines)"));
+            }
+            else if (route is not null && !IsRoute(route))
             {
                 errors.Add(new("spec.triggers.http.route", $"'{route}' is not a route prefix: it must start with '/' and must not start with '/_outpost'"));
             }
@@ -265,7 +269,7 @@ public static partial class ManifestValidator
             errors.Add(new("spec.data", "required field is missing: a map of keys to string values"));
         }
 
-        ValidateStringMap(spec["data"], "spec.data", errors, validateLabels: false);
+        ValidateStringMap(spec["data"], "spec.data", errors, validateLabels: false, MaxDataValue);
         if (spec["data"] is JsonObject data)
         {
             foreach (var (key, _) in data)
@@ -389,6 +393,12 @@ public static partial class ManifestValidator
         }
 
         var path = probe["path"] is { } p ? AsString(p, "spec.readinessProbe.path", errors) : null;
+        if (path is not null && path.Length > MaxRouteLength)
+        {
+            errors.Add(new("spec.readinessProbe.path", $"'{Clip(path)}' is {path.Length} characters long: at most {MaxRouteLength}"));
+            return;
+        }
+
         if (path is null && probe["path"] is null)
         {
             errors.Add(new("spec.readinessProbe.path", "required field is missing: the path to GET, under the app's route"));
@@ -415,7 +425,25 @@ public static partial class ManifestValidator
         return errors;
     }
 
-    private static void ValidateStringMap(JsonNode? node, string field, List<FieldError> errors, bool validateLabels)
+    /// <summary>Longest route: far under the 8 KiB request line a gateway accepts, far over any real prefix.</summary>
+    public const int MaxRouteLength = 1024;
+
+    /// <summary>Longest map key (env names, config keys, annotation keys), as Kubernetes' qualified names with a prefix.</summary>
+    public const int MaxKeyLength = 253;
+
+    /// <summary>Longest env value: an app's environment, not a place for files (ship those as config).</summary>
+    public const int MaxEnvValue = 32 * 1024;
+
+    /// <summary>Longest annotation value.</summary>
+    public const int MaxAnnotationValue = 64 * 1024;
+
+    /// <summary>Longest ConfigSet or Secret value: as a Kubernetes ConfigMap's whole data.</summary>
+    public const int MaxDataValue = 1024 * 1024;
+
+    /// <summary>A long input shown in a message: its start and its length, not all of it.</summary>
+    private static string Clip(string text) => text.Length <= 40 ? text : $"{text[..32]}…";
+
+    private static void ValidateStringMap(JsonNode? node, string field, List<FieldError> errors, bool validateLabels, int maxValue = 63)
     {
         if (node is null)
         {
@@ -438,7 +466,15 @@ public static partial class ManifestValidator
 
             if (validateLabels && (!LabelKeyPattern().IsMatch(key) || !LabelValuePattern().IsMatch(v.GetValue<string>())))
             {
-                errors.Add(new($"{field}.{key}", "label keys and values are at most 63 letters, digits, '-', '_' or '.', starting and ending with a letter or digit (keys may have a 'prefix/')"));
+                errors.Add(new($"{field}.{Clip(key)}", "label keys and values are at most 63 letters, digits, '-', '_' or '.', starting and ending with a letter or digit (keys may have a 'prefix/')"));
+            }
+            else if (!validateLabels && key.Length > MaxKeyLength)
+            {
+                errors.Add(new($"{field}.{Clip(key)}", $"the key is {key.Length} characters long: at most {MaxKeyLength}"));
+            }
+            else if (!validateLabels && v.GetValue<string>().Length > maxValue)
+            {
+                errors.Add(new($"{field}.{key}", $"the value is {v.GetValue<string>().Length} characters long: at most {maxValue}"));
             }
         }
     }

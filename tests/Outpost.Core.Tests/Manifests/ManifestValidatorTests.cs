@@ -25,6 +25,22 @@ public sealed class ManifestValidatorTests
     [Fact]
     public void Valid_HasNoErrors() => Assert.Empty(Validate(Valid));
 
+    [Fact]
+    public void EveryStringField_HasAMaximum_NamedWithTheFieldAndShownClipped()
+    {
+        var route = "/" + new string('r', ManifestValidator.MaxRouteLength);
+        var errors = Validate(Valid.Replace("route: /hello", "route: " + route, StringComparison.Ordinal)
+            .Replace("GREETING: hi", "GREETING: " + new string('g', ManifestValidator.MaxEnvValue + 1), StringComparison.Ordinal)
+            .Replace("app: hello}", "app: hello, " + new string('k', 300) + ": v}", StringComparison.Ordinal));
+
+        var routeError = Assert.Single(errors, e => e.Field == "spec.triggers.http.route");
+        Assert.Contains($"is {route.Length} characters long: at most {ManifestValidator.MaxRouteLength}", routeError.Message, StringComparison.Ordinal);
+        Assert.True(routeError.Message.Length < 200, "the message repeats the whole route");
+        Assert.Contains(errors, e => e.Field == "spec.env.GREETING" && e.Message.Contains($"at most {ManifestValidator.MaxEnvValue}", StringComparison.Ordinal));
+        Assert.Contains(errors, e => e.Field.StartsWith("metadata.labels.kkkk", StringComparison.Ordinal) && e.Field.Length < 60);
+        Assert.Empty(Validate(Valid.Replace("route: /hello", "route: /" + new string('r', ManifestValidator.MaxRouteLength - 1), StringComparison.Ordinal)));
+    }
+
     [Theory]
     [InlineData("readinessProbe: {path: /hello/ready, expectStatus: 200}", null, null)]
     [InlineData("readinessProbe: {path: /other}", "spec.readinessProbe.path", "not under the app's route")]
