@@ -87,11 +87,13 @@ public sealed class RolloutStrategyTests
         // each step at least its 2 s pause after the one before.
         var events = (await fleet.ApiGetAsync("/api/v1/events?fieldSelector=involvedObject.name=hello"))["items"]!.AsArray()
             .Select(e => e!.AsObject()).Where(e => ((string)e["message"]!).StartsWith("revision 2", StringComparison.Ordinal)).ToList();
-        Assert.Equal(["RolloutStep", "RolloutStep", "RolloutStep", "RolloutSucceeded"], events.Select(e => (string)e["reason"]!));
+        Assert.Equal(["RolloutStarted", "RolloutStep", "RolloutStep", "RolloutStep", "RolloutSucceeded"], events.Select(e => (string)e["reason"]!));
+        Assert.Equal("revision 2 from revision 1 (canary) to 4 nodes", (string)events[0]["message"]!);
+        events.RemoveAt(0);
         Assert.Equal($"revision 2 step 1 of 3: moved {order[0]} (1 of 4 nodes on revision 2)", (string)events[0]["message"]!);
         Assert.Equal($"revision 2 step 2 of 3: moved {order[1]} (2 of 4 nodes on revision 2)", (string)events[1]["message"]!);
         Assert.Equal($"revision 2 step 3 of 3: moved {order[2]}, {order[3]} (4 of 4 nodes on revision 2)", (string)events[2]["message"]!);
-        var at = events.Select(e => DateTimeOffset.Parse((string)e["firstTimestamp"]!, System.Globalization.CultureInfo.InvariantCulture)).ToList();
+        var at = events.Take(3).Select(e => DateTimeOffset.Parse((string)e["firstTimestamp"]!, System.Globalization.CultureInfo.InvariantCulture)).ToList();
         Assert.True(at[1] - at[0] >= TimeSpan.FromSeconds(2) && at[2] - at[1] >= TimeSpan.FromSeconds(2),
             $"steps at {string.Join(", ", at.Select(t => t.ToString("HH:mm:ss", System.Globalization.CultureInfo.InvariantCulture)))}");
 

@@ -78,6 +78,14 @@ public sealed class RolloutTests
         Assert.Contains("generation 1 keeps serving", message, StringComparison.Ordinal);
         Assert.Equal("one from edge-1 (path /)\n", (await Fleet.GetAsync(gateway + "/hello")).Body);
 
+        // What happened is on the app as events, for `get events` and kubectl describe.
+        var events = await Eventually.UntilAsync(() => fleet.ApiGetAsync("/api/v1/events?fieldSelector=involvedObject.name=hello"),
+            e => e["items"]!.AsArray().Any(i => (string?)i!["reason"] == "RolloutRolledBack"), Fleet.Patience, "the RolloutRolledBack event", e => e.ToJsonString());
+        var items = events["items"]!.AsArray().Select(i => i!.AsObject()).ToList();
+        Assert.Contains(items, i => (string?)i["reason"] == "RolloutStarted" && (string?)i["message"] == "revision 2 from revision 1 (allAtOnce) to 1 node");
+        Assert.Contains(items, i => (string?)i["reason"] == "AppFailed" && (string?)i["type"] == "Warning"
+            && ((string)i["message"]!).StartsWith("generation 2 failed on node edge-1: readiness probe: GET /hello answered 200 (expected 204)", StringComparison.Ordinal));
+
         (code, output) = await fleet.ClientAsync("apply", "-f", fleet.WriteManifest("hello.yaml", Greeting("three") + """
 
               readinessProbe:

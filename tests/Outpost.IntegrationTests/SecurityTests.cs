@@ -336,6 +336,8 @@ public sealed class SecurityTests
             c => c.SerialNumber != first.SerialNumber, Fleet.Patience, "a renewed certificate", c => c.SerialNumber);
         Assert.True(renewed.NotAfter > first.NotAfter);
         await agent.WaitForOutputAsync("Renewed the node certificate");
+        await Eventually.UntilAsync(() => fleet.ApiGetAsync("/api/v1/events?fieldSelector=involvedObject.name=edge-1"),
+            e => e["items"]!.AsArray().Any(i => (string?)i!["reason"] == "CertificateRenewed"), Fleet.Patience, "the CertificateRenewed event", e => e.ToJsonString());
 
         // Past the first certificate's expiry the node reconnects with the renewed one.
         var expired = first.NotAfter.ToUniversalTime().AddSeconds(1); // NotAfter is to the second

@@ -149,6 +149,8 @@ public sealed partial class EdgeSyncService(
         var notAfter = certificate.NotAfter.ToUniversalTime();
         await store.RecordNodeCertificateAsync(node, certificate.SerialNumber, notAfter, context.CancellationToken);
         LogRenewed(logger, node, notAfter);
+        await store.AppendEventAsync(new EventRecord(0, time.GetUtcNow(), ResourceKind.Node.Kind, node, "Normal", "CertificateRenewed",
+            $"node {node} renewed its certificate, valid until {notAfter:u}"), context.CancellationToken);
         return new RenewResponse { Certificate = Google.Protobuf.ByteString.CopyFrom(certificate.RawData) };
     }
 
@@ -285,6 +287,7 @@ public sealed partial class EdgeSyncService(
                     break;
                 case AgentMessage.BodyOneofCase.Heartbeat:
                     leases.Beat(node, session);
+                    var failures = new List<EventRecord>();
                     await UpdateStatusAsync(node, status =>
                     {
                         status["lastHeartbeatTime"] = ResourceJson.FormatTimestamp(time.GetUtcNow());
@@ -335,6 +338,14 @@ public sealed partial class EdgeSyncService(
                                 continue;
                             }
 
+                            if (app.State == "Failed" && ((string?)apps[app.Name]?["state"] != "Failed" || (string?)apps[app.Name]?["message"] != app.Message))
+                            {
+                                // An app that cannot run on a node (a route another app took, a module the node
+                                // refuses): on the app, so `get events` and `describe` show it, not only the node's status.
+                                failures.Add(new EventRecord(0, time.GetUtcNow(), ResourceKind.Application.Kind, app.Name, "Warning", "AppFailed",
+                                    $"generation {app.Generation} failed on node {node}: {app.Message}"));
+                            }
+
                             apps[app.Name] = new JsonObject
                             {
                                 ["state"] = app.State,
@@ -349,6 +360,11 @@ public sealed partial class EdgeSyncService(
 
                         status["apps"] = apps;
                     }, ct);
+                    foreach (var failure in failures)
+                    {
+                        await store.AppendEventAsync(failure, ct);
+                    }
+
                     if (message.Heartbeat.Apps.Count > 0)
                     {
                         rollouts.Signal(); // a node moved to a revision, failed it or rolled it back

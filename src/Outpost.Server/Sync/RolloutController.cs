@@ -161,6 +161,8 @@ public sealed partial class RolloutController(
             await store.SaveRolloutAsync(app, next, movesNodes: false, cancellationToken);
             _current[app] = next;
             LogPaused(logger, app, next.Revision, paused ? "paused" : "resumed");
+            await store.AppendEventAsync(new EventRecord(0, now, ResourceKind.Application.Kind, app, "Normal", paused ? "RolloutPaused" : "RolloutResumed",
+                $"revision {next.Revision} {(paused ? "paused" : "resumed")} at step {next.Step + 1} of {next.Steps} (`outpost rollout {(paused ? "resume" : "pause")}` to undo)"), cancellationToken);
             Signal();
             return next;
         }
@@ -203,7 +205,10 @@ public sealed partial class RolloutController(
 
                 var immediate = _immediate.TryRemove(app.Name, out var undo) && undo == app.Generation;
                 state = RolloutPlanner.Start(state, app.Generation, spec.Rollout, targeted.Count, immediate, now);
-                LogStarted(logger, app.Name, state.Revision, state.StableRevision, state.Immediate ? "undo: every node at once" : RolloutState.Format(state.Strategy));
+                var how = state.Immediate ? "undo: every node at once" : RolloutState.Format(state.Strategy);
+                LogStarted(logger, app.Name, state.Revision, state.StableRevision, how);
+                await store.AppendEventAsync(new EventRecord(0, now, ResourceKind.Application.Kind, app.Name, "Normal", "RolloutStarted",
+                    state.StableRevision == 0 ? $"revision {state.Revision}: a new app, to every node it targets" : $"revision {state.Revision} from revision {state.StableRevision} ({how}) to {(targeted.Count == 1 ? "1 node" : $"{targeted.Count} nodes")}"), ct);
             }
 
             var reports = targeted.Select(n => Report(n, app.Name, now)).ToList();
