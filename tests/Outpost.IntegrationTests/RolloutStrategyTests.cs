@@ -207,6 +207,12 @@ public sealed class RolloutStrategyTests
             int.Parse(gate.Groups[2].Value, System.Globalization.CultureInfo.InvariantCulture), int.Parse(gate.Groups[3].Value, System.Globalization.CultureInfo.InvariantCulture));
         Assert.True(requests >= 10 && errors <= 20 && errors <= requests && 2 * errors > requests && percent == (int)Math.Round(100.0 * errors / requests), message);
         Assert.Contains("every node is back on revision 1", message, StringComparison.Ordinal);
+
+        // Every 500 revision 2 answered reaches the server's metrics, also those after the
+        // heartbeat that tripped the gate: the node ships a swapped-out revision's last counts.
+        var series = $$"""outpost_app_requests_total{app="hello",revision="2",node="{{canary.Name}}",class="server_error"} {{bad.Count}}""";
+        await Eventually.UntilAsync(fleet.ServerMetricsAsync, m => m.Contains(series, StringComparison.Ordinal), Fleet.Patience,
+            $"the server to count all {bad.Count} 500s of revision 2", m => string.Join("\n", m.Split('\n').Where(l => l.Contains("revision=\"2\"", StringComparison.Ordinal))));
         await ServeAllAsync(agents, "one");
         Assert.DoesNotContain("generation 2", other.Process.Output, StringComparison.Ordinal);
     }
@@ -337,6 +343,42 @@ public sealed class RolloutStrategyTests
         await Eventually.UntilAsync(() => fleet.ApiGetAsync("/api/v1/nodes/edge-1"),
             n => (long?)n["status"]?["apps"]?["hello"]?["generation"] == 1 && (string?)n["status"]?["apps"]?["hello"]?["state"] == "Ready",
             Fleet.Patience, "the node to report revision 1 healthy again", n => n["status"]?["apps"]?.ToJsonString() ?? "");
+    }
+
+    [Fact]
+    public async Task ARevisionTheNodeRollsBack_StillHasItsAnswersCountedAtTheServer()
+    {
+        await using var fleet = new Fleet();
+        const string gated = """
+              readinessProbe:
+                path: /hello/healthz
+                expectStatus: 200
+              rollout:
+                progressDeadline: 2m
+                errorRate:
+                  threshold: 0.5
+                  window: 1m
+                  minRequests: 5
+            """;
+        // Timed beats far apart: the counts of revision 2 must not depend on one falling between its answers and its rollback.
+        var agents = await StartServingAsync(fleet, 1, App("one", gated), "one", "--heartbeat", "20s");
+        var (name, _, gateway) = agents[0];
+        await ApplyAsync(fleet, App("two", gated, status: "500"));
+        await Eventually.UntilAsync(() => fleet.ApiGetAsync($"/api/v1/nodes/{name}"),
+            n => (long?)n["status"]?["apps"]?["hello"]?["generation"] == 2 && (string?)n["status"]?["apps"]?["hello"]?["state"] == "Ready",
+            Fleet.Patience, "the node to run revision 2", n => n["status"]?["apps"]?.ToJsonString() ?? "");
+
+        var errors = 0;
+        while (errors < 40 && (await Fleet.GetAsync(gateway + "/hello")).Status == HttpStatusCode.InternalServerError)
+        {
+            errors++;
+        }
+
+        Assert.Equal(5, errors); // the node's own gate: five 500s, then revision 1 again
+        var series = $$"""outpost_app_requests_total{app="hello",revision="2",node="{{name}}",class="server_error"} 5""";
+        await Eventually.UntilAsync(fleet.ServerMetricsAsync, m => m.Contains(series, StringComparison.Ordinal), Fleet.Patience,
+            "the server to count the five 500s of the revision the node rolled back",
+            m => string.Join("\n", m.Split('\n').Where(l => l.Contains("revision=\"2\"", StringComparison.Ordinal))));
     }
 
     [Fact]

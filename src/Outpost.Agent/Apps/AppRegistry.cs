@@ -62,6 +62,9 @@ public sealed class LoadedApp
     /// <summary>Set while this revision is on probation after a switch, its predecessor kept warm.</summary>
     internal volatile bool Watched;
 
+    /// <summary>True once the registry and every request have let go of this revision: its counters move no more.</summary>
+    internal bool Retired => Volatile.Read(ref _users) == 0;
+
     /// <summary>Takes a reference for one request; false when the app was retired meanwhile.</summary>
     internal bool TryAcquire()
     {
@@ -109,6 +112,7 @@ public sealed partial class AppRegistry(WasmHost host, ModuleCache modules, stri
     private FrozenDictionary<string, LoadedApp> _apps = FrozenDictionary<string, LoadedApp>.Empty;
     private Route[] _routes = [];
     private readonly ConcurrentDictionary<string, AppStatus> _status = new(StringComparer.Ordinal);
+    private readonly ConcurrentDictionary<LoadedApp, byte> _retiring = new();
     private readonly Dictionary<string, Watch> _watches = new(StringComparer.Ordinal);
     private readonly Dictionary<string, (long Generation, string Reason)> _rejected =
         new(store?.LoadRejected() ?? new Dictionary<string, (long, string)>(), StringComparer.Ordinal);
@@ -302,7 +306,7 @@ public sealed partial class AppRegistry(WasmHost host, ModuleCache modules, stri
 
         foreach (var app in retired)
         {
-            app.Release();
+            Retire(app);
         }
 
         if (appsChanged)
@@ -359,7 +363,7 @@ public sealed partial class AppRegistry(WasmHost host, ModuleCache modules, stri
             Reject(failing.Name, failing.Version.Generation, reason);
         }
 
-        failing.Release(); // requests still running on it finish there
+        Retire(failing); // requests still running on it finish there
         LogRolledBack(logger, failing.Name, failing.Version.Generation, previous.Version.Generation, reason, elapsedMs);
         AppsChanged?.Invoke();
         StatusChanged?.Invoke();
@@ -390,8 +394,23 @@ public sealed partial class AppRegistry(WasmHost host, ModuleCache modules, stri
 
         foreach (var app in released)
         {
-            app.Release();
+            Retire(app);
         }
+    }
+
+    /// <summary>
+    /// Revisions this node no longer runs (replaced, removed, rolled back) whose last counts may
+    /// not have been shipped yet: a rolled-back revision's 5xx are the numbers operators want most.
+    /// </summary>
+    public IReadOnlyCollection<LoadedApp> Retiring => [.. _retiring.Keys];
+
+    /// <summary>Drops a retired revision once its final counts are taken.</summary>
+    public void Forget(LoadedApp app) => _retiring.TryRemove(app, out _);
+
+    private void Retire(LoadedApp app)
+    {
+        _retiring.TryAdd(app, 0);
+        app.Release();
     }
 
     private static (AppVersion Version, ApplicationSpec Spec) Parse(DesiredResource resource)

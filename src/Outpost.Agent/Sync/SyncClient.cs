@@ -656,6 +656,23 @@ public sealed partial class SyncClient(
                 }
             }
 
+            // Revisions swapped out since: what they answered until then still counts (a rolled-back
+            // revision's 5xx above all). Forgotten once no request holds them and their last delta is taken.
+            foreach (var app in apps.Retiring)
+            {
+                var finished = app.Retired;
+                var delta = app.Counters.TakeDelta();
+                if (!delta.IsEmpty)
+                {
+                    heartbeat.Traffic.Add(MetricsWire.ToWire(app.Name, app.Version.Generation, delta));
+                }
+
+                if (finished)
+                {
+                    apps.Forget(app);
+                }
+            }
+
             if (ticked)
             {
                 heartbeat.Usage = usage.Sample();
