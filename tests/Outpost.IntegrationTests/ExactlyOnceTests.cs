@@ -117,6 +117,9 @@ public sealed class ExactlyOnceTests
 
         AssertExactlyOnceInOrder(await WaitForCountAsync(fleet, 10_000, 2 * Fleet.Patience), expected);
         Assert.False(agent.HasExited);
+        var restart = (await fleet.ApiGetAsync("/api/v1/events?fieldSelector=involvedObject.name=outpost-server"))["items"]!.AsArray().Last()!;
+        Assert.Equal("ServerStarted", (string)restart["reason"]!);
+        Assert.StartsWith("the server started again, last known running ", (string)restart["message"]!, StringComparison.Ordinal);
     }
 
     [Fact]

@@ -102,6 +102,12 @@ public sealed class FleetTests
         await Fleet.WaitForStatusAsync(gateway + "/hello-a", HttpStatusCode.OK, Fleet.Patience);
         await agent.WaitForOutputAsync("Sync stream lost");
         Assert.False(agent.HasExited);
+
+        // The server's own outage left a trace: its second start says how long it was gone.
+        var starts = (await fleet.ApiGetAsync("/api/v1/events?fieldSelector=involvedObject.name=outpost-server"))["items"]!.AsArray();
+        Assert.Equal(["ServerStarted", "ServerStarted"], starts.Select(e => (string)e!["reason"]!));
+        Assert.StartsWith("the server started for the first time", (string)starts[0]!["message"]!, StringComparison.Ordinal);
+        Assert.StartsWith("the server started again, last known running ", (string)starts[1]!["message"]!, StringComparison.Ordinal);
     }
 
     [Fact]

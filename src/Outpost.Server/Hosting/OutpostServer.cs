@@ -122,6 +122,7 @@ public sealed partial class OutpostServer : IAsyncDisposable
         services.AddHostedService(sp => sp.GetRequiredService<RolloutController>());
         services.AddSingleton<NodeDesiredState>();
         services.AddHostedService<NodeMonitor>();
+        services.AddHostedService<Monitoring.ServerLife>();
         services.AddSingleton<Monitoring.MetricsRecorder>();
         services.AddHostedService(sp => sp.GetRequiredService<Monitoring.MetricsRecorder>());
         services.AddSingleton<Monitoring.LogArchive>();
