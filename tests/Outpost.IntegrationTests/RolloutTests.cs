@@ -29,12 +29,15 @@ public sealed class RolloutTests
         Assert.Equal(4, lines.Length); // header and three revisions, newest first
         Assert.StartsWith("3", lines[1], StringComparison.Ordinal);
         Assert.Contains("(current)", lines[1], StringComparison.Ordinal);
+        Assert.Matches(@"^3 .* env\.GREETING ", lines[1]); // the change cause: every revision has hello's digest
+        Assert.Matches(@"^1 .* created ", lines[3]);
 
         // Back one revision: generation 4 carries revision 2's spec, and the node serves it.
         var (undoCode, undo) = await fleet.ClientAsync("rollout", "undo", "app/hello");
         Assert.True(undoCode == 0, undo);
         Assert.Contains("rolled back to revision 2", undo, StringComparison.Ordinal);
         await Fleet.WaitForBodyAsync(gateway + "/hello", "two from edge-1 (path /)\n", Fleet.Patience);
+        Assert.Matches(@"\n4 .* same as revision 2 ", (await fleet.ClientAsync("rollout", "history", "app/hello")).Output);
 
         (undoCode, undo) = await fleet.ClientAsync("rollout", "undo", "hello", "--to-revision", "1");
         Assert.True(undoCode == 0, undo);

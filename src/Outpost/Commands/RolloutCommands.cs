@@ -9,8 +9,34 @@ namespace Outpost.Commands;
 /// </summary>
 internal static class RolloutCommands
 {
-    private static readonly string[] HistoryHeader = ["REVISION", "CREATED", "DIGEST", "OUTCOME", ""];
+    private static readonly string[] HistoryHeader = ["REVISION", "CREATED", "DIGEST", "CHANGE", "OUTCOME", ""];
     private static readonly string[] NodeHeader = ["NODE", "STATE", "DESIRED", "RUNNING", "APP", "MESSAGE"];
+
+    /// <summary>
+    /// What revision i (newest first) changed against the one before it: the same spec as an
+    /// older kept revision (an undo), the spec paths that differ, or "created" for the first.
+    /// </summary>
+    private static string Change(List<JsonObject> items, int i)
+    {
+        var spec = items[i]["spec"] as JsonObject ?? [];
+        if (i + 1 >= items.Count)
+        {
+            return (long?)items[i]["revision"] == 1 ? "created" : "-";
+        }
+
+        if (items.Skip(i + 2).FirstOrDefault(older => JsonNode.DeepEquals(older["spec"], spec)) is { } same)
+        {
+            return $"same as revision {same["revision"]}";
+        }
+
+        var changed = Core.Resources.SpecChanges.Between(items[i + 1]["spec"] as JsonObject ?? [], spec);
+        return changed.Count switch
+        {
+            0 => "-",
+            <= 3 => string.Join(", ", changed),
+            _ => $"{string.Join(", ", changed.Take(3))} +{changed.Count - 3}",
+        };
+    }
 
     public static Command Rollout()
     {
@@ -21,10 +47,12 @@ internal static class RolloutCommands
             using var client = CommonOptions.Connect(result);
             var response = await client.GetAsync($"apis/outpost.dev/v1/applications/{Uri.EscapeDataString(AppName(result.GetValue(target)!))}/revisions", ct);
             var rows = new List<string[]> { HistoryHeader };
-            foreach (var item in response["items"]!.AsArray().Select(i => i!.AsObject()))
+            var items = response["items"]!.AsArray().Select(i => i!.AsObject()).ToList();
+            for (var i = 0; i < items.Count; i++)
             {
+                var item = items[i];
                 var digest = (string?)item["digest"] ?? "";
-                rows.Add([item["revision"]!.ToString(), (string)item["creationTimestamp"]!, digest.Length > 19 ? digest[..19] : digest,
+                rows.Add([item["revision"]!.ToString(), (string)item["creationTimestamp"]!, digest.Length > 19 ? digest[..19] : digest, Change(items, i),
                     (string?)item["outcome"] is { Length: > 0 } outcome ? outcome : "-", (bool?)item["current"] == true ? "(current)" : ""]);
             }
 
