@@ -24,7 +24,8 @@ public sealed class LauncherTests : IDisposable
         var bin = Directory.CreateDirectory(Path.Combine(_root, "fake-bin")).FullName;
         var log = Path.Combine(_root, "dotnet.log");
         // A build leaves outpost.dll as it was (nothing to compile), as the real one does.
-        await File.WriteAllTextAsync(Path.Combine(bin, "dotnet"), $"#!/bin/sh\necho \"$1\" >> '{log}'\n");
+        var typed = Path.Combine(_root, "typed-as");
+        await File.WriteAllTextAsync(Path.Combine(bin, "dotnet"), $"#!/bin/sh\necho \"$1\" >> '{log}'\necho \"$OUTPOST_COMMAND\" > '{typed}'\n");
         File.SetUnixFileMode(Path.Combine(bin, "dotnet"), UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute);
 
         async Task<string[]> CallAsync()
@@ -44,6 +45,7 @@ public sealed class LauncherTests : IDisposable
         Assert.Equal(["build", "run"], await CallAsync());
         Assert.Equal(["run"], await CallAsync()); // and not again
         Assert.Equal(["run"], await CallAsync());
+        Assert.Equal(Path.Combine(_root, "outpost"), (await File.ReadAllTextAsync(typed)).Trim()); // hints name the command as typed
     }
 
     private static string FindRepoRoot()

@@ -192,7 +192,9 @@ internal static class RoleCommands
                     ? $"config: {fleetConfig} (also {Connection.UserConfigPath}, the default)"
                     : $"config: {fleetConfig}; {Connection.UserConfigPath} is yours and was left as it is: export OUTPOST_CONFIG={fleetConfig} (or pass --config) to talk to this fleet");
                 Console.WriteLine($"kubectl: export KUBECONFIG={server.KubeconfigPath}");
-                Console.WriteLine("fleet up; try `outpost get nodes` and curl a node's /hello. Ctrl-C stops everything.");
+                // As the user typed it: the repository's launcher says how it was called (./outpost).
+                var me = Environment.GetEnvironmentVariable("OUTPOST_COMMAND") is { Length: > 0 } typed ? typed : "outpost";
+                Console.WriteLine($"fleet up; try `{me} get nodes` and curl a node's /hello. Ctrl-C stops everything.");
                 await WaitAsync(stop);
             }
             finally
