@@ -59,6 +59,24 @@ public sealed class RolloutStrategyTests
     private static async Task ServeAllAsync(IEnumerable<(string Name, OutpostProcess Process, string Gateway)> agents, string greeting) =>
         await Task.WhenAll(agents.Select(a => Fleet.WaitForBodyAsync(a.Gateway + "/hello", $"{greeting} from {a.Name} (path /)\n", Fleet.Patience)));
 
+    /// <summary>A probe that revision 2 of hello passes (healthz answers 200 whatever STATUS says), and a node-side gate of five requests.</summary>
+    private const string EdgeGated = """
+          readinessProbe:
+            path: /hello/healthz
+            expectStatus: 200
+          rollout:
+            progressDeadline: 2m
+            errorRate:
+              threshold: 0.5
+              window: 1m
+              minRequests: 5
+        """;
+
+    private static Task WaitForNodeOnRevisionAsync(Fleet fleet, string node, long revision) =>
+        Eventually.UntilAsync(() => fleet.ApiGetAsync($"/api/v1/nodes/{node}"),
+            n => (long?)n["status"]?["apps"]?["hello"]?["generation"] == revision && (string?)n["status"]?["apps"]?["hello"]?["state"] == "Ready",
+            Fleet.Patience, $"node {node} to run revision {revision} Ready", n => n["status"]?["apps"]?.ToJsonString() ?? "");
+
     [Fact]
     public async Task Canary_OverFourNodes_ProceedsStepByStep_InTheOrderShown_AndCompletes()
     {
@@ -293,23 +311,10 @@ public sealed class RolloutStrategyTests
         await using var proxy = new FaultProxy(new Uri(fleet.ServerUrl).Port);
         var token = await fleet.CreateJoinTokenAsync();
         var (agent, gateway) = await fleet.StartAgentAsync("edge-1", token, server: proxy.Url, extra: ["--heartbeat", "1s"]);
-        const string gated = """
-              readinessProbe:
-                path: /hello/healthz
-                expectStatus: 200
-              rollout:
-                progressDeadline: 2m
-                errorRate:
-                  threshold: 0.5
-                  window: 1m
-                  minRequests: 5
-            """;
-        await ApplyAsync(fleet, App("one", gated));
+        await ApplyAsync(fleet, App("one", EdgeGated));
         await Fleet.WaitForBodyAsync(gateway + "/hello", "one from edge-1 (path /)\n", Fleet.Patience);
-        await ApplyAsync(fleet, App("two", gated, status: "500"));
-        await Eventually.UntilAsync(() => fleet.ApiGetAsync("/api/v1/nodes/edge-1"),
-            n => (long?)n["status"]?["apps"]?["hello"]?["generation"] == 2 && (string?)n["status"]?["apps"]?["hello"]?["state"] == "Ready",
-            Fleet.Patience, "the node to run revision 2", n => n["status"]?["apps"]?.ToJsonString() ?? "");
+        await ApplyAsync(fleet, App("two", EdgeGated, status: "500"));
+        await WaitForNodeOnRevisionAsync(fleet, "edge-1", 2);
         await WaitForPhaseAsync(fleet, 2, "Succeeded", Fleet.Patience);
 
         // The link dies; the revision starts failing on the node.
@@ -340,33 +345,18 @@ public sealed class RolloutStrategyTests
         Assert.Contains("requests answered 5xx", (string)rollout["status"]!["message"]!, StringComparison.Ordinal);
         await agent.WaitForOutputAsync("rolled back to generation 1 on this node");
         Assert.Matches(@"\n2 .*RolledBack", (await fleet.ClientAsync("rollout", "history", "app/hello")).Output);
-        await Eventually.UntilAsync(() => fleet.ApiGetAsync("/api/v1/nodes/edge-1"),
-            n => (long?)n["status"]?["apps"]?["hello"]?["generation"] == 1 && (string?)n["status"]?["apps"]?["hello"]?["state"] == "Ready",
-            Fleet.Patience, "the node to report revision 1 healthy again", n => n["status"]?["apps"]?.ToJsonString() ?? "");
+        await WaitForNodeOnRevisionAsync(fleet, "edge-1", 1); // healthy again
     }
 
     [Fact]
     public async Task ARevisionTheNodeRollsBack_StillHasItsAnswersCountedAtTheServer()
     {
         await using var fleet = new Fleet();
-        const string gated = """
-              readinessProbe:
-                path: /hello/healthz
-                expectStatus: 200
-              rollout:
-                progressDeadline: 2m
-                errorRate:
-                  threshold: 0.5
-                  window: 1m
-                  minRequests: 5
-            """;
         // Timed beats far apart: the counts of revision 2 must not depend on one falling between its answers and its rollback.
-        var agents = await StartServingAsync(fleet, 1, App("one", gated), "one", "--heartbeat", "20s");
+        var agents = await StartServingAsync(fleet, 1, App("one", EdgeGated), "one", "--heartbeat", "20s");
         var (name, _, gateway) = agents[0];
-        await ApplyAsync(fleet, App("two", gated, status: "500"));
-        await Eventually.UntilAsync(() => fleet.ApiGetAsync($"/api/v1/nodes/{name}"),
-            n => (long?)n["status"]?["apps"]?["hello"]?["generation"] == 2 && (string?)n["status"]?["apps"]?["hello"]?["state"] == "Ready",
-            Fleet.Patience, "the node to run revision 2", n => n["status"]?["apps"]?.ToJsonString() ?? "");
+        await ApplyAsync(fleet, App("two", EdgeGated, status: "500"));
+        await WaitForNodeOnRevisionAsync(fleet, name, 2);
 
         var errors = 0;
         while (errors < 40 && (await Fleet.GetAsync(gateway + "/hello")).Status == HttpStatusCode.InternalServerError)

@@ -287,7 +287,7 @@ public sealed partial class EdgeSyncService(
                     break;
                 case AgentMessage.BodyOneofCase.Heartbeat:
                     leases.Beat(node, session);
-                    var failures = new List<EventRecord>();
+                    List<EventRecord>? failures = null; // rare: no allocation on an ordinary beat
                     await UpdateStatusAsync(node, status =>
                     {
                         status["lastHeartbeatTime"] = ResourceJson.FormatTimestamp(time.GetUtcNow());
@@ -342,7 +342,7 @@ public sealed partial class EdgeSyncService(
                             {
                                 // An app that cannot run on a node (a route another app took, a module the node
                                 // refuses): on the app, so `get events` and `describe` show it, not only the node's status.
-                                failures.Add(new EventRecord(0, time.GetUtcNow(), ResourceKind.Application.Kind, app.Name, "Warning", "AppFailed",
+                                (failures ??= []).Add(new EventRecord(0, time.GetUtcNow(), ResourceKind.Application.Kind, app.Name, "Warning", "AppFailed",
                                     $"generation {app.Generation} failed on node {node}: {app.Message}"));
                             }
 
@@ -360,7 +360,7 @@ public sealed partial class EdgeSyncService(
 
                         status["apps"] = apps;
                     }, ct);
-                    foreach (var failure in failures)
+                    foreach (var failure in failures ?? [])
                     {
                         await store.AppendEventAsync(failure, ct);
                     }
