@@ -16,7 +16,7 @@ public sealed class ClientErrorTests
         [
             ["get", "nodes"], ["get", "apps", "-o", "json"], ["describe", "node", "edge-1"], ["apply", "-f", manifest], ["delete", "app", "hello"],
             ["push", Path.Combine(fleet.Root, "manifests", "hello.wasm")], ["token", "create"], ["token", "list"], ["kv", "get", "settings", "mode"],
-            ["data", "tail", "readings"], ["rollout", "status", "app/hello"], ["rollout", "undo", "app/hello"], ["top", "nodes"], ["logs", "app/hello"],
+            ["data", "tail", "readings"], ["get", "apps", "-w"], ["rollout", "status", "app/hello"], ["rollout", "undo", "app/hello"], ["top", "nodes"], ["logs", "app/hello"],
         ];
 
         var port = new Uri(fleet.ServerUrl).Port;

@@ -155,11 +155,11 @@ public sealed class RolloutStrategyTests
         {
             if (name == canaryNode)
             {
-                await process.WaitForOutputAsync("generation 2 failed its readiness probe");
+                await process.WaitForOutputAsync("revision 2 failed its readiness probe");
             }
             else
             {
-                Assert.DoesNotContain("generation 2", process.Output, StringComparison.Ordinal); // it never even received it
+                Assert.DoesNotContain("'hello' revision 2", process.Output, StringComparison.Ordinal); // it never even received it
             }
         }
 
@@ -200,7 +200,7 @@ public sealed class RolloutStrategyTests
         var other = agents.Single(a => a.Name != canary.Name);
 
         // Past the node's own probation (the progress deadline), so the verdict is the server's.
-        await canary.Process.WaitForOutputAsync("generation 2 stayed healthy");
+        await canary.Process.WaitForOutputAsync("revision 2 stayed healthy");
         var answers = new List<(HttpStatusCode Status, string Body)>();
         for (var i = 0; i < 20; i++)
         {
@@ -232,7 +232,7 @@ public sealed class RolloutStrategyTests
         await Eventually.UntilAsync(fleet.ServerMetricsAsync, m => m.Contains(series, StringComparison.Ordinal), Fleet.Patience,
             $"the server to count all {bad.Count} 500s of revision 2", m => string.Join("\n", m.Split('\n').Where(l => l.Contains("revision=\"2\"", StringComparison.Ordinal))));
         await ServeAllAsync(agents, "one");
-        Assert.DoesNotContain("generation 2", other.Process.Output, StringComparison.Ordinal);
+        Assert.DoesNotContain("'hello' revision 2", other.Process.Output, StringComparison.Ordinal);
     }
 
     [Fact]
@@ -253,7 +253,7 @@ public sealed class RolloutStrategyTests
             Fleet.Patience, "the canary to hold for its hour", r => r["status"]?.ToJsonString() ?? "");
         Assert.Single(rollout["status"]!["moved"]!.AsArray());
 
-        // Back to revision 1: generation 3 goes to all three nodes at once, not a canary an hour long.
+        // Back to revision 1: revision 3 goes to all three nodes at once, not a canary an hour long.
         var (code, output) = await fleet.ClientAsync("rollout", "undo", "app/hello", "--to-revision", "1");
         Assert.True(code == 0, output);
         Assert.Contains("rolled back to revision 1", output, StringComparison.Ordinal);
@@ -343,7 +343,7 @@ public sealed class RolloutStrategyTests
         var rollout = await WaitForPhaseAsync(fleet, 2, "RolledBack", Fleet.Patience);
         Assert.Contains("node edge-1 rolled revision 2 back: ", (string)rollout["status"]!["message"]!, StringComparison.Ordinal);
         Assert.Contains("requests answered 5xx", (string)rollout["status"]!["message"]!, StringComparison.Ordinal);
-        await agent.WaitForOutputAsync("rolled back to generation 1 on this node");
+        await agent.WaitForOutputAsync("rolled back to revision 1 on this node");
         Assert.Matches(@"\n2 .*RolledBack", (await fleet.ClientAsync("rollout", "history", "app/hello")).Output);
         await WaitForNodeOnRevisionAsync(fleet, "edge-1", 1); // healthy again
     }

@@ -32,10 +32,10 @@ public sealed class RolloutTests
         Assert.Matches(@"^3 .* env\.GREETING ", lines[1]); // the change cause: every revision has hello's digest
         Assert.Matches(@"^1 .* created ", lines[3]);
 
-        // Back one revision: generation 4 carries revision 2's spec, and the node serves it.
+        // Back one revision: revision 4 carries revision 2's spec, and the node serves it.
         var (undoCode, undo) = await fleet.ClientAsync("rollout", "undo", "app/hello");
         Assert.True(undoCode == 0, undo);
-        Assert.Contains("rolled back to revision 2", undo, StringComparison.Ordinal);
+        Assert.Contains("rolled back to revision 2: revision 4 carries its spec to every node at once", undo, StringComparison.Ordinal);
         await Fleet.WaitForBodyAsync(gateway + "/hello", "two from edge-1 (path /)\n", Fleet.Patience);
         Assert.Matches(@"\n4 .* same as revision 2 ", (await fleet.ClientAsync("rollout", "history", "app/hello")).Output);
 
@@ -78,7 +78,8 @@ public sealed class RolloutTests
             Fleet.Patience, "the rollout of revision 2 to be rolled back", r => r["status"]?.ToJsonString() ?? "");
         var message = (string)rollout["status"]!["message"]!;
         Assert.Contains("GET /hello answered 200 (expected 204)", message, StringComparison.Ordinal);
-        Assert.Contains("generation 1 keeps serving", message, StringComparison.Ordinal);
+        Assert.Contains("revision 1 keeps serving", message, StringComparison.Ordinal);
+        Assert.DoesNotContain("generation", message, StringComparison.Ordinal); // one word for it, as in rollout status and history
         Assert.Equal("one from edge-1 (path /)\n", (await Fleet.GetAsync(gateway + "/hello")).Body);
 
         // What happened is on the app as events, for `get events` and kubectl describe.
@@ -87,7 +88,7 @@ public sealed class RolloutTests
         var items = events["items"]!.AsArray().Select(i => i!.AsObject()).ToList();
         Assert.Contains(items, i => (string?)i["reason"] == "RolloutStarted" && (string?)i["message"] == "revision 2 from revision 1 (allAtOnce) to 1 node");
         Assert.Contains(items, i => (string?)i["reason"] == "AppFailed" && (string?)i["type"] == "Warning"
-            && ((string)i["message"]!).StartsWith("generation 2 failed on node edge-1: readiness probe: GET /hello answered 200 (expected 204)", StringComparison.Ordinal));
+            && ((string)i["message"]!).StartsWith("revision 2 failed on node edge-1: readiness probe: GET /hello answered 200 (expected 204)", StringComparison.Ordinal));
 
         (code, output) = await fleet.ClientAsync("apply", "-f", fleet.WriteManifest("hello.yaml", Greeting("three") + """
 

@@ -165,7 +165,7 @@ public sealed partial class AppRegistry(WasmHost host, ModuleCache modules, stri
                         }
 
                         _status.TryAdd(version.Name, new AppStatus("RolledBack",
-                            $"generation {rejected.Generation} was rolled back on this node: {rejected.Reason}", next.GetValueOrDefault(version.Name)?.Version.Generation ?? 0, rejected.Generation));
+                            $"revision {rejected.Generation} was rolled back on this node: {rejected.Reason}", next.GetValueOrDefault(version.Name)?.Version.Generation ?? 0, rejected.Generation));
                         if (next.TryGetValue(version.Name, out var serving))
                         {
                             planned.Add(serving.Version);
@@ -237,8 +237,8 @@ public sealed partial class AppRegistry(WasmHost host, ModuleCache modules, stri
                             next[version.Name] = old;
                         }
 
-                        var keeps = old is null ? "nothing serves the app" : $"generation {old.Version.Generation} keeps serving";
-                        _status[version.Name] = new AppStatus("Failed", $"readiness probe: {failure}; generation {version.Generation} not taking traffic, {keeps}", version.Generation);
+                        var keeps = old is null ? "nothing serves the app" : $"revision {old.Version.Generation} keeps serving";
+                        _status[version.Name] = new AppStatus("Failed", $"readiness probe: {failure}; revision {version.Generation} not taking traffic, {keeps}", version.Generation);
                         Reject(version.Name, version.Generation, $"readiness probe: {failure}");
                         LogProbeFailed(logger, version.Name, version.Generation, failure);
                         continue;
@@ -358,7 +358,7 @@ public sealed partial class AppRegistry(WasmHost host, ModuleCache modules, stri
             _routes = BuildRoutes(_apps.Values);
             elapsedMs = System.Diagnostics.Stopwatch.GetElapsedTime(detectedAt).TotalMilliseconds;
             _status[failing.Name] = new AppStatus("RolledBack", string.Create(System.Globalization.CultureInfo.InvariantCulture,
-                $"generation {failing.Version.Generation}: {reason}; back on generation {previous.Version.Generation} in {elapsedMs:0.###} ms"),
+                $"revision {failing.Version.Generation}: {reason}; back on revision {previous.Version.Generation} in {elapsedMs:0.###} ms"),
                 previous.Version.Generation, failing.Version.Generation);
             Reject(failing.Name, failing.Version.Generation, reason);
         }
@@ -526,22 +526,22 @@ public sealed partial class AppRegistry(WasmHost host, ModuleCache modules, stri
         }
     }
 
-    [LoggerMessage(Level = LogLevel.Information, Message = "App '{App}' generation {Generation} loaded ({Digest}, {Source})")]
+    [LoggerMessage(Level = LogLevel.Information, Message = "App '{App}' revision {Generation} loaded ({Digest}, {Source})")]
     private static partial void LogLoaded(ILogger logger, string app, long generation, string digest, string source);
 
-    [LoggerMessage(Level = LogLevel.Warning, Message = "App '{App}' serves generation {Good}, the last that served here, instead of generation {Failing}")]
+    [LoggerMessage(Level = LogLevel.Warning, Message = "App '{App}' serves revision {Good}, the last that served here, instead of revision {Failing}")]
     private static partial void LogFellBack(ILogger logger, string app, long good, long failing);
 
-    [LoggerMessage(Level = LogLevel.Warning, Message = "App '{App}' generation {Generation} failed its readiness probe ({Failure}): not switching to it")]
+    [LoggerMessage(Level = LogLevel.Warning, Message = "App '{App}' revision {Generation} failed its readiness probe ({Failure}): not switching to it")]
     private static partial void LogProbeFailed(ILogger logger, string app, long generation, string failure);
 
-    [LoggerMessage(Level = LogLevel.Warning, Message = "App '{App}' generation {Failing} rolled back to generation {Good} on this node: {Reason} (swapped in {Ms:0.###} ms)")]
+    [LoggerMessage(Level = LogLevel.Warning, Message = "App '{App}' revision {Failing} rolled back to revision {Good} on this node: {Reason} (swapped in {Ms:0.###} ms)")]
     private static partial void LogRolledBack(ILogger logger, string app, long failing, long good, string reason, double ms);
 
-    [LoggerMessage(Level = LogLevel.Information, Message = "App '{App}' back on generation {Generation}, kept warm on this node")]
+    [LoggerMessage(Level = LogLevel.Information, Message = "App '{App}' back on revision {Generation}, kept warm on this node")]
     private static partial void LogSwappedBack(ILogger logger, string app, long generation);
 
-    [LoggerMessage(Level = LogLevel.Information, Message = "App '{App}' generation {Generation} stayed healthy for its progress deadline; generation {Previous} released")]
+    [LoggerMessage(Level = LogLevel.Information, Message = "App '{App}' revision {Generation} stayed healthy for its progress deadline; revision {Previous} released")]
     private static partial void LogProven(ILogger logger, string app, long generation, long previous);
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "App '{App}' failed to load: {Reason}")]

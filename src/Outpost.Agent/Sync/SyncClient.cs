@@ -796,7 +796,7 @@ public sealed partial class SyncClient(
     [LoggerMessage(Level = LogLevel.Information, Message = "Joined as node '{Node}' at {Server}")]
     private static partial void LogJoined(ILogger logger, string node, string server);
 
-    [LoggerMessage(Level = LogLevel.Information, Message = "Connected to {Server}; in sync at revision {Revision}")]
+    [LoggerMessage(Level = LogLevel.Information, Message = "Connected to {Server}; in sync at fleet revision {Revision}")]
     private static partial void LogConnected(ILogger logger, string server, long revision);
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "Sync stream lost: {Reason}")]
@@ -826,7 +826,7 @@ public sealed partial class SyncClient(
     [LoggerMessage(Level = LogLevel.Error, Message = "The server refused this node's credential: {Reason}")]
     private static partial void LogCredentialRefused(ILogger logger, string reason);
 
-    [LoggerMessage(Level = LogLevel.Information, Message = "Applied revision {Revision} (snapshot: {Snapshot}, {Upserts} upserts, {Deletes} deletes)")]
+    [LoggerMessage(Level = LogLevel.Information, Message = "Applied fleet revision {Revision} (snapshot: {Snapshot}, {Upserts} upserts, {Deletes} deletes)")]
     private static partial void LogApplied(ILogger logger, long revision, bool snapshot, int upserts, int deletes);
 
     [LoggerMessage(Level = LogLevel.Debug, Message = "Shipped {Count} records ({First}..{Last}); {Duplicates} were already stored")]

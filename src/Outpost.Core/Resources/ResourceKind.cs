@@ -55,6 +55,38 @@ public sealed record ResourceKind(string Kind, string Plural, string Group, stri
     public static ResourceKind? FindByPlural(string plural) =>
         All.FirstOrDefault(k => string.Equals(k.Plural, plural, StringComparison.OrdinalIgnoreCase));
 
+    /// <summary>What a user may type after `get`, one name per kind, in the order help lists them.</summary>
+    public static IReadOnlyList<string> UserNames { get; } =
+        ["nodes", "apps", "configsets", "secrets", "buckets", "alertrules", "runtimeclasses", "alerts", "events", "topics", "audit"];
+
+    /// <summary>The user name closest to a mistyped one (two edits at most, or a prefix), for "did you mean".</summary>
+    public static string? Suggest(string typed)
+    {
+        ArgumentNullException.ThrowIfNull(typed);
+        var lower = typed.ToLowerInvariant();
+        return UserNames.Where(n => n.StartsWith(lower, StringComparison.Ordinal) && lower.Length >= 2)
+            .Concat(UserNames.Where(n => Distance(n, lower) <= 2).OrderBy(n => Distance(n, lower)))
+            .FirstOrDefault();
+    }
+
+    private static int Distance(string a, string b)
+    {
+        var previous = Enumerable.Range(0, b.Length + 1).ToArray();
+        for (var i = 1; i <= a.Length; i++)
+        {
+            var current = new int[b.Length + 1];
+            current[0] = i;
+            for (var j = 1; j <= b.Length; j++)
+            {
+                current[j] = Math.Min(Math.Min(current[j - 1] + 1, previous[j] + 1), previous[j - 1] + (a[i - 1] == b[j - 1] ? 0 : 1));
+            }
+
+            previous = current;
+        }
+
+        return previous[b.Length];
+    }
+
     /// <summary>Resolves what a user types after `get`: plural, singular or kind name.</summary>
     public static ResourceKind? FindByUserName(string name)
     {

@@ -112,12 +112,13 @@ public static class ApiEndpoints
         }
 
         var page = await store.ListAsync(kind.Kind, cancellationToken);
-        var items = page.Items.Where(i => selector.Matches(i.Labels)).Select(i => view.Render(i, reveal));
+        List<JsonObject> items = [.. page.Items.Where(i => selector.Matches(i.Labels)).Select(i => view.Render(i, reveal))];
         if (KubeTable.Wanted(context.Request.Headers.Accept))
         {
-            return await TableAsync(kind, [.. items], page.Revision, store, view, context.RequestServices.GetRequiredService<TimeProvider>(), cancellationToken);
+            return await TableAsync(kind, items, page.Revision, store, view, context.RequestServices.GetRequiredService<TimeProvider>(), cancellationToken);
         }
 
+        await AddReadinessAsync(kind, items, store, view, cancellationToken);
         return Json(ResourceJson.ToList(kind, page.Revision, items));
     }
 
@@ -125,25 +126,47 @@ public static class ApiEndpoints
     private static async Task<IResult> TableAsync(ResourceKind kind, List<JsonObject> items, long revision, IControlPlaneStore store, ResourceView view, TimeProvider time, CancellationToken ct) =>
         Results.Text(await RenderTableAsync(kind, items, revision, store, view, time, ct), KubeTable.ContentType);
 
+    /// <summary>
+    /// The Table of <paramref name="items"/>, after <see cref="AddReadinessAsync"/> wrote each
+    /// app's readiness into it: a watch sends those same objects to JSON clients.
+    /// </summary>
     private static async Task<string> RenderTableAsync(ResourceKind kind, List<JsonObject> items, long revision, IControlPlaneStore store, ResourceView view, TimeProvider time, CancellationToken ct)
     {
-        Func<JsonObject, string>? ready = null;
-        if (kind == ResourceKind.Application)
+        await AddReadinessAsync(kind, items, store, view, ct);
+        Func<JsonObject, string>? ready = kind == ResourceKind.Application ? app => $"{app["status"]?["readyNodes"]}/{app["status"]?["targetedNodes"]}" : null;
+        return KubeTable.Build(kind, items, revision, time.GetUtcNow(), ready).ToJsonString();
+    }
+
+    /// <summary>
+    /// Writes into each app its <c>status.targetedNodes</c> (the nodes its placement selects) and
+    /// <c>status.readyNodes</c> (those of them Ready and serving its current revision Ready), as a
+    /// Deployment carries replicas and readyReplicas: READY in `get apps`, for the CLI and kubectl.
+    /// </summary>
+    private static async Task AddReadinessAsync(ResourceKind kind, List<JsonObject> items, IControlPlaneStore store, ResourceView view, CancellationToken ct)
+    {
+        if (kind != ResourceKind.Application || items.Count == 0)
         {
-            var nodes = (await store.ListAsync(ResourceKind.Node.Kind, ct)).Items.Select(n => (n.Labels, View: view.Render(n))).ToList();
-            ready = app =>
-            {
-                var name = (string)app["metadata"]!["name"]!;
-                var generation = (long?)app["metadata"]?["generation"] ?? 0;
-                var targeted = nodes.Where(n => ApplicationSpec.FromJson(app["spec"] as JsonObject ?? []).Targets(n.Labels)).ToList();
-                var serving = targeted.Count(n => n.View["status"]?["state"]?.GetValue<string>() == NodeState.Ready
-                    && n.View["status"]?["apps"]?[name]?["state"]?.GetValue<string>() == "Ready"
-                    && (long?)n.View["status"]?["apps"]?[name]?["generation"] == generation);
-                return $"{serving}/{targeted.Count}";
-            };
+            return;
         }
 
-        return KubeTable.Build(kind, items, revision, time.GetUtcNow(), ready).ToJsonString();
+        var nodes = (await store.ListAsync(ResourceKind.Node.Kind, ct)).Items.Select(n => (n.Labels, View: view.Render(n))).ToList();
+        foreach (var app in items)
+        {
+            var name = (string)app["metadata"]!["name"]!;
+            var generation = (long?)app["metadata"]?["generation"] ?? 0;
+            var spec = ApplicationSpec.FromJson(app["spec"] as JsonObject ?? []);
+            var targeted = nodes.Where(n => spec.Targets(n.Labels)).ToList();
+            var serving = targeted.Count(n => n.View["status"]?["state"]?.GetValue<string>() == NodeState.Ready
+                && n.View["status"]?["apps"]?[name]?["state"]?.GetValue<string>() == "Ready"
+                && (long?)n.View["status"]?["apps"]?[name]?["generation"] == generation);
+            if (app["status"] is not JsonObject status)
+            {
+                app["status"] = status = [];
+            }
+
+            status["targetedNodes"] = targeted.Count;
+            status["readyNodes"] = serving;
+        }
     }
 
     private static async Task<IResult> GetAsync(HttpContext context, ResourceKind kind, string name, IControlPlaneStore store, ResourceView view, CancellationToken cancellationToken)
@@ -159,9 +182,14 @@ public static class ApiEndpoints
             return Error(ApiStatus.NotFound(kind.Kind, name));
         }
 
-        return KubeTable.Wanted(context.Request.Headers.Accept)
-            ? await TableAsync(kind, [view.Render(resource, reveal)], resource.ResourceVersion, store, view, context.RequestServices.GetRequiredService<TimeProvider>(), cancellationToken)
-            : Json(view.Render(resource, reveal));
+        var rendered = view.Render(resource, reveal);
+        if (KubeTable.Wanted(context.Request.Headers.Accept))
+        {
+            return await TableAsync(kind, [rendered], resource.ResourceVersion, store, view, context.RequestServices.GetRequiredService<TimeProvider>(), cancellationToken);
+        }
+
+        await AddReadinessAsync(kind, [rendered], store, view, cancellationToken);
+        return Json(rendered);
     }
 
     /// <summary>?reveal=true shows secret values, to admins only.</summary>

@@ -210,7 +210,7 @@ internal static class RolloutEndpoints
         }
 
         feed.Publish(result.Resource.ResourceVersion);
-        context.Items[OutpostServer.AuditDetailKey] = $"Application/{name} back to revision {target.Revision} ({target.Digest}) as generation {result.Resource.Generation}";
+        context.Items[OutpostServer.AuditDetailKey] = $"Application/{name} back to revision {target.Revision} ({target.Digest}) as revision {result.Resource.Generation}";
         return Json(new JsonObject
         {
             ["kind"] = "Rollback",

@@ -343,7 +343,7 @@ public sealed partial class EdgeSyncService(
                                 // An app that cannot run on a node (a route another app took, a module the node
                                 // refuses): on the app, so `get events` and `describe` show it, not only the node's status.
                                 (failures ??= []).Add(new EventRecord(0, time.GetUtcNow(), ResourceKind.Application.Kind, app.Name, "Warning", "AppFailed",
-                                    $"generation {app.Generation} failed on node {node}: {app.Message}"));
+                                    $"revision {app.Generation} failed on node {node}: {app.Message}"));
                             }
 
                             apps[app.Name] = new JsonObject

@@ -156,5 +156,65 @@ internal sealed class ApiClient : IDisposable
         }
     }
 
+    /// <summary>
+    /// A watch: the server's stream of <c>{"type", "object"}</c> lines, each yielded as it arrives,
+    /// until the server ends the watch (its timeout) or <paramref name="ct"/> is cancelled.
+    /// </summary>
+    public async IAsyncEnumerable<JsonObject> WatchAsync(string path, [System.Runtime.CompilerServices.EnumeratorCancellation] CancellationToken ct)
+    {
+        using var request = new HttpRequestMessage(HttpMethod.Get, path.TrimStart('/'))
+        {
+            Version = _http.DefaultRequestVersion,
+            VersionPolicy = _http.DefaultVersionPolicy,
+        };
+        HttpResponseMessage response;
+        try
+        {
+            response = await _http.SendAsync(request, HttpCompletionOption.ResponseHeadersRead, ct);
+        }
+        catch (HttpRequestException ex)
+        {
+            throw new ApiException(0, "Unreachable", $"cannot reach the Outpost server at {Server}: {Explain(ex)}");
+        }
+
+        using (response)
+        {
+            if (!response.IsSuccessStatusCode)
+            {
+                var text = await response.Content.ReadAsStringAsync(ct);
+                var status = JsonNode.Parse(text.Length > 0 && text[0] == '{' ? text : "{}") as JsonObject;
+                throw new ApiException((int)response.StatusCode, (string?)status?["reason"] ?? "", (string?)status?["message"] ?? $"the server answered {(int)response.StatusCode}: {text}", status);
+            }
+
+            using var reader = new StreamReader(await response.Content.ReadAsStreamAsync(ct), Encoding.UTF8);
+            while (true)
+            {
+                string? line;
+                try
+                {
+                    line = await reader.ReadLineAsync(ct);
+                }
+                catch (Exception ex) when (ex is IOException or HttpRequestException && !ct.IsCancellationRequested)
+                {
+                    throw new ApiException(0, "Unreachable", $"the watch on {Server} broke off: {ex.Message}");
+                }
+                catch (OperationCanceledException) when (!ct.IsCancellationRequested)
+                {
+                    yield break; // the client's own request timeout: the caller watches again
+                }
+
+                if (line is null)
+                {
+                    yield break;
+                }
+
+                if (line.Length > 0 && JsonNode.Parse(line) is JsonObject change)
+                {
+                    yield return change;
+                }
+            }
+        }
+    }
+
     public void Dispose() => _http.Dispose();
 }

@@ -14,19 +14,39 @@ internal sealed class ManifestSet
 
     public IReadOnlyList<ManifestDocument> Documents { get; }
 
-    /// <summary>Reads -f FILE or every .yaml/.yml/.json file of -f DIR, in name order.</summary>
-    public static ManifestSet Load(string path)
+    /// <summary>
+    /// Reads each -f: a FILE, or every .yaml/.yml/.json file of a DIR in name order; as kubectl,
+    /// -f may repeat and one -f may list several, separated by commas. A file named twice is read once.
+    /// </summary>
+    public static ManifestSet Load(IEnumerable<string> paths)
     {
-        var files = Directory.Exists(path)
-            ? Directory.GetFiles(path).Where(f => f.EndsWith(".yaml", StringComparison.OrdinalIgnoreCase) || f.EndsWith(".yml", StringComparison.OrdinalIgnoreCase) || f.EndsWith(".json", StringComparison.OrdinalIgnoreCase)).Order(StringComparer.Ordinal).ToList()
-            : File.Exists(path) ? [path] : throw new ManifestException($"{path}: no such file or directory");
-        if (files.Count == 0)
+        var files = new List<string>();
+        var errors = new List<string>();
+        foreach (var path in paths.SelectMany(p => File.Exists(p) || Directory.Exists(p) ? [p] : p.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)))
         {
-            throw new ManifestException($"{path}: no .yaml, .yml or .json manifests in this directory");
+            var found = Directory.Exists(path)
+                ? Directory.GetFiles(path).Where(f => f.EndsWith(".yaml", StringComparison.OrdinalIgnoreCase) || f.EndsWith(".yml", StringComparison.OrdinalIgnoreCase) || f.EndsWith(".json", StringComparison.OrdinalIgnoreCase)).Order(StringComparer.Ordinal).ToList()
+                : File.Exists(path) ? [path] : null;
+            if (found is null)
+            {
+                errors.Add($"{path}: no such file or directory");
+            }
+            else if (found.Count == 0)
+            {
+                errors.Add($"{path}: no .yaml, .yml or .json manifests in this directory");
+            }
+            else
+            {
+                files.AddRange(found.Where(f => !files.Any(seen => Path.GetFullPath(seen) == Path.GetFullPath(f))));
+            }
+        }
+
+        if (errors.Count > 0)
+        {
+            throw new ManifestException(errors);
         }
 
         var documents = new List<ManifestDocument>();
-        var errors = new List<string>();
         foreach (var file in files)
         {
             try
@@ -56,7 +76,7 @@ internal sealed class ManifestSet
 
         if (documents.Count == 0 && errors.Count == 0)
         {
-            errors.Add($"{path}: no documents to apply");
+            errors.Add($"{string.Join(", ", paths)}: no documents to apply");
         }
 
         return errors.Count > 0 ? throw new ManifestException(errors) : new ManifestSet(documents);

@@ -28,6 +28,14 @@ internal static class Output
 
     public static string Table(ResourceKind kind, IEnumerable<JsonObject> items, bool wide, DateTimeOffset now)
     {
+        var rows = Rows(kind, items, wide, now);
+        return rows.Count == 1 ? $"No {kind.Plural} found.\n" : Columns(rows);
+    }
+
+    /// <summary>A table's rows, the header first: what <see cref="Table"/> aligns and `get -w` prints as objects change.</summary>
+    public static List<string[]> Rows(ResourceKind kind, IEnumerable<JsonObject> items, bool wide, DateTimeOffset now)
+    {
+        ArgumentNullException.ThrowIfNull(kind);
         var rows = new List<string[]>();
         if (kind == ResourceKind.Node)
         {
@@ -116,59 +124,169 @@ internal static class Output
         }
         else
         {
-            rows.Add(wide ? ["NAME", "GENERATION", "ROUTE", "MODULE", "AGE", "NODE-SELECTOR"] : ["NAME", "GENERATION", "ROUTE", "MODULE", "AGE"]);
+            // READY: the nodes serving the current revision Ready, of those the app targets.
+            rows.Add(wide ? ["NAME", "REVISION", "READY", "ROLLOUT", "ROUTE", "AGE", "MODULE", "NODE-SELECTOR"] : ["NAME", "REVISION", "READY", "ROLLOUT", "ROUTE", "AGE"]);
             foreach (var item in items)
             {
                 var spec = item["spec"] as JsonObject;
+                var status = item["status"] as JsonObject;
                 var digest = Str(spec?["module"]?["digest"]);
                 string[] row = [Str(item["metadata"]?["name"]), Str(item["metadata"]?["generation"]),
-                    Str(spec?["triggers"]?["http"]?["route"]), digest.Length > 19 ? digest[..19] : digest, Age(item, now)];
-                rows.Add(wide ? [.. row, Selector(spec)] : row);
+                    status?["targetedNodes"] is null ? "-" : $"{Str(status["readyNodes"])}/{Str(status["targetedNodes"])}",
+                    status?["rollout"]?["phase"] is { } phase ? Str(phase) : "-",
+                    Str(spec?["triggers"]?["http"]?["route"]), Age(item, now)];
+                rows.Add(wide ? [.. row, digest.Length > 19 ? digest[..19] : digest, Selector(spec)] : row);
             }
         }
 
-        return rows.Count == 1 ? $"No {kind.Plural} found.\n" : Columns(rows);
+        return rows;
     }
 
     /// <summary>Rows (the first is the header) as space-aligned columns.</summary>
     public static string Columns(IReadOnlyList<string[]> rows)
     {
         ArgumentNullException.ThrowIfNull(rows);
-        var widths = Enumerable.Range(0, rows[0].Length).Select(i => rows.Max(r => r[i].Length)).ToArray();
+        var widths = Widths(rows);
         var sb = new StringBuilder();
         foreach (var row in rows)
         {
-            sb.AppendLine(string.Join("   ", row.Select((cell, i) => i == row.Length - 1 ? cell : cell.PadRight(widths[i]))).TrimEnd());
+            sb.AppendLine(Line(row, widths));
         }
 
         return sb.ToString();
     }
 
-    public static string Describe(JsonObject item, DateTimeOffset now)
+    /// <summary>Each column's width over <paramref name="rows"/>.</summary>
+    public static int[] Widths(IReadOnlyList<string[]> rows) =>
+        Enumerable.Range(0, rows[0].Length).Select(i => rows.Max(r => r[i].Length)).ToArray();
+
+    /// <summary>One row padded to <paramref name="widths"/>; a longer cell pushes the rest of its row right.</summary>
+    public static string Line(string[] row, int[] widths) =>
+        string.Join("   ", row.Select((cell, i) => i == row.Length - 1 ? cell : cell.PadRight(widths[i]))).TrimEnd();
+
+    /// <summary>
+    /// One resource for people, as kubectl describe shows it: a node's state, host, usage, apps and
+    /// sync in words (its raw status is `get node NAME -o yaml`), other kinds' spec and status, and
+    /// last the events about it, oldest first.
+    /// </summary>
+    public static string Describe(JsonObject item, IReadOnlyList<JsonObject> events, DateTimeOffset now)
     {
+        ArgumentNullException.ThrowIfNull(item);
+        ArgumentNullException.ThrowIfNull(events);
         var metadata = item["metadata"] as JsonObject;
         var sb = new StringBuilder();
-        sb.AppendLine(CultureInfo.InvariantCulture, $"Name:              {Str(metadata?["name"])}");
-        sb.AppendLine(CultureInfo.InvariantCulture, $"Kind:              {Str(item["kind"])}");
-        sb.AppendLine(CultureInfo.InvariantCulture, $"Labels:            {Labels(item)}");
-        sb.AppendLine(CultureInfo.InvariantCulture, $"UID:               {Str(metadata?["uid"])}");
-        sb.AppendLine(CultureInfo.InvariantCulture, $"Created:           {Str(metadata?["creationTimestamp"])} ({Age(item, now)} ago)");
-        sb.AppendLine(CultureInfo.InvariantCulture, $"Generation:        {Str(metadata?["generation"])}");
-        sb.AppendLine(CultureInfo.InvariantCulture, $"Resource version:  {Str(metadata?["resourceVersion"])}");
-        if (item["spec"] is JsonObject { Count: > 0 } spec)
+        Field(sb, "Name", Str(metadata?["name"]));
+        Field(sb, "Kind", Str(item["kind"]));
+        Field(sb, "Labels", Labels(item));
+        Field(sb, "Created", $"{Str(metadata?["creationTimestamp"])} ({Age(item, now)} ago)");
+        if ((string?)item["kind"] == ResourceKind.Node.Kind)
         {
-            sb.AppendLine("Spec:");
-            sb.Append(Indent(Yaml(spec)));
+            DescribeNode(sb, item["status"] as JsonObject ?? [], now);
+        }
+        else
+        {
+            Field(sb, (string?)item["kind"] == ResourceKind.Application.Kind ? "Revision" : "Generation", Str(metadata?["generation"]));
+            Field(sb, "Resource version", Str(metadata?["resourceVersion"]));
+            var spec = item["spec"] as JsonObject;
+            if (spec is { Count: > 0 })
+            {
+                sb.AppendLine("Spec:");
+                sb.Append(Indent(Yaml(spec)));
+            }
+
+            if (item["status"] is JsonObject { Count: > 0 } status)
+            {
+                sb.AppendLine("Status:");
+                sb.Append(Indent(Yaml(status)));
+            }
         }
 
-        if (item["status"] is JsonObject { Count: > 0 } status)
+        sb.AppendLine("Events:");
+        if (events.Count == 0)
         {
-            sb.AppendLine("Status:");
-            sb.Append(Indent(Yaml(status)));
+            sb.AppendLine("  <none>");
+        }
+        else
+        {
+            var rows = new List<string[]> { (string[])["TIME", "TYPE", "REASON", "MESSAGE"] };
+            rows.AddRange(events.Select(e => (string[])[Str(e["lastTimestamp"]), Str(e["type"]), Str(e["reason"]), Str(e["message"])]));
+            sb.Append(Indent(Columns(rows)));
         }
 
         return sb.ToString();
     }
+
+    private static void DescribeNode(StringBuilder sb, JsonObject status, DateTimeOffset now)
+    {
+        var ready = (status["conditions"] as JsonArray)?.OfType<JsonObject>().FirstOrDefault(c => (string?)c["type"] == "Ready");
+        Field(sb, "State", ready?["message"] is { } why ? $"{Str(status["state"])} ({Str(why)})" : Str(status["state"]));
+        Field(sb, "Last heartbeat", Since(status["lastHeartbeatTime"], now));
+        Field(sb, "Agent version", Str(status["agentVersion"]));
+        Field(sb, "Gateway", Str(status["gatewayUrl"]));
+        Field(sb, "Applied revision", Str(status["appliedRevision"]));
+        if (status["host"] is JsonObject host)
+        {
+            sb.AppendLine("System:");
+            Field(sb, "  OS", $"{Str(host["osImage"])}, {Str(host["operatingSystem"])}/{Str(host["architecture"])}");
+            Field(sb, "  Kernel", Str(host["kernelVersion"]));
+            Field(sb, "  Hostname", Str(host["hostname"]));
+            Field(sb, "  Internal IP", Str(host["internalIP"]));
+            Field(sb, "  CPUs", Str(host["cpus"]));
+            if (host["memoryBytes"] is JsonValue memory && memory.TryGetValue<long>(out var bytes))
+            {
+                Field(sb, "  Memory", Commands.MonitorCommands.Bytes(bytes));
+            }
+        }
+
+        if (status["usage"] is JsonObject usage)
+        {
+            long Long(string name) => usage[name] is JsonValue v && v.TryGetValue<long>(out var l) ? l : 0;
+            sb.AppendLine("Usage:");
+            Field(sb, "  CPU", usage["cpuRatio"] is JsonValue cpu && cpu.TryGetValue<double>(out var ratio) ? Commands.MonitorCommands.Percent(ratio) : "-");
+            Field(sb, "  Memory", $"{Commands.MonitorCommands.Bytes(Long("memoryUsedBytes"))} of {Commands.MonitorCommands.Bytes(Long("memoryTotalBytes"))}");
+            Field(sb, "  Disk", $"{Commands.MonitorCommands.Bytes(Long("diskUsedBytes"))} of {Commands.MonitorCommands.Bytes(Long("diskTotalBytes"))} (data dir {Commands.MonitorCommands.Bytes(Long("dataDirBytes"))})");
+            Field(sb, "  Agent memory", Commands.MonitorCommands.Bytes(Long("agentRssBytes")));
+            Field(sb, "  Connections", Long("openConnections").ToString(CultureInfo.InvariantCulture));
+        }
+
+        if (status["outbox"] is JsonObject outbox)
+        {
+            Field(sb, "Outbox", $"{Str(outbox["pendingRecords"])} records ({Commands.MonitorCommands.Bytes((long?)outbox["pendingBytes"] ?? 0)}B) waiting to go up, "
+                + $"{Str(outbox["droppedTotal"])} dropped; quota {Commands.MonitorCommands.Bytes((long?)outbox["quotaBytes"] ?? 0)}B, {Str(outbox["overflowPolicy"])} when full");
+        }
+
+        if (status["sync"] is JsonObject sync)
+        {
+            static (long Messages, long Bytes) Sum(JsonNode? side) =>
+                side is JsonObject types
+                    ? (types.Sum(t => (long?)t.Value?["messages"] ?? 0), types.Sum(t => (long?)t.Value?["bytes"] ?? 0))
+                    : (0, 0);
+            var (sentMessages, sentBytes) = Sum(sync["sent"]);
+            var (receivedMessages, receivedBytes) = Sum(sync["received"]);
+            Field(sb, "Sync", $"sent {Commands.MonitorCommands.Bytes(sentBytes)}B in {sentMessages} messages, received {Commands.MonitorCommands.Bytes(receivedBytes)}B in {receivedMessages} (since the server started)");
+        }
+
+        sb.AppendLine("Apps:");
+        if (status["apps"] is JsonObject { Count: > 0 } apps)
+        {
+            var rows = new List<string[]> { (string[])["NAME", "REVISION", "STATE", "MESSAGE"] };
+            rows.AddRange(apps.OrderBy(a => a.Key, StringComparer.Ordinal)
+                .Select(a => (string[])[a.Key, Str(a.Value?["generation"]), Str(a.Value?["state"]), Str(a.Value?["message"])]));
+            sb.Append(Indent(Columns(rows)));
+        }
+        else
+        {
+            sb.AppendLine("  <none>");
+        }
+    }
+
+    private static void Field(StringBuilder sb, string name, string value) =>
+        sb.Append(name).Append(':').Append(' ', Math.Max(1, 19 - name.Length)).AppendLine(value);
+
+    private static string Since(JsonNode? timestamp, DateTimeOffset now) =>
+        DateTimeOffset.TryParse(Str(timestamp), CultureInfo.InvariantCulture, DateTimeStyles.AssumeUniversal, out var at)
+            ? $"{Str(timestamp)} ({Age(now - at)} ago)"
+            : "never";
 
     private static string Indent(string text) =>
         string.Concat(text.Split('\n').Where(l => l.Length > 0).Select(l => "  " + l + "\n"));
@@ -194,7 +312,12 @@ internal static class Output
             return "<unknown>";
         }
 
-        var age = now - created;
+        return Age(now - created);
+    }
+
+    /// <summary>A span as kubectl prints ages.</summary>
+    public static string Age(TimeSpan age)
+    {
         if (age < TimeSpan.Zero)
         {
             age = TimeSpan.Zero;

@@ -11,7 +11,7 @@ internal static class ClientCommands
 {
     public static Command Apply()
     {
-        var file = new Option<string>("--filename", "-f") { Description = "A manifest file, or a directory of .yaml/.yml/.json files", Required = true };
+        var file = new Option<string[]>("--filename", "-f") { Description = "A manifest file, or a directory of .yaml/.yml/.json files; repeat it (or separate with commas) for more", Required = true };
         var dryRun = new Option<bool>("--dry-run") { Description = "Validate on the server without applying anything" };
         var command = new Command("apply", "Create or update resources from YAML manifests, all or nothing") { file, dryRun };
         command.SetAction((result, ct) => Run(async () =>
@@ -48,14 +48,16 @@ internal static class ClientCommands
 
     public static Command Get()
     {
-        var type = new Argument<string>("type") { Description = "nodes, apps (applications), configsets, secrets, buckets, alertrules, alerts, events, topics or audit" };
+        var type = new Argument<string>("type") { Description = string.Join(", ", ResourceKind.UserNames) + " (singular names work too)" };
         var name = new Argument<string?>("name") { Description = "Show one resource", Arity = ArgumentArity.ZeroOrOne };
         RejectOptionLike(name);
         var output = new Option<string>("--output", "-o") { Description = "table, wide, json or yaml", DefaultValueFactory = _ => "table" };
         output.AcceptOnlyFromAmong("table", "wide", "json", "yaml");
         var selector = new Option<string?>("--selector", "-l") { Description = "Label selector, e.g. site=lab,tier!=test" };
         var reveal = new Option<bool>("--reveal") { Description = "Show secret values (admin tokens only); otherwise they read <redacted>" };
-        var command = new Command("get", "List nodes or apps, or show one") { type, name, output, selector, reveal };
+        var watch = new Option<bool>("--watch", "-w") { Description = "After the table, print a row each time an object changes, until Ctrl-C" };
+        var watchEvents = new Option<bool>("--output-watch-events") { Description = "With --watch: an EVENT column says ADDED, MODIFIED or DELETED" };
+        var command = new Command("get", "List resources of a type, or show one") { type, name, output, selector, reveal, watch, watchEvents };
         command.SetAction((result, ct) => Run(async () =>
         {
             var kind = ResolveKind(result.GetValue(type)!);
@@ -66,8 +68,35 @@ internal static class ClientCommands
             {
                 query += (query.Length == 0 ? "?" : "&") + "reveal=true";
             }
-            var response = await client.GetAsync(kind.CollectionPath + (one is null ? "" : "/" + Uri.EscapeDataString(one)) + query, ct);
+
             var format = result.GetValue(output);
+            if (result.GetValue(watch))
+            {
+                if (format is "json" or "yaml")
+                {
+                    throw new ManifestException("--watch prints table rows: use it with -o table or -o wide");
+                }
+
+                if (one is not null)
+                {
+                    query += (query.Length == 0 ? "?" : "&") + "fieldSelector=" + Uri.EscapeDataString("metadata.name=" + one);
+                }
+
+                return await new GetWatch(client, kind, kind.CollectionPath, query, format == "wide", result.GetValue(watchEvents)).RunAsync(ct);
+            }
+
+            JsonObject response;
+            if (one is null && (kind == ResourceKind.Event || kind == ResourceKind.AuditEvent))
+            {
+                // Paged by a cursor, oldest first: all of it, as the table shows the newest last.
+                var (all, _) = await GetWatch.ReadToEndAsync(client, kind.CollectionPath, "", ct);
+                response = new JsonObject { ["kind"] = kind.ListKind, ["apiVersion"] = kind.ApiVersion, ["items"] = new JsonArray([.. all]) };
+            }
+            else
+            {
+                response = await client.GetAsync(kind.CollectionPath + (one is null ? "" : "/" + Uri.EscapeDataString(one)) + query, ct);
+            }
+
             Console.Write(format switch
             {
                 "json" => Output.Json(response) + Environment.NewLine,
@@ -81,15 +110,18 @@ internal static class ClientCommands
 
     public static Command Describe()
     {
-        var type = new Argument<string>("type") { Description = "node or app" };
+        var type = new Argument<string>("type") { Description = "node, app, or any type `get` takes that has names" };
         var name = new Argument<string>("name") { Description = "The resource's name" };
-        var command = new Command("describe", "Show a node or app in detail, with its status") { type, name };
+        var command = new Command("describe", "Show a node or app in detail: its status in words, then its latest events") { type, name };
         command.SetAction((result, ct) => Run(async () =>
         {
             var kind = ResolveKind(result.GetValue(type)!);
             using var client = CommonOptions.Connect(result);
-            var response = await client.GetAsync($"{kind.CollectionPath}/{Uri.EscapeDataString(result.GetValue(name)!)}", ct);
-            Console.Write(Output.Describe(response, DateTimeOffset.UtcNow));
+            var one = result.GetValue(name)!;
+            var response = await client.GetAsync($"{kind.CollectionPath}/{Uri.EscapeDataString(one)}", ct);
+            var (events, _) = await GetWatch.ReadToEndAsync(client, $"{ResourceKind.Event.CollectionPath}?fieldSelector={Uri.EscapeDataString("involvedObject.name=" + one)}", "", ct);
+            var about = events.Where(e => (string?)e["involvedObject"]?["kind"] == kind.Kind).TakeLast(DescribedEvents).ToList();
+            Console.Write(Output.Describe(response, about, DateTimeOffset.UtcNow));
             return 0;
         }));
         return command;
@@ -100,12 +132,12 @@ internal static class ClientCommands
         var type = new Argument<string?>("type") { Description = "app or node", Arity = ArgumentArity.ZeroOrOne };
         var name = new Argument<string?>("name") { Description = "The resource's name", Arity = ArgumentArity.ZeroOrOne };
         RejectOptionLike(name);
-        var file = new Option<string?>("--filename", "-f") { Description = "Delete the resources a manifest file or directory defines" };
+        var file = new Option<string[]>("--filename", "-f") { Description = "Delete the resources manifest files or directories define (repeat it, or separate with commas)" };
         var command = new Command("delete", "Delete an app or node by name, or what a manifest defines") { type, name, file };
         command.SetAction((result, ct) => Run(async () =>
         {
             var targets = new List<(ResourceKind Kind, string Name)>();
-            if (result.GetValue(file) is { } path)
+            if (result.GetValue(file) is { Length: > 0 } path)
             {
                 if (result.GetValue(type) is not null)
                 {
@@ -270,8 +302,21 @@ internal static class ClientCommands
             }
         });
 
-    private static ResourceKind ResolveKind(string type) =>
-        ResourceKind.FindByUserName(type) ?? throw new ManifestException($"unknown resource type '{type}': use nodes, apps or configsets");
+    /// <summary>How many of an object's events describe shows, the latest.</summary>
+    private const int DescribedEvents = 20;
+
+    private static ResourceKind ResolveKind(string type)
+    {
+        if (ResourceKind.FindByUserName(type) is { } kind)
+        {
+            return kind;
+        }
+
+        var hint = type.ToLowerInvariant() is "po" or "pod" or "pods" or "deploy" or "deployment" or "deployments" or "rs" or "replicasets"
+            ? " (an Outpost app is the Deployment and its pods in one: try apps)"
+            : ResourceKind.Suggest(type) is { } near ? $" (did you mean {near}?)" : "";
+        throw new ManifestException($"unknown resource type '{type}'{hint}: use one of {string.Join(", ", ResourceKind.UserNames)}");
+    }
 
     /// <summary>A server's cause about items[i] of an apply, told as the file and document it came from.</summary>
     private static string Locate(ManifestSet set, string field, string message)

@@ -156,7 +156,7 @@ internal static class MonitorCommands
             : $"{item["time"]} {item["node"]} {item["level"]}: {item["message"]}";
     }
 
-    private static string Percent(double ratio) => (100 * ratio).ToString("0.#", CultureInfo.InvariantCulture) + "%";
+    internal static string Percent(double ratio) => (100 * ratio).ToString("0.#", CultureInfo.InvariantCulture) + "%";
 
     private static string Seconds(JsonNode? value) => value is null ? "-"
         : (double)value < 1 ? ((double)value * 1000).ToString("0.##", CultureInfo.InvariantCulture) + "ms"

@@ -160,7 +160,7 @@ internal static class RoleCommands
 
             using var client = new ApiClient(config.Server, config.Token, config.CertificateAuthorityPem);
             var joinToken = (string)(await client.PostAsync("apis/outpost.dev/v1/tokens", new JsonObject { ["description"] = "outpost up" }, stop))["token"]!;
-            var set = ManifestSet.Load(samples);
+            var set = ManifestSet.Load([samples]);
             var items = await set.ResolveModulesAsync(client, stop);
             await client.PostAsync("apis/outpost.dev/v1/apply", new JsonObject { ["kind"] = "List", ["apiVersion"] = "v1", ["items"] = items }, stop);
 

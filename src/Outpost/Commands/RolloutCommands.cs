@@ -61,7 +61,7 @@ internal static class RolloutCommands
         }));
 
         var toRevision = new Option<long?>("--to-revision") { Description = "The revision to go back to (default: the one before the current)" };
-        var undo = new Command("undo", "Go back to an earlier revision: it becomes the next generation and rolls out to the app's nodes") { target, toRevision };
+        var undo = new Command("undo", "Go back to an earlier revision: its spec becomes the next revision and goes to every node of the app at once") { target, toRevision };
         undo.SetAction((result, ct) => ClientCommands.Run(async () =>
         {
             using var client = CommonOptions.Connect(result);
@@ -73,7 +73,10 @@ internal static class RolloutCommands
 
             var name = AppName(result.GetValue(target)!);
             var response = await client.PostAsync($"apis/outpost.dev/v1/applications/{Uri.EscapeDataString(name)}/rollback", body, ct);
-            Console.WriteLine($"application.outpost.dev/{name} rolled back to revision {response["toRevision"]} ({response["outcome"]}, now generation {response["object"]!["metadata"]!["generation"]})");
+            var now = response["object"]!["metadata"]!["generation"];
+            Console.WriteLine((string?)response["outcome"] == "unchanged"
+                ? $"application.outpost.dev/{name} already runs revision {response["toRevision"]}'s spec (revision {now}): nothing changed"
+                : $"application.outpost.dev/{name} rolled back to revision {response["toRevision"]}: revision {now} carries its spec to every node at once");
             return 0;
         }));
         var watch = new Option<bool>("--watch", "-w") { Description = "Follow the rollout until it ends: exit 0 when it succeeds, 1 when it fails or rolls back" };

@@ -84,7 +84,7 @@ public sealed class AppRegistryTests : IDisposable
         var status = _registry.Status["hello"];
         Assert.Equal(("Failed", 2L), (status.State, status.Generation));
         Assert.Contains("GET /hello answered 200 (expected 204)", status.Message, StringComparison.Ordinal);
-        Assert.Contains("generation 1 keeps serving", status.Message, StringComparison.Ordinal);
+        Assert.Contains("revision 1 keeps serving", status.Message, StringComparison.Ordinal);
 
         _registry.Reconcile([App("hello", "/hello", generation: 3, probeExpects: 200)]);
         Assert.Equal(3, _registry.Match("/hello")!.Version.Generation);
@@ -106,7 +106,7 @@ public sealed class AppRegistryTests : IDisposable
         after.Reconcile([App("hello", "/hello", generation: 2, probeExpects: 204)]);
 
         Assert.Equal(1, after.Match("/hello")!.Version.Generation);
-        Assert.Contains("generation 1 keeps serving", after.Status["hello"].Message, StringComparison.Ordinal);
+        Assert.Contains("revision 1 keeps serving", after.Status["hello"].Message, StringComparison.Ordinal);
     }
 
     private static JsonObject Gate() => new()
@@ -139,7 +139,7 @@ public sealed class AppRegistryTests : IDisposable
             Assert.Same(first, registry.Match("/hello")); // the very instance kept warm, no recompile
             var status = registry.Status["hello"];
             Assert.Equal(("RolledBack", 1L, 2L), (status.State, status.Generation, status.FailedGeneration));
-            Assert.Contains("generation 2: error rate 75% (3 of 4 requests answered 5xx) is above 50%; back on generation 1 in ", status.Message, StringComparison.Ordinal);
+            Assert.Contains("revision 2: error rate 75% (3 of 4 requests answered 5xx) is above 50%; back on revision 1 in ", status.Message, StringComparison.Ordinal);
 
             // The server still says 2 (it has not heard yet, or the node is offline): the node does not run it again.
             registry.Reconcile([App("hello", "/hello", generation: 2, rollout: Gate(), greeting: "two")]);
