@@ -37,8 +37,8 @@ public sealed class ReadmeTourTests
             .Replace("127.0.0.1:7440", $"127.0.0.1:{server}", StringComparison.Ordinal)
             .Replace("127.0.0.1:8080", $"127.0.0.1:{gateway}", StringComparison.Ordinal)
             .Replace("127.0.0.1:8081", $"127.0.0.1:{gateway + 1}", StringComparison.Ordinal)
-            .Replace("/path/to/outpost", repo, StringComparison.Ordinal)
-            .Replace("/tmp/", dir + "/", StringComparison.Ordinal);
+            .Replace("/tmp/", dir + "/", StringComparison.Ordinal) // before the repository's path goes in: it may be under /tmp
+            .Replace("/path/to/outpost", repo, StringComparison.Ordinal);
 
         // The README's own ports would do on a machine of one's own; here another test or program may hold them.
         await using var up = OutpostProcess.Start(fleet.Home, "up", "--server-port", server.ToString(CultureInfo.InvariantCulture),
