@@ -522,7 +522,7 @@ public static class ApiEndpoints
                 item["text"] = text;
             }
 
-            items.Add(item);
+            items.Add((JsonNode)item);
         }
 
         return Json(new JsonObject

@@ -144,7 +144,7 @@ internal static class BucketEndpoints
                 item["node"] = conflict.Scope;
             }
 
-            items.Add(item);
+            items.Add((JsonNode)item);
         }
 
         return Json(new JsonObject

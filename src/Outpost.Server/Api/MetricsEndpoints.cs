@@ -40,7 +40,7 @@ public static class MetricsEndpoints
                 AlertEvaluator.Resolved => alert.ResolvedAt,
                 _ => alert.ActiveSince,
             };
-            items.Add(new JsonObject
+            items.Add((JsonNode)new JsonObject
             {
                 ["kind"] = ResourceKind.Alert.Kind,
                 ["apiVersion"] = ResourceKind.Alert.ApiVersion,
@@ -92,7 +92,7 @@ public static class MetricsEndpoints
                 item["cpuRatioMax"] = Math.Round(mine.Max(m => m.Usage.CpuRatio), 4);
             }
 
-            items.Add(item);
+            items.Add((JsonNode)item);
         }
 
         return ApiEndpoints.Json(new JsonObject { ["kind"] = "NodeMetricsList", ["window"] = Format(window), ["items"] = items });
@@ -138,7 +138,7 @@ public static class MetricsEndpoints
                 })]);
             }
 
-            items.Add(item);
+            items.Add((JsonNode)item);
         }
 
         return ApiEndpoints.Json(new JsonObject { ["kind"] = "AppMetricsList", ["window"] = Format(window), ["items"] = items });

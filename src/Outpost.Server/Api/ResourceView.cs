@@ -103,12 +103,12 @@ public sealed class ResourceView(NodeLeases leases, SyncAccounting accounting, R
         var addresses = new JsonArray();
         if (host?["internalIP"]?.GetValue<string>() is { Length: > 0 } ip)
         {
-            addresses.Add(new JsonObject { ["type"] = "InternalIP", ["address"] = ip });
+            addresses.Add((JsonNode)new JsonObject { ["type"] = "InternalIP", ["address"] = ip });
         }
 
         if (host?["hostname"]?.GetValue<string>() is { Length: > 0 } hostname)
         {
-            addresses.Add(new JsonObject { ["type"] = "Hostname", ["address"] = hostname });
+            addresses.Add((JsonNode)new JsonObject { ["type"] = "Hostname", ["address"] = hostname });
         }
 
         status["addresses"] = addresses;

@@ -71,7 +71,7 @@ internal static class RolloutEndpoints
                 item["failedRevision"] = failed.DeepClone();
             }
 
-            nodeItems.Add(item);
+            nodeItems.Add((JsonNode)item);
         }
 
         return Json(new JsonObject

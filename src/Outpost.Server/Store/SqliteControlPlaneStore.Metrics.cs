@@ -1,6 +1,7 @@
 using System.Globalization;
 using System.Text.Json;
 using Outpost.Core.Metrics;
+using Outpost.Core.Resources;
 
 namespace Outpost.Server.Store;
 
@@ -35,7 +36,7 @@ public sealed partial class SqliteControlPlaneStore
             foreach (var m in nodes)
             {
                 await ExecuteAsync(connection, transaction, "INSERT OR REPLACE INTO node_minutes (node, minute_ms, usage) VALUES ($node, $minute, $usage)", cancellationToken,
-                    ("$node", m.Node), ("$minute", m.Minute.ToUnixTimeMilliseconds()), ("$usage", JsonSerializer.Serialize(m.Usage)));
+                    ("$node", m.Node), ("$minute", m.Minute.ToUnixTimeMilliseconds()), ("$usage", JsonSerializer.Serialize(m.Usage, CoreJson.Default.NodeUsageSample)));
             }
 
             await transaction.CommitAsync(cancellationToken);
@@ -90,7 +91,7 @@ public sealed partial class SqliteControlPlaneStore
         while (await reader.ReadAsync(cancellationToken))
         {
             minutes.Add(new NodeMinute(reader.GetString(0), DateTimeOffset.FromUnixTimeMilliseconds(reader.GetInt64(1)),
-                JsonSerializer.Deserialize<NodeUsageSample>(reader.GetString(2))!));
+                JsonSerializer.Deserialize(reader.GetString(2), CoreJson.Default.NodeUsageSample)!));
         }
 
         return minutes;

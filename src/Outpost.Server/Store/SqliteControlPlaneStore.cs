@@ -447,7 +447,7 @@ public sealed partial class SqliteControlPlaneStore : IControlPlaneStore
         await using var command = Command(connection, null, "SELECT revision, resources FROM node_inventory WHERE node = $node", ("$node", node));
         await using var reader = await command.ExecuteReaderAsync(cancellationToken);
         return await reader.ReadAsync(cancellationToken)
-            ? new NodeInventory(reader.GetInt64(0), JsonSerializer.Deserialize<Dictionary<string, long>>(reader.GetString(1)) ?? [])
+            ? new NodeInventory(reader.GetInt64(0), JsonSerializer.Deserialize(reader.GetString(1), CoreJson.Default.DictionaryStringInt64) ?? [])
             : null;
     }
 
@@ -457,7 +457,7 @@ public sealed partial class SqliteControlPlaneStore : IControlPlaneStore
         await ExecuteLockedAsync("""
             INSERT INTO node_inventory (node, revision, resources) VALUES ($node, $rev, $json)
             ON CONFLICT (node) DO UPDATE SET revision = $rev, resources = $json
-            """, cancellationToken, ("$node", node), ("$rev", inventory.Revision), ("$json", JsonSerializer.Serialize(inventory.Resources)));
+            """, cancellationToken, ("$node", node), ("$rev", inventory.Revision), ("$json", JsonSerializer.Serialize(inventory.Resources, CoreJson.Default.IReadOnlyDictionaryStringInt64)));
     }
 
     public async Task<bool> PutBlobAsync(string digest, ReadOnlyMemory<byte> content, CancellationToken cancellationToken)
@@ -842,10 +842,10 @@ public sealed partial class SqliteControlPlaneStore : IControlPlaneStore
     private static DateTimeOffset TruncateToSeconds(DateTimeOffset value) => new(value.Ticks - (value.Ticks % TimeSpan.TicksPerSecond), value.Offset);
 
     private static string Serialize(IReadOnlyDictionary<string, string> map) =>
-        JsonSerializer.Serialize(new SortedDictionary<string, string>(map.ToDictionary(), StringComparer.Ordinal));
+        JsonSerializer.Serialize(new SortedDictionary<string, string>(map.ToDictionary(), StringComparer.Ordinal), CoreJson.Default.SortedDictionaryStringString);
 
     private static Dictionary<string, string> Deserialize(string json) =>
-        JsonSerializer.Deserialize<Dictionary<string, string>>(json) ?? [];
+        JsonSerializer.Deserialize(json, CoreJson.Default.DictionaryStringString) ?? [];
 
     private static Dictionary<string, string> Copy(IReadOnlyDictionary<string, string> map) => new(map, StringComparer.Ordinal);
 }

@@ -66,7 +66,7 @@ public sealed class NodeDesiredState(IControlPlaneStore store)
     private static long VersionOf(StoredResource app)
     {
         var identity = FormattableString.Invariant($"{app.Uid}/{app.Generation}/")
-            + System.Text.Json.JsonSerializer.Serialize(app.Labels) + "/" + System.Text.Json.JsonSerializer.Serialize(app.Annotations);
+            + System.Text.Json.JsonSerializer.Serialize(app.Labels, Core.Resources.CoreJson.Default.IReadOnlyDictionaryStringString) + "/" + System.Text.Json.JsonSerializer.Serialize(app.Annotations, Core.Resources.CoreJson.Default.IReadOnlyDictionaryStringString);
         Span<byte> hash = stackalloc byte[32];
         SHA256.HashData(Encoding.UTF8.GetBytes(identity), hash);
         return -(long)(System.Buffers.Binary.BinaryPrimitives.ReadUInt64BigEndian(hash) >> 1) - 1;

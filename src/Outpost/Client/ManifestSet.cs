@@ -119,7 +119,7 @@ internal sealed class ManifestSet
                 }
             }
 
-            items.Add(body);
+            items.Add((JsonNode)body);
         }
 
         return errors.Count > 0 ? throw new ManifestException(errors) : items;

@@ -2,7 +2,6 @@ using System.Globalization;
 using System.Text;
 using System.Text.Json.Nodes;
 using Outpost.Core.Resources;
-using YamlDotNet.Serialization;
 
 namespace Outpost.Client;
 
@@ -11,20 +10,72 @@ internal static class Output
 {
     public static string Json(JsonNode node) => node.ToJsonString(new System.Text.Json.JsonSerializerOptions { WriteIndented = true });
 
-    public static string Yaml(JsonNode? node) =>
-        new SerializerBuilder().WithQuotingNecessaryStrings().Build().Serialize(ToPlain(node));
-
-    private static object? ToPlain(JsonNode? node) => node switch
+    /// <summary>
+    /// YAML as kubectl prints it (block style, strings quoted only where YAML would read them as
+    /// something else), written through YamlDotNet's emitter: no reflection, so AOT-safe.
+    /// </summary>
+    public static string Yaml(JsonNode? node)
     {
-        JsonObject obj => obj.ToDictionary(p => p.Key, p => ToPlain(p.Value)),
-        JsonArray arr => arr.Select(ToPlain).ToList(),
-        JsonValue v when v.TryGetValue<string>(out var s) => s,
-        JsonValue v when v.TryGetValue<bool>(out var b) => b,
-        JsonValue v when v.TryGetValue<long>(out var l) => l,
-        JsonValue v when v.TryGetValue<double>(out var d) => d,
-        null => null,
-        _ => node.ToJsonString(),
-    };
+        using var writer = new StringWriter(CultureInfo.InvariantCulture);
+        var emitter = new YamlDotNet.Core.Emitter(writer);
+        emitter.Emit(new YamlDotNet.Core.Events.StreamStart());
+        emitter.Emit(new YamlDotNet.Core.Events.DocumentStart(null, null, true));
+        Emit(emitter, node);
+        emitter.Emit(new YamlDotNet.Core.Events.DocumentEnd(true));
+        emitter.Emit(new YamlDotNet.Core.Events.StreamEnd());
+        return writer.ToString();
+    }
+
+    private static void Emit(YamlDotNet.Core.IEmitter emitter, JsonNode? node)
+    {
+        switch (node)
+        {
+            case JsonObject obj:
+                emitter.Emit(new YamlDotNet.Core.Events.MappingStart());
+                foreach (var (key, value) in obj)
+                {
+                    Scalar(emitter, key, isString: true);
+                    Emit(emitter, value);
+                }
+
+                emitter.Emit(new YamlDotNet.Core.Events.MappingEnd());
+                break;
+            case JsonArray array:
+                emitter.Emit(new YamlDotNet.Core.Events.SequenceStart(null, null, false, YamlDotNet.Core.Events.SequenceStyle.Block));
+                foreach (var item in array)
+                {
+                    Emit(emitter, item);
+                }
+
+                emitter.Emit(new YamlDotNet.Core.Events.SequenceEnd());
+                break;
+            case JsonValue value when value.TryGetValue<string>(out var text):
+                Scalar(emitter, text, isString: true);
+                break;
+            case null:
+                Scalar(emitter, "null", isString: false);
+                break;
+            default:
+                Scalar(emitter, node.ToJsonString(), isString: false); // numbers and booleans as JSON writes them
+                break;
+        }
+    }
+
+    private static void Scalar(YamlDotNet.Core.IEmitter emitter, string text, bool isString)
+    {
+        var style = !isString ? YamlDotNet.Core.ScalarStyle.Plain
+            : NeedsQuotes(text) ? YamlDotNet.Core.ScalarStyle.DoubleQuoted
+            : text.Contains('\n', StringComparison.Ordinal) ? YamlDotNet.Core.ScalarStyle.Literal
+            : YamlDotNet.Core.ScalarStyle.Any;
+        emitter.Emit(new YamlDotNet.Core.Events.Scalar(null, null, text, style, true, true));
+    }
+
+    /// <summary>A string that YAML's core schema would read as null, a boolean or a number, or that is empty or padded.</summary>
+    private static bool NeedsQuotes(string text) =>
+        text.Length == 0 || char.IsWhiteSpace(text[0]) || char.IsWhiteSpace(text[^1])
+        || text is "~" or "null" or "Null" or "NULL" or "true" or "True" or "TRUE" or "false" or "False" or "FALSE"
+            or "yes" or "Yes" or "YES" or "no" or "No" or "NO" or "on" or "On" or "ON" or "off" or "Off" or "OFF" or "y" or "Y" or "n" or "N"
+        || System.Text.RegularExpressions.Regex.IsMatch(text, @"^[-+]?(\.?[0-9][0-9_]*(\.[0-9_]*)?([eE][-+]?[0-9]+)?|0x[0-9a-fA-F_]+|0o?[0-7_]+|\.(inf|Inf|INF|nan|NaN|NAN))$");
 
     public static string Table(ResourceKind kind, IEnumerable<JsonObject> items, bool wide, DateTimeOffset now)
     {
