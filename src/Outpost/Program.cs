@@ -1,6 +1,9 @@
 using System.CommandLine;
 using Outpost.Commands;
 
+// The release binary carries its native libraries; they must be routed before the first P/Invoke.
+Outpost.Native.EmbeddedLibraries.Register();
+
 var root = new RootCommand("Outpost: an edge computing platform. One control plane, a fleet of edge nodes running WebAssembly apps.")
 {
     RoleCommands.Server(),
