@@ -7,16 +7,23 @@
 #   ./test.sh --stress        the same suite while CPU hogs oversubscribe the cores 3x
 #                             (STRESS_FACTOR=N for N x), so a test that depends on the
 #                             scheduler fails here before it fails in CI
-#   ./test.sh [--stress] ARGS  ARGS go to `dotnet test` (e.g. --filter FullyQualifiedName~Lease)
+#   ./test.sh --aot           then builds the release binaries (./build.sh) and runs the tests
+#                             marked Category=aot against them: the integration smoke tests with
+#                             the NativeAOT linux-x64 binary as server, agent and client, and the
+#                             linux-arm64 binary under qemu as a node. CI always does (CI=true).
+#   ./test.sh [--stress] [--aot] ARGS  ARGS go to `dotnet test` (e.g. --filter FullyQualifiedName~Lease)
 set -euo pipefail
 cd "$(dirname "$0")"
 export DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_NOLOGO=1
 
 stress=0
-if [[ "${1:-}" == "--stress" ]]; then
-  stress=1
+aot=0
+[[ "${CI:-}" == "true" ]] && aot=1
+while [[ "${1:-}" == "--stress" || "${1:-}" == "--aot" ]]; do
+  [[ "$1" == "--stress" ]] && stress=1
+  [[ "$1" == "--aot" ]] && aot=1
   shift
-fi
+done
 
 # In CI (as root), install what some tests need so they run instead of skipping: the
 # wasm32-wasi C toolchain (the test that rebuilds the committed sample modules) and
@@ -68,4 +75,18 @@ started=$SECONDS
 status=0
 dotnet test Outpost.slnx -c Release --no-build "$@" || status=$?
 echo "tests took $(( SECONDS - started )) s$([[ "$stress" == 1 ]] && echo " under stress")"
+
+if [[ "$aot" == 1 ]]; then
+  started=$SECONDS
+  ./build.sh linux-x64 linux-arm64
+  echo "release binaries built in $(( SECONDS - started )) s"
+  started=$SECONDS
+  libs="$(mktemp -d)"
+  # One extraction of the native libraries for all the test processes, not one per test HOME.
+  OUTPOST_BINARY="$PWD/dist/linux-x64/outpost" OUTPOST_LIB_DIR="$libs" \
+    OUTPOST_ARM64_BINARY="$PWD/dist/linux-arm64/outpost" OUTPOST_ARM64_SYSROOT="$(tests/aot/arm64-sysroot.sh)" \
+    dotnet test tests/Outpost.IntegrationTests -c Release --no-build --filter "Category=aot" || status=$?
+  rm -rf "$libs"
+  echo "release-binary tests took $(( SECONDS - started )) s$([[ "$stress" == 1 ]] && echo " under stress")"
+fi
 exit "$status"

@@ -6,6 +6,7 @@ using Outpost.IntegrationTests.Faults;
 namespace Outpost.IntegrationTests;
 
 /// <summary>Buckets between real agents and a real server: directions, conflicts settled by policy, resume from cursors.</summary>
+[Trait("Category", "aot")]
 public sealed class BucketSyncTests
 {
     private static string Bucket(string name, string direction, string policy = "lww") => $"""

@@ -4,6 +4,7 @@ namespace Outpost.IntegrationTests;
 /// Every client verb, given connection settings a user gets wrong, fails with one clear line on
 /// stderr and a non-zero exit: never a stack trace.
 /// </summary>
+[Trait("Category", "aot")]
 public sealed class ClientErrorTests
 {
     [Fact]

@@ -6,6 +6,7 @@ namespace Outpost.IntegrationTests;
 /// What kubectl users type out of habit works the same way with `outpost`: several -f, get -w,
 /// describe in words with the object's events, and a mistyped kind answered with the right one.
 /// </summary>
+[Trait("Category", "aot")]
 public sealed class ClientHabitsTests
 {
     [Fact]

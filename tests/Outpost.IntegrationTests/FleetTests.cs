@@ -3,6 +3,7 @@ using System.Net;
 namespace Outpost.IntegrationTests;
 
 /// <summary>The walking skeleton end to end: real server, real agents, real Wasmtime, real SQLite.</summary>
+[Trait("Category", "aot")]
 public sealed class FleetTests
 {
     private const string AppForSiteA = """

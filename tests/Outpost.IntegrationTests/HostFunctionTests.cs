@@ -3,6 +3,7 @@ using System.Net;
 namespace Outpost.IntegrationTests;
 
 /// <summary>Host functions through a real agent: kv that survives a restart, publish into the outbox, config from ConfigSets.</summary>
+[Trait("Category", "aot")]
 public sealed class HostFunctionTests
 {
     private static void WriteModule(Fleet fleet, string wat)

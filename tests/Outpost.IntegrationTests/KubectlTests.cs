@@ -1,6 +1,7 @@
 namespace Outpost.IntegrationTests;
 
 /// <summary>The real kubectl reads Outpost over TLS with a bearer token: discovery, server-side tables, Kubernetes-shaped nodes.</summary>
+[Trait("Category", "aot")]
 public sealed class KubectlTests
 {
     [SkippableFact]

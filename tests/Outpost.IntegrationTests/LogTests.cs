@@ -5,6 +5,7 @@ using System.Text.RegularExpressions;
 namespace Outpost.IntegrationTests;
 
 /// <summary>App output reaches `outpost logs`: lines written while the server is away arrive after it returns, in order, once; a full ring drops the oldest and counts them.</summary>
+[Trait("Category", "aot")]
 public sealed class LogTests
 {
     [Fact]

@@ -19,19 +19,37 @@ public sealed class OutpostProcess : IAsyncDisposable
 
     public static string OutpostDll => Path.Combine(AppContext.BaseDirectory, "outpost.dll");
 
-    public static OutpostProcess Start(string home, params string[] args)
+    /// <summary>
+    /// The release binary under test when OUTPOST_BINARY names one (./build.sh's
+    /// dist/linux-x64/outpost: `./test.sh --aot`, and CI); otherwise the JIT build beside the tests.
+    /// </summary>
+    public static string? Binary => Environment.GetEnvironmentVariable("OUTPOST_BINARY") is { Length: > 0 } path ? Path.GetFullPath(path) : null;
+
+    /// <summary>The command line that runs outpost, for a shell: the release binary or `dotnet outpost.dll`.</summary>
+    public static string ShellCommand => Binary is { } binary ? $"'{binary}'" : $"dotnet '{OutpostDll}'";
+
+    public static OutpostProcess Start(string home, params string[] args) =>
+        StartProgram(home, Binary ?? "dotnet", Binary is null ? [OutpostDll, .. args] : args);
+
+    /// <summary>Starts a program (an outpost binary, or qemu running one) with a test's isolation and output capture.</summary>
+    public static OutpostProcess StartProgram(string home, string program, IEnumerable<string> args, IReadOnlyDictionary<string, string>? environment = null)
     {
-        var info = new ProcessStartInfo("dotnet")
+        ArgumentNullException.ThrowIfNull(args);
+        var info = new ProcessStartInfo(program)
         {
             RedirectStandardOutput = true,
             RedirectStandardError = true,
             RedirectStandardInput = true,
             UseShellExecute = false,
         };
-        info.ArgumentList.Add(OutpostDll);
         foreach (var arg in args)
         {
             info.ArgumentList.Add(arg);
+        }
+
+        foreach (var (name, value) in environment ?? new Dictionary<string, string>())
+        {
+            info.Environment[name] = value;
         }
 
         // Isolate each test's processes: their own HOME, no inherited Outpost settings.

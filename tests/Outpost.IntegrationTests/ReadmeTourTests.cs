@@ -12,6 +12,7 @@ namespace Outpost.IntegrationTests;
 /// `up` does for the tour; the server and agent tests cover it.
 /// </summary>
 [Collection(RunsAlone.Name)]
+[Trait("Category", "aot")]
 public sealed class ReadmeTourTests
 {
     /// <summary>How long a following command (logs -f) runs before it is stopped, as a user's Ctrl-C.</summary>
@@ -30,7 +31,7 @@ public sealed class ReadmeTourTests
 
         var dir = Directory.CreateDirectory(Path.Combine(fleet.Root, "tour")).FullName;
         var shim = Path.Combine(dir, "outpost");
-        await File.WriteAllTextAsync(shim, $"#!/bin/sh\nexec dotnet '{OutpostProcess.OutpostDll}' \"$@\"\n");
+        await File.WriteAllTextAsync(shim, $"#!/bin/sh\nexec {OutpostProcess.ShellCommand} \"$@\"\n");
         File.SetUnixFileMode(shim, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute);
         var (server, gateway) = FreePorts();
         string Local(string text) => text

@@ -1,6 +1,7 @@
 namespace Outpost.IntegrationTests;
 
 /// <summary>Application revisions with a real server and agent: history, and undo rolling the fleet back.</summary>
+[Trait("Category", "aot")]
 public sealed class RolloutTests
 {
     private static string Greeting(string text) => Fleet.HelloApp + $"""

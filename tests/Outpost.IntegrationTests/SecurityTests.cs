@@ -14,6 +14,7 @@ namespace Outpost.IntegrationTests;
 /// Negative tests of the security model with real processes: each asserts the refusal and
 /// that nothing changed.
 /// </summary>
+[Trait("Category", "aot")]
 public sealed class SecurityTests
 {
     private static async Task<(int Exit, string Output)> RunAgentToExitAsync(Fleet fleet, string name, string token)

@@ -4,6 +4,7 @@ using Microsoft.Data.Sqlite;
 namespace Outpost.IntegrationTests;
 
 /// <summary>Timer and topic triggers through a real agent, with a device publishing via the gateway.</summary>
+[Trait("Category", "aot")]
 public sealed class TriggerTests
 {
     [Fact]

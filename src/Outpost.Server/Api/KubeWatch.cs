@@ -79,7 +79,9 @@ public static class KubeWatch
 
                 foreach (var (type, item) in events)
                 {
-                    var body = asTable ? await table([item], page.Revision) : item;
+                    // A copy: the object stays in `seen`, and a node has one parent (a DELETED line
+                    // may send an object a line of the previous look already carried).
+                    var body = asTable ? await table([item], page.Revision) : item.DeepClone();
                     var line = new JsonObject { ["type"] = type, ["object"] = body }.ToJsonString() + "\n";
                     await context.Response.Body.WriteAsync(Encoding.UTF8.GetBytes(line), stop.Token);
                 }

@@ -1,0 +1,67 @@
+using System.Security.Cryptography;
+
+namespace Outpost.IntegrationTests;
+
+/// <summary>
+/// The NativeAOT release binary (./build.sh's dist/linux-x64/outpost, named by OUTPOST_BINARY in
+/// `./test.sh --aot` and CI) on a machine as a node has it: no .NET runtime, no dotnet on the PATH,
+/// its native libraries only inside itself. Skipped when no release binary is under test.
+/// </summary>
+[Trait("Category", "aot")]
+public sealed class ReleaseBinaryTests
+{
+    [SkippableFact]
+    public async Task WithNoDotnetAnywhere_ItExtractsItsLibraries_ServesApps_AndReextractsADamagedOne()
+    {
+        Skip.If(OutpostProcess.Binary is null, "no OUTPOST_BINARY: run ./test.sh --aot to test the release binary");
+        await using var fleet = new Fleet();
+        var libs = Directory.CreateDirectory(Path.Combine(fleet.Root, "lib")).FullName;
+        var nothing = Directory.CreateDirectory(Path.Combine(fleet.Root, "empty-path")).FullName;
+        // The process environment is the test's own; these take dotnet out of it.
+        var bare = new Dictionary<string, string> { ["PATH"] = nothing, ["OUTPOST_LIB_DIR"] = libs, ["DOTNET_ROOT"] = "", ["DOTNET_HOST_PATH"] = "" };
+
+        async Task<(OutpostProcess Server, OutpostProcess Agent, string Gateway)> StartAsync()
+        {
+            var server = OutpostProcess.StartProgram(fleet.Home, OutpostProcess.Binary!,
+                ["server", "--data-dir", Path.Combine(fleet.Root, "server"), "--listen", "127.0.0.1:0"], bare);
+            var url = await server.WaitForLineAsync("server:", Fleet.StartTimeout);
+            var (code, token) = await fleet.ClientAsync("token", "create");
+            Assert.True(code == 0, token);
+            var agent = OutpostProcess.StartProgram(fleet.Home, OutpostProcess.Binary!,
+                ["agent", "--server", url, "--token", token.Trim(), "--name", "edge-1", "--data-dir", fleet.AgentDir("edge-1"), "--gateway", "127.0.0.1:0"], bare);
+            return (server, agent, await agent.WaitForLineAsync("node edge-1:", Fleet.StartTimeout));
+        }
+
+        var (server, agent, gateway) = await StartAsync();
+        await using (server)
+        await using (agent)
+        {
+            var (code, output) = await fleet.ClientAsync("apply", "-f", fleet.WriteManifest("hello.yaml", Fleet.HelloApp));
+            Assert.True(code == 0, output);
+            await Fleet.WaitForBodyAsync(gateway + "/hello", "hello from edge-1 (path /)\n", Fleet.Patience);
+        }
+
+        // Extracted once, into folders named by the content's hash.
+        var wasmtime = Assert.Single(Directory.GetFiles(libs, "libwasmtime.so", SearchOption.AllDirectories));
+        Assert.Single(Directory.GetFiles(libs, "libe_sqlite3.so", SearchOption.AllDirectories));
+        Assert.StartsWith(Path.GetFileName(Path.GetDirectoryName(wasmtime))!, Convert.ToHexStringLower(SHA256.HashData(await File.ReadAllBytesAsync(wasmtime))), StringComparison.Ordinal);
+
+        // Someone edits the library: the next start notices, says so and extracts it again.
+        await using (var file = new FileStream(wasmtime, FileMode.Open, FileAccess.Write))
+        {
+            file.SetLength(file.Length / 2);
+        }
+
+        (server, agent, gateway) = await StartAsync();
+        await using (server)
+        await using (agent)
+        {
+            await Fleet.WaitForBodyAsync(gateway + "/hello", "hello from edge-1 (path /)\n", Fleet.Patience);
+            // Whichever process loads it first (the server checks modules with Wasmtime too) repairs it.
+            var said = $"{wasmtime} does not match its SHA-256 (edited or truncated?): extracting it again";
+            await Eventually.UntilAsync(() => server.Output + agent.Output, o => o.Contains(said, StringComparison.Ordinal), Fleet.Patience, "a process to say it re-extracted libwasmtime.so", o => o);
+        }
+
+        Assert.StartsWith(Path.GetFileName(Path.GetDirectoryName(wasmtime))!, Convert.ToHexStringLower(SHA256.HashData(await File.ReadAllBytesAsync(wasmtime))), StringComparison.Ordinal);
+    }
+}
