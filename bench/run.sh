@@ -10,6 +10,8 @@
 #             Kestrel returning the same bytes, and Node.js instantiating the same
 #             .wasm per request; ratios are gateway/kestrel and gateway/node.
 #             LOGS=1: hello also logs every request, shipped to the (same-box) server.
+#             AGENT=aot: the fleet is the release binary (dist/linux-x64/outpost, built
+#             by ./build.sh when missing) instead of the JIT build.
 #   ready     how long a published (ReadyToRun) agent takes, from start, to load its
 #             apps from local state: with the precompiled cache warm (a restart)
 #             against the same start with the cache emptied (every module compiled),
@@ -27,6 +29,13 @@
 #             last 500 to the first 200 from the old revision, swapped back by the node on
 #             its own (baseline: one request round trip); medians of RUNS (default 5),
 #             after WARMUPS (default 3) untimed fleet updates; the published ReadyToRun build.
+#   footprint the release binary (./build.sh, NativeAOT) against the JIT build (`dotnet
+#             outpost.dll`) in the same run: the size of the one file for linux-x64 and
+#             linux-arm64; an agent's RSS serving the three samples after IDLE (default 60)
+#             seconds idle; agent start to the first 200 from its gateway, serving from local
+#             state with the server down; a client round trip (`outpost get nodes`, process
+#             start included); the server's RSS with AGENTS (default 100) idle agents (AOT
+#             agents both times). Medians of RUNS (default 15) where timed.
 #   converge  time from `outpost apply` returning to the app answering 200 on a
 #             node's gateway, and from `outpost delete` returning to 404; the
 #             baseline is a no-op client round trip (`outpost get apps`) measured
@@ -65,7 +74,13 @@ case "$scenario" in
       sed '/LOG_REQUESTS/d; s|\.\./apps/hello|apps/hello|' "$root/samples/manifests/hello.yaml" >"$work/manifests/hello.yaml"
       manifests="$work/manifests"
     fi
-    dotnet "$root/src/Outpost/bin/Release/net10.0/outpost.dll" up --agents 1 --data-dir "$work/fleet" --server-port "$base" \
+    fleet=(dotnet "$root/src/Outpost/bin/Release/net10.0/outpost.dll")
+    if [[ "${AGENT:-jit}" == aot ]]; then
+      [[ -x "$root/dist/linux-x64/outpost" ]] || "$root/build.sh" linux-x64 >&2
+      fleet=("$root/dist/linux-x64/outpost")
+      export OUTPOST_LIB_DIR="$work/lib"
+    fi
+    "${fleet[@]}" up --agents 1 --data-dir "$work/fleet" --server-port "$base" \
       --gateway-port "$gateway" --manifests "$manifests" >"$work/up.log" 2>&1 & pids+=($!)
     dotnet "$root/bench/Outpost.Bench/bin/Release/net10.0/Outpost.Bench.dll" kestrel "$kestrel" >"$work/kestrel.log" 2>&1 & pids+=($!)
     node "$root/bench/node/server.mjs" "$root/samples/apps/hello/hello.wasm" "$nodeport" >"$work/node.log" 2>&1 & pids+=($!)
@@ -84,7 +99,7 @@ case "$scenario" in
     read -r k_rps _ < <(measure "http://127.0.0.1:$kestrel/hello")
     read -r n_rps _ < <(measure "http://127.0.0.1:$nodeport/hello")
     echo "gateway ${g_rps} req/s (p99 ${g_p99} ms), plain kestrel ${k_rps} req/s, node ${n_rps} req/s (wrk -t2 -c64 -d${duration}s each)"
-    echo "http logs=${LOGS:-0} gateway_rps=${g_rps} kestrel_rps=${k_rps} ratio=$(awk -v a="$g_rps" -v b="$k_rps" 'BEGIN {printf "%.2f", a/b}') node_rps=${n_rps} node_ratio=$(awk -v a="$g_rps" -v b="$n_rps" 'BEGIN {printf "%.2f", a/b}') p99_ms=${g_p99}"
+    echo "http agent=${AGENT:-jit} logs=${LOGS:-0} gateway_rps=${g_rps} kestrel_rps=${k_rps} ratio=$(awk -v a="$g_rps" -v b="$k_rps" 'BEGIN {printf "%.2f", a/b}') node_rps=${n_rps} node_ratio=$(awk -v a="$g_rps" -v b="$n_rps" 'BEGIN {printf "%.2f", a/b}') p99_ms=${g_p99}"
     ;;
   ready)
     work="$(mktemp -d)"
@@ -142,6 +157,84 @@ case "$scenario" in
     dotnet build "$root/bench/Outpost.Bench" -c Release -nologo -v q >/dev/null
     dotnet "$root/bench/Outpost.Bench/bin/Release/net10.0/Outpost.Bench.dll" rollback \
       "$work/bin/outpost.dll" "$root/samples" "${AGENTS:-100}" "${RUNS:-5}" "${WARMUPS:-3}"
+    ;;
+  footprint)
+    "$root/build.sh" >&2
+    dotnet build "$root/src/Outpost" -c Release -nologo -v q >/dev/null
+    dotnet build "$root/bench/Outpost.Bench" -c Release -nologo -v q >/dev/null
+    aot=("$root/dist/linux-x64/outpost")
+    jit=(dotnet "$root/src/Outpost/bin/Release/net10.0/outpost.dll")
+    bench=(dotnet "$root/bench/Outpost.Bench/bin/Release/net10.0/Outpost.Bench.dll")
+    work="$(mktemp -d)"
+    pids=()
+    stop_all() { if [[ ${#pids[@]} -gt 0 ]]; then kill -TERM "${pids[@]}" 2>/dev/null || true; wait "${pids[@]}" 2>/dev/null || true; fi; pids=(); }
+    trap 'stop_all; rm -rf "$work"' EXIT
+    export HOME="$work/home" OUTPOST_LIB_DIR="$work/lib"
+    mkdir -p "$HOME"
+    mb() { awk -v b="$1" 'BEGIN {printf "%.1f", b / 1048576}'; }
+    rss_mb() { awk '/^VmRSS/ {printf "%.1f", $2 / 1024}' "/proc/$1/status"; }
+    x64_mb=$(mb "$(stat -c %s "$root/dist/linux-x64/outpost")")
+    arm64_mb=$(mb "$(stat -c %s "$root/dist/linux-arm64/outpost")")
+    port=$((20000 + RANDOM % 10000)); url="https://127.0.0.1:$port"
+    start_server() { # binary... -> starts it on $port
+      "$@" server --data-dir "$work/server" --listen "127.0.0.1:$port" >"$work/server.log" 2>&1 & pids+=($!); server_pid=$!
+      for _ in $(seq 1 240); do grep -q '^server:' "$work/server.log" && return; sleep 0.25; done
+      echo "server did not start" >&2; cat "$work/server.log" >&2; exit 1
+    }
+    start_server "${aot[@]}"
+    export OUTPOST_CONFIG="$work/server/config.yaml"
+    token=$("${aot[@]}" token create)
+    "${aot[@]}" apply -f "$root/samples/manifests" >/dev/null
+    # Agent RSS: one release agent and one JIT agent, each serving the three samples, then idle.
+    ga=$((port + 1)); gj=$((port + 2))
+    "${aot[@]}" agent --server "$url" --token "$token" --name aot-1 --data-dir "$work/aot-1" --gateway "127.0.0.1:$ga" >"$work/aot-1.log" 2>&1 & pids+=($!); aot_agent=$!
+    "${jit[@]}" agent --server "$url" --token "$token" --name jit-1 --data-dir "$work/jit-1" --gateway "127.0.0.1:$gj" >"$work/jit-1.log" 2>&1 & pids+=($!); jit_agent=$!
+    for g in $ga $gj; do
+      for app in hello echo sensor; do
+        for _ in $(seq 1 240); do curl -sf -o /dev/null "http://127.0.0.1:$g/$app" && break; sleep 0.25; done
+        curl -sf -o /dev/null "http://127.0.0.1:$g/$app" || { echo "gateway $g does not serve /$app" >&2; exit 1; }
+      done
+    done
+    sleep "${IDLE:-60}"
+    agent_rss=$(rss_mb $aot_agent); agent_rss_jit=$(rss_mb $jit_agent)
+    stop_all
+    # Start to serving from local state, offline (the server is stopped too).
+    : >"$work/ready.txt"; : >"$work/ready_jit.txt"
+    for _ in $(seq 1 "$runs"); do
+      "${bench[@]}" firstanswer "http://127.0.0.1:$ga/hello" "${aot[0]}" agent --server "$url" --name aot-1 --data-dir "$work/aot-1" --gateway "127.0.0.1:$ga" >>"$work/ready.txt"
+      "${bench[@]}" firstanswer "http://127.0.0.1:$gj/hello" dotnet "${jit[1]}" agent --server "$url" --name jit-1 --data-dir "$work/jit-1" --gateway "127.0.0.1:$gj" >>"$work/ready_jit.txt"
+    done
+    ready=$(median <"$work/ready.txt"); ready_jit=$(median <"$work/ready_jit.txt")
+    # A client round trip, process start included.
+    start_server "${aot[@]}"
+    : >"$work/cli.txt"; : >"$work/cli_jit.txt"
+    for _ in $(seq 1 "$runs"); do
+      t0=$(date +%s%N); "${aot[@]}" get nodes >/dev/null; t1=$(date +%s%N); echo $(( (t1 - t0) / 1000000 )) >>"$work/cli.txt"
+      t0=$(date +%s%N); "${jit[@]}" get nodes >/dev/null; t1=$(date +%s%N); echo $(( (t1 - t0) / 1000000 )) >>"$work/cli_jit.txt"
+    done
+    cli=$(median <"$work/cli.txt"); cli_jit=$(median <"$work/cli_jit.txt")
+    stop_all
+    # The server with AGENTS idle release agents: the release server, then the JIT one.
+    server_rss_with_agents() { # binary... -> RSS MB once every agent is Ready and the fleet idled
+      rm -rf "$work/server" "$work"/edge-*
+      start_server "$@"
+      local t; t=$("${aot[@]}" token create)
+      for i in $(seq 1 "${AGENTS:-100}"); do
+        "${aot[@]}" agent --server "$url" --token "$t" --name "edge-$i" --data-dir "$work/edge-$i" --gateway 127.0.0.1:0 >/dev/null 2>&1 & pids+=($!)
+      done
+      for _ in $(seq 1 600); do
+        [[ $("${aot[@]}" get nodes 2>/dev/null | grep -c ' Ready ') -ge ${AGENTS:-100} ]] && break
+        sleep 1
+      done
+      sleep "${IDLE_FLEET:-30}"
+      rss_mb "$server_pid"
+      stop_all
+    }
+    server_rss=$(server_rss_with_agents "${aot[@]}")
+    server_rss_jit=$(server_rss_with_agents "${jit[@]}")
+    echo "sizes: linux-x64 ${x64_mb} MB, linux-arm64 ${arm64_mb} MB; agent RSS idle with 3 apps: ${agent_rss} MB (JIT ${agent_rss_jit} MB)"
+    echo "offline start to first 200: ${ready} ms (JIT ${ready_jit} ms); get nodes round trip: ${cli} ms (JIT ${cli_jit} ms); server RSS with ${AGENTS:-100} agents: ${server_rss} MB (JIT ${server_rss_jit} MB)"
+    echo "footprint x64_mb=$x64_mb arm64_mb=$arm64_mb agent_rss_mb=$agent_rss agent_rss_jit_mb=$agent_rss_jit ready_ms=$ready ready_jit_ms=$ready_jit cli_ms=$cli cli_jit_ms=$cli_jit server_rss_100_mb=$server_rss server_rss_100_jit_mb=$server_rss_jit"
     ;;
   converge)
     dotnet build "$root/src/Outpost" -c Release -nologo -v q >/dev/null

@@ -17,7 +17,9 @@ switch (args.FirstOrDefault())
     case "rollback":
         await RollbackBench.RunAsync(args[1], args[2], int.Parse(args[3], CultureInfo.InvariantCulture), int.Parse(args[4], CultureInfo.InvariantCulture), int.Parse(args[5], CultureInfo.InvariantCulture));
         return 0;
+    case "firstanswer":
+        return await FirstAnswer.RunAsync(args[1], args[2], args[3..]);
     default:
-        Console.Error.WriteLine("usage: Outpost.Bench coldstart [iterations] | kestrel PORT | sync OUTPOST_DLL SAMPLES RECORDS IDLE_SECONDS | rollback OUTPOST_DLL SAMPLES AGENTS RUNS WARMUPS");
+        Console.Error.WriteLine("usage: Outpost.Bench coldstart [iterations] | kestrel PORT | sync OUTPOST_DLL SAMPLES RECORDS IDLE_SECONDS | rollback OUTPOST_DLL SAMPLES AGENTS RUNS WARMUPS | firstanswer URL PROGRAM ARGS...");
         return 2;
 }

@@ -6,8 +6,9 @@ Outpost.Native.EmbeddedLibraries.Register();
 
 var root = new RootCommand("Outpost: an edge computing platform. One control plane, a fleet of edge nodes running WebAssembly apps.")
 {
-    RoleCommands.Server(),
-    RoleCommands.Agent(),
+    WithSubcommand(RoleCommands.Server(), InstallCommands.ServerInstall()),
+    WithSubcommand(RoleCommands.Agent(), InstallCommands.AgentInstall()),
+    InstallCommands.Uninstall(),
     RoleCommands.Up(),
     ClientCommands.Apply(),
     ClientCommands.Get(),
@@ -26,3 +27,9 @@ root.Options.Add(CommonOptions.Token);
 root.Options.Add(CommonOptions.Config);
 
 return await root.Parse(args).InvokeAsync();
+
+static Command WithSubcommand(Command command, Command subcommand)
+{
+    command.Subcommands.Add(subcommand);
+    return command;
+}

@@ -145,8 +145,7 @@ internal static class RoleCommands
             }
 
             var dir = Path.GetFullPath(result.GetValue(dataDir)!);
-            var samples = result.GetValue(manifests) ?? FindSamples()
-                ?? throw new ManifestException("samples/manifests not found: run from the repository root or pass --manifests DIR");
+            var samples = result.GetValue(manifests) ?? FindSamples() ?? UnpackSamples(dir);
 
             await using var server = OutpostServer.Create(new ServerOptions
             {
@@ -211,6 +210,27 @@ internal static class RoleCommands
             return 0;
         }));
         return command;
+    }
+
+    /// <summary>
+    /// The samples this binary carries (the release build has nothing beside it), written under
+    /// the fleet's data dir, as the repository lays them out; returns their manifests directory.
+    /// </summary>
+    private static string UnpackSamples(string dataDir)
+    {
+        var assembly = typeof(RoleCommands).Assembly;
+        var root = Path.Combine(dataDir, "samples");
+        foreach (var name in assembly.GetManifestResourceNames().Where(n => n.StartsWith("samples/", StringComparison.Ordinal)))
+        {
+            var path = Path.Combine(dataDir, name.Replace('\\', '/'));
+            Directory.CreateDirectory(Path.GetDirectoryName(path)!);
+            using var source = assembly.GetManifestResourceStream(name)!;
+            using var target = File.Create(path);
+            source.CopyTo(target);
+        }
+
+        var manifests = Path.Combine(root, "manifests");
+        return Directory.Exists(manifests) ? manifests : throw new ManifestException("samples/manifests not found: pass --manifests DIR");
     }
 
     private static string? FindSamples()
