@@ -32,7 +32,8 @@ public sealed class OutpostProcess : IAsyncDisposable
         StartProgram(home, Binary ?? "dotnet", Binary is null ? [OutpostDll, .. args] : args);
 
     /// <summary>Starts a program (an outpost binary, or qemu running one) with a test's isolation and output capture.</summary>
-    public static OutpostProcess StartProgram(string home, string program, IEnumerable<string> args, IReadOnlyDictionary<string, string>? environment = null)
+    public static OutpostProcess StartProgram(string home, string program, IEnumerable<string> args, IReadOnlyDictionary<string, string>? environment = null,
+        string? workingDirectory = null)
     {
         ArgumentNullException.ThrowIfNull(args);
         var info = new ProcessStartInfo(program)
@@ -41,6 +42,7 @@ public sealed class OutpostProcess : IAsyncDisposable
             RedirectStandardError = true,
             RedirectStandardInput = true,
             UseShellExecute = false,
+            WorkingDirectory = workingDirectory ?? "",
         };
         foreach (var arg in args)
         {

@@ -64,4 +64,54 @@ public sealed class ReleaseBinaryTests
 
         Assert.StartsWith(Path.GetFileName(Path.GetDirectoryName(wasmtime))!, Convert.ToHexStringLower(SHA256.HashData(await File.ReadAllBytesAsync(wasmtime))), StringComparison.Ordinal);
     }
+
+    [SkippableFact]
+    public async Task Up_FromTheOneFileAlone_DeploysTheSamplesItCarries()
+    {
+        Skip.If(OutpostProcess.Binary is null, "no OUTPOST_BINARY: run ./test.sh --aot to test the release binary");
+        await using var fleet = new Fleet();
+        // The binary alone in a folder, run from another: no samples beside it or above either.
+        var bin = Directory.CreateDirectory(Path.Combine(fleet.Root, "bin")).FullName;
+        var binary = Path.Combine(bin, "outpost");
+        File.Copy(OutpostProcess.Binary!, binary);
+        File.SetUnixFileMode(binary, File.GetUnixFileMode(OutpostProcess.Binary!));
+        var elsewhere = Directory.CreateDirectory(Path.Combine(fleet.Root, "elsewhere")).FullName;
+        var (server, gateway) = FreePorts();
+        var data = Path.Combine(fleet.Root, "fleet");
+        await using var up = OutpostProcess.StartProgram(fleet.Home, binary, ["up", "--agents", "1", "--data-dir", data,
+            "--server-port", server.ToString(System.Globalization.CultureInfo.InvariantCulture), "--gateway-port", gateway.ToString(System.Globalization.CultureInfo.InvariantCulture)],
+            workingDirectory: elsewhere);
+        await up.WaitForLineAsync("fleet up", Fleet.StartTimeout);
+        await Fleet.WaitForBodyAsync($"http://127.0.0.1:{gateway}/hello", "hello from edge-1 (path /)\n", Fleet.Patience);
+        Assert.True(File.Exists(Path.Combine(data, "samples", "manifests", "hello.yaml")));
+        Assert.True(File.Exists(Path.Combine(data, "samples", "apps", "sensor", "sensor.wasm")));
+        await up.StopAsync();
+    }
+
+    /// <summary>A server port and a gateway port nothing listens on, outside the range port 0 picks from.</summary>
+    private static (int Server, int Gateway) FreePorts()
+    {
+        static bool Free(int port)
+        {
+            try
+            {
+                using var probe = new System.Net.Sockets.TcpListener(System.Net.IPAddress.Loopback, port);
+                probe.Start();
+                return true;
+            }
+            catch (System.Net.Sockets.SocketException)
+            {
+                return false;
+            }
+        }
+
+        while (true)
+        {
+            var server = Random.Shared.Next(20000, 30000);
+            if (Free(server) && Free(server + 1))
+            {
+                return (server, server + 1);
+            }
+        }
+    }
 }
