@@ -25,14 +25,16 @@ internal static class EmbeddedLibraries
     public static void Register()
     {
         var self = typeof(EmbeddedLibraries).Assembly;
-        if (self.GetManifestResourceInfo(Prefix + "libwasmtime.so.gz") is not null)
+        foreach (var (file, assembly, name) in new[]
         {
-            NativeLibrary.SetDllImportResolver(typeof(Wasmtime.Engine).Assembly, (name, _, _) => name.Contains("wasmtime", StringComparison.Ordinal) ? Load("libwasmtime.so") : 0);
-        }
-
-        if (self.GetManifestResourceInfo(Prefix + "libe_sqlite3.so.gz") is not null)
+            ("libwasmtime.so", typeof(Wasmtime.Engine).Assembly, "wasmtime"),
+            ("libe_sqlite3.so", typeof(SQLitePCL.SQLite3Provider_e_sqlite3).Assembly, "e_sqlite3"),
+        })
         {
-            NativeLibrary.SetDllImportResolver(typeof(SQLitePCL.SQLite3Provider_e_sqlite3).Assembly, (name, _, _) => name.Contains("e_sqlite3", StringComparison.Ordinal) ? Load("libe_sqlite3.so") : 0);
+            if (self.GetManifestResourceInfo(Prefix + file + ".gz") is not null)
+            {
+                NativeLibrary.SetDllImportResolver(assembly, (library, _, _) => library.Contains(name, StringComparison.Ordinal) ? Load(file) : 0);
+            }
         }
     }
 
@@ -113,7 +115,23 @@ internal static class EmbeddedLibraries
 
     private static string HashOf(string path)
     {
-        using var stream = File.OpenRead(path);
-        return Convert.ToHexStringLower(SHA256.HashData(stream));
+        // In 1 MiB reads: libwasmtime.so is ~24 MB, and 4 KiB reads cost thousands of syscalls.
+        using var stream = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read, bufferSize: 0);
+        using var hash = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
+        var buffer = System.Buffers.ArrayPool<byte>.Shared.Rent(1 << 20);
+        try
+        {
+            int read;
+            while ((read = stream.Read(buffer, 0, buffer.Length)) > 0)
+            {
+                hash.AppendData(buffer, 0, read);
+            }
+        }
+        finally
+        {
+            System.Buffers.ArrayPool<byte>.Shared.Return(buffer);
+        }
+
+        return Convert.ToHexStringLower(hash.GetHashAndReset());
     }
 }
