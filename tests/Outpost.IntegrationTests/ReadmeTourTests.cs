@@ -33,7 +33,8 @@ public sealed class ReadmeTourTests
         var shim = Path.Combine(dir, "outpost");
         await File.WriteAllTextAsync(shim, $"#!/bin/sh\nexec {OutpostProcess.ShellCommand} \"$@\"\n");
         File.SetUnixFileMode(shim, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute);
-        var (server, gateway) = FreePorts();
+        var server = Ports.FreeRun(3);
+        var gateway = server + 1;
         string Local(string text) => text
             .Replace("127.0.0.1:7440", $"127.0.0.1:{server}", StringComparison.Ordinal)
             .Replace("127.0.0.1:8080", $"127.0.0.1:{gateway}", StringComparison.Ordinal)
@@ -131,35 +132,6 @@ public sealed class ReadmeTourTests
         info.Environment.Remove("KUBECONFIG");
         using var process = Process.Start(info)!;
         return await Tool.CompleteAsync(process, script);
-    }
-
-    /// <summary>A server port and two consecutive gateway ports nothing listens on.</summary>
-    private static (int Server, int Gateway) FreePorts()
-    {
-        static bool Free(int port)
-        {
-            try
-            {
-                using var probe = new System.Net.Sockets.TcpListener(System.Net.IPAddress.Loopback, port);
-                probe.Start();
-                return true;
-            }
-            catch (System.Net.Sockets.SocketException)
-            {
-                return false;
-            }
-        }
-
-        var random = new Random();
-        while (true)
-        {
-            var server = random.Next(20000, 30000);
-            var gateway = server + 1;
-            if (Free(server) && Free(gateway) && Free(gateway + 1))
-            {
-                return (server, gateway);
-            }
-        }
     }
 
     private static string FindRepoRoot()

@@ -76,7 +76,8 @@ public sealed class ReleaseBinaryTests
         File.Copy(OutpostProcess.Binary!, binary);
         File.SetUnixFileMode(binary, File.GetUnixFileMode(OutpostProcess.Binary!));
         var elsewhere = Directory.CreateDirectory(Path.Combine(fleet.Root, "elsewhere")).FullName;
-        var (server, gateway) = FreePorts();
+        var server = Ports.FreeRun(2);
+        var gateway = server + 1;
         var data = Path.Combine(fleet.Root, "fleet");
         await using var up = OutpostProcess.StartProgram(fleet.Home, binary, ["up", "--agents", "1", "--data-dir", data,
             "--server-port", server.ToString(System.Globalization.CultureInfo.InvariantCulture), "--gateway-port", gateway.ToString(System.Globalization.CultureInfo.InvariantCulture)],
@@ -86,32 +87,5 @@ public sealed class ReleaseBinaryTests
         Assert.True(File.Exists(Path.Combine(data, "samples", "manifests", "hello.yaml")));
         Assert.True(File.Exists(Path.Combine(data, "samples", "apps", "sensor", "sensor.wasm")));
         await up.StopAsync();
-    }
-
-    /// <summary>A server port and a gateway port nothing listens on, outside the range port 0 picks from.</summary>
-    private static (int Server, int Gateway) FreePorts()
-    {
-        static bool Free(int port)
-        {
-            try
-            {
-                using var probe = new System.Net.Sockets.TcpListener(System.Net.IPAddress.Loopback, port);
-                probe.Start();
-                return true;
-            }
-            catch (System.Net.Sockets.SocketException)
-            {
-                return false;
-            }
-        }
-
-        while (true)
-        {
-            var server = Random.Shared.Next(20000, 30000);
-            if (Free(server) && Free(server + 1))
-            {
-                return (server, server + 1);
-            }
-        }
     }
 }
