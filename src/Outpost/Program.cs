@@ -26,7 +26,9 @@ root.Options.Add(CommonOptions.Server);
 root.Options.Add(CommonOptions.Token);
 root.Options.Add(CommonOptions.Config);
 
-return await root.Parse(args).InvokeAsync();
+// The roles handle SIGTERM and Ctrl-C themselves and stop cleanly (RoleCommands.RunUntilStoppedAsync);
+// System.CommandLine would otherwise end the process 2 s after the signal, whatever it was doing.
+return await root.Parse(args).InvokeAsync(new InvocationConfiguration { ProcessTerminationTimeout = null });
 
 static Command WithSubcommand(Command command, Command subcommand)
 {

@@ -64,6 +64,26 @@ public sealed class FleetTests
     }
 
     [Fact]
+    public async Task Sigterm_StopsAgentAndServerCleanly_AsAServiceManagerExpects()
+    {
+        await using var fleet = new Fleet();
+        await fleet.StartServerAsync();
+        var (agent, gateway) = await fleet.StartAgentAsync("edge-1", await fleet.CreateJoinTokenAsync(), "site=a");
+        var (code, output) = await fleet.ClientAsync("apply", "-f", fleet.WriteManifest("a.yaml", AppForSiteA));
+        Assert.True(code == 0, output);
+        await Fleet.WaitForStatusAsync(gateway + "/hello-a", HttpStatusCode.OK, Fleet.Patience);
+        await WaitForNodesReadyAsync(fleet, "edge-1");
+
+        // systemd's stop: SIGTERM, then a wait (TimeoutStopSec=30s in the unit). Exit 0 means the
+        // role stopped on its own, not that something killed it after a grace period.
+        await agent.StopAsync();
+        Assert.True(agent.ExitCode == 0, $"the agent exited {agent.ExitCode}:\n{agent.Output}");
+        Assert.DoesNotContain("BackgroundService failed", agent.Output, StringComparison.Ordinal);
+        await fleet.Server!.StopAsync();
+        Assert.True(fleet.Server.ExitCode == 0, $"the server exited {fleet.Server.ExitCode}:\n{fleet.Server.Output}");
+    }
+
+    [Fact]
     public async Task AgentRestartedWithServerDown_KeepsServingFromLocalState()
     {
         await using var fleet = new Fleet();

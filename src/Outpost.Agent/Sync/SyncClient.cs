@@ -139,6 +139,10 @@ public sealed partial class SyncClient(
         catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
         {
         }
+        catch (RpcException ex) when (ex.StatusCode == StatusCode.Cancelled && stoppingToken.IsCancellationRequested)
+        {
+            // The agent is stopping: its own cancellation ended the stream, which is no failure.
+        }
         finally
         {
             apps.StatusChanged -= OnStatusChanged;
