@@ -130,6 +130,7 @@ public sealed class ExactlyOnceTests
         var port = new Uri(fleet.ServerUrl).Port;
         var token = await fleet.CreateJoinTokenAsync();
         var (_, gateway) = await fleet.StartAgentAsync("edge-1", token, extra: ["--outbox-quota", "20KiB"]);
+        await fleet.WaitForNodeStateAsync("edge-1", "Ready"); // joined: the node's status is what the test reads
         await fleet.Server!.StopAsync();
 
         // 300 records of 75 bytes = 22,500 bytes: the oldest must go to stay under 20 KiB.

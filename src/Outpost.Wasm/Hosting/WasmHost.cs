@@ -105,14 +105,15 @@ public sealed class WasmHost : IDisposable
     /// </summary>
     public WasmModule Compile(string name, ReadOnlySpan<byte> wasm, IReadOnlySet<string>? capabilities = null)
     {
-        var problems = Validate(wasm);
+        // Compiled once: the module validation compiled is the one that runs.
+        var problems = Check(name, wasm, out var compiled);
         if (problems.Count > 0)
         {
+            compiled?.Dispose();
             throw new ModuleRejectedException($"module '{name}' rejected: {string.Join("; ", problems)}");
         }
 
-        var module = new WasmModule(Module.FromBytes(_engine, name, wasm), fromCache: false);
-        return CheckGrants(name, module, capabilities);
+        return CheckGrants(name, new WasmModule(compiled!, fromCache: false), capabilities);
     }
 
     /// <summary>Imports of host functions that the capabilities do not grant, as messages (empty when fine).</summary>
@@ -166,6 +167,7 @@ public sealed class WasmHost : IDisposable
             File.Move(temp, cached, overwrite: true);
         }
 
+        NativeHeap.Trim(); // Cranelift's working memory, freed but still held by the C heap
         return compiled;
     }
 
@@ -175,6 +177,18 @@ public sealed class WasmHost : IDisposable
     /// <summary>What is wrong with a module, or nothing: not Wasm, invalid, or importing what the host lacks.</summary>
     public IReadOnlyList<string> Validate(ReadOnlySpan<byte> wasm)
     {
+        var problems = Check("validate", wasm, out var module);
+        module?.Dispose();
+        return problems;
+    }
+
+    /// <summary>
+    /// <see cref="Validate"/>, keeping the module it compiled to read the imports (null when the
+    /// bytes are not valid Wasm); the caller owns it.
+    /// </summary>
+    private List<string> Check(string name, ReadOnlySpan<byte> wasm, out Module? module)
+    {
+        module = null;
         if (wasm.Length < 8 || !wasm[..4].SequenceEqual("\0asm"u8))
         {
             return ["not a WebAssembly module (missing the \\0asm header)"];
@@ -186,7 +200,7 @@ public sealed class WasmHost : IDisposable
             return [$"invalid WebAssembly: {error}"];
         }
 
-        using var module = Module.FromBytes(_engine, "validate", wasm);
+        module = Module.FromBytes(_engine, name, wasm);
         var problems = new List<string>();
         var wasi = WasiPreview1.Functions;
         foreach (var import in module.Imports)
