@@ -13,7 +13,7 @@ public sealed class LauncherTests : IDisposable
     [Fact]
     public async Task ATouchedSampleManifest_BuildsOnce_NotOnEveryCall()
     {
-        var repo = FindRepoRoot();
+        var repo = Repository.Root;
         File.Copy(Path.Combine(repo, "outpost"), Path.Combine(_root, "outpost"));
         var out_ = Directory.CreateDirectory(Path.Combine(_root, "src", "Outpost", "bin", "Release", "net10.0")).FullName;
         Directory.CreateDirectory(Path.Combine(_root, "src", "Outpost"));
@@ -46,19 +46,6 @@ public sealed class LauncherTests : IDisposable
         Assert.Equal(["run"], await CallAsync()); // and not again
         Assert.Equal(["run"], await CallAsync());
         Assert.Equal(Path.Combine(_root, "outpost"), (await File.ReadAllTextAsync(typed)).Trim()); // hints name the command as typed
-    }
-
-    private static string FindRepoRoot()
-    {
-        for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir is not null; dir = dir.Parent)
-        {
-            if (File.Exists(Path.Combine(dir.FullName, "outpost")) && File.Exists(Path.Combine(dir.FullName, "Outpost.slnx")))
-            {
-                return dir.FullName;
-            }
-        }
-
-        throw new DirectoryNotFoundException("the repository's outpost launcher not found above the test binaries");
     }
 
     public void Dispose() => Directory.Delete(_root, recursive: true);

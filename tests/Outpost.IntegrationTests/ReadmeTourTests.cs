@@ -22,7 +22,7 @@ public sealed class ReadmeTourTests
     public async Task TheTour_FollowedLiterally_ShowsOutputAtEveryStep()
     {
         await using var fleet = new Fleet();
-        var repo = FindRepoRoot();
+        var repo = Repository.Root;
         var readme = await File.ReadAllTextAsync(Path.Combine(repo, "README.md"));
         var start = readme.IndexOf("## A 5-minute tour", StringComparison.Ordinal);
         var tour = readme[start..readme.IndexOf("\n## ", start + 1, StringComparison.Ordinal)];
@@ -132,18 +132,5 @@ public sealed class ReadmeTourTests
         info.Environment.Remove("KUBECONFIG");
         using var process = Process.Start(info)!;
         return await Tool.CompleteAsync(process, script);
-    }
-
-    private static string FindRepoRoot()
-    {
-        for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir is not null; dir = dir.Parent)
-        {
-            if (File.Exists(Path.Combine(dir.FullName, "README.md")) && File.Exists(Path.Combine(dir.FullName, "Outpost.slnx")))
-            {
-                return dir.FullName;
-            }
-        }
-
-        throw new DirectoryNotFoundException("README.md not found above the test binaries");
     }
 }

@@ -11,20 +11,14 @@ public sealed class UpTests
     public async Task Up_RunsASecureFleet_WithNoExtraSteps_AndLeavesTheUsersOwnConfigAlone()
     {
         await using var fleet = new Fleet();
-        int FreePort()
-        {
-            using var listener = new System.Net.Sockets.TcpListener(System.Net.IPAddress.Loopback, 0);
-            listener.Start();
-            return ((System.Net.IPEndPoint)listener.LocalEndpoint).Port;
-        }
-
-        var (serverPort, gatewayPort) = (FreePort(), FreePort());
+        var serverPort = Ports.FreeRun(2);
+        var gatewayPort = serverPort + 1;
         var dir = Path.Combine(fleet.Root, "up");
         var fleetConfig = Path.Combine(dir, "config.yaml");
         OutpostProcess Up() => OutpostProcess.Start(fleet.Home, "up", "--agents", "1", "--data-dir", dir,
             "--server-port", serverPort.ToString(System.Globalization.CultureInfo.InvariantCulture),
             "--gateway-port", gatewayPort.ToString(System.Globalization.CultureInfo.InvariantCulture),
-            "--manifests", Path.Combine(FindRepoRoot(), "samples", "manifests"));
+            "--manifests", Path.Combine(Repository.Root, "samples", "manifests"));
 
         // The user already talks to a real server: `up` must not take their default away.
         var userConfig = Path.Combine(fleet.Home, ".outpost", "config.yaml");
@@ -57,18 +51,5 @@ public sealed class UpTests
                 r => r.ExitCode == 0 && System.Text.RegularExpressions.Regex.IsMatch(r.Output, @"edge-1\s+Ready\s"), Fleet.Patience, "`outpost get nodes` with the default config", r => r.Output);
             await up.StopAsync();
         }
-    }
-
-    private static string FindRepoRoot()
-    {
-        for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir is not null; dir = dir.Parent)
-        {
-            if (Directory.Exists(Path.Combine(dir.FullName, "samples", "manifests")))
-            {
-                return dir.FullName;
-            }
-        }
-
-        throw new DirectoryNotFoundException("samples/manifests not found above the test binaries");
     }
 }

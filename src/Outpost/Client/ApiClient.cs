@@ -132,29 +132,27 @@ internal sealed class ApiClient : IDisposable
         using (response)
         {
             var text = await response.Content.ReadAsStringAsync(ct);
-            JsonNode? node = null;
-            try
-            {
-                node = text.Length > 0 ? JsonNode.Parse(text) : null;
-            }
-            catch (JsonException)
-            {
-                // Not JSON: reported below with the raw text.
-            }
-
-            if (response.IsSuccessStatusCode)
-            {
-                return node as JsonObject ?? [];
-            }
-
-            if (node is JsonObject status && (string?)status["kind"] == "Status")
-            {
-                throw new ApiException((int)response.StatusCode, (string?)status["reason"] ?? "", (string?)status["message"] ?? text, status);
-            }
-
-            throw new ApiException((int)response.StatusCode, response.StatusCode.ToString(), $"the server answered {(int)response.StatusCode}: {text}");
+            return response.IsSuccessStatusCode ? Parse(text) as JsonObject ?? [] : throw Failure(response, text);
         }
     }
+
+    private static JsonNode? Parse(string text)
+    {
+        try
+        {
+            return text.Length > 0 ? JsonNode.Parse(text) : null;
+        }
+        catch (JsonException)
+        {
+            return null; // not JSON: an error reports the raw text
+        }
+    }
+
+    /// <summary>An error answer as an exception: the server's Status message, or the raw text.</summary>
+    private static ApiException Failure(HttpResponseMessage response, string text) =>
+        Parse(text) is JsonObject status && (string?)status["kind"] == "Status"
+            ? new ApiException((int)response.StatusCode, (string?)status["reason"] ?? "", (string?)status["message"] ?? text, status)
+            : new ApiException((int)response.StatusCode, response.StatusCode.ToString(), $"the server answered {(int)response.StatusCode}: {text}");
 
     /// <summary>
     /// A watch: the server's stream of <c>{"type", "object"}</c> lines, each yielded as it arrives,
@@ -181,9 +179,7 @@ internal sealed class ApiClient : IDisposable
         {
             if (!response.IsSuccessStatusCode)
             {
-                var text = await response.Content.ReadAsStringAsync(ct);
-                var status = JsonNode.Parse(text.Length > 0 && text[0] == '{' ? text : "{}") as JsonObject;
-                throw new ApiException((int)response.StatusCode, (string?)status?["reason"] ?? "", (string?)status?["message"] ?? $"the server answered {(int)response.StatusCode}: {text}", status);
+                throw Failure(response, await response.Content.ReadAsStringAsync(ct));
             }
 
             using var reader = new StreamReader(await response.Content.ReadAsStreamAsync(ct), Encoding.UTF8);
