@@ -29,12 +29,24 @@ public sealed class ClientErrorTests
         }
 
         var token = Core.Api.ClientConfig.Parse(await File.ReadAllTextAsync(fleet.ConfigPath), fleet.ConfigPath).Token;
+        // A config for this very server that pins another fleet's CA: the pin alone decides (the
+        // client skips the system store when it has one), so the server is refused.
+        var otherCa = Path.Combine(fleet.Root, "other-fleet.yaml");
+        using (var key = System.Security.Cryptography.ECDsa.Create(System.Security.Cryptography.ECCurve.NamedCurves.nistP256))
+        {
+            var request = new System.Security.Cryptography.X509Certificates.CertificateRequest("CN=another fleet", key, System.Security.Cryptography.HashAlgorithmName.SHA256);
+            request.CertificateExtensions.Add(new System.Security.Cryptography.X509Certificates.X509BasicConstraintsExtension(true, false, 0, true));
+            using var ca = request.CreateSelfSigned(DateTimeOffset.UtcNow.AddDays(-1), DateTimeOffset.UtcNow.AddYears(1));
+            await File.WriteAllTextAsync(otherCa, new Core.Api.ClientConfig(fleet.ServerUrl, token, ca.ExportCertificatePem()).ToYaml());
+        }
+
         (string Case, string[] Settings, string Expected)[] cases =
         [
             ("no scheme", ["--server", $"127.0.0.1:{port}", "--token", token], $"write it with its scheme, e.g. https://127.0.0.1:{port}"),
             ("unreachable", ["--server", $"https://127.0.0.1:{closed}", "--token", token], $"cannot reach the Outpost server at https://127.0.0.1:{closed}"),
             ("no CA for it", ["--server", fleet.ServerUrl, "--token", token], "its certificate is not trusted here"),
             ("http to a TLS server", ["--server", $"http://127.0.0.1:{port}", "--token", token], $"use https://127.0.0.1:{port}"),
+            ("another fleet's CA", ["--config", otherCa], "does not chain to the pinned CA"),
             ("bad token", ["--config", fleet.ConfigPath, "--token", "opa_not_a_token"], "Unauthorized"),
         ];
 

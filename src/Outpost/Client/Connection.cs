@@ -43,6 +43,11 @@ internal static class Connection
             ca = File.ReadAllText(caFile);
         }
 
+        if (ca is not null)
+        {
+            PinnedTrust.SkipSystemStore();
+        }
+
         return new ApiClient(server, token, ca);
     }
 

@@ -9,9 +9,12 @@ namespace Outpost.Native;
 /// The native libraries the release binary carries inside itself (libwasmtime.so and SQLite's
 /// libe_sqlite3.so, stripped and gzipped at build time, each with its SHA-256), extracted on first
 /// use into a content-addressed folder, <c>~/.outpost/lib/HASH/</c> (or <c>$OUTPOST_LIB_DIR/HASH/</c>),
-/// as k3s unpacks its bundled binaries. Every load checks the file on disk against the hash the
-/// binary carries: a copy that was edited, truncated or half-written is extracted again, and that
-/// is said on stderr. A build without them (the JIT build run by `dotnet outpost.dll`) loads the
+/// as k3s unpacks its bundled binaries. A load checks the file on disk against the hash the binary
+/// carries: a copy that was edited, truncated or half-written is extracted again, and that is said
+/// on stderr. Hashing libwasmtime.so (~24 MB) costs ~12 ms of every start, so a file that matched is
+/// stamped with its identity on disk (<see cref="FileIdentity"/>), and a start that finds the file
+/// just as it was stamped skips the hash; any write, truncation or replacement changes that
+/// identity, so an edited copy is still hashed and repaired. A build without them (the JIT build run by `dotnet outpost.dll`) loads the
 /// libraries from beside the assemblies as usual.
 /// </summary>
 internal static class EmbeddedLibraries
@@ -68,10 +71,22 @@ internal static class EmbeddedLibraries
         var expected = ExpectedHash(file);
         var dir = Path.Combine(root, expected[..16]);
         var path = Path.Combine(dir, file);
+        var stamp = path + ".verified";
         if (File.Exists(path))
         {
+            var identity = FileIdentity.Of(path);
+            if (identity is not null && ReadStamp(stamp) == identity.Key)
+            {
+                return path;
+            }
+
             if (HashOf(path) == expected)
             {
+                if (identity is not null && identity.SettledFor(TimeSpan.FromSeconds(2)))
+                {
+                    WriteStamp(stamp, identity.Key);
+                }
+
                 return path;
             }
 
@@ -93,6 +108,7 @@ internal static class EmbeddedLibraries
                 throw new InvalidDataException($"the {file} inside this outpost binary does not match its own SHA-256: the binary is damaged");
             }
 
+            File.Delete(stamp);
             File.Move(temporary, path, overwrite: true);
         }
         finally
@@ -101,6 +117,40 @@ internal static class EmbeddedLibraries
         }
 
         return path;
+    }
+
+    private static string? ReadStamp(string stamp)
+    {
+        try
+        {
+            return File.ReadAllText(stamp);
+        }
+        catch (IOException)
+        {
+            return null;
+        }
+        catch (UnauthorizedAccessException)
+        {
+            return null;
+        }
+    }
+
+    /// <summary>Best effort: a folder this user cannot write still loads, hashing at every start.</summary>
+    private static void WriteStamp(string stamp, string key)
+    {
+        var temporary = $"{stamp}.{Environment.ProcessId}.tmp";
+        try
+        {
+            File.WriteAllText(temporary, key);
+            File.Move(temporary, stamp, overwrite: true);
+        }
+        catch (IOException)
+        {
+            File.Delete(temporary);
+        }
+        catch (UnauthorizedAccessException)
+        {
+        }
     }
 
     private static string ExpectedHash(string file)
