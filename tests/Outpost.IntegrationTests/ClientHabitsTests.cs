@@ -69,7 +69,7 @@ public sealed class ClientHabitsTests
         // Kinds: every one is named, a near miss is corrected, and a Kubernetes habit is answered.
         (code, output) = await fleet.ClientAsync("get", "nosuchkind");
         Assert.Equal(1, code);
-        Assert.Contains("use one of nodes, apps, configsets, secrets, buckets, alertrules, runtimeclasses, alerts, events, topics, audit", output, StringComparison.Ordinal);
+        Assert.Contains("use one of nodes, apps, configsets, secrets, buckets, alertrules, runtimeclasses, alerts, events, topics, services, audit", output, StringComparison.Ordinal);
         (code, output) = await fleet.ClientAsync("get", "nods");
         Assert.Contains("(did you mean nodes?)", output, StringComparison.Ordinal);
         (code, output) = await fleet.ClientAsync("get", "pods");

@@ -465,6 +465,9 @@ public sealed partial class AppRegistry(WasmHost host, ModuleCache modules, stri
             : $"GET {probe.Path} answered {outcome.Response.Status} (expected {probe.ExpectStatus}){(outcome.Error is null ? "" : ": " + outcome.Error)}";
     }
 
+    /// <summary>The serving revision of app <paramref name="name"/> on this node, if it runs here.</summary>
+    public LoadedApp? Named(string name) => Volatile.Read(ref _apps).GetValueOrDefault(name);
+
     /// <summary>
     /// Longest-prefix routing on whole path segments: "/hello" serves "/hello" and "/hello/x",
     /// not "/helloworld". On a tie the app first by name wins, and the other reports it.

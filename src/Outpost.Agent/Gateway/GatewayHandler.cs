@@ -24,6 +24,20 @@ public sealed partial class GatewayHandler(AppRegistry apps, WagiRunner runner, 
     {
         ArgumentNullException.ThrowIfNull(context);
         var path = context.Request.Path.Value is { Length: > 0 } p ? p : "/";
+        if (Mesh.MeshListener.TargetApp(context) is { } target)
+        {
+            // A wire to this node as an endpoint of a service: the app answers every path, whatever its route.
+            var endpoint = apps.Named(target);
+            if (endpoint is null || !endpoint.TryAcquire())
+            {
+                await WriteTextAsync(context, 503, $"503 service unavailable: app {target} does not run on node {options.NodeName}\n");
+                return;
+            }
+
+            await ServeAsync(context, endpoint, "/", path);
+            return;
+        }
+
         if (path == "/_outpost/healthz")
         {
             await WriteTextAsync(context, 200, "ok\n");
@@ -62,6 +76,12 @@ public sealed partial class GatewayHandler(AppRegistry apps, WagiRunner runner, 
             return;
         }
 
+        await ServeAsync(context, app, app.Spec.Http!.Route, path);
+    }
+
+    /// <summary>Runs one request in the app (acquired by the caller, released here) and writes its answer.</summary>
+    private async Task ServeAsync(HttpContext context, LoadedApp app, string route, string path)
+    {
         var started = System.Diagnostics.Stopwatch.GetTimestamp();
         var timeout = TimeSpan.FromMilliseconds(app.Spec.Limits.TimeoutMs);
         if (!await app.Gate.EnterAsync(timeout, context.RequestAborted))
@@ -88,7 +108,7 @@ public sealed partial class GatewayHandler(AppRegistry apps, WagiRunner runner, 
                 Method = context.Request.Method,
                 Path = path,
                 Query = context.Request.QueryString.HasValue ? context.Request.QueryString.Value![1..] : "",
-                Route = app.Spec.Http!.Route,
+                Route = route,
                 Headers = CopyHeaders(context.Request.Headers),
                 Body = body.Value,
                 Host = context.Request.Host.Host,

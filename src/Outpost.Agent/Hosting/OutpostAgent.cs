@@ -97,6 +97,14 @@ public sealed partial class OutpostAgent : IAsyncDisposable
                     }
                 });
             });
+            // Wires that reach this node as a service endpoint come in here (Mesh/MeshListener.cs).
+            var meshSocket = Mesh.MeshListener.SocketPath(options.DataDir);
+            File.Delete(meshSocket); // left by a previous run
+            kestrel.ListenUnixSocket(meshSocket, listen =>
+            {
+                listen.Protocols = HttpProtocols.Http1;
+                listen.Use(Mesh.MeshListener.ReadPreamble);
+            });
             kestrel.Limits.MaxRequestBodySize = options.MaxRequestBodyBytes;
         });
 
@@ -120,6 +128,7 @@ public sealed partial class OutpostAgent : IAsyncDisposable
         AddLogger<ServerTrust>(services);
         AddLogger<SyncClient>(services);
         AddLogger<Triggers.TriggerScheduler>(services);
+        AddLogger<Mesh.NodeWires>(services);
         services.AddSingleton<Host.AgentHostServices>();
         services.AddSingleton(sp =>
         {
@@ -139,6 +148,7 @@ public sealed partial class OutpostAgent : IAsyncDisposable
         services.AddSingleton<AgentLifetime>();
         services.AddSingleton<ServerTrust>();
         services.AddSingleton<NodeCredentials>();
+        services.AddSingleton<Mesh.NodeWires>();
         services.AddSingleton<SyncClient>();
         services.AddHostedService(sp => sp.GetRequiredService<SyncClient>());
 
@@ -167,9 +177,9 @@ public sealed partial class OutpostAgent : IAsyncDisposable
 
         var info = _app.Services.GetRequiredService<GatewayInfo>();
         _app.Lifetime.ApplicationStarted.Register(() =>
-            info.Url = _app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First());
+            info.Url = _app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First(a => !a.Contains("unix:", StringComparison.Ordinal)));
         await _app.StartAsync(cancellationToken);
-        info.Url = _app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First();
+        info.Url = _app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First(a => !a.Contains("unix:", StringComparison.Ordinal));
     }
 
     public Task WaitForShutdownAsync(CancellationToken cancellationToken) => _app.WaitForShutdownAsync(cancellationToken);

@@ -33,6 +33,7 @@ public sealed partial class SyncClient(
     AgentLifetime lifetime,
     Monitoring.NodeUsageProbe usage,
     Monitoring.LogRing logRing,
+    Mesh.NodeWires wires,
     TimeProvider time,
     ILogger<SyncClient> logger) : BackgroundService
 {
@@ -348,6 +349,12 @@ public sealed partial class SyncClient(
                 if (message.BodyCase == ServerMessage.BodyOneofCase.LogAck)
                 {
                     logAcks.Writer.TryWrite(message.LogAck);
+                    continue;
+                }
+
+                if (message.BodyCase == ServerMessage.BodyOneofCase.OpenWire)
+                {
+                    wires.Serve(client, headers, message.OpenWire, sessionCts.Token);
                     continue;
                 }
 

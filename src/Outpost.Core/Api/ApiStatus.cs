@@ -15,6 +15,8 @@ public static class StatusReasons
     public const string MethodNotAllowed = "MethodNotAllowed";
     public const string UnsupportedMediaType = "UnsupportedMediaType";
     public const string InternalError = "InternalError";
+    public const string ServiceUnavailable = "ServiceUnavailable";
+    public const string BadGateway = "BadGateway";
 }
 
 /// <summary>Every API error is one of these, with the HTTP code it is sent with.</summary>

@@ -17,7 +17,7 @@ public static partial class ManifestValidator
 
     private static readonly string[] TopLevelFields = ["apiVersion", "kind", "metadata", "spec", "status"];
     private static readonly string[] MetadataFields = ["name", "labels", "annotations", "uid", "resourceVersion", "generation", "creationTimestamp"];
-    private static readonly string[] AppSpecFields = ["runtime", "runtimeClassName", "module", "triggers", "env", "capabilities", "limits", "placement", "readinessProbe", "rollout"];
+    private static readonly string[] AppSpecFields = ["runtime", "runtimeClassName", "module", "triggers", "env", "capabilities", "limits", "placement", "readinessProbe", "rollout", "expose"];
 
     /// <summary>RuntimeClass handlers Outpost runs, all its Wasm runtime (Wasmtime): the names people use for Wasm runtimes.</summary>
     public static readonly IReadOnlyList<string> RuntimeHandlers = ["wasmedge", "wasmtime", "wasm"];
@@ -186,6 +186,39 @@ public static partial class ManifestValidator
         }
 
         ValidatePlacement(spec["placement"], errors);
+        ValidateExpose(spec["expose"], errors);
+    }
+
+    private static readonly string[] ExposeFields = ["service", "port"];
+
+    private static void ValidateExpose(JsonNode? node, List<FieldError> errors)
+    {
+        if (node is null)
+        {
+            return;
+        }
+
+        if (node is not JsonObject expose)
+        {
+            errors.Add(new("spec.expose", $"expected an object with service and port, got {Describe(node)}"));
+            return;
+        }
+
+        UnknownFields(expose, "spec.expose", ExposeFields, errors);
+        if (expose["service"] is not { } serviceNode)
+        {
+            errors.Add(new("spec.expose.service", "required field is missing: the network service this app is an endpoint of"));
+        }
+        else if (AsString(serviceNode, "spec.expose.service", errors) is { } service && !IsDnsLabel(service))
+        {
+            errors.Add(new("spec.expose.service", $"'{service}' is not a service name: use at most 63 lowercase letters, digits and '-', starting and ending with a letter or digit (it becomes {service}.mesh)"));
+        }
+
+        if (expose["port"] is { } port && (port is not JsonValue v || v.GetValueKind() != JsonValueKind.Number
+            || !int.TryParse(v.ToJsonString(), System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out var n) || n is < 1 or > 65535))
+        {
+            errors.Add(new("spec.expose.port", $"expected a port number from 1 to 65535, got {Describe(port)}"));
+        }
     }
 
     private static void ValidateTriggers(JsonNode? node, List<FieldError> errors)

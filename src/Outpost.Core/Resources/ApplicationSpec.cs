@@ -32,6 +32,9 @@ public sealed record ApplicationSpec
     /// <summary>How a new revision reaches the app's nodes, and what rolls it back.</summary>
     public RolloutSpec Rollout { get; init; } = RolloutSpec.Default;
 
+    /// <summary>The network service whose endpoints are this app's Ready instances, if set.</summary>
+    public ExposeSpec? Expose { get; init; }
+
     /// <summary>Reads a validated spec object.</summary>
     public static ApplicationSpec FromJson(JsonObject spec)
     {
@@ -62,6 +65,9 @@ public sealed record ApplicationSpec
                 ? new ReadinessProbe(Str(probe["path"]) ?? "/", Int(probe["expectStatus"]) ?? 200)
                 : null,
             Rollout = RolloutSpec.Read(spec["rollout"]),
+            Expose = spec["expose"] is JsonObject expose && Str(expose["service"]) is { } service
+                ? new ExposeSpec(service, Int(expose["port"]) ?? ExposeSpec.DefaultPort)
+                : null,
         };
     }
 
@@ -89,6 +95,13 @@ public sealed record ApplicationSpec
         return Http is { } mine && other.Http is { } theirs && string.Equals(mine.Route, theirs.Route, StringComparison.Ordinal) && CanShareANodeWith(other);
     }
 
+    /// <summary>True when both apps expose the same service on different ports: a service has one port.</summary>
+    public bool ExposeConflictsWith(ApplicationSpec other)
+    {
+        ArgumentNullException.ThrowIfNull(other);
+        return Expose is { } mine && other.Expose is { } theirs && mine.Service == theirs.Service && mine.Port != theirs.Port;
+    }
+
     private static string? Str(JsonNode? node) =>
         node is JsonValue v && v.GetValueKind() == JsonValueKind.String ? v.GetValue<string>() : null;
 
@@ -100,6 +113,16 @@ public sealed record ApplicationSpec
 public sealed record ModuleRef(string? Digest, string? Path);
 
 public sealed record HttpTrigger(string Route);
+
+/// <summary>
+/// `spec.expose`: the app's Ready instances are endpoints of network service <paramref name="Service"/>,
+/// which clients on any node reach at <paramref name="Port"/> (the app itself serves HTTP through
+/// the node's gateway, whatever its route).
+/// </summary>
+public sealed record ExposeSpec(string Service, int Port)
+{
+    public const int DefaultPort = 80;
+}
 
 /// <summary>A GET the new revision must answer with <paramref name="ExpectStatus"/> before it serves anyone.</summary>
 public sealed record ReadinessProbe(string Path, int ExpectStatus);

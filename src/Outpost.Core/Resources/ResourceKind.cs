@@ -41,6 +41,12 @@ public sealed record ResourceKind(string Kind, string Plural, string Group, stri
     /// <summary>Read-only: what happened to nodes (Ready, NotReady, Offline transitions), newest last.</summary>
     public static readonly ResourceKind Event = new("Event", "events", "", "v1");
 
+    /// <summary>
+    /// Read-only: the fleet's network services, from the apps that expose them (spec.expose), with
+    /// their endpoints (the apps' Ready instances) and each endpoint's health.
+    /// </summary>
+    public static readonly ResourceKind NetworkService = new("NetworkService", "networkservices", "outpost.dev", "v1");
+
     /// <summary>Kinds kept in the resource store (topics are derived from ingested records).</summary>
     public static IReadOnlyList<ResourceKind> All { get; } = [Node, Application, ConfigSet, Secret, Bucket, AlertRule, RuntimeClass];
 
@@ -57,7 +63,7 @@ public sealed record ResourceKind(string Kind, string Plural, string Group, stri
 
     /// <summary>What a user may type after `get`, one name per kind, in the order help lists them.</summary>
     public static IReadOnlyList<string> UserNames { get; } =
-        ["nodes", "apps", "configsets", "secrets", "buckets", "alertrules", "runtimeclasses", "alerts", "events", "topics", "audit"];
+        ["nodes", "apps", "configsets", "secrets", "buckets", "alertrules", "runtimeclasses", "alerts", "events", "topics", "services", "audit"];
 
     /// <summary>The user name closest to a mistyped one (two edits at most, or a prefix), for "did you mean".</summary>
     public static string? Suggest(string typed)
@@ -104,6 +110,7 @@ public sealed record ResourceKind(string Kind, string Plural, string Group, stri
             "alertrule" or "alertrules" => AlertRule,
             "runtimeclass" or "runtimeclasses" => RuntimeClass,
             "alert" or "alerts" => Alert,
+            "service" or "services" or "svc" or "networkservice" or "networkservices" => NetworkService,
             _ => null,
         };
     }

@@ -85,6 +85,19 @@ public static class KubeTable
             ];
         }
 
+        if (kind == ResourceKind.NetworkService)
+        {
+            return
+            [
+                name,
+                new("Port", "integer", "The port clients reach the service at.", 0, (o, _) => (int?)o["spec"]?["port"] ?? 0),
+                new("Apps", "string", "The apps whose Ready instances are its endpoints.", 0, (o, _) => string.Join(',', (o["spec"]?["apps"] as JsonArray ?? []).Select(Str))),
+                new("Endpoints", "string", "Healthy endpoints, of those known.", 0,
+                    (o, _) => $"{Str(o["status"]?["healthyEndpoints"])}/{(o["status"]?["endpoints"] as JsonArray)?.Count ?? 0}"),
+                age,
+            ];
+        }
+
         if (kind == ResourceKind.RuntimeClass)
         {
             return [name, new("Handler", "string", "The runtime it selects (all of Outpost's handlers run WebAssembly).", 0, (o, _) => Str(o["handler"])), age];

@@ -52,7 +52,7 @@ public sealed class ResourceWriter(IControlPlaneStore store, Wasm.Hosting.WasmHo
             }
         }
 
-        if (errors.Count == 0 && kind == ResourceKind.Application.Kind && await RouteConflictAsync(name!, (JsonObject)body["spec"]!, batch, cancellationToken) is { } conflict)
+        if (errors.Count == 0 && kind == ResourceKind.Application.Kind && await ConflictAsync(name!, (JsonObject)body["spec"]!, batch, cancellationToken) is { } conflict)
         {
             errors.Add(conflict);
         }
@@ -87,13 +87,14 @@ public sealed class ResourceWriter(IControlPlaneStore store, Wasm.Hosting.WasmHo
     }
 
     /// <summary>
-    /// Another app that answers the same route on a node this one could run on: the agent would
-    /// serve only one of them, so the apply is refused, naming it, instead of failing on the nodes.
+    /// Another app that answers the same route on a node this one could run on (the agent would
+    /// serve only one of them), or that exposes the same service on another port: the apply is
+    /// refused, naming it, instead of failing on the nodes.
     /// </summary>
-    private async Task<FieldError?> RouteConflictAsync(string name, JsonObject spec, IReadOnlyList<JsonObject>? batch, CancellationToken cancellationToken)
+    private async Task<FieldError?> ConflictAsync(string name, JsonObject spec, IReadOnlyList<JsonObject>? batch, CancellationToken cancellationToken)
     {
         var mine = ApplicationSpec.FromJson(spec);
-        if (mine.Http is null)
+        if (mine.Http is null && mine.Expose is null)
         {
             return null;
         }
@@ -115,9 +116,16 @@ public sealed class ResourceWriter(IControlPlaneStore store, Wasm.Hosting.WasmHo
             }
         }
 
+        var exposed = others.Where(o => o.Key != name && mine.ExposeConflictsWith(o.Value)).OrderBy(o => o.Key, StringComparer.Ordinal).FirstOrDefault();
+        if (exposed.Key is not null && exposed.Value.Expose is { } theirs)
+        {
+            return new FieldError("spec.expose.port",
+                $"service '{theirs.Service}' is already exposed on port {theirs.Port} by app '{exposed.Key}'; a service has one port: use {theirs.Port}, or another service name");
+        }
+
         var rival = others.Where(o => o.Key != name && mine.RouteConflictsWith(o.Value)).Select(o => o.Key).Order(StringComparer.Ordinal).FirstOrDefault();
         return rival is null ? null : new FieldError("spec.triggers.http.route",
-            $"route {mine.Http.Route} is already served by app '{rival}' on nodes both apps can run on; a node serves a route for one app only: "
+            $"route {mine.Http!.Route} is already served by app '{rival}' on nodes both apps can run on; a node serves a route for one app only: "
             + "choose another route, or placement.nodeSelector values that keep the two apps on different nodes");
     }
 

@@ -135,6 +135,9 @@ public sealed partial class OutpostServer : IAsyncDisposable
         services.AddSingleton<Monitoring.IMetricsSource>(sp => sp.GetRequiredService<Monitoring.AlertEvaluator>());
         services.AddSingleton<Monitoring.ServerMetrics>();
         services.AddSingleton<ResourceView>();
+        services.AddSingleton<Mesh.WireRelay>();
+        services.AddSingleton<Mesh.MeshRegistry>();
+        services.AddSingleton<Mesh.MeshProxy>();
         services.AddSingleton<ResourceWriter>();
         // Only validates pushed modules: a small pool is plenty.
         services.AddSingleton(_ => new WasmHost(new WasmHostOptions { MaxInstances = 4 }));
@@ -224,14 +227,16 @@ public sealed partial class OutpostServer : IAsyncDisposable
     /// Every REST API call needs an API token: admins may do anything, viewers only read.
     /// Every mutation, and every refused attempt at one, goes to the audit log: who (the
     /// token's id and description), what (verb and path, plus a summary from the endpoint),
-    /// when, and the status it ended with. /metrics takes any API token (Prometheus sends one
+    /// when, and the status it ended with. /proxy (the cloud gateway into nodes) takes admin
+    /// tokens only, and every request through it is audited. /metrics takes any API token (Prometheus sends one
     /// with `authorization: {credentials: ...}`). Health, version and /cacerts are open; the agent
     /// endpoint authenticates nodes by certificate.
     /// </summary>
     private static async Task ApiAuthenticationAsync(HttpContext context, RequestDelegate next)
     {
         var path = context.Request.Path;
-        if (!path.StartsWithSegments("/api") && !path.StartsWithSegments("/apis") && !path.StartsWithSegments("/metrics") && !path.StartsWithSegments("/openapi"))
+        var proxied = path.StartsWithSegments("/proxy");
+        if (!proxied && !path.StartsWithSegments("/api") && !path.StartsWithSegments("/apis") && !path.StartsWithSegments("/metrics") && !path.StartsWithSegments("/openapi"))
         {
             await next(context);
             return;
@@ -264,11 +269,13 @@ public sealed partial class OutpostServer : IAsyncDisposable
         var role = record.Role ?? Roles.Admin;
         var actor = record.Description is { Length: > 0 } description ? $"token/{record.Id} ({description})" : $"token/{record.Id}";
         context.Items[RoleKey] = role;
-        var mutating = !HttpMethods.IsGet(context.Request.Method) && !HttpMethods.IsHead(context.Request.Method);
+        // Through the proxy any request may change something on a node: admins only, every one audited.
+        var mutating = proxied || (!HttpMethods.IsGet(context.Request.Method) && !HttpMethods.IsHead(context.Request.Method));
         if (mutating && role != Roles.Admin)
         {
-            await ApiEndpoints.Error(new ApiStatus(403, StatusReasons.Forbidden,
-                $"Forbidden: the {role} role may only read; {context.Request.Method} {path} needs an admin token")).ExecuteAsync(context);
+            await ApiEndpoints.Error(new ApiStatus(403, StatusReasons.Forbidden, proxied
+                ? $"Forbidden: the {role} role may not reach nodes; {context.Request.Method} {path} needs an admin token"
+                : $"Forbidden: the {role} role may only read; {context.Request.Method} {path} needs an admin token")).ExecuteAsync(context);
             await AuditAsync(context, store, time, actor, role, "denied: role may only read");
             return;
         }

@@ -30,6 +30,7 @@ public sealed partial class EdgeSyncService(
     Security.JoinGuard joinGuard,
     Security.ServerTls tls,
     Hosting.ServerOptions options,
+    Mesh.WireRelay relay,
     TimeProvider time,
     ILogger<EdgeSyncService> logger) : EdgeSync.EdgeSyncBase
 {
@@ -228,6 +229,7 @@ public sealed partial class EdgeSyncService(
                 status["lastHeartbeatTime"] = ResourceJson.FormatTimestamp(time.GetUtcNow());
             }, ct);
 
+            using var wires = relay.Attach(node, session, WriteAsync);
             var delivered = new System.Collections.Concurrent.ConcurrentDictionary<long, Dictionary<string, long>>();
             // Record batches go through a pipeline: the receive loop hands them on, one stage
             // decodes, the next stores durably and acks in order, so decoding the next batch
@@ -656,6 +658,14 @@ public sealed partial class EdgeSyncService(
             }
         }
         while (offset < size);
+    }
+
+    /// <summary>A node answers an OpenWire: the wire is handed to the server side that asked for it.</summary>
+    public override async Task Wire(IAsyncStreamReader<WireFrame> requestStream, IServerStreamWriter<WireFrame> responseStream, ServerCallContext context)
+    {
+        ArgumentNullException.ThrowIfNull(context);
+        var node = await AuthenticateNodeAsync(context);
+        await relay.AcceptAsync(node, requestStream, responseStream, context);
     }
 
     /// <summary>

@@ -163,6 +163,18 @@ internal static class Output
                 rows.Add([Str(item["rule"]), Str(item["target"]), Str(item["state"]), Str(item["severity"]), Str(item["value"]), Str(item["since"]), Str(item["message"])]);
             }
         }
+        else if (kind == ResourceKind.NetworkService)
+        {
+            rows.Add(wide ? ["NAME", "PORT", "APPS", "ENDPOINTS", "AGE", "NODES"] : ["NAME", "PORT", "APPS", "ENDPOINTS", "AGE"]);
+            foreach (var item in items)
+            {
+                var endpoints = (item["status"]?["endpoints"] as JsonArray ?? []).OfType<JsonObject>().ToList();
+                string[] row = [Str(item["metadata"]?["name"]), Str(item["spec"]?["port"]),
+                    string.Join(',', (item["spec"]?["apps"] as JsonArray ?? []).Select(Str)),
+                    string.Create(CultureInfo.InvariantCulture, $"{endpoints.Count(e => (bool?)e["healthy"] == true)}/{endpoints.Count}"), Age(item, now)];
+                rows.Add(wide ? [.. row, string.Join(',', endpoints.Where(e => (bool?)e["healthy"] == true).Select(e => Str(e["node"])))] : row);
+            }
+        }
         else if (kind == ResourceKind.ConfigSet || kind == ResourceKind.Secret)
         {
             rows.Add(wide ? ["NAME", "KEYS", "AGE", "NODE-SELECTOR"] : ["NAME", "KEYS", "AGE"]);
@@ -236,8 +248,16 @@ internal static class Output
         }
         else
         {
-            Field(sb, (string?)item["kind"] == ResourceKind.Application.Kind ? "Revision" : "Generation", Str(metadata?["generation"]));
-            Field(sb, "Resource version", Str(metadata?["resourceVersion"]));
+            // Derived kinds (services) have neither: they are not stored objects.
+            if (metadata?["generation"] is not null)
+            {
+                Field(sb, (string?)item["kind"] == ResourceKind.Application.Kind ? "Revision" : "Generation", Str(metadata["generation"]));
+            }
+
+            if (metadata?["resourceVersion"] is not null)
+            {
+                Field(sb, "Resource version", Str(metadata["resourceVersion"]));
+            }
             var spec = item["spec"] as JsonObject;
             if (spec is { Count: > 0 })
             {

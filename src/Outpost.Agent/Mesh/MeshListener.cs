@@ -1,0 +1,71 @@
+using System.Buffers;
+using System.Text;
+using Microsoft.AspNetCore.Connections;
+using Microsoft.AspNetCore.Connections.Features;
+using Microsoft.AspNetCore.Http;
+
+namespace Outpost.Agent.Mesh;
+
+/// <summary>
+/// Where wires that reach this node as an endpoint of a service come in: a Unix socket of the
+/// agent's (no TCP port, so nothing off the node reaches it), served by the gateway's Kestrel.
+/// The node's end of the wire writes one line first, <c>app NAME\n</c>, naming the app that
+/// answers; the rest of the stream is plain HTTP/1.1 for that app, every path of it.
+/// </summary>
+public static class MeshListener
+{
+    private const string AppItem = "outpost.mesh.app";
+    private const int MaxPreamble = 128;
+
+    /// <summary>The socket's path: in the data dir, or under the temp dir when that path is too long for a socket.</summary>
+    public static string SocketPath(string dataDir)
+    {
+        var path = Path.Combine(Path.GetFullPath(dataDir), "mesh.sock");
+        if (Encoding.UTF8.GetByteCount(path) <= 100)
+        {
+            return path;
+        }
+
+        var hash = Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(Encoding.UTF8.GetBytes(path)))[..16];
+        return Path.Combine(Path.GetTempPath(), $"outpost-mesh-{hash}.sock");
+    }
+
+    /// <summary>The first line of a wire to app <paramref name="app"/>.</summary>
+    public static byte[] Preamble(string app) => Encoding.ASCII.GetBytes($"app {app}\n");
+
+    /// <summary>The app a request's connection was opened for, or null for the gateway's own connections.</summary>
+    public static string? TargetApp(HttpContext context) =>
+        context?.Features.Get<IConnectionItemsFeature>()?.Items.TryGetValue(AppItem, out var app) == true ? app as string : null;
+
+    /// <summary>Connection middleware: reads the preamble, remembers the app, and hands the rest to HTTP.</summary>
+    public static ConnectionDelegate ReadPreamble(ConnectionDelegate next) => async connection =>
+    {
+        var input = connection.Transport.Input;
+        while (true)
+        {
+            var result = await input.ReadAsync(connection.ConnectionClosed);
+            var buffer = result.Buffer;
+            var newline = buffer.PositionOf((byte)'\n');
+            if (newline is { } end)
+            {
+                var line = Encoding.ASCII.GetString(buffer.Slice(0, end).ToArray());
+                input.AdvanceTo(buffer.GetPosition(1, end));
+                if (!line.StartsWith("app ", StringComparison.Ordinal) || !Core.Manifests.ManifestValidator.IsDnsLabel(line[4..]))
+                {
+                    return; // not a wire of ours: close
+                }
+
+                connection.Items[AppItem] = line[4..];
+                await next(connection);
+                return;
+            }
+
+            if (buffer.Length > MaxPreamble || result.IsCompleted)
+            {
+                return;
+            }
+
+            input.AdvanceTo(buffer.Start, buffer.End);
+        }
+    };
+}

@@ -1,0 +1,159 @@
+using System.Net;
+using System.Net.Sockets;
+using Grpc.Core;
+using Microsoft.Extensions.Logging;
+using Outpost.Agent.Hosting;
+using Outpost.Protocol;
+
+namespace Outpost.Agent.Mesh;
+
+/// <summary>
+/// The node's end of wires the server asks for (OpenWire on the sync stream): the node opens
+/// the Wire call on its own connection, dials the target here (its gateway, or an app through
+/// the mesh socket) and copies bytes both ways until both sides are done, half-closes included.
+/// </summary>
+public sealed partial class NodeWires(AgentOptions options, GatewayInfo gateway, ILogger<NodeWires> logger)
+{
+    private int _open;
+    private long _opened;
+    private long _failed;
+
+    public int Open => Volatile.Read(ref _open);
+
+    public long Opened => Interlocked.Read(ref _opened);
+
+    public long Failed => Interlocked.Read(ref _failed);
+
+    /// <summary>Serves one OpenWire in the background; it ends with the wire, or with the session.</summary>
+    public void Serve(EdgeSync.EdgeSyncClient client, Metadata sessionHeaders, OpenWire open, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(client);
+        ArgumentNullException.ThrowIfNull(sessionHeaders);
+        ArgumentNullException.ThrowIfNull(open);
+        _ = Task.Run(() => ServeAsync(client, sessionHeaders, open, cancellationToken), CancellationToken.None);
+    }
+
+    private async Task ServeAsync(EdgeSync.EdgeSyncClient client, Metadata sessionHeaders, OpenWire open, CancellationToken cancellationToken)
+    {
+        var headers = new Metadata();
+        foreach (var entry in sessionHeaders)
+        {
+            headers.Add(entry);
+        }
+
+        headers.Add(WireStream.IdHeader, open.Id);
+        Interlocked.Increment(ref _open);
+        try
+        {
+            using var call = client.Wire(headers, cancellationToken: cancellationToken);
+            await using var wire = new WireStream(call.ResponseStream, call.RequestStream, call.RequestStream.CompleteAsync);
+            Socket socket;
+            try
+            {
+                socket = await DialAsync(open.Target, cancellationToken);
+            }
+            catch (Exception ex) when (ex is SocketException or ArgumentException or IOException)
+            {
+                Interlocked.Increment(ref _failed);
+                LogDialFailed(logger, open.Target, ex.Message);
+                await wire.FailAsync($"node {options.NodeName} could not reach {open.Target}: {ex.Message}");
+                return;
+            }
+
+            Interlocked.Increment(ref _opened);
+            using (socket)
+            await using (var local = new NetworkStream(socket, ownsSocket: false))
+            {
+                // Each direction ends at its source's end with a half-close; a failure in one ends the other.
+                using var both = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+                var up = CopyAsync(local, wire, () => wire.ShutdownWriteAsync(both.Token), both.Token);
+                var down = CopyAsync(wire, local, () => { socket.Shutdown(SocketShutdown.Send); return Task.CompletedTask; }, both.Token);
+                var first = await Task.WhenAny(up, down);
+                if (!first.IsCompletedSuccessfully)
+                {
+                    await both.CancelAsync();
+                }
+
+                await Task.WhenAll(up, down);
+            }
+        }
+        catch (Exception ex) when (ex is RpcException or IOException or SocketException or OperationCanceledException or ObjectDisposedException or InvalidOperationException)
+        {
+            // The wire ended early: the server, the local side or the session went away.
+        }
+        finally
+        {
+            Interlocked.Decrement(ref _open);
+        }
+    }
+
+    /// <summary>Copies until the source ends, then half-closes the destination; a failure ends both directions.</summary>
+    private static async Task CopyAsync(Stream source, Stream destination, Func<Task> halfClose, CancellationToken cancellationToken)
+    {
+        var buffer = new byte[32 * 1024];
+        int read;
+        while ((read = await source.ReadAsync(buffer, cancellationToken)) > 0)
+        {
+            await destination.WriteAsync(buffer.AsMemory(0, read), cancellationToken);
+        }
+
+        await halfClose();
+    }
+
+    /// <summary>"gateway": this node's HTTP gateway; "app/NAME": app NAME through the mesh socket.</summary>
+    private async Task<Socket> DialAsync(string target, CancellationToken cancellationToken)
+    {
+        if (target == "gateway")
+        {
+            var socket = new Socket(SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
+            try
+            {
+                await socket.ConnectAsync(GatewayEndpoint(), cancellationToken);
+                return socket;
+            }
+            catch
+            {
+                socket.Dispose();
+                throw;
+            }
+        }
+
+        if (target.StartsWith("app/", StringComparison.Ordinal) && Core.Manifests.ManifestValidator.IsDnsLabel(target[4..]))
+        {
+            var socket = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
+            try
+            {
+                await socket.ConnectAsync(new UnixDomainSocketEndPoint(MeshListener.SocketPath(options.DataDir)), cancellationToken);
+                await socket.SendAsync(MeshListener.Preamble(target[4..]), cancellationToken);
+                return socket;
+            }
+            catch
+            {
+                socket.Dispose();
+                throw;
+            }
+        }
+
+        throw new ArgumentException($"unknown wire target '{target}'");
+    }
+
+    /// <summary>The gateway's address as a client on this node dials it (a wildcard bind is reached on loopback).</summary>
+    private IPEndPoint GatewayEndpoint()
+    {
+        var url = new Uri(gateway.Url);
+        var address = IPAddress.Parse(url.Host.Trim('[', ']'));
+        if (address.Equals(IPAddress.Any))
+        {
+            address = IPAddress.Loopback;
+        }
+        else if (address.Equals(IPAddress.IPv6Any))
+        {
+            address = IPAddress.IPv6Loopback;
+        }
+
+        return new IPEndPoint(address, url.Port);
+    }
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "A wire to {Target} could not be opened here: {Reason}")]
+    private static partial void LogDialFailed(ILogger logger, string target, string reason);
+}

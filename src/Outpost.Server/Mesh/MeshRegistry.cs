@@ -1,0 +1,120 @@
+using System.Text.Json.Nodes;
+using Outpost.Core.Api;
+using Outpost.Core.Resources;
+using Outpost.Core.Store;
+using Outpost.Server.Api;
+
+namespace Outpost.Server.Mesh;
+
+/// <summary>
+/// One instance of an app that serves a network service, on one node: healthy when the node is
+/// Ready and linked to this server and the app Ready on it, so wires may go there.
+/// </summary>
+public sealed record MeshEndpoint(string Node, string App, long Generation, string? Site, string NodeState, string AppState, bool Connected, bool Healthy);
+
+/// <summary>A network service: the apps that expose it, its port, and their instances on the nodes.</summary>
+public sealed record MeshService(string Name, int Port, IReadOnlyList<string> Apps, IReadOnlyList<MeshEndpoint> Endpoints, DateTimeOffset Created)
+{
+    public IEnumerable<MeshEndpoint> Healthy => Endpoints.Where(e => e.Healthy);
+}
+
+/// <summary>
+/// The fleet's network services, read from what the store holds: each app's <c>spec.expose</c>
+/// and each node's report of its apps, with the nodes' states and links. An endpoint counts as
+/// healthy only while its node is Ready, linked to this server, and reports the app Ready, so an
+/// app that stops being Ready, or a node whose lease lapses, leaves at once.
+/// </summary>
+public sealed class MeshRegistry(IControlPlaneStore store, ResourceView view, WireRelay relay)
+{
+    /// <summary>The node label that names a node's site, for locality.</summary>
+    public const string SiteLabel = "site";
+
+    public async Task<IReadOnlyList<MeshService>> ListAsync(CancellationToken cancellationToken)
+    {
+        var apps = (await store.ListAsync(ResourceKind.Application.Kind, cancellationToken)).Items
+            .Select(a => (Resource: a, Spec: ApplicationSpec.FromJson(a.Spec())))
+            .Where(a => a.Spec.Expose is not null)
+            .ToList();
+        if (apps.Count == 0)
+        {
+            return [];
+        }
+
+        var nodes = (await store.ListAsync(ResourceKind.Node.Kind, cancellationToken)).Items.Select(n => view.Render(n)).ToList();
+        var services = new List<MeshService>();
+        foreach (var group in apps.GroupBy(a => a.Spec.Expose!.Service, StringComparer.Ordinal).OrderBy(g => g.Key, StringComparer.Ordinal))
+        {
+            var endpoints = new List<MeshEndpoint>();
+            foreach (var (resource, _) in group)
+            {
+                foreach (var node in nodes)
+                {
+                    if (node["status"]?["apps"]?[resource.Name] is not JsonObject reported)
+                    {
+                        continue;
+                    }
+
+                    var name = (string)node["metadata"]!["name"]!;
+                    var nodeState = (string?)node["status"]?["state"] ?? "Unknown";
+                    var appState = (string?)reported["state"] ?? "Unknown";
+                    var connected = relay.IsConnected(name);
+                    endpoints.Add(new MeshEndpoint(name, resource.Name, (long?)reported["generation"] ?? 0, (string?)node["metadata"]?["labels"]?[SiteLabel],
+                        nodeState, appState, connected, connected && nodeState == NodeState.Ready && appState == "Ready"));
+                }
+            }
+
+            // One port per service is enforced at apply; the first app by name decides if an old store disagrees.
+            var first = group.OrderBy(a => a.Resource.Name, StringComparer.Ordinal).First();
+            services.Add(new MeshService(group.Key, first.Spec.Expose!.Port, group.Select(a => a.Resource.Name).Order(StringComparer.Ordinal).ToList(),
+                endpoints.OrderBy(e => e.Node, StringComparer.Ordinal).ThenBy(e => e.App, StringComparer.Ordinal).ToList(),
+                group.Min(a => a.Resource.CreationTimestamp)));
+        }
+
+        return services;
+    }
+
+    public async Task<MeshService?> GetAsync(string name, CancellationToken cancellationToken) =>
+        (await ListAsync(cancellationToken)).FirstOrDefault(s => s.Name == name);
+
+    /// <summary>The API's view of a service: a NetworkService object, its endpoints under status.</summary>
+    public static JsonObject ToJson(MeshService service)
+    {
+        ArgumentNullException.ThrowIfNull(service);
+        var endpoints = new JsonArray();
+        foreach (var e in service.Endpoints)
+        {
+            endpoints.Add((JsonNode)new JsonObject
+            {
+                ["node"] = e.Node,
+                ["app"] = e.App,
+                ["revision"] = e.Generation,
+                ["site"] = e.Site,
+                ["nodeState"] = e.NodeState,
+                ["appState"] = e.AppState,
+                ["connected"] = e.Connected,
+                ["healthy"] = e.Healthy,
+            });
+        }
+
+        return new JsonObject
+        {
+            ["apiVersion"] = ResourceKind.NetworkService.ApiVersion,
+            ["kind"] = ResourceKind.NetworkService.Kind,
+            ["metadata"] = new JsonObject
+            {
+                ["name"] = service.Name,
+                ["creationTimestamp"] = ResourceJson.FormatTimestamp(service.Created),
+            },
+            ["spec"] = new JsonObject
+            {
+                ["port"] = service.Port,
+                ["apps"] = new JsonArray(service.Apps.Select(a => (JsonNode?)JsonValue.Create(a)).ToArray()),
+            },
+            ["status"] = new JsonObject
+            {
+                ["healthyEndpoints"] = service.Healthy.Count(),
+                ["endpoints"] = endpoints,
+            },
+        };
+    }
+}

@@ -1,0 +1,228 @@
+using System.Net;
+using System.Text;
+using System.Text.Json.Nodes;
+
+namespace Outpost.IntegrationTests;
+
+/// <summary>
+/// The mesh's first pieces with a real server and agents: services from spec.expose, their
+/// endpoints and health, and the cloud gateway (/proxy) reaching nodes and services through the
+/// nodes' own outbound connections.
+/// </summary>
+[Trait("Category", "aot")]
+public sealed class MeshTests
+{
+    private const string EchoService = """
+        apiVersion: outpost.dev/v1
+        kind: Application
+        metadata:
+          name: echo
+        spec:
+          module:
+            path: echo.wasm
+          triggers:
+            http:
+              route: /echo
+          expose:
+            service: echoes
+            port: 8080
+        """;
+
+    private static string WriteEcho(Fleet fleet, string yaml = EchoService)
+    {
+        var manifest = fleet.WriteManifest("echo.yaml", yaml);
+        var module = Path.Combine(Path.GetDirectoryName(manifest)!, "echo.wasm");
+        if (!File.Exists(module))
+        {
+            File.Copy(Path.Combine(AppContext.BaseDirectory, "samples", "apps", "echo", "echo.wasm"), module);
+        }
+
+        return manifest;
+    }
+
+    private static async Task<(HttpStatusCode Status, string Body, string? Endpoint)> ProxyAsync(Fleet fleet, HttpMethod method, string path, string? body = null, string? token = null)
+    {
+        using var request = new HttpRequestMessage(method, fleet.ServerUrl + path);
+        if (body is not null)
+        {
+            request.Content = new StringContent(body, Encoding.UTF8, "text/plain");
+        }
+
+        request.Headers.TryAddWithoutValidation("X-Echo", "through the wire");
+        if (token is not null)
+        {
+            request.Headers.Authorization = new("Bearer", token);
+        }
+
+        using var response = await fleet.ApiSendAsync(request, authenticate: token is null);
+        var text = await response.Content.ReadAsStringAsync();
+        if (response.Content.Headers.ContentType?.MediaType == "application/json" && JsonNode.Parse(text) is JsonObject { } status && (string?)status["kind"] == "Status")
+        {
+            text = (string?)status["message"] ?? text; // the API's error, in words
+        }
+
+        return (response.StatusCode, text, response.Headers.TryGetValues("Outpost-Endpoint", out var values) ? values.Single() : null);
+    }
+
+    private static async Task<JsonObject> WaitForHealthyAsync(Fleet fleet, string service, int healthy) =>
+        await Eventually.UntilAsync(async () => await fleet.ApiGetAsync($"/apis/outpost.dev/v1/networkservices/{service}"),
+            s => (int?)s["status"]?["healthyEndpoints"] == healthy, Fleet.Patience, $"service {service} to have {healthy} healthy endpoints", s => s.ToJsonString());
+
+    [Fact]
+    public async Task TheCloudGateway_ReachesNodesAndServices_ThroughTheNodesOwnConnections()
+    {
+        await using var fleet = new Fleet();
+        await fleet.StartServerAsync();
+        var token = await fleet.CreateJoinTokenAsync();
+        await fleet.StartAgentAsync("edge-1", token, "site=x");
+        var (edge2, _) = await fleet.StartAgentAsync("edge-2", token, "site=y");
+        var (code, output) = await fleet.ClientAsync("apply", "-f", WriteEcho(fleet), "-f", fleet.WriteManifest("hello.yaml", Fleet.HelloApp));
+        Assert.True(code == 0, output);
+
+        var service = await WaitForHealthyAsync(fleet, "echoes", 2);
+        Assert.Equal(8080, (int)service["spec"]!["port"]!);
+        var endpoints = service["status"]!["endpoints"]!.AsArray().Select(e => e!.AsObject()).ToList();
+        Assert.Equal(["edge-1", "edge-2"], endpoints.Select(e => (string)e["node"]!));
+        Assert.Equal(["x", "y"], endpoints.Select(e => (string)e["site"]!));
+        Assert.All(endpoints, e => Assert.Equal("echo", (string)e["app"]!));
+
+        // A node's gateway, any method, the body and headers carried both ways.
+        var (status, body, _) = await ProxyAsync(fleet, HttpMethod.Get, "/proxy/nodes/edge-2/hello");
+        Assert.True(status == HttpStatusCode.OK, body);
+        Assert.Equal("hello from edge-2 (path /)\n", body);
+        (status, body, _) = await ProxyAsync(fleet, HttpMethod.Post, "/proxy/nodes/edge-1/echo/sub?q=1", "sent through the server");
+        Assert.True(status == HttpStatusCode.OK, body);
+        Assert.True(body.Contains("method: POST\npath: /sub\nquery: q=1\n", StringComparison.Ordinal), body);
+        Assert.True(body.Contains("x-echo: through the wire\n", StringComparison.Ordinal), body);
+        Assert.True(body.Contains("body (23 bytes): sent through the server", StringComparison.Ordinal), body);
+
+        // A service: one of its endpoints answers, for every path, whatever the app's route.
+        var seen = new HashSet<string>(StringComparer.Ordinal);
+        for (var i = 0; i < 40 && seen.Count < 2; i++)
+        {
+            (status, body, var endpoint) = await ProxyAsync(fleet, HttpMethod.Get, "/proxy/services/echoes/any/path");
+            Assert.True(status == HttpStatusCode.OK, body);
+            Assert.True(body.Contains("path: /any/path\n", StringComparison.Ordinal), body);
+            seen.Add(endpoint!);
+        }
+
+        Assert.Equal(["edge-1/echo", "edge-2/echo"], seen.Order(StringComparer.Ordinal));
+
+        // The CLI and kubectl list it.
+        (code, output) = await fleet.ClientAsync("get", "services");
+        Assert.True(code == 0, output);
+        Assert.Matches(@"echoes\s+8080\s+echo\s+2/2", output);
+        (code, output) = await fleet.ClientAsync("describe", "service", "echoes");
+        Assert.True(code == 0, output);
+        Assert.Contains("healthy: true", output, StringComparison.Ordinal);
+        using (var kubectl = new Kubectl(fleet))
+        {
+            (code, output) = await kubectl.RunAsync("get", "networkservices");
+            Assert.True(code == 0, output);
+            Assert.Matches(@"echoes\s+8080\s+echo\s+2/2", output);
+        }
+
+        // A node gone from the server is no endpoint: every request goes to the other, none fails.
+        await edge2.StopAsync();
+        await WaitForHealthyAsync(fleet, "echoes", 1);
+        for (var i = 0; i < 10; i++)
+        {
+            (status, body, var endpoint) = await ProxyAsync(fleet, HttpMethod.Get, "/proxy/services/echoes/");
+            Assert.True(status == HttpStatusCode.OK, body);
+            Assert.Equal("edge-1/echo", endpoint);
+        }
+
+        (status, body, _) = await ProxyAsync(fleet, HttpMethod.Get, "/proxy/nodes/edge-2/hello");
+        Assert.Equal(HttpStatusCode.ServiceUnavailable, status);
+        Assert.True(body.Contains("node 'edge-2' is not connected to this server", StringComparison.Ordinal), body);
+
+        // Through the proxy every request is audited, GETs too, naming where it went.
+        var audit = (await fleet.GetJsonAsync("get", "audit"))["items"]!.AsArray().Select(i => i!.AsObject()).ToList();
+        Assert.Contains(audit, e => (string?)e["verb"] == "GET" && ((string?)e["path"] ?? "").StartsWith("/proxy/services/echoes/", StringComparison.Ordinal)
+            && ((string?)e["detail"] ?? "").Contains("app echo on node edge-1", StringComparison.Ordinal));
+    }
+
+    [Fact]
+    public async Task TheCloudGateway_RefusesViewersAndStrangers_AndSaysWhatIsMissing()
+    {
+        await using var fleet = new Fleet();
+        await fleet.StartServerAsync();
+        var token = await fleet.CreateJoinTokenAsync();
+        await fleet.StartAgentAsync("edge-1", token);
+        var (code, output) = await fleet.ClientAsync("apply", "-f", WriteEcho(fleet));
+        Assert.True(code == 0, output);
+        await WaitForHealthyAsync(fleet, "echoes", 1);
+        (code, var viewer) = await fleet.ClientAsync("token", "create", "--api", "--role", "viewer", "--description", "dashboard");
+        Assert.True(code == 0, viewer);
+
+        var (status, body, endpoint) = await ProxyAsync(fleet, HttpMethod.Get, "/proxy/services/echoes/", token: viewer.Trim());
+        Assert.Equal(HttpStatusCode.Forbidden, status);
+        Assert.True(body.Contains("the viewer role may not reach nodes", StringComparison.Ordinal), body);
+        Assert.Null(endpoint);
+        using (var anonymous = new HttpRequestMessage(HttpMethod.Get, fleet.ServerUrl + "/proxy/nodes/edge-1/echo"))
+        {
+            using var response = await fleet.ApiSendAsync(anonymous, authenticate: false);
+            Assert.Equal(HttpStatusCode.Unauthorized, response.StatusCode);
+        }
+
+        var audit = (await fleet.GetJsonAsync("get", "audit"))["items"]!.AsArray().Select(i => i!.AsObject()).ToList();
+        Assert.Contains(audit, e => (string?)e["role"] == "viewer" && (int)e["status"]! == 403 && ((string?)e["path"] ?? "").StartsWith("/proxy/", StringComparison.Ordinal));
+
+        // Nothing by those names: said, and nothing reached.
+        (status, body, _) = await ProxyAsync(fleet, HttpMethod.Get, "/proxy/services/nobody/");
+        Assert.Equal(HttpStatusCode.NotFound, status);
+        Assert.True(body.Contains("service 'nobody' not found: no app exposes it", StringComparison.Ordinal), body);
+        (status, body, _) = await ProxyAsync(fleet, HttpMethod.Get, "/proxy/nodes/edge-9/echo");
+        Assert.Equal(HttpStatusCode.NotFound, status);
+        Assert.Contains("nodes \"edge-9\" not found", body, StringComparison.Ordinal);
+
+        // The only endpoint's app stops exposing the service: it leaves, and the service with it.
+        (code, output) = await fleet.ClientAsync("apply", "-f", WriteEcho(fleet, EchoService.Replace("service: echoes", "service: echoes-v2", StringComparison.Ordinal)));
+        Assert.True(code == 0, output);
+        (status, body, _) = await ProxyAsync(fleet, HttpMethod.Get, "/proxy/services/echoes/");
+        Assert.Equal(HttpStatusCode.NotFound, status);
+
+        // A deleted node is no longer reached, even while its agent runs on.
+        (code, output) = await fleet.ClientAsync("delete", "node", "edge-1");
+        Assert.True(code == 0, output);
+        (status, body, _) = await ProxyAsync(fleet, HttpMethod.Get, "/proxy/nodes/edge-1/echo");
+        Assert.Equal(HttpStatusCode.NotFound, status);
+        (status, body, _) = await ProxyAsync(fleet, HttpMethod.Get, "/proxy/services/echoes-v2/");
+        Assert.True(status is HttpStatusCode.NotFound or HttpStatusCode.ServiceUnavailable, $"{(int)status} {body}");
+        Assert.DoesNotContain("method: GET", body, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task Expose_IsCheckedAtApply_NamingTheField()
+    {
+        await using var fleet = new Fleet();
+        await fleet.StartServerAsync();
+        (string Yaml, string Field, string Words)[] cases =
+        [
+            (EchoService.Replace("service: echoes", "service: Echo_Service", StringComparison.Ordinal), "spec.expose.service", "is not a service name"),
+            (EchoService.Replace("port: 8080", "port: 70000", StringComparison.Ordinal), "spec.expose.port", "expected a port number from 1 to 65535"),
+            (EchoService.Replace("port: 8080", "port: 8080\n    ingres: /shop", StringComparison.Ordinal), "spec.expose", "ingres"),
+            (EchoService.Replace("    service: echoes\n", "", StringComparison.Ordinal), "spec.expose.service", "required field is missing"),
+        ];
+        foreach (var (yaml, field, words) in cases)
+        {
+            var (code, output) = await fleet.ClientAsync("apply", "-f", WriteEcho(fleet, yaml));
+            Assert.True(code != 0, output);
+            Assert.Contains(field, output, StringComparison.Ordinal);
+            Assert.Contains(words, output, StringComparison.Ordinal);
+        }
+
+        var (applied, said) = await fleet.ClientAsync("apply", "-f", WriteEcho(fleet));
+        Assert.True(applied == 0, said);
+        // A second app may serve the same service only on the same port.
+        var other = EchoService.Replace("name: echo", "name: echo-two", StringComparison.Ordinal).Replace("route: /echo", "route: /echo-two", StringComparison.Ordinal);
+        var (code2, output2) = await fleet.ClientAsync("apply", "-f", WriteEcho(fleet, other.Replace("port: 8080", "port: 9090", StringComparison.Ordinal)));
+        Assert.True(code2 != 0, output2);
+        Assert.Contains("spec.expose.port", output2, StringComparison.Ordinal);
+        Assert.Contains("already exposed on port 8080 by app 'echo'", output2, StringComparison.Ordinal);
+        (code2, output2) = await fleet.ClientAsync("apply", "-f", WriteEcho(fleet, other));
+        Assert.True(code2 == 0, output2);
+        (code2, output2) = await fleet.ClientAsync("get", "services");
+        Assert.Matches(@"echoes\s+8080\s+echo,echo-two\s+0/0", output2);
+    }
+}
