@@ -137,6 +137,18 @@ public sealed class WireStream : Stream
         }
     }
 
+    /// <summary>
+    /// Waits for the peer to end the call, after both directions are done. The side that opened
+    /// the call must not end it first: a reset stream loses the bytes the peer has not read yet.
+    /// </summary>
+    public async Task WaitForCloseAsync(CancellationToken cancellationToken)
+    {
+        while (await _reader.MoveNext(cancellationToken))
+        {
+            // Nothing more is expected after the peer's eof.
+        }
+    }
+
     /// <summary>Tells the peer the wire failed here, and why; best effort.</summary>
     public async Task FailAsync(string reason)
     {

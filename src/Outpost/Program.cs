@@ -21,6 +21,7 @@ var root = new RootCommand("Outpost: an edge computing platform. One control pla
     RolloutCommands.Rollout(),
     MonitorCommands.Top(),
     MonitorCommands.Logs(),
+    MeshCommands.PortForward(),
 };
 root.Options.Add(CommonOptions.Server);
 root.Options.Add(CommonOptions.Token);

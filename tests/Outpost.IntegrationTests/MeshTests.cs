@@ -225,4 +225,73 @@ public sealed class MeshTests
         (code2, output2) = await fleet.ClientAsync("get", "services");
         Assert.Matches(@"echoes\s+8080\s+echo,echo-two\s+0/0", output2);
     }
+
+    [Fact]
+    public async Task PortForward_CarriesPlainTcpBothWays_ToANodesPort_AndToAService()
+    {
+        await using var fleet = new Fleet();
+        await fleet.StartServerAsync();
+        var token = await fleet.CreateJoinTokenAsync();
+        await fleet.StartAgentAsync("edge-1", token);
+        var (code, output) = await fleet.ClientAsync("apply", "-f", WriteEcho(fleet));
+        Assert.True(code == 0, output);
+        await WaitForHealthyAsync(fleet, "echoes", 1);
+
+        // A plain TCP service on the node's loopback: answers each piece upper-cased, and says
+        // when it has read the client's end of stream, then closes.
+        using var listener = new System.Net.Sockets.TcpListener(IPAddress.Loopback, 0);
+        listener.Start();
+        var remote = ((IPEndPoint)listener.LocalEndpoint).Port;
+        var serving = Task.Run(async () =>
+        {
+            using var accepted = await listener.AcceptTcpClientAsync();
+            var stream = accepted.GetStream();
+            var buffer = new byte[4096];
+            int read;
+            while ((read = await stream.ReadAsync(buffer)) > 0)
+            {
+                await stream.WriteAsync(Encoding.ASCII.GetBytes(Encoding.ASCII.GetString(buffer, 0, read).ToUpperInvariant()));
+            }
+
+            await stream.WriteAsync("<end of stream seen>"u8.ToArray());
+        });
+
+        string[] config = ["--config", fleet.ConfigPath];
+        await using var toNode = OutpostProcess.Start(fleet.Home, ["port-forward", "node/edge-1", $"0:{remote}", .. config]);
+        var local = await toNode.WaitForLineAsync("Forwarding from ", Fleet.StartTimeout);
+        Assert.EndsWith($"-> node/edge-1:{remote}", local, StringComparison.Ordinal);
+        var port = int.Parse(local.Split(' ')[0].Split(':')[1], System.Globalization.CultureInfo.InvariantCulture);
+        using (var client = new System.Net.Sockets.TcpClient())
+        {
+            await client.ConnectAsync(IPAddress.Loopback, port);
+            var stream = client.GetStream();
+            await stream.WriteAsync("first piece"u8.ToArray());
+            var answer = new byte[64];
+            var got = await stream.ReadAtLeastAsync(answer, "FIRST PIECE".Length);
+            Assert.Equal("FIRST PIECE", Encoding.ASCII.GetString(answer, 0, got)); // an answer before the client is done: both ways at once
+            await stream.WriteAsync(" and the last"u8.ToArray());
+            client.Client.Shutdown(System.Net.Sockets.SocketShutdown.Send);
+            using var rest = new MemoryStream();
+            await stream.CopyToAsync(rest);
+            Assert.Equal(" AND THE LAST<end of stream seen>", Encoding.ASCII.GetString(rest.ToArray()));
+        }
+
+        await serving;
+
+        // A service: the forwarded port speaks HTTP to one of its endpoints, any path.
+        await using var toService = OutpostProcess.Start(fleet.Home, ["port-forward", "svc/echoes", "0", .. config]);
+        local = await toService.WaitForLineAsync("Forwarding from ", Fleet.StartTimeout);
+        Assert.EndsWith("-> svc/echoes:8080", local, StringComparison.Ordinal);
+        var (status, body) = await Fleet.GetAsync($"http://{local.Split(' ')[0]}/through/port-forward");
+        Assert.True(status == HttpStatusCode.OK, body);
+        Assert.Contains("path: /through/port-forward\n", body, StringComparison.Ordinal);
+
+        // Bad targets say what to write instead, and nothing listens.
+        (code, output) = await fleet.ClientAsync("port-forward", "node/edge-1", "8080");
+        Assert.True(code != 0 && output.Contains("a node needs LOCAL:REMOTE", StringComparison.Ordinal), output);
+        (code, output) = await fleet.ClientAsync("port-forward", "svc/echoes", "0:99");
+        Assert.True(code != 0 && output.Contains("service 'echoes' is exposed on port 8080, not 99", StringComparison.Ordinal), output);
+        (code, output) = await fleet.ClientAsync("port-forward", "pod/edge-1", "1:2");
+        Assert.True(code != 0 && output.Contains("write node/NAME or svc/NAME", StringComparison.Ordinal), output);
+    }
 }

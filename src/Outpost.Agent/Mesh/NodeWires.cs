@@ -76,10 +76,16 @@ public sealed partial class NodeWires(AgentOptions options, GatewayInfo gateway,
 
                 await Task.WhenAll(up, down);
             }
+
+            // The server ends the call once it has read everything; ending it here first would lose that.
+            using var linger = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+            linger.CancelAfter(TimeSpan.FromSeconds(30));
+            await wire.WaitForCloseAsync(linger.Token);
         }
         catch (Exception ex) when (ex is RpcException or IOException or SocketException or OperationCanceledException or ObjectDisposedException or InvalidOperationException)
         {
             // The wire ended early: the server, the local side or the session went away.
+            LogWireBroken(logger, open.Target, ex.Message);
         }
         finally
         {
@@ -100,7 +106,7 @@ public sealed partial class NodeWires(AgentOptions options, GatewayInfo gateway,
         await halfClose();
     }
 
-    /// <summary>"gateway": this node's HTTP gateway; "app/NAME": app NAME through the mesh socket.</summary>
+    /// <summary>"gateway": this node's HTTP gateway; "app/NAME": app NAME through the mesh socket; "tcp/PORT": PORT on loopback.</summary>
     private async Task<Socket> DialAsync(string target, CancellationToken cancellationToken)
     {
         if (target == "gateway")
@@ -109,6 +115,23 @@ public sealed partial class NodeWires(AgentOptions options, GatewayInfo gateway,
             try
             {
                 await socket.ConnectAsync(GatewayEndpoint(), cancellationToken);
+                return socket;
+            }
+            catch
+            {
+                socket.Dispose();
+                throw;
+            }
+        }
+
+        if (target.StartsWith("tcp/", StringComparison.Ordinal) && int.TryParse(target[4..], System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out var port)
+            && port is > 0 and <= 65535)
+        {
+            // A port on this node's loopback only, for an admin's port-forward.
+            var socket = new Socket(SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
+            try
+            {
+                await socket.ConnectAsync(new IPEndPoint(IPAddress.Loopback, port), cancellationToken);
                 return socket;
             }
             catch
@@ -153,6 +176,9 @@ public sealed partial class NodeWires(AgentOptions options, GatewayInfo gateway,
 
         return new IPEndPoint(address, url.Port);
     }
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "A wire to {Target} ended early: {Reason}")]
+    private static partial void LogWireBroken(ILogger logger, string target, string reason);
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "A wire to {Target} could not be opened here: {Reason}")]
     private static partial void LogDialFailed(ILogger logger, string target, string reason);

@@ -66,6 +66,24 @@ public static class ApiEndpoints
         // The cloud gateway: any method, through the node's own connection (Mesh/MeshProxy.cs).
         app.Map("/proxy/nodes/{node}/{**path}", (string node, string? path, HttpContext context, Mesh.MeshProxy proxy) => proxy.ToNodeAsync(context, node, path ?? ""));
         app.Map("/proxy/services/{name}/{**path}", (string name, string? path, HttpContext context, Mesh.MeshProxy proxy) => proxy.ToServiceAsync(context, name, path ?? ""));
+        // `outpost port-forward`: a port on the node's loopback, or a service's endpoint.
+        app.MapPost("/proxy/tunnel/nodes/{node}/{port:int:range(1,65535)}", async (string node, int port, HttpContext context, Mesh.MeshProxy proxy, IControlPlaneStore store) =>
+        {
+            if (await store.GetAsync(ResourceKind.Node.Kind, node, context.RequestAborted) is null)
+            {
+                await Error(ApiStatus.NotFound(ResourceKind.Node.Kind, node)).ExecuteAsync(context);
+                return;
+            }
+
+            await proxy.TunnelAsync(context, node, string.Create(CultureInfo.InvariantCulture, $"tcp/{port}"), $"port {port} of node {node}");
+        });
+        app.MapPost("/proxy/tunnel/services/{name}", async (string name, HttpContext context, Mesh.MeshProxy proxy) =>
+        {
+            if (await proxy.PickEndpointAsync(context, name) is { } endpoint)
+            {
+                await proxy.TunnelAsync(context, endpoint.Node, "app/" + endpoint.App, $"service {name}: app {endpoint.App} on node {endpoint.Node}");
+            }
+        });
         app.MapGet($"{OutpostPrefix}/topics", ListTopicsAsync);
         app.MapGet(OutpostPrefix + "/topics/{topic}", GetTopicAsync);
         app.MapGet(OutpostPrefix + "/topics/{topic}/records", ReadRecordsAsync);

@@ -3,6 +3,7 @@ using Microsoft.AspNetCore.Http;
 using Outpost.Core.Api;
 using Outpost.Core.Resources;
 using Outpost.Core.Store;
+using Outpost.Protocol;
 
 namespace Outpost.Server.Mesh;
 
@@ -122,6 +123,112 @@ public sealed class MeshProxy : IDisposable
 
         context.Response.Headers.Remove("Outpost-Endpoint");
         await Answer(context, 503, StatusReasons.ServiceUnavailable, $"service '{name}': no endpoint could be reached ({string.Join("; ", failures)})");
+    }
+
+    /// <summary>
+    /// /proxy/tunnel/...: a raw byte stream for `outpost port-forward`, as one HTTP/2 request whose
+    /// body carries the client's bytes (after a 0x01 marker byte) and whose response carries the
+    /// target's, both open at once.
+    /// </summary>
+    public async Task TunnelAsync(HttpContext context, string node, string target, string what)
+    {
+        ArgumentNullException.ThrowIfNull(context);
+        if (!HttpMethods.IsPost(context.Request.Method) || !HttpProtocol.IsHttp2(context.Request.Protocol))
+        {
+            await Answer(context, 400, StatusReasons.BadRequest, "a tunnel is a POST over HTTP/2 whose body and response stay open: use `outpost port-forward`");
+            return;
+        }
+
+        // The client opens with one marker byte: HTTP/2 sends its request headers only with body bytes.
+        var marker = new byte[1];
+        if (await context.Request.Body.ReadAtLeastAsync(marker, 1, throwOnEndOfStream: false, context.RequestAborted) != 1 || marker[0] != 0x01)
+        {
+            await Answer(context, 400, StatusReasons.BadRequest, "not a tunnel: the body must open with the byte 0x01; use `outpost port-forward`");
+            return;
+        }
+
+        WireStream wire;
+        try
+        {
+            wire = await _relay.OpenAsync(node, target, context.RequestAborted);
+        }
+        catch (WireUnavailableException ex)
+        {
+            await Answer(context, 503, StatusReasons.ServiceUnavailable, ex.Message);
+            return;
+        }
+
+        context.Items[Hosting.OutpostServer.AuditDetailKey] = $"tunnel to {what}";
+        // A tunnel may idle for hours and carry any amount.
+        if (context.Features.Get<Microsoft.AspNetCore.Http.Features.IHttpMaxRequestBodySizeFeature>() is { IsReadOnly: false } size)
+        {
+            size.MaxRequestBodySize = null;
+        }
+
+        if (context.Features.Get<Microsoft.AspNetCore.Server.Kestrel.Core.Features.IHttpMinRequestBodyDataRateFeature>() is { } rate)
+        {
+            rate.MinDataRate = null;
+        }
+
+        await using (wire)
+        {
+            context.Response.StatusCode = 200;
+            context.Response.ContentType = "application/octet-stream";
+            await context.Response.StartAsync(context.RequestAborted);
+            await context.Response.Body.FlushAsync(context.RequestAborted); // the headers go now: the client waits for them before it writes
+            using var both = CancellationTokenSource.CreateLinkedTokenSource(context.RequestAborted);
+            var up = PumpAsync(context.Request.Body, wire, () => wire.ShutdownWriteAsync(both.Token), both.Token);
+            var down = PumpAsync(wire, context.Response.Body, () => Task.CompletedTask, both.Token);
+            try
+            {
+                var first = await Task.WhenAny(up, down);
+                if (!first.IsCompletedSuccessfully)
+                {
+                    await both.CancelAsync();
+                }
+
+                await Task.WhenAll(up, down);
+            }
+            catch (Exception ex) when (ex is IOException or OperationCanceledException or Grpc.Core.RpcException or ObjectDisposedException or InvalidOperationException)
+            {
+                // One side went away: the tunnel is over.
+            }
+        }
+    }
+
+    /// <summary>Copies until the source ends (flushing each piece: a tunnel is interactive), then half-closes.</summary>
+    private static async Task PumpAsync(Stream source, Stream destination, Func<Task> halfClose, CancellationToken cancellationToken)
+    {
+        var buffer = new byte[32 * 1024];
+        int read;
+        while ((read = await source.ReadAsync(buffer, cancellationToken)) > 0)
+        {
+            await destination.WriteAsync(buffer.AsMemory(0, read), cancellationToken);
+            await destination.FlushAsync(cancellationToken);
+        }
+
+        await halfClose();
+    }
+
+    /// <summary>A healthy endpoint of the service, or an answer saying why there is none (null then).</summary>
+    public async Task<MeshEndpoint?> PickEndpointAsync(HttpContext context, string name)
+    {
+        ArgumentNullException.ThrowIfNull(context);
+        var service = await _registry.GetAsync(name, context.RequestAborted);
+        if (service is null)
+        {
+            await Answer(context, 404, StatusReasons.NotFound, $"service '{name}' not found: no app exposes it (spec.expose.service)");
+            return null;
+        }
+
+        var healthy = service.Healthy.ToList();
+        if (healthy.Count == 0)
+        {
+            await Answer(context, 503, StatusReasons.ServiceUnavailable, $"service '{name}' has no healthy endpoint ({service.Endpoints.Count} known)");
+            return null;
+        }
+
+        return healthy[Random.Shared.Next(healthy.Count)];
     }
 
     private async Task ForwardAsync(HttpContext context, string host, string path, string prefix)

@@ -20,7 +20,9 @@ internal sealed class ApiException(int code, string reason, string message, Json
 internal sealed class ApiClient : IDisposable
 {
     private readonly HttpClient _http;
+    private readonly SocketsHttpHandler _handler;
     private readonly bool _pinned;
+    private HttpClient? _tunnels;
     private string? _rejection;
 
     /// <summary>A client of one server; a TLS server is verified against <paramref name="certificateAuthorityPem"/> (the system store when null).</summary>
@@ -31,7 +33,7 @@ internal sealed class ApiClient : IDisposable
         // As kubectl's dialer: 30 s covers the TCP connect and the TLS handshake, which a busy
         // server or a slow edge uplink can stretch well past a few seconds. A server that is down
         // refuses at once; only a blackholed address waits this out.
-        var handler = new SocketsHttpHandler { ConnectTimeout = TimeSpan.FromSeconds(30) };
+        var handler = _handler = new SocketsHttpHandler { ConnectTimeout = TimeSpan.FromSeconds(30) };
         if (certificateAuthorityPem is not null)
         {
             var bundle = Core.Security.TrustBundle.FromPem(certificateAuthorityPem);
@@ -155,6 +157,142 @@ internal sealed class ApiClient : IDisposable
             : new ApiException((int)response.StatusCode, response.StatusCode.ToString(), $"the server answered {(int)response.StatusCode}: {text}");
 
     /// <summary>
+    /// A tunnel through the server (`port-forward`): one HTTP/2 POST whose request body carries
+    /// what is written to the returned stream and whose response carries what it reads, both
+    /// open until either side ends. No request timeout: a tunnel may idle for hours.
+    /// </summary>
+    public async Task<Tunnel> OpenTunnelAsync(string path, CancellationToken ct)
+    {
+        _tunnels ??= new HttpClient(_handler, disposeHandler: false) { BaseAddress = _http.BaseAddress, Timeout = Timeout.InfiniteTimeSpan };
+        var pipe = new System.IO.Pipelines.Pipe();
+        var request = new HttpRequestMessage(HttpMethod.Post, path.TrimStart('/'))
+        {
+            Version = HttpVersion.Version20,
+            VersionPolicy = HttpVersionPolicy.RequestVersionExact,
+            Content = new PipeContent(pipe.Reader),
+        };
+        request.Headers.Authorization = _http.DefaultRequestHeaders.Authorization;
+        HttpResponseMessage response;
+        try
+        {
+            response = await _tunnels.SendAsync(request, HttpCompletionOption.ResponseHeadersRead, ct);
+        }
+        catch (HttpRequestException ex)
+        {
+            request.Dispose();
+            throw new ApiException(0, "Unreachable", $"cannot reach the Outpost server at {Server}: {Explain(ex)}");
+        }
+
+        if (!response.IsSuccessStatusCode)
+        {
+            using (request)
+            using (response)
+            {
+                await pipe.Writer.CompleteAsync();
+                throw Failure(response, await response.Content.ReadAsStringAsync(ct));
+            }
+        }
+
+        return new Tunnel(request, response, await response.Content.ReadAsStreamAsync(ct), pipe.Writer);
+    }
+
+    /// <summary>The first byte of a tunnel's request body (the server checks and drops it).</summary>
+    private static readonly byte[] TunnelMarker = [0x01];
+
+    /// <summary>Request content that sends what is written to a pipe, as it is written.</summary>
+    private sealed class PipeContent(System.IO.Pipelines.PipeReader reader) : HttpContent
+    {
+        protected override async Task SerializeToStreamAsync(Stream stream, System.Net.TransportContext? context)
+        {
+            // HTTP/2 sends the request's headers with its first body bytes (a flush of nothing sends
+            // nothing), and the caller waits for the response before writing: open with the marker
+            // byte, or the server would never hear of the tunnel.
+            await stream.WriteAsync(TunnelMarker);
+            await stream.FlushAsync();
+            while (true)
+            {
+                var result = await reader.ReadAsync();
+                foreach (var segment in result.Buffer)
+                {
+                    await stream.WriteAsync(segment);
+                }
+
+                await stream.FlushAsync();
+                reader.AdvanceTo(result.Buffer.End);
+                if (result.IsCompleted)
+                {
+                    break;
+                }
+            }
+
+            await reader.CompleteAsync();
+        }
+
+        protected override bool TryComputeLength(out long length)
+        {
+            length = -1;
+            return false;
+        }
+    }
+
+    /// <summary>The two directions of a tunnel as one stream; <see cref="ShutdownWriteAsync"/> half-closes.</summary>
+    internal sealed class Tunnel(HttpRequestMessage request, HttpResponseMessage response, Stream down, System.IO.Pipelines.PipeWriter up) : Stream
+    {
+        public override bool CanRead => true;
+
+        public override bool CanWrite => true;
+
+        public override bool CanSeek => false;
+
+        public override long Length => throw new NotSupportedException();
+
+        public override long Position
+        {
+            get => throw new NotSupportedException();
+            set => throw new NotSupportedException();
+        }
+
+        public override ValueTask<int> ReadAsync(Memory<byte> buffer, CancellationToken cancellationToken = default) => down.ReadAsync(buffer, cancellationToken);
+
+        public override async ValueTask WriteAsync(ReadOnlyMemory<byte> buffer, CancellationToken cancellationToken = default)
+        {
+            var result = await up.WriteAsync(buffer, cancellationToken);
+            if (result.IsCompleted)
+            {
+                throw new IOException("the tunnel is closed");
+            }
+        }
+
+        /// <summary>No more bytes from this side; the other side's bytes still arrive.</summary>
+        public ValueTask ShutdownWriteAsync() => up.CompleteAsync();
+
+        public override Task FlushAsync(CancellationToken cancellationToken) => up.FlushAsync(cancellationToken).AsTask();
+
+        public override void Flush() => FlushAsync(CancellationToken.None).GetAwaiter().GetResult();
+
+        public override int Read(byte[] buffer, int offset, int count) => down.Read(buffer, offset, count);
+
+        public override void Write(byte[] buffer, int offset, int count) => WriteAsync(buffer.AsMemory(offset, count)).AsTask().GetAwaiter().GetResult();
+
+        public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
+
+        public override void SetLength(long value) => throw new NotSupportedException();
+
+        protected override void Dispose(bool disposing)
+        {
+            if (disposing)
+            {
+                up.Complete();
+                down.Dispose();
+                response.Dispose();
+                request.Dispose();
+            }
+
+            base.Dispose(disposing);
+        }
+    }
+
+    /// <summary>
     /// A watch: the server's stream of <c>{"type", "object"}</c> lines, each yielded as it arrives,
     /// until the server ends the watch (its timeout) or <paramref name="ct"/> is cancelled.
     /// </summary>
@@ -212,5 +350,9 @@ internal sealed class ApiClient : IDisposable
         }
     }
 
-    public void Dispose() => _http.Dispose();
+    public void Dispose()
+    {
+        _tunnels?.Dispose();
+        _http.Dispose();
+    }
 }
