@@ -107,6 +107,9 @@ public sealed class MeshTests
         }
 
         Assert.Equal(["edge-1/echo", "edge-2/echo"], seen.Order(StringComparer.Ordinal));
+        var metrics = await fleet.ServerMetricsAsync();
+        Assert.Matches(@"outpost_mesh_service_requests_total\{service=""echoes"",via=""proxy"",result=""reached""\} [1-9]", metrics);
+        Assert.Matches(@"outpost_mesh_wires_total\{result=""opened""\} [1-9]", metrics);
 
         // The CLI and kubectl list it.
         (code, output) = await fleet.ClientAsync("get", "services");
@@ -293,5 +296,54 @@ public sealed class MeshTests
         Assert.True(code != 0 && output.Contains("service 'echoes' is exposed on port 8080, not 99", StringComparison.Ordinal), output);
         (code, output) = await fleet.ClientAsync("port-forward", "pod/edge-1", "1:2");
         Assert.True(code != 0 && output.Contains("write node/NAME or svc/NAME", StringComparison.Ordinal), output);
+    }
+
+    [Fact]
+    public async Task Ingress_ServesPublishedServices_WithoutAToken_AndNothingElse()
+    {
+        await using var fleet = new Fleet();
+        await fleet.StartServerAsync(0, "--ingress", "127.0.0.1:0");
+        var ingress = await fleet.Server!.WaitForLineAsync("ingress:", Fleet.StartTimeout);
+        var token = await fleet.CreateJoinTokenAsync();
+        var (agent, _) = await fleet.StartAgentAsync("edge-1", token);
+        var published = EchoService.Replace("port: 8080", "port: 8080\n    ingress:\n      path: /shop", StringComparison.Ordinal);
+        var (code, output) = await fleet.ClientAsync("apply", "-f", WriteEcho(fleet, published));
+        Assert.True(code == 0, output);
+        await WaitForHealthyAsync(fleet, "echoes", 1);
+
+        // No token; the prefix is taken off, and named in X-Forwarded-Prefix; the caller's own
+        // Authorization header reaches the app (it is theirs, not an API token).
+        using (var request = new HttpRequestMessage(HttpMethod.Post, ingress + "/shop/cart?items=2") { Content = new StringContent("two apples") })
+        {
+            request.Headers.TryAddWithoutValidation("X-Echo", "from the internet");
+            using var response = await Fleet.Http.SendAsync(request);
+            var body = await response.Content.ReadAsStringAsync();
+            Assert.True(response.StatusCode == HttpStatusCode.OK, body);
+            Assert.True(body.Contains("method: POST\npath: /cart\nquery: items=2\n", StringComparison.Ordinal), body);
+            Assert.True(body.Contains("x-echo: from the internet\n", StringComparison.Ordinal), body);
+            Assert.True(body.Contains("body (10 bytes): two apples", StringComparison.Ordinal), body);
+        }
+
+        // Only published paths: not other paths, not the API, not /proxy.
+        foreach (var path in new[] { "/shopping", "/api/v1/nodes", "/proxy/nodes/edge-1/echo", "/" })
+        {
+            var (status, body) = await Fleet.GetAsync(ingress + path);
+            Assert.True(status == HttpStatusCode.NotFound, $"{path}: {(int)status} {body}");
+            Assert.Contains("no service is published at", body, StringComparison.Ordinal);
+        }
+
+        // A path is one service's, and a service has one path.
+        var other = EchoService.Replace("name: echo", "name: other", StringComparison.Ordinal).Replace("route: /echo", "route: /other", StringComparison.Ordinal)
+            .Replace("service: echoes", "service: others", StringComparison.Ordinal).Replace("port: 8080", "port: 8080\n    ingress:\n      path: /shop", StringComparison.Ordinal);
+        (code, output) = await fleet.ClientAsync("apply", "-f", WriteEcho(fleet, other));
+        Assert.True(code != 0 && output.Contains("spec.expose.ingress.path", StringComparison.Ordinal) && output.Contains("ingress path /shop already serves service 'echoes'", StringComparison.Ordinal), output);
+        (code, output) = await fleet.ClientAsync("apply", "-f", WriteEcho(fleet, published.Replace("path: /shop", "path: /shop/../admin", StringComparison.Ordinal)));
+        Assert.True(code != 0 && output.Contains("is not an ingress path", StringComparison.Ordinal), output);
+
+        // The node leaves: 503, said in plain words.
+        await agent.StopAsync();
+        var (_, said) = await Eventually.UntilAsync(() => Fleet.GetAsync(ingress + "/shop/"), r => r.Status == HttpStatusCode.ServiceUnavailable, Fleet.Patience,
+            "ingress to answer 503 once the only endpoint is gone", r => $"{(int)r.Status} {r.Body}");
+        Assert.Contains("service echoes has no reachable endpoint", said, StringComparison.Ordinal);
     }
 }

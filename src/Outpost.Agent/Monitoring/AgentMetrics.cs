@@ -7,7 +7,7 @@ using Outpost.Core.Metrics;
 namespace Outpost.Agent.Monitoring;
 
 /// <summary>The node's own metrics in the Prometheus text format, served at /_outpost/metrics on the gateway.</summary>
-public sealed class AgentMetrics(AppRegistry apps, NodeUsageProbe usage, LocalDataStore data, SyncClient sync, AgentStore store, AgentOptions options)
+public sealed class AgentMetrics(AppRegistry apps, NodeUsageProbe usage, LocalDataStore data, SyncClient sync, AgentStore store, AgentOptions options, Mesh.NodeWires wires)
 {
     public string Render()
     {
@@ -79,6 +79,11 @@ public sealed class AgentMetrics(AppRegistry apps, NodeUsageProbe usage, LocalDa
         text.Gauge("outpost_agent_connected", "1 while the sync stream to the server is open.").Sample("outpost_agent_connected", sync.Connected ? 1 : 0, node);
         text.Gauge("outpost_agent_applied_revision", "The desired-state revision the node has durably applied.").Sample("outpost_agent_applied_revision", store.AppliedRevision, node);
         SyncCounters(text, sync.Counters, node);
+        text.Gauge("outpost_node_wires_open", "vWires open between this node and the server (the node's end: its gateway, an app as a service endpoint, or a forwarded port).")
+            .Sample("outpost_node_wires_open", wires.Open, node);
+        text.Counter("outpost_node_wires_total", "vWires the server asked this node for, by result: opened, or failed (the target could not be reached here).");
+        text.Sample("outpost_node_wires_total", wires.Opened, node, ("result", "opened"));
+        text.Sample("outpost_node_wires_total", wires.Failed, node, ("result", "failed"));
         return text.ToString();
     }
 

@@ -189,7 +189,7 @@ public static partial class ManifestValidator
         ValidateExpose(spec["expose"], errors);
     }
 
-    private static readonly string[] ExposeFields = ["service", "port"];
+    private static readonly string[] ExposeFields = ["service", "port", "ingress"];
 
     private static void ValidateExpose(JsonNode? node, List<FieldError> errors)
     {
@@ -219,7 +219,32 @@ public static partial class ManifestValidator
         {
             errors.Add(new("spec.expose.port", $"expected a port number from 1 to 65535, got {Describe(port)}"));
         }
+
+        if (expose["ingress"] is { } ingressNode)
+        {
+            if (ingressNode is not JsonObject ingress)
+            {
+                errors.Add(new("spec.expose.ingress", $"expected an object with path, got {Describe(ingressNode)}"));
+                return;
+            }
+
+            UnknownFields(ingress, "spec.expose.ingress", IngressFields, errors);
+            if (ingress["path"] is not { } pathNode)
+            {
+                errors.Add(new("spec.expose.ingress.path", "required field is missing: the public path, e.g. /shop"));
+            }
+            else if (AsString(pathNode, "spec.expose.ingress.path", errors) is { } path && !IsIngressPath(path))
+            {
+                errors.Add(new("spec.expose.ingress.path", $"'{path}' is not an ingress path: '/' and segments of letters, digits, '-', '_', '.' or '~', no trailing '/', no '.' or '..' segment (e.g. /shop)"));
+            }
+        }
     }
+
+    private static readonly string[] IngressFields = ["path"];
+
+    /// <summary>An absolute path of plain segments (no empty, '.' or '..' one), or "/".</summary>
+    public static bool IsIngressPath(string path) =>
+        path == "/" || (path.Length <= 256 && path.StartsWith('/') && path[1..].Split('/').All(s => s.Length > 0 && s is not "." and not ".." && s.All(c => char.IsAsciiLetterOrDigit(c) || c is '-' or '_' or '.' or '~')));
 
     private static void ValidateTriggers(JsonNode? node, List<FieldError> errors)
     {

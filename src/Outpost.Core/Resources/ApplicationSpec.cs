@@ -66,7 +66,7 @@ public sealed record ApplicationSpec
                 : null,
             Rollout = RolloutSpec.Read(spec["rollout"]),
             Expose = spec["expose"] is JsonObject expose && Str(expose["service"]) is { } service
-                ? new ExposeSpec(service, Int(expose["port"]) ?? ExposeSpec.DefaultPort)
+                ? new ExposeSpec(service, Int(expose["port"]) ?? ExposeSpec.DefaultPort, Str((expose["ingress"] as JsonObject)?["path"]))
                 : null,
         };
     }
@@ -102,6 +102,17 @@ public sealed record ApplicationSpec
         return Expose is { } mine && other.Expose is { } theirs && mine.Service == theirs.Service && mine.Port != theirs.Port;
     }
 
+    /// <summary>
+    /// True when the apps put different services at the same public ingress path, or the same
+    /// service at two: one path, one service.
+    /// </summary>
+    public bool IngressConflictsWith(ApplicationSpec other)
+    {
+        ArgumentNullException.ThrowIfNull(other);
+        return Expose is { Ingress: { } mine } me && other.Expose is { Ingress: { } theirs } them
+            && (mine == theirs) != (me.Service == them.Service);
+    }
+
     private static string? Str(JsonNode? node) =>
         node is JsonValue v && v.GetValueKind() == JsonValueKind.String ? v.GetValue<string>() : null;
 
@@ -119,7 +130,10 @@ public sealed record HttpTrigger(string Route);
 /// which clients on any node reach at <paramref name="Port"/> (the app itself serves HTTP through
 /// the node's gateway, whatever its route).
 /// </summary>
-public sealed record ExposeSpec(string Service, int Port)
+/// <param name="Service">The service's name (a DNS label: NAME.mesh).</param>
+/// <param name="Port">The port clients reach it at.</param>
+/// <param name="Ingress">A public path the server serves for the service on its ingress listener, without a token (null: none).</param>
+public sealed record ExposeSpec(string Service, int Port, string? Ingress = null)
 {
     public const int DefaultPort = 80;
 }

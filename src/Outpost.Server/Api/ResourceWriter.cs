@@ -123,6 +123,14 @@ public sealed class ResourceWriter(IControlPlaneStore store, Wasm.Hosting.WasmHo
                 $"service '{theirs.Service}' is already exposed on port {theirs.Port} by app '{exposed.Key}'; a service has one port: use {theirs.Port}, or another service name");
         }
 
+        var ingress = others.Where(o => o.Key != name && mine.IngressConflictsWith(o.Value)).OrderBy(o => o.Key, StringComparer.Ordinal).FirstOrDefault();
+        if (ingress.Key is not null && ingress.Value.Expose is { Ingress: { } path } taken)
+        {
+            return new FieldError("spec.expose.ingress.path", taken.Service == mine.Expose!.Service
+                ? $"service '{taken.Service}' is already at ingress path {path} (app '{ingress.Key}'); a service has one path: use {path}"
+                : $"ingress path {path} already serves service '{taken.Service}' (app '{ingress.Key}'); a path serves one service: choose another");
+        }
+
         var rival = others.Where(o => o.Key != name && mine.RouteConflictsWith(o.Value)).Select(o => o.Key).Order(StringComparer.Ordinal).FirstOrDefault();
         return rival is null ? null : new FieldError("spec.triggers.http.route",
             $"route {mine.Http!.Route} is already served by app '{rival}' on nodes both apps can run on; a node serves a route for one app only: "

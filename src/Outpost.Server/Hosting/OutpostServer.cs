@@ -46,6 +46,9 @@ public sealed partial class OutpostServer : IAsyncDisposable
     /// <summary>The URL agents and clients use, known once started (port 0 resolves then).</summary>
     public string Url { get; private set; } = "";
 
+    /// <summary>The ingress listener's URL (known once started), or null without --ingress.</summary>
+    public string? IngressUrl { get; private set; }
+
     /// <summary>Where the client config with the admin token was written.</summary>
     public string ConfigPath => Path.Combine(_options.DataDir, "config.yaml");
 
@@ -100,6 +103,20 @@ public sealed partial class OutpostServer : IAsyncDisposable
                     ClientCertificateValidation = (certificate, chain, _) => authority.NodeTrust.Validate(certificate, chain, TrustBundle.ClientAuthOid) is null,
                 });
             });
+            if (options.Ingress is { } ingress)
+            {
+                // Public ingress: plain HTTP/1.1, no token; its connections are marked so nothing but ingress answers them.
+                kestrel.Listen(ListenAddress.Parse(ingress), listen =>
+                {
+                    listen.Protocols = HttpProtocols.Http1;
+                    listen.Use(next => connection =>
+                    {
+                        connection.Items[Mesh.MeshProxy.IngressItem] = true;
+                        return next(connection);
+                    });
+                });
+            }
+
             // Find agents whose link died silently (no FIN, no RST).
             kestrel.Limits.Http2.KeepAlivePingDelay = TimeSpan.FromSeconds(20);
             kestrel.Limits.Http2.KeepAlivePingTimeout = TimeSpan.FromSeconds(20);
@@ -138,12 +155,16 @@ public sealed partial class OutpostServer : IAsyncDisposable
         services.AddSingleton<Mesh.WireRelay>();
         services.AddSingleton<Mesh.MeshRegistry>();
         services.AddSingleton<Mesh.MeshProxy>();
+        services.AddSingleton<Monitoring.IMetricsSource, Mesh.MeshMetrics>();
         services.AddSingleton<ResourceWriter>();
         // Only validates pushed modules: a small pool is plenty.
         services.AddSingleton(_ => new WasmHost(new WasmHostOptions { MaxInstances = 4 }));
         services.AddGrpc(o => o.MaxReceiveMessageSize = 4 * 1024 * 1024);
 
         var app = builder.Build();
+        app.Use((context, next) => Mesh.MeshProxy.IsIngress(context)
+            ? context.RequestServices.GetRequiredService<Mesh.MeshProxy>().IngressAsync(context)
+            : next(context));
         app.Use(ApiAuthenticationAsync);
         app.MapOutpostApi();
         app.MapGrpcService<EdgeSyncService>();
@@ -162,7 +183,13 @@ public sealed partial class OutpostServer : IAsyncDisposable
         await store.InitializeAsync(cancellationToken);
         _app.Services.GetRequiredService<ChangeFeed>().Publish(await store.GetRevisionAsync(cancellationToken));
         await _app.StartAsync(cancellationToken);
-        var address = _app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First();
+        var addresses = _app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.ToList();
+        var address = addresses[0];
+        if (_options.Ingress is not null && addresses.Count > 1)
+        {
+            IngressUrl = addresses[1].Replace("[::]", "127.0.0.1", StringComparison.Ordinal).Replace("0.0.0.0", "127.0.0.1", StringComparison.Ordinal);
+        }
+
         Url = address.Replace("[::]", "127.0.0.1", StringComparison.Ordinal).Replace("0.0.0.0", "127.0.0.1", StringComparison.Ordinal);
         await WriteClientConfigAsync(store, cancellationToken);
     }

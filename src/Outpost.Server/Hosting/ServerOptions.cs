@@ -34,6 +34,12 @@ public sealed record ServerOptions
     /// <summary>How often alert rules are evaluated. Default 10 s.</summary>
     public TimeSpan AlertInterval { get; init; } = TimeSpan.FromSeconds(10);
 
+    /// <summary>
+    /// Where public ingress is served (HOST:PORT, plain HTTP/1.1, no token): services whose apps
+    /// set spec.expose.ingress, forwarded to a healthy endpoint. Null: no ingress listener.
+    /// </summary>
+    public string? Ingress { get; init; }
+
     /// <summary>Serve cleartext HTTP/2 instead of TLS. Only for a lab behind something that encrypts.</summary>
     public bool InsecureHttp { get; init; }
 
@@ -51,6 +57,11 @@ public sealed record ServerOptions
         }
 
         ListenAddress.Parse(Listen);
+        if (Ingress is not null)
+        {
+            ListenAddress.Parse(Ingress);
+        }
+
         if (RevisionHistory < 1)
         {
             throw new ArgumentException("--revision-history must be at least 1");

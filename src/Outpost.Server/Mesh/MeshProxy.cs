@@ -51,6 +51,86 @@ public sealed class MeshProxy : IDisposable
         _client = new HttpMessageInvoker(handler);
     }
 
+    /// <summary>The connection item that marks a connection of the public ingress listener.</summary>
+    public const string IngressItem = "outpost.ingress";
+
+    private readonly System.Collections.Concurrent.ConcurrentDictionary<(string Service, string Via), long[]> _served = new();
+    private long _ingressRequests;
+    private long _ingressUnrouted;
+
+    public long IngressRequests => Interlocked.Read(ref _ingressRequests);
+
+    public long IngressUnrouted => Interlocked.Read(ref _ingressUnrouted);
+
+    /// <summary>Requests forwarded to each service, by way in (proxy or ingress), and how many found no endpoint.</summary>
+    public IReadOnlyList<(string Service, string Via, long Requests, long Unavailable)> Served =>
+        [.. _served.OrderBy(p => p.Key.Service, StringComparer.Ordinal).ThenBy(p => p.Key.Via, StringComparer.Ordinal)
+            .Select(p => (p.Key.Service, p.Key.Via, Interlocked.Read(ref p.Value[0]), Interlocked.Read(ref p.Value[1])))];
+
+    private void Count(string service, string via, bool reached)
+    {
+        var counters = _served.GetOrAdd((service, via), _ => new long[2]);
+        Interlocked.Increment(ref counters[reached ? 0 : 1]);
+    }
+
+    /// <summary>True for a request that came in on the ingress listener.</summary>
+    public static bool IsIngress(HttpContext context) =>
+        context?.Features.Get<Microsoft.AspNetCore.Connections.Features.IConnectionItemsFeature>()?.Items.ContainsKey(IngressItem) == true;
+
+    /// <summary>
+    /// Public ingress: the service whose ingress path is the longest prefix of the request's path
+    /// answers, from a healthy endpoint, with that prefix taken off (and in X-Forwarded-Prefix), as
+    /// /proxy/services does; no token, and nothing else is reachable on this listener.
+    /// </summary>
+    public async Task IngressAsync(HttpContext context)
+    {
+        ArgumentNullException.ThrowIfNull(context);
+        Interlocked.Increment(ref _ingressRequests);
+        var path = context.Request.Path.Value is { Length: > 0 } p ? p : "/";
+        var services = await _registry.ListAsync(context.RequestAborted);
+        var match = services.Where(s => s.Ingress is { } prefix && (prefix == "/" || path == prefix || path.StartsWith(prefix + "/", StringComparison.Ordinal)))
+            .OrderByDescending(s => s.Ingress!.Length).FirstOrDefault();
+        if (match is null)
+        {
+            Interlocked.Increment(ref _ingressUnrouted);
+            await PlainAsync(context, 404, $"404 not found: no service is published at {path}\n");
+            return;
+        }
+
+        var rest = match.Ingress == "/" ? path : path[match.Ingress!.Length..];
+        var healthy = match.Healthy.OrderBy(_ => Random.Shared.Next()).ToList();
+        foreach (var endpoint in healthy.Take(2))
+        {
+            try
+            {
+                await ForwardAsync(context, $"{endpoint.App}.{endpoint.Node}.app{WireHost}", rest, match.Ingress == "/" ? "" : match.Ingress, publicRequest: true);
+                Count(match.Name, "ingress", reached: true);
+                return;
+            }
+            catch (HttpRequestException ex) when (ex.InnerException is WireUnavailableException && !context.Response.HasStarted)
+            {
+                // Not reachable after all: the next one.
+            }
+            catch (HttpRequestException) when (!context.Response.HasStarted)
+            {
+                await PlainAsync(context, 502, $"502 bad gateway: service {match.Name} did not answer\n");
+                return;
+            }
+        }
+
+        Count(match.Name, "ingress", reached: false);
+        context.Response.Headers.RetryAfter = "1";
+        await PlainAsync(context, 503, $"503 service unavailable: service {match.Name} has no reachable endpoint\n");
+    }
+
+    /// <summary>Public answers are plain text: nothing about the fleet's API leaks out on the ingress listener.</summary>
+    private static Task PlainAsync(HttpContext context, int status, string text)
+    {
+        context.Response.StatusCode = status;
+        context.Response.ContentType = "text/plain; charset=utf-8";
+        return context.Response.WriteAsync(text, context.RequestAborted);
+    }
+
     /// <summary>/proxy/nodes/{node}/{path}: the node's gateway answers.</summary>
     public async Task ToNodeAsync(HttpContext context, string node, string path)
     {
@@ -95,6 +175,7 @@ public sealed class MeshProxy : IDisposable
         var healthy = service.Healthy.OrderBy(_ => Random.Shared.Next()).ToList();
         if (healthy.Count == 0)
         {
+            Count(name, "proxy", reached: false);
             await Answer(context, 503, StatusReasons.ServiceUnavailable,
                 $"service '{name}' has no healthy endpoint ({service.Endpoints.Count} known: {string.Join(", ", service.Endpoints.Select(e => $"{e.App} on {e.Node} {e.AppState}, node {e.NodeState}"))})");
             return;
@@ -108,6 +189,7 @@ public sealed class MeshProxy : IDisposable
             {
                 context.Response.Headers["Outpost-Endpoint"] = $"{endpoint.Node}/{endpoint.App}";
                 await ForwardAsync(context, $"{endpoint.App}.{endpoint.Node}.app{WireHost}", path, $"/proxy/services/{name}");
+                Count(name, "proxy", reached: true);
                 return;
             }
             catch (HttpRequestException ex) when (ex.InnerException is WireUnavailableException && !context.Response.HasStarted)
@@ -121,6 +203,7 @@ public sealed class MeshProxy : IDisposable
             }
         }
 
+        Count(name, "proxy", reached: false);
         context.Response.Headers.Remove("Outpost-Endpoint");
         await Answer(context, 503, StatusReasons.ServiceUnavailable, $"service '{name}': no endpoint could be reached ({string.Join("; ", failures)})");
     }
@@ -231,7 +314,9 @@ public sealed class MeshProxy : IDisposable
         return healthy[Random.Shared.Next(healthy.Count)];
     }
 
-    private async Task ForwardAsync(HttpContext context, string host, string path, string prefix)
+    // publicRequest (ingress): the caller's Authorization header is theirs, for the app; through
+    // /proxy it is the API token and stays here.
+    private async Task ForwardAsync(HttpContext context, string host, string path, string prefix, bool publicRequest = false)
     {
         var incoming = context.Request;
         var uri = new Uri($"http://{host}/{path.TrimStart('/')}{incoming.QueryString}");
@@ -244,7 +329,7 @@ public sealed class MeshProxy : IDisposable
 
         foreach (var (name, values) in incoming.Headers)
         {
-            if (NotForwarded.Contains(name))
+            if (NotForwarded.Contains(name) && !(publicRequest && name.Equals("Authorization", StringComparison.OrdinalIgnoreCase)))
             {
                 continue;
             }

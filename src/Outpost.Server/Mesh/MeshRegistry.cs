@@ -15,6 +15,9 @@ public sealed record MeshEndpoint(string Node, string App, long Generation, stri
 /// <summary>A network service: the apps that expose it, its port, and their instances on the nodes.</summary>
 public sealed record MeshService(string Name, int Port, IReadOnlyList<string> Apps, IReadOnlyList<MeshEndpoint> Endpoints, DateTimeOffset Created)
 {
+    /// <summary>The public path the server's ingress listener serves it at, if any.</summary>
+    public string? Ingress { get; init; }
+
     public IEnumerable<MeshEndpoint> Healthy => Endpoints.Where(e => e.Healthy);
 }
 
@@ -67,7 +70,10 @@ public sealed class MeshRegistry(IControlPlaneStore store, ResourceView view, Wi
             var first = group.OrderBy(a => a.Resource.Name, StringComparer.Ordinal).First();
             services.Add(new MeshService(group.Key, first.Spec.Expose!.Port, group.Select(a => a.Resource.Name).Order(StringComparer.Ordinal).ToList(),
                 endpoints.OrderBy(e => e.Node, StringComparer.Ordinal).ThenBy(e => e.App, StringComparer.Ordinal).ToList(),
-                group.Min(a => a.Resource.CreationTimestamp)));
+                group.Min(a => a.Resource.CreationTimestamp))
+            {
+                Ingress = group.Select(a => a.Spec.Expose!.Ingress).FirstOrDefault(i => i is not null),
+            });
         }
 
         return services;
@@ -109,6 +115,7 @@ public sealed class MeshRegistry(IControlPlaneStore store, ResourceView view, Wi
             {
                 ["port"] = service.Port,
                 ["apps"] = new JsonArray(service.Apps.Select(a => (JsonNode?)JsonValue.Create(a)).ToArray()),
+                ["ingress"] = service.Ingress is null ? null : new JsonObject { ["path"] = service.Ingress },
             },
             ["status"] = new JsonObject
             {

@@ -30,9 +30,10 @@ internal static class RoleCommands
         var metricsRetention = new Option<string>("--metrics-retention") { Description = "How long app and node metrics are kept (one-minute resolution)", DefaultValueFactory = _ => "24h" };
         var logRetention = new Option<string>("--log-retention") { Description = "How long logs shipped by the nodes are kept", DefaultValueFactory = _ => "7d" };
         var alertInterval = new Option<string>("--alert-interval") { Description = "How often alert rules are evaluated", DefaultValueFactory = _ => "10s" };
+        var ingress = new Option<string?>("--ingress") { Description = "Serve public ingress here (HOST:PORT, plain HTTP, no token): services whose apps set spec.expose.ingress" };
         var command = new Command("server", "Run the control plane: REST API, agent sync endpoint, store")
         {
-            dataDir, listen, history, lease, tlsCert, tlsKey, insecure, nodeCertTtl, revisionHistory, metricsRetention, logRetention, alertInterval,
+            dataDir, listen, history, lease, tlsCert, tlsKey, insecure, nodeCertTtl, revisionHistory, metricsRetention, logRetention, alertInterval, ingress,
         };
         command.SetAction(async (result, ct) => await RunUntilStoppedAsync(async stop =>
         {
@@ -50,9 +51,15 @@ internal static class RoleCommands
                 MetricsRetention = Duration(result.GetValue(metricsRetention)!, "--metrics-retention"),
                 LogRetention = Duration(result.GetValue(logRetention)!, "--log-retention"),
                 AlertInterval = Duration(result.GetValue(alertInterval)!, "--alert-interval"),
+                Ingress = result.GetValue(ingress),
             });
             await server.StartAsync(stop);
             Console.WriteLine($"server: {server.Url}");
+            if (server.IngressUrl is { } ingressUrl)
+            {
+                Console.WriteLine($"ingress: {ingressUrl}");
+            }
+
             Console.WriteLine($"config: {server.ConfigPath} (export OUTPOST_CONFIG={server.ConfigPath})");
             Console.WriteLine($"kubectl: export KUBECONFIG={server.KubeconfigPath}");
             await WaitAsync(stop);

@@ -1,0 +1,31 @@
+using Outpost.Core.Metrics;
+using Outpost.Server.Monitoring;
+
+namespace Outpost.Server.Mesh;
+
+/// <summary>The mesh on the server's /metrics: wires through the nodes' connections, and requests per service.</summary>
+public sealed class MeshMetrics(WireRelay relay, MeshProxy proxy) : IMetricsSource
+{
+    public Task WriteAsync(PrometheusText text, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(text);
+        text.Gauge("outpost_mesh_wires_open", "vWires open now through the nodes' own connections.")
+            .Sample("outpost_mesh_wires_open", relay.Open);
+        text.Counter("outpost_mesh_wires_total", "vWires asked of nodes, by result: opened, or failed (node not connected, or no answer in time).");
+        text.Sample("outpost_mesh_wires_total", relay.Opened, ("result", "opened"));
+        text.Sample("outpost_mesh_wires_total", relay.Failed, ("result", "failed"));
+        text.Counter("outpost_mesh_wire_bytes_total", "Bytes carried by closed vWires, by direction.");
+        text.Sample("outpost_mesh_wire_bytes_total", relay.BytesToNodes, ("direction", "to_nodes"));
+        text.Sample("outpost_mesh_wire_bytes_total", relay.BytesFromNodes, ("direction", "from_nodes"));
+        text.Counter("outpost_mesh_service_requests_total", "Requests forwarded to a service, by way in (proxy: /proxy/services, ingress: the public listener) and result (reached an endpoint, or unavailable).");
+        foreach (var (service, via, requests, unavailable) in proxy.Served)
+        {
+            text.Sample("outpost_mesh_service_requests_total", requests, ("service", service), ("via", via), ("result", "reached"));
+            text.Sample("outpost_mesh_service_requests_total", unavailable, ("service", service), ("via", via), ("result", "unavailable"));
+        }
+
+        text.Counter("outpost_mesh_ingress_unrouted_total", "Ingress requests for a path no service is published at (answered 404).")
+            .Sample("outpost_mesh_ingress_unrouted_total", proxy.IngressUnrouted);
+        return Task.CompletedTask;
+    }
+}
