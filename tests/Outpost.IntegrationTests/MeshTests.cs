@@ -346,4 +346,61 @@ public sealed class MeshTests
             "ingress to answer 503 once the only endpoint is gone", r => $"{(int)r.Status} {r.Body}");
         Assert.Contains("service echoes has no reachable endpoint", said, StringComparison.Ordinal);
     }
+
+    [Fact]
+    public async Task ServiceAddresses_AnsweredByDns_ReachAnEndpointOnAnotherNode_AndStayWhenTheEndpointMoves()
+    {
+        await using var fleet = new Fleet();
+        await fleet.StartServerAsync();
+        var token = await fleet.CreateJoinTokenAsync();
+        int dnsPort;
+        using (var probe = new System.Net.Sockets.UdpClient(new IPEndPoint(IPAddress.Loopback, 0)))
+        {
+            dnsPort = ((IPEndPoint)probe.Client.LocalEndPoint!).Port;
+        }
+
+        // edge-1 runs no endpoint: its programs reach the service through its address. The others
+        // serve it and leave the addresses to edge-1 (on one host they would share them).
+        await fleet.StartAgentAsync("edge-1", token, "site=x", null, null, "--dns", $"127.0.0.1:{dnsPort}");
+        await fleet.StartAgentAsync("edge-2", token, "site=y,role=first", null, null, "--service-addresses=false");
+        await fleet.StartAgentAsync("edge-3", token, "site=x,role=second", null, null, "--service-addresses=false");
+        var hello = Fleet.HelloApp + "\n  placement:\n    nodeSelector:\n      role: first\n  expose:\n    service: temps\n    port: 8080\n";
+        var (code, output) = await fleet.ClientAsync("apply", "-f", fleet.WriteManifest("hello.yaml", hello));
+        Assert.True(code == 0, output);
+        var service = await WaitForHealthyAsync(fleet, "temps", 1);
+        var address = (string)service["spec"]!["address"]!;
+        Assert.StartsWith("127.77.", address, StringComparison.Ordinal);
+
+        // dig, as a program on the node would ask, once the registry has reached edge-1.
+        await Eventually.UntilAsync(async () => (await DigAsync(dnsPort, "temps.mesh", "+short")).Trim(), a => a == address, Fleet.Patience,
+            $"edge-1 to answer temps.mesh with {address}", a => a);
+        Assert.Contains("status: NXDOMAIN", await DigAsync(dnsPort, "nobody.mesh"), StringComparison.Ordinal);
+        Assert.Contains("status: REFUSED", await DigAsync(dnsPort, "example.com"), StringComparison.Ordinal);
+
+        // A plain HTTP client on edge-1's host, at the service's address: edge-2 answers, every path.
+        await Fleet.WaitForBodyAsync($"http://{address}:8080/reading", "hello from edge-2 (path /reading)\n");
+
+        // The endpoint moves to edge-3: the address stays, and now edge-3 answers there.
+        (code, output) = await fleet.ClientAsync("apply", "-f", fleet.WriteManifest("hello.yaml", hello.Replace("role: first", "role: second", StringComparison.Ordinal)));
+        Assert.True(code == 0, output);
+        await Fleet.WaitForBodyAsync($"http://{address}:8080/reading", "hello from edge-3 (path /reading)\n");
+        Assert.Equal(address, (string)(await fleet.ApiGetAsync("/apis/outpost.dev/v1/networkservices/temps"))["spec"]!["address"]!);
+        Assert.Equal(address, (await DigAsync(dnsPort, "temps.mesh", "+short")).Trim());
+    }
+
+    private static async Task<string> DigAsync(int port, params string[] query)
+    {
+        var info = new System.Diagnostics.ProcessStartInfo("dig") { RedirectStandardOutput = true, RedirectStandardError = true };
+        foreach (var arg in (string[])["@127.0.0.1", "-p", port.ToString(System.Globalization.CultureInfo.InvariantCulture), "+tries=3", "+time=2", .. query])
+        {
+            info.ArgumentList.Add(arg);
+        }
+
+        using var process = System.Diagnostics.Process.Start(info)!;
+        var stdout = process.StandardOutput.ReadToEndAsync();
+        var stderr = process.StandardError.ReadToEndAsync();
+        await process.WaitForExitAsync();
+        Assert.True(process.ExitCode == 0, $"dig {string.Join(' ', query)}: {await stderr}{await stdout}");
+        return await stdout;
+    }
 }

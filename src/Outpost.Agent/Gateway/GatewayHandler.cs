@@ -30,6 +30,9 @@ public sealed partial class GatewayHandler(AppRegistry apps, WagiRunner runner, 
             var endpoint = apps.Named(target);
             if (endpoint is null || !endpoint.TryAcquire())
             {
+                // The app left this node: close the connection too, so the client's next one is
+                // carried to an endpoint that has it (a kept-alive connection is bound to this node).
+                context.Response.Headers.Connection = "close";
                 await WriteTextAsync(context, 503, $"503 service unavailable: app {target} does not run on node {options.NodeName}\n");
                 return;
             }

@@ -22,6 +22,12 @@ public sealed record AgentOptions
     /// <summary>The local HTTP gateway's address. Default 127.0.0.1:8080; port 0 picks a free one.</summary>
     public string Gateway { get; init; } = "127.0.0.1:8080";
 
+    /// <summary>Accept connections on each service's address (127.77.x.y:PORT) and carry them over vWires. Default on.</summary>
+    public bool ServiceAddresses { get; init; } = true;
+
+    /// <summary>Answer DNS (UDP) here for NAME.mesh with the service's address (HOST:PORT), or null for none.</summary>
+    public string? Dns { get; init; }
+
     /// <summary>How often the agent beats while connected. Default 10 s (three beats per server lease).</summary>
     public TimeSpan HeartbeatInterval { get; init; } = TimeSpan.FromSeconds(10);
 

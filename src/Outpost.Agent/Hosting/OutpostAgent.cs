@@ -129,6 +129,7 @@ public sealed partial class OutpostAgent : IAsyncDisposable
         AddLogger<SyncClient>(services);
         AddLogger<Triggers.TriggerScheduler>(services);
         AddLogger<Mesh.NodeWires>(services);
+        AddLogger<Mesh.MeshClient>(services);
         services.AddSingleton<Host.AgentHostServices>();
         services.AddSingleton(sp =>
         {
@@ -149,6 +150,8 @@ public sealed partial class OutpostAgent : IAsyncDisposable
         services.AddSingleton<ServerTrust>();
         services.AddSingleton<NodeCredentials>();
         services.AddSingleton<Mesh.NodeWires>();
+        services.AddSingleton<Mesh.MeshClient>();
+        services.AddHostedService(sp => sp.GetRequiredService<Mesh.MeshClient>());
         services.AddSingleton<SyncClient>();
         services.AddHostedService(sp => sp.GetRequiredService<SyncClient>());
 

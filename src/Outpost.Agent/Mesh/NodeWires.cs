@@ -62,25 +62,9 @@ public sealed partial class NodeWires(AgentOptions options, GatewayInfo gateway,
 
             Interlocked.Increment(ref _opened);
             using (socket)
-            await using (var local = new NetworkStream(socket, ownsSocket: false))
             {
-                // Each direction ends at its source's end with a half-close; a failure in one ends the other.
-                using var both = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
-                var up = CopyAsync(local, wire, () => wire.ShutdownWriteAsync(both.Token), both.Token);
-                var down = CopyAsync(wire, local, () => { socket.Shutdown(SocketShutdown.Send); return Task.CompletedTask; }, both.Token);
-                var first = await Task.WhenAny(up, down);
-                if (!first.IsCompletedSuccessfully)
-                {
-                    await both.CancelAsync();
-                }
-
-                await Task.WhenAll(up, down);
+                await WirePump.RunAsync(socket, wire, cancellationToken);
             }
-
-            // The server ends the call once it has read everything; ending it here first would lose that.
-            using var linger = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
-            linger.CancelAfter(TimeSpan.FromSeconds(30));
-            await wire.WaitForCloseAsync(linger.Token);
         }
         catch (Exception ex) when (ex is RpcException or IOException or SocketException or OperationCanceledException or ObjectDisposedException or InvalidOperationException)
         {
@@ -91,19 +75,6 @@ public sealed partial class NodeWires(AgentOptions options, GatewayInfo gateway,
         {
             Interlocked.Decrement(ref _open);
         }
-    }
-
-    /// <summary>Copies until the source ends, then half-closes the destination; a failure ends both directions.</summary>
-    private static async Task CopyAsync(Stream source, Stream destination, Func<Task> halfClose, CancellationToken cancellationToken)
-    {
-        var buffer = new byte[32 * 1024];
-        int read;
-        while ((read = await source.ReadAsync(buffer, cancellationToken)) > 0)
-        {
-            await destination.WriteAsync(buffer.AsMemory(0, read), cancellationToken);
-        }
-
-        await halfClose();
     }
 
     /// <summary>"gateway": this node's HTTP gateway; "app/NAME": app NAME through the mesh socket; "tcp/PORT": PORT on loopback.</summary>

@@ -34,6 +34,7 @@ public sealed partial class SyncClient(
     Monitoring.NodeUsageProbe usage,
     Monitoring.LogRing logRing,
     Mesh.NodeWires wires,
+    Mesh.MeshClient mesh,
     TimeProvider time,
     ILogger<SyncClient> logger) : BackgroundService
 {
@@ -327,6 +328,7 @@ public sealed partial class SyncClient(
         var kvShipping = ShipKvAsync(SendAsync, kvAcks.Reader, sessionCts.Token);
         var logShipping = ShipLogsAsync(SendAsync, logAcks.Reader, sessionCts.Token);
         var renewing = mutualTls ? RenewLoopAsync(client, sessionCts.Token) : Task.CompletedTask;
+        mesh.Linked(client, headers, sessionCts.Token);
         try
         {
             await foreach (var message in call.ResponseStream.ReadAllAsync(sessionCts.Token))
@@ -355,6 +357,12 @@ public sealed partial class SyncClient(
                 if (message.BodyCase == ServerMessage.BodyOneofCase.OpenWire)
                 {
                     wires.Serve(client, headers, message.OpenWire, sessionCts.Token);
+                    continue;
+                }
+
+                if (message.BodyCase == ServerMessage.BodyOneofCase.Mesh)
+                {
+                    mesh.Update(message.Mesh);
                     continue;
                 }
 
@@ -406,6 +414,7 @@ public sealed partial class SyncClient(
         }
         finally
         {
+            mesh.Unlinked();
             await sessionCts.CancelAsync();
             foreach (var loop in new[] { heartbeats, shipping, kvShipping, logShipping, renewing })
             {

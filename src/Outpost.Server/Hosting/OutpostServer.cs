@@ -155,6 +155,9 @@ public sealed partial class OutpostServer : IAsyncDisposable
         services.AddSingleton<Mesh.WireRelay>();
         services.AddSingleton<Mesh.MeshRegistry>();
         services.AddSingleton<Mesh.MeshProxy>();
+        services.AddSingleton<Mesh.MeshDialer>();
+        services.AddSingleton<Mesh.MeshPublisher>();
+        services.AddHostedService(sp => sp.GetRequiredService<Mesh.MeshPublisher>());
         services.AddSingleton<Monitoring.IMetricsSource, Mesh.MeshMetrics>();
         services.AddSingleton<ResourceWriter>();
         // Only validates pushed modules: a small pool is plenty.

@@ -18,6 +18,9 @@ public sealed record MeshService(string Name, int Port, IReadOnlyList<string> Ap
     /// <summary>The public path the server's ingress listener serves it at, if any.</summary>
     public string? Ingress { get; init; }
 
+    /// <summary>Its address on every node, in 127.77.0.0/16.</summary>
+    public string Address { get; init; } = "";
+
     public IEnumerable<MeshEndpoint> Healthy => Endpoints.Where(e => e.Healthy);
 }
 
@@ -43,16 +46,18 @@ public sealed class MeshRegistry(IControlPlaneStore store, ResourceView view, Wi
             return [];
         }
 
-        var nodes = (await store.ListAsync(ResourceKind.Node.Kind, cancellationToken)).Items.Select(n => view.Render(n)).ToList();
+        var nodes = (await store.ListAsync(ResourceKind.Node.Kind, cancellationToken)).Items.Select(n => (Labels: n.Labels, View: view.Render(n))).ToList();
         var services = new List<MeshService>();
         foreach (var group in apps.GroupBy(a => a.Spec.Expose!.Service, StringComparer.Ordinal).OrderBy(g => g.Key, StringComparer.Ordinal))
         {
             var endpoints = new List<MeshEndpoint>();
-            foreach (var (resource, _) in group)
+            foreach (var (resource, spec) in group)
             {
-                foreach (var node in nodes)
+                // Where the app is placed now and reports itself: a node it has just left may still
+                // report it for a beat, but is no endpoint any more.
+                foreach (var (labels, node) in nodes)
                 {
-                    if (node["status"]?["apps"]?[resource.Name] is not JsonObject reported)
+                    if (!spec.Targets(labels) || node["status"]?["apps"]?[resource.Name] is not JsonObject reported)
                     {
                         continue;
                     }
@@ -76,7 +81,42 @@ public sealed class MeshRegistry(IControlPlaneStore store, ResourceView view, Wi
             });
         }
 
-        return services;
+        // Addresses: each service's own slot (from its name's hash), the older service keeping a
+        // slot two names share; so an address stays through restarts and endpoint changes.
+        var taken = new HashSet<int>();
+        var withAddresses = new Dictionary<string, string>(StringComparer.Ordinal);
+        foreach (var service in services.OrderBy(s => s.Created).ThenBy(s => s.Name, StringComparer.Ordinal))
+        {
+            var slot = SlotOf(service.Name);
+            while (!taken.Add(slot))
+            {
+                slot = slot % Slots + 1;
+            }
+
+            withAddresses[service.Name] = $"127.77.{slot / 256}.{slot % 256}";
+        }
+
+        return [.. services.Select(s => s with { Address = withAddresses[s.Name] })];
+    }
+
+    /// <summary>Slots 1..65534 of 127.77.0.0/16 (not .0.0, not .255.255).</summary>
+    private const int Slots = 65534;
+
+    private static int SlotOf(string name) =>
+        (int)(System.Buffers.Binary.BinaryPrimitives.ReadUInt32BigEndian(System.Security.Cryptography.SHA256.HashData(System.Text.Encoding.UTF8.GetBytes(name))) % Slots) + 1;
+
+    /// <summary>What a node is told of the services: addresses, ports and endpoints.</summary>
+    public static Protocol.MeshUpdate ToUpdate(IEnumerable<MeshService> services)
+    {
+        var update = new Protocol.MeshUpdate();
+        foreach (var service in services ?? [])
+        {
+            var entry = new Protocol.MeshService { Name = service.Name, Address = service.Address, Port = service.Port };
+            entry.Endpoints.Add(service.Endpoints.Select(e => new Protocol.MeshEndpoint { Node = e.Node, App = e.App, Site = e.Site ?? "", Healthy = e.Healthy }));
+            update.Services.Add(entry);
+        }
+
+        return update;
     }
 
     public async Task<MeshService?> GetAsync(string name, CancellationToken cancellationToken) =>
@@ -113,6 +153,7 @@ public sealed class MeshRegistry(IControlPlaneStore store, ResourceView view, Wi
             },
             ["spec"] = new JsonObject
             {
+                ["address"] = service.Address,
                 ["port"] = service.Port,
                 ["apps"] = new JsonArray(service.Apps.Select(a => (JsonNode?)JsonValue.Create(a)).ToArray()),
                 ["ingress"] = service.Ingress is null ? null : new JsonObject { ["path"] = service.Ingress },

@@ -31,6 +31,8 @@ public sealed partial class EdgeSyncService(
     Security.ServerTls tls,
     Hosting.ServerOptions options,
     Mesh.WireRelay relay,
+    Mesh.MeshDialer dialer,
+    Mesh.MeshPublisher mesh,
     TimeProvider time,
     ILogger<EdgeSyncService> logger) : EdgeSync.EdgeSyncBase
 {
@@ -230,6 +232,7 @@ public sealed partial class EdgeSyncService(
             }, ct);
 
             using var wires = relay.Attach(node, session, WriteAsync);
+            mesh.Poke(); // the node's endpoints are reachable again
             var delivered = new System.Collections.Concurrent.ConcurrentDictionary<long, Dictionary<string, long>>();
             // Record batches go through a pipeline: the receive loop hands them on, one stage
             // decodes, the next stores durably and acks in order, so decoding the next batch
@@ -241,7 +244,8 @@ public sealed partial class EdgeSyncService(
             var receive = ReceiveAsync(node, session, requestStream, WriteAsync, delivered, received.Writer, sessionCts.Token);
             var send = SendAsync(node, hello.AppliedRevision, WriteAsync, delivered, sessionCts.Token);
             var sendBuckets = SendBucketsAsync(node, hello.BucketCursors, WriteAsync, sessionCts.Token);
-            var first = await Task.WhenAny(receive, send, sendBuckets, decode, ingest);
+            var sendMesh = SendMeshAsync(WriteAsync, sessionCts.Token);
+            var first = await Task.WhenAny(receive, send, sendBuckets, sendMesh, decode, ingest);
             await sessionCts.CancelAsync();
             await first; // surface the failure that ended the session
         }
@@ -252,7 +256,21 @@ public sealed partial class EdgeSyncService(
         finally
         {
             leases.Disconnect(node, session);
+            mesh.Poke();
             LogDisconnected(logger, node);
+        }
+    }
+
+    /// <summary>The mesh registry, each time it changes (the first as soon as there is one).</summary>
+    private async Task SendMeshAsync(Func<ServerMessage, CancellationToken, Task> write, CancellationToken ct)
+    {
+        long sent = 0;
+        while (!ct.IsCancellationRequested)
+        {
+            await mesh.WaitForNewerAsync(sent, ct);
+            var (version, update) = mesh.Current;
+            await write(new ServerMessage { Mesh = update }, ct);
+            sent = version;
         }
     }
 
@@ -665,6 +683,12 @@ public sealed partial class EdgeSyncService(
     {
         ArgumentNullException.ThrowIfNull(context);
         var node = await AuthenticateNodeAsync(context);
+        if (context.RequestHeaders.GetValue(Mesh.MeshDialer.DialHeader) is { } service)
+        {
+            await dialer.DialAsync(node, service, requestStream, responseStream, context);
+            return;
+        }
+
         await relay.AcceptAsync(node, requestStream, responseStream, context);
     }
 

@@ -89,9 +89,11 @@ internal static class RoleCommands
         var heartbeat = new Option<string>("--heartbeat") { Description = "How often the agent beats while connected; keep it well under the server's --node-lease", DefaultValueFactory = _ => "10s" };
         var tokenFile = new Option<string?>("--token-file") { Description = "Read the join token from this file (keeps it out of the process list, unlike --token)" };
         var logQuota = new Option<string>("--log-quota") { Description = "Log lines kept while they wait to be shipped; past it the oldest are dropped and counted (e.g. 16MiB)", DefaultValueFactory = _ => "16MiB" };
+        var serviceAddresses = new Option<bool>("--service-addresses") { Description = "Accept connections on each mesh service's address (127.77.x.y:PORT) and carry them to an endpoint", DefaultValueFactory = _ => true };
+        var dns = new Option<string?>("--dns") { Description = "Answer DNS here (HOST:PORT, UDP) for NAME.mesh with the service's address" };
         var command = new Command("agent", "Run an edge agent: join the server (--server URL with --token-file FILE, --token JOIN-TOKEN or OUTPOST_TOKEN; OUTPOST_SERVER for the URL), sync, serve apps on the gateway")
         {
-            name, labels, dataDir, gateway, tokenFile, maxInstances, maxMemory, outboxQuota, outboxOverflow, keepalive, heartbeat, logQuota,
+            name, labels, dataDir, gateway, tokenFile, maxInstances, maxMemory, outboxQuota, outboxOverflow, keepalive, heartbeat, logQuota, serviceAddresses, dns,
         };
         command.SetAction(async (result, ct) => await RunUntilStoppedAsync(async stop =>
         {
@@ -118,6 +120,8 @@ internal static class RoleCommands
                 KeepAlive = Duration(result.GetValue(keepalive)!, "--keepalive"),
                 HeartbeatInterval = Duration(result.GetValue(heartbeat)!, "--heartbeat"),
                 OutboxOverflow = result.GetValue(outboxOverflow) == "rejectNew" ? Outpost.Agent.State.OverflowPolicy.RejectNew : Outpost.Agent.State.OverflowPolicy.DropOldest,
+                ServiceAddresses = result.GetValue(serviceAddresses),
+                Dns = result.GetValue(dns),
             };
             await using var agent = OutpostAgent.Create(options);
             await agent.StartAsync(stop);

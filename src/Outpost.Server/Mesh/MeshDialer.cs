@@ -1,0 +1,108 @@
+using Grpc.Core;
+using Microsoft.Extensions.Logging;
+using Outpost.Core.Resources;
+using Outpost.Core.Store;
+using Outpost.Protocol;
+
+namespace Outpost.Server.Mesh;
+
+/// <summary>
+/// A node's wire to a service, relayed: the server picks a healthy endpoint (on the caller's own
+/// site first, never the caller itself, which would have served it locally), opens a wire to that
+/// node and copies bytes between the two until both sides are done, half-closes included.
+/// </summary>
+public sealed partial class MeshDialer(WireRelay relay, MeshRegistry registry, IControlPlaneStore store, ILogger<MeshDialer> logger)
+{
+    /// <summary>The request header of a Wire call that dials a service.</summary>
+    public const string DialHeader = "outpost-dial";
+
+    private long _relayed;
+    private long _refused;
+
+    public long Relayed => Interlocked.Read(ref _relayed);
+
+    public long Refused => Interlocked.Read(ref _refused);
+
+    public async Task DialAsync(string node, string service, IAsyncStreamReader<WireFrame> requests, IServerStreamWriter<WireFrame> responses, ServerCallContext context)
+    {
+        ArgumentNullException.ThrowIfNull(context);
+        var ct = context.CancellationToken;
+        await using var caller = new WireStream(requests, responses);
+        var known = await registry.GetAsync(service, ct);
+        if (known is null)
+        {
+            Interlocked.Increment(ref _refused);
+            await caller.FailAsync($"service '{service}' not found: no app exposes it");
+            return;
+        }
+
+        var site = (await store.GetAsync(ResourceKind.Node.Kind, node, ct))?.Labels.GetValueOrDefault(MeshRegistry.SiteLabel);
+        var candidates = known.Healthy.Where(e => e.Node != node)
+            .OrderBy(e => site is not null && e.Site == site ? 0 : 1).ThenBy(_ => Random.Shared.Next()).ToList();
+        var failures = new List<string>();
+        foreach (var endpoint in candidates.Take(2))
+        {
+            WireStream target;
+            try
+            {
+                target = await relay.OpenAsync(endpoint.Node, "app/" + endpoint.App, ct);
+            }
+            catch (WireUnavailableException ex)
+            {
+                failures.Add(ex.Message);
+                continue;
+            }
+
+            Interlocked.Increment(ref _relayed);
+            LogRelayed(logger, node, service, endpoint.Node);
+            await using (target)
+            {
+                await JoinAsync(caller, target, ct);
+            }
+
+            return;
+        }
+
+        Interlocked.Increment(ref _refused);
+        await caller.FailAsync(failures.Count == 0
+            ? $"service '{service}' has no healthy endpoint on another node"
+            : $"service '{service}': no endpoint could be reached ({string.Join("; ", failures)})");
+    }
+
+    /// <summary>Copies both ways; each direction ends with a half-close, a failure in one ends the other.</summary>
+    private static async Task JoinAsync(WireStream a, WireStream b, CancellationToken ct)
+    {
+        using var both = CancellationTokenSource.CreateLinkedTokenSource(ct);
+        var ab = CopyAsync(a, b, both.Token);
+        var ba = CopyAsync(b, a, both.Token);
+        try
+        {
+            var first = await Task.WhenAny(ab, ba);
+            if (!first.IsCompletedSuccessfully)
+            {
+                await both.CancelAsync();
+            }
+
+            await Task.WhenAll(ab, ba);
+        }
+        catch (Exception ex) when (ex is IOException or OperationCanceledException or RpcException or ObjectDisposedException or InvalidOperationException)
+        {
+            // One side went away: both wires end.
+        }
+    }
+
+    private static async Task CopyAsync(WireStream source, WireStream destination, CancellationToken ct)
+    {
+        var buffer = new byte[64 * 1024];
+        int read;
+        while ((read = await source.ReadAsync(buffer, ct)) > 0)
+        {
+            await destination.WriteAsync(buffer.AsMemory(0, read), ct);
+        }
+
+        await destination.ShutdownWriteAsync(ct);
+    }
+
+    [LoggerMessage(Level = LogLevel.Debug, Message = "Node {Node} dialed service {Service}: relayed to node {Endpoint}")]
+    private static partial void LogRelayed(ILogger logger, string node, string service, string endpoint);
+}
