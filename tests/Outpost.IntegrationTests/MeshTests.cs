@@ -114,7 +114,7 @@ public sealed class MeshTests
         // The CLI and kubectl list it.
         (code, output) = await fleet.ClientAsync("get", "services");
         Assert.True(code == 0, output);
-        Assert.Matches(@"echoes\s+8080\s+echo\s+2/2", output);
+        Assert.Matches(@"echoes\s+127\.77\.\d+\.\d+\s+8080\s+echo\s+2/2", output);
         (code, output) = await fleet.ClientAsync("describe", "service", "echoes");
         Assert.True(code == 0, output);
         Assert.Contains("healthy: true", output, StringComparison.Ordinal);
@@ -122,7 +122,7 @@ public sealed class MeshTests
         {
             (code, output) = await kubectl.RunAsync("get", "networkservices");
             Assert.True(code == 0, output);
-            Assert.Matches(@"echoes\s+8080\s+echo\s+2/2", output);
+            Assert.Matches(@"echoes\s+127\.77\.\d+\.\d+\s+8080\s+echo\s+2/2", output);
         }
 
         // A node gone from the server is no endpoint: every request goes to the other, none fails.
@@ -226,7 +226,7 @@ public sealed class MeshTests
         (code2, output2) = await fleet.ClientAsync("apply", "-f", WriteEcho(fleet, other));
         Assert.True(code2 == 0, output2);
         (code2, output2) = await fleet.ClientAsync("get", "services");
-        Assert.Matches(@"echoes\s+8080\s+echo,echo-two\s+0/0", output2);
+        Assert.Matches(@"echoes\s+127\.77\.\d+\.\d+\s+8080\s+echo,echo-two\s+0/0", output2);
     }
 
     [Fact]
@@ -364,16 +364,18 @@ public sealed class MeshTests
         await fleet.StartAgentAsync("edge-1", token, "site=x", null, null, "--dns", $"127.0.0.1:{dnsPort}");
         await fleet.StartAgentAsync("edge-2", token, "site=y,role=first", null, null, "--service-addresses=false");
         await fleet.StartAgentAsync("edge-3", token, "site=x,role=second", null, null, "--service-addresses=false");
-        var hello = Fleet.HelloApp + "\n  placement:\n    nodeSelector:\n      role: first\n  expose:\n    service: temps\n    port: 8080\n";
+        // A name of its own: the address comes from it, and nothing else on this host may hold that one.
+        var name = "temps-" + Guid.NewGuid().ToString("N")[..8];
+        var hello = Fleet.HelloApp + $"\n  placement:\n    nodeSelector:\n      role: first\n  expose:\n    service: {name}\n    port: 8080\n";
         var (code, output) = await fleet.ClientAsync("apply", "-f", fleet.WriteManifest("hello.yaml", hello));
         Assert.True(code == 0, output);
-        var service = await WaitForHealthyAsync(fleet, "temps", 1);
+        var service = await WaitForHealthyAsync(fleet, name, 1);
         var address = (string)service["spec"]!["address"]!;
         Assert.StartsWith("127.77.", address, StringComparison.Ordinal);
 
         // dig, as a program on the node would ask, once the registry has reached edge-1.
-        await Eventually.UntilAsync(async () => (await DigAsync(dnsPort, "temps.mesh", "+short")).Trim(), a => a == address, Fleet.Patience,
-            $"edge-1 to answer temps.mesh with {address}", a => a);
+        await Eventually.UntilAsync(async () => (await DigAsync(dnsPort, $"{name}.mesh", "+short")).Trim(), a => a == address, Fleet.Patience,
+            $"edge-1 to answer {name}.mesh with {address}", a => a);
         Assert.Contains("status: NXDOMAIN", await DigAsync(dnsPort, "nobody.mesh"), StringComparison.Ordinal);
         Assert.Contains("status: REFUSED", await DigAsync(dnsPort, "example.com"), StringComparison.Ordinal);
 
@@ -384,8 +386,8 @@ public sealed class MeshTests
         (code, output) = await fleet.ClientAsync("apply", "-f", fleet.WriteManifest("hello.yaml", hello.Replace("role: first", "role: second", StringComparison.Ordinal)));
         Assert.True(code == 0, output);
         await Fleet.WaitForBodyAsync($"http://{address}:8080/reading", "hello from edge-3 (path /reading)\n");
-        Assert.Equal(address, (string)(await fleet.ApiGetAsync("/apis/outpost.dev/v1/networkservices/temps"))["spec"]!["address"]!);
-        Assert.Equal(address, (await DigAsync(dnsPort, "temps.mesh", "+short")).Trim());
+        Assert.Equal(address, (string)(await fleet.ApiGetAsync($"/apis/outpost.dev/v1/networkservices/{name}"))["spec"]!["address"]!);
+        Assert.Equal(address, (await DigAsync(dnsPort, $"{name}.mesh", "+short")).Trim());
     }
 
     private static async Task<string> DigAsync(int port, params string[] query)

@@ -90,6 +90,7 @@ public static class KubeTable
             return
             [
                 name,
+                new("Address", "string", "The service's address on every node (127.77.0.0/16; NAME.mesh).", 0, (o, _) => Str(o["spec"]?["address"])),
                 new("Port", "integer", "The port clients reach the service at.", 0, (o, _) => (int?)o["spec"]?["port"] ?? 0),
                 new("Apps", "string", "The apps whose Ready instances are its endpoints.", 0, (o, _) => string.Join(',', (o["spec"]?["apps"] as JsonArray ?? []).Select(Str))),
                 new("Endpoints", "string", "Healthy endpoints, of those known.", 0,

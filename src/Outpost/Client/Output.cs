@@ -165,11 +165,11 @@ internal static class Output
         }
         else if (kind == ResourceKind.NetworkService)
         {
-            rows.Add(wide ? ["NAME", "PORT", "APPS", "ENDPOINTS", "AGE", "NODES"] : ["NAME", "PORT", "APPS", "ENDPOINTS", "AGE"]);
+            rows.Add(wide ? ["NAME", "ADDRESS", "PORT", "APPS", "ENDPOINTS", "AGE", "NODES"] : ["NAME", "ADDRESS", "PORT", "APPS", "ENDPOINTS", "AGE"]);
             foreach (var item in items)
             {
                 var endpoints = (item["status"]?["endpoints"] as JsonArray ?? []).OfType<JsonObject>().ToList();
-                string[] row = [Str(item["metadata"]?["name"]), Str(item["spec"]?["port"]),
+                string[] row = [Str(item["metadata"]?["name"]), Str(item["spec"]?["address"]), Str(item["spec"]?["port"]),
                     string.Join(',', (item["spec"]?["apps"] as JsonArray ?? []).Select(Str)),
                     string.Create(CultureInfo.InvariantCulture, $"{endpoints.Count(e => (bool?)e["healthy"] == true)}/{endpoints.Count}"), Age(item, now)];
                 rows.Add(wide ? [.. row, string.Join(',', endpoints.Where(e => (bool?)e["healthy"] == true).Select(e => Str(e["node"])))] : row);
