@@ -36,6 +36,12 @@
 #             state with the server down; a client round trip (`outpost get nodes`, process
 #             start included); the server's RSS with AGENTS (default 100) idle agents (AOT
 #             agents both times). Medians of RUNS (default 15) where timed.
+#   mesh      with a server and two agents (edge-1 holds the service addresses, edge-2 runs the
+#             endpoint): requests/s of a 4 KB answer through /proxy/services and at the service
+#             address on edge-1 (relayed by the server), against the node's gateway directly; bulk
+#             MB/s (MB, default 256; median of RUNS, default 3) and connections/s through
+#             `outpost port-forward` (CLI, server, wire, node) against the same TCP sink directly;
+#             and how long a new service takes to answer at its address on edge-1.
 #   converge  time from `outpost apply` returning to the app answering 200 on a
 #             node's gateway, and from `outpost delete` returning to 404; the
 #             baseline is a no-op client round trip (`outpost get apps`) measured
@@ -47,6 +53,7 @@ runs="${RUNS:-15}"
 
 now_ms() { date +%s%3N; }
 median() { sort -n | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : int((a[NR/2]+a[NR/2+1])/2))}'; }
+median_f() { sort -g | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
 
 case "$scenario" in
   coldstart)
@@ -277,8 +284,90 @@ YAML
     done
     echo "converge runs=$runs apply_to_200_p50_ms=$(median <"$work/apply.txt") apply_to_200_max_ms=$(sort -n "$work/apply.txt" | tail -1) delete_to_404_p50_ms=$(median <"$work/delete.txt") delete_to_404_max_ms=$(sort -n "$work/delete.txt" | tail -1) baseline_client_roundtrip_p50_ms=$(median <"$work/baseline.txt")"
     ;;
+  mesh)
+    command -v wrk >/dev/null || { apt-get install -y wrk >/dev/null 2>&1 || { apt-get update >/dev/null && apt-get install -y wrk >/dev/null; }; }
+    dotnet build "$root/src/Outpost" -c Release -nologo -v q >/dev/null
+    dotnet build "$root/bench/Outpost.Bench" -c Release -nologo -v q >/dev/null
+    outpost=(dotnet "$root/src/Outpost/bin/Release/net10.0/outpost.dll")
+    bench=(dotnet "$root/bench/Outpost.Bench/bin/Release/net10.0/Outpost.Bench.dll")
+    duration="${DURATION:-5}"
+    work="$(mktemp -d)"
+    pids=()
+    trap 'kill "${pids[@]}" 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$work"' EXIT
+    export HOME="$work/home"
+    mkdir -p "$HOME"
+    base=$((20000 + RANDOM % 10000))
+    server_port=$base; gw1=$((base + 1)); gw2=$((base + 2)); sink=$((base + 3)); forward=$((base + 4))
+    "${outpost[@]}" server --data-dir "$work/server" --listen "127.0.0.1:$server_port" >"$work/server.log" 2>&1 & pids+=($!)
+    for _ in $(seq 1 240); do grep -q '^server:' "$work/server.log" && break; sleep 0.25; done
+    export OUTPOST_CONFIG="$work/server/config.yaml"
+    token=$("${outpost[@]}" token create)
+    admin=$(awk '/^token:/ {print $2}' "$OUTPOST_CONFIG")
+    # edge-1 is the client side (it holds the service addresses); edge-2 runs the endpoints.
+    "${outpost[@]}" agent --server "https://127.0.0.1:$server_port" --token "$token" --name edge-1 --labels site=a --data-dir "$work/edge-1" \
+      --gateway "127.0.0.1:$gw1" >"$work/edge-1.log" 2>&1 & pids+=($!)
+    "${outpost[@]}" agent --server "https://127.0.0.1:$server_port" --token "$token" --name edge-2 --labels site=b,role=backend --data-dir "$work/edge-2" \
+      --gateway "127.0.0.1:$gw2" --service-addresses=false >"$work/edge-2.log" 2>&1 & pids+=($!)
+    # A 4 KB answer: the hello sample with a 4,000-character greeting.
+    cp "$root/samples/apps/hello/hello.wasm" "$work/"
+    greeting=$(head -c 4000 /dev/zero | tr '\0' 'x')
+    service="big-$RANDOM"
+    cat >"$work/big.yaml" <<YAML
+apiVersion: outpost.dev/v1
+kind: Application
+metadata:
+  name: big
+spec:
+  module:
+    path: hello.wasm
+  triggers:
+    http:
+      route: /big
+  env:
+    GREETING: "$greeting"
+  placement:
+    nodeSelector:
+      role: backend
+  expose:
+    service: $service
+    port: 8080
+YAML
+    t0=$(now_ms)
+    "${outpost[@]}" apply -f "$work/big.yaml" >/dev/null
+    url="https://127.0.0.1:$server_port/proxy/services/$service/"
+    for _ in $(seq 1 600); do [ "$(curl -sk -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $admin" "$url")" = 200 ] && break; sleep 0.05; done
+    # Propagation: from the service answering through the server to its address answering on edge-1.
+    address=$(curl -sk -H "Authorization: Bearer $admin" "https://127.0.0.1:$server_port/apis/outpost.dev/v1/networkservices/$service" | sed -n 's/.*"address":"\([0-9.]*\)".*/\1/p')
+    t0=$(now_ms)
+    until [ "$(curl -s -o /dev/null -w '%{http_code}' "http://$address:8080/")" = 200 ]; do sleep 0.005; done
+    propagate_ms=$(( $(now_ms) - t0 ))
+    rps() { wrk -t2 -c16 -d"${duration}s" "$@" | awk '/Requests\/sec/ {printf "%d", $2}'; }
+    rps "http://127.0.0.1:$gw2/big" >/dev/null # warm-up
+    gateway_rps=$(rps "http://127.0.0.1:$gw2/big")
+    rps -H "Authorization: Bearer $admin" "$url" >/dev/null
+    proxy_rps=$(rps -H "Authorization: Bearer $admin" "$url")
+    address_rps=$(rps "http://$address:8080/")
+    # Bulk bytes and connection rate: through port-forward (the CLI, the server, a wire, the node) to a
+    # TCP sink on edge-2's host, against the same sink dialled directly.
+    "${bench[@]}" sink "$sink" >"$work/sink.log" 2>&1 & pids+=($!)
+    "${outpost[@]}" port-forward node/edge-2 "$forward:$sink" >"$work/forward.log" 2>&1 & pids+=($!)
+    for _ in $(seq 1 240); do grep -q '^Forwarding' "$work/forward.log" && break; sleep 0.25; done
+    mb="${MB:-256}"
+    : >"$work/direct.txt"; : >"$work/relay.txt"
+    for _ in $(seq 1 "${RUNS:-3}"); do
+      "${bench[@]}" bulk "$sink" "$mb" >>"$work/direct.txt"
+      "${bench[@]}" bulk "$forward" "$mb" >>"$work/relay.txt"
+    done
+    direct_mbps=$(median_f <"$work/direct.txt"); relay_mbps=$(median_f <"$work/relay.txt")
+    direct_cps=$("${bench[@]}" connects "$sink" "$duration" 8)
+    relay_cps=$("${bench[@]}" connects "$forward" "$duration" 8)
+    ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2f", a / b}'; }
+    echo "proxy: ${proxy_rps} req/s through /proxy/services vs ${gateway_rps} straight to the node's gateway; ${address_rps} req/s at the service address on another node (relayed)"
+    echo "bulk: ${relay_mbps} MB/s through port-forward vs ${direct_mbps} MB/s direct; connections: ${relay_cps}/s vs ${direct_cps}/s"
+    echo "mesh relay_ratio=$(ratio "$relay_mbps" "$direct_mbps") proxy_rps_ratio=$(ratio "$proxy_rps" "$gateway_rps") address_rps_ratio=$(ratio "$address_rps" "$gateway_rps") connect_ratio=$(ratio "$relay_cps" "$direct_cps") propagate_ms=$propagate_ms relay_mbps=$relay_mbps direct_mbps=$direct_mbps"
+    ;;
   *)
-    echo "usage: bench/run.sh coldstart|http|ready|sync|converge" >&2
+    echo "usage: bench/run.sh coldstart|http|ready|sync|converge|footprint|rollback|mesh" >&2
     exit 2
     ;;
 esac

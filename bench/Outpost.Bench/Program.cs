@@ -19,7 +19,14 @@ switch (args.FirstOrDefault())
         return 0;
     case "firstanswer":
         return await FirstAnswer.RunAsync(args[1], args[2], args[3..]);
+    case "sink":
+        await MeshBench.SinkAsync(int.Parse(args[1], CultureInfo.InvariantCulture));
+        return 0;
+    case "bulk":
+        return await MeshBench.BulkAsync(int.Parse(args[1], CultureInfo.InvariantCulture), int.Parse(args[2], CultureInfo.InvariantCulture));
+    case "connects":
+        return await MeshBench.ConnectsAsync(int.Parse(args[1], CultureInfo.InvariantCulture), double.Parse(args[2], CultureInfo.InvariantCulture), int.Parse(args[3], CultureInfo.InvariantCulture));
     default:
-        Console.Error.WriteLine("usage: Outpost.Bench coldstart [iterations] | kestrel PORT | sync OUTPOST_DLL SAMPLES RECORDS IDLE_SECONDS | rollback OUTPOST_DLL SAMPLES AGENTS RUNS WARMUPS | firstanswer URL PROGRAM ARGS...");
+        Console.Error.WriteLine("usage: Outpost.Bench coldstart [iterations] | kestrel PORT | sync OUTPOST_DLL SAMPLES RECORDS IDLE_SECONDS | rollback OUTPOST_DLL SAMPLES AGENTS RUNS WARMUPS | firstanswer URL PROGRAM ARGS... | sink PORT | bulk PORT MB | connects PORT SECONDS CONCURRENCY");
         return 2;
 }

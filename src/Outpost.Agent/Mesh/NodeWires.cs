@@ -148,7 +148,7 @@ public sealed partial class NodeWires(AgentOptions options, GatewayInfo gateway,
         return new IPEndPoint(address, url.Port);
     }
 
-    [LoggerMessage(Level = LogLevel.Information, Message = "A wire to {Target} ended early: {Reason}")]
+    [LoggerMessage(Level = LogLevel.Debug, Message = "A wire to {Target} ended early: {Reason}")]
     private static partial void LogWireBroken(ILogger logger, string target, string reason);
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "A wire to {Target} could not be opened here: {Reason}")]

@@ -28,7 +28,7 @@ public sealed partial class MeshDialer(WireRelay relay, MeshRegistry registry, I
         ArgumentNullException.ThrowIfNull(context);
         var ct = context.CancellationToken;
         await using var caller = new WireStream(requests, responses);
-        var known = await registry.GetAsync(service, ct);
+        var known = await registry.GetRecentAsync(service, ct);
         if (known is null)
         {
             Interlocked.Increment(ref _refused);

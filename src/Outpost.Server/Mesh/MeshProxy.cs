@@ -87,7 +87,7 @@ public sealed class MeshProxy : IDisposable
         ArgumentNullException.ThrowIfNull(context);
         Interlocked.Increment(ref _ingressRequests);
         var path = context.Request.Path.Value is { Length: > 0 } p ? p : "/";
-        var services = await _registry.ListAsync(context.RequestAborted);
+        var services = await _registry.ListRecentAsync(context.RequestAborted);
         var match = services.Where(s => s.Ingress is { } prefix && (prefix == "/" || path == prefix || path.StartsWith(prefix + "/", StringComparison.Ordinal)))
             .OrderByDescending(s => s.Ingress!.Length).FirstOrDefault();
         if (match is null)
@@ -165,7 +165,7 @@ public sealed class MeshProxy : IDisposable
     public async Task ToServiceAsync(HttpContext context, string name, string path)
     {
         ArgumentNullException.ThrowIfNull(context);
-        var service = await _registry.GetAsync(name, context.RequestAborted);
+        var service = await _registry.GetRecentAsync(name, context.RequestAborted);
         if (service is null)
         {
             await Answer(context, 404, StatusReasons.NotFound, $"service '{name}' not found: no app exposes it (spec.expose.service)");
@@ -222,6 +222,17 @@ public sealed class MeshProxy : IDisposable
             return;
         }
 
+        // A tunnel may idle for hours and carry any amount.
+        if (context.Features.Get<Microsoft.AspNetCore.Http.Features.IHttpMaxRequestBodySizeFeature>() is { IsReadOnly: false } size)
+        {
+            size.MaxRequestBodySize = null;
+        }
+
+        if (context.Features.Get<Microsoft.AspNetCore.Server.Kestrel.Core.Features.IHttpMinRequestBodyDataRateFeature>() is { } rate)
+        {
+            rate.MinDataRate = null;
+        }
+
         // The client opens with one marker byte: HTTP/2 sends its request headers only with body bytes.
         var marker = new byte[1];
         if (await context.Request.Body.ReadAtLeastAsync(marker, 1, throwOnEndOfStream: false, context.RequestAborted) != 1 || marker[0] != 0x01)
@@ -242,17 +253,6 @@ public sealed class MeshProxy : IDisposable
         }
 
         context.Items[Hosting.OutpostServer.AuditDetailKey] = $"tunnel to {what}";
-        // A tunnel may idle for hours and carry any amount.
-        if (context.Features.Get<Microsoft.AspNetCore.Http.Features.IHttpMaxRequestBodySizeFeature>() is { IsReadOnly: false } size)
-        {
-            size.MaxRequestBodySize = null;
-        }
-
-        if (context.Features.Get<Microsoft.AspNetCore.Server.Kestrel.Core.Features.IHttpMinRequestBodyDataRateFeature>() is { } rate)
-        {
-            rate.MinDataRate = null;
-        }
-
         await using (wire)
         {
             context.Response.StatusCode = 200;
@@ -297,7 +297,7 @@ public sealed class MeshProxy : IDisposable
     public async Task<MeshEndpoint?> PickEndpointAsync(HttpContext context, string name)
     {
         ArgumentNullException.ThrowIfNull(context);
-        var service = await _registry.GetAsync(name, context.RequestAborted);
+        var service = await _registry.GetRecentAsync(name, context.RequestAborted);
         if (service is null)
         {
             await Answer(context, 404, StatusReasons.NotFound, $"service '{name}' not found: no app exposes it (spec.expose.service)");

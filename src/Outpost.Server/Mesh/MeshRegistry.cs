@@ -122,6 +122,36 @@ public sealed class MeshRegistry(IControlPlaneStore store, ResourceView view, Wi
     public async Task<MeshService?> GetAsync(string name, CancellationToken cancellationToken) =>
         (await ListAsync(cancellationToken)).FirstOrDefault(s => s.Name == name);
 
+    /// <summary>How old a registry the request path may use, the store unchanged since.</summary>
+    public static readonly TimeSpan RecentEnough = TimeSpan.FromSeconds(1);
+
+    private sealed record Recent(long Revision, long At, IReadOnlyList<MeshService> Services);
+
+    private Recent? _recent;
+
+    /// <summary>
+    /// Every service, as <see cref="ListAsync"/> says, but computed again only when the store has
+    /// changed (or after <see cref="RecentEnough"/>): the proxy's and the relay's per-request
+    /// lookups must not read the whole store. A wire to an endpoint whose node left since fails at
+    /// once, and the next endpoint is tried.
+    /// </summary>
+    public async Task<IReadOnlyList<MeshService>> ListRecentAsync(CancellationToken cancellationToken)
+    {
+        var revision = await store.GetRevisionAsync(cancellationToken);
+        var recent = Volatile.Read(ref _recent);
+        if (recent is null || recent.Revision != revision || System.Diagnostics.Stopwatch.GetElapsedTime(recent.At) > RecentEnough)
+        {
+            recent = new Recent(revision, System.Diagnostics.Stopwatch.GetTimestamp(), await ListAsync(cancellationToken));
+            Volatile.Write(ref _recent, recent);
+        }
+
+        return recent.Services;
+    }
+
+    /// <summary>Service <paramref name="name"/> from <see cref="ListRecentAsync"/>.</summary>
+    public async Task<MeshService?> GetRecentAsync(string name, CancellationToken cancellationToken) =>
+        (await ListRecentAsync(cancellationToken)).FirstOrDefault(s => s.Name == name);
+
     /// <summary>The API's view of a service: a NetworkService object, its endpoints under status.</summary>
     public static JsonObject ToJson(MeshService service)
     {

@@ -204,28 +204,35 @@ internal sealed class ApiClient : IDisposable
     {
         protected override async Task SerializeToStreamAsync(Stream stream, System.Net.TransportContext? context)
         {
-            // HTTP/2 sends the request's headers with its first body bytes (a flush of nothing sends
-            // nothing), and the caller waits for the response before writing: open with the marker
-            // byte, or the server would never hear of the tunnel.
-            await stream.WriteAsync(TunnelMarker);
-            await stream.FlushAsync();
-            while (true)
+            try
             {
-                var result = await reader.ReadAsync();
-                foreach (var segment in result.Buffer)
-                {
-                    await stream.WriteAsync(segment);
-                }
-
+                // HTTP/2 sends the request's headers with its first body bytes (a flush of nothing sends
+                // nothing), and the caller waits for the response before writing: open with the marker
+                // byte, or the server would never hear of the tunnel.
+                await stream.WriteAsync(TunnelMarker);
                 await stream.FlushAsync();
-                reader.AdvanceTo(result.Buffer.End);
-                if (result.IsCompleted)
+                while (true)
                 {
-                    break;
+                    var result = await reader.ReadAsync();
+                    foreach (var segment in result.Buffer)
+                    {
+                        await stream.WriteAsync(segment);
+                    }
+
+                    await stream.FlushAsync();
+                    reader.AdvanceTo(result.Buffer.End);
+                    if (result.IsCompleted)
+                    {
+                        break;
+                    }
                 }
             }
-
-            await reader.CompleteAsync();
+            finally
+            {
+                // Also when the server ended the request: the writer then sees the tunnel closed
+                // instead of waiting on a pipe nobody reads.
+                await reader.CompleteAsync();
+            }
         }
 
         protected override bool TryComputeLength(out long length)
