@@ -64,6 +64,16 @@ public sealed class MeshTests
         return (response.StatusCode, text, response.Headers.TryGetValues("Outpost-Endpoint", out var values) ? values.Single() : null);
     }
 
+    /// <summary>A server, one agent (edge-1) and the echo app as the one endpoint of service echoes.</summary>
+    private static async Task StartWithEchoAsync(Fleet fleet)
+    {
+        await fleet.StartServerAsync();
+        await fleet.StartAgentAsync("edge-1", await fleet.CreateJoinTokenAsync());
+        var (code, output) = await fleet.ClientAsync("apply", "-f", WriteEcho(fleet));
+        Assert.True(code == 0, output);
+        await WaitForHealthyAsync(fleet, "echoes", 1);
+    }
+
     private static async Task<JsonObject> WaitForHealthyAsync(Fleet fleet, string service, int healthy) =>
         await Eventually.UntilAsync(async () => await fleet.ApiGetAsync($"/apis/outpost.dev/v1/networkservices/{service}"),
             s => (int?)s["status"]?["healthyEndpoints"] == healthy, Fleet.Patience, $"service {service} to have {healthy} healthy endpoints", s => s.ToJsonString());
@@ -149,12 +159,9 @@ public sealed class MeshTests
     public async Task TheCloudGateway_RefusesViewersAndStrangers_AndSaysWhatIsMissing()
     {
         await using var fleet = new Fleet();
-        await fleet.StartServerAsync();
-        var token = await fleet.CreateJoinTokenAsync();
-        await fleet.StartAgentAsync("edge-1", token);
-        var (code, output) = await fleet.ClientAsync("apply", "-f", WriteEcho(fleet));
-        Assert.True(code == 0, output);
-        await WaitForHealthyAsync(fleet, "echoes", 1);
+        await StartWithEchoAsync(fleet);
+        int code;
+        string output;
         (code, var viewer) = await fleet.ClientAsync("token", "create", "--api", "--role", "viewer", "--description", "dashboard");
         Assert.True(code == 0, viewer);
 
@@ -233,12 +240,9 @@ public sealed class MeshTests
     public async Task PortForward_CarriesPlainTcpBothWays_ToANodesPort_AndToAService()
     {
         await using var fleet = new Fleet();
-        await fleet.StartServerAsync();
-        var token = await fleet.CreateJoinTokenAsync();
-        await fleet.StartAgentAsync("edge-1", token);
-        var (code, output) = await fleet.ClientAsync("apply", "-f", WriteEcho(fleet));
-        Assert.True(code == 0, output);
-        await WaitForHealthyAsync(fleet, "echoes", 1);
+        await StartWithEchoAsync(fleet);
+        int code;
+        string output;
 
         // A plain TCP service on the node's loopback: answers each piece upper-cased, and says
         // when it has read the client's end of stream, then closes.

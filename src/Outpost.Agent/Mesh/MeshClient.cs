@@ -226,15 +226,16 @@ public sealed partial class MeshClient(AgentOptions options, AppRegistry apps, I
         await target.SendAsync(MeshListener.Preamble(app), cancellationToken);
         await using var a = new NetworkStream(accepted, ownsSocket: false);
         await using var b = new NetworkStream(target, ownsSocket: false);
-        var up = CopyThenShutdownAsync(a, b, target, cancellationToken);
-        var down = CopyThenShutdownAsync(b, a, accepted, cancellationToken);
-        await Task.WhenAll(up, down);
+        await Core.Net.Pump.BothAsync(
+            token => Core.Net.Pump.CopyAsync(a, b, () => ShutdownAsync(target), flushEach: false, token),
+            token => Core.Net.Pump.CopyAsync(b, a, () => ShutdownAsync(accepted), flushEach: false, token),
+            cancellationToken);
     }
 
-    private static async Task CopyThenShutdownAsync(Stream source, Stream destination, Socket destinationSocket, CancellationToken cancellationToken)
+    private static Task ShutdownAsync(Socket socket)
     {
-        await source.CopyToAsync(destination, cancellationToken);
-        destinationSocket.Shutdown(SocketShutdown.Send);
+        socket.Shutdown(SocketShutdown.Send);
+        return Task.CompletedTask;
     }
 
     /// <summary>The address of service <paramref name="name"/>, if the registry has it.</summary>

@@ -15,36 +15,18 @@ internal static class WirePump
     {
         await using (var local = new NetworkStream(socket, ownsSocket: false))
         {
-            using var both = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
-            var up = CopyAsync(local, wire, () => wire.ShutdownWriteAsync(both.Token), both.Token);
-            var down = CopyAsync(wire, local, () =>
-            {
-                socket.Shutdown(SocketShutdown.Send);
-                return Task.CompletedTask;
-            }, both.Token);
-            var first = await Task.WhenAny(up, down);
-            if (!first.IsCompletedSuccessfully)
-            {
-                await both.CancelAsync();
-            }
-
-            await Task.WhenAll(up, down);
+            await Core.Net.Pump.BothAsync(
+                token => Core.Net.Pump.CopyAsync(local, wire, () => wire.ShutdownWriteAsync(token), flushEach: false, token),
+                token => Core.Net.Pump.CopyAsync(wire, local, () =>
+                {
+                    socket.Shutdown(SocketShutdown.Send);
+                    return Task.CompletedTask;
+                }, flushEach: false, token),
+                cancellationToken);
         }
 
         using var linger = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
         linger.CancelAfter(TimeSpan.FromSeconds(30));
         await wire.WaitForCloseAsync(linger.Token);
-    }
-
-    private static async Task CopyAsync(Stream source, Stream destination, Func<Task> halfClose, CancellationToken cancellationToken)
-    {
-        var buffer = new byte[32 * 1024];
-        int read;
-        while ((read = await source.ReadAsync(buffer, cancellationToken)) > 0)
-        {
-            await destination.WriteAsync(buffer.AsMemory(0, read), cancellationToken);
-        }
-
-        await halfClose();
     }
 }

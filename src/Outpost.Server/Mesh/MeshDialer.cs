@@ -69,38 +69,20 @@ public sealed partial class MeshDialer(WireRelay relay, MeshRegistry registry, I
             : $"service '{service}': no endpoint could be reached ({string.Join("; ", failures)})");
     }
 
-    /// <summary>Copies both ways; each direction ends with a half-close, a failure in one ends the other.</summary>
+    /// <summary>Copies both ways, each direction ending with a half-close, until both are done.</summary>
     private static async Task JoinAsync(WireStream a, WireStream b, CancellationToken ct)
     {
-        using var both = CancellationTokenSource.CreateLinkedTokenSource(ct);
-        var ab = CopyAsync(a, b, both.Token);
-        var ba = CopyAsync(b, a, both.Token);
         try
         {
-            var first = await Task.WhenAny(ab, ba);
-            if (!first.IsCompletedSuccessfully)
-            {
-                await both.CancelAsync();
-            }
-
-            await Task.WhenAll(ab, ba);
+            await Core.Net.Pump.BothAsync(
+                token => Core.Net.Pump.CopyAsync(a, b, () => b.ShutdownWriteAsync(token), flushEach: false, token),
+                token => Core.Net.Pump.CopyAsync(b, a, () => a.ShutdownWriteAsync(token), flushEach: false, token),
+                ct);
         }
         catch (Exception ex) when (ex is IOException or OperationCanceledException or RpcException or ObjectDisposedException or InvalidOperationException)
         {
             // One side went away: both wires end.
         }
-    }
-
-    private static async Task CopyAsync(WireStream source, WireStream destination, CancellationToken ct)
-    {
-        var buffer = new byte[64 * 1024];
-        int read;
-        while ((read = await source.ReadAsync(buffer, ct)) > 0)
-        {
-            await destination.WriteAsync(buffer.AsMemory(0, read), ct);
-        }
-
-        await destination.ShutdownWriteAsync(ct);
     }
 
     [LoggerMessage(Level = LogLevel.Debug, Message = "Node {Node} dialed service {Service}: relayed to node {Endpoint}")]

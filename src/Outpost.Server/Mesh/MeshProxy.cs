@@ -259,38 +259,18 @@ public sealed class MeshProxy : IDisposable
             context.Response.ContentType = "application/octet-stream";
             await context.Response.StartAsync(context.RequestAborted);
             await context.Response.Body.FlushAsync(context.RequestAborted); // the headers go now: the client waits for them before it writes
-            using var both = CancellationTokenSource.CreateLinkedTokenSource(context.RequestAborted);
-            var up = PumpAsync(context.Request.Body, wire, () => wire.ShutdownWriteAsync(both.Token), both.Token);
-            var down = PumpAsync(wire, context.Response.Body, () => Task.CompletedTask, both.Token);
             try
             {
-                var first = await Task.WhenAny(up, down);
-                if (!first.IsCompletedSuccessfully)
-                {
-                    await both.CancelAsync();
-                }
-
-                await Task.WhenAll(up, down);
+                await Core.Net.Pump.BothAsync(
+                    token => Core.Net.Pump.CopyAsync(context.Request.Body, wire, () => wire.ShutdownWriteAsync(token), flushEach: false, token),
+                    token => Core.Net.Pump.CopyAsync(wire, context.Response.Body, () => Task.CompletedTask, flushEach: true, token),
+                    context.RequestAborted);
             }
             catch (Exception ex) when (ex is IOException or OperationCanceledException or Grpc.Core.RpcException or ObjectDisposedException or InvalidOperationException)
             {
                 // One side went away: the tunnel is over.
             }
         }
-    }
-
-    /// <summary>Copies until the source ends (flushing each piece: a tunnel is interactive), then half-closes.</summary>
-    private static async Task PumpAsync(Stream source, Stream destination, Func<Task> halfClose, CancellationToken cancellationToken)
-    {
-        var buffer = new byte[32 * 1024];
-        int read;
-        while ((read = await source.ReadAsync(buffer, cancellationToken)) > 0)
-        {
-            await destination.WriteAsync(buffer.AsMemory(0, read), cancellationToken);
-            await destination.FlushAsync(cancellationToken);
-        }
-
-        await halfClose();
     }
 
     /// <summary>A healthy endpoint of the service, or an answer saying why there is none (null then).</summary>

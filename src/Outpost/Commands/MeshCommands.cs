@@ -112,16 +112,14 @@ internal static class MeshCommands
             {
                 await using var tunnel = await client.OpenTunnelAsync(path, ct);
                 await using var local = new NetworkStream(socket, ownsSocket: false);
-                using var both = CancellationTokenSource.CreateLinkedTokenSource(ct);
-                var up = CopyAsync(local, tunnel, async () => await tunnel.ShutdownWriteAsync(), both.Token);
-                var down = CopyAsync(tunnel, local, () => { socket.Shutdown(SocketShutdown.Send); return Task.CompletedTask; }, both.Token);
-                var first = await Task.WhenAny(up, down);
-                if (!first.IsCompletedSuccessfully)
-                {
-                    await both.CancelAsync();
-                }
-
-                await Task.WhenAll(up, down);
+                await Core.Net.Pump.BothAsync(
+                    token => Core.Net.Pump.CopyAsync(local, tunnel, async () => await tunnel.ShutdownWriteAsync(), flushEach: true, token),
+                    token => Core.Net.Pump.CopyAsync(tunnel, local, () =>
+                    {
+                        socket.Shutdown(SocketShutdown.Send);
+                        return Task.CompletedTask;
+                    }, flushEach: false, token),
+                    ct);
             }
             catch (ApiException ex)
             {
@@ -132,18 +130,5 @@ internal static class MeshCommands
                 // The connection ended early on one side; the forward goes on.
             }
         }
-    }
-
-    private static async Task CopyAsync(Stream source, Stream destination, Func<Task> halfClose, CancellationToken ct)
-    {
-        var buffer = new byte[32 * 1024];
-        int read;
-        while ((read = await source.ReadAsync(buffer, ct)) > 0)
-        {
-            await destination.WriteAsync(buffer.AsMemory(0, read), ct);
-            await destination.FlushAsync(ct);
-        }
-
-        await halfClose();
     }
 }
