@@ -221,9 +221,7 @@ public sealed partial class MeshClient(AgentOptions options, AppRegistry apps, I
     /// <summary>This node serves it: straight into the app through the mesh socket, no wire at all.</summary>
     private async Task CarryLocallyAsync(Socket accepted, string app, CancellationToken cancellationToken)
     {
-        using var target = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
-        await target.ConnectAsync(new UnixDomainSocketEndPoint(MeshListener.SocketPath(options.DataDir)), cancellationToken);
-        await target.SendAsync(MeshListener.Preamble(app), cancellationToken);
+        using var target = await MeshListener.ConnectToAppAsync(options.DataDir, app, cancellationToken);
         await using var a = new NetworkStream(accepted, ownsSocket: false);
         await using var b = new NetworkStream(target, ownsSocket: false);
         await Core.Net.Pump.BothAsync(

@@ -1,4 +1,6 @@
 using System.Buffers;
+using System.Net;
+using System.Net.Sockets;
 using System.Text;
 using Microsoft.AspNetCore.Connections;
 using Microsoft.AspNetCore.Connections.Features;
@@ -32,6 +34,34 @@ public static class MeshListener
 
     /// <summary>The first line of a wire to app <paramref name="app"/>.</summary>
     public static byte[] Preamble(string app) => Encoding.ASCII.GetBytes($"app {app}\n");
+
+    /// <summary>A connection to app <paramref name="app"/> through this node's mesh socket, the preamble sent.</summary>
+    public static Task<Socket> ConnectToAppAsync(string dataDir, string app, CancellationToken cancellationToken) =>
+        ConnectAsync(new UnixDomainSocketEndPoint(SocketPath(dataDir)), Preamble(app), cancellationToken);
+
+    /// <summary>A connected socket (TCP with no delay, or Unix), <paramref name="preamble"/> sent first if given; disposed if anything fails.</summary>
+    public static async Task<Socket> ConnectAsync(EndPoint endpoint, byte[]? preamble, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(endpoint);
+        var socket = endpoint is UnixDomainSocketEndPoint
+            ? new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified)
+            : new Socket(SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
+        try
+        {
+            await socket.ConnectAsync(endpoint, cancellationToken);
+            if (preamble is not null)
+            {
+                await socket.SendAsync(preamble, cancellationToken);
+            }
+
+            return socket;
+        }
+        catch
+        {
+            socket.Dispose();
+            throw;
+        }
+    }
 
     /// <summary>The app a request's connection was opened for, or null for the gateway's own connections.</summary>
     public static string? TargetApp(HttpContext context) =>

@@ -78,54 +78,23 @@ public sealed partial class NodeWires(AgentOptions options, GatewayInfo gateway,
     }
 
     /// <summary>"gateway": this node's HTTP gateway; "app/NAME": app NAME through the mesh socket; "tcp/PORT": PORT on loopback.</summary>
-    private async Task<Socket> DialAsync(string target, CancellationToken cancellationToken)
+    private Task<Socket> DialAsync(string target, CancellationToken cancellationToken)
     {
         if (target == "gateway")
         {
-            var socket = new Socket(SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
-            try
-            {
-                await socket.ConnectAsync(GatewayEndpoint(), cancellationToken);
-                return socket;
-            }
-            catch
-            {
-                socket.Dispose();
-                throw;
-            }
+            return MeshListener.ConnectAsync(GatewayEndpoint(), null, cancellationToken);
         }
 
         if (target.StartsWith("tcp/", StringComparison.Ordinal) && int.TryParse(target[4..], System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out var port)
             && port is > 0 and <= 65535)
         {
             // A port on this node's loopback only, for an admin's port-forward.
-            var socket = new Socket(SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
-            try
-            {
-                await socket.ConnectAsync(new IPEndPoint(IPAddress.Loopback, port), cancellationToken);
-                return socket;
-            }
-            catch
-            {
-                socket.Dispose();
-                throw;
-            }
+            return MeshListener.ConnectAsync(new IPEndPoint(IPAddress.Loopback, port), null, cancellationToken);
         }
 
         if (target.StartsWith("app/", StringComparison.Ordinal) && Core.Manifests.ManifestValidator.IsDnsLabel(target[4..]))
         {
-            var socket = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
-            try
-            {
-                await socket.ConnectAsync(new UnixDomainSocketEndPoint(MeshListener.SocketPath(options.DataDir)), cancellationToken);
-                await socket.SendAsync(MeshListener.Preamble(target[4..]), cancellationToken);
-                return socket;
-            }
-            catch
-            {
-                socket.Dispose();
-                throw;
-            }
+            return MeshListener.ConnectToAppAsync(options.DataDir, target[4..], cancellationToken);
         }
 
         throw new ArgumentException($"unknown wire target '{target}'");
