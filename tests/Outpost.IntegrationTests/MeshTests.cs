@@ -394,6 +394,92 @@ public sealed class MeshTests
         Assert.Equal(address, (await DigAsync(dnsPort, $"{name}.mesh", "+short")).Trim());
     }
 
+    [Fact]
+    public async Task ServiceConnections_PreferTheirSite_Directly_KeepWorkingWithoutTheServer_AndHealWhenAnEndpointDies()
+    {
+        await using var fleet = new Fleet();
+        await fleet.StartServerAsync();
+        var port = new Uri(fleet.ServerUrl).Port;
+        var token = await fleet.CreateJoinTokenAsync();
+        // edge-a (site x) runs no endpoint and takes the service addresses; edge-b (site y) and
+        // edge-c (site x) serve the service and leave the addresses to edge-a.
+        var (processA, gatewayA) = await fleet.StartAgentAsync("edge-a", token, "site=x");
+        await fleet.StartAgentAsync("edge-b", token, "site=y,tier=b,serves=temps", null, null, "--service-addresses=false");
+        var (processC, _) = await fleet.StartAgentAsync("edge-c", token, "site=x,tier=c,serves=temps", null, null, "--service-addresses=false");
+        var name = "temps-" + Guid.NewGuid().ToString("N")[..8];
+        var temps = Fleet.HelloApp + $"\n  placement:\n    nodeSelector:\n      tier: b\n  expose:\n    service: {name}\n    port: 8080\n";
+        var (code, output) = await fleet.ClientAsync("apply", "-f", fleet.WriteManifest("temps.yaml", temps));
+        Assert.True(code == 0, output);
+        var address = (string)(await WaitForHealthyAsync(fleet, name, 1))["spec"]!["address"]!;
+        var url = $"http://{address}:8080/reading";
+
+        // Only edge-b (another site) serves it: relayed by the server.
+        await Eventually.UntilAsync(() => AskAsync(url), body => body == "hello from edge-b (path /reading)\n", Fleet.Patience, "edge-a to reach edge-b", b => b);
+        Assert.True(await RouteCountAsync(gatewayA, "relayed") > 0);
+
+        // edge-c, on edge-a's own site, serves it too: edge-a goes there, directly.
+        (code, output) = await fleet.ClientAsync("apply", "-f", fleet.WriteManifest("temps.yaml", temps.Replace("tier: b", "serves: temps", StringComparison.Ordinal)));
+        Assert.True(code == 0, output);
+        await WaitForHealthyAsync(fleet, name, 2);
+        // The server, preferring edge-a's site, relays there as soon as it knows edge-c; direct once edge-a has heard of it too.
+        var direct = await Eventually.UntilAsync(async () =>
+        {
+            Assert.Equal("hello from edge-c (path /reading)\n", await AskAsync(url));
+            return await RouteCountAsync(gatewayA, "direct");
+        }, count => count > 0, Fleet.Patience, "edge-a to dial edge-c directly", count => $"{count} direct\n{processA.Output}");
+        for (var i = 0; i < 5; i++)
+        {
+            Assert.Equal("hello from edge-c (path /reading)\n", await AskAsync(url));
+        }
+
+        // The cloud goes away: same-site traffic goes on, from the registry edge-a holds.
+        await fleet.Server!.StopAsync();
+        for (var i = 0; i < 5; i++)
+        {
+            Assert.Equal("hello from edge-c (path /reading)\n", await AskAsync(url));
+        }
+
+        Assert.True(await RouteCountAsync(gatewayA, "direct") >= direct + 5);
+
+        // The cloud is back; then edge-c dies: the very next connection goes to edge-b, relayed.
+        await fleet.StartServerAsync(port);
+        foreach (var node in (string[])["edge-a", "edge-b", "edge-c"])
+        {
+            await fleet.WaitForNodeStateAsync(node, "Ready");
+        }
+
+        await WaitForHealthyAsync(fleet, name, 2);
+        processC.Kill();
+        var killed = System.Diagnostics.Stopwatch.StartNew();
+        Assert.Equal("hello from edge-b (path /reading)\n", await AskAsync(url));
+        Assert.True(killed.Elapsed < TimeSpan.FromSeconds(5), $"the first request after the kill took {killed.Elapsed.TotalMilliseconds:F0} ms");
+    }
+
+    /// <summary>One request on a connection of its own (so each one picks its endpoint afresh); the body, or the failure in words.</summary>
+    private static async Task<string> AskAsync(string url)
+    {
+        using var request = new HttpRequestMessage(HttpMethod.Get, url);
+        request.Headers.ConnectionClose = true;
+        try
+        {
+            using var response = await Fleet.Http.SendAsync(request);
+            return await response.Content.ReadAsStringAsync();
+        }
+        catch (HttpRequestException ex)
+        {
+            return "failed: " + ex.Message;
+        }
+    }
+
+    /// <summary>outpost_node_mesh_connections_total for <paramref name="route"/> on the node of <paramref name="gateway"/>.</summary>
+    private static async Task<double> RouteCountAsync(string gateway, string route)
+    {
+        var (_, metrics) = await Fleet.GetAsync(gateway + "/_outpost/metrics");
+        var line = metrics.Split('\n').SingleOrDefault(l => l.StartsWith("outpost_node_mesh_connections_total{", StringComparison.Ordinal) && l.Contains($"route=\"{route}\"", StringComparison.Ordinal));
+        Assert.True(line is not null, metrics);
+        return double.Parse(line[(line.LastIndexOf(' ') + 1)..], System.Globalization.CultureInfo.InvariantCulture);
+    }
+
     private static async Task<string> DigAsync(int port, params string[] query)
     {
         var info = new System.Diagnostics.ProcessStartInfo("dig") { RedirectStandardOutput = true, RedirectStandardError = true };

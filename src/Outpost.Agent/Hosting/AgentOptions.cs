@@ -25,6 +25,15 @@ public sealed record AgentOptions
     /// <summary>Accept connections on each service's address (127.77.x.y:PORT) and carry them over vWires. Default on.</summary>
     public bool ServiceAddresses { get; init; } = true;
 
+    /// <summary>
+    /// Where nodes of this node's site open direct wires to it (HOST:PORT, mutual TLS with node
+    /// certificates). Null: the gateway's host on a free port; "off": none (all wires relayed).
+    /// </summary>
+    public string? MeshListen { get; init; }
+
+    /// <summary>The HOST:PORT other nodes of the site dial for direct wires, when the bound address is not it (NAT, a wildcard bind).</summary>
+    public string? MeshAdvertise { get; init; }
+
     /// <summary>Answer DNS (UDP) here for NAME.mesh with the service's address (HOST:PORT), or null for none.</summary>
     public string? Dns { get; init; }
 
@@ -78,6 +87,16 @@ public sealed record AgentOptions
         if (MaxInstances is < 1 or > 10_000 || MaxInstanceMemoryMiB is < 1 or > 4096)
         {
             throw new ArgumentException("--max-instances must be 1..10000 and --max-instance-memory 1..4096 MiB");
+        }
+
+        if (MeshListen is not null and not "off" && !Core.Api.ListenAddress.TryParse(MeshListen, out _))
+        {
+            throw new ArgumentException($"--mesh-listen '{MeshListen}' is not HOST:PORT or 'off'");
+        }
+
+        if (MeshAdvertise is not null && !Mesh.MeshPeers.TryParseAddress(MeshAdvertise, out _))
+        {
+            throw new ArgumentException($"--mesh-advertise '{MeshAdvertise}' is not HOST:PORT");
         }
 
         if (LogQuotaBytes < 1024)

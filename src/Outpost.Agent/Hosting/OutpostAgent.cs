@@ -105,6 +105,28 @@ public sealed partial class OutpostAgent : IAsyncDisposable
                 listen.Protocols = HttpProtocols.Http1;
                 listen.Use(Mesh.MeshListener.ReadPreamble);
             });
+            // Direct wires from nodes of the same site (Mesh/MeshPeers.cs): TLS with node certificates both ways.
+            if (Mesh.MeshPeers.ListenEndpoint(options, endpoint) is { } peerEndpoint)
+            {
+                kestrel.Listen(peerEndpoint, listen =>
+                {
+                    listen.Protocols = HttpProtocols.Http1;
+                    var services = listen.ApplicationServices;
+                    var credentials = services.GetRequiredService<NodeCredentials>();
+                    var peers = services.GetRequiredService<Mesh.MeshPeers>();
+                    listen.UseHttps(new Microsoft.AspNetCore.Server.Kestrel.Https.HttpsConnectionAdapterOptions
+                    {
+                        // The node's current certificate: none before it joins (the handshake fails), the new one after a renewal.
+                        ServerCertificateSelector = (_, _) => credentials.Current,
+                        ClientCertificateMode = Microsoft.AspNetCore.Server.Kestrel.Https.ClientCertificateMode.RequireCertificate,
+                        ClientCertificateValidation = (certificate, chain, _) => peers.ValidateClient(certificate, chain),
+                        HandshakeTimeout = Mesh.MeshPeers.ConnectTimeout * 5,
+                    });
+                    var mesh = services.GetRequiredService<Mesh.MeshClient>();
+                    listen.Use(next => peers.Accept(next, mesh.ServingApp));
+                });
+            }
+
             kestrel.Limits.MaxRequestBodySize = options.MaxRequestBodyBytes;
         });
 
@@ -150,6 +172,8 @@ public sealed partial class OutpostAgent : IAsyncDisposable
         services.AddSingleton<ServerTrust>();
         services.AddSingleton<NodeCredentials>();
         services.AddSingleton<Mesh.NodeWires>();
+        services.AddSingleton<Mesh.MeshPeers>();
+        AddLogger<Mesh.MeshPeers>(services);
         services.AddSingleton<Mesh.MeshClient>();
         services.AddHostedService(sp => sp.GetRequiredService<Mesh.MeshClient>());
         services.AddSingleton<SyncClient>();
@@ -180,9 +204,12 @@ public sealed partial class OutpostAgent : IAsyncDisposable
 
         var info = _app.Services.GetRequiredService<GatewayInfo>();
         _app.Lifetime.ApplicationStarted.Register(() =>
-            info.Url = _app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First(a => !a.Contains("unix:", StringComparison.Ordinal)));
+            info.Url = _app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First(a => a.StartsWith("http://", StringComparison.Ordinal)));
         await _app.StartAsync(cancellationToken);
-        info.Url = _app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First(a => !a.Contains("unix:", StringComparison.Ordinal));
+        var addresses = _app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses;
+        info.Url = addresses.First(a => a.StartsWith("http://", StringComparison.Ordinal));
+        var peerUrl = addresses.FirstOrDefault(a => a.StartsWith("https://", StringComparison.Ordinal));
+        _app.Services.GetRequiredService<Mesh.MeshPeers>().SetBound(peerUrl is null ? null : System.Net.IPEndPoint.Parse(new Uri(peerUrl).Authority));
     }
 
     public Task WaitForShutdownAsync(CancellationToken cancellationToken) => _app.WaitForShutdownAsync(cancellationToken);

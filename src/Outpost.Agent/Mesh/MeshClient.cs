@@ -13,11 +13,11 @@ namespace Outpost.Agent.Mesh;
 /// <summary>
 /// The mesh as a program on this node sees it: every service at its own address (127.77.x.y, the
 /// same on every node) and port, a connection there carried to ONE endpoint — this node's own
-/// app when it is one, else relayed by the server (which prefers this node's site). The registry
+/// app when it is one, else a node of its site directly (MeshPeers), else relayed by the server. The registry
 /// is the last one the server sent, kept on disk, so addresses stay up across restarts and while
 /// the server is away. A DNS responder (--dns) answers NAME.mesh with the address.
 /// </summary>
-public sealed partial class MeshClient(AgentOptions options, AppRegistry apps, ILogger<MeshClient> logger) : BackgroundService
+public sealed partial class MeshClient(AgentOptions options, AppRegistry apps, MeshPeers peers, ILogger<MeshClient> logger) : BackgroundService
 {
     private readonly Lock _lock = new();
     private readonly Dictionary<(string Address, int Port), Listener> _listeners = [];
@@ -26,6 +26,7 @@ public sealed partial class MeshClient(AgentOptions options, AppRegistry apps, I
     private volatile Link? _link;
     private CancellationToken _stopping;
     private long _local;
+    private long _direct;
     private long _relayed;
     private long _refused;
 
@@ -37,6 +38,8 @@ public sealed partial class MeshClient(AgentOptions options, AppRegistry apps, I
     private string RegistryPath => Path.Combine(options.DataDir, "mesh.registry");
 
     public long LocalConnections => Interlocked.Read(ref _local);
+
+    public long DirectConnections => Interlocked.Read(ref _direct);
 
     public long RelayedConnections => Interlocked.Read(ref _relayed);
 
@@ -176,58 +179,125 @@ public sealed partial class MeshClient(AgentOptions options, AppRegistry apps, I
         }
     }
 
-    /// <summary>One connection to a service: to this node's own endpoint, or relayed by the server.</summary>
+    /// <summary>One connection to a service's address, carried to an endpoint until both sides are done.</summary>
     private async Task CarryAsync(string service, Socket accepted, CancellationToken cancellationToken)
     {
         using (accepted)
         {
             try
             {
-                var entry = _registry.Services.FirstOrDefault(s => s.Name == service);
-                var own = entry?.Endpoints.FirstOrDefault(e => e.Node == options.NodeName && e.Healthy && apps.Named(e.App) is not null);
-                if (own is not null)
+                await using var connection = await OpenAsync(service, cancellationToken);
+                await using (var local = new NetworkStream(accepted, ownsSocket: false))
                 {
-                    Interlocked.Increment(ref _local);
-                    await CarryLocallyAsync(accepted, own.App, cancellationToken);
-                    return;
+                    await Core.Net.Pump.BothAsync(
+                        token => Core.Net.Pump.CopyAsync(local, connection.Stream, connection.ShutdownWriteAsync, flushEach: false, token),
+                        token => Core.Net.Pump.CopyAsync(connection.Stream, local, () => ShutdownAsync(accepted), flushEach: false, token),
+                        cancellationToken);
                 }
 
-                if (_link is not { } link || link.Session.IsCancellationRequested)
-                {
-                    Interlocked.Increment(ref _refused);
-                    return; // no endpoint here and no way to the server: the client sees the connection close
-                }
-
-                var headers = new Metadata();
-                foreach (var header in link.Headers)
-                {
-                    headers.Add(header);
-                }
-
-                headers.Add("outpost-dial", service);
-                using var both = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, link.Session);
-                using var call = link.Client.Wire(headers, cancellationToken: both.Token);
-                await using var wire = new WireStream(call.ResponseStream, call.RequestStream, call.RequestStream.CompleteAsync);
-                Interlocked.Increment(ref _relayed);
-                await WirePump.RunAsync(accepted, wire, both.Token);
+                // A relayed wire ends its call only once the server is done too, or unread bytes would be lost.
+                using var linger = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+                linger.CancelAfter(TimeSpan.FromSeconds(30));
+                await connection.DrainAsync(linger.Token);
             }
-            catch (Exception ex) when (ex is RpcException or IOException or SocketException or OperationCanceledException or ObjectDisposedException or InvalidOperationException)
+            catch (Exception ex) when (ex is MeshUnavailableException or RpcException or IOException or SocketException or OperationCanceledException or ObjectDisposedException or InvalidOperationException)
             {
+                // The client sees its connection close.
                 LogConnectionEnded(logger, service, ex.Message);
             }
         }
     }
 
-    /// <summary>This node serves it: straight into the app through the mesh socket, no wire at all.</summary>
-    private async Task CarryLocallyAsync(Socket accepted, string app, CancellationToken cancellationToken)
+    /// <summary>
+    /// A connection to ONE endpoint of <paramref name="service"/>: this node's own app when it is
+    /// one; else a node of this site, directly (in random order, passing over nodes that failed a
+    /// moment ago); else through the server, which picks. <paramref name="avoid"/> names a node
+    /// not to use (a retry after it failed). Throws <see cref="MeshUnavailableException"/> when
+    /// nothing can be reached, with each reason.
+    /// </summary>
+    public async Task<MeshConnection> OpenAsync(string service, CancellationToken cancellationToken, string? avoid = null)
     {
-        using var target = await MeshListener.ConnectToAppAsync(options.DataDir, app, cancellationToken);
-        await using var a = new NetworkStream(accepted, ownsSocket: false);
-        await using var b = new NetworkStream(target, ownsSocket: false);
-        await Core.Net.Pump.BothAsync(
-            token => Core.Net.Pump.CopyAsync(a, b, () => ShutdownAsync(target), flushEach: false, token),
-            token => Core.Net.Pump.CopyAsync(b, a, () => ShutdownAsync(accepted), flushEach: false, token),
-            cancellationToken);
+        var registry = _registry;
+        var entry = registry.Services.FirstOrDefault(s => s.Name == service);
+        if (entry is null)
+        {
+            Interlocked.Increment(ref _refused);
+            throw new MeshUnavailableException($"service '{service}' not found: no app exposes it");
+        }
+
+        var own = entry.Endpoints.FirstOrDefault(e => e.Node == options.NodeName && apps.Named(e.App) is not null);
+        if (own is not null && avoid != options.NodeName)
+        {
+            var socket = await MeshListener.ConnectToAppAsync(options.DataDir, own.App, cancellationToken);
+            Interlocked.Increment(ref _local);
+            return new MeshConnection(new NetworkStream(socket, ownsSocket: true), MeshRoute.Local, options.NodeName, () => ShutdownAsync(socket));
+        }
+
+        var failures = new List<string>();
+        var site = Site;
+        var sameSite = site is null ? [] : entry.Endpoints
+            .Where(e => e.Node != options.NodeName && e.Node != avoid && e.Site == site && e.Ready && e.Address.Length > 0)
+            .DistinctBy(e => e.Node)
+            .OrderBy(_ => Random.Shared.Next())
+            .ToList();
+        var link = _link is { } up && !up.Session.IsCancellationRequested ? up : null;
+        // Nodes that failed a moment ago are tried again only when there is no server to relay.
+        foreach (var endpoint in sameSite.Where(e => !peers.IsDown(e.Node)).Concat(link is null ? sameSite.Where(e => peers.IsDown(e.Node)) : []))
+        {
+            try
+            {
+                var connection = await peers.DialAsync(endpoint.Node, endpoint.Address, service, cancellationToken);
+                Interlocked.Increment(ref _direct);
+                return connection;
+            }
+            catch (MeshUnavailableException ex)
+            {
+                failures.Add(ex.Message);
+            }
+        }
+
+        if (link is null)
+        {
+            Interlocked.Increment(ref _refused);
+            failures.Add("the server, which relays to other sites, is unreachable");
+            throw new MeshUnavailableException($"service '{service}': no endpoint could be reached ({string.Join("; ", failures)})");
+        }
+
+        var headers = new Metadata();
+        foreach (var header in link.Headers)
+        {
+            headers.Add(header);
+        }
+
+        headers.Add("outpost-dial", service);
+        if (avoid is not null)
+        {
+            headers.Add("outpost-avoid", avoid);
+        }
+
+        var call = link.Client.Wire(headers, cancellationToken: link.Session);
+        var wire = new WireStream(call.ResponseStream, call.RequestStream, call.RequestStream.CompleteAsync);
+        Interlocked.Increment(ref _relayed);
+        return new MeshConnection(wire, MeshRoute.Relayed, "", () => wire.ShutdownWriteAsync(link.Session), wire.WaitForCloseAsync, call);
+    }
+
+    /// <summary>This node's site: as the server last said, else its own --labels.</summary>
+    public string? Site => _registry.Site.Length > 0 ? _registry.Site : options.Labels.GetValueOrDefault("site");
+
+    /// <summary>
+    /// For a node dialling <paramref name="service"/> directly: the app of this node that serves it,
+    /// or why none does (an unknown service, or none of its endpoints here).
+    /// </summary>
+    public (string? App, string? Refusal) ServingApp(string peer, string service)
+    {
+        var entry = _registry.Services.FirstOrDefault(s => s.Name == service);
+        if (entry is null)
+        {
+            return (null, $"service '{service}' not found");
+        }
+
+        var own = entry.Endpoints.FirstOrDefault(e => e.Node == options.NodeName && apps.Named(e.App) is not null);
+        return own is null ? (null, $"node {options.NodeName} serves no endpoint of service '{service}'") : (own.App, null);
     }
 
     private static Task ShutdownAsync(Socket socket)

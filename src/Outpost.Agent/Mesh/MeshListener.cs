@@ -1,4 +1,5 @@
 using System.Buffers;
+using System.IO.Pipelines;
 using System.Net;
 using System.Net.Sockets;
 using System.Text;
@@ -70,32 +71,45 @@ public static class MeshListener
     /// <summary>Connection middleware: reads the preamble, remembers the app, and hands the rest to HTTP.</summary>
     public static ConnectionDelegate ReadPreamble(ConnectionDelegate next) => async connection =>
     {
-        var input = connection.Transport.Input;
+        var line = await ReadLineAsync(connection.Transport.Input, MaxPreamble, connection.ConnectionClosed);
+        if (line is null || !line.StartsWith("app ", StringComparison.Ordinal) || !Core.Manifests.ManifestValidator.IsDnsLabel(line[4..]))
+        {
+            return; // not a wire of ours: close
+        }
+
+        SetTargetApp(connection, line[4..]);
+        await next(connection);
+    };
+
+    /// <summary>Requests on <paramref name="connection"/> go to app <paramref name="app"/>.</summary>
+    public static void SetTargetApp(ConnectionContext connection, string app)
+    {
+        ArgumentNullException.ThrowIfNull(connection);
+        connection.Items[AppItem] = app;
+    }
+
+    /// <summary>The first line of a connection (without its newline), consumed and nothing after it; null when it ends first or the line is longer than <paramref name="max"/>.</summary>
+    public static async Task<string?> ReadLineAsync(PipeReader input, int max, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(input);
         while (true)
         {
-            var result = await input.ReadAsync(connection.ConnectionClosed);
+            var result = await input.ReadAsync(cancellationToken);
             var buffer = result.Buffer;
-            var newline = buffer.PositionOf((byte)'\n');
-            if (newline is { } end)
+            if (buffer.PositionOf((byte)'\n') is { } end)
             {
-                var line = Encoding.ASCII.GetString(buffer.Slice(0, end).ToArray());
+                var line = Encoding.UTF8.GetString(buffer.Slice(0, end).ToArray());
                 input.AdvanceTo(buffer.GetPosition(1, end));
-                if (!line.StartsWith("app ", StringComparison.Ordinal) || !Core.Manifests.ManifestValidator.IsDnsLabel(line[4..]))
-                {
-                    return; // not a wire of ours: close
-                }
-
-                connection.Items[AppItem] = line[4..];
-                await next(connection);
-                return;
+                return line;
             }
 
-            if (buffer.Length > MaxPreamble || result.IsCompleted)
+            if (buffer.Length > max || result.IsCompleted)
             {
-                return;
+                input.AdvanceTo(buffer.End);
+                return null;
             }
 
             input.AdvanceTo(buffer.Start, buffer.End);
         }
-    };
+    }
 }

@@ -7,7 +7,7 @@ using Outpost.Core.Metrics;
 namespace Outpost.Agent.Monitoring;
 
 /// <summary>The node's own metrics in the Prometheus text format, served at /_outpost/metrics on the gateway.</summary>
-public sealed class AgentMetrics(AppRegistry apps, NodeUsageProbe usage, LocalDataStore data, SyncClient sync, AgentStore store, AgentOptions options, Mesh.NodeWires wires)
+public sealed class AgentMetrics(AppRegistry apps, NodeUsageProbe usage, LocalDataStore data, SyncClient sync, AgentStore store, AgentOptions options, Mesh.NodeWires wires, Mesh.MeshClient mesh, Mesh.MeshPeers peers)
 {
     public string Render()
     {
@@ -84,6 +84,16 @@ public sealed class AgentMetrics(AppRegistry apps, NodeUsageProbe usage, LocalDa
         text.Counter("outpost_node_wires_total", "vWires the server asked this node for, by result: opened, or failed (the target could not be reached here).");
         text.Sample("outpost_node_wires_total", wires.Opened, node, ("result", "opened"));
         text.Sample("outpost_node_wires_total", wires.Failed, node, ("result", "failed"));
+        text.Counter("outpost_node_mesh_connections_total", "Connections to mesh services opened from this node (service addresses and apps' http-out), by route: local (an app of this node), direct (a node of its site), relayed (through the server), refused (no endpoint reachable).");
+        text.Sample("outpost_node_mesh_connections_total", mesh.LocalConnections, node, ("route", "local"));
+        text.Sample("outpost_node_mesh_connections_total", mesh.DirectConnections, node, ("route", "direct"));
+        text.Sample("outpost_node_mesh_connections_total", mesh.RelayedConnections, node, ("route", "relayed"));
+        text.Sample("outpost_node_mesh_connections_total", mesh.RefusedConnections, node, ("route", "refused"));
+        text.Counter("outpost_node_mesh_direct_total", "Direct wires between this node and nodes of its site, by event: dialed and dial_failed (this node dialling; a failure passes the node over for 2 s), accepted and refused (dialled here: another CA, or no endpoint here).");
+        text.Sample("outpost_node_mesh_direct_total", peers.Dialed, node, ("event", "dialed"));
+        text.Sample("outpost_node_mesh_direct_total", peers.DialFailed, node, ("event", "dial_failed"));
+        text.Sample("outpost_node_mesh_direct_total", peers.Accepted, node, ("event", "accepted"));
+        text.Sample("outpost_node_mesh_direct_total", peers.Refused, node, ("event", "refused"));
         return text.ToString();
     }
 

@@ -14,6 +14,7 @@ public sealed class NodeCredentials(AgentOptions options)
 {
     private readonly Lock _lock = new();
     private X509Certificate2? _current;
+    private bool _upgradeAsked;
 
     private string KeyPath => Path.Combine(options.DataDir, "node.key");
 
@@ -66,7 +67,7 @@ public sealed class NodeCredentials(AgentOptions options)
         }
     }
 
-    /// <summary>When to renew: with a third of the certificate's lifetime left.</summary>
+    /// <summary>When to renew: with a third of the certificate's lifetime left; at once for one issued before nodes took direct wires (no server auth).</summary>
     public DateTimeOffset? RenewAt
     {
         get
@@ -75,6 +76,13 @@ public sealed class NodeCredentials(AgentOptions options)
             if (current is null)
             {
                 return null;
+            }
+
+            // Once per run: a server that still issues client-only certificates is not asked again and again.
+            if (!_upgradeAsked && !current.Extensions.OfType<X509EnhancedKeyUsageExtension>().Any(e => e.EnhancedKeyUsages.Cast<Oid>().Any(o => o.Value == TrustBundle.ServerAuthOid)))
+            {
+                _upgradeAsked = true;
+                return DateTimeOffset.MinValue;
             }
 
             var notBefore = new DateTimeOffset(current.NotBefore.ToUniversalTime());

@@ -35,6 +35,7 @@ public sealed partial class SyncClient(
     Monitoring.LogRing logRing,
     Mesh.NodeWires wires,
     Mesh.MeshClient mesh,
+    Mesh.MeshPeers peers,
     TimeProvider time,
     ILogger<SyncClient> logger) : BackgroundService
 {
@@ -316,6 +317,8 @@ public sealed partial class SyncClient(
             AgentVersion = AgentInfo.Version,
             GatewayUrl = gateway.Url,
             Info = Monitoring.NodeFacts.Read(gateway.Url),
+            // Known once the agent's listeners are bound, just after the sync loop starts.
+            MeshAddress = await peers.Advertised.WaitAsync(ct) ?? "",
         };
         hello.BucketCursors.Add(data.KvCursors().ToDictionary());
         await SendAsync(new AgentMessage { Hello = hello });

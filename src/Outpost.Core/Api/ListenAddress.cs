@@ -28,4 +28,19 @@ public static class ListenAddress
 
         return new IPEndPoint(address, port);
     }
+
+    /// <summary><see cref="Parse"/>, false instead of an exception.</summary>
+    public static bool TryParse(string text, out IPEndPoint? endpoint)
+    {
+        try
+        {
+            endpoint = Parse(text);
+            return true;
+        }
+        catch (ArgumentException)
+        {
+            endpoint = null;
+            return false;
+        }
+    }
 }

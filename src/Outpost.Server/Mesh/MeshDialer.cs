@@ -16,6 +16,9 @@ public sealed partial class MeshDialer(WireRelay relay, MeshRegistry registry, I
     /// <summary>The request header of a Wire call that dials a service.</summary>
     public const string DialHeader = "outpost-dial";
 
+    /// <summary>A node the dialling node could not reach a moment ago (a retry): not picked.</summary>
+    public const string AvoidHeader = "outpost-avoid";
+
     private long _relayed;
     private long _refused;
 
@@ -37,7 +40,8 @@ public sealed partial class MeshDialer(WireRelay relay, MeshRegistry registry, I
         }
 
         var site = (await store.GetAsync(ResourceKind.Node.Kind, node, ct))?.Labels.GetValueOrDefault(MeshRegistry.SiteLabel);
-        var candidates = known.Healthy.Where(e => e.Node != node)
+        var avoid = context.RequestHeaders.GetValue(AvoidHeader);
+        var candidates = known.Healthy.Where(e => e.Node != node && e.Node != avoid)
             .OrderBy(e => site is not null && e.Site == site ? 0 : 1).ThenBy(_ => Random.Shared.Next()).ToList();
         var failures = new List<string>();
         foreach (var endpoint in candidates.Take(2))

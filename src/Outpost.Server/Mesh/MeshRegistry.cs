@@ -10,7 +10,11 @@ namespace Outpost.Server.Mesh;
 /// One instance of an app that serves a network service, on one node: healthy when the node is
 /// Ready and linked to this server and the app Ready on it, so wires may go there.
 /// </summary>
-public sealed record MeshEndpoint(string Node, string App, long Generation, string? Site, string NodeState, string AppState, bool Connected, bool Healthy);
+public sealed record MeshEndpoint(string Node, string App, long Generation, string? Site, string NodeState, string AppState, bool Connected, bool Healthy)
+{
+    /// <summary>Where nodes of its site reach it directly (HOST:PORT), if it takes direct wires.</summary>
+    public string? Address { get; init; }
+}
 
 /// <summary>A network service: the apps that expose it, its port, and their instances on the nodes.</summary>
 public sealed record MeshService(string Name, int Port, IReadOnlyList<string> Apps, IReadOnlyList<MeshEndpoint> Endpoints, DateTimeOffset Created)
@@ -67,7 +71,10 @@ public sealed class MeshRegistry(IControlPlaneStore store, ResourceView view, Wi
                     var appState = (string?)reported["state"] ?? "Unknown";
                     var connected = relay.IsConnected(name);
                     endpoints.Add(new MeshEndpoint(name, resource.Name, (long?)reported["generation"] ?? 0, (string?)node["metadata"]?["labels"]?[SiteLabel],
-                        nodeState, appState, connected, connected && nodeState == NodeState.Ready && appState == "Ready"));
+                        nodeState, appState, connected, connected && nodeState == NodeState.Ready && appState == "Ready")
+                    {
+                        Address = (string?)node["status"]?["meshAddress"],
+                    });
                 }
             }
 
@@ -112,7 +119,15 @@ public sealed class MeshRegistry(IControlPlaneStore store, ResourceView view, Wi
         foreach (var service in services ?? [])
         {
             var entry = new Protocol.MeshService { Name = service.Name, Address = service.Address, Port = service.Port };
-            entry.Endpoints.Add(service.Endpoints.Select(e => new Protocol.MeshEndpoint { Node = e.Node, App = e.App, Site = e.Site ?? "", Healthy = e.Healthy }));
+            entry.Endpoints.Add(service.Endpoints.Select(e => new Protocol.MeshEndpoint
+            {
+                Node = e.Node,
+                App = e.App,
+                Site = e.Site ?? "",
+                Healthy = e.Healthy,
+                Address = e.Address ?? "",
+                Ready = e.AppState == "Ready",
+            }));
             update.Services.Add(entry);
         }
 
@@ -169,6 +184,7 @@ public sealed class MeshRegistry(IControlPlaneStore store, ResourceView view, Wi
                 ["appState"] = e.AppState,
                 ["connected"] = e.Connected,
                 ["healthy"] = e.Healthy,
+                ["address"] = e.Address,
             });
         }
 

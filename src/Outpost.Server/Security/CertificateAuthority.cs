@@ -140,7 +140,7 @@ public sealed class CertificateAuthority : IDisposable
     /// <summary>
     /// Signs a node's certificate from its CSR (PKCS#10, DER), whose signature proves it holds
     /// the key. The subject is the node's name whatever the CSR asked for; the certificate is
-    /// good for client authentication only.
+    /// good for client authentication, and server authentication of the node's direct-wire listener.
     /// </summary>
     public X509Certificate2 IssueNodeCertificate(byte[] csr, string nodeName, DateTimeOffset now, TimeSpan lifetime)
     {
@@ -157,7 +157,8 @@ public sealed class CertificateAuthority : IDisposable
         var issued = new CertificateRequest(new X500DistinguishedName("CN=" + nodeName + ", O=Outpost nodes"), request.PublicKey, HashAlgorithmName.SHA256);
         issued.CertificateExtensions.Add(new X509BasicConstraintsExtension(false, false, 0, true));
         issued.CertificateExtensions.Add(new X509KeyUsageExtension(X509KeyUsageFlags.DigitalSignature, true));
-        issued.CertificateExtensions.Add(new X509EnhancedKeyUsageExtension([new Oid(TrustBundle.ClientAuthOid)], false));
+        // Client auth toward the server and other nodes; server auth for the direct wires nodes of a site open to it.
+        issued.CertificateExtensions.Add(new X509EnhancedKeyUsageExtension([new Oid(TrustBundle.ClientAuthOid), new Oid(TrustBundle.ServerAuthOid)], false));
         issued.CertificateExtensions.Add(X509AuthorityKeyIdentifierExtension.CreateFromCertificate(_ca, true, false));
         // Valid from now: only this server checks it, by its own clock, and the node renews by its span.
         return issued.Create(_ca.SubjectName, X509SignatureGenerator.CreateForECDsa(_caKey), now, now + lifetime, RandomSerial());

@@ -213,6 +213,7 @@ public sealed partial class EdgeSyncService(
             {
                 status["agentVersion"] = hello.AgentVersion;
                 status["gatewayUrl"] = hello.GatewayUrl;
+                status["meshAddress"] = hello.MeshAddress.Length == 0 ? null : hello.MeshAddress;
                 if (hello.Info is { } info)
                 {
                     status["host"] = new JsonObject
@@ -244,7 +245,7 @@ public sealed partial class EdgeSyncService(
             var receive = ReceiveAsync(node, session, requestStream, WriteAsync, delivered, received.Writer, sessionCts.Token);
             var send = SendAsync(node, hello.AppliedRevision, WriteAsync, delivered, sessionCts.Token);
             var sendBuckets = SendBucketsAsync(node, hello.BucketCursors, WriteAsync, sessionCts.Token);
-            var sendMesh = SendMeshAsync(WriteAsync, sessionCts.Token);
+            var sendMesh = SendMeshAsync(node, WriteAsync, sessionCts.Token);
             var first = await Task.WhenAny(receive, send, sendBuckets, sendMesh, decode, ingest);
             await sessionCts.CancelAsync();
             await first; // surface the failure that ended the session
@@ -261,15 +262,19 @@ public sealed partial class EdgeSyncService(
         }
     }
 
-    /// <summary>The mesh registry, each time it changes (the first as soon as there is one).</summary>
-    private async Task SendMeshAsync(Func<ServerMessage, CancellationToken, Task> write, CancellationToken ct)
+    /// <summary>The mesh registry, each time it changes (the first as soon as there is one), with the node's own site.</summary>
+    private async Task SendMeshAsync(string node, Func<ServerMessage, CancellationToken, Task> write, CancellationToken ct)
     {
         long sent = 0;
         while (!ct.IsCancellationRequested)
         {
             await mesh.WaitForNewerAsync(sent, ct);
             var (version, update) = mesh.Current;
-            await write(new ServerMessage { Mesh = update }, ct);
+            var site = (await store.GetAsync(ResourceKind.Node.Kind, node, ct))?.Labels.GetValueOrDefault(Mesh.MeshRegistry.SiteLabel) ?? "";
+            // The services are shared with every session: only the envelope is this node's.
+            var own = new MeshUpdate { Site = site };
+            own.Services.Add(update.Services);
+            await write(new ServerMessage { Mesh = own }, ct);
             sent = version;
         }
     }

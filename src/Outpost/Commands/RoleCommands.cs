@@ -91,9 +91,11 @@ internal static class RoleCommands
         var logQuota = new Option<string>("--log-quota") { Description = "Log lines kept while they wait to be shipped; past it the oldest are dropped and counted (e.g. 16MiB)", DefaultValueFactory = _ => "16MiB" };
         var serviceAddresses = new Option<bool>("--service-addresses") { Description = "Accept connections on each mesh service's address (127.77.x.y:PORT) and carry them to an endpoint", DefaultValueFactory = _ => true };
         var dns = new Option<string?>("--dns") { Description = "Answer DNS here (HOST:PORT, UDP) for NAME.mesh with the service's address" };
+        var meshListen = new Option<string?>("--mesh-listen") { Description = "Take direct wires from nodes of this node's site here (HOST:PORT, mutual TLS); default: the gateway's host on a free port; 'off' for none" };
+        var meshAdvertise = new Option<string?>("--mesh-advertise") { Description = "The HOST:PORT nodes of the site dial for direct wires, when it is not the bound address (NAT, a wildcard bind)" };
         var command = new Command("agent", "Run an edge agent: join the server (--server URL with --token-file FILE, --token JOIN-TOKEN or OUTPOST_TOKEN; OUTPOST_SERVER for the URL), sync, serve apps on the gateway")
         {
-            name, labels, dataDir, gateway, tokenFile, maxInstances, maxMemory, outboxQuota, outboxOverflow, keepalive, heartbeat, logQuota, serviceAddresses, dns,
+            name, labels, dataDir, gateway, tokenFile, maxInstances, maxMemory, outboxQuota, outboxOverflow, keepalive, heartbeat, logQuota, serviceAddresses, dns, meshListen, meshAdvertise,
         };
         command.SetAction(async (result, ct) => await RunUntilStoppedAsync(async stop =>
         {
@@ -122,6 +124,8 @@ internal static class RoleCommands
                 OutboxOverflow = result.GetValue(outboxOverflow) == "rejectNew" ? Outpost.Agent.State.OverflowPolicy.RejectNew : Outpost.Agent.State.OverflowPolicy.DropOldest,
                 ServiceAddresses = result.GetValue(serviceAddresses),
                 Dns = result.GetValue(dns),
+                MeshListen = result.GetValue(meshListen),
+                MeshAdvertise = result.GetValue(meshAdvertise),
             };
             await using var agent = OutpostAgent.Create(options);
             await agent.StartAsync(stop);
