@@ -16,6 +16,7 @@
  *   kv          outpost_kv_get / _set / _delete          capability: kv
  *   publish     outpost_publish                          capability: publish
  *   clock       outpost_now_ms                           capability: clock
+ *   http-out    outpost_http_request / _response_*       capability: http-out: [HOST, ...]
  */
 #ifndef OUTPOST_H
 #define OUTPOST_H
@@ -38,6 +39,10 @@ OUTPOST_IMPORT(kv_set) int32_t outpost_kv_set_raw(const char *bucket, size_t buc
 OUTPOST_IMPORT(kv_delete) int32_t outpost_kv_delete_raw(const char *bucket, size_t bucket_len, const char *key, size_t key_len);
 OUTPOST_IMPORT(publish) int32_t outpost_publish_raw(const char *topic, size_t topic_len, const void *data, size_t len);
 OUTPOST_IMPORT(now_ms) int64_t outpost_now_ms(void);
+OUTPOST_IMPORT(http_request) int32_t outpost_http_request_raw(const char *method, size_t method_len, const char *url, size_t url_len,
+                                                            const char *headers, size_t headers_len, const void *body, size_t body_len);
+OUTPOST_IMPORT(http_response_body) int32_t outpost_http_response_body_raw(void *buf, size_t cap);
+OUTPOST_IMPORT(http_response_header) int32_t outpost_http_response_header_raw(const char *name, size_t name_len, char *buf, size_t cap);
 
 enum { OUTPOST_DEBUG = 0, OUTPOST_INFO = 1, OUTPOST_WARN = 2, OUTPOST_ERROR = 3 };
 
@@ -75,6 +80,33 @@ static inline int outpost_kv_delete(const char *bucket, const char *key) {
  * local apps whose topic trigger names this topic). Returns 0 when stored. */
 static inline int outpost_publish(const char *topic, const void *data, size_t len) {
     return outpost_publish_raw(topic, strlen(topic), data, len);
+}
+
+/* Outbound HTTP to a host on the app's allow-list (`- http-out: [temps.mesh, api.example.com]`
+ * in spec.capabilities). NAME.mesh is mesh service NAME: http://temps.mesh/reading reaches one
+ * endpoint of service temps (on this node, a node of its site, or through the server), and an
+ * idempotent request is retried once on another endpoint when the first cannot be reached.
+ * headers: "Name: value\n" lines, or NULL. The call waits for the response, within what is left
+ * of the app's timeout. Returns the response status, or -1 when there is none (a host not on
+ * the list, no endpoint, a timeout, a body over the app's maxResponseBytes): the reason is
+ * written to the app's log. */
+static inline int outpost_http_request(const char *method, const char *url, const char *headers, const void *body, size_t len) {
+    return outpost_http_request_raw(method, strlen(method), url, strlen(url), headers ? headers : "", headers ? strlen(headers) : 0, body, len);
+}
+static inline int outpost_http_get(const char *url) { return outpost_http_request("GET", url, NULL, NULL, 0); }
+
+/* The last response's body: copied into buf when it fits; returns its full length, or -1 when
+ * there is no response. */
+static inline int outpost_http_response_body(void *buf, size_t cap) { return outpost_http_response_body_raw(buf, cap); }
+
+/* A header of the last response as a NUL-terminated string: its length, -1 when absent, -2
+ * when buf is too small. */
+static inline int outpost_http_response_header(const char *name, char *buf, size_t cap) {
+    int32_t n = outpost_http_response_header_raw(name, strlen(name), buf, cap > 0 ? cap - 1 : 0);
+    if (n < 0) return -1;
+    if ((size_t)n >= cap) return -2;
+    buf[n] = '\0';
+    return n;
 }
 
 /* ---- WAGI helpers ---------------------------------------------------------------- */

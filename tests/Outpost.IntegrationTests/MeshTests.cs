@@ -403,7 +403,7 @@ public sealed class MeshTests
         var token = await fleet.CreateJoinTokenAsync();
         // edge-a (site x) runs no endpoint and takes the service addresses; edge-b (site y) and
         // edge-c (site x) serve the service and leave the addresses to edge-a.
-        var (processA, gatewayA) = await fleet.StartAgentAsync("edge-a", token, "site=x");
+        var (processA, gatewayA) = await fleet.StartAgentAsync("edge-a", token, "site=x,role=caller");
         await fleet.StartAgentAsync("edge-b", token, "site=y,tier=b,serves=temps", null, null, "--service-addresses=false");
         var (processC, _) = await fleet.StartAgentAsync("edge-c", token, "site=x,tier=c,serves=temps", null, null, "--service-addresses=false");
         var name = "temps-" + Guid.NewGuid().ToString("N")[..8];
@@ -412,10 +412,36 @@ public sealed class MeshTests
         Assert.True(code == 0, output);
         var address = (string)(await WaitForHealthyAsync(fleet, name, 1))["spec"]!["address"]!;
         var url = $"http://{address}:8080/reading";
+        // An app on edge-a that calls the service (capability http-out), beside plain programs at its address.
+        var callerModule = Path.Combine(fleet.Root, "manifests", "caller.wasm");
+        File.Copy(Path.Combine(AppContext.BaseDirectory, "samples", "apps", "caller", "caller.wasm"), callerModule, overwrite: true);
+        (code, output) = await fleet.ClientAsync("apply", "-f", fleet.WriteManifest("caller.yaml", $"""
+            apiVersion: outpost.dev/v1
+            kind: Application
+            metadata:
+              name: caller
+            spec:
+              module:
+                path: caller.wasm
+              triggers:
+                http:
+                  route: /call
+              env:
+                TARGET: http://{name}.mesh/reading
+              capabilities:
+                - http-out: [{name}.mesh]
+              placement:
+                nodeSelector:
+                  role: caller
+            """));
+        Assert.True(code == 0, output);
+        var call = gatewayA + "/call";
+        string Called(string node) => $"caller on edge-a got 200 from http://{name}.mesh/reading: hello from {node} (path /reading)\n";
 
         // Only edge-b (another site) serves it: relayed by the server.
         await Eventually.UntilAsync(() => AskAsync(url), body => body == "hello from edge-b (path /reading)\n", Fleet.Patience, "edge-a to reach edge-b", b => b);
         Assert.True(await RouteCountAsync(gatewayA, "relayed") > 0);
+        await Eventually.UntilAsync(() => AskAsync(call), body => body == Called("edge-b"), Fleet.Patience, "the caller app on edge-a to reach edge-b", b => b);
 
         // edge-c, on edge-a's own site, serves it too: edge-a goes there, directly.
         (code, output) = await fleet.ClientAsync("apply", "-f", fleet.WriteManifest("temps.yaml", temps.Replace("tier: b", "serves: temps", StringComparison.Ordinal)));
@@ -430,6 +456,7 @@ public sealed class MeshTests
         for (var i = 0; i < 5; i++)
         {
             Assert.Equal("hello from edge-c (path /reading)\n", await AskAsync(url));
+            Assert.Equal(Called("edge-c"), await AskAsync(call));
         }
 
         // The cloud goes away: same-site traffic goes on, from the registry edge-a holds.
@@ -437,9 +464,10 @@ public sealed class MeshTests
         for (var i = 0; i < 5; i++)
         {
             Assert.Equal("hello from edge-c (path /reading)\n", await AskAsync(url));
+            Assert.Equal(Called("edge-c"), await AskAsync(call));
         }
 
-        Assert.True(await RouteCountAsync(gatewayA, "direct") >= direct + 5);
+        Assert.True(await RouteCountAsync(gatewayA, "direct") >= direct + 10);
 
         // The cloud is back; then edge-c dies: the very next connection goes to edge-b, relayed.
         await fleet.StartServerAsync(port);
@@ -452,7 +480,8 @@ public sealed class MeshTests
         processC.Kill();
         var killed = System.Diagnostics.Stopwatch.StartNew();
         Assert.Equal("hello from edge-b (path /reading)\n", await AskAsync(url));
-        Assert.True(killed.Elapsed < TimeSpan.FromSeconds(5), $"the first request after the kill took {killed.Elapsed.TotalMilliseconds:F0} ms");
+        Assert.Equal(Called("edge-b"), await AskAsync(call));
+        Assert.True(killed.Elapsed < TimeSpan.FromSeconds(5), $"the first requests after the kill took {killed.Elapsed.TotalMilliseconds:F0} ms");
     }
 
     /// <summary>One request on a connection of its own (so each one picks its endpoint afresh); the body, or the failure in words.</summary>

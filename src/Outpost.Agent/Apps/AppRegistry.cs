@@ -224,7 +224,7 @@ public sealed partial class AppRegistry(WasmHost host, ModuleCache modules, stri
 
                     var capabilities = spec.Capabilities.ToHashSet(StringComparer.Ordinal);
                     var module = host.Load(version.Name, version.Digest, () => modules.Read(version.Digest), capabilities);
-                    var candidate = new LoadedApp(version, spec, module, nodeName, new Wasm.Host.HostGrant(version.Name, capabilities, services) { Revision = version.Generation });
+                    var candidate = new LoadedApp(version, spec, module, nodeName, new Wasm.Host.HostGrant(version.Name, capabilities, services) { Revision = version.Generation, HttpOut = spec.HttpOut.ToHashSet(StringComparer.Ordinal) });
                     next.TryGetValue(version.Name, out var old);
                     if (Probe(candidate) is { } failure)
                     {
@@ -433,7 +433,7 @@ public sealed partial class AppRegistry(WasmHost host, ModuleCache modules, stri
             var (version, spec) = Parse(resource);
             var capabilities = spec.Capabilities.ToHashSet(StringComparer.Ordinal);
             var module = host.Load(version.Name, version.Digest, () => modules.Read(version.Digest), capabilities);
-            var app = new LoadedApp(version, spec, module, nodeName, new Wasm.Host.HostGrant(version.Name, capabilities, services) { Revision = version.Generation });
+            var app = new LoadedApp(version, spec, module, nodeName, new Wasm.Host.HostGrant(version.Name, capabilities, services) { Revision = version.Generation, HttpOut = spec.HttpOut.ToHashSet(StringComparer.Ordinal) });
             if (Probe(app) is null)
             {
                 LogFellBack(logger, version.Name, version.Generation, failing.Generation);

@@ -10,7 +10,7 @@ namespace Outpost.Agent.Host;
 /// Host functions on this node: config from the ConfigSets that target it, buckets and the
 /// outbox in the local data store, and the agent's log.
 /// </summary>
-public sealed partial class AgentHostServices(LocalDataStore data, Core.Security.SecretBox secretBox, Monitoring.LogRing logs, ILogger<AgentHostServices> logger) : IHostServices
+public sealed partial class AgentHostServices(LocalDataStore data, Core.Security.SecretBox secretBox, Monitoring.LogRing logs, IServiceProvider services, ILogger<AgentHostServices> logger) : IHostServices
 {
     private volatile Dictionary<string, string> _config = [];
     private volatile Dictionary<string, string> _secrets = [];
@@ -129,6 +129,12 @@ public sealed partial class AgentHostServices(LocalDataStore data, Core.Security
         Published?.Invoke(topic, app, bytes);
         return true;
     }
+
+    /// <summary>Outbound HTTP for a guest: it runs synchronously on its pool thread, which waits here (long waits raise the pool's floor: Apps/GuestThreads.cs).</summary>
+    public HttpOutResponse HttpRequest(string app, HttpOutRequest request, TimeSpan timeout) =>
+        // Resolved when first used: the mesh client needs the app registry, which needs this.
+        (services.GetService(typeof(Mesh.HttpOutClient)) as Mesh.HttpOutClient ?? throw new HttpOutException("outbound HTTP is not available on this node"))
+            .SendAsync(request, timeout).GetAwaiter().GetResult();
 
     [LoggerMessage(Message = "app {App}: {Message}")]
     private static partial void LogApp(ILogger logger, LogLevel level, string app, string message);

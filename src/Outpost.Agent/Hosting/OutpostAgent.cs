@@ -173,6 +173,8 @@ public sealed partial class OutpostAgent : IAsyncDisposable
         services.AddSingleton<NodeCredentials>();
         services.AddSingleton<Mesh.NodeWires>();
         services.AddSingleton<Mesh.MeshPeers>();
+        services.AddSingleton<Mesh.HttpOutClient>();
+        AddLogger<Mesh.HttpOutClient>(services);
         AddLogger<Mesh.MeshPeers>(services);
         services.AddSingleton<Mesh.MeshClient>();
         services.AddHostedService(sp => sp.GetRequiredService<Mesh.MeshClient>());

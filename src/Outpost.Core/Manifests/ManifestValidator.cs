@@ -157,6 +157,18 @@ public static partial class ManifestValidator
             {
                 for (var i = 0; i < caps.Count; i++)
                 {
+                    if (caps[i] is JsonObject withList)
+                    {
+                        ValidateHttpOut(withList, $"spec.capabilities[{i}]", errors);
+                        continue;
+                    }
+
+                    if (caps[i] is JsonValue v && v.GetValueKind() == JsonValueKind.String && v.GetValue<string>() == ApplicationSpec.HttpOutCapability)
+                    {
+                        errors.Add(new($"spec.capabilities[{i}]", "http-out needs its allow-list of hosts: write it as `- http-out: [temps.mesh, api.example.com]`"));
+                        continue;
+                    }
+
                     var cap = AsString(caps[i], $"spec.capabilities[{i}]", errors);
                     if (cap is not null && !KnownCapabilities.Contains(cap))
                     {
@@ -190,6 +202,55 @@ public static partial class ManifestValidator
     }
 
     private static readonly string[] ExposeFields = ["service", "port", "ingress"];
+
+    /// <summary>The most hosts one http-out allow-list may name.</summary>
+    public const int MaxHttpOutHosts = 64;
+
+    /// <summary><c>{http-out: [HOST, ...]}</c>: each a lowercase host name (NAME.mesh for a mesh service), no scheme, port or path.</summary>
+    private static void ValidateHttpOut(JsonObject capability, string field, List<FieldError> errors)
+    {
+        if (capability.Count != 1 || capability[ApplicationSpec.HttpOutCapability] is not { } listNode)
+        {
+            errors.Add(new(field, $"a capability with a list must be `http-out: [HOST, ...]`, got {{{string.Join(", ", capability.Select(p => p.Key))}}}"));
+            return;
+        }
+
+        if (listNode is not JsonArray hosts || hosts.Count == 0)
+        {
+            errors.Add(new($"{field}.http-out", $"expected a non-empty list of host names, got {Describe(listNode)}"));
+            return;
+        }
+
+        if (hosts.Count > MaxHttpOutHosts)
+        {
+            errors.Add(new($"{field}.http-out", $"at most {MaxHttpOutHosts} hosts, got {hosts.Count}"));
+        }
+
+        for (var j = 0; j < hosts.Count; j++)
+        {
+            if (AsString(hosts[j], $"{field}.http-out[{j}]", errors) is { } host && !IsHostName(host))
+            {
+                errors.Add(new($"{field}.http-out[{j}]", $"'{host}' is not a host name: write a lowercase name such as temps.mesh or api.example.com (no scheme, port or path)"));
+            }
+        }
+    }
+
+    /// <summary>A lowercase DNS name of labels joined by dots (at most 253 characters), e.g. api.example.com; NAME.mesh for a mesh service; not an IP address.</summary>
+    public static bool IsHostName(string value)
+    {
+        if (value is not { Length: > 0 and <= 253 })
+        {
+            return false;
+        }
+
+        var labels = value.Split('.');
+        if (!labels.All(IsDnsLabel) || labels[^1].All(char.IsAsciiDigit))
+        {
+            return false;
+        }
+
+        return labels[^1] != "mesh" || labels.Length == 2;
+    }
 
     private static void ValidateExpose(JsonNode? node, List<FieldError> errors)
     {

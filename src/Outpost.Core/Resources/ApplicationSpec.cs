@@ -22,6 +22,9 @@ public sealed record ApplicationSpec
 
     public IReadOnlyList<string> Capabilities { get; init; } = [];
 
+    /// <summary>The hosts the app may send HTTP requests to (capability <c>http-out: [HOST, ...]</c>); NAME.mesh is service NAME.</summary>
+    public IReadOnlyList<string> HttpOut { get; init; } = [];
+
     public AppLimits Limits { get; init; } = new();
 
     public IReadOnlyDictionary<string, string> NodeSelector { get; init; } = StoredResource.EmptyMap;
@@ -34,6 +37,12 @@ public sealed record ApplicationSpec
 
     /// <summary>The network service whose endpoints are this app's Ready instances, if set.</summary>
     public ExposeSpec? Expose { get; init; }
+
+    /// <summary>The capability that grants outbound HTTP, with its allow-list: <c>- http-out: [temps.mesh, api.example.com]</c>.</summary>
+    public const string HttpOutCapability = "http-out";
+
+    /// <summary>The services this app calls over the mesh: its http-out hosts of the form NAME.mesh.</summary>
+    public IEnumerable<string> MeshServicesCalled => HttpOut.Where(h => h.EndsWith(".mesh", StringComparison.Ordinal)).Select(h => h[..^5]);
 
     /// <summary>Reads a validated spec object.</summary>
     public static ApplicationSpec FromJson(JsonObject spec)
@@ -52,7 +61,8 @@ public sealed record ApplicationSpec
             TimerEvery = every,
             Topic = Str((triggers?["topic"] as JsonObject)?["name"]),
             Env = ResourceJson.ReadMap(spec["env"]),
-            Capabilities = (spec["capabilities"] as JsonArray)?.Select(Str).OfType<string>().ToArray() ?? [],
+            Capabilities = (spec["capabilities"] as JsonArray)?.Select(c => c is JsonObject o && o.ContainsKey(HttpOutCapability) ? HttpOutCapability : Str(c)).OfType<string>().ToArray() ?? [],
+            HttpOut = (spec["capabilities"] as JsonArray)?.OfType<JsonObject>().SelectMany(o => o[HttpOutCapability] as JsonArray ?? []).Select(Str).OfType<string>().ToArray() ?? [],
             Limits = limits is null ? new AppLimits() : new AppLimits
             {
                 MemoryMiB = Int(limits["memoryMiB"]) ?? AppLimits.DefaultMemoryMiB,

@@ -150,11 +150,13 @@ public static class KubeOpenApi
                     ["topic"] = Obj(new() { ["name"] = Str() }),
                 }),
                 ["env"] = Map(),
-                ["capabilities"] = new JsonObject { ["type"] = "array", ["items"] = Str() },
+                // A name (`kv`), or a name with its list (`http-out: [temps.mesh]`).
+                ["capabilities"] = new JsonObject { ["type"] = "array", ["items"] = new JsonObject { ["x-kubernetes-preserve-unknown-fields"] = true } },
                 ["limits"] = Obj(new() { ["memoryMiB"] = Int(), ["timeoutMs"] = Int(), ["maxConcurrency"] = Int(), ["maxResponseBytes"] = Int() }),
                 ["placement"] = Obj(new() { ["nodeSelector"] = Map() }),
                 ["readinessProbe"] = Loose(),
                 ["rollout"] = Loose(),
+                ["expose"] = Obj(new() { ["service"] = Str(), ["port"] = Int(), ["ingress"] = Obj(new() { ["path"] = Str() }) }),
             });
         }
 

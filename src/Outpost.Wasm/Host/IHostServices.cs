@@ -23,11 +23,34 @@ public interface IHostServices
 
     /// <summary>Appends to the node's durable outbox; returns false when the outbox refused it (quota).</summary>
     bool Publish(string app, string topic, ReadOnlySpan<byte> payload);
+
+    /// <summary>
+    /// Sends an outbound HTTP request for the app (its http-out allow-list already checked) and
+    /// waits at most <paramref name="timeout"/>; NAME.mesh goes to mesh service NAME. Throws
+    /// <see cref="HttpOutException"/> when no response came, saying why.
+    /// </summary>
+    HttpOutResponse HttpRequest(string app, HttpOutRequest request, TimeSpan timeout);
 }
+
+/// <summary>An outbound HTTP request a guest makes (capability http-out).</summary>
+public sealed record HttpOutRequest(string Method, Uri Url, IReadOnlyList<KeyValuePair<string, string>> Headers, byte[] Body)
+{
+    /// <summary>The largest response body taken; a longer one fails the request.</summary>
+    public int MaxResponseBytes { get; init; } = 1024 * 1024;
+}
+
+/// <summary>What came back: status, headers (in order, names as sent) and body.</summary>
+public sealed record HttpOutResponse(int Status, IReadOnlyList<KeyValuePair<string, string>> Headers, byte[] Body);
+
+/// <summary>An outbound request that got no response: refused, unreachable, too slow or too large.</summary>
+public sealed class HttpOutException(string message) : Exception(message);
 
 /// <summary>The app identity and grants a run carries into host calls.</summary>
 public sealed record HostGrant(string App, IReadOnlySet<string> Capabilities, IHostServices Services)
 {
+    /// <summary>The hosts http-out may reach (lowercase names; NAME.mesh for a mesh service).</summary>
+    public IReadOnlySet<string> HttpOut { get; init; } = new HashSet<string>();
+
     /// <summary>The app revision the instance runs, for its log lines.</summary>
     public long Revision { get; init; }
 }

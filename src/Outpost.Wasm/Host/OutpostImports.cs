@@ -25,6 +25,9 @@ public static class OutpostImports
         ["kv_delete"] = "kv",
         ["publish"] = "publish",
         ["now_ms"] = "clock",
+        ["http_request"] = "http-out",
+        ["http_response_body"] = "http-out",
+        ["http_response_header"] = "http-out",
     };
 
     private const int MaxStringBytes = 64 * 1024;
@@ -55,8 +58,9 @@ public static class OutpostImports
         return problems;
     }
 
-    internal static void Define(Linker linker, TimeProvider time, Func<Caller, HostGrant?> grantOf, Func<Caller, Memory?> memoryOf)
+    internal static void Define(Linker linker, TimeProvider time, Func<Caller, Wasi.WasiContext> contextOf, Func<Caller, Memory?> memoryOf)
     {
+        HostGrant? grantOf(Caller c) => contextOf(c).Grant;
         linker.DefineFunction(ModuleName, "log", (Caller c, int level, int ptr, int len) =>
         {
             var (grant, memory) = Enter(c, "log", grantOf, memoryOf);
@@ -100,7 +104,54 @@ public static class OutpostImports
             Enter(c, "now_ms", grantOf, _ => null, needsMemory: false);
             return time.GetUtcNow().ToUnixTimeMilliseconds();
         });
+        linker.DefineFunction(ModuleName, "http_request", (Caller c, int methodPtr, int methodLen, int urlPtr, int urlLen, int headersPtr, int headersLen, int bodyPtr, int bodyLen) =>
+        {
+            var (grant, memory) = Enter(c, "http_request", grantOf, memoryOf);
+            var context = contextOf(c);
+            context.LastHttpResponse = null;
+            var method = ReadString(memory, methodPtr, methodLen);
+            var url = ReadString(memory, urlPtr, urlLen);
+            var request = HttpOut.Parse(method, url, ReadString(memory, headersPtr, headersLen), Span(memory, bodyPtr, bodyLen), grant.HttpOut, out var refusal);
+            if (request is null)
+            {
+                grant.Services.Log(grant.App, grant.Revision, LogWarn, $"http-out {method} {url}: {refusal}");
+                return -1;
+            }
+
+            var left = System.Diagnostics.Stopwatch.GetElapsedTime(System.Diagnostics.Stopwatch.GetTimestamp(), context.Deadline);
+            if (left <= TimeSpan.Zero)
+            {
+                grant.Services.Log(grant.App, grant.Revision, LogWarn, $"http-out {method} {url}: the run's time is up");
+                return -1;
+            }
+
+            try
+            {
+                var response = grant.Services.HttpRequest(grant.App, request with { MaxResponseBytes = context.Stdout.Capacity }, left);
+                context.LastHttpResponse = response;
+                return response.Status;
+            }
+            catch (HttpOutException ex)
+            {
+                grant.Services.Log(grant.App, grant.Revision, LogWarn, $"http-out {method} {url}: {ex.Message}");
+                return -1;
+            }
+        });
+        linker.DefineFunction(ModuleName, "http_response_body", (Caller c, int buf, int cap) =>
+        {
+            var (_, memory) = Enter(c, "http_response_body", grantOf, memoryOf);
+            return contextOf(c).LastHttpResponse is { } response ? WriteResult(memory, response.Body, buf, cap) : -1;
+        });
+        linker.DefineFunction(ModuleName, "http_response_header", (Caller c, int namePtr, int nameLen, int buf, int cap) =>
+        {
+            var (_, memory) = Enter(c, "http_response_header", grantOf, memoryOf);
+            var name = ReadString(memory, namePtr, nameLen);
+            var value = contextOf(c).LastHttpResponse?.Headers.FirstOrDefault(h => string.Equals(h.Key, name, StringComparison.OrdinalIgnoreCase)).Value;
+            return value is null ? -1 : WriteResult(memory, Encoding.UTF8.GetBytes(value), buf, cap);
+        });
     }
+
+    private const int LogWarn = 2;
 
     private static (HostGrant Grant, Memory Memory) Enter(Caller caller, string function, Func<Caller, HostGrant?> grantOf, Func<Caller, Memory?> memoryOf, bool needsMemory = true)
     {

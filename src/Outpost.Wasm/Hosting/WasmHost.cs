@@ -94,7 +94,7 @@ public sealed class WasmHost : IDisposable
         _engine = new Engine(config);
         _linker = new Linker(_engine);
         WasiPreview1.Define(_linker, _options.TimeProvider);
-        OutpostImports.Define(_linker, _options.TimeProvider, c => ((WasiContext)c.GetData()!).Grant, WasiPreview1.MemoryOf);
+        OutpostImports.Define(_linker, _options.TimeProvider, c => (WasiContext)c.GetData()!, WasiPreview1.MemoryOf);
         // The epoch advances only while some guest runs: deadlines count ticks from their own start.
         _ticker = new ActivityTimer(_options.TimeProvider, _options.EpochTick, _engine.IncrementEpoch);
     }
@@ -248,6 +248,7 @@ public sealed class WasmHost : IDisposable
         store.SetLimits(memorySize: (long)limits.MemoryMiB * 1024 * 1024, tableElements: 100_000, instances: 1, tables: 4, memories: 1);
         var ticks = (ulong)Math.Max(1, Math.Ceiling(limits.TimeoutMs / _options.EpochTick.TotalMilliseconds)) + 1;
         store.SetEpochDeadline(ticks);
+        context.Deadline = System.Diagnostics.Stopwatch.GetTimestamp() + (long)limits.TimeoutMs * System.Diagnostics.Stopwatch.Frequency / 1000;
         _ticker.Enter();
         Instance? instance = null;
         try

@@ -55,6 +55,12 @@ internal sealed class WasiContext
     /// <summary>Who is running and what it may call in the outpost module; null grants nothing.</summary>
     public Outpost.Wasm.Host.HostGrant? Grant { get; init; }
 
+    /// <summary>When the run's time is up (a Stopwatch timestamp): host calls that wait stop waiting by then.</summary>
+    public long Deadline { get; set; } = long.MaxValue;
+
+    /// <summary>The last response an http-out request got in this run, for the guest to read.</summary>
+    public Outpost.Wasm.Host.HttpOutResponse? LastHttpResponse { get; set; }
+
     /// <summary>Set when the guest called proc_exit.</summary>
     public int? ExitCode { get; set; }
 

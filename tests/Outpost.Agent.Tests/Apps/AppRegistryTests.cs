@@ -25,7 +25,7 @@ public sealed class AppRegistryTests : IDisposable
         cache.Complete(_digest);
         _data = new LocalDataStore(Path.Combine(_dir, "data.db"));
         _logs = new Agent.Monitoring.LogRing(Path.Combine(_dir, "logs.db"));
-        _registry = new AppRegistry(_host, cache, "edge-1", new Host.AgentHostServices(_data, Core.Security.SecretBox.LoadOrCreate(Path.Combine(_dir, "secrets.key")), _logs, NullLogger<Host.AgentHostServices>.Instance), NullLogger<AppRegistry>.Instance);
+        _registry = new AppRegistry(_host, cache, "edge-1", new Host.AgentHostServices(_data, Core.Security.SecretBox.LoadOrCreate(Path.Combine(_dir, "secrets.key")), _logs, EmptyServices.Instance, NullLogger<Host.AgentHostServices>.Instance), NullLogger<AppRegistry>.Instance);
     }
 
     private DesiredResource App(string name, string route, long generation = 1, string? digest = null, int? probeExpects = null, JsonObject? rollout = null, string? greeting = null)
@@ -95,7 +95,7 @@ public sealed class AppRegistryTests : IDisposable
     public void AfterARestart_ARevisionFailingItsProbe_FallsBackToTheLastThatServedHere()
     {
         using var store = new AgentStore(Path.Combine(_dir, "agent.db"));
-        var services = new Host.AgentHostServices(_data, Core.Security.SecretBox.LoadOrCreate(Path.Combine(_dir, "secrets.key")), _logs, NullLogger<Host.AgentHostServices>.Instance);
+        var services = new Host.AgentHostServices(_data, Core.Security.SecretBox.LoadOrCreate(Path.Combine(_dir, "secrets.key")), _logs, EmptyServices.Instance, NullLogger<Host.AgentHostServices>.Instance);
         using (var before = new AppRegistry(_host, new ModuleCache(_dir), "edge-1", services, NullLogger<AppRegistry>.Instance, store))
         {
             before.Reconcile([App("hello", "/hello", generation: 1)]);
@@ -119,7 +119,7 @@ public sealed class AppRegistryTests : IDisposable
     public void ARevisionOnProbation_CrossingItsErrorRate_IsSwappedBackOnTheNode_AndNotRunAgain()
     {
         using var store = new AgentStore(Path.Combine(_dir, "agent.db"));
-        var services = new Host.AgentHostServices(_data, Core.Security.SecretBox.LoadOrCreate(Path.Combine(_dir, "secrets.key")), _logs, NullLogger<Host.AgentHostServices>.Instance);
+        var services = new Host.AgentHostServices(_data, Core.Security.SecretBox.LoadOrCreate(Path.Combine(_dir, "secrets.key")), _logs, EmptyServices.Instance, NullLogger<Host.AgentHostServices>.Instance);
         var time = new Microsoft.Extensions.Time.Testing.FakeTimeProvider(DateTimeOffset.UtcNow);
         using (var registry = new AppRegistry(_host, new ModuleCache(_dir), "edge-1", services, NullLogger<AppRegistry>.Instance, store, time))
         {
@@ -165,7 +165,7 @@ public sealed class AppRegistryTests : IDisposable
     public void AfterItsProgressDeadline_ARevisionIsProven_AndErrorsNoLongerSwapItBack()
     {
         using var store = new AgentStore(Path.Combine(_dir, "agent.db"));
-        var services = new Host.AgentHostServices(_data, Core.Security.SecretBox.LoadOrCreate(Path.Combine(_dir, "secrets.key")), _logs, NullLogger<Host.AgentHostServices>.Instance);
+        var services = new Host.AgentHostServices(_data, Core.Security.SecretBox.LoadOrCreate(Path.Combine(_dir, "secrets.key")), _logs, EmptyServices.Instance, NullLogger<Host.AgentHostServices>.Instance);
         var time = new Microsoft.Extensions.Time.Testing.FakeTimeProvider(DateTimeOffset.UtcNow);
         using var registry = new AppRegistry(_host, new ModuleCache(_dir), "edge-1", services, NullLogger<AppRegistry>.Instance, store, time);
         registry.Reconcile([App("hello", "/hello", generation: 1, rollout: Gate())]);
@@ -223,4 +223,12 @@ public sealed class AppRegistryTests : IDisposable
         _logs.Dispose();
         Directory.Delete(_dir, recursive: true);
     }
+}
+
+/// <summary>A service provider with nothing in it: these tests make no outbound requests.</summary>
+internal sealed class EmptyServices : IServiceProvider
+{
+    public static readonly EmptyServices Instance = new();
+
+    public object? GetService(Type serviceType) => null;
 }

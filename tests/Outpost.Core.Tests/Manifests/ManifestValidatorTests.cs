@@ -25,6 +25,43 @@ public sealed class ManifestValidatorTests
     [Fact]
     public void Valid_HasNoErrors() => Assert.Empty(Validate(Valid));
 
+    [Theory]
+    [InlineData("[log, {http-out: [temps.mesh, api.example.com, localhost]}]", null, null)]
+    [InlineData("[http-out]", "spec.capabilities[0]", "needs its allow-list")]
+    [InlineData("[{http-out: []}]", "spec.capabilities[0].http-out", "non-empty list")]
+    [InlineData("[{http-out: temps.mesh}]", "spec.capabilities[0].http-out", "non-empty list")]
+    [InlineData("[{http-out: [\"http://api.example.com\"]}]", "spec.capabilities[0].http-out[0]", "not a host name")]
+    [InlineData("[{http-out: [\"api.example.com:443\"]}]", "spec.capabilities[0].http-out[0]", "not a host name")]
+    [InlineData("[{http-out: [Api.Example.com]}]", "spec.capabilities[0].http-out[0]", "not a host name")]
+    [InlineData("[{http-out: [10.0.0.1]}]", "spec.capabilities[0].http-out[0]", "not a host name")]
+    [InlineData("[{http-out: [a.temps.mesh]}]", "spec.capabilities[0].http-out[0]", "not a host name")]
+    [InlineData("[{kv: [x]}]", "spec.capabilities[0]", "must be `http-out: [HOST, ...]`")]
+    public void HttpOut_TakesAnAllowListOfHostNames_NamingTheFieldOfABadOne(string capabilities, string? field, string? message)
+    {
+        var errors = Validate(Valid.Replace("capabilities: [log]", "capabilities: " + capabilities, StringComparison.Ordinal));
+
+        if (field is null)
+        {
+            Assert.Empty(errors);
+        }
+        else
+        {
+            Assert.Contains(errors, e => e.Field == field && e.Message.Contains(message!, StringComparison.Ordinal));
+        }
+    }
+
+    [Fact]
+    public void HttpOut_IsReadIntoTheSpec_WithTheMeshServicesItCalls()
+    {
+        var body = YamlManifestReader.Read(Valid.Replace("capabilities: [log]", "capabilities: [log, {http-out: [temps.mesh, api.example.com]}]", StringComparison.Ordinal), "t.yaml")[0].Body;
+
+        var spec = Core.Resources.ApplicationSpec.FromJson(body["spec"]!.AsObject());
+
+        Assert.Equal(["log", "http-out"], spec.Capabilities);
+        Assert.Equal(["temps.mesh", "api.example.com"], spec.HttpOut);
+        Assert.Equal(["temps"], spec.MeshServicesCalled);
+    }
+
     [Fact]
     public void EveryStringField_HasAMaximum_NamedWithTheFieldAndShownClipped()
     {

@@ -139,5 +139,7 @@ public sealed class SampleAppTests : IDisposable
             Published.Add((topic, Encoding.UTF8.GetString(payload)));
             return true;
         }
+
+        public HttpOutResponse HttpRequest(string app, HttpOutRequest request, TimeSpan timeout) => throw new HttpOutException("no network in this test");
     }
 }
