@@ -29,6 +29,7 @@ public sealed partial class MeshClient(AgentOptions options, AppRegistry apps, M
     private long _direct;
     private long _relayed;
     private long _refused;
+    private long _notAllowed;
 
     private sealed record Listener(string Service, TcpListener Socket, CancellationTokenSource Stop);
 
@@ -44,6 +45,9 @@ public sealed partial class MeshClient(AgentOptions options, AppRegistry apps, M
     public long RelayedConnections => Interlocked.Read(ref _relayed);
 
     public long RefusedConnections => Interlocked.Read(ref _refused);
+
+    /// <summary>Connections refused because this node may not call the service.</summary>
+    public long NotAllowedConnections => Interlocked.Read(ref _notAllowed);
 
     /// <summary>The services as last heard from the server.</summary>
     public IReadOnlyList<Protocol.MeshService> Services => _registry.Services;
@@ -225,6 +229,13 @@ public sealed partial class MeshClient(AgentOptions options, AppRegistry apps, M
             throw new MeshUnavailableException($"service '{service}' not found: no app exposes it");
         }
 
+        if (!registry.Calls.Contains(service))
+        {
+            // Least privilege: checked here first, and again by the server and by the endpoint's node.
+            Interlocked.Increment(ref _notAllowed);
+            throw new MeshUnavailableException(MeshRules.NotAllowed(options.NodeName, service));
+        }
+
         var own = entry.Endpoints.FirstOrDefault(e => e.Node == options.NodeName && apps.Named(e.App) is not null);
         if (own is not null && avoid != options.NodeName)
         {
@@ -234,6 +245,7 @@ public sealed partial class MeshClient(AgentOptions options, AppRegistry apps, M
         }
 
         var failures = new List<string>();
+        var unreachable = new List<string>();
         var site = Site;
         var sameSite = site is null ? [] : entry.Endpoints
             .Where(e => e.Node != options.NodeName && e.Node != avoid && e.Site == site && e.Ready && e.Address.Length > 0)
@@ -253,6 +265,7 @@ public sealed partial class MeshClient(AgentOptions options, AppRegistry apps, M
             catch (MeshUnavailableException ex)
             {
                 failures.Add(ex.Message);
+                unreachable.Add(endpoint.Node);
             }
         }
 
@@ -270,9 +283,15 @@ public sealed partial class MeshClient(AgentOptions options, AppRegistry apps, M
         }
 
         headers.Add("outpost-dial", service);
+        // Nodes this one could not reach just now: the server need not try them (it may not know yet).
         if (avoid is not null)
         {
-            headers.Add("outpost-avoid", avoid);
+            unreachable.Add(avoid);
+        }
+
+        if (unreachable.Count > 0)
+        {
+            headers.Add("outpost-avoid", string.Join(',', unreachable));
         }
 
         var call = link.Client.Wire(headers, cancellationToken: link.Session);
@@ -281,19 +300,29 @@ public sealed partial class MeshClient(AgentOptions options, AppRegistry apps, M
         return new MeshConnection(wire, MeshRoute.Relayed, "", () => wire.ShutdownWriteAsync(link.Session), wire.WaitForCloseAsync, call);
     }
 
+    /// <summary>True when the registry this node holds lets <paramref name="caller"/> open wires to <paramref name="service"/>.</summary>
+    public bool Admits(string service, string caller) => MeshRules.Admits(_registry, service, caller);
+
     /// <summary>This node's site: as the server last said, else its own --labels.</summary>
     public string? Site => _registry.Site.Length > 0 ? _registry.Site : options.Labels.GetValueOrDefault("site");
 
     /// <summary>
-    /// For a node dialling <paramref name="service"/> directly: the app of this node that serves it,
-    /// or why none does (an unknown service, or none of its endpoints here).
+    /// For node <paramref name="peer"/> dialling <paramref name="service"/> (directly, or relayed by
+    /// the server): the app of this node that serves it, or why none does (an unknown service, a
+    /// node the service does not admit, or none of its endpoints here).
     /// </summary>
     public (string? App, string? Refusal) ServingApp(string peer, string service)
     {
-        var entry = _registry.Services.FirstOrDefault(s => s.Name == service);
+        var registry = _registry;
+        var entry = registry.Services.FirstOrDefault(s => s.Name == service);
         if (entry is null)
         {
             return (null, $"service '{service}' not found");
+        }
+
+        if (!MeshRules.Admits(registry, service, peer))
+        {
+            return (null, MeshRules.NotAllowed(peer, service));
         }
 
         var own = entry.Endpoints.FirstOrDefault(e => e.Node == options.NodeName && apps.Named(e.App) is not null);

@@ -12,17 +12,21 @@ namespace Outpost.Agent.Mesh;
 /// the Wire call on its own connection, dials the target here (its gateway, or an app through
 /// the mesh socket) and copies bytes both ways until both sides are done, half-closes included.
 /// </summary>
-public sealed partial class NodeWires(AgentOptions options, GatewayInfo gateway, ILogger<NodeWires> logger)
+public sealed partial class NodeWires(AgentOptions options, GatewayInfo gateway, MeshClient mesh, ILogger<NodeWires> logger)
 {
     private int _open;
     private long _opened;
     private long _failed;
+    private long _notAllowed;
 
     public int Open => Volatile.Read(ref _open);
 
     public long Opened => Interlocked.Read(ref _opened);
 
     public long Failed => Interlocked.Read(ref _failed);
+
+    /// <summary>Relayed dials refused here: the dialling node is not among the service's clients as this node knows them.</summary>
+    public long NotAllowed => Interlocked.Read(ref _notAllowed);
 
     /// <summary>Serves one OpenWire in the background; it ends with the wire, or with the session.</summary>
     public void Serve(EdgeSync.EdgeSyncClient client, Metadata sessionHeaders, OpenWire open, CancellationToken cancellationToken)
@@ -47,6 +51,15 @@ public sealed partial class NodeWires(AgentOptions options, GatewayInfo gateway,
         {
             using var call = client.Wire(headers, cancellationToken: cancellationToken);
             await using var wire = new WireStream(call.ResponseStream, call.RequestStream, call.RequestStream.CompleteAsync);
+            if (open.Caller.Length > 0 && !mesh.Admits(open.Service, open.Caller))
+            {
+                // The server checked too; the endpoint's node does not take its word for it.
+                Interlocked.Increment(ref _notAllowed);
+                LogNotAllowed(logger, open.Caller, open.Service);
+                await wire.FailAsync(MeshRules.NotAllowed(open.Caller, open.Service));
+                return;
+            }
+
             Socket socket;
             try
             {
@@ -116,6 +129,9 @@ public sealed partial class NodeWires(AgentOptions options, GatewayInfo gateway,
 
         return new IPEndPoint(address, url.Port);
     }
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Refused node {Caller} a relayed wire to service {Service}: not among its clients")]
+    private static partial void LogNotAllowed(ILogger logger, string caller, string service);
 
     [LoggerMessage(Level = LogLevel.Debug, Message = "A wire to {Target} ended early: {Reason}")]
     private static partial void LogWireBroken(ILogger logger, string target, string reason);

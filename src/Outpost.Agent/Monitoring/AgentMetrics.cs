@@ -81,14 +81,16 @@ public sealed class AgentMetrics(AppRegistry apps, NodeUsageProbe usage, LocalDa
         SyncCounters(text, sync.Counters, node);
         text.Gauge("outpost_node_wires_open", "vWires open between this node and the server (the node's end: its gateway, an app as a service endpoint, or a forwarded port).")
             .Sample("outpost_node_wires_open", wires.Open, node);
-        text.Counter("outpost_node_wires_total", "vWires the server asked this node for, by result: opened, or failed (the target could not be reached here).");
+        text.Counter("outpost_node_wires_total", "vWires the server asked this node for, by result: opened, failed (the target could not be reached here), not_allowed (a relayed dial from a node the service does not admit).");
         text.Sample("outpost_node_wires_total", wires.Opened, node, ("result", "opened"));
         text.Sample("outpost_node_wires_total", wires.Failed, node, ("result", "failed"));
-        text.Counter("outpost_node_mesh_connections_total", "Connections to mesh services opened from this node (service addresses and apps' http-out), by route: local (an app of this node), direct (a node of its site), relayed (through the server), refused (no endpoint reachable).");
+        text.Sample("outpost_node_wires_total", wires.NotAllowed, node, ("result", "not_allowed"));
+        text.Counter("outpost_node_mesh_connections_total", "Connections to mesh services opened from this node (service addresses and apps' http-out), by route: local (an app of this node), direct (a node of its site), relayed (through the server), refused (no endpoint reachable), not_allowed (this node is not among the service's clients).");
         text.Sample("outpost_node_mesh_connections_total", mesh.LocalConnections, node, ("route", "local"));
         text.Sample("outpost_node_mesh_connections_total", mesh.DirectConnections, node, ("route", "direct"));
         text.Sample("outpost_node_mesh_connections_total", mesh.RelayedConnections, node, ("route", "relayed"));
         text.Sample("outpost_node_mesh_connections_total", mesh.RefusedConnections, node, ("route", "refused"));
+        text.Sample("outpost_node_mesh_connections_total", mesh.NotAllowedConnections, node, ("route", "not_allowed"));
         text.Counter("outpost_node_mesh_direct_total", "Direct wires between this node and nodes of its site, by event: dialed and dial_failed (this node dialling; a failure passes the node over for 2 s), accepted and refused (dialled here: another CA, or no endpoint here).");
         text.Sample("outpost_node_mesh_direct_total", peers.Dialed, node, ("event", "dialed"));
         text.Sample("outpost_node_mesh_direct_total", peers.DialFailed, node, ("event", "dial_failed"));

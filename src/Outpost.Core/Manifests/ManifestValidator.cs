@@ -201,7 +201,7 @@ public static partial class ManifestValidator
         ValidateExpose(spec["expose"], errors);
     }
 
-    private static readonly string[] ExposeFields = ["service", "port", "ingress"];
+    private static readonly string[] ExposeFields = ["service", "port", "ingress", "clients"];
 
     /// <summary>The most hosts one http-out allow-list may name.</summary>
     public const int MaxHttpOutHosts = 64;
@@ -279,6 +279,19 @@ public static partial class ManifestValidator
             || !int.TryParse(v.ToJsonString(), System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out var n) || n is < 1 or > 65535))
         {
             errors.Add(new("spec.expose.port", $"expected a port number from 1 to 65535, got {Describe(port)}"));
+        }
+
+        if (expose["clients"] is { } clientsNode)
+        {
+            if (clientsNode is not JsonObject clients || clients["nodeSelector"] is null)
+            {
+                errors.Add(new("spec.expose.clients", $"expected an object with nodeSelector (the labels of nodes whose programs may call the service), got {Describe(clientsNode)}"));
+            }
+            else
+            {
+                UnknownFields(clients, "spec.expose.clients", ["nodeSelector"], errors);
+                ValidateStringMap(clients["nodeSelector"], "spec.expose.clients.nodeSelector", errors, validateLabels: true);
+            }
         }
 
         if (expose["ingress"] is { } ingressNode)

@@ -77,6 +77,9 @@ public sealed record ApplicationSpec
             Rollout = RolloutSpec.Read(spec["rollout"]),
             Expose = spec["expose"] is JsonObject expose && Str(expose["service"]) is { } service
                 ? new ExposeSpec(service, Int(expose["port"]) ?? ExposeSpec.DefaultPort, Str((expose["ingress"] as JsonObject)?["path"]))
+                {
+                    Clients = (expose["clients"] as JsonObject)?["nodeSelector"] is { } clients ? ResourceJson.ReadMap(clients) : null,
+                }
                 : null,
         };
     }
@@ -146,6 +149,13 @@ public sealed record HttpTrigger(string Route);
 public sealed record ExposeSpec(string Service, int Port, string? Ingress = null)
 {
     public const int DefaultPort = 80;
+
+    /// <summary>
+    /// Nodes whose own programs (not Outpost apps) may open wires to the service: those with all
+    /// these labels (<c>clients.nodeSelector</c>); null admits none that way. Apps are admitted by
+    /// their http-out list wherever they are placed.
+    /// </summary>
+    public IReadOnlyDictionary<string, string>? Clients { get; init; }
 }
 
 /// <summary>A GET the new revision must answer with <paramref name="ExpectStatus"/> before it serves anyone.</summary>

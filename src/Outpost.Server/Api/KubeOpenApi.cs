@@ -156,7 +156,7 @@ public static class KubeOpenApi
                 ["placement"] = Obj(new() { ["nodeSelector"] = Map() }),
                 ["readinessProbe"] = Loose(),
                 ["rollout"] = Loose(),
-                ["expose"] = Obj(new() { ["service"] = Str(), ["port"] = Int(), ["ingress"] = Obj(new() { ["path"] = Str() }) }),
+                ["expose"] = Obj(new() { ["service"] = Str(), ["port"] = Int(), ["ingress"] = Obj(new() { ["path"] = Str() }), ["clients"] = Obj(new() { ["nodeSelector"] = Map() }) }),
             });
         }
 

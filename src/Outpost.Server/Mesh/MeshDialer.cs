@@ -16,15 +16,19 @@ public sealed partial class MeshDialer(WireRelay relay, MeshRegistry registry, I
     /// <summary>The request header of a Wire call that dials a service.</summary>
     public const string DialHeader = "outpost-dial";
 
-    /// <summary>A node the dialling node could not reach a moment ago (a retry): not picked.</summary>
+    /// <summary>Nodes (comma-separated) the dialling node could not reach a moment ago: picked last.</summary>
     public const string AvoidHeader = "outpost-avoid";
 
     private long _relayed;
     private long _refused;
+    private long _notAllowed;
 
     public long Relayed => Interlocked.Read(ref _relayed);
 
     public long Refused => Interlocked.Read(ref _refused);
+
+    /// <summary>Dials refused because the node may not open wires to that service.</summary>
+    public long NotAllowed => Interlocked.Read(ref _notAllowed);
 
     public async Task DialAsync(string node, string service, IAsyncStreamReader<WireFrame> requests, IServerStreamWriter<WireFrame> responses, ServerCallContext context)
     {
@@ -39,17 +43,26 @@ public sealed partial class MeshDialer(WireRelay relay, MeshRegistry registry, I
             return;
         }
 
+        if (!known.Clients.Contains(node))
+        {
+            Interlocked.Increment(ref _notAllowed);
+            LogNotAllowed(logger, node, service);
+            await caller.FailAsync(MeshRules.NotAllowed(node, service));
+            return;
+        }
+
         var site = (await store.GetAsync(ResourceKind.Node.Kind, node, ct))?.Labels.GetValueOrDefault(MeshRegistry.SiteLabel);
-        var avoid = context.RequestHeaders.GetValue(AvoidHeader);
-        var candidates = known.Healthy.Where(e => e.Node != node && e.Node != avoid)
-            .OrderBy(e => site is not null && e.Site == site ? 0 : 1).ThenBy(_ => Random.Shared.Next()).ToList();
+        var avoid = context.RequestHeaders.GetValue(AvoidHeader)?.Split(',') ?? [];
+        // Nodes the caller could not reach go last: tried only when nothing else is left (a link between two sites may be down while both reach the server).
+        var candidates = known.Healthy.Where(e => e.Node != node)
+            .OrderBy(e => avoid.Contains(e.Node) ? 1 : 0).ThenBy(e => site is not null && e.Site == site ? 0 : 1).ThenBy(_ => Random.Shared.Next()).ToList();
         var failures = new List<string>();
         foreach (var endpoint in candidates.Take(2))
         {
             WireStream target;
             try
             {
-                target = await relay.OpenAsync(endpoint.Node, "app/" + endpoint.App, ct);
+                target = await relay.OpenAsync(endpoint.Node, "app/" + endpoint.App, ct, caller: node, service: service);
             }
             catch (WireUnavailableException ex)
             {
@@ -88,6 +101,9 @@ public sealed partial class MeshDialer(WireRelay relay, MeshRegistry registry, I
             // One side went away: both wires end.
         }
     }
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Refused node {Node} a wire to service {Service}: not among its clients")]
+    private static partial void LogNotAllowed(ILogger logger, string node, string service);
 
     [LoggerMessage(Level = LogLevel.Debug, Message = "Node {Node} dialed service {Service}: relayed to node {Endpoint}")]
     private static partial void LogRelayed(ILogger logger, string node, string service, string endpoint);

@@ -4,7 +4,7 @@ using Outpost.Server.Monitoring;
 namespace Outpost.Server.Mesh;
 
 /// <summary>The mesh on the server's /metrics: wires through the nodes' connections, and requests per service.</summary>
-public sealed class MeshMetrics(WireRelay relay, MeshProxy proxy) : IMetricsSource
+public sealed class MeshMetrics(WireRelay relay, MeshProxy proxy, MeshDialer dialer) : IMetricsSource
 {
     public Task WriteAsync(PrometheusText text, CancellationToken cancellationToken)
     {
@@ -24,6 +24,10 @@ public sealed class MeshMetrics(WireRelay relay, MeshProxy proxy) : IMetricsSour
             text.Sample("outpost_mesh_service_requests_total", unavailable, ("service", service), ("via", via), ("result", "unavailable"));
         }
 
+        text.Counter("outpost_mesh_dials_total", "Nodes' dials of a service relayed by the server, by result: relayed, unavailable (no endpoint could be reached), not_allowed (the node is not among the service's clients).");
+        text.Sample("outpost_mesh_dials_total", dialer.Relayed, ("result", "relayed"));
+        text.Sample("outpost_mesh_dials_total", dialer.Refused, ("result", "unavailable"));
+        text.Sample("outpost_mesh_dials_total", dialer.NotAllowed, ("result", "not_allowed"));
         text.Counter("outpost_mesh_ingress_unrouted_total", "Ingress requests for a path no service is published at (answered 404).")
             .Sample("outpost_mesh_ingress_unrouted_total", proxy.IngressUnrouted);
         return Task.CompletedTask;

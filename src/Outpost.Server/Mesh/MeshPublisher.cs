@@ -13,7 +13,7 @@ public sealed class MeshPublisher(MeshRegistry registry) : BackgroundService
     public static readonly TimeSpan Interval = TimeSpan.FromMilliseconds(500);
 
     private readonly Lock _lock = new();
-    private (long Version, MeshUpdate Update) _current = (0, new MeshUpdate());
+    private (long Version, MeshUpdate Update, IReadOnlyList<MeshService> Services) _current = (0, new MeshUpdate(), []);
     private TaskCompletionSource _changed = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private readonly SemaphoreSlim _wake = new(0, 1);
 
@@ -24,9 +24,41 @@ public sealed class MeshPublisher(MeshRegistry registry) : BackgroundService
         {
             lock (_lock)
             {
-                return _current;
+                return (_current.Version, _current.Update);
             }
         }
+    }
+
+    /// <summary>
+    /// The latest registry as node <paramref name="node"/> gets it, with its version: the services
+    /// (shared by every node), the node's site, what it may call, and who may call its endpoints.
+    /// </summary>
+    public (long Version, MeshUpdate Update) For(string node, string site)
+    {
+        (long Version, MeshUpdate Update, IReadOnlyList<MeshService> Services) current;
+        lock (_lock)
+        {
+            current = _current;
+        }
+
+        var own = new MeshUpdate { Site = site };
+        own.Services.Add(current.Update.Services);
+        foreach (var service in current.Services)
+        {
+            if (service.Clients.Contains(node))
+            {
+                own.Calls.Add(service.Name);
+            }
+
+            if (service.Endpoints.Any(e => e.Node == node))
+            {
+                var names = new NodeNames();
+                names.Names.Add(service.Clients);
+                own.Clients[service.Name] = names;
+            }
+        }
+
+        return (current.Version, own);
     }
 
     /// <summary>Recompute now (a node connected or left).</summary>
@@ -61,15 +93,25 @@ public sealed class MeshPublisher(MeshRegistry registry) : BackgroundService
         {
             try
             {
-                var update = MeshRegistry.ToUpdate(await registry.ListAsync(stoppingToken));
-                var bytes = update.ToByteArray();
+                var services = await registry.ListAsync(stoppingToken);
+                var update = MeshRegistry.ToUpdate(services);
+                // A change in who may call a service is a change too, though nodes get it only in their own envelope.
+                var clients = new MeshUpdate();
+                foreach (var service in services)
+                {
+                    var names = new NodeNames();
+                    names.Names.Add(service.Clients);
+                    clients.Clients[service.Name] = names;
+                }
+
+                var bytes = (byte[])[.. update.ToByteArray(), .. clients.ToByteArray()];
                 if (!bytes.AsSpan().SequenceEqual(last))
                 {
                     last = bytes;
                     TaskCompletionSource changed;
                     lock (_lock)
                     {
-                        _current = (_current.Version + 1, update);
+                        _current = (_current.Version + 1, update, services);
                         changed = _changed;
                         _changed = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
                     }

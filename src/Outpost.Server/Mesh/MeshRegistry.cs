@@ -25,6 +25,9 @@ public sealed record MeshService(string Name, int Port, IReadOnlyList<string> Ap
     /// <summary>Its address on every node, in 127.77.0.0/16.</summary>
     public string Address { get; init; } = "";
 
+    /// <summary>The nodes that may open wires to it (least privilege: the server, the caller's node and the endpoint's node all check).</summary>
+    public IReadOnlySet<string> Clients { get; init; } = new HashSet<string>();
+
     public IEnumerable<MeshEndpoint> Healthy => Endpoints.Where(e => e.Healthy);
 }
 
@@ -41,10 +44,10 @@ public sealed class MeshRegistry(IControlPlaneStore store, ResourceView view, Wi
 
     public async Task<IReadOnlyList<MeshService>> ListAsync(CancellationToken cancellationToken)
     {
-        var apps = (await store.ListAsync(ResourceKind.Application.Kind, cancellationToken)).Items
+        var all = (await store.ListAsync(ResourceKind.Application.Kind, cancellationToken)).Items
             .Select(a => (Resource: a, Spec: ApplicationSpec.FromJson(a.Spec())))
-            .Where(a => a.Spec.Expose is not null)
             .ToList();
+        var apps = all.Where(a => a.Spec.Expose is not null).ToList();
         if (apps.Count == 0)
         {
             return [];
@@ -78,6 +81,18 @@ public sealed class MeshRegistry(IControlPlaneStore store, ResourceView view, Wi
                 }
             }
 
+            // Who may open wires to it: nodes an app that calls it (http-out NAME.mesh) is placed on,
+            // and nodes the service admits for their own programs (expose.clients.nodeSelector).
+            var clients = new SortedSet<string>(StringComparer.Ordinal);
+            foreach (var (labels, node) in nodes)
+            {
+                if (all.Any(a => a.Spec.MeshServicesCalled.Contains(group.Key, StringComparer.Ordinal) && a.Spec.Targets(labels))
+                    || group.Any(a => a.Spec.Expose!.Clients is { } selector && selector.All(p => labels.TryGetValue(p.Key, out var v) && v == p.Value)))
+                {
+                    clients.Add((string)node["metadata"]!["name"]!);
+                }
+            }
+
             // One port per service is enforced at apply; the first app by name decides if an old store disagrees.
             var first = group.OrderBy(a => a.Resource.Name, StringComparer.Ordinal).First();
             services.Add(new MeshService(group.Key, first.Spec.Expose!.Port, group.Select(a => a.Resource.Name).Order(StringComparer.Ordinal).ToList(),
@@ -85,6 +100,7 @@ public sealed class MeshRegistry(IControlPlaneStore store, ResourceView view, Wi
                 group.Min(a => a.Resource.CreationTimestamp))
             {
                 Ingress = group.Select(a => a.Spec.Expose!.Ingress).FirstOrDefault(i => i is not null),
+                Clients = clients,
             });
         }
 
@@ -208,6 +224,7 @@ public sealed class MeshRegistry(IControlPlaneStore store, ResourceView view, Wi
             {
                 ["healthyEndpoints"] = service.Healthy.Count(),
                 ["endpoints"] = endpoints,
+                ["clients"] = new JsonArray(service.Clients.Select(c => (JsonNode?)JsonValue.Create(c)).ToArray()),
             },
         };
     }

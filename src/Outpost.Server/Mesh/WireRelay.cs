@@ -59,7 +59,7 @@ public sealed partial class WireRelay(TimeProvider time, ILogger<WireRelay> logg
     /// Opens a wire to <paramref name="target"/> ("gateway" or "app/NAME") on the node. Throws
     /// <see cref="WireUnavailableException"/>, saying why, when the node is not connected or does not answer.
     /// </summary>
-    public async Task<WireStream> OpenAsync(string node, string target, CancellationToken cancellationToken)
+    public async Task<WireStream> OpenAsync(string node, string target, CancellationToken cancellationToken, string caller = "", string service = "")
     {
         if (!_sessions.TryGetValue(node, out var session))
         {
@@ -72,7 +72,7 @@ public sealed partial class WireRelay(TimeProvider time, ILogger<WireRelay> logg
         _pending[id] = pending;
         try
         {
-            await session.Write(new ServerMessage { OpenWire = new OpenWire { Id = id, Target = target } }, cancellationToken);
+            await session.Write(new ServerMessage { OpenWire = new OpenWire { Id = id, Target = target, Caller = caller, Service = service } }, cancellationToken);
             using var timeout = new CancellationTokenSource(AcceptTimeout, time);
             using var linked = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, timeout.Token);
             var wire = await pending.Accepted.Task.WaitAsync(linked.Token);

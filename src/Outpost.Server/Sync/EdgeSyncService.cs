@@ -269,12 +269,9 @@ public sealed partial class EdgeSyncService(
         while (!ct.IsCancellationRequested)
         {
             await mesh.WaitForNewerAsync(sent, ct);
-            var (version, update) = mesh.Current;
             var site = (await store.GetAsync(ResourceKind.Node.Kind, node, ct))?.Labels.GetValueOrDefault(Mesh.MeshRegistry.SiteLabel) ?? "";
-            // The services are shared with every session: only the envelope is this node's.
-            var own = new MeshUpdate { Site = site };
-            own.Services.Add(update.Services);
-            await write(new ServerMessage { Mesh = own }, ct);
+            var (version, update) = mesh.For(node, site);
+            await write(new ServerMessage { Mesh = update }, ct);
             sent = version;
         }
     }

@@ -50,6 +50,28 @@ public sealed class ManifestValidatorTests
         }
     }
 
+    [Theory]
+    [InlineData("expose: {service: temps, port: 8080, clients: {nodeSelector: {trusted: \"yes\"}}}", null, null)]
+    [InlineData("expose: {service: temps, clients: {}}", "spec.expose.clients", "expected an object with nodeSelector")]
+    [InlineData("expose: {service: temps, clients: [edge-1]}", "spec.expose.clients", "expected an object with nodeSelector")]
+    [InlineData("expose: {service: temps, clients: {nodeSelector: {site: a}, nodes: [x]}}", "spec.expose.clients.nodes", "unknown field")]
+    [InlineData("expose: {service: temps, clients: {nodeSelector: {\"bad key!\": a}}}", "spec.expose.clients.nodeSelector", "")]
+    public void ExposeClients_IsANodeSelector(string expose, string? field, string? message)
+    {
+        var errors = Validate(Valid.Replace("  env:", $"  {expose}\n  env:", StringComparison.Ordinal));
+
+        if (field is null)
+        {
+            Assert.Empty(errors);
+            var spec = Core.Resources.ApplicationSpec.FromJson(YamlManifestReader.Read(Valid.Replace("  env:", $"  {expose}\n  env:", StringComparison.Ordinal), "t.yaml")[0].Body["spec"]!.AsObject());
+            Assert.Equal("yes", spec.Expose!.Clients!["trusted"]);
+        }
+        else
+        {
+            Assert.Contains(errors, e => e.Field.StartsWith(field, StringComparison.Ordinal) && e.Message.Contains(message!, StringComparison.Ordinal));
+        }
+    }
+
     [Fact]
     public void HttpOut_IsReadIntoTheSpec_WithTheMeshServicesItCalls()
     {
