@@ -19,6 +19,9 @@ public sealed partial class MeshDialer(WireRelay relay, MeshRegistry registry, I
     /// <summary>Nodes (comma-separated) the dialling node could not reach a moment ago: picked last.</summary>
     public const string AvoidHeader = "outpost-avoid";
 
+    /// <summary>How long an endpoint's node has to answer before the next endpoint is tried: a live node answers in milliseconds, a hung one never.</summary>
+    public static readonly TimeSpan DialAcceptTimeout = TimeSpan.FromSeconds(1);
+
     private long _relayed;
     private long _refused;
     private long _notAllowed;
@@ -55,14 +58,17 @@ public sealed partial class MeshDialer(WireRelay relay, MeshRegistry registry, I
         var avoid = context.RequestHeaders.GetValue(AvoidHeader)?.Split(',') ?? [];
         // Nodes the caller could not reach go last: tried only when nothing else is left (a link between two sites may be down while both reach the server).
         var candidates = known.Healthy.Where(e => e.Node != node)
-            .OrderBy(e => avoid.Contains(e.Node) ? 1 : 0).ThenBy(e => site is not null && e.Site == site ? 0 : 1).ThenBy(_ => Random.Shared.Next()).ToList();
+            .OrderBy(e => avoid.Contains(e.Node) || relay.IsUnresponsive(e.Node) ? 1 : 0).ThenBy(e => site is not null && e.Site == site ? 0 : 1).ThenBy(_ => Random.Shared.Next()).ToList();
         var failures = new List<string>();
-        foreach (var endpoint in candidates.Take(2))
+        var tries = candidates.Take(2).ToList();
+        foreach (var endpoint in tries)
         {
+            // A short wait only when another endpoint is left to try: a loaded node is still better than none.
+            var wait = endpoint == tries[^1] ? WireRelay.AcceptTimeout : DialAcceptTimeout;
             WireStream target;
             try
             {
-                target = await relay.OpenAsync(endpoint.Node, "app/" + endpoint.App, ct, caller: node, service: service);
+                target = await relay.OpenAsync(endpoint.Node, "app/" + endpoint.App, ct, caller: node, service: service, acceptTimeout: wait);
             }
             catch (WireUnavailableException ex)
             {

@@ -38,6 +38,14 @@ public sealed partial class WireRelay(TimeProvider time, ILogger<WireRelay> logg
 
     public long BytesFromNodes => Interlocked.Read(ref _bytesFromNodes);
 
+    /// <summary>How long a node that did not answer an OpenWire in time is picked last.</summary>
+    public static readonly TimeSpan UnresponsiveFor = TimeSpan.FromSeconds(5);
+
+    private readonly System.Collections.Concurrent.ConcurrentDictionary<string, long> _unresponsive = new(StringComparer.Ordinal);
+
+    /// <summary>True while the node lately failed to answer a wire in time: linked, but perhaps hung.</summary>
+    public bool IsUnresponsive(string node) => _unresponsive.TryGetValue(node, out var until) && time.GetTimestamp() < until;
+
     /// <summary>True while the node has a sync stream here, so a wire to it can be asked for.</summary>
     public bool IsConnected(string node) => _sessions.ContainsKey(node);
 
@@ -59,8 +67,9 @@ public sealed partial class WireRelay(TimeProvider time, ILogger<WireRelay> logg
     /// Opens a wire to <paramref name="target"/> ("gateway" or "app/NAME") on the node. Throws
     /// <see cref="WireUnavailableException"/>, saying why, when the node is not connected or does not answer.
     /// </summary>
-    public async Task<WireStream> OpenAsync(string node, string target, CancellationToken cancellationToken, string caller = "", string service = "")
+    public async Task<WireStream> OpenAsync(string node, string target, CancellationToken cancellationToken, string caller = "", string service = "", TimeSpan? acceptTimeout = null)
     {
+        var wait = acceptTimeout ?? AcceptTimeout;
         if (!_sessions.TryGetValue(node, out var session))
         {
             Interlocked.Increment(ref _failed);
@@ -73,16 +82,19 @@ public sealed partial class WireRelay(TimeProvider time, ILogger<WireRelay> logg
         try
         {
             await session.Write(new ServerMessage { OpenWire = new OpenWire { Id = id, Target = target, Caller = caller, Service = service } }, cancellationToken);
-            using var timeout = new CancellationTokenSource(AcceptTimeout, time);
+            using var timeout = new CancellationTokenSource(wait, time);
             using var linked = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, timeout.Token);
             var wire = await pending.Accepted.Task.WaitAsync(linked.Token);
             Interlocked.Increment(ref _opened);
+            _unresponsive.TryRemove(node, out _);
             return wire;
         }
         catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
         {
+            // Linked but not answering (hung, or its link half-open): passed over for a while.
             Interlocked.Increment(ref _failed);
-            throw new WireUnavailableException($"node '{node}' did not open the wire within {AcceptTimeout.TotalSeconds:0} s");
+            _unresponsive[node] = time.GetTimestamp() + (long)(UnresponsiveFor.TotalSeconds * time.TimestampFrequency);
+            throw new WireUnavailableException($"node '{node}' did not open the wire within {wait.TotalMilliseconds:0} ms");
         }
         catch (Exception ex) when (ex is RpcException or InvalidOperationException or IOException)
         {

@@ -191,6 +191,8 @@ internal static class RoleCommands
                         Labels = new Dictionary<string, string> { ["site"] = "local", ["edge"] = i.ToString(CultureInfo.InvariantCulture) },
                         DataDir = Path.Combine(dir, $"edge-{i}"),
                         Gateway = $"127.0.0.1:{result.GetValue(gatewayPort) + i - 1}",
+                        // One host: the service addresses (the same on every node) are edge-1's to take.
+                        ServiceAddresses = i == 1,
                     });
                     running.Add(agent);
                     await agent.StartAsync(stop);
