@@ -55,7 +55,8 @@ public sealed class MeshSecurityTests
             Assert.Contains("node edge-n may not open wires to service", error, StringComparison.Ordinal);
         }
 
-        Assert.Contains("outpost_mesh_dials_total{result=\"not_allowed\"} 1", await fleet.ServerMetricsAsync(), StringComparison.Ordinal);
+        Assert.Contains($"outpost_mesh_dials_total{{service=\"{name}\",result=\"not_allowed\"}} 1", await fleet.ServerMetricsAsync(), StringComparison.Ordinal);
+        Assert.Equal(1, (long)(await fleet.ApiGetAsync($"/apis/outpost.dev/v1/networkservices/{name}"))["status"]!["relayed"]!["notAllowed"]!);
 
         // 3. The endpoint's node: edge-n dials edge-e directly, with its own valid node certificate.
         Assert.Equal($"no node edge-n may not open wires to service '{name}': no app placed on it calls it (capability http-out: [{name}.mesh]), and the service's clients.nodeSelector does not admit it",

@@ -25,11 +25,7 @@ public sealed partial class MeshClient(AgentOptions options, AppRegistry apps, M
     private volatile MeshUpdate _registry = new();
     private volatile Link? _link;
     private CancellationToken _stopping;
-    private long _local;
-    private long _direct;
-    private long _relayed;
-    private long _refused;
-    private long _notAllowed;
+    private readonly System.Collections.Concurrent.ConcurrentDictionary<string, long[]> _routes = new(StringComparer.Ordinal);
 
     private sealed record Listener(string Service, TcpListener Socket, CancellationTokenSource Stop);
 
@@ -38,16 +34,16 @@ public sealed partial class MeshClient(AgentOptions options, AppRegistry apps, M
 
     private string RegistryPath => Path.Combine(options.DataDir, "mesh.registry");
 
-    public long LocalConnections => Interlocked.Read(ref _local);
+    /// <summary>What <see cref="Count"/> counts per service: how connections were carried, or why not, and heals.</summary>
+    public static readonly string[] Routes = ["local", "direct", "relayed", "refused", "not_allowed", "healed"];
 
-    public long DirectConnections => Interlocked.Read(ref _direct);
+    /// <summary>Per service, the connections this node opened by route (in the order of <see cref="Routes"/>).</summary>
+    public IEnumerable<(string Service, long[] Counts)> Connections =>
+        _routes.OrderBy(r => r.Key, StringComparer.Ordinal).Select(r => (r.Key, r.Value.ToArray()));
 
-    public long RelayedConnections => Interlocked.Read(ref _relayed);
-
-    public long RefusedConnections => Interlocked.Read(ref _refused);
-
-    /// <summary>Connections refused because this node may not call the service.</summary>
-    public long NotAllowedConnections => Interlocked.Read(ref _notAllowed);
+    /// <summary>Counts one connection to <paramref name="service"/> by <paramref name="route"/> (one of <see cref="Routes"/>).</summary>
+    public void Count(string service, string route) =>
+        Interlocked.Increment(ref _routes.GetOrAdd(service, _ => new long[Routes.Length])[Array.IndexOf(Routes, route)]);
 
     /// <summary>The services as last heard from the server.</summary>
     public IReadOnlyList<Protocol.MeshService> Services => _registry.Services;
@@ -225,14 +221,14 @@ public sealed partial class MeshClient(AgentOptions options, AppRegistry apps, M
         var entry = registry.Services.FirstOrDefault(s => s.Name == service);
         if (entry is null)
         {
-            Interlocked.Increment(ref _refused);
+            Count(service, "refused");
             throw new MeshUnavailableException($"service '{service}' not found: no app exposes it");
         }
 
         if (!registry.Calls.Contains(service))
         {
             // Least privilege: checked here first, and again by the server and by the endpoint's node.
-            Interlocked.Increment(ref _notAllowed);
+            Count(service, "not_allowed");
             throw new MeshUnavailableException(MeshRules.NotAllowed(options.NodeName, service));
         }
 
@@ -240,7 +236,7 @@ public sealed partial class MeshClient(AgentOptions options, AppRegistry apps, M
         if (own is not null && avoid != options.NodeName)
         {
             var socket = await MeshListener.ConnectToAppAsync(options.DataDir, own.App, cancellationToken);
-            Interlocked.Increment(ref _local);
+            Count(service, "local");
             return new MeshConnection(new NetworkStream(socket, ownsSocket: true), MeshRoute.Local, options.NodeName, () => ShutdownAsync(socket));
         }
 
@@ -259,7 +255,12 @@ public sealed partial class MeshClient(AgentOptions options, AppRegistry apps, M
             try
             {
                 var connection = await peers.DialAsync(endpoint.Node, endpoint.Address, service, cancellationToken);
-                Interlocked.Increment(ref _direct);
+                Count(service, "direct");
+                if (failures.Count > 0)
+                {
+                    Count(service, "healed");
+                }
+
                 return connection;
             }
             catch (MeshUnavailableException ex)
@@ -271,7 +272,7 @@ public sealed partial class MeshClient(AgentOptions options, AppRegistry apps, M
 
         if (link is null)
         {
-            Interlocked.Increment(ref _refused);
+            Count(service, "refused");
             failures.Add("the server, which relays to other sites, is unreachable");
             throw new MeshUnavailableException($"service '{service}': no endpoint could be reached ({string.Join("; ", failures)})");
         }
@@ -296,7 +297,12 @@ public sealed partial class MeshClient(AgentOptions options, AppRegistry apps, M
 
         var call = link.Client.Wire(headers, cancellationToken: link.Session);
         var wire = new WireStream(call.ResponseStream, call.RequestStream, call.RequestStream.CompleteAsync);
-        Interlocked.Increment(ref _relayed);
+        Count(service, "relayed");
+        if (unreachable.Count > 0)
+        {
+            Count(service, "healed"); // a same-site endpoint failed; the server picks another
+        }
+
         return new MeshConnection(wire, MeshRoute.Relayed, "", () => wire.ShutdownWriteAsync(link.Session), wire.WaitForCloseAsync, call);
     }
 

@@ -85,12 +85,15 @@ public sealed class AgentMetrics(AppRegistry apps, NodeUsageProbe usage, LocalDa
         text.Sample("outpost_node_wires_total", wires.Opened, node, ("result", "opened"));
         text.Sample("outpost_node_wires_total", wires.Failed, node, ("result", "failed"));
         text.Sample("outpost_node_wires_total", wires.NotAllowed, node, ("result", "not_allowed"));
-        text.Counter("outpost_node_mesh_connections_total", "Connections to mesh services opened from this node (service addresses and apps' http-out), by route: local (an app of this node), direct (a node of its site), relayed (through the server), refused (no endpoint reachable), not_allowed (this node is not among the service's clients).");
-        text.Sample("outpost_node_mesh_connections_total", mesh.LocalConnections, node, ("route", "local"));
-        text.Sample("outpost_node_mesh_connections_total", mesh.DirectConnections, node, ("route", "direct"));
-        text.Sample("outpost_node_mesh_connections_total", mesh.RelayedConnections, node, ("route", "relayed"));
-        text.Sample("outpost_node_mesh_connections_total", mesh.RefusedConnections, node, ("route", "refused"));
-        text.Sample("outpost_node_mesh_connections_total", mesh.NotAllowedConnections, node, ("route", "not_allowed"));
+        text.Counter("outpost_node_mesh_connections_total", "Connections to mesh services opened from this node (service addresses and apps' http-out), by route: local (an app of this node), direct (a node of its site), relayed (through the server), refused (no endpoint reachable), not_allowed (this node is not among the service's clients); healed counts those that went elsewhere after an endpoint failed.");
+        foreach (var (service, counts) in mesh.Connections)
+        {
+            for (var i = 0; i < Mesh.MeshClient.Routes.Length; i++)
+            {
+                text.Sample("outpost_node_mesh_connections_total", counts[i], node, ("service", service), ("route", Mesh.MeshClient.Routes[i]));
+            }
+        }
+
         text.Counter("outpost_node_mesh_direct_total", "Direct wires between this node and nodes of its site, by event: dialed and dial_failed (this node dialling; a failure passes the node over for 2 s), accepted and refused (dialled here: another CA, or no endpoint here).");
         text.Sample("outpost_node_mesh_direct_total", peers.Dialed, node, ("event", "dialed"));
         text.Sample("outpost_node_mesh_direct_total", peers.DialFailed, node, ("event", "dial_failed"));

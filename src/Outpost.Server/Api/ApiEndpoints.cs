@@ -51,17 +51,17 @@ public static class ApiEndpoints
         MapKind(app, ResourceKind.AlertRule, writable: true);
         MapKind(app, ResourceKind.RuntimeClass, writable: true);
 
-        app.MapGet($"{OutpostPrefix}/networkservices", async (HttpContext context, Mesh.MeshRegistry registry, IControlPlaneStore store, TimeProvider time, CancellationToken ct) =>
+        app.MapGet($"{OutpostPrefix}/networkservices", async (HttpContext context, Mesh.MeshRegistry registry, Mesh.ServiceTraffic traffic, IControlPlaneStore store, TimeProvider time, CancellationToken ct) =>
         {
             var revision = await store.GetRevisionAsync(ct);
-            var items = (await registry.ListAsync(ct)).Select(Mesh.MeshRegistry.ToJson).ToList();
+            var items = (await registry.ListAsync(ct)).Select(s => Mesh.MeshRegistry.ToJson(s, traffic)).ToList();
             return KubeTable.Wanted(context.Request.Headers.Accept)
                 ? Results.Text(KubeTable.Build(ResourceKind.NetworkService, items, revision, time.GetUtcNow()).ToJsonString(), KubeTable.ContentType)
                 : Json(ResourceJson.ToList(ResourceKind.NetworkService, revision, items));
         });
-        app.MapGet(OutpostPrefix + "/networkservices/{name}", async (string name, Mesh.MeshRegistry registry, CancellationToken ct) =>
+        app.MapGet(OutpostPrefix + "/networkservices/{name}", async (string name, Mesh.MeshRegistry registry, Mesh.ServiceTraffic traffic, CancellationToken ct) =>
             await registry.GetAsync(name, ct) is { } service
-                ? Json(Mesh.MeshRegistry.ToJson(service))
+                ? Json(Mesh.MeshRegistry.ToJson(service, traffic))
                 : Error(new ApiStatus(404, StatusReasons.NotFound, $"networkservices.outpost.dev \"{name}\" not found: no app exposes it (spec.expose.service)", Kind: ResourceKind.NetworkService.Kind, Name: name)));
         // The cloud gateway: any method, through the node's own connection (Mesh/MeshProxy.cs).
         app.Map("/proxy/nodes/{node}/{**path}", (string node, string? path, HttpContext context, Mesh.MeshProxy proxy) => proxy.ToNodeAsync(context, node, path ?? ""));

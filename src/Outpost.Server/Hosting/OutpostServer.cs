@@ -156,6 +156,7 @@ public sealed partial class OutpostServer : IAsyncDisposable
         services.AddSingleton<Mesh.MeshRegistry>();
         services.AddSingleton<Mesh.MeshProxy>();
         services.AddSingleton<Mesh.MeshDialer>();
+        services.AddSingleton<Mesh.ServiceTraffic>();
         services.AddSingleton<Mesh.MeshPublisher>();
         services.AddHostedService(sp => sp.GetRequiredService<Mesh.MeshPublisher>());
         services.AddSingleton<Monitoring.IMetricsSource, Mesh.MeshMetrics>();

@@ -11,7 +11,7 @@ namespace Outpost.Server.Mesh;
 /// site first, never the caller itself, which would have served it locally), opens a wire to that
 /// node and copies bytes between the two until both sides are done, half-closes included.
 /// </summary>
-public sealed partial class MeshDialer(WireRelay relay, MeshRegistry registry, IControlPlaneStore store, ILogger<MeshDialer> logger)
+public sealed partial class MeshDialer(WireRelay relay, MeshRegistry registry, IControlPlaneStore store, ServiceTraffic traffic, ILogger<MeshDialer> logger)
 {
     /// <summary>The request header of a Wire call that dials a service.</summary>
     public const string DialHeader = "outpost-dial";
@@ -46,9 +46,11 @@ public sealed partial class MeshDialer(WireRelay relay, MeshRegistry registry, I
             return;
         }
 
+        var counters = traffic.Of(service);
         if (!known.Clients.Contains(node))
         {
             Interlocked.Increment(ref _notAllowed);
+            counters.CountNotAllowed();
             LogNotAllowed(logger, node, service);
             await caller.FailAsync(MeshRules.NotAllowed(node, service));
             return;
@@ -77,16 +79,25 @@ public sealed partial class MeshDialer(WireRelay relay, MeshRegistry registry, I
             }
 
             Interlocked.Increment(ref _relayed);
+            counters.Opened(failedFirst: failures.Count);
             LogRelayed(logger, node, service, endpoint.Node);
             await using (target)
             {
-                await JoinAsync(caller, target, ct);
+                try
+                {
+                    await JoinAsync(caller, target, ct);
+                }
+                finally
+                {
+                    counters.Closed(toEndpoint: target.BytesWritten, fromEndpoint: target.BytesRead);
+                }
             }
 
             return;
         }
 
         Interlocked.Increment(ref _refused);
+        counters.CountUnavailable();
         await caller.FailAsync(failures.Count == 0
             ? $"service '{service}' has no healthy endpoint on another node"
             : $"service '{service}': no endpoint could be reached ({string.Join("; ", failures)})");

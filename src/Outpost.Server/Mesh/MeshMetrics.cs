@@ -4,7 +4,7 @@ using Outpost.Server.Monitoring;
 namespace Outpost.Server.Mesh;
 
 /// <summary>The mesh on the server's /metrics: wires through the nodes' connections, and requests per service.</summary>
-public sealed class MeshMetrics(WireRelay relay, MeshProxy proxy, MeshDialer dialer) : IMetricsSource
+public sealed class MeshMetrics(WireRelay relay, MeshProxy proxy, ServiceTraffic traffic) : IMetricsSource
 {
     public Task WriteAsync(PrometheusText text, CancellationToken cancellationToken)
     {
@@ -24,10 +24,34 @@ public sealed class MeshMetrics(WireRelay relay, MeshProxy proxy, MeshDialer dia
             text.Sample("outpost_mesh_service_requests_total", unavailable, ("service", service), ("via", via), ("result", "unavailable"));
         }
 
-        text.Counter("outpost_mesh_dials_total", "Nodes' dials of a service relayed by the server, by result: relayed, unavailable (no endpoint could be reached), not_allowed (the node is not among the service's clients).");
-        text.Sample("outpost_mesh_dials_total", dialer.Relayed, ("result", "relayed"));
-        text.Sample("outpost_mesh_dials_total", dialer.Refused, ("result", "unavailable"));
-        text.Sample("outpost_mesh_dials_total", dialer.NotAllowed, ("result", "not_allowed"));
+        text.Counter("outpost_mesh_dials_total", "Nodes' dials of a service relayed by the server, by service and result: relayed, unavailable (no endpoint could be reached), not_allowed (the node is not among the service's clients).");
+        var services = traffic.All.ToList();
+        foreach (var (service, counters) in services)
+        {
+            text.Sample("outpost_mesh_dials_total", counters.Relayed, ("service", service), ("result", "relayed"));
+            text.Sample("outpost_mesh_dials_total", counters.Unavailable, ("service", service), ("result", "unavailable"));
+            text.Sample("outpost_mesh_dials_total", counters.NotAllowed, ("service", service), ("result", "not_allowed"));
+        }
+
+        text.Gauge("outpost_mesh_dials_open", "Nodes' relayed dials of a service open now.");
+        foreach (var (service, counters) in services)
+        {
+            text.Sample("outpost_mesh_dials_open", counters.Open, ("service", service));
+        }
+
+        text.Counter("outpost_mesh_dial_bytes_total", "Bytes carried by closed relayed dials of a service, by direction.");
+        foreach (var (service, counters) in services)
+        {
+            text.Sample("outpost_mesh_dial_bytes_total", counters.BytesToEndpoints, ("service", service), ("direction", "to_endpoints"));
+            text.Sample("outpost_mesh_dial_bytes_total", counters.BytesFromEndpoints, ("service", service), ("direction", "from_endpoints"));
+        }
+
+        text.Counter("outpost_mesh_heals_total", "Relayed dials whose first endpoint failed and another answered.");
+        foreach (var (service, counters) in services)
+        {
+            text.Sample("outpost_mesh_heals_total", counters.Heals, ("service", service));
+        }
+
         text.Counter("outpost_mesh_ingress_unrouted_total", "Ingress requests for a path no service is published at (answered 404).")
             .Sample("outpost_mesh_ingress_unrouted_total", proxy.IngressUnrouted);
         return Task.CompletedTask;

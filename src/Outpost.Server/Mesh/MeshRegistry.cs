@@ -183,8 +183,8 @@ public sealed class MeshRegistry(IControlPlaneStore store, ResourceView view, Wi
     public async Task<MeshService?> GetRecentAsync(string name, CancellationToken cancellationToken) =>
         (await ListRecentAsync(cancellationToken)).FirstOrDefault(s => s.Name == name);
 
-    /// <summary>The API's view of a service: a NetworkService object, its endpoints under status.</summary>
-    public static JsonObject ToJson(MeshService service)
+    /// <summary>The API's view of a service: a NetworkService object, its endpoints (and what this server relayed for it) under status.</summary>
+    public static JsonObject ToJson(MeshService service, ServiceTraffic? traffic = null)
     {
         ArgumentNullException.ThrowIfNull(service);
         var endpoints = new JsonArray();
@@ -225,6 +225,16 @@ public sealed class MeshRegistry(IControlPlaneStore store, ResourceView view, Wi
                 ["healthyEndpoints"] = service.Healthy.Count(),
                 ["endpoints"] = endpoints,
                 ["clients"] = new JsonArray(service.Clients.Select(c => (JsonNode?)JsonValue.Create(c)).ToArray()),
+                ["relayed"] = traffic?.Of(service.Name) is { } counters ? new JsonObject
+                {
+                    ["dials"] = counters.Relayed,
+                    ["open"] = counters.Open,
+                    ["unavailable"] = counters.Unavailable,
+                    ["notAllowed"] = counters.NotAllowed,
+                    ["heals"] = counters.Heals,
+                    ["bytesToEndpoints"] = counters.BytesToEndpoints,
+                    ["bytesFromEndpoints"] = counters.BytesFromEndpoints,
+                } : null,
             },
         };
     }
