@@ -36,12 +36,19 @@
 #             state with the server down; a client round trip (`outpost get nodes`, process
 #             start included); the server's RSS with AGENTS (default 100) idle agents (AOT
 #             agents both times). Medians of RUNS (default 15) where timed.
-#   mesh      with a server and two agents (edge-1 holds the service addresses, edge-2 runs the
-#             endpoint): requests/s of a 4 KB answer through /proxy/services and at the service
-#             address on edge-1 (relayed by the server), against the node's gateway directly; bulk
-#             MB/s (MB, default 256; median of RUNS, default 3) and connections/s through
-#             `outpost port-forward` (CLI, server, wire, node) against the same TCP sink directly;
-#             and how long a new service takes to answer at its address on edge-1.
+#   mesh      with a server and three agents (edge-1 holds the service addresses; edge-2, in another site, and
+#             edge-3, in edge-1's site, run the endpoints): requests/s of a 4 KB answer through /proxy/services
+#             and at the service address on edge-1 (relayed by the server), against the node's gateway directly;
+#             the same at the address of a service on edge-3 (a direct wire between the two agents, checked on
+#             edge-1's counters) against edge-3's gateway; p99 at a fixed 1,000 requests/s (open loop, median of
+#             RUNS) through /proxy/services minus the gateway's; bulk MB/s (MB, default 256; median of RUNS,
+#             default 3) and connections/s through `outpost port-forward` (CLI, server, wire, node) against the
+#             same TCP sink directly, and the share of that MB/s lost beside a stalled connection (the sink stops
+#             reading it) of the same port-forward (of another one: hol_loss_link); how long a new service takes
+#             to answer at its address on edge-1; WIRES (default 10,000) idle connections held at a service
+#             address on edge-1 (endpoint on edge-2): the wires open at once (counted by the server) and edge-1's
+#             RSS growth per connection held; last, with the edge-3 service scaled out to edge-2 too, the time
+#             from kill -9 of edge-3 to the first 200 at its address on edge-1.
 #   converge  time from `outpost apply` returning to the app answering 200 on a
 #             node's gateway, and from `outpost delete` returning to 404; the
 #             baseline is a no-op client round trip (`outpost get apps`) measured
@@ -291,62 +298,103 @@ YAML
     outpost=(dotnet "$root/src/Outpost/bin/Release/net10.0/outpost.dll")
     bench=(dotnet "$root/bench/Outpost.Bench/bin/Release/net10.0/Outpost.Bench.dll")
     duration="${DURATION:-5}"
+    mesh_runs="${RUNS:-3}"
+    # Every idle wire is a socket on edge-1 and one in the holder: the soft limit as high as it may go.
+    ulimit -n "$(ulimit -Hn)"
     work="$(mktemp -d)"
     pids=()
     trap 'kill "${pids[@]}" 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$work"' EXIT
     export HOME="$work/home"
     mkdir -p "$HOME"
     base=$((20000 + RANDOM % 10000))
-    server_port=$base; gw1=$((base + 1)); gw2=$((base + 2)); sink=$((base + 3)); forward=$((base + 4))
+    server_port=$base; gw1=$((base + 1)); gw2=$((base + 2)); sink=$((base + 3)); forward=$((base + 4)); gw3=$((base + 5)); forward2=$((base + 6))
     "${outpost[@]}" server --data-dir "$work/server" --listen "127.0.0.1:$server_port" >"$work/server.log" 2>&1 & pids+=($!)
     for _ in $(seq 1 240); do grep -q '^server:' "$work/server.log" && break; sleep 0.25; done
     export OUTPOST_CONFIG="$work/server/config.yaml"
     token=$("${outpost[@]}" token create)
     admin=$(awk '/^token:/ {print $2}' "$OUTPOST_CONFIG")
-    # edge-1 is the client side (it holds the service addresses); edge-2 runs the endpoints.
+    # edge-1 is the client side (it holds the service addresses); edge-2 (another site) and edge-3 (edge-1's
+    # site) run the endpoints; pool=mesh is where the second service scales out to for the heal.
     "${outpost[@]}" agent --server "https://127.0.0.1:$server_port" --token "$token" --name edge-1 --labels site=a --data-dir "$work/edge-1" \
-      --gateway "127.0.0.1:$gw1" >"$work/edge-1.log" 2>&1 & pids+=($!)
-    "${outpost[@]}" agent --server "https://127.0.0.1:$server_port" --token "$token" --name edge-2 --labels site=b,role=backend --data-dir "$work/edge-2" \
+      --gateway "127.0.0.1:$gw1" >"$work/edge-1.log" 2>&1 & pids+=($!); edge1_pid=$!
+    "${outpost[@]}" agent --server "https://127.0.0.1:$server_port" --token "$token" --name edge-2 --labels site=b,role=backend,pool=mesh --data-dir "$work/edge-2" \
       --gateway "127.0.0.1:$gw2" --service-addresses=false >"$work/edge-2.log" 2>&1 & pids+=($!)
+    "${outpost[@]}" agent --server "https://127.0.0.1:$server_port" --token "$token" --name edge-3 --labels site=a,role=local,pool=mesh --data-dir "$work/edge-3" \
+      --gateway "127.0.0.1:$gw3" --service-addresses=false >"$work/edge-3.log" 2>&1 & pids+=($!); edge3_pid=$!
+    disown $edge3_pid # it is killed -9 at the end: no job notice for it
     # A 4 KB answer: the hello sample with a 4,000-character greeting.
     cp "$root/samples/apps/hello/hello.wasm" "$work/"
     greeting=$(head -c 4000 /dev/zero | tr '\0' 'x')
-    service="big-$RANDOM"
-    cat >"$work/big.yaml" <<YAML
+    service="big-$RANDOM"; near="near-$RANDOM"
+    app_yaml() { # name route selector service -> an Application answering 4 KB, exposed as the service to edge-1's site
+      cat <<YAML
 apiVersion: outpost.dev/v1
 kind: Application
 metadata:
-  name: big
+  name: $1
 spec:
   module:
     path: hello.wasm
   triggers:
     http:
-      route: /big
+      route: $2
   env:
     GREETING: "$greeting"
   placement:
     nodeSelector:
-      role: backend
+      $3
   expose:
-    service: $service
+    service: $4
     port: 8080
+    clients:
+      nodeSelector:
+        site: a
 YAML
-    t0=$(now_ms)
+    }
+    app_yaml big /big "role: backend" "$service" >"$work/big.yaml"
     "${outpost[@]}" apply -f "$work/big.yaml" >/dev/null
-    url="https://127.0.0.1:$server_port/proxy/services/$service/"
+    api="https://127.0.0.1:$server_port"
+    url="$api/proxy/services/$service/"
     for _ in $(seq 1 600); do [ "$(curl -sk -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $admin" "$url")" = 200 ] && break; sleep 0.05; done
     # Propagation: from the service answering through the server to its address answering on edge-1.
-    address=$(curl -sk -H "Authorization: Bearer $admin" "https://127.0.0.1:$server_port/apis/outpost.dev/v1/networkservices/$service" | sed -n 's/.*"address":"\([0-9.]*\)".*/\1/p')
+    address_of() { curl -sk -H "Authorization: Bearer $admin" "$api/apis/outpost.dev/v1/networkservices/$1" | sed -n 's/.*"address":"\(127\.77\.[0-9.]*\)".*/\1/p'; }
+    address=$(address_of "$service")
     t0=$(now_ms)
     until [ "$(curl -s -o /dev/null -w '%{http_code}' "http://$address:8080/")" = 200 ]; do sleep 0.005; done
     propagate_ms=$(( $(now_ms) - t0 ))
+    # The second service, on edge-3 only: edge-1 reaches it with a direct wire (same site, no server).
+    app_yaml near /near "role: local" "$near" >"$work/near.yaml"
+    "${outpost[@]}" apply -f "$work/near.yaml" >/dev/null
+    for _ in $(seq 1 600); do [ -n "$(address_of "$near")" ] && break; sleep 0.05; done
+    near_address=$(address_of "$near")
+    for _ in $(seq 1 600); do [ "$(curl -s -o /dev/null -w '%{http_code}' "http://$near_address:8080/")" = 200 ] && break; sleep 0.05; done
+    routed() { # route -> edge-1's connections to services by that route, all services together
+      curl -s "http://127.0.0.1:$gw1/_outpost/metrics" | awk -v r="route=\"$1\"" '/^outpost_node_mesh_connections_total\{/ && index($1, r) {n += $2} END {print n + 0}'
+    }
     rps() { wrk -t2 -c16 -d"${duration}s" "$@" | awk '/Requests\/sec/ {printf "%d", $2}'; }
     rps "http://127.0.0.1:$gw2/big" >/dev/null # warm-up
     gateway_rps=$(rps "http://127.0.0.1:$gw2/big")
     rps -H "Authorization: Bearer $admin" "$url" >/dev/null
     proxy_rps=$(rps -H "Authorization: Bearer $admin" "$url")
     address_rps=$(rps "http://$address:8080/")
+    rps "http://127.0.0.1:$gw3/near" >/dev/null
+    local_gateway_rps=$(rps "http://127.0.0.1:$gw3/near")
+    rps "http://$near_address:8080/" >/dev/null
+    direct_before=$(routed direct); relayed_before=$(routed relayed)
+    direct_rps=$(rps "http://$near_address:8080/")
+    direct_wires=$(( $(routed direct) - direct_before )); relayed_wires=$(( $(routed relayed) - relayed_before ))
+    if [[ $direct_wires -lt 1 || $relayed_wires -ne 0 ]]; then
+      echo "the second service was not reached over direct wires: $direct_wires direct, $relayed_wires relayed connections on edge-1" >&2; exit 1
+    fi
+    # Latency at a fixed 1,000 requests/s (open loop): through /proxy/services against the node's gateway,
+    # alternating, median p99 of each.
+    : >"$work/lat_gateway.txt"; : >"$work/lat_proxy.txt"
+    for _ in $(seq 1 "$mesh_runs"); do
+      "${bench[@]}" latency "http://127.0.0.1:$gw2/big" 1000 "${LAT_SECONDS:-5}" >>"$work/lat_gateway.txt"
+      "${bench[@]}" latency "$url" 1000 "${LAT_SECONDS:-5}" "Authorization: Bearer $admin" >>"$work/lat_proxy.txt"
+    done
+    gateway_p99=$(awk '{print $2}' "$work/lat_gateway.txt" | median_f); proxy_p99=$(awk '{print $2}' "$work/lat_proxy.txt" | median_f)
+    gateway_p50=$(awk '{print $1}' "$work/lat_gateway.txt" | median_f); proxy_p50=$(awk '{print $1}' "$work/lat_proxy.txt" | median_f)
     # Bulk bytes and connection rate: through port-forward (the CLI, the server, a wire, the node) to a
     # TCP sink on edge-2's host, against the same sink dialled directly.
     "${bench[@]}" sink "$sink" >"$work/sink.log" 2>&1 & pids+=($!)
@@ -354,17 +402,109 @@ YAML
     for _ in $(seq 1 240); do grep -q '^Forwarding' "$work/forward.log" && break; sleep 0.25; done
     mb="${MB:-256}"
     : >"$work/direct.txt"; : >"$work/relay.txt"
-    for _ in $(seq 1 "${RUNS:-3}"); do
+    for _ in $(seq 1 "$mesh_runs"); do
       "${bench[@]}" bulk "$sink" "$mb" >>"$work/direct.txt"
       "${bench[@]}" bulk "$forward" "$mb" >>"$work/relay.txt"
     done
     direct_mbps=$(median_f <"$work/direct.txt"); relay_mbps=$(median_f <"$work/relay.txt")
     direct_cps=$("${bench[@]}" connects "$sink" "$duration" 8)
     relay_cps=$("${bench[@]}" connects "$forward" "$duration" 8)
+    # Isolation: the same bulk through port-forward while another connection is stalled (the sink stops reading
+    # it, so its bytes back up into every window on its path), cut off after three times its time without the
+    # stall; then the stall is lifted and every byte of the stalled connection must arrive. A new stall for each
+    # of RUNS runs, through the same port-forward (it shares the CLI's connection to the server and edge-2's
+    # link) and, for hol_loss_link, through a second one (it shares edge-2's link only).
+    "${outpost[@]}" port-forward node/edge-2 "$forward2:$sink" >"$work/forward2.log" 2>&1 & pids+=($!)
+    for _ in $(seq 1 240); do grep -q '^Forwarding' "$work/forward2.log" && break; sleep 0.25; done
+    limit_s=$(awk -v m="$mb" -v s="$relay_mbps" 'BEGIN {printf "%d", 2 + 3 * m / s}')
+    beside_stall() { # port the stalled connection goes through, run -> MB/s of a bulk through $forward meanwhile
+      local out="$work/stalled-$1-$2.txt" pid
+      : >"$out"
+      "${bench[@]}" stalled "$1" $(( 60 + limit_s )) >"$out" 2>&1 & pid=$!
+      for _ in $(seq 1 600); do grep -q '^stalled' "$out" && break; kill -0 $pid 2>/dev/null || break; sleep 0.05; done
+      grep -q '^stalled' "$out" || { echo "the stalled connection did not stall:" >&2; cat "$out" >&2; kill $pid 2>/dev/null; return 1; }
+      "${bench[@]}" bulk "$forward" "$mb" "$limit_s" 2>>"$work/beside.err"
+      ! grep -q '^delivered' "$out" || { echo "the stall ended during the measurement:" >&2; cat "$out" >&2; return 1; }
+      "${bench[@]}" resume "$sink"
+      # Exit 3: the path broke the stalled connection (and the bulk's with it, which then counts what got through).
+      local status=0; wait $pid || status=$?
+      if [[ $status == 3 ]]; then
+        echo "port $1 run $2: $(tail -1 "$out")" >>"$work/broken.txt"
+      elif [[ $status != 0 ]]; then
+        echo "the stalled connection failed:" >&2; cat "$out" >&2; return 1
+      fi
+    }
+    : >"$work/beside_link.txt"; : >"$work/beside.txt"; : >"$work/broken.txt"
+    for i in $(seq 1 "$mesh_runs"); do
+      beside_stall "$forward2" "$i" >>"$work/beside_link.txt"
+      beside_stall "$forward" "$i" >>"$work/beside.txt"
+    done
+    link_stalled_mbps=$(median_f <"$work/beside_link.txt"); stalled_mbps=$(median_f <"$work/beside.txt")
+    # A run whose bulk lost 90% or more: the stall all but stopped the other connection.
+    hol_wedged="$(awk -v b="$relay_mbps" '$1 < b / 10' "$work/beside.txt" | wc -l)/$mesh_runs"
+    stalled_mb=$(cat "$work"/stalled-"$forward"-*.txt | awk '/^stalled/ {print $2}' | median_f)
+    # Idle wires: WIRES connections held at big's address on edge-1, each carried to edge-2 (another site)
+    # over edge-1's one connection to the server; the server counts the wires that reached edge-2. edge-1's
+    # RSS before, and once the count has been still for 3 s.
+    wires_wanted="${WIRES:-10000}"
+    server_wires() { curl -sk -H "Authorization: Bearer $admin" "$api/metrics" | awk '$1 == "outpost_mesh_wires_open" {print $2}'; }
+    rss_kb() { awk '/^VmRSS/ {print $2}' "/proc/$1/status"; }
+    # From a fleet with no wires open (the proxy keeps idle ones for 30 s): every stream of the links is free.
+    for _ in $(seq 1 450); do [[ $(server_wires) -eq 0 ]] && break; sleep 0.1; done
+    wires_before=$(server_wires); relayed_before=$(routed relayed); rss_before=$(rss_kb $edge1_pid)
+    "${bench[@]}" hold "$address" 8080 "$wires_wanted" 32 "${HOLD_SECONDS:-20}" >"$work/hold.txt" 2>"$work/hold.err" & pids+=($!); hold_pid=$!
+    for _ in $(seq 1 2400); do grep -q '^open' "$work/hold.txt" && break; sleep 0.05; done
+    grep -q '^open' "$work/hold.txt" || { echo "the idle connections were not opened:" >&2; cat "$work/hold.txt" "$work/hold.err" >&2; exit 1; }
+    read -r _ tcp_open tcp_failed < <(grep '^open' "$work/hold.txt")
+    last=-1; still=0
+    for _ in $(seq 1 120); do
+      now=$(server_wires)
+      if [[ "$now" == "$last" ]]; then still=$((still + 1)); else still=0; last=$now; fi
+      [[ $still -ge 6 ]] && break
+      sleep 0.5
+    done
+    rss_after=$(rss_kb $edge1_pid)
+    wires=$(( $(server_wires) - wires_before ))
+    relayed_held=$(( $(routed relayed) - relayed_before ))
+    wait $hold_pid || true
+    tcp_alive=$(awk '/^alive/ {print $2}' "$work/hold.txt")
+    kb_per_wire=$(awk -v a="$rss_after" -v b="$rss_before" -v n="$tcp_open" 'BEGIN {printf "%.1f", (n > 0 ? (a - b) / n : 0)}')
+    # The held connections close with the holder, and edge-1's calls that waited for a stream end in turn: the
+    # heal starts once a relayed connection from edge-1 no longer waits behind them.
+    for _ in $(seq 1 600); do
+      [[ $(server_wires) -le $wires_before ]] && awk -v t="$(curl -s -o /dev/null -w '%{time_total}' --max-time 5 "http://$address:8080/" || echo 9)" 'BEGIN {exit !(t < 0.1)}' && break
+      sleep 0.1
+    done
+    # Heal, last (it kills an agent): the second service scales out to edge-2 too; edge-1 uses edge-3 (its
+    # site, directly) until edge-3 is killed, then the first 200 at the address, each poll a new connection.
+    app_yaml near /near "pool: mesh" "$near" >"$work/near.yaml"
+    "${outpost[@]}" apply -f "$work/near.yaml" >/dev/null
+    healthy() { curl -sk -H "Authorization: Bearer $admin" "$api/apis/outpost.dev/v1/networkservices/$near" | sed -n 's/.*"healthyEndpoints":\([0-9]*\).*/\1/p'; }
+    for _ in $(seq 1 600); do [[ "$(healthy)" == 2 ]] && break; sleep 0.1; done
+    [[ "$(healthy)" == 2 ]] || { echo "service $near never had 2 healthy endpoints" >&2; exit 1; }
+    for _ in $(seq 1 100); do
+      before=$(routed direct)
+      curl -sf -o /dev/null "http://$near_address:8080/" && [[ $(routed direct) -gt $before ]] && break
+      sleep 0.1
+    done
+    t0=$(now_ms)
+    kill -9 $edge3_pid
+    heal_ms=timeout
+    for _ in $(seq 1 3000); do
+      [ "$(curl -s -o /dev/null -w '%{http_code}' --max-time 2 "http://$near_address:8080/")" = 200 ] && { heal_ms=$(( $(now_ms) - t0 )); break; }
+      sleep 0.005
+    done
     ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2f", a / b}'; }
+    loss() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2f", (a < b ? 1 - a / b : 0)}'; }
     echo "proxy: ${proxy_rps} req/s through /proxy/services vs ${gateway_rps} straight to the node's gateway; ${address_rps} req/s at the service address on another node (relayed)"
+    echo "direct: ${direct_rps} req/s at a service address on edge-1 served by edge-3 (same site; ${direct_wires} direct wires, ${relayed_wires} relayed) vs ${local_gateway_rps} at edge-3's gateway"
+    echo "latency at 1000 req/s: p99 ${proxy_p99} ms through /proxy/services vs ${gateway_p99} ms at the gateway (p50 ${proxy_p50} vs ${gateway_p50}; median of ${mesh_runs})"
     echo "bulk: ${relay_mbps} MB/s through port-forward vs ${direct_mbps} MB/s direct; connections: ${relay_cps}/s vs ${direct_cps}/s"
-    echo "mesh relay_ratio=$(ratio "$relay_mbps" "$direct_mbps") proxy_rps_ratio=$(ratio "$proxy_rps" "$gateway_rps") address_rps_ratio=$(ratio "$address_rps" "$gateway_rps") connect_ratio=$(ratio "$relay_cps" "$direct_cps") propagate_ms=$propagate_ms relay_mbps=$relay_mbps direct_mbps=$direct_mbps"
+    echo "isolation: ${stalled_mbps} MB/s through port-forward beside a stalled connection of the same port-forward ($(paste -sd' ' "$work/beside.txt"); ${stalled_mb} MB backed up in it), ${link_stalled_mbps} MB/s beside one of another port-forward (only edge-2's link shared)"
+    if [[ -s "$work/broken.txt" ]]; then echo "isolation: stalled connections cut by the path (port, run: reason): $(paste -sd';' "$work/broken.txt")"; fi
+    echo "idle wires: ${tcp_open} of ${wires_wanted} connections open (${tcp_failed} failed, ${tcp_alive} still open after ${HOLD_SECONDS:-20} s), ${relayed_held} relayed by edge-1, ${wires} wires open at the server; edge-1 RSS ${rss_before} -> ${rss_after} KB"
+    echo "heal: ${heal_ms} ms from kill -9 of the same-site endpoint to the first 200 at the address"
+    echo "mesh relay_ratio=$(ratio "$relay_mbps" "$direct_mbps") direct_ratio=$(ratio "$direct_rps" "$local_gateway_rps") proxy_rps_ratio=$(ratio "$proxy_rps" "$gateway_rps") added_p99_ms=$(awk -v a="$proxy_p99" -v b="$gateway_p99" 'BEGIN {printf "%.2f", a - b}') connect_ratio=$(ratio "$relay_cps" "$direct_cps") heal_ms=$heal_ms propagate_ms=$propagate_ms hol_loss=$(loss "$stalled_mbps" "$relay_mbps") wires=$wires kb_per_wire=$kb_per_wire held=$tcp_open hol_wedged=$hol_wedged hol_broken=$(wc -l <"$work/broken.txt") address_rps_ratio=$(ratio "$address_rps" "$gateway_rps") hol_loss_link=$(loss "$link_stalled_mbps" "$relay_mbps") relay_mbps=$relay_mbps direct_mbps=$direct_mbps"
     ;;
   *)
     echo "usage: bench/run.sh coldstart|http|ready|sync|converge|footprint|rollback|mesh" >&2

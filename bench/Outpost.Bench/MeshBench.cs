@@ -2,17 +2,30 @@ using System.Buffers.Binary;
 using System.Diagnostics;
 using System.Globalization;
 using System.Net;
+using System.Net.Security;
 using System.Net.Sockets;
+using System.Text;
 
 namespace Outpost.Bench;
 
 /// <summary>
-/// Byte-level helpers for `bench/run.sh mesh`: a TCP sink that answers each connection, at its
-/// end of stream, with the count of bytes it read; a bulk sender that measures MB/s to it; and a
-/// connection-rate probe (connect, one byte, end of stream, the count back, close).
+/// Byte-level helpers for `bench/run.sh mesh`: a TCP sink that counts what each connection sends,
+/// reports the count as it goes (every MiB) and, at the end of the stream, the total; a bulk
+/// sender that measures MB/s to it; a connection-rate probe (connect, one byte, end of stream, the
+/// count back, close); a writer whose reader stops; an open-loop latency probe; and a holder of
+/// many idle connections.
 /// </summary>
 internal static class MeshBench
 {
+    /// <summary>
+    /// A connection to the sink that opens with <c>outpost-bench stall SECONDS\n</c> is not read (so
+    /// what is written to it backs up through every hop of its path) until a connection that opens
+    /// with <c>outpost-bench resume\n</c> comes, or SECONDS pass; then it is counted as any other.
+    /// </summary>
+    private static readonly byte[] CommandPrefix = "outpost-bench "u8.ToArray();
+
+    private static TaskCompletionSource s_resume = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
     public static async Task SinkAsync(int port)
     {
         using var listener = new TcpListener(IPAddress.Loopback, port);
@@ -25,14 +38,43 @@ internal static class MeshBench
                 using (socket)
                 {
                     var buffer = new byte[256 * 1024];
-                    long total = 0;
-                    int read;
-                    while ((read = await socket.ReceiveAsync(buffer)) > 0)
+                    // A command can only open a connection: gather the first bytes until it is clear whether they are one.
+                    var head = 0;
+                    var read = 0;
+                    string? command = null;
+                    while ((read = await socket.ReceiveAsync(buffer.AsMemory(head))) > 0)
                     {
-                        total += read;
+                        head += read;
+                        if (TryReadCommand(buffer.AsSpan(0, head), out command))
+                        {
+                            break;
+                        }
                     }
 
+                    if (command == "resume")
+                    {
+                        Interlocked.Exchange(ref s_resume, new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously)).TrySetResult();
+                    }
+                    else if (command?.StartsWith("stall ", StringComparison.Ordinal) == true
+                        && int.TryParse(command.AsSpan(6), NumberStyles.None, CultureInfo.InvariantCulture, out var seconds))
+                    {
+                        await Task.WhenAny(Volatile.Read(ref s_resume).Task, Task.Delay(TimeSpan.FromSeconds(seconds)));
+                    }
+
+                    long total = head;
+                    long reported = 0;
                     var count = new byte[8];
+                    while (read > 0 && (read = await socket.ReceiveAsync(buffer)) > 0)
+                    {
+                        total += read;
+                        if (total - reported >= 1024 * 1024)
+                        {
+                            BinaryPrimitives.WriteInt64BigEndian(count, total);
+                            await socket.SendAsync(count);
+                            reported = total;
+                        }
+                    }
+
                     BinaryPrimitives.WriteInt64BigEndian(count, total);
                     await socket.SendAsync(count);
                     socket.Shutdown(SocketShutdown.Send);
@@ -41,36 +83,73 @@ internal static class MeshBench
         }
     }
 
-    /// <summary>Sends <paramref name="megabytes"/> MB and prints the MB/s until the sink has counted them all.</summary>
-    public static async Task<int> BulkAsync(int port, int megabytes)
+    /// <summary>False while <paramref name="head"/> may still become a command line; else true, with the command if it is one.</summary>
+    private static bool TryReadCommand(ReadOnlySpan<byte> head, out string? command)
+    {
+        command = null;
+        if (head.Length < CommandPrefix.Length)
+        {
+            return !CommandPrefix.AsSpan().StartsWith(head);
+        }
+
+        if (!head.StartsWith(CommandPrefix))
+        {
+            return true;
+        }
+
+        var rest = head[CommandPrefix.Length..];
+        var end = rest.IndexOf((byte)'\n');
+        if (end < 0)
+        {
+            return rest.Length > 32;
+        }
+
+        command = Encoding.ASCII.GetString(rest[..end]);
+        return true;
+    }
+
+    /// <summary>
+    /// Sends <paramref name="megabytes"/> MB and prints the MB/s until the sink has counted them all;
+    /// with <paramref name="seconds"/>, at most that long: then the MB/s the sink had counted by then.
+    /// </summary>
+    public static async Task<int> BulkAsync(int port, int megabytes, double? seconds)
     {
         using var socket = new Socket(SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
         await socket.ConnectAsync(IPAddress.Loopback, port);
         var chunk = new byte[64 * 1024];
         Random.Shared.NextBytes(chunk);
         long sent = 0;
+        long counted = 0;
         var clock = Stopwatch.StartNew();
-        while (sent < megabytes * 1024L * 1024)
+        var counts = Task.Run(async () =>
         {
-            sent += await socket.SendAsync(chunk);
-        }
-
-        socket.Shutdown(SocketShutdown.Send);
-        var count = new byte[8];
-        var got = 0;
-        while (got < 8)
-        {
-            var read = await socket.ReceiveAsync(count.AsMemory(got));
-            if (read == 0)
+            while (await ReadCountAsync(socket) is { } count)
             {
-                Console.Error.WriteLine($"the sink closed after {got} of 8 count bytes");
-                return 1;
+                Interlocked.Exchange(ref counted, count);
+            }
+        });
+        using var deadline = seconds is { } limit ? new CancellationTokenSource(TimeSpan.FromSeconds(limit)) : new CancellationTokenSource();
+        try
+        {
+            while (sent < megabytes * 1024L * 1024)
+            {
+                sent += await socket.SendAsync(chunk, SocketFlags.None, deadline.Token);
             }
 
-            got += read;
+            socket.Shutdown(SocketShutdown.Send);
+            await counts.WaitAsync(deadline.Token);
+        }
+        catch (Exception ex) when (seconds is not null && (deadline.IsCancellationRequested || ex is SocketException))
+        {
+            // Cut off: by the deadline, or by the path breaking the connection; what the sink counted by then is the figure.
+            var mbps = Interlocked.Read(ref counted) / 1048576.0 / clock.Elapsed.TotalSeconds;
+            Console.Error.WriteLine(deadline.IsCancellationRequested
+                ? $"the sink counted {Interlocked.Read(ref counted) / 1048576.0:0.0} of {megabytes} MB within {seconds} s"
+                : $"the connection broke after the sink counted {Interlocked.Read(ref counted) / 1048576.0:0.0} of {megabytes} MB: {ex.Message}");
+            Console.WriteLine(mbps.ToString("0.0", CultureInfo.InvariantCulture));
+            return 0;
         }
 
-        var counted = BinaryPrimitives.ReadInt64BigEndian(count);
         if (counted != sent)
         {
             Console.Error.WriteLine($"sent {sent} bytes, the sink counted {counted}");
@@ -79,6 +158,111 @@ internal static class MeshBench
 
         Console.WriteLine((sent / 1048576.0 / clock.Elapsed.TotalSeconds).ToString("0.0", CultureInfo.InvariantCulture));
         return 0;
+    }
+
+    /// <summary>The sink's next 8-byte count, or null at the end of the stream.</summary>
+    private static async Task<long?> ReadCountAsync(Socket socket)
+    {
+        var count = new byte[8];
+        var got = 0;
+        while (got < 8)
+        {
+            var read = await socket.ReceiveAsync(count.AsMemory(got));
+            if (read == 0)
+            {
+                return null;
+            }
+
+            got += read;
+        }
+
+        return BinaryPrimitives.ReadInt64BigEndian(count);
+    }
+
+    /// <summary>The sink's last count before it closed, or null if it sent none.</summary>
+    private static async Task<long?> ReadTotalAsync(Socket socket)
+    {
+        long? total = null;
+        while (await ReadCountAsync(socket) is { } count)
+        {
+            total = count;
+        }
+
+        return total;
+    }
+
+    /// <summary>
+    /// A connection whose reader stops: asks the sink (through whatever forwards <paramref name="port"/>)
+    /// not to read it for up to <paramref name="seconds"/>, writes until nothing has moved for a
+    /// second and prints <c>stalled MB</c> (what went in before the path filled up). It holds the
+    /// connection, a send pending, until the sink reads again (`resume`), then checks the sink
+    /// counted every byte and prints <c>delivered MB</c>; exits 3 if the path broke the connection.
+    /// </summary>
+    public static async Task<int> StalledAsync(int port, int seconds)
+    {
+        using var socket = new Socket(SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
+        await socket.ConnectAsync(IPAddress.Loopback, port);
+        long sent = await socket.SendAsync(Encoding.ASCII.GetBytes($"outpost-bench stall {seconds.ToString(CultureInfo.InvariantCulture)}\n"));
+        var chunk = new byte[64 * 1024];
+        Random.Shared.NextBytes(chunk);
+        var moved = Stopwatch.GetTimestamp();
+        var stalled = false;
+        var writer = Task.Run(async () =>
+        {
+            // The send pending when the path filled completes once the sink reads again: the last one.
+            while (!Volatile.Read(ref stalled))
+            {
+                Interlocked.Add(ref sent, await socket.SendAsync(chunk));
+                Interlocked.Exchange(ref moved, Stopwatch.GetTimestamp());
+            }
+        });
+        var clock = Stopwatch.StartNew();
+        while (Stopwatch.GetElapsedTime(Interlocked.Read(ref moved)) < TimeSpan.FromSeconds(1))
+        {
+            if (writer.IsCompleted || clock.Elapsed.TotalSeconds > seconds)
+            {
+                Volatile.Write(ref stalled, true);
+                await writer;
+                Console.Error.WriteLine($"the path never filled up: {Interlocked.Read(ref sent)} bytes went in within {clock.Elapsed.TotalSeconds:0} s");
+                return 1;
+            }
+
+            await Task.Delay(50);
+        }
+
+        Volatile.Write(ref stalled, true);
+        Console.WriteLine("stalled " + (Interlocked.Read(ref sent) / 1048576.0).ToString("0.0", CultureInfo.InvariantCulture));
+        long? counted;
+        try
+        {
+            await writer;
+            socket.Shutdown(SocketShutdown.Send);
+            counted = await ReadTotalAsync(socket);
+        }
+        catch (SocketException ex)
+        {
+            Console.WriteLine($"broken {ex.Message}");
+            return 3;
+        }
+
+        if (counted != sent)
+        {
+            Console.Error.WriteLine($"sent {sent} bytes through the stalled connection, the sink counted {counted?.ToString(CultureInfo.InvariantCulture) ?? "nothing"}");
+            return 1;
+        }
+
+        Console.WriteLine("delivered " + (sent / 1048576.0).ToString("0.0", CultureInfo.InvariantCulture));
+        return 0;
+    }
+
+    /// <summary>Tells the sink on <paramref name="port"/> to read its stalled connections again.</summary>
+    public static async Task<int> ResumeAsync(int port)
+    {
+        using var socket = new Socket(SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
+        await socket.ConnectAsync(IPAddress.Loopback, port);
+        await socket.SendAsync("outpost-bench resume\n"u8.ToArray());
+        socket.Shutdown(SocketShutdown.Send);
+        return await ReadTotalAsync(socket) is null ? 1 : 0;
     }
 
     /// <summary>Complete connections per second (one byte there, the count back) with <paramref name="concurrency"/> at once.</summary>
@@ -90,7 +274,6 @@ internal static class MeshBench
         var workers = Enumerable.Range(0, concurrency).Select(_ => Task.Run(async () =>
         {
             var one = new byte[] { 1 };
-            var count = new byte[8];
             while (until.Elapsed.TotalSeconds < seconds)
             {
                 try
@@ -99,14 +282,7 @@ internal static class MeshBench
                     await socket.ConnectAsync(IPAddress.Loopback, port);
                     await socket.SendAsync(one);
                     socket.Shutdown(SocketShutdown.Send);
-                    var got = 0;
-                    int read;
-                    while (got < 8 && (read = await socket.ReceiveAsync(count.AsMemory(got))) > 0)
-                    {
-                        got += read;
-                    }
-
-                    if (got == 8 && BinaryPrimitives.ReadInt64BigEndian(count) == 1)
+                    if (await ReadTotalAsync(socket) == 1)
                     {
                         Interlocked.Increment(ref done);
                     }
@@ -129,6 +305,139 @@ internal static class MeshBench
         }
 
         Console.WriteLine((done / until.Elapsed.TotalSeconds).ToString("0", CultureInfo.InvariantCulture));
+        return 0;
+    }
+
+    /// <summary>
+    /// Open-loop latency, as wrk2 measures it: GET <paramref name="url"/> at a fixed
+    /// <paramref name="rate"/> per second whatever the answers do, each timed from when it was due
+    /// (so a slow answer cannot delay the next request and hide itself). A warm-up of up to 2 s at
+    /// the same rate fills the connection pool first. At most 16 connections, as wrk -c16 elsewhere in the
+    /// scenario: a request due while all are busy waits for one, and the wait counts; each new
+    /// connection through /proxy/services is a wire on the node's link, which holds a hundred streams.
+    /// Prints <c>P50 P99</c> in milliseconds.
+    /// <paramref name="header"/> ("Name: value") goes on every request. TLS is accepted from any
+    /// certificate for a loopback URL only (the server's self-signed CA), and checked as usual otherwise.
+    /// </summary>
+    public static async Task<int> LatencyAsync(Uri url, int rate, double seconds, string? header)
+    {
+        ArgumentOutOfRangeException.ThrowIfLessThan(rate, 1);
+        var loopback = IPAddress.TryParse(url.Host.Trim('[', ']'), out var ip) && IPAddress.IsLoopback(ip);
+        using var handler = new SocketsHttpHandler
+        {
+            UseProxy = false,
+            UseCookies = false,
+            MaxConnectionsPerServer = 16,
+            PooledConnectionIdleTimeout = TimeSpan.FromMinutes(5),
+            SslOptions = new SslClientAuthenticationOptions
+            {
+                RemoteCertificateValidationCallback = (_, _, _, errors) => loopback || errors == SslPolicyErrors.None,
+            },
+        };
+        using var client = new HttpClient(handler) { Timeout = TimeSpan.FromSeconds(10) };
+        if (header is not null)
+        {
+            var colon = header.IndexOf(':', StringComparison.Ordinal);
+            client.DefaultRequestHeaders.TryAddWithoutValidation(header[..colon].Trim(), header[(colon + 1)..].Trim());
+        }
+
+        await OpenLoopAsync(client, url, rate, Math.Min(2, seconds));
+        var latencies = await OpenLoopAsync(client, url, rate, seconds);
+        var failed = latencies.Count(double.IsNaN);
+        if (failed > latencies.Length / 100)
+        {
+            Console.Error.WriteLine($"{failed} of {latencies.Length} requests to {url} failed");
+            return 1;
+        }
+
+        var sorted = latencies.Where(l => !double.IsNaN(l)).Order().ToArray();
+        double Percentile(double p) => sorted[Math.Max(0, (int)Math.Ceiling(p * sorted.Length) - 1)];
+        Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"{Percentile(0.50):0.00} {Percentile(0.99):0.00}"));
+        return 0;
+    }
+
+    /// <summary>Latencies in ms of <paramref name="rate"/> × <paramref name="seconds"/> requests sent on schedule (NaN: failed).</summary>
+    private static async Task<double[]> OpenLoopAsync(HttpClient client, Uri url, int rate, double seconds)
+    {
+        var total = (int)(rate * seconds);
+        var latencies = new double[total];
+        var requests = new Task[total];
+        var tick = Stopwatch.Frequency / (double)rate;
+        var start = Stopwatch.GetTimestamp();
+        var next = 0;
+        while (next < total)
+        {
+            // Every request that is due goes now; then sleep to the next one (timer slop is counted, as for any client).
+            var now = Stopwatch.GetTimestamp();
+            for (; next < total && start + (long)(next * tick) <= now; next++)
+            {
+                requests[next] = TimeOneAsync(client, url, start + (long)(next * tick), latencies, next);
+            }
+
+            if (next < total)
+            {
+                var wait = Stopwatch.GetElapsedTime(Stopwatch.GetTimestamp(), start + (long)(next * tick));
+                await Task.Delay(wait > TimeSpan.FromMilliseconds(1) ? wait : TimeSpan.FromMilliseconds(1));
+            }
+        }
+
+        await Task.WhenAll(requests);
+        return latencies;
+    }
+
+    private static async Task TimeOneAsync(HttpClient client, Uri url, long due, double[] latencies, int index)
+    {
+        try
+        {
+            using var response = await client.GetAsync(url, HttpCompletionOption.ResponseContentRead);
+            latencies[index] = response.IsSuccessStatusCode ? Stopwatch.GetElapsedTime(due).TotalMilliseconds : double.NaN;
+        }
+        catch (Exception ex) when (ex is HttpRequestException or TaskCanceledException)
+        {
+            latencies[index] = double.NaN;
+        }
+    }
+
+    /// <summary>
+    /// Opens <paramref name="count"/> idle connections to <paramref name="address"/>:<paramref name="port"/>
+    /// (at most <paramref name="concurrency"/> connecting at once), prints <c>open N FAILED</c> when
+    /// every attempt is done, holds them <paramref name="seconds"/> and prints <c>alive N</c>: how
+    /// many the far side has not closed meanwhile.
+    /// </summary>
+    public static async Task<int> HoldAsync(IPAddress address, int port, int count, int concurrency, double seconds)
+    {
+        var sockets = new Socket?[count];
+        var failures = new System.Collections.Concurrent.ConcurrentDictionary<string, int>(StringComparer.Ordinal);
+        await Parallel.ForAsync(0, count, new ParallelOptions { MaxDegreeOfParallelism = concurrency }, async (i, ct) =>
+        {
+            var socket = new Socket(SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
+            try
+            {
+                await socket.ConnectAsync(address, port, ct);
+                sockets[i] = socket;
+            }
+            catch (SocketException ex)
+            {
+                socket.Dispose();
+                failures.AddOrUpdate(ex.SocketErrorCode.ToString(), 1, (_, n) => n + 1);
+            }
+        });
+        var open = sockets.Count(s => s is not null);
+        Console.WriteLine($"open {open} {count - open}");
+        foreach (var (error, n) in failures)
+        {
+            Console.Error.WriteLine($"{n} connects failed: {error}");
+        }
+
+        await Task.Delay(TimeSpan.FromSeconds(seconds));
+        // Closed by the far side: readable with nothing to read.
+        var alive = sockets.Count(s => s is not null && !(s.Poll(0, SelectMode.SelectRead) && s.Available == 0));
+        Console.WriteLine($"alive {alive}");
+        foreach (var socket in sockets)
+        {
+            socket?.Dispose();
+        }
+
         return 0;
     }
 }

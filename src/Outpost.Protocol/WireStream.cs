@@ -64,7 +64,7 @@ public sealed class WireStream : Stream
     {
         while (_pending.IsEmpty)
         {
-            if (_readEof || buffer.IsEmpty)
+            if (_readEof)
             {
                 return 0;
             }
@@ -84,6 +84,11 @@ public sealed class WireStream : Stream
 
             _pending = frame.Data.Memory;
             _readEof = frame.Eof;
+        }
+
+        if (buffer.IsEmpty)
+        {
+            return 0; // a zero-byte read: it waited until there is data to read
         }
 
         var count = Math.Min(buffer.Length, _pending.Length);

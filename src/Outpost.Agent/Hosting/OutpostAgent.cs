@@ -118,7 +118,8 @@ public sealed partial class OutpostAgent : IAsyncDisposable
                     {
                         // The node's current certificate: none before it joins (the handshake fails), the new one after a renewal.
                         ServerCertificateSelector = (_, _) => credentials.Current,
-                        ClientCertificateMode = Microsoft.AspNetCore.Server.Kestrel.Https.ClientCertificateMode.RequireCertificate,
+                        // Allowed rather than required, so a peer with none reaches Accept, which refuses and counts it.
+                        ClientCertificateMode = Microsoft.AspNetCore.Server.Kestrel.Https.ClientCertificateMode.AllowCertificate,
                         ClientCertificateValidation = (certificate, chain, _) => peers.ValidateClient(certificate, chain),
                         HandshakeTimeout = Mesh.MeshPeers.ConnectTimeout * 5,
                     });

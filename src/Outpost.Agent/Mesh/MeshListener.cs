@@ -88,13 +88,22 @@ public static class MeshListener
         connection.Items[AppItem] = app;
     }
 
-    /// <summary>The first line of a connection (without its newline), consumed and nothing after it; null when it ends first or the line is longer than <paramref name="max"/>.</summary>
+    /// <summary>The first line of a connection (without its newline), consumed and nothing after it; null when it ends (or closes) first or the line is longer than <paramref name="max"/>.</summary>
     public static async Task<string?> ReadLineAsync(PipeReader input, int max, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(input);
         while (true)
         {
-            var result = await input.ReadAsync(cancellationToken);
+            ReadResult result;
+            try
+            {
+                result = await input.ReadAsync(cancellationToken);
+            }
+            catch (OperationCanceledException)
+            {
+                return null; // the connection closed before its first line
+            }
+
             var buffer = result.Buffer;
             if (buffer.PositionOf((byte)'\n') is { } end)
             {

@@ -282,8 +282,15 @@ public sealed partial class MeshPeers(AgentOptions options, NodeCredentials cred
         return async connection =>
         {
             var peer = connection.Features.Get<ITlsConnectionFeature>()?.ClientCertificate?.GetNameInfo(X509NameType.SimpleName, forIssuer: false);
+            if (peer is null)
+            {
+                Interlocked.Increment(ref _refused);
+                LogPeerRefused(logger, "(none)", "no certificate");
+                return;
+            }
+
             var line = await MeshListener.ReadLineAsync(connection.Transport.Input, MaxLine, connection.ConnectionClosed);
-            if (peer is null || line is null || !line.StartsWith("dial ", StringComparison.Ordinal))
+            if (line is null || !line.StartsWith("dial ", StringComparison.Ordinal))
             {
                 Interlocked.Increment(ref _refused);
                 return;

@@ -184,6 +184,8 @@ public sealed partial class SyncClient(
             KeepAlivePingPolicy = HttpKeepAlivePingPolicy.Always,
             PooledConnectionIdleTimeout = Timeout.InfiniteTimeSpan,
             EnableMultipleHttp2Connections = false,
+            // Each wire to this node gets a window of its own to fill at once, as the server's wires do.
+            InitialHttp2StreamWindowSize = 1024 * 1024,
         },
         MaxReceiveMessageSize = 16 * 1024 * 1024,
     });

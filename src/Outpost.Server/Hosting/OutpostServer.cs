@@ -57,6 +57,9 @@ public sealed partial class OutpostServer : IAsyncDisposable
 
     public IServiceProvider Services => _app.Services;
 
+    /// <summary>Concurrent streams one connection may open: a node's wires (each its own stream) and its sync stream.</summary>
+    public const int MaxWiresPerNode = 32 * 1024;
+
     public static OutpostServer Create(ServerOptions options, Action<ILoggingBuilder>? logging = null)
     {
         ArgumentNullException.ThrowIfNull(options);
@@ -120,6 +123,15 @@ public sealed partial class OutpostServer : IAsyncDisposable
             // Find agents whose link died silently (no FIN, no RST).
             kestrel.Limits.Http2.KeepAlivePingDelay = TimeSpan.FromSeconds(20);
             kestrel.Limits.Http2.KeepAlivePingTimeout = TimeSpan.FromSeconds(20);
+            // Wires share a node's one connection: a wire whose reader stopped holds at most its own
+            // window (1 MiB), and the connection's is large enough that dozens of such wires still
+            // leave the others all they can use (a small connection window is one slow socket
+            // stalling every wire of the node). Memory is spent only on bytes that did arrive.
+            kestrel.Limits.Http2.InitialStreamWindowSize = 1024 * 1024;
+            kestrel.Limits.Http2.InitialConnectionWindowSize = 64 * 1024 * 1024;
+            // Every wire of a node is a stream of its one connection: Kestrel's default of 100 would
+            // make the 100th wait (silently, inside the agent) for another to end.
+            kestrel.Limits.Http2.MaxStreamsPerConnection = MaxWiresPerNode;
             kestrel.Limits.MaxRequestBodySize = ApiEndpoints.MaxBlobBytes + (1024 * 1024);
         });
 
