@@ -203,7 +203,7 @@ public sealed class MeshTests
     }
 
     [Fact]
-    public async Task Expose_IsCheckedAtApply_NamingTheField()
+    public async Task ExposeAndHttpOut_AreCheckedAtApply_NamingTheField()
     {
         await using var fleet = new Fleet();
         await fleet.StartServerAsync();
@@ -213,6 +213,10 @@ public sealed class MeshTests
             (EchoService.Replace("port: 8080", "port: 70000", StringComparison.Ordinal), "spec.expose.port", "expected a port number from 1 to 65535"),
             (EchoService.Replace("port: 8080", "port: 8080\n    ingres: /shop", StringComparison.Ordinal), "spec.expose", "ingres"),
             (EchoService.Replace("    service: echoes\n", "", StringComparison.Ordinal), "spec.expose.service", "required field is missing"),
+            (EchoService.Replace("  expose:", "  capabilities:\n    - http-out: [temps.mesh, \"https://api.example.com/v1\"]\n  expose:", StringComparison.Ordinal),
+                "spec.capabilities[0].http-out[1]", "is not a host name"),
+            (EchoService.Replace("  expose:", "  capabilities: [http-out]\n  expose:", StringComparison.Ordinal), "spec.capabilities[0]", "http-out needs its allow-list"),
+            (EchoService.Replace("port: 8080", "port: 8080\n    clients: {nodeSelector: site-a}", StringComparison.Ordinal), "spec.expose.clients.nodeSelector", "expected"),
         ];
         foreach (var (yaml, field, words) in cases)
         {
