@@ -42,8 +42,9 @@
 #             the same at the address of a service on edge-3 (a direct wire between the two agents, checked on
 #             edge-1's counters) against edge-3's gateway; p99 at a fixed 1,000 requests/s (open loop, median of
 #             RUNS) through /proxy/services minus the gateway's; bulk MB/s (MB, default 256; median of RUNS,
-#             default 3) and connections/s through `outpost port-forward` (CLI, server, wire, node) against the
-#             same TCP sink directly, and the share of that MB/s lost beside a stalled connection (the sink stops
+#             default 3) through `outpost port-forward` (CLI, server, wire, node) against one direct TLS
+#             connection to a sink (relay_ratio; tcp_ratio against plain TCP to the same sink), connections/s
+#             through it against the TCP sink directly, and the share of that MB/s lost beside a stalled connection (the sink stops
 #             reading it) of the same port-forward (of another one: hol_loss_link); how long a new service takes
 #             to answer at its address on edge-1; WIRES (default 10,000) idle connections held at a service
 #             address on edge-1 (endpoint on edge-2): the wires open at once (counted by the server) and edge-1's
@@ -307,7 +308,7 @@ YAML
     export HOME="$work/home"
     mkdir -p "$HOME"
     base=$((20000 + RANDOM % 10000))
-    server_port=$base; gw1=$((base + 1)); gw2=$((base + 2)); sink=$((base + 3)); forward=$((base + 4)); gw3=$((base + 5)); forward2=$((base + 6))
+    server_port=$base; gw1=$((base + 1)); gw2=$((base + 2)); sink=$((base + 3)); forward=$((base + 4)); gw3=$((base + 5)); forward2=$((base + 6)); tls_sink=$((base + 7))
     "${outpost[@]}" server --data-dir "$work/server" --listen "127.0.0.1:$server_port" >"$work/server.log" 2>&1 & pids+=($!)
     for _ in $(seq 1 240); do grep -q '^server:' "$work/server.log" && break; sleep 0.25; done
     export OUTPOST_CONFIG="$work/server/config.yaml"
@@ -396,17 +397,20 @@ YAML
     gateway_p99=$(awk '{print $2}' "$work/lat_gateway.txt" | median_f); proxy_p99=$(awk '{print $2}' "$work/lat_proxy.txt" | median_f)
     gateway_p50=$(awk '{print $1}' "$work/lat_gateway.txt" | median_f); proxy_p50=$(awk '{print $1}' "$work/lat_proxy.txt" | median_f)
     # Bulk bytes and connection rate: through port-forward (the CLI, the server, a wire, the node) to a
-    # TCP sink on edge-2's host, against the same sink dialled directly.
+    # TCP sink on edge-2's host, against one direct TLS connection from the same client to a sink (the
+    # issue's baseline: TLS both ways, as the relay's links are), and against plain TCP to the sink.
     "${bench[@]}" sink "$sink" >"$work/sink.log" 2>&1 & pids+=($!)
+    "${bench[@]}" tlssink "$tls_sink" >"$work/tlssink.log" 2>&1 & pids+=($!)
     "${outpost[@]}" port-forward node/edge-2 "$forward:$sink" >"$work/forward.log" 2>&1 & pids+=($!)
     for _ in $(seq 1 240); do grep -q '^Forwarding' "$work/forward.log" && break; sleep 0.25; done
     mb="${MB:-256}"
-    : >"$work/direct.txt"; : >"$work/relay.txt"
+    : >"$work/direct.txt"; : >"$work/relay.txt"; : >"$work/tls.txt"
     for _ in $(seq 1 "$mesh_runs"); do
       "${bench[@]}" bulk "$sink" "$mb" >>"$work/direct.txt"
+      "${bench[@]}" tlsbulk "$tls_sink" "$mb" >>"$work/tls.txt"
       "${bench[@]}" bulk "$forward" "$mb" >>"$work/relay.txt"
     done
-    direct_mbps=$(median_f <"$work/direct.txt"); relay_mbps=$(median_f <"$work/relay.txt")
+    direct_mbps=$(median_f <"$work/direct.txt"); relay_mbps=$(median_f <"$work/relay.txt"); tls_mbps=$(median_f <"$work/tls.txt")
     direct_cps=$("${bench[@]}" connects "$sink" "$duration" 8)
     relay_cps=$("${bench[@]}" connects "$forward" "$duration" 8)
     # Isolation: the same bulk through port-forward while another connection is stalled (the sink stops reading
@@ -499,12 +503,12 @@ YAML
     echo "proxy: ${proxy_rps} req/s through /proxy/services vs ${gateway_rps} straight to the node's gateway; ${address_rps} req/s at the service address on another node (relayed)"
     echo "direct: ${direct_rps} req/s at a service address on edge-1 served by edge-3 (same site; ${direct_wires} direct wires, ${relayed_wires} relayed) vs ${local_gateway_rps} at edge-3's gateway"
     echo "latency at 1000 req/s: p99 ${proxy_p99} ms through /proxy/services vs ${gateway_p99} ms at the gateway (p50 ${proxy_p50} vs ${gateway_p50}; median of ${mesh_runs})"
-    echo "bulk: ${relay_mbps} MB/s through port-forward vs ${direct_mbps} MB/s direct; connections: ${relay_cps}/s vs ${direct_cps}/s"
+    echo "bulk: ${relay_mbps} MB/s through port-forward vs ${tls_mbps} MB/s over one direct TLS connection (${direct_mbps} MB/s plain TCP); connections: ${relay_cps}/s vs ${direct_cps}/s"
     echo "isolation: ${stalled_mbps} MB/s through port-forward beside a stalled connection of the same port-forward ($(paste -sd' ' "$work/beside.txt"); ${stalled_mb} MB backed up in it), ${link_stalled_mbps} MB/s beside one of another port-forward (only edge-2's link shared)"
     if [[ -s "$work/broken.txt" ]]; then echo "isolation: stalled connections cut by the path (port, run: reason): $(paste -sd';' "$work/broken.txt")"; fi
     echo "idle wires: ${tcp_open} of ${wires_wanted} connections open (${tcp_failed} failed, ${tcp_alive} still open after ${HOLD_SECONDS:-20} s), ${relayed_held} relayed by edge-1, ${wires} wires open at the server; edge-1 RSS ${rss_before} -> ${rss_after} KB"
     echo "heal: ${heal_ms} ms from kill -9 of the same-site endpoint to the first 200 at the address"
-    echo "mesh relay_ratio=$(ratio "$relay_mbps" "$direct_mbps") direct_ratio=$(ratio "$direct_rps" "$local_gateway_rps") proxy_rps_ratio=$(ratio "$proxy_rps" "$gateway_rps") added_p99_ms=$(awk -v a="$proxy_p99" -v b="$gateway_p99" 'BEGIN {printf "%.2f", a - b}') connect_ratio=$(ratio "$relay_cps" "$direct_cps") heal_ms=$heal_ms propagate_ms=$propagate_ms hol_loss=$(loss "$stalled_mbps" "$relay_mbps") wires=$wires kb_per_wire=$kb_per_wire held=$tcp_open hol_wedged=$hol_wedged hol_broken=$(wc -l <"$work/broken.txt") address_rps_ratio=$(ratio "$address_rps" "$gateway_rps") hol_loss_link=$(loss "$link_stalled_mbps" "$relay_mbps") relay_mbps=$relay_mbps direct_mbps=$direct_mbps"
+    echo "mesh relay_ratio=$(ratio "$relay_mbps" "$tls_mbps") direct_ratio=$(ratio "$direct_rps" "$local_gateway_rps") proxy_rps_ratio=$(ratio "$proxy_rps" "$gateway_rps") added_p99_ms=$(awk -v a="$proxy_p99" -v b="$gateway_p99" 'BEGIN {printf "%.2f", a - b}') connect_ratio=$(ratio "$relay_cps" "$direct_cps") heal_ms=$heal_ms propagate_ms=$propagate_ms hol_loss=$(loss "$stalled_mbps" "$relay_mbps") wires=$wires kb_per_wire=$kb_per_wire held=$tcp_open hol_wedged=$hol_wedged hol_broken=$(wc -l <"$work/broken.txt") address_rps_ratio=$(ratio "$address_rps" "$gateway_rps") hol_loss_link=$(loss "$link_stalled_mbps" "$relay_mbps") relay_mbps=$relay_mbps tls_mbps=$tls_mbps tcp_ratio=$(ratio "$relay_mbps" "$direct_mbps") direct_mbps=$direct_mbps"
     ;;
   *)
     echo "usage: bench/run.sh coldstart|http|ready|sync|converge|footprint|rollback|mesh" >&2

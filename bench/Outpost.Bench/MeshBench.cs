@@ -160,6 +160,79 @@ internal static class MeshBench
         return 0;
     }
 
+    /// <summary>
+    /// The relay's baseline as the issue defines it: one direct TLS connection between the same two
+    /// processes' kind (a client and a sink, a fresh self-signed certificate): the sink counts what
+    /// arrives and answers the total when the client closes.
+    /// </summary>
+    public static async Task TlsSinkAsync(int port)
+    {
+        using var key = System.Security.Cryptography.ECDsa.Create(System.Security.Cryptography.ECCurve.NamedCurves.nistP256);
+        var request = new System.Security.Cryptography.X509Certificates.CertificateRequest("CN=bench-sink", key, System.Security.Cryptography.HashAlgorithmName.SHA256);
+        using var self = request.CreateSelfSigned(DateTimeOffset.UtcNow.AddMinutes(-5), DateTimeOffset.UtcNow.AddDays(1));
+        using var certificate = System.Security.Cryptography.X509Certificates.X509CertificateLoader.LoadPkcs12(self.Export(System.Security.Cryptography.X509Certificates.X509ContentType.Pkcs12), null);
+        using var listener = new TcpListener(IPAddress.Loopback, port);
+        listener.Start();
+        while (true)
+        {
+            var socket = await listener.AcceptSocketAsync();
+            _ = Task.Run(async () =>
+            {
+                await using var tls = new System.Net.Security.SslStream(new NetworkStream(socket, ownsSocket: true));
+                await tls.AuthenticateAsServerAsync(certificate);
+                var buffer = new byte[256 * 1024];
+                long total = 0;
+                int read;
+                while ((read = await tls.ReadAsync(buffer)) > 0)
+                {
+                    total += read;
+                }
+
+                var count = new byte[8];
+                BinaryPrimitives.WriteInt64BigEndian(count, total);
+                await tls.WriteAsync(count);
+                await tls.ShutdownAsync();
+            });
+        }
+    }
+
+    /// <summary>Sends <paramref name="megabytes"/> MB over TLS to <see cref="TlsSinkAsync"/> and prints the MB/s once the sink has counted them.</summary>
+    public static async Task<int> TlsBulkAsync(int port, int megabytes)
+    {
+        using var socket = new Socket(SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
+        await socket.ConnectAsync(IPAddress.Loopback, port);
+        await using var tls = new System.Net.Security.SslStream(new NetworkStream(socket, ownsSocket: false));
+        await tls.AuthenticateAsClientAsync(new System.Net.Security.SslClientAuthenticationOptions
+        {
+            TargetHost = "bench-sink",
+#pragma warning disable CA5359 // the bench's own sink on loopback, with a certificate made for this run
+            RemoteCertificateValidationCallback = (_, _, _, _) => true,
+#pragma warning restore CA5359
+        });
+        var chunk = new byte[64 * 1024];
+        Random.Shared.NextBytes(chunk);
+        var clock = Stopwatch.StartNew();
+        long sent = 0;
+        while (sent < megabytes * 1024L * 1024)
+        {
+            await tls.WriteAsync(chunk);
+            sent += chunk.Length;
+        }
+
+        await tls.ShutdownAsync();
+        var count = new byte[8];
+        await tls.ReadExactlyAsync(count);
+        var counted = BinaryPrimitives.ReadInt64BigEndian(count);
+        if (counted != sent)
+        {
+            Console.Error.WriteLine($"sent {sent} bytes over TLS, the sink counted {counted}");
+            return 1;
+        }
+
+        Console.WriteLine((sent / 1048576.0 / clock.Elapsed.TotalSeconds).ToString("0.0", CultureInfo.InvariantCulture));
+        return 0;
+    }
+
     /// <summary>The sink's next 8-byte count, or null at the end of the stream.</summary>
     private static async Task<long?> ReadCountAsync(Socket socket)
     {

@@ -25,6 +25,11 @@ switch (args.FirstOrDefault())
     case "bulk":
         return await MeshBench.BulkAsync(int.Parse(args[1], CultureInfo.InvariantCulture), int.Parse(args[2], CultureInfo.InvariantCulture),
             args.Length > 3 ? double.Parse(args[3], CultureInfo.InvariantCulture) : null);
+    case "tlssink":
+        await MeshBench.TlsSinkAsync(int.Parse(args[1], CultureInfo.InvariantCulture));
+        return 0;
+    case "tlsbulk":
+        return await MeshBench.TlsBulkAsync(int.Parse(args[1], CultureInfo.InvariantCulture), int.Parse(args[2], CultureInfo.InvariantCulture));
     case "connects":
         return await MeshBench.ConnectsAsync(int.Parse(args[1], CultureInfo.InvariantCulture), double.Parse(args[2], CultureInfo.InvariantCulture), int.Parse(args[3], CultureInfo.InvariantCulture));
     case "stalled":
@@ -37,6 +42,6 @@ switch (args.FirstOrDefault())
         return await MeshBench.HoldAsync(System.Net.IPAddress.Parse(args[1]), int.Parse(args[2], CultureInfo.InvariantCulture), int.Parse(args[3], CultureInfo.InvariantCulture),
             int.Parse(args[4], CultureInfo.InvariantCulture), double.Parse(args[5], CultureInfo.InvariantCulture));
     default:
-        Console.Error.WriteLine("usage: Outpost.Bench coldstart [iterations] | kestrel PORT | sync OUTPOST_DLL SAMPLES RECORDS IDLE_SECONDS | rollback OUTPOST_DLL SAMPLES AGENTS RUNS WARMUPS | firstanswer URL PROGRAM ARGS... | sink PORT | bulk PORT MB [SECONDS] | connects PORT SECONDS CONCURRENCY | stalled PORT SECONDS | resume PORT | latency URL RATE SECONDS [HEADER] | hold ADDRESS PORT COUNT CONCURRENCY SECONDS");
+        Console.Error.WriteLine("usage: Outpost.Bench coldstart [iterations] | kestrel PORT | sync OUTPOST_DLL SAMPLES RECORDS IDLE_SECONDS | rollback OUTPOST_DLL SAMPLES AGENTS RUNS WARMUPS | firstanswer URL PROGRAM ARGS... | sink PORT | bulk PORT MB [SECONDS] | tlssink PORT | tlsbulk PORT MB | connects PORT SECONDS CONCURRENCY | stalled PORT SECONDS | resume PORT | latency URL RATE SECONDS [HEADER] | hold ADDRESS PORT COUNT CONCURRENCY SECONDS");
         return 2;
 }
