@@ -481,6 +481,19 @@ public sealed class MeshTests
         }
 
         await WaitForHealthyAsync(fleet, name, 2);
+        await Eventually.UntilAsync(() => AskAsync(url), body => body == "hello from edge-c (path /reading)\n", Fleet.Patience, "edge-a to reach edge-c again", b => b);
+
+        // edge-c hangs (stopped, its sockets still open, its link to the server still up for a while):
+        // the first connection waits out one direct dial, then goes to edge-b, and so do the next ones.
+        processC.Signal("STOP");
+        var hung = System.Diagnostics.Stopwatch.StartNew();
+        Assert.Equal("hello from edge-b (path /reading)\n", await AskAsync(url));
+        var first = hung.Elapsed;
+        Assert.Equal(Called("edge-b"), await AskAsync(call));
+        Assert.True(first < TimeSpan.FromSeconds(5), $"the first request after edge-c hung took {first.TotalMilliseconds:F0} ms");
+        processC.Signal("CONT");
+        await Eventually.UntilAsync(() => AskAsync(url), body => body == "hello from edge-c (path /reading)\n", Fleet.Patience, "edge-a to go back to edge-c", b => b);
+
         processC.Kill();
         var killed = System.Diagnostics.Stopwatch.StartNew();
         Assert.Equal("hello from edge-b (path /reading)\n", await AskAsync(url));

@@ -29,13 +29,16 @@ public sealed partial class MeshPeers(AgentOptions options, NodeCredentials cred
     /// <summary>How long a dial may take to connect and finish its handshake before the next endpoint is tried.</summary>
     public static readonly TimeSpan ConnectTimeout = TimeSpan.FromSeconds(1);
 
-    /// <summary>How long a node that could not be dialled is passed over.</summary>
+    /// <summary>How long a node that could not be dialled is passed over: doubled with each failure in a row, up to <see cref="MaxDownFor"/>.</summary>
     public static readonly TimeSpan DownFor = TimeSpan.FromSeconds(2);
+
+    /// <summary>The longest a node that keeps failing is passed over before it is tried again.</summary>
+    public static readonly TimeSpan MaxDownFor = TimeSpan.FromSeconds(30);
 
     private const int MaxLine = 256;
     private static readonly byte[] Ok = "ok\n"u8.ToArray();
 
-    private readonly ConcurrentDictionary<string, long> _down = new(StringComparer.Ordinal);
+    private readonly ConcurrentDictionary<string, (long Until, int Failures)> _down = new(StringComparer.Ordinal);
     private readonly TaskCompletionSource<string?> _advertised = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private (string Thumbprint, TrustBundle Trust)? _nodeTrust;
     private long _dialed;
@@ -135,13 +138,13 @@ public sealed partial class MeshPeers(AgentOptions options, NodeCredentials cred
 
     /// <summary>True while <paramref name="node"/> failed a dial recently: new wires go elsewhere.</summary>
     public bool IsDown(string node) =>
-        _down.TryGetValue(node, out var until) && System.Diagnostics.Stopwatch.GetTimestamp() < until;
+        _down.TryGetValue(node, out var down) && System.Diagnostics.Stopwatch.GetTimestamp() < down.Until;
 
     /// <summary>
     /// A direct wire to app of service <paramref name="service"/> on <paramref name="node"/> at
     /// <paramref name="address"/>. Throws <see cref="MeshUnavailableException"/> when the node
     /// cannot be reached, is not the node it should be, or serves no such endpoint; the node is
-    /// then passed over for <see cref="DownFor"/>.
+    /// then passed over for <see cref="DownFor"/>, longer after each failure in a row.
     /// </summary>
     public async Task<MeshConnection> DialAsync(string node, string address, string service, CancellationToken cancellationToken)
     {
@@ -155,7 +158,10 @@ public sealed partial class MeshPeers(AgentOptions options, NodeCredentials cred
         catch (Exception ex) when (ex is SocketException or IOException or AuthenticationException or OperationCanceledException or MeshUnavailableException && !cancellationToken.IsCancellationRequested)
         {
             Interlocked.Increment(ref _dialFailed);
-            _down[node] = System.Diagnostics.Stopwatch.GetTimestamp() + (long)(DownFor.TotalSeconds * System.Diagnostics.Stopwatch.Frequency);
+            // A hung node costs a dial its connect timeout: after each failure in a row it is tried half as often.
+            var failures = _down.TryGetValue(node, out var down) ? down.Failures + 1 : 1;
+            var wait = TimeSpan.FromTicks(Math.Min(MaxDownFor.Ticks, DownFor.Ticks << Math.Min(failures - 1, 8)));
+            _down[node] = (System.Diagnostics.Stopwatch.GetTimestamp() + (long)(wait.TotalSeconds * System.Diagnostics.Stopwatch.Frequency), failures);
             var reason = ex is OperationCanceledException ? $"no answer within {ConnectTimeout.TotalMilliseconds:F0} ms" : ex.Message;
             LogDialFailed(logger, node, address, service, reason);
             throw new MeshUnavailableException($"node {node} at {address}: {reason}");
