@@ -78,6 +78,9 @@ public sealed partial class OutpostAgent : IAsyncDisposable
         builder.Logging.Services.AddSingleton<ILoggerProvider>(sp => new Monitoring.RingLoggerProvider(sp.GetRequiredService<Monitoring.LogRing>()));
 
         var usage = new Monitoring.NodeUsageProbe(options.DataDir);
+        // A burst of wires connects to the mesh socket all at once: a backlog of 512 (the default)
+        // would turn most of them away (a Unix socket refuses at once when its backlog is full).
+        builder.WebHost.UseSockets(sockets => sockets.Backlog = 4096);
         builder.WebHost.ConfigureKestrel(kestrel =>
         {
             kestrel.AddServerHeader = false;

@@ -40,27 +40,40 @@ public static class MeshListener
     public static Task<Socket> ConnectToAppAsync(string dataDir, string app, CancellationToken cancellationToken) =>
         ConnectAsync(new UnixDomainSocketEndPoint(SocketPath(dataDir)), Preamble(app), cancellationToken);
 
+    /// <summary>How often a connect to a full Unix socket backlog is tried again (waits growing by 5 ms: ~5 s in all).</summary>
+    private const int ConnectRetries = 45;
+
     /// <summary>A connected socket (TCP with no delay, or Unix), <paramref name="preamble"/> sent first if given; disposed if anything fails.</summary>
     public static async Task<Socket> ConnectAsync(EndPoint endpoint, byte[]? preamble, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(endpoint);
-        var socket = endpoint is UnixDomainSocketEndPoint
-            ? new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified)
-            : new Socket(SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
-        try
+        for (var attempt = 0; ; attempt++)
         {
-            await socket.ConnectAsync(endpoint, cancellationToken);
-            if (preamble is not null)
+            var socket = endpoint is UnixDomainSocketEndPoint
+                ? new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified)
+                : new Socket(SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
+            try
             {
-                await socket.SendAsync(preamble, cancellationToken);
-            }
+                await socket.ConnectAsync(endpoint, cancellationToken);
+                if (preamble is not null)
+                {
+                    await socket.SendAsync(preamble, cancellationToken);
+                }
 
-            return socket;
-        }
-        catch
-        {
-            socket.Dispose();
-            throw;
+                return socket;
+            }
+            catch (SocketException ex) when (ex.SocketErrorCode == SocketError.WouldBlock && endpoint is UnixDomainSocketEndPoint && attempt < ConnectRetries)
+            {
+                // A Unix socket's backlog is full (a burst of wires): unlike TCP, the kernel says so at
+                // once rather than retrying; Kestrel drains it in moments. A failed socket is not reused.
+                socket.Dispose();
+                await Task.Delay(5 * (attempt + 1), cancellationToken);
+            }
+            catch
+            {
+                socket.Dispose();
+                throw;
+            }
         }
     }
 

@@ -28,6 +28,27 @@ public sealed partial class NodeWires(AgentOptions options, GatewayInfo gateway,
     /// <summary>Relayed dials refused here: the dialling node is not among the service's clients as this node knows them.</summary>
     public long NotAllowed => Interlocked.Read(ref _notAllowed);
 
+    /// <summary>
+    /// The most wires this node serves at once: half its open-files limit (a wire into an app is a
+    /// socket pair of this process) less a reserve for everything else. 100,000 when the limit is unknown.
+    /// </summary>
+    public static readonly int MaxOpen = OpenFilesLimit() is { } limit ? (int)Math.Max(16, (limit - 1024) / 2) : 100_000;
+
+    /// <summary>The soft "Max open files" of this process, from /proc/self/limits.</summary>
+    private static long? OpenFilesLimit()
+    {
+        try
+        {
+            var line = File.ReadLines("/proc/self/limits").FirstOrDefault(l => l.StartsWith("Max open files", StringComparison.Ordinal));
+            var fields = line?["Max open files".Length..].Split(' ', StringSplitOptions.RemoveEmptyEntries);
+            return fields is { Length: > 0 } && long.TryParse(fields[0], System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out var soft) ? soft : null;
+        }
+        catch (IOException)
+        {
+            return null;
+        }
+    }
+
     /// <summary>Serves one OpenWire in the background; it ends with the wire, or with the session.</summary>
     public void Serve(EdgeSync.EdgeSyncClient client, Metadata sessionHeaders, OpenWire open, CancellationToken cancellationToken)
     {
@@ -51,6 +72,16 @@ public sealed partial class NodeWires(AgentOptions options, GatewayInfo gateway,
         {
             using var call = client.Wire(headers, cancellationToken: cancellationToken);
             await using var wire = new WireStream(call.ResponseStream, call.RequestStream, call.RequestStream.CompleteAsync);
+            if (Volatile.Read(ref _open) > MaxOpen)
+            {
+                // Each wire into an app holds two descriptors here: past this, the node's own stores
+                // and logs could not open a file. The caller is told, and tries another endpoint.
+                Interlocked.Increment(ref _failed);
+                LogFull(logger, MaxOpen, open.Target);
+                await wire.FailAsync($"node {options.NodeName} holds its most wires ({MaxOpen}, from its open-files limit)");
+                return;
+            }
+
             if (open.Caller.Length > 0 && !mesh.Admits(open.Service, open.Caller))
             {
                 // The server checked too; the endpoint's node does not take its word for it.
@@ -132,6 +163,9 @@ public sealed partial class NodeWires(AgentOptions options, GatewayInfo gateway,
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "Refused node {Caller} a relayed wire to service {Service}: not among its clients")]
     private static partial void LogNotAllowed(ILogger logger, string caller, string service);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Refused a wire to {Target}: this node holds its most wires ({Max})")]
+    private static partial void LogFull(ILogger logger, int max, string target);
 
     [LoggerMessage(Level = LogLevel.Debug, Message = "A wire to {Target} ended early: {Reason}")]
     private static partial void LogWireBroken(ILogger logger, string target, string reason);

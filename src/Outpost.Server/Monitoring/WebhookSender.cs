@@ -114,12 +114,20 @@ public sealed partial class WebhookSender : IMetricsSource, IDisposable
         return Task.CompletedTask;
     }
 
+    /// <summary>Stops sending; a second call (the container holds it under two service types) does nothing.</summary>
     public void Dispose()
     {
+        if (Interlocked.Exchange(ref _disposed, 1) != 0)
+        {
+            return;
+        }
+
         _stopping.Cancel();
         _http.Dispose();
         _stopping.Dispose();
     }
+
+    private int _disposed;
 
     [LoggerMessage(Level = LogLevel.Information, Message = "Alert {Status} for rule {Rule} ({Target}) delivered to {Host} on attempt {Attempt}")]
     private static partial void LogDelivered(ILogger logger, string? status, string? rule, string? target, string host, int attempt);
