@@ -153,6 +153,31 @@ public sealed class KubectlTests
         Assert.Contains("spec.module.digest: 'sha256:nothex' is not a digest", output, StringComparison.Ordinal);
         Assert.Contains("spec.limits.memoryMB: unknown field", output, StringComparison.Ordinal);
         Assert.Empty((await fleet.ApiGetAsync("/apis/outpost.dev/v1/applications"))["items"]!.AsArray());
+
+        // A NetworkService, as the seed's quick start applies its mesh: created, changed, read, deleted.
+        string Service(int port) => fleet.WriteManifest("service.yaml", $"""
+            apiVersion: outpost.dev/v1
+            kind: NetworkService
+            metadata:
+              name: greetings
+            spec:
+              selector:
+                app: greeter
+              port: {port}
+            """);
+        (code, output) = await kubectl.RunAsync("apply", "-f", Service(8080));
+        Assert.True(code == 0, output);
+        Assert.Contains("networkservice.outpost.dev/greetings created", output, StringComparison.Ordinal);
+        (code, output) = await kubectl.RunAsync("apply", "-f", Service(9090));
+        Assert.True(code == 0, output);
+        Assert.Contains("networkservice.outpost.dev/greetings configured", output, StringComparison.Ordinal);
+        (code, output) = await kubectl.RunAsync("get", "svc", "greetings");
+        Assert.True(code == 0, output);
+        Assert.Matches(@"greetings\s+127\.77\.\d+\.\d+\s+9090", output);
+        (code, output) = await kubectl.RunAsync("delete", "-f", Service(9090));
+        Assert.True(code == 0, output);
+        (code, output) = await kubectl.RunAsync("get", "svc", "greetings");
+        Assert.NotEqual(0, code);
     }
 
     [SkippableFact]

@@ -241,6 +241,59 @@ public sealed class MeshTests
     }
 
     [Fact]
+    public async Task ANetworkService_IsAppliedAsAResource_SelectingItsAppsByLabel_AndDeletedAgain()
+    {
+        await using var fleet = new Fleet();
+        await fleet.StartServerAsync();
+        var (_, gateway) = await fleet.StartAgentAsync("edge-1", await fleet.CreateJoinTokenAsync(), "site=x");
+        var name = "declared-" + Guid.NewGuid().ToString("N")[..8];
+        var app = Fleet.HelloApp.Replace("  name: hello\n", "  name: hello\n  labels:\n    serves: readings\n", StringComparison.Ordinal);
+        var service = $"""
+            apiVersion: outpost.dev/v1
+            kind: NetworkService
+            metadata:
+              name: {name}
+            spec:
+              selector:
+                serves: readings
+              port: 8080
+              clients:
+                nodeSelector:
+                  site: x
+            """;
+        var (code, output) = await fleet.ClientAsync("apply", "-f", fleet.WriteManifest("hello.yaml", app), "-f", fleet.WriteManifest("service.yaml", service));
+        Assert.True(code == 0, output);
+        Assert.Contains($"networkservice.outpost.dev/{name} created", output, StringComparison.Ordinal);
+
+        // The app has no spec.expose: the NetworkService makes its instance an endpoint.
+        var json = await WaitForHealthyAsync(fleet, name, 1);
+        Assert.Equal("serves", json["spec"]!["selector"]!.AsObject().Single().Key);
+        Assert.NotNull(json["metadata"]!["resourceVersion"]);
+        Assert.Equal("hello", (string?)json["status"]!["endpoints"]![0]!["app"]);
+        var address = (string)json["spec"]!["address"]!;
+        await Fleet.WaitForBodyAsync($"http://{address}:8080/reading", "hello from edge-1 (path /reading)\n");
+        (code, output) = await fleet.ClientAsync("get", "services");
+        Assert.Matches($@"{name}\s+{System.Text.RegularExpressions.Regex.Escape(address)}\s+8080\s+hello\s+1/1", output);
+
+        // Bad input: no selector; an app exposing it on another port.
+        (code, output) = await fleet.ClientAsync("apply", "-f", fleet.WriteManifest("bad.yaml", service.Replace("  selector:\n    serves: readings\n", "", StringComparison.Ordinal)));
+        Assert.True(code != 0, output);
+        Assert.Contains("spec.selector", output, StringComparison.Ordinal);
+        (code, output) = await fleet.ClientAsync("apply", "-f", fleet.WriteManifest("other.yaml",
+            Fleet.HelloApp.Replace("name: hello", "name: other", StringComparison.Ordinal).Replace("route: /hello", "route: /other", StringComparison.Ordinal)
+            + $"\n  expose:\n    service: {name}\n    port: 9090\n"));
+        Assert.True(code != 0, output);
+        Assert.Contains("is declared by its NetworkService on port 8080", output, StringComparison.Ordinal);
+
+        // Deleted: the service is gone (the app no longer serves one).
+        (code, output) = await fleet.ClientAsync("delete", "-f", fleet.WriteManifest("service.yaml", service));
+        Assert.True(code == 0, output);
+        await Eventually.UntilAsync(async () => (await fleet.ClientAsync("get", "services", name)).Output, o => o.Contains("not found", StringComparison.Ordinal),
+            Fleet.Patience, "the service to be gone", o => o);
+        Assert.Equal(HttpStatusCode.OK, (await Fleet.GetAsync(gateway + "/hello")).Status);
+    }
+
+    [Fact]
     public async Task PortForward_CarriesPlainTcpBothWays_ToANodesPort_AndToAService()
     {
         await using var fleet = new Fleet();

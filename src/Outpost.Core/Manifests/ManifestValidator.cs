@@ -64,6 +64,15 @@ public static partial class ManifestValidator
         {
             AlertRuleSpec.Read(doc["spec"], errors);
         }
+        else if (kind == ResourceKind.NetworkService)
+        {
+            if ((doc["metadata"] as JsonObject)?["name"] is JsonValue name && name.GetValueKind() == JsonValueKind.String && !IsDnsLabel(name.GetValue<string>()))
+            {
+                errors.Add(new("metadata.name", $"'{name.GetValue<string>()}' is not a service name: use at most 63 lowercase letters, digits and '-' (it becomes NAME.mesh)"));
+            }
+
+            ValidateNetworkServiceSpec(doc["spec"], errors);
+        }
         else if (kind == ResourceKind.RuntimeClass)
         {
             var handler = RequireString(doc, "handler", "handler", errors);
@@ -250,6 +259,45 @@ public static partial class ManifestValidator
         }
 
         return labels[^1] != "mesh" || labels.Length == 2;
+    }
+
+    private static readonly string[] NetworkServiceFields = ["selector", "port", "ingress", "clients"];
+
+    /// <summary>
+    /// A NetworkService: <c>selector</c> (the labels of the apps whose instances are its endpoints),
+    /// <c>port</c>, <c>ingress.path</c> and <c>clients.nodeSelector</c> as in <c>spec.expose</c>.
+    /// </summary>
+    private static void ValidateNetworkServiceSpec(JsonNode? node, List<FieldError> errors)
+    {
+        if (node is not JsonObject spec)
+        {
+            errors.Add(new("spec", node is null ? "required field is missing: selector (the labels of the apps that serve it) and port" : $"expected an object, got {Describe(node)}"));
+            return;
+        }
+
+        UnknownFields(spec, "spec", NetworkServiceFields, errors);
+        if (spec["selector"] is not JsonObject { Count: > 0 })
+        {
+            errors.Add(new("spec.selector", "required: the labels of the apps whose Ready instances are the service's endpoints, e.g. {app: temps}"));
+        }
+        else
+        {
+            ValidateStringMap(spec["selector"], "spec.selector", errors, validateLabels: true);
+        }
+
+        // The rest reads as an app's spec.expose does, under spec.
+        var asExpose = new JsonObject { ["service"] = "x" };
+        foreach (var field in (string[])["port", "ingress", "clients"])
+        {
+            if (spec[field] is { } value)
+            {
+                asExpose[field] = value.DeepClone();
+            }
+        }
+
+        var exposeErrors = new List<FieldError>();
+        ValidateExpose(asExpose, exposeErrors);
+        errors.AddRange(exposeErrors.Select(e => e with { Field = "spec" + e.Field["spec.expose".Length..] }));
     }
 
     private static void ValidateExpose(JsonNode? node, List<FieldError> errors)

@@ -42,16 +42,17 @@ public sealed record ResourceKind(string Kind, string Plural, string Group, stri
     public static readonly ResourceKind Event = new("Event", "events", "", "v1");
 
     /// <summary>
-    /// Read-only: the fleet's network services, from the apps that expose them (spec.expose), with
-    /// their endpoints (the apps' Ready instances) and each endpoint's health.
+    /// A network service: applied as a resource (spec.selector picks the apps whose Ready instances
+    /// are its endpoints; port, ingress, clients), or implied by apps' spec.expose, the shorthand.
+    /// Read back with its endpoints (and each one's health) under status.
     /// </summary>
     public static readonly ResourceKind NetworkService = new("NetworkService", "networkservices", "outpost.dev", "v1");
 
     /// <summary>Kinds kept in the resource store (topics are derived from ingested records).</summary>
-    public static IReadOnlyList<ResourceKind> All { get; } = [Node, Application, ConfigSet, Secret, Bucket, AlertRule, RuntimeClass];
+    public static IReadOnlyList<ResourceKind> All { get; } = [Node, Application, ConfigSet, Secret, Bucket, AlertRule, RuntimeClass, NetworkService];
 
     /// <summary>Kinds a user may create with apply; nodes are created by joining.</summary>
-    public static IReadOnlyList<ResourceKind> Applicable { get; } = [Application, ConfigSet, Secret, Bucket, AlertRule, RuntimeClass];
+    public static IReadOnlyList<ResourceKind> Applicable { get; } = [Application, ConfigSet, Secret, Bucket, AlertRule, RuntimeClass, NetworkService];
 
     /// <summary>Kinds that are delivered to the nodes their placement selects.</summary>
     public static IReadOnlyList<ResourceKind> Targeted { get; } = [Application, ConfigSet, Secret, Bucket];

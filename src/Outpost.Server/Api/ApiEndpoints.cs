@@ -51,18 +51,32 @@ public static class ApiEndpoints
         MapKind(app, ResourceKind.AlertRule, writable: true);
         MapKind(app, ResourceKind.RuntimeClass, writable: true);
 
-        app.MapGet($"{OutpostPrefix}/networkservices", async (HttpContext context, Mesh.MeshRegistry registry, Mesh.ServiceTraffic traffic, IControlPlaneStore store, TimeProvider time, CancellationToken ct) =>
+        app.MapGet($"{OutpostPrefix}/networkservices", async (HttpContext context, Mesh.MeshRegistry registry, Mesh.ServiceTraffic traffic, IControlPlaneStore store, ResourceView view, TimeProvider time, CancellationToken ct) =>
         {
             var revision = await store.GetRevisionAsync(ct);
-            var items = (await registry.ListAsync(ct)).Select(s => Mesh.MeshRegistry.ToJson(s, traffic)).ToList();
+            var items = new List<JsonObject>();
+            foreach (var service in await registry.ListAsync(ct))
+            {
+                items.Add(await ServiceJsonAsync(service, traffic, store, view, ct));
+            }
+
             return KubeTable.Wanted(context.Request.Headers.Accept)
                 ? Results.Text(KubeTable.Build(ResourceKind.NetworkService, items, revision, time.GetUtcNow()).ToJsonString(), KubeTable.ContentType)
                 : Json(ResourceJson.ToList(ResourceKind.NetworkService, revision, items));
         });
-        app.MapGet(OutpostPrefix + "/networkservices/{name}", async (string name, Mesh.MeshRegistry registry, Mesh.ServiceTraffic traffic, CancellationToken ct) =>
+        app.MapGet(OutpostPrefix + "/networkservices/{name}", async (string name, HttpContext context, Mesh.MeshRegistry registry, Mesh.ServiceTraffic traffic, IControlPlaneStore store, ResourceView view, TimeProvider time, CancellationToken ct) =>
             await registry.GetAsync(name, ct) is { } service
-                ? Json(Mesh.MeshRegistry.ToJson(service, traffic))
-                : Error(new ApiStatus(404, StatusReasons.NotFound, $"networkservices.outpost.dev \"{name}\" not found: no app exposes it (spec.expose.service)", Kind: ResourceKind.NetworkService.Kind, Name: name)));
+                ? KubeTable.Wanted(context.Request.Headers.Accept)
+                    ? Results.Text(KubeTable.Build(ResourceKind.NetworkService, [await ServiceJsonAsync(service, traffic, store, view, ct)], await store.GetRevisionAsync(ct), time.GetUtcNow()).ToJsonString(), KubeTable.ContentType)
+                    : Json(await ServiceJsonAsync(service, traffic, store, view, ct))
+                : Error(new ApiStatus(404, StatusReasons.NotFound, $"networkservices.outpost.dev \"{name}\" not found: no NetworkService declares it and no app exposes it (spec.expose.service)", Kind: ResourceKind.NetworkService.Kind, Name: name)));
+        // A NetworkService is written as any stored kind; read back above, with its endpoints.
+        var services = ResourceKind.NetworkService.CollectionPath;
+        app.MapPost(services, (HttpContext ctx, IServiceProvider sp, CancellationToken ct) => WriteAsync(ctx, ResourceKind.NetworkService, null, WriteOp.Create, sp, ct));
+        app.MapPut(services + "/{name}", (string name, HttpContext ctx, IServiceProvider sp, CancellationToken ct) => WriteAsync(ctx, ResourceKind.NetworkService, name, WriteOp.Replace, sp, ct));
+        app.MapPatch(services + "/{name}", (string name, HttpContext ctx, IServiceProvider sp, CancellationToken ct) => PatchAsync(ctx, ResourceKind.NetworkService, name, sp, ct));
+        app.MapDelete(services + "/{name}", (string name, IControlPlaneStore store, ChangeFeed feed, NodeLeases leases, Monitoring.MetricsRecorder metrics, CancellationToken ct) =>
+            DeleteAsync(ResourceKind.NetworkService, name, store, feed, leases, metrics, ct));
         // The cloud gateway: any method, through the node's own connection (Mesh/MeshProxy.cs).
         app.Map("/proxy/nodes/{node}/{**path}", (string node, string? path, HttpContext context, Mesh.MeshProxy proxy) => proxy.ToNodeAsync(context, node, path ?? ""));
         app.Map("/proxy/services/{name}/{**path}", (string name, string? path, HttpContext context, Mesh.MeshProxy proxy) => proxy.ToServiceAsync(context, name, path ?? ""));
@@ -100,6 +114,27 @@ public static class ApiEndpoints
         app.MapKubeDiscovery();
         app.MapKubeNodeViews();
         app.MapKubeOpenApi();
+    }
+
+    /// <summary>
+    /// A service as the API shows it: its endpoints and what was relayed for it under status; for one
+    /// a NetworkService declares, the stored object's metadata and spec (selector, port, ...) too.
+    /// </summary>
+    private static async Task<JsonObject> ServiceJsonAsync(Mesh.MeshService service, Mesh.ServiceTraffic traffic, IControlPlaneStore store, ResourceView view, CancellationToken ct)
+    {
+        var json = Mesh.MeshRegistry.ToJson(service, traffic);
+        if (service.Declared && await store.GetAsync(ResourceKind.NetworkService.Kind, service.Name, ct) is { } stored)
+        {
+            var rendered = view.Render(stored);
+            json["metadata"] = rendered["metadata"]?.DeepClone();
+            var spec = (JsonObject)json["spec"]!;
+            foreach (var (field, value) in rendered["spec"] as JsonObject ?? [])
+            {
+                spec[field] = value?.DeepClone();
+            }
+        }
+
+        return json;
     }
 
     private static void MapKind(IEndpointRouteBuilder app, ResourceKind kind, bool writable)

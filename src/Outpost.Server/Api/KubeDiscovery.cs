@@ -35,7 +35,7 @@ public static class KubeDiscovery
         new(ResourceKind.AlertRule, WriteVerbs, []),
         new(ResourceKind.Alert, ["list"], []),
         new(ResourceKind.Topic, ReadVerbs, []),
-        new(ResourceKind.NetworkService, ReadVerbs, ["svc"]),
+        new(ResourceKind.NetworkService, WriteVerbs, ["svc"]),
         new(ResourceKind.RuntimeClass, WriteVerbs, []),
     ];
 

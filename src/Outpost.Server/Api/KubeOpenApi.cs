@@ -24,7 +24,7 @@ public static class KubeOpenApi
         var documents = new Dictionary<string, string>(StringComparer.Ordinal)
         {
             ["api/v1"] = Document("", [ResourceKind.Node]).ToJsonString(),
-            ["apis/outpost.dev/v1"] = Document("outpost.dev", [ResourceKind.Application, ResourceKind.ConfigSet, ResourceKind.Secret, ResourceKind.Bucket, ResourceKind.AlertRule]).ToJsonString(),
+            ["apis/outpost.dev/v1"] = Document("outpost.dev", [ResourceKind.Application, ResourceKind.ConfigSet, ResourceKind.Secret, ResourceKind.Bucket, ResourceKind.AlertRule, ResourceKind.NetworkService]).ToJsonString(),
             ["apis/node.k8s.io/v1"] = Document("node.k8s.io", [ResourceKind.RuntimeClass]).ToJsonString(),
         };
         var index = new JsonObject
@@ -172,6 +172,20 @@ public static class KubeOpenApi
                 ["direction"] = Enum("edge-local", "edge-to-cloud", "cloud-to-edge", "two-way"),
                 ["conflictPolicy"] = Enum("lww", "cloud-wins", "edge-wins"),
                 ["placement"] = Obj(new() { ["nodeSelector"] = Map() }),
+            });
+        }
+
+        if (kind == ResourceKind.NetworkService)
+        {
+            return Obj(new()
+            {
+                ["selector"] = Map(),
+                ["port"] = Int(),
+                ["ingress"] = Obj(new() { ["path"] = Str() }),
+                ["clients"] = Obj(new() { ["nodeSelector"] = Map() }),
+                // Read back with the service: its address and apps.
+                ["address"] = Str(),
+                ["apps"] = new JsonObject { ["type"] = "array", ["items"] = Str() },
             });
         }
 

@@ -57,6 +57,11 @@ public sealed class ResourceWriter(IControlPlaneStore store, Wasm.Hosting.WasmHo
             errors.Add(conflict);
         }
 
+        if (errors.Count == 0 && kind == ResourceKind.NetworkService.Kind && await ServicePortConflictAsync(name!, (JsonObject)body["spec"]!, cancellationToken) is { } portConflict)
+        {
+            errors.Add(portConflict);
+        }
+
         if (errors.Count == 0 && kind == ResourceKind.Secret.Kind)
         {
             errors.AddRange(await SealAsync(name!, (JsonObject)body["spec"]!["data"]!, cancellationToken));
@@ -84,6 +89,19 @@ public sealed class ResourceWriter(IControlPlaneStore store, Wasm.Hosting.WasmHo
             SpecJson = JsonCanonical.Serialize(kind == ResourceKind.RuntimeClass.Kind ? new JsonObject { ["handler"] = body["handler"]?.DeepClone() } : body["spec"] ?? new JsonObject()),
             ExpectedResourceVersion = op == WriteOp.Upsert ? null : expected,
         }, null);
+    }
+
+    /// <summary>A NetworkService on another port than the apps that already expose it: refused, naming one.</summary>
+    private async Task<FieldError?> ServicePortConflictAsync(string name, JsonObject spec, CancellationToken cancellationToken)
+    {
+        var port = NetworkServiceSpec.FromJson(spec).Port;
+        var other = (await store.ListAsync(ResourceKind.Application.Kind, cancellationToken)).Items
+            .Select(a => (a.Name, Spec: ApplicationSpec.FromJson(a.Spec())))
+            .Where(a => a.Spec.Expose is { } e && e.Service == name && e.Port != port)
+            .OrderBy(a => a.Name, StringComparer.Ordinal)
+            .FirstOrDefault();
+        return other.Name is null ? null : new FieldError("spec.port",
+            $"app '{other.Name}' exposes service '{name}' on port {other.Spec.Expose!.Port}; a service has one port: use {other.Spec.Expose.Port}, or change the app's spec.expose.port");
     }
 
     /// <summary>
@@ -114,6 +132,12 @@ public sealed class ResourceWriter(IControlPlaneStore store, Wasm.Hosting.WasmHo
             {
                 others[other] = ApplicationSpec.FromJson(otherSpec); // what this apply makes of it, not what is stored
             }
+        }
+
+        if (mine.Expose is { } expose && await store.GetAsync(ResourceKind.NetworkService.Kind, expose.Service, cancellationToken) is { } declared
+            && NetworkServiceSpec.FromJson(declared.Spec()).Port is var port && port != expose.Port)
+        {
+            return new FieldError("spec.expose.port", $"service '{expose.Service}' is declared by its NetworkService on port {port}; a service has one port: use {port}");
         }
 
         var exposed = others.Where(o => o.Key != name && mine.ExposeConflictsWith(o.Value)).OrderBy(o => o.Key, StringComparer.Ordinal).FirstOrDefault();

@@ -25,6 +25,9 @@ public sealed record MeshService(string Name, int Port, IReadOnlyList<string> Ap
     /// <summary>Its address on every node, in 127.77.0.0/16.</summary>
     public string Address { get; init; } = "";
 
+    /// <summary>True when a NetworkService resource declares it (not only apps' spec.expose).</summary>
+    public bool Declared { get; init; }
+
     /// <summary>The nodes that may open wires to it (least privilege: the server, the caller's node and the endpoint's node all check).</summary>
     public IReadOnlySet<string> Clients { get; init; } = new HashSet<string>();
 
@@ -47,16 +50,35 @@ public sealed class MeshRegistry(IControlPlaneStore store, ResourceView view, Wi
         var all = (await store.ListAsync(ResourceKind.Application.Kind, cancellationToken)).Items
             .Select(a => (Resource: a, Spec: ApplicationSpec.FromJson(a.Spec())))
             .ToList();
-        var apps = all.Where(a => a.Spec.Expose is not null).ToList();
-        if (apps.Count == 0)
+        var declared = (await store.ListAsync(ResourceKind.NetworkService.Kind, cancellationToken)).Items
+            .ToDictionary(r => r.Name, r => (Resource: r, Spec: NetworkServiceSpec.FromJson(r.Spec())), StringComparer.Ordinal);
+
+        // A service's apps: those its NetworkService selects by their labels, and those exposing it (spec.expose).
+        var groups = new SortedDictionary<string, List<(StoredResource Resource, ApplicationSpec Spec)>>(StringComparer.Ordinal);
+        foreach (var name in declared.Keys)
+        {
+            groups[name] = [.. all.Where(a => declared[name].Spec.Selects(a.Resource.Labels))];
+        }
+
+        foreach (var app in all.Where(a => a.Spec.Expose is not null))
+        {
+            var list = groups.TryGetValue(app.Spec.Expose!.Service, out var existing) ? existing : groups[app.Spec.Expose.Service] = [];
+            if (!list.Any(a => a.Resource.Name == app.Resource.Name))
+            {
+                list.Add(app);
+            }
+        }
+
+        if (groups.Count == 0)
         {
             return [];
         }
 
         var nodes = (await store.ListAsync(ResourceKind.Node.Kind, cancellationToken)).Items.Select(n => (Labels: n.Labels, View: view.Render(n))).ToList();
         var services = new List<MeshService>();
-        foreach (var group in apps.GroupBy(a => a.Spec.Expose!.Service, StringComparer.Ordinal).OrderBy(g => g.Key, StringComparer.Ordinal))
+        foreach (var (serviceName, group) in groups)
         {
+            var resourceSpec = declared.TryGetValue(serviceName, out var d) ? d.Spec : null;
             var endpoints = new List<MeshEndpoint>();
             foreach (var (resource, spec) in group)
             {
@@ -82,25 +104,30 @@ public sealed class MeshRegistry(IControlPlaneStore store, ResourceView view, Wi
             }
 
             // Who may open wires to it: nodes an app that calls it (http-out NAME.mesh) is placed on,
-            // and nodes the service admits for their own programs (expose.clients.nodeSelector).
+            // and nodes the service admits for their own programs (clients.nodeSelector, of the
+            // NetworkService or of an app's expose).
+            var selectors = group.Select(a => a.Spec.Expose?.Service == serviceName ? a.Spec.Expose.Clients : null).Append(resourceSpec?.Clients).OfType<IReadOnlyDictionary<string, string>>().ToList();
             var clients = new SortedSet<string>(StringComparer.Ordinal);
             foreach (var (labels, node) in nodes)
             {
-                if (all.Any(a => a.Spec.MeshServicesCalled.Contains(group.Key, StringComparer.Ordinal) && a.Spec.Targets(labels))
-                    || group.Any(a => a.Spec.Expose!.Clients is { } selector && selector.All(p => labels.TryGetValue(p.Key, out var v) && v == p.Value)))
+                if (all.Any(a => a.Spec.MeshServicesCalled.Contains(serviceName, StringComparer.Ordinal) && a.Spec.Targets(labels))
+                    || selectors.Any(selector => selector.All(p => labels.TryGetValue(p.Key, out var v) && v == p.Value)))
                 {
                     clients.Add((string)node["metadata"]!["name"]!);
                 }
             }
 
-            // One port per service is enforced at apply; the first app by name decides if an old store disagrees.
-            var first = group.OrderBy(a => a.Resource.Name, StringComparer.Ordinal).First();
-            services.Add(new MeshService(group.Key, first.Spec.Expose!.Port, group.Select(a => a.Resource.Name).Order(StringComparer.Ordinal).ToList(),
+            // A NetworkService's port and ingress decide; else one port per service is enforced at
+            // apply, and the first exposing app by name decides if an old store disagrees.
+            var exposing = group.Where(a => a.Spec.Expose?.Service == serviceName).OrderBy(a => a.Resource.Name, StringComparer.Ordinal).ToList();
+            var created = d.Resource?.CreationTimestamp ?? group.Min(a => a.Resource.CreationTimestamp);
+            services.Add(new MeshService(serviceName, resourceSpec?.Port ?? exposing[0].Spec.Expose!.Port, group.Select(a => a.Resource.Name).Order(StringComparer.Ordinal).ToList(),
                 endpoints.OrderBy(e => e.Node, StringComparer.Ordinal).ThenBy(e => e.App, StringComparer.Ordinal).ToList(),
-                group.Min(a => a.Resource.CreationTimestamp))
+                created)
             {
-                Ingress = group.Select(a => a.Spec.Expose!.Ingress).FirstOrDefault(i => i is not null),
+                Ingress = resourceSpec?.Ingress ?? exposing.Select(a => a.Spec.Expose!.Ingress).FirstOrDefault(i => i is not null),
                 Clients = clients,
+                Declared = resourceSpec is not null,
             });
         }
 

@@ -24,7 +24,8 @@ internal sealed class GetWatch(ApiClient client, ResourceKind kind, string path,
     {
         try
         {
-            if (ResourceKind.All.Contains(kind))
+            // Services are read back with their endpoints, computed, not a stored object's watch: polled.
+            if (ResourceKind.All.Contains(kind) && kind != ResourceKind.NetworkService)
             {
                 await FollowWatchAsync(ct);
             }

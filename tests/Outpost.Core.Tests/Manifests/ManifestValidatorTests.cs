@@ -72,6 +72,32 @@ public sealed class ManifestValidatorTests
         }
     }
 
+    [Theory]
+    [InlineData("{selector: {app: temps}, port: 8080, clients: {nodeSelector: {site: a}}, ingress: {path: /temps}}", null, null)]
+    [InlineData("{port: 8080}", "spec.selector", "required")]
+    [InlineData("{selector: {app: temps}, port: 0}", "spec.port", "expected a port number")]
+    [InlineData("{selector: {app: temps}, ingress: {path: shop}}", "spec.ingress.path", "is not an ingress path")]
+    [InlineData("{selector: {app: temps}, service: temps}", "spec.service", "unknown field")]
+    [InlineData("{selector: {app: temps}, clients: {}}", "spec.clients", "expected an object with nodeSelector")]
+    public void NetworkService_IsValidated_NamingTheField(string spec, string? field, string? message)
+    {
+        var errors = ManifestValidator.Validate(YamlManifestReader.Read($"apiVersion: outpost.dev/v1\nkind: NetworkService\nmetadata: {{name: temps}}\nspec: {spec}\n", "t.yaml")[0].Body, allowModulePath: true);
+
+        if (field is null)
+        {
+            Assert.Empty(errors);
+        }
+        else
+        {
+            Assert.Contains(errors, e => e.Field == field && e.Message.Contains(message!, StringComparison.Ordinal));
+        }
+    }
+
+    [Fact]
+    public void NetworkService_NameMustBeAServiceName() =>
+        Assert.Contains(ManifestValidator.Validate(YamlManifestReader.Read("apiVersion: outpost.dev/v1\nkind: NetworkService\nmetadata: {name: Temps.Service}\nspec: {selector: {app: t}}\n", "t.yaml")[0].Body, allowModulePath: true),
+            e => e.Field == "metadata.name");
+
     [Fact]
     public void HttpOut_IsReadIntoTheSpec_WithTheMeshServicesItCalls()
     {
