@@ -32,12 +32,16 @@ public sealed class WireStream : Stream
     /// <param name="reader">The peer's frames.</param>
     /// <param name="writer">Where this side's frames go.</param>
     /// <param name="completeWrites">For a client call, its request stream's CompleteAsync, called after the eof frame.</param>
-    public WireStream(IAsyncStreamReader<WireFrame> reader, IAsyncStreamWriter<WireFrame> writer, Func<Task>? completeWrites = null)
+    /// <param name="owner">What ends with the stream (a client call): disposed with it.</param>
+    public WireStream(IAsyncStreamReader<WireFrame> reader, IAsyncStreamWriter<WireFrame> writer, Func<Task>? completeWrites = null, IDisposable? owner = null)
     {
         _reader = reader ?? throw new ArgumentNullException(nameof(reader));
         _writer = writer ?? throw new ArgumentNullException(nameof(writer));
         _completeWrites = completeWrites;
+        _owner = owner;
     }
+
+    private readonly IDisposable? _owner;
 
     /// <summary>Completes when the stream is disposed.</summary>
     public Task Completion => _completion.Task;
@@ -202,6 +206,7 @@ public sealed class WireStream : Stream
         {
             _completion.TrySetResult();
             _writeLock.Dispose();
+            _owner?.Dispose();
         }
 
         base.Dispose(disposing);

@@ -157,7 +157,7 @@ public sealed partial class HttpOutClient : IDisposable
         }
 
         options.Set(NodeKey, connection.Node);
-        return new Owned(connection);
+        return connection.Stream; // it owns the connection: the handler's dispose ends it
     }
 
     /// <summary>The innermost reason, which says what happened (not "An error occurred while sending the request").</summary>
@@ -176,62 +176,6 @@ public sealed partial class HttpOutClient : IDisposable
     {
         _overMesh.Dispose();
         _outside.Dispose();
-    }
-
-    /// <summary>A mesh connection as the HTTP handler's stream: disposing it ends the connection, call and all.</summary>
-    private sealed class Owned(MeshConnection connection) : Stream
-    {
-        private readonly Stream _inner = connection.Stream;
-
-        public override bool CanRead => true;
-
-        public override bool CanWrite => true;
-
-        public override bool CanSeek => false;
-
-        public override long Length => throw new NotSupportedException();
-
-        public override long Position
-        {
-            get => throw new NotSupportedException();
-            set => throw new NotSupportedException();
-        }
-
-        public override ValueTask<int> ReadAsync(Memory<byte> buffer, CancellationToken cancellationToken = default) => _inner.ReadAsync(buffer, cancellationToken);
-
-        public override ValueTask WriteAsync(ReadOnlyMemory<byte> buffer, CancellationToken cancellationToken = default) => _inner.WriteAsync(buffer, cancellationToken);
-
-        public override Task<int> ReadAsync(byte[] buffer, int offset, int count, CancellationToken cancellationToken) => _inner.ReadAsync(buffer, offset, count, cancellationToken);
-
-        public override Task WriteAsync(byte[] buffer, int offset, int count, CancellationToken cancellationToken) => _inner.WriteAsync(buffer, offset, count, cancellationToken);
-
-        public override Task FlushAsync(CancellationToken cancellationToken) => _inner.FlushAsync(cancellationToken);
-
-        public override void Flush() => _inner.Flush();
-
-        public override int Read(byte[] buffer, int offset, int count) => _inner.Read(buffer, offset, count);
-
-        public override void Write(byte[] buffer, int offset, int count) => _inner.Write(buffer, offset, count);
-
-        public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
-
-        public override void SetLength(long value) => throw new NotSupportedException();
-
-        public override async ValueTask DisposeAsync()
-        {
-            await connection.DisposeAsync();
-            await base.DisposeAsync();
-        }
-
-        protected override void Dispose(bool disposing)
-        {
-            if (disposing)
-            {
-                connection.DisposeAsync().AsTask().GetAwaiter().GetResult();
-            }
-
-            base.Dispose(disposing);
-        }
     }
 
     [LoggerMessage(Level = LogLevel.Information, Message = "http-out {Method} {Host}: the endpoint failed ({Reason}); retrying once, not on {Avoid}")]

@@ -296,14 +296,14 @@ public sealed partial class MeshClient(AgentOptions options, AppRegistry apps, M
         }
 
         var call = link.Client.Wire(headers, cancellationToken: link.Session);
-        var wire = new WireStream(call.ResponseStream, call.RequestStream, call.RequestStream.CompleteAsync);
+        var wire = new WireStream(call.ResponseStream, call.RequestStream, call.RequestStream.CompleteAsync, owner: call);
         Count(service, "relayed");
         if (unreachable.Count > 0)
         {
             Count(service, "healed"); // a same-site endpoint failed; the server picks another
         }
 
-        return new MeshConnection(wire, MeshRoute.Relayed, "", () => wire.ShutdownWriteAsync(link.Session), wire.WaitForCloseAsync, call);
+        return new MeshConnection(wire, MeshRoute.Relayed, "", () => wire.ShutdownWriteAsync(link.Session), wire.WaitForCloseAsync);
     }
 
     /// <summary>True when the registry this node holds lets <paramref name="caller"/> open wires to <paramref name="service"/>.</summary>

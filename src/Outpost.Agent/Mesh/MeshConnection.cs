@@ -15,9 +15,10 @@ public enum MeshRoute
 
 /// <summary>
 /// One open connection to an endpoint of a service, however it is carried: a byte stream whose
-/// write side can be closed alone (so a request ended by a shutdown still gets its answer).
+/// write side can be closed alone (so a request ended by a shutdown still gets its answer), and
+/// which owns everything under it, so disposing the stream ends the connection.
 /// </summary>
-public sealed class MeshConnection(Stream stream, MeshRoute route, string node, Func<Task> shutdownWrite, Func<CancellationToken, Task>? drain = null, IDisposable? owner = null) : IAsyncDisposable
+public sealed class MeshConnection(Stream stream, MeshRoute route, string node, Func<Task> shutdownWrite, Func<CancellationToken, Task>? drain = null) : IAsyncDisposable
 {
     public Stream Stream { get; } = stream;
 
@@ -32,11 +33,8 @@ public sealed class MeshConnection(Stream stream, MeshRoute route, string node, 
     /// <summary>Waits, within <paramref name="cancellationToken"/>, until the far side is done too (a relayed wire ends its call only then).</summary>
     public Task DrainAsync(CancellationToken cancellationToken) => drain?.Invoke(cancellationToken) ?? Task.CompletedTask;
 
-    public async ValueTask DisposeAsync()
-    {
-        await Stream.DisposeAsync();
-        owner?.Dispose();
-    }
+    /// <summary>Ends the connection: its stream owns all of it (socket, TLS, or the wire's call).</summary>
+    public ValueTask DisposeAsync() => Stream.DisposeAsync();
 }
 
 /// <summary>No endpoint of the service could be reached; the message says why.</summary>
