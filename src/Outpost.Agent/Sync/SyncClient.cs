@@ -184,8 +184,8 @@ public sealed partial class SyncClient(
             KeepAlivePingPolicy = HttpKeepAlivePingPolicy.Always,
             PooledConnectionIdleTimeout = Timeout.InfiniteTimeSpan,
             EnableMultipleHttp2Connections = false,
-            // Each wire to this node gets a window of its own to fill at once, as the server's wires do.
-            InitialHttp2StreamWindowSize = 1024 * 1024,
+            // The default stream window (64 KiB, grown as throughput asks): what a cut link loses of a
+            // module download, buffered here but not yet written, stays small.
         },
         MaxReceiveMessageSize = 16 * 1024 * 1024,
     });
