@@ -22,16 +22,6 @@ public sealed partial class MeshDialer(WireRelay relay, MeshRegistry registry, I
     /// <summary>How long an endpoint's node has to answer before the next endpoint is tried: a live node answers in milliseconds, a hung one never.</summary>
     public static readonly TimeSpan DialAcceptTimeout = TimeSpan.FromSeconds(1);
 
-    private long _relayed;
-    private long _refused;
-    private long _notAllowed;
-
-    public long Relayed => Interlocked.Read(ref _relayed);
-
-    public long Refused => Interlocked.Read(ref _refused);
-
-    /// <summary>Dials refused because the node may not open wires to that service.</summary>
-    public long NotAllowed => Interlocked.Read(ref _notAllowed);
 
     public async Task DialAsync(string node, string service, IAsyncStreamReader<WireFrame> requests, IServerStreamWriter<WireFrame> responses, ServerCallContext context)
     {
@@ -41,7 +31,6 @@ public sealed partial class MeshDialer(WireRelay relay, MeshRegistry registry, I
         var known = await registry.GetRecentAsync(service, ct);
         if (known is null)
         {
-            Interlocked.Increment(ref _refused);
             await caller.FailAsync($"service '{service}' not found: no app exposes it");
             return;
         }
@@ -49,7 +38,6 @@ public sealed partial class MeshDialer(WireRelay relay, MeshRegistry registry, I
         var counters = traffic.Of(service);
         if (!known.Clients.Contains(node))
         {
-            Interlocked.Increment(ref _notAllowed);
             counters.CountNotAllowed();
             LogNotAllowed(logger, node, service);
             await caller.FailAsync(MeshRules.NotAllowed(node, service));
@@ -78,7 +66,6 @@ public sealed partial class MeshDialer(WireRelay relay, MeshRegistry registry, I
                 continue;
             }
 
-            Interlocked.Increment(ref _relayed);
             counters.Opened(failedFirst: failures.Count);
             LogRelayed(logger, node, service, endpoint.Node);
             await using (target)
@@ -96,7 +83,6 @@ public sealed partial class MeshDialer(WireRelay relay, MeshRegistry registry, I
             return;
         }
 
-        Interlocked.Increment(ref _refused);
         counters.CountUnavailable();
         await caller.FailAsync(failures.Count == 0
             ? $"service '{service}' has no healthy endpoint on another node"
