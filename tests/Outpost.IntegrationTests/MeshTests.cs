@@ -536,16 +536,28 @@ public sealed class MeshTests
         await WaitForHealthyAsync(fleet, name, 2);
         await Eventually.UntilAsync(() => AskAsync(url), body => body == "hello from edge-c (path /reading)\n", Fleet.Patience, "edge-a to reach edge-c again", b => b);
 
+        // edge-a probes edge-c, which it may dial directly, and the server probes both endpoints' nodes.
+        await Eventually.UntilAsync(() => PeerUpAsync(gatewayA, "edge-c"), up => up == 1, Fleet.Patience, "edge-a to probe edge-c", up => $"{up}");
+
         // edge-c hangs (stopped, its sockets still open, its link to the server still up for a while):
-        // the first connection waits out one direct dial, then goes to edge-b, and so do the next ones.
+        // with no request made, edge-a's probes and the server's notice; then connections go to edge-b
+        // at once, none of them wasting a dial on edge-c.
         processC.Signal("STOP");
-        var hung = System.Diagnostics.Stopwatch.StartNew();
-        Assert.Equal("hello from edge-b (path /reading)\n", await AskAsync(url));
-        var first = hung.Elapsed;
-        Assert.Equal(Called("edge-b"), await AskAsync(call));
-        Assert.True(first < TimeSpan.FromSeconds(5), $"the first request after edge-c hung took {first.TotalMilliseconds:F0} ms");
+        await Eventually.UntilAsync(() => PeerUpAsync(gatewayA, "edge-c"), up => up == 0, Fleet.Patience, "edge-a's probes to find edge-c silent", up => $"{up}");
+        await Eventually.UntilAsync(async () => await EndpointAsync(fleet, name, "edge-c"), e => e?["answering"]?.GetValue<bool>() == false, Fleet.Patience,
+            "the server's probes to find edge-c silent", e => e?.ToJsonString() ?? "no endpoint");
+        var dialsFailed = await DirectCountAsync(gatewayA, "dial_failed");
+        for (var i = 0; i < 3; i++)
+        {
+            Assert.Equal("hello from edge-b (path /reading)\n", await AskAsync(url));
+            Assert.Equal(Called("edge-b"), await AskAsync(call));
+        }
+
+        Assert.Equal(dialsFailed, await DirectCountAsync(gatewayA, "dial_failed"));
         processC.Signal("CONT");
+        await Eventually.UntilAsync(() => PeerUpAsync(gatewayA, "edge-c"), up => up == 1, Fleet.Patience, "edge-a's probes to find edge-c back", up => $"{up}");
         await Eventually.UntilAsync(() => AskAsync(url), body => body == "hello from edge-c (path /reading)\n", Fleet.Patience, "edge-a to go back to edge-c", b => b);
+        Assert.True((await EndpointAsync(fleet, name, "edge-c"))?["answering"]?.GetValue<bool>() == true);
 
         processC.Kill();
         var killed = System.Diagnostics.Stopwatch.StartNew();
@@ -569,6 +581,24 @@ public sealed class MeshTests
             return "failed: " + ex.Message;
         }
     }
+
+    /// <summary>outpost_node_mesh_peer_up for <paramref name="peer"/> on the node of <paramref name="gateway"/>; -1 while it is not probed.</summary>
+    private static async Task<double> PeerUpAsync(string gateway, string peer) =>
+        Sample(await MetricsAsync(gateway), "outpost_node_mesh_peer_up{", $"peer=\"{peer}\"") ?? -1;
+
+    /// <summary>outpost_node_mesh_direct_total for <paramref name="kind"/> (dialed, dial_failed, ...) on the node of <paramref name="gateway"/>.</summary>
+    private static async Task<double> DirectCountAsync(string gateway, string kind) =>
+        Sample(await MetricsAsync(gateway), "outpost_node_mesh_direct_total{", $"event=\"{kind}\"") ?? 0;
+
+    private static async Task<string> MetricsAsync(string gateway) => (await Fleet.GetAsync(gateway + "/_outpost/metrics")).Body;
+
+    private static double? Sample(string metrics, string prefix, string label) =>
+        metrics.Split('\n').Where(l => l.StartsWith(prefix, StringComparison.Ordinal) && l.Contains(label, StringComparison.Ordinal))
+            .Select(l => (double?)double.Parse(l[(l.LastIndexOf(' ') + 1)..], System.Globalization.CultureInfo.InvariantCulture)).FirstOrDefault();
+
+    /// <summary>The endpoint of service <paramref name="service"/> on <paramref name="node"/>, as <c>describe service</c> shows it.</summary>
+    private static async Task<System.Text.Json.Nodes.JsonNode?> EndpointAsync(Fleet fleet, string service, string node) =>
+        (await fleet.ApiGetAsync($"/apis/outpost.dev/v1/networkservices/{service}"))["status"]?["endpoints"]?.AsArray().FirstOrDefault(e => (string?)e?["node"] == node);
 
     /// <summary>outpost_node_mesh_connections_total for <paramref name="route"/> on the node of <paramref name="gateway"/>, all services together.</summary>
     private static async Task<double> RouteCountAsync(string gateway, string route)

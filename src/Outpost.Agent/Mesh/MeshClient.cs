@@ -81,9 +81,10 @@ public sealed partial class MeshClient(AgentOptions options, AppRegistry apps, M
 
         Reconcile();
         var dns = options.Dns is { } address ? new MeshDns(Core.Api.ListenAddress.Parse(address), this, logger).RunAsync(stoppingToken) : Task.CompletedTask;
+        var probes = peers.RunProbesAsync(DirectPeers, stoppingToken);
         try
         {
-            await Task.WhenAll(dns, Task.Delay(Timeout.Infinite, stoppingToken));
+            await Task.WhenAll(dns, probes, Task.Delay(Timeout.Infinite, stoppingToken));
         }
         catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
         {
@@ -249,6 +250,11 @@ public sealed partial class MeshClient(AgentOptions options, AppRegistry apps, M
             .OrderBy(_ => Random.Shared.Next())
             .ToList();
         var link = _link is { } up && !up.Session.IsCancellationRequested ? up : null;
+        // Same-site nodes passed over (failing their probes, or a dial a moment ago): the server is told not to pick them either.
+        if (link is not null)
+        {
+            unreachable.AddRange(sameSite.Where(e => peers.IsDown(e.Node)).Select(e => e.Node));
+        }
         // Nodes that failed a moment ago are tried again only when there is no server to relay.
         foreach (var endpoint in sameSite.Where(e => !peers.IsDown(e.Node)).Concat(link is null ? sameSite.Where(e => peers.IsDown(e.Node)) : []))
         {
@@ -298,12 +304,29 @@ public sealed partial class MeshClient(AgentOptions options, AppRegistry apps, M
         var call = link.Client.Wire(headers, cancellationToken: link.Session);
         var wire = new WireStream(call.ResponseStream, call.RequestStream, call.RequestStream.CompleteAsync, owner: call);
         Count(service, "relayed");
-        if (unreachable.Count > 0)
+        if (failures.Count > 0 || avoid is not null)
         {
-            Count(service, "healed"); // a same-site endpoint failed; the server picks another
+            Count(service, "healed"); // an endpoint failed this very connection; the server picks another
         }
 
         return new MeshConnection(wire, MeshRoute.Relayed, "", () => wire.ShutdownWriteAsync(link.Session), wire.WaitForCloseAsync);
+    }
+
+    /// <summary>The nodes of this site this one may dial directly (endpoints of services it calls), with their addresses: those it probes.</summary>
+    private IReadOnlyCollection<(string Node, string Address)> DirectPeers()
+    {
+        var registry = _registry;
+        var site = Site;
+        if (site is null)
+        {
+            return [];
+        }
+
+        return [.. registry.Services.Where(s => registry.Calls.Contains(s.Name))
+            .SelectMany(s => s.Endpoints)
+            .Where(e => e.Node != options.NodeName && e.Site == site && e.Ready && e.Address.Length > 0)
+            .Select(e => (e.Node, e.Address))
+            .DistinctBy(e => e.Node)];
     }
 
     /// <summary>True when the registry this node holds lets <paramref name="caller"/> open wires to <paramref name="service"/>.</summary>

@@ -35,8 +35,18 @@ public sealed partial class MeshPeers(AgentOptions options, NodeCredentials cred
     /// <summary>The longest a node that keeps failing is passed over before it is tried again.</summary>
     public static readonly TimeSpan MaxDownFor = TimeSpan.FromSeconds(30);
 
+    /// <summary>How often each watched same-site node is probed (NSM probes a wire every 200 ms).</summary>
+    public static readonly TimeSpan ProbeInterval = TimeSpan.FromMilliseconds(250);
+
+    /// <summary>How long a probe may go unanswered before the node is passed over.</summary>
+    public static readonly TimeSpan ProbeTimeout = TimeSpan.FromMilliseconds(750);
+
     private const int MaxLine = 256;
     private static readonly byte[] Ok = "ok\n"u8.ToArray();
+    private static readonly byte[] PingLine = "ping\n"u8.ToArray();
+    private static readonly byte[] Pong = "pong\n"u8.ToArray();
+    private readonly ConcurrentDictionary<string, bool> _probes = new(StringComparer.Ordinal);
+    private long _probesMissed;
 
     private readonly ConcurrentDictionary<string, (long Until, int Failures)> _down = new(StringComparer.Ordinal);
     private readonly TaskCompletionSource<string?> _advertised = new(TaskCreationOptions.RunContinuationsAsynchronously);
@@ -136,9 +146,17 @@ public sealed partial class MeshPeers(AgentOptions options, NodeCredentials cred
         return true;
     }
 
-    /// <summary>True while <paramref name="node"/> failed a dial recently: new wires go elsewhere.</summary>
+    /// <summary>True while <paramref name="node"/> failed a dial recently, or fails its probes: new wires go elsewhere.</summary>
     public bool IsDown(string node) =>
-        _down.TryGetValue(node, out var down) && System.Diagnostics.Stopwatch.GetTimestamp() < down.Until;
+        (_probes.TryGetValue(node, out var answering) && !answering)
+        || (_down.TryGetValue(node, out var down) && System.Diagnostics.Stopwatch.GetTimestamp() < down.Until);
+
+    /// <summary>The nodes probed now, each with whether it answers.</summary>
+    public IEnumerable<(string Node, bool Answering)> Probed =>
+        _probes.OrderBy(p => p.Key, StringComparer.Ordinal).Select(p => (p.Key, p.Value));
+
+    /// <summary>Times a probed node went from answering to failing its probes.</summary>
+    public long ProbesMissed => Interlocked.Read(ref _probesMissed);
 
     /// <summary>
     /// A direct wire to app of service <paramref name="service"/> on <paramref name="node"/> at
@@ -170,6 +188,30 @@ public sealed partial class MeshPeers(AgentOptions options, NodeCredentials cred
 
     private async Task<MeshConnection> ConnectAsync(string node, string address, string service, CancellationToken cancellationToken)
     {
+        using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        timeout.CancelAfter(ConnectTimeout);
+        var tls = await OpenTlsAsync(node, address, timeout.Token);
+        try
+        {
+            await tls.WriteAsync(Encoding.ASCII.GetBytes($"dial {service}\n"), timeout.Token);
+            var answer = await ReadLineAsync(tls, timeout.Token);
+            if (answer != "ok")
+            {
+                throw new MeshUnavailableException(answer?.StartsWith("no ", StringComparison.Ordinal) == true ? answer[3..] : "the node closed the connection");
+            }
+
+            return new MeshConnection(tls, MeshRoute.Direct, node, () => tls.ShutdownAsync());
+        }
+        catch
+        {
+            await tls.DisposeAsync();
+            throw;
+        }
+    }
+
+    /// <summary>Mutual TLS with <paramref name="node"/> at <paramref name="address"/>, each side checking the other's node certificate.</summary>
+    private async Task<SslStream> OpenTlsAsync(string node, string address, CancellationToken cancellationToken)
+    {
         var certificate = credentials.Current ?? throw new MeshUnavailableException("this node holds no certificate yet (it has not joined over TLS)");
         var trust = NodeTrust(certificate) ?? throw new MeshUnavailableException("this node holds no fleet CA to check peers with");
         if (!TryParseAddress(address, out var endpoint))
@@ -177,13 +219,13 @@ public sealed partial class MeshPeers(AgentOptions options, NodeCredentials cred
             throw new MeshUnavailableException($"'{address}' is not HOST:PORT");
         }
 
-        using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
-        timeout.CancelAfter(ConnectTimeout);
         var socket = new Socket(SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
         SslStream? tls = null;
         string? rejected = null;
         try
         {
+            using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+            timeout.CancelAfter(ConnectTimeout);
             await socket.ConnectAsync(endpoint!, timeout.Token);
             tls = new SslStream(new NetworkStream(socket, ownsSocket: true));
             await tls.AuthenticateAsClientAsync(new SslClientAuthenticationOptions
@@ -192,15 +234,7 @@ public sealed partial class MeshPeers(AgentOptions options, NodeCredentials cred
                 ClientCertificateContext = SslStreamCertificateContext.Create(certificate, null),
                 RemoteCertificateValidationCallback = (_, presented, chain, _) => (rejected = Check(trust, presented, chain, node)) is null,
             }, timeout.Token);
-            await tls.WriteAsync(Encoding.ASCII.GetBytes($"dial {service}\n"), timeout.Token);
-            var answer = await ReadLineAsync(tls, timeout.Token);
-            if (answer != "ok")
-            {
-                throw new MeshUnavailableException(answer?.StartsWith("no ", StringComparison.Ordinal) == true ? answer[3..] : "the node closed the connection");
-            }
-
-            var stream = tls;
-            return new MeshConnection(stream, MeshRoute.Direct, node, () => stream.ShutdownAsync());
+            return tls;
         }
         catch (AuthenticationException ex)
         {
@@ -296,6 +330,12 @@ public sealed partial class MeshPeers(AgentOptions options, NodeCredentials cred
             }
 
             var line = await MeshListener.ReadLineAsync(connection.Transport.Input, MaxLine, connection.ConnectionClosed);
+            if (line == "ping")
+            {
+                await EchoProbesAsync(connection);
+                return;
+            }
+
             if (line is null || !line.StartsWith("dial ", StringComparison.Ordinal))
             {
                 Interlocked.Increment(ref _refused);
@@ -317,6 +357,153 @@ public sealed partial class MeshPeers(AgentOptions options, NodeCredentials cred
             MeshListener.SetTargetApp(connection, app);
             await next(connection);
         };
+    }
+
+    /// <summary>A peer's probe connection: <c>pong</c> for each <c>ping</c>, until it closes.</summary>
+    private static async Task EchoProbesAsync(ConnectionContext connection)
+    {
+        try
+        {
+            var line = "ping";
+            while (line == "ping")
+            {
+                await connection.Transport.Output.WriteAsync(Pong, connection.ConnectionClosed);
+                line = await MeshListener.ReadLineAsync(connection.Transport.Input, MaxLine, connection.ConnectionClosed);
+            }
+        }
+        catch (Exception ex) when (ex is OperationCanceledException or IOException or ConnectionResetException or ObjectDisposedException)
+        {
+            // The prober went away.
+        }
+    }
+
+    /// <summary>
+    /// NSM-style liveness of the same-site nodes this one may dial, whatever the traffic: one
+    /// probe connection to each (mutual TLS, as a dial), a <c>ping</c> every
+    /// <see cref="ProbeInterval"/>. A node that leaves one unanswered for <see cref="ProbeTimeout"/>,
+    /// or whose connection fails, is passed over by new wires until it answers again; so a hung or
+    /// dead endpoint costs no wire its connect timeout. <paramref name="targets"/> says, each round,
+    /// which nodes to watch and where (node, HOST:PORT).
+    /// </summary>
+    public async Task RunProbesAsync(Func<IReadOnlyCollection<(string Node, string Address)>> targets, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(targets);
+        var running = new Dictionary<string, (string Address, CancellationTokenSource Stop, Task Loop)>(StringComparer.Ordinal);
+        using var timer = new PeriodicTimer(ProbeInterval);
+        try
+        {
+            do
+            {
+                // No certificate yet (not joined, or a plain-http fleet): there is nothing to probe with.
+                var wanted = credentials.Current is null ? [] : targets().ToDictionary(t => t.Node, t => t.Address, StringComparer.Ordinal);
+                foreach (var (node, probe) in running.Where(r => !wanted.TryGetValue(r.Key, out var address) || address != r.Value.Address).ToList())
+                {
+                    await probe.Stop.CancelAsync();
+                    await probe.Loop;
+                    probe.Stop.Dispose();
+                    running.Remove(node);
+                    _probes.TryRemove(node, out _);
+                }
+
+                foreach (var (node, address) in wanted.Where(w => !running.ContainsKey(w.Key)))
+                {
+                    var stop = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+                    running[node] = (address, stop, ProbeLoopAsync(node, address, stop.Token));
+                }
+            }
+            while (await timer.WaitForNextTickAsync(cancellationToken));
+        }
+        catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
+        {
+            // Stopping.
+        }
+        finally
+        {
+            foreach (var probe in running.Values)
+            {
+                await probe.Stop.CancelAsync();
+                await probe.Loop;
+                probe.Stop.Dispose();
+            }
+        }
+    }
+
+    /// <summary>Probes one node until stopped, reconnecting after each failure.</summary>
+    private async Task ProbeLoopAsync(string node, string address, CancellationToken cancellationToken)
+    {
+        var line = new byte[Pong.Length];
+        while (!cancellationToken.IsCancellationRequested)
+        {
+            try
+            {
+                await using var tls = await OpenTlsAsync(node, address, cancellationToken);
+                while (true)
+                {
+                    var sent = System.Diagnostics.Stopwatch.GetTimestamp();
+                    using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+                    timeout.CancelAfter(ProbeTimeout);
+                    await tls.WriteAsync(PingLine, timeout.Token);
+                    await tls.ReadExactlyAsync(line, timeout.Token);
+                    if (!line.AsSpan().SequenceEqual(Pong))
+                    {
+                        throw new IOException("the node answered a probe with something else");
+                    }
+
+                    Answered(node);
+                    var wait = ProbeInterval - System.Diagnostics.Stopwatch.GetElapsedTime(sent);
+                    if (wait > TimeSpan.Zero)
+                    {
+                        await Task.Delay(wait, cancellationToken);
+                    }
+                }
+            }
+            catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
+            {
+                return;
+            }
+            catch (Exception ex) when (ex is SocketException or IOException or AuthenticationException or OperationCanceledException or MeshUnavailableException or ObjectDisposedException)
+            {
+                Silent(node, ex is OperationCanceledException ? $"no answer within {ProbeTimeout.TotalMilliseconds:F0} ms" : ex.Message);
+            }
+
+            try
+            {
+                await Task.Delay(ProbeInterval, cancellationToken);
+            }
+            catch (OperationCanceledException)
+            {
+                return;
+            }
+        }
+    }
+
+    private void Answered(string node)
+    {
+        var known = _probes.TryGetValue(node, out var was);
+        if (known && was)
+        {
+            return;
+        }
+
+        _probes[node] = true;
+        // A node that answers probes is reachable again: no need to wait out a dial failure's pass-over.
+        _down.TryRemove(node, out _);
+        if (known)
+        {
+            LogPeerAnswering(logger, node);
+        }
+    }
+
+    private void Silent(string node, string reason)
+    {
+        if (_probes.TryGetValue(node, out var was) && !was)
+        {
+            return;
+        }
+
+        _probes[node] = false;
+        Interlocked.Increment(ref _probesMissed);
+        LogPeerSilent(logger, node, reason);
     }
 
     /// <summary>One line (without its newline) read a byte at a time, so nothing after it is consumed; null at the end of the stream or past <see cref="MaxLine"/>.</summary>
@@ -341,6 +528,12 @@ public sealed partial class MeshPeers(AgentOptions options, NodeCredentials cred
 
     [LoggerMessage(Level = LogLevel.Information, Message = "A direct wire to node {Node} at {Address} for service {Service} failed ({Reason}): trying another endpoint")]
     private static partial void LogDialFailed(ILogger logger, string node, string address, string service, string reason);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Node {Node} of this site fails its probes ({Reason}): new wires go elsewhere until it answers")]
+    private static partial void LogPeerSilent(ILogger logger, string node, string reason);
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "Node {Node} of this site answers its probes again")]
+    private static partial void LogPeerAnswering(ILogger logger, string node);
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "Refused a direct wire from a peer presenting {Subject}: {Reason}")]
     private static partial void LogPeerRefused(ILogger logger, string subject, string reason);

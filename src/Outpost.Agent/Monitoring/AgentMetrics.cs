@@ -99,6 +99,14 @@ public sealed class AgentMetrics(AppRegistry apps, NodeUsageProbe usage, LocalDa
         text.Sample("outpost_node_mesh_direct_total", peers.DialFailed, node, ("event", "dial_failed"));
         text.Sample("outpost_node_mesh_direct_total", peers.Accepted, node, ("event", "accepted"));
         text.Sample("outpost_node_mesh_direct_total", peers.Refused, node, ("event", "refused"));
+        text.Gauge("outpost_node_mesh_peer_up", "Same-site nodes this node may dial directly, probed every 250 ms: 1 while one answers, 0 while it fails its probes (new wires then go elsewhere).");
+        foreach (var (peer, answering) in peers.Probed)
+        {
+            text.Sample("outpost_node_mesh_peer_up", answering ? 1 : 0, node, ("peer", peer));
+        }
+
+        text.Counter("outpost_node_mesh_probes_missed_total", "Times a probed same-site node went from answering to failing its probes.")
+            .Sample("outpost_node_mesh_probes_missed_total", peers.ProbesMissed, node);
         return text.ToString();
     }
 

@@ -333,6 +333,10 @@ public sealed partial class SyncClient(
         var kvShipping = ShipKvAsync(SendAsync, kvAcks.Reader, sessionCts.Token);
         var logShipping = ShipLogsAsync(SendAsync, logAcks.Reader, sessionCts.Token);
         var renewing = mutualTls ? RenewLoopAsync(client, sessionCts.Token) : Task.CompletedTask;
+        // Config updates are applied in order by a loop of their own (an apply may download and
+        // compile modules for seconds): wires, probes and the mesh registry never wait behind one.
+        var configs = Channel.CreateUnbounded<ConfigUpdate>(new UnboundedChannelOptions { SingleReader = true, SingleWriter = true });
+        var applying = ApplyLoopAsync(client, headers, configs.Reader, SendAsync, backoff, sessionCts);
         mesh.Linked(client, headers, sessionCts.Token);
         try
         {
@@ -356,6 +360,12 @@ public sealed partial class SyncClient(
                 if (message.BodyCase == ServerMessage.BodyOneofCase.LogAck)
                 {
                     logAcks.Writer.TryWrite(message.LogAck);
+                    continue;
+                }
+
+                if (message.BodyCase == ServerMessage.BodyOneofCase.Probe)
+                {
+                    _ = EchoAsync(SendAsync, message.Probe);
                     continue;
                 }
 
@@ -392,22 +402,14 @@ public sealed partial class SyncClient(
                     continue;
                 }
 
+                if (applying.IsFaulted)
+                {
+                    await applying;
+                }
+
                 if (message.BodyCase == ServerMessage.BodyOneofCase.Config)
                 {
-                    await ApplyAsync(client, headers, message.Config, sessionCts.Token);
-                    // Ack only after the update is durable: the server may treat the node as converged.
-                    await SendAsync(new AgentMessage { Ack = new Ack { Revision = message.Config.Revision } });
-                    if (!Connected)
-                    {
-                        Connected = true;
-                        LogConnected(logger, options.ServerUrl, message.Config.Revision);
-                        if (_outage.Recovered() is { } outage)
-                        {
-                            LogBack(logger, outage.Attempts, (long)outage.Lasted.TotalSeconds);
-                        }
-                    }
-
-                    backoff.Reset();
+                    configs.Writer.TryWrite(message.Config);
                 }
                 else if (message.BodyCase == ServerMessage.BodyOneofCase.Rejected)
                 {
@@ -417,11 +419,17 @@ public sealed partial class SyncClient(
 
             throw new IOException("the server closed the sync stream");
         }
+        catch (OperationCanceledException) when (sessionCts.IsCancellationRequested && !ct.IsCancellationRequested)
+        {
+            // Only the apply loop cancels the session before it ends: it failed, or is about to.
+            await applying; // why the session ended: an update could not be applied
+            throw;
+        }
         finally
         {
             mesh.Unlinked();
             await sessionCts.CancelAsync();
-            foreach (var loop in new[] { heartbeats, shipping, kvShipping, logShipping, renewing })
+            foreach (var loop in new[] { heartbeats, shipping, kvShipping, logShipping, renewing, applying })
             {
                 try
                 {
@@ -432,6 +440,53 @@ public sealed partial class SyncClient(
                     // The stream is gone; the session is over either way.
                 }
             }
+        }
+    }
+
+    /// <summary>
+    /// Applies config updates in the order they came, acking each once it is durable. A failure
+    /// ends the session (cancelling it, so the receive loop stops too) and is rethrown.
+    /// </summary>
+    private async Task ApplyLoopAsync(EdgeSync.EdgeSyncClient client, Metadata headers, ChannelReader<ConfigUpdate> configs, Func<AgentMessage, Task> send, Backoff backoff, CancellationTokenSource session)
+    {
+        var ct = session.Token;
+        try
+        {
+            await foreach (var config in configs.ReadAllAsync(ct))
+            {
+                await ApplyAsync(client, headers, config, ct);
+                // Ack only after the update is durable: the server may treat the node as converged.
+                await send(new AgentMessage { Ack = new Ack { Revision = config.Revision } });
+                if (!Connected)
+                {
+                    Connected = true;
+                    LogConnected(logger, options.ServerUrl, config.Revision);
+                    if (_outage.Recovered() is { } outage)
+                    {
+                        LogBack(logger, outage.Attempts, (long)outage.Lasted.TotalSeconds);
+                    }
+                }
+
+                backoff.Reset();
+            }
+        }
+        catch (Exception) when (!ct.IsCancellationRequested)
+        {
+            await session.CancelAsync();
+            throw;
+        }
+    }
+
+    /// <summary>A server's liveness probe, echoed (a failed write ends the session elsewhere).</summary>
+    private static async Task EchoAsync(Func<AgentMessage, Task> send, Probe probe)
+    {
+        try
+        {
+            await send(new AgentMessage { Probe = probe });
+        }
+        catch (Exception ex) when (ex is OperationCanceledException or RpcException or IOException or InvalidOperationException or ObjectDisposedException)
+        {
+            // The session is ending.
         }
     }
 

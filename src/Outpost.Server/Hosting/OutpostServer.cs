@@ -171,6 +171,7 @@ public sealed partial class OutpostServer : IAsyncDisposable
         services.AddSingleton<Mesh.ServiceTraffic>();
         services.AddSingleton<Mesh.MeshPublisher>();
         services.AddHostedService(sp => sp.GetRequiredService<Mesh.MeshPublisher>());
+        services.AddHostedService<Mesh.EndpointProber>();
         services.AddSingleton<Monitoring.IMetricsSource, Mesh.MeshMetrics>();
         services.AddSingleton<ResourceWriter>();
         // Only validates pushed modules: a small pool is plenty.

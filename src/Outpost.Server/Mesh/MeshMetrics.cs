@@ -17,6 +17,9 @@ public sealed class MeshMetrics(WireRelay relay, MeshProxy proxy, ServiceTraffic
         text.Counter("outpost_mesh_wire_bytes_total", "Bytes carried by closed vWires, by direction.");
         text.Sample("outpost_mesh_wire_bytes_total", relay.BytesToNodes, ("direction", "to_nodes"));
         text.Sample("outpost_mesh_wire_bytes_total", relay.BytesFromNodes, ("direction", "from_nodes"));
+        text.Counter("outpost_mesh_probes_total", "Liveness probes of nodes that serve mesh endpoints, by event: sent, and missed (a node went silent past the probe timeout and was picked last until it answered again).");
+        text.Sample("outpost_mesh_probes_total", relay.ProbesSent, ("event", "sent"));
+        text.Sample("outpost_mesh_probes_total", relay.ProbesMissed, ("event", "missed"));
         text.Counter("outpost_mesh_service_requests_total", "Requests forwarded to a service, by way in (proxy: /proxy/services, ingress: the public listener) and result (reached an endpoint, or unavailable).");
         foreach (var (service, via, requests, unavailable) in proxy.Served)
         {

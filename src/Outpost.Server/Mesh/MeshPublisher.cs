@@ -29,6 +29,20 @@ public sealed class MeshPublisher(MeshRegistry registry) : BackgroundService
         }
     }
 
+    /// <summary>The nodes that hold an endpoint of any service in the latest registry.</summary>
+    public IReadOnlyCollection<string> EndpointNodes
+    {
+        get
+        {
+            lock (_lock)
+            {
+                return _endpointNodes;
+            }
+        }
+    }
+
+    private IReadOnlyCollection<string> _endpointNodes = [];
+
     /// <summary>
     /// The latest registry as node <paramref name="node"/> gets it, with its version: the services
     /// (shared by every node), the node's site, what it may call, and who may call its endpoints.
@@ -112,6 +126,7 @@ public sealed class MeshPublisher(MeshRegistry registry) : BackgroundService
                     lock (_lock)
                     {
                         _current = (_current.Version + 1, update, services);
+                        _endpointNodes = services.SelectMany(s => s.Endpoints).Select(e => e.Node).ToHashSet(StringComparer.Ordinal);
                         changed = _changed;
                         _changed = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
                     }

@@ -14,6 +14,9 @@ public sealed record MeshEndpoint(string Node, string App, long Generation, stri
 {
     /// <summary>Where nodes of its site reach it directly (HOST:PORT), if it takes direct wires.</summary>
     public string? Address { get; init; }
+
+    /// <summary>False while its node, linked, leaves the server's liveness probes unanswered (hung): picked last for wires.</summary>
+    public bool Answering { get; init; } = true;
 }
 
 /// <summary>A network service: the apps that expose it, its port, and their instances on the nodes.</summary>
@@ -99,6 +102,7 @@ public sealed class MeshRegistry(IControlPlaneStore store, ResourceView view, Wi
                         nodeState, appState, connected, connected && nodeState == NodeState.Ready && appState == "Ready")
                     {
                         Address = (string?)node["status"]?["meshAddress"],
+                        Answering = connected && !relay.IsUnresponsive(name),
                     });
                 }
             }
@@ -227,6 +231,7 @@ public sealed class MeshRegistry(IControlPlaneStore store, ResourceView view, Wi
                 ["appState"] = e.AppState,
                 ["connected"] = e.Connected,
                 ["healthy"] = e.Healthy,
+                ["answering"] = e.Answering,
                 ["address"] = e.Address,
             });
         }

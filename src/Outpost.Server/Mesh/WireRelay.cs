@@ -24,7 +24,24 @@ public sealed partial class WireRelay(TimeProvider time, ILogger<WireRelay> logg
     private long _bytesFromNodes;
     private int _open;
 
-    private sealed record Session(long Id, Func<ServerMessage, CancellationToken, Task> Write);
+    private sealed class Session(long id, Func<ServerMessage, CancellationToken, Task> write)
+    {
+        public long Id => id;
+
+        public Func<ServerMessage, CancellationToken, Task> Write => write;
+
+        /// <summary>The last probe sent on this session.</summary>
+        public long Sent;
+
+        /// <summary>When the oldest probe still unanswered was sent (a timestamp); 0 when all are answered.</summary>
+        public long WaitingSince;
+
+        /// <summary>1 while a probe is being written: the next waits (a backed-up stream takes no pile of them).</summary>
+        public int Writing;
+
+        /// <summary>1 once a probe went unanswered past the timeout, until the node answers again.</summary>
+        public int Silent;
+    }
 
     private sealed record Pending(string Node, string Target, TaskCompletionSource<WireStream> Accepted);
 
@@ -43,8 +60,99 @@ public sealed partial class WireRelay(TimeProvider time, ILogger<WireRelay> logg
 
     private readonly System.Collections.Concurrent.ConcurrentDictionary<string, long> _unresponsive = new(StringComparer.Ordinal);
 
-    /// <summary>True while the node lately failed to answer a wire in time: linked, but perhaps hung.</summary>
-    public bool IsUnresponsive(string node) => _unresponsive.TryGetValue(node, out var until) && time.GetTimestamp() < until;
+    /// <summary>How often a node serving mesh endpoints is probed on its sync stream (NSM probes a wire every 200 ms).</summary>
+    public static readonly TimeSpan ProbeInterval = TimeSpan.FromMilliseconds(250);
+
+    /// <summary>How long a probe may go unanswered before the node is picked last.</summary>
+    public static readonly TimeSpan ProbeTimeout = TimeSpan.FromMilliseconds(750);
+
+    private long _probesSent;
+    private long _probesMissed;
+
+    public long ProbesSent => Interlocked.Read(ref _probesSent);
+
+    /// <summary>Times a node went from answering its probes to leaving one unanswered past <see cref="ProbeTimeout"/> (seen when the next is sent).</summary>
+    public long ProbesMissed => Interlocked.Read(ref _probesMissed);
+
+    /// <summary>
+    /// True while the node is linked but seems hung: it lately failed to answer a wire in time, or
+    /// leaves a probe unanswered past <see cref="ProbeTimeout"/>. Such a node is picked last.
+    /// </summary>
+    public bool IsUnresponsive(string node)
+    {
+        var now = time.GetTimestamp();
+        if (_unresponsive.TryGetValue(node, out var until) && now < until)
+        {
+            return true;
+        }
+
+        return _sessions.TryGetValue(node, out var session) && Volatile.Read(ref session.WaitingSince) is var since and not 0
+            && time.GetElapsedTime(since, now) > ProbeTimeout;
+    }
+
+    /// <summary>
+    /// Sends the node a probe, unless the last one is still being written. The node echoes it
+    /// (<see cref="Answered"/>); the first that goes unanswered starts the clock of <see cref="IsUnresponsive"/>.
+    /// </summary>
+    public void Probe(string node, CancellationToken cancellationToken)
+    {
+        if (!_sessions.TryGetValue(node, out var session) || Interlocked.CompareExchange(ref session.Writing, 1, 0) != 0)
+        {
+            return;
+        }
+
+        var since = Interlocked.CompareExchange(ref session.WaitingSince, time.GetTimestamp(), 0);
+        if (since != 0 && time.GetElapsedTime(since) > ProbeTimeout && Interlocked.Exchange(ref session.Silent, 1) == 0)
+        {
+            Interlocked.Increment(ref _probesMissed);
+            LogSilent(logger, node, (long)time.GetElapsedTime(since).TotalMilliseconds);
+        }
+
+        var probe = new ServerMessage { Probe = new Protocol.Probe { Sequence = Interlocked.Increment(ref session.Sent) } };
+        Interlocked.Increment(ref _probesSent);
+        _ = WriteAsync();
+
+        async Task WriteAsync()
+        {
+            try
+            {
+                await session.Write(probe, cancellationToken);
+            }
+            catch (Exception ex) when (ex is OperationCanceledException or RpcException or IOException or InvalidOperationException or ObjectDisposedException)
+            {
+                // The session is ending.
+            }
+            finally
+            {
+                Volatile.Write(ref session.Writing, 0);
+            }
+        }
+    }
+
+    /// <summary>Node <paramref name="node"/> echoed probe <paramref name="sequence"/> on session <paramref name="sessionId"/>.</summary>
+    public void Answered(string node, long sessionId, long sequence)
+    {
+        if (!_sessions.TryGetValue(node, out var session) || session.Id != sessionId)
+        {
+            return;
+        }
+
+        if (sequence >= Interlocked.Read(ref session.Sent))
+        {
+            Volatile.Write(ref session.WaitingSince, 0);
+            if (Interlocked.Exchange(ref session.Silent, 0) == 1)
+            {
+                LogAnswering(logger, node);
+            }
+        }
+        else
+        {
+            // Newer probes are out: wait for them from now.
+            Volatile.Write(ref session.WaitingSince, time.GetTimestamp());
+        }
+
+        _unresponsive.TryRemove(node, out _);
+    }
 
     /// <summary>True while the node has a sync stream here, so a wire to it can be asked for.</summary>
     public bool IsConnected(string node) => _sessions.ContainsKey(node);
@@ -148,6 +256,12 @@ public sealed partial class WireRelay(TimeProvider time, ILogger<WireRelay> logg
     {
         public void Dispose() => action();
     }
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Node {Node} has not answered a probe for {Milliseconds} ms: picked last for new wires until it does")]
+    private static partial void LogSilent(ILogger logger, string node, long milliseconds);
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "Node {Node} answers its probes again")]
+    private static partial void LogAnswering(ILogger logger, string node);
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "Node {Node} opened wire '{Id}', which was not asked of it: refused")]
     private static partial void LogUnknownWire(ILogger logger, string node, string id);

@@ -303,6 +303,9 @@ public sealed partial class EdgeSyncService(
                         status["lastHeartbeatTime"] = ResourceJson.FormatTimestamp(time.GetUtcNow());
                     }, ct);
                     break;
+                case AgentMessage.BodyOneofCase.Probe:
+                    relay.Answered(node, session, message.Probe.Sequence);
+                    break;
                 case AgentMessage.BodyOneofCase.Records:
                     leases.Beat(node, session);
                     await batches.WriteAsync(message.Records, ct);
