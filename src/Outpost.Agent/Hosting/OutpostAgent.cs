@@ -100,7 +100,9 @@ public sealed partial class OutpostAgent : IAsyncDisposable
                     }
                 });
             });
-            // Wires that reach this node as a service endpoint come in here (Mesh/MeshListener.cs).
+            // Wires the server relays to the gateway or an app: handed to Kestrel in process (Mesh/WireTransport.cs).
+            kestrel.Listen(Mesh.WireTransport.EndPoint, listen => listen.Protocols = HttpProtocols.Http1);
+            // This node's own programs reach its apps as service endpoints here (Mesh/MeshListener.cs).
             var meshSocket = Mesh.MeshListener.SocketPath(options.DataDir);
             File.Delete(meshSocket); // left by a previous run
             kestrel.ListenUnixSocket(meshSocket, listen =>
@@ -176,6 +178,8 @@ public sealed partial class OutpostAgent : IAsyncDisposable
         services.AddSingleton<ServerTrust>();
         services.AddSingleton<NodeCredentials>();
         services.AddSingleton<Mesh.NodeWires>();
+        services.AddSingleton<Mesh.WireTransport>();
+        services.AddSingleton<Microsoft.AspNetCore.Connections.IConnectionListenerFactory>(sp => sp.GetRequiredService<Mesh.WireTransport>());
         services.AddSingleton<Mesh.MeshPeers>();
         services.AddSingleton<Mesh.HttpOutClient>();
         AddLogger<Mesh.HttpOutClient>(services);

@@ -9,12 +9,14 @@ namespace Outpost.Agent.Mesh;
 
 /// <summary>
 /// The node's end of wires the server asks for (OpenWire on the sync stream): the node opens
-/// the Wire call on its own connection, dials the target here (its gateway, or an app through
-/// the mesh socket) and copies bytes both ways until both sides are done, half-closes included.
+/// the Wire call on its own connection and serves it here: HTTP for its gateway or an app in
+/// process (<see cref="WireTransport"/>), or a port on its loopback, bytes copied both ways until
+/// both sides are done, half-closes included.
 /// </summary>
-public sealed partial class NodeWires(AgentOptions options, GatewayInfo gateway, MeshClient mesh, ILogger<NodeWires> logger)
+public sealed partial class NodeWires(AgentOptions options, MeshClient mesh, WireTransport transport, ILogger<NodeWires> logger)
 {
     private int _open;
+    private int _sockets;
     private long _opened;
     private long _failed;
     private long _notAllowed;
@@ -29,8 +31,10 @@ public sealed partial class NodeWires(AgentOptions options, GatewayInfo gateway,
     public long NotAllowed => Interlocked.Read(ref _notAllowed);
 
     /// <summary>
-    /// The most wires this node serves at once: half its open-files limit (a wire into an app is a
-    /// socket pair of this process) less a reserve for everything else. 100,000 when the limit is unknown.
+    /// The most wires to ports on this node (port-forward) it serves at once: half its open-files
+    /// limit (each is a socket pair of this process) less a reserve for everything else. 100,000
+    /// when the limit is unknown. Wires to its gateway and apps hold no descriptor: they are served
+    /// in process (<see cref="WireTransport"/>), bounded by the server's streams per connection.
     /// </summary>
     public static readonly int MaxOpen = OpenFilesLimit() is { } limit ? (int)Math.Max(16, (limit - 1024) / 2) : 100_000;
 
@@ -72,22 +76,49 @@ public sealed partial class NodeWires(AgentOptions options, GatewayInfo gateway,
         {
             using var call = client.Wire(headers, cancellationToken: cancellationToken);
             await using var wire = new WireStream(call.ResponseStream, call.RequestStream, call.RequestStream.CompleteAsync);
-            if (Volatile.Read(ref _open) > MaxOpen)
-            {
-                // Each wire into an app holds two descriptors here: past this, the node's own stores
-                // and logs could not open a file. The caller is told, and tries another endpoint.
-                Interlocked.Increment(ref _failed);
-                LogFull(logger, MaxOpen, open.Target);
-                await wire.FailAsync($"node {options.NodeName} holds its most wires ({MaxOpen}, from its open-files limit)");
-                return;
-            }
-
             if (open.Caller.Length > 0 && !mesh.Admits(open.Service, open.Caller))
             {
                 // The server checked too; the endpoint's node does not take its word for it.
                 Interlocked.Increment(ref _notAllowed);
                 LogNotAllowed(logger, open.Caller, open.Service);
                 await wire.FailAsync(MeshRules.NotAllowed(open.Caller, open.Service));
+                return;
+            }
+
+            if (open.Target == "gateway" || (open.Target.StartsWith("app/", StringComparison.Ordinal) && Core.Manifests.ManifestValidator.IsDnsLabel(open.Target[4..])))
+            {
+                // HTTP for the gateway or an app: served in process, no socket.
+                Interlocked.Increment(ref _opened);
+                await transport.ServeAsync(wire, open.Target == "gateway" ? null : open.Target[4..], () => wire.ShutdownWriteAsync(cancellationToken), wire.WaitForCloseAsync, cancellationToken);
+                return;
+            }
+
+            await ServeSocketAsync(wire, open, cancellationToken);
+        }
+        catch (Exception ex) when (ex is RpcException or IOException or SocketException or OperationCanceledException or ObjectDisposedException or InvalidOperationException)
+        {
+            // The wire ended early: the server, the local side or the session went away.
+            LogWireBroken(logger, open.Target, ex.Message);
+        }
+        finally
+        {
+            Interlocked.Decrement(ref _open);
+        }
+    }
+
+    /// <summary>A wire to a port on this node: a socket, bytes copied both ways.</summary>
+    private async Task ServeSocketAsync(WireStream wire, OpenWire open, CancellationToken cancellationToken)
+    {
+        Interlocked.Increment(ref _sockets);
+        try
+        {
+            if (Volatile.Read(ref _sockets) > MaxOpen)
+            {
+                // Each holds two descriptors here: past this, the node's own stores and logs could
+                // not open a file. The caller is told.
+                Interlocked.Increment(ref _failed);
+                LogFull(logger, MaxOpen, open.Target);
+                await wire.FailAsync($"node {options.NodeName} holds its most wires to ports ({MaxOpen}, from its open-files limit)");
                 return;
             }
 
@@ -110,25 +141,15 @@ public sealed partial class NodeWires(AgentOptions options, GatewayInfo gateway,
                 await WirePump.RunAsync(socket, wire, cancellationToken);
             }
         }
-        catch (Exception ex) when (ex is RpcException or IOException or SocketException or OperationCanceledException or ObjectDisposedException or InvalidOperationException)
-        {
-            // The wire ended early: the server, the local side or the session went away.
-            LogWireBroken(logger, open.Target, ex.Message);
-        }
         finally
         {
-            Interlocked.Decrement(ref _open);
+            Interlocked.Decrement(ref _sockets);
         }
     }
 
-    /// <summary>"gateway": this node's HTTP gateway; "app/NAME": app NAME through the mesh socket; "tcp/PORT": PORT on loopback.</summary>
-    private Task<Socket> DialAsync(string target, CancellationToken cancellationToken)
+    /// <summary>"tcp/PORT": PORT on loopback.</summary>
+    private static Task<Socket> DialAsync(string target, CancellationToken cancellationToken)
     {
-        if (target == "gateway")
-        {
-            return MeshListener.ConnectAsync(GatewayEndpoint(), null, cancellationToken);
-        }
-
         if (target.StartsWith("tcp/", StringComparison.Ordinal) && int.TryParse(target[4..], System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out var port)
             && port is > 0 and <= 65535)
         {
@@ -136,29 +157,7 @@ public sealed partial class NodeWires(AgentOptions options, GatewayInfo gateway,
             return MeshListener.ConnectAsync(new IPEndPoint(IPAddress.Loopback, port), null, cancellationToken);
         }
 
-        if (target.StartsWith("app/", StringComparison.Ordinal) && Core.Manifests.ManifestValidator.IsDnsLabel(target[4..]))
-        {
-            return MeshListener.ConnectToAppAsync(options.DataDir, target[4..], cancellationToken);
-        }
-
         throw new ArgumentException($"unknown wire target '{target}'");
-    }
-
-    /// <summary>The gateway's address as a client on this node dials it (a wildcard bind is reached on loopback).</summary>
-    private IPEndPoint GatewayEndpoint()
-    {
-        var url = new Uri(gateway.Url);
-        var address = IPAddress.Parse(url.Host.Trim('[', ']'));
-        if (address.Equals(IPAddress.Any))
-        {
-            address = IPAddress.Loopback;
-        }
-        else if (address.Equals(IPAddress.IPv6Any))
-        {
-            address = IPAddress.IPv6Loopback;
-        }
-
-        return new IPEndPoint(address, url.Port);
     }
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "Refused node {Caller} a relayed wire to service {Service}: not among its clients")]

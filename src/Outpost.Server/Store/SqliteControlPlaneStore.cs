@@ -227,10 +227,29 @@ public sealed partial class SqliteControlPlaneStore : IControlPlaneStore
         await MigrateRevisionsAsync(connection, cancellationToken);
     }
 
+    // Counted up after each commit that may change what a cache below holds: a value read under an
+    // older count is read again. Every write goes through this process's write lock (one writer).
+    private long _revisionEpoch;
+    private long _tokenEpoch;
+    private (long Epoch, long Revision)? _revision;
+    private readonly System.Collections.Concurrent.ConcurrentDictionary<string, (TokenRecord Record, long Epoch, long At)> _tokens = new(StringComparer.Ordinal);
+
+    /// <summary>How long a token read stays cached, its writes aside (which drop it at once).</summary>
+    private static readonly TimeSpan TokenCacheFor = TimeSpan.FromSeconds(5);
+
+    /// <summary>The latest revision: read once per resource write (the proxy and the relay ask on every request).</summary>
     public async Task<long> GetRevisionAsync(CancellationToken cancellationToken)
     {
+        var epoch = Interlocked.Read(ref _revisionEpoch);
+        if (_revision is { } cached && cached.Epoch == epoch)
+        {
+            return cached.Revision;
+        }
+
         await using var connection = await OpenAsync(cancellationToken);
-        return await RevisionAsync(connection, null, cancellationToken);
+        var revision = await RevisionAsync(connection, null, cancellationToken);
+        _revision = (epoch, revision);
+        return revision;
     }
 
     public async Task<StoredResource?> GetAsync(string kind, string name, CancellationToken cancellationToken)
@@ -278,6 +297,8 @@ public sealed partial class SqliteControlPlaneStore : IControlPlaneStore
         }
         finally
         {
+            Interlocked.Increment(ref _revisionEpoch);
+            Interlocked.Increment(ref _tokenEpoch); // deleting a node deletes its tokens
             _writeLock.Release();
         }
     }
@@ -581,14 +602,42 @@ public sealed partial class SqliteControlPlaneStore : IControlPlaneStore
         {
             throw new StoreException(StoreError.AlreadyExists, "Token", token.Id, $"token {token.Id} already exists");
         }
+        finally
+        {
+            TokensChanged();
+        }
     }
 
+    /// <summary>A token by id: cached for a moment once found (every API request asks), dropped at once by any write of tokens.</summary>
     public async Task<TokenRecord?> GetTokenAsync(string id, CancellationToken cancellationToken)
     {
+        ArgumentNullException.ThrowIfNull(id);
+        var epoch = Interlocked.Read(ref _tokenEpoch);
+        var now = _time.GetTimestamp();
+        if (_tokens.TryGetValue(id, out var cached) && cached.Epoch == epoch && _time.GetElapsedTime(cached.At, now) < TokenCacheFor)
+        {
+            return cached.Record;
+        }
+
         await using var connection = await OpenAsync(cancellationToken);
         await using var command = Command(connection, null, $"SELECT {TokenColumns} FROM tokens WHERE id = $id", ("$id", id));
         await using var reader = await command.ExecuteReaderAsync(cancellationToken);
-        return await reader.ReadAsync(cancellationToken) ? ReadToken(reader) : null;
+        if (!await reader.ReadAsync(cancellationToken))
+        {
+            _tokens.TryRemove(id, out _);
+            return null; // unknown ids are not cached: guesses would fill the cache
+        }
+
+        var record = ReadToken(reader);
+        _tokens[id] = (record, epoch, now);
+        return record;
+    }
+
+    /// <summary>After a write of tokens: every cached read is read again.</summary>
+    private void TokensChanged()
+    {
+        Interlocked.Increment(ref _tokenEpoch);
+        _tokens.Clear();
     }
 
     public async Task<IReadOnlyList<TokenRecord>> ListTokensAsync(CancellationToken cancellationToken)
@@ -636,14 +685,91 @@ public sealed partial class SqliteControlPlaneStore : IControlPlaneStore
         return revisions;
     }
 
-    public async Task AppendAuditAsync(AuditEntry entry, CancellationToken cancellationToken)
+    private readonly System.Collections.Concurrent.ConcurrentQueue<(AuditEntry Entry, TaskCompletionSource Written)> _audits = new();
+    private int _auditWriting;
+
+    /// <summary>The most audit entries one transaction takes.</summary>
+    private const int AuditBatch = 512;
+
+    /// <summary>
+    /// Group commit: each entry is durable when the returned task completes, but the entries that
+    /// arrive while a transaction commits share the next one, so the proxy's many small audited
+    /// requests cost a commit per batch, not each.
+    /// </summary>
+    public Task AppendAuditAsync(AuditEntry entry, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(entry);
-        await ExecuteLockedAsync("""
-            INSERT INTO audit (at_ms, actor, role, verb, path, status, detail) VALUES ($at, $actor, $role, $verb, $path, $status, $detail)
-            """, cancellationToken,
-            ("$at", entry.At.ToUnixTimeMilliseconds()), ("$actor", entry.Actor), ("$role", entry.Role), ("$verb", entry.Verb),
-            ("$path", entry.Path), ("$status", entry.Status), ("$detail", entry.Detail));
+        var written = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        _audits.Enqueue((entry, written));
+        if (Interlocked.CompareExchange(ref _auditWriting, 1, 0) == 0)
+        {
+            _ = Task.Run(WriteAuditsAsync, CancellationToken.None);
+        }
+
+        return written.Task.WaitAsync(cancellationToken);
+    }
+
+    /// <summary>Writes queued audit entries a batch per transaction until none is left.</summary>
+    private async Task WriteAuditsAsync()
+    {
+        var batch = new List<(AuditEntry Entry, TaskCompletionSource Written)>(AuditBatch);
+        while (true)
+        {
+            while (batch.Count < AuditBatch && _audits.TryDequeue(out var item))
+            {
+                batch.Add(item);
+            }
+
+            if (batch.Count == 0)
+            {
+                Volatile.Write(ref _auditWriting, 0);
+                // An entry queued after the last look but before the flag dropped: this writer goes on.
+                if (_audits.IsEmpty || Interlocked.CompareExchange(ref _auditWriting, 1, 0) != 0)
+                {
+                    return;
+                }
+
+                continue;
+            }
+
+            try
+            {
+                await _writeLock.WaitAsync();
+                try
+                {
+                    await using var connection = await OpenAsync(CancellationToken.None);
+                    await using var transaction = connection.BeginTransaction(deferred: false);
+                    foreach (var (entry, _) in batch)
+                    {
+                        await ExecuteAsync(connection, transaction, """
+                            INSERT INTO audit (at_ms, actor, role, verb, path, status, detail) VALUES ($at, $actor, $role, $verb, $path, $status, $detail)
+                            """, CancellationToken.None,
+                            ("$at", entry.At.ToUnixTimeMilliseconds()), ("$actor", entry.Actor), ("$role", entry.Role), ("$verb", entry.Verb),
+                            ("$path", entry.Path), ("$status", entry.Status), ("$detail", entry.Detail));
+                    }
+
+                    await transaction.CommitAsync(CancellationToken.None);
+                }
+                finally
+                {
+                    _writeLock.Release();
+                }
+
+                foreach (var (_, written) in batch)
+                {
+                    written.TrySetResult();
+                }
+            }
+            catch (Exception ex) when (ex is SqliteException or InvalidOperationException or IOException or ObjectDisposedException)
+            {
+                foreach (var (_, written) in batch)
+                {
+                    written.TrySetException(ex);
+                }
+            }
+
+            batch.Clear();
+        }
     }
 
     public async Task AppendEventAsync(EventRecord entry, CancellationToken cancellationToken)
@@ -703,8 +829,15 @@ public sealed partial class SqliteControlPlaneStore : IControlPlaneStore
 
     public async Task<bool> TryUseTokenAsync(string id, CancellationToken cancellationToken)
     {
-        return await ExecuteLockedAsync("UPDATE tokens SET uses = uses + 1 WHERE id = $id AND (max_uses IS NULL OR uses < max_uses)",
-            cancellationToken, ("$id", id)) == 1;
+        try
+        {
+            return await ExecuteLockedAsync("UPDATE tokens SET uses = uses + 1 WHERE id = $id AND (max_uses IS NULL OR uses < max_uses)",
+                cancellationToken, ("$id", id)) == 1;
+        }
+        finally
+        {
+            TokensChanged();
+        }
     }
 
     /// <summary>Data dirs from before token limits and roles: add the columns (old API tokens are admin).</summary>
@@ -731,7 +864,14 @@ public sealed partial class SqliteControlPlaneStore : IControlPlaneStore
 
     public async Task<bool> DeleteTokenAsync(string id, CancellationToken cancellationToken)
     {
-        return await ExecuteLockedAsync("DELETE FROM tokens WHERE id = $id", cancellationToken, ("$id", id)) > 0;
+        try
+        {
+            return await ExecuteLockedAsync("DELETE FROM tokens WHERE id = $id", cancellationToken, ("$id", id)) > 0;
+        }
+        finally
+        {
+            TokensChanged();
+        }
     }
 
     public ValueTask DisposeAsync()

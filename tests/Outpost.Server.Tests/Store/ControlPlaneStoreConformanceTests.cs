@@ -258,6 +258,38 @@ public abstract class ControlPlaneStoreConformanceTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task NodeTokens_GoWithTheirNode_AndTheRevisionMovesWithEachWrite_ReadsInBetweenNotwithstanding()
+    {
+        var ct = CancellationToken.None;
+        await Write(new ResourceWrite { Op = WriteOp.Upsert, Kind = "Node", Name = "edge-1" });
+        var issued = TokenCodec.Issue(TokenKind.Node, Time.GetUtcNow(), subject: "edge-1");
+        await _store.CreateTokenAsync(issued.Record, ct);
+        var revision = await _store.GetRevisionAsync(ct);
+        Assert.NotNull(await _store.GetTokenAsync(issued.Record.Id, ct)); // read (and perhaps kept) before the node goes
+
+        await Write(new ResourceWrite { Op = WriteOp.Delete, Kind = "Node", Name = "edge-1" });
+
+        Assert.Null(await _store.GetTokenAsync(issued.Record.Id, ct));
+        Assert.Equal(revision + 1, await _store.GetRevisionAsync(ct));
+    }
+
+    [Fact]
+    public async Task AuditEntries_WrittenAtOnce_AreEachStoredOnce_AndDurableWhenTheirWriteCompletes()
+    {
+        var ct = CancellationToken.None;
+        var writes = Enumerable.Range(0, 300).Select(i => _store.AppendAuditAsync(
+            new AuditEntry(0, Time.GetUtcNow(), "token/t", Roles.Admin, "GET", $"/proxy/nodes/edge-1/{i}", 200, null), ct)).ToList();
+        // Each one is readable as soon as its own write has completed, whatever the others do.
+        await writes[17];
+        Assert.Contains(await _store.ListAuditAsync(0, 1000, ct), e => e.Path == "/proxy/nodes/edge-1/17");
+        await Task.WhenAll(writes);
+
+        var stored = await _store.ListAuditAsync(0, 1000, ct);
+        Assert.Equal(Enumerable.Range(0, 300).Select(i => $"/proxy/nodes/edge-1/{i}").Order(StringComparer.Ordinal), stored.Select(e => e.Path).Order(StringComparer.Ordinal));
+        Assert.Equal(stored.Select(e => e.Id).Distinct().Count(), stored.Count);
+    }
+
+    [Fact]
     public async Task ApiTokens_KeepTheirRole()
     {
         var viewer = TokenCodec.Issue(TokenKind.Api, Time.GetUtcNow(), role: Roles.Viewer);
