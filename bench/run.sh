@@ -49,7 +49,8 @@
 #             to answer at its address on edge-1; WIRES (default 10,000) idle connections held at a service
 #             address on edge-1 (endpoint on edge-2): the wires open at once (counted by the server) and edge-1's
 #             RSS growth per connection held; last, with the edge-3 service scaled out to edge-2 too, the time
-#             from kill -9 of edge-3 to the first 200 at its address on edge-1.
+#             from kill -9 of edge-3 to the first 200 at its address on edge-1. The fleet (server, agents, the
+#             port-forward CLI) is the release binary, rebuilt by ./build.sh linux-x64; FLEET=jit: the JIT build.
 #   converge  time from `outpost apply` returning to the app answering 200 on a
 #             node's gateway, and from `outpost delete` returning to 404; the
 #             baseline is a no-op client round trip (`outpost get apps`) measured
@@ -294,15 +295,23 @@ YAML
     ;;
   mesh)
     command -v wrk >/dev/null || { apt-get install -y wrk >/dev/null 2>&1 || { apt-get update >/dev/null && apt-get install -y wrk >/dev/null; }; }
-    dotnet build "$root/src/Outpost" -c Release -nologo -v q >/dev/null
     dotnet build "$root/bench/Outpost.Bench" -c Release -nologo -v q >/dev/null
-    outpost=(dotnet "$root/src/Outpost/bin/Release/net10.0/outpost.dll")
     bench=(dotnet "$root/bench/Outpost.Bench/bin/Release/net10.0/Outpost.Bench.dll")
+    work="$(mktemp -d)"
+    # The fleet is what ships: the release binary, built afresh (JIT warm-up would otherwise
+    # decide the first runs). FLEET=jit: the JIT build instead.
+    if [[ "${FLEET:-aot}" == jit ]]; then
+      dotnet build "$root/src/Outpost" -c Release -nologo -v q >/dev/null
+      outpost=(dotnet "$root/src/Outpost/bin/Release/net10.0/outpost.dll")
+    else
+      "$root/build.sh" linux-x64 >&2
+      outpost=("$root/dist/linux-x64/outpost")
+      export OUTPOST_LIB_DIR="$work/lib"
+    fi
     duration="${DURATION:-5}"
     mesh_runs="${RUNS:-3}"
     # Every idle wire is a socket on edge-1 and one in the holder: the soft limit as high as it may go.
     ulimit -n "$(ulimit -Hn)"
-    work="$(mktemp -d)"
     pids=()
     trap 'kill "${pids[@]}" 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$work"' EXIT
     export HOME="$work/home"

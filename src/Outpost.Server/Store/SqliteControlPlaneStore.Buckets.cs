@@ -66,7 +66,7 @@ public sealed partial class SqliteControlPlaneStore
         }
         finally
         {
-            _writeLock.Release();
+            ReleaseWriteLock();
         }
     }
 

@@ -42,7 +42,7 @@ public sealed partial class SqliteControlPlaneStore
         }
         finally
         {
-            _writeLock.Release();
+            ReleaseWriteLock();
         }
     }
 

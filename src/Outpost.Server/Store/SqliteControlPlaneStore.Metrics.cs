@@ -43,7 +43,7 @@ public sealed partial class SqliteControlPlaneStore
         }
         finally
         {
-            _writeLock.Release();
+            ReleaseWriteLock();
         }
     }
 

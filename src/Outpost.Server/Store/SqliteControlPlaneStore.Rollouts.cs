@@ -71,7 +71,7 @@ public sealed partial class SqliteControlPlaneStore
         }
         finally
         {
-            _writeLock.Release();
+            ReleaseWriteLock();
         }
     }
 

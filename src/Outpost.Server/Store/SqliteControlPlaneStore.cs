@@ -45,7 +45,7 @@ public sealed partial class SqliteControlPlaneStore : IControlPlaneStore
         }
         finally
         {
-            _writeLock.Release();
+            ReleaseWriteLock();
         }
     }
 
@@ -228,7 +228,8 @@ public sealed partial class SqliteControlPlaneStore : IControlPlaneStore
     }
 
     // Counted up after each commit that may change what a cache below holds: a value read under an
-    // older count is read again. Every write goes through this process's write lock (one writer).
+    // older count is read again. Every write goes through this process's write lock (one writer),
+    // and only AppendChangeAsync moves the revision (see ReleaseWriteLock).
     private long _revisionEpoch;
     private long _tokenEpoch;
     private (long Epoch, long Revision)? _revision;
@@ -297,9 +298,8 @@ public sealed partial class SqliteControlPlaneStore : IControlPlaneStore
         }
         finally
         {
-            Interlocked.Increment(ref _revisionEpoch);
             Interlocked.Increment(ref _tokenEpoch); // deleting a node deletes its tokens
-            _writeLock.Release();
+            ReleaseWriteLock();
         }
     }
 
@@ -451,7 +451,7 @@ public sealed partial class SqliteControlPlaneStore : IControlPlaneStore
         }
         finally
         {
-            _writeLock.Release();
+            ReleaseWriteLock();
         }
     }
 
@@ -545,7 +545,7 @@ public sealed partial class SqliteControlPlaneStore : IControlPlaneStore
         }
         finally
         {
-            _writeLock.Release();
+            ReleaseWriteLock();
         }
     }
 
@@ -752,7 +752,7 @@ public sealed partial class SqliteControlPlaneStore : IControlPlaneStore
                 }
                 finally
                 {
-                    _writeLock.Release();
+                    ReleaseWriteLock();
                 }
 
                 foreach (var (_, written) in batch)
@@ -918,8 +918,27 @@ public sealed partial class SqliteControlPlaneStore : IControlPlaneStore
         return (long)(await command.ExecuteScalarAsync(cancellationToken))!;
     }
 
+    /// <summary>
+    /// Releases the write lock; when the writes under it appended a change (committed or not),
+    /// the cached revision is read again from then on.
+    /// </summary>
+    private void ReleaseWriteLock()
+    {
+        if (_appendedChange)
+        {
+            _appendedChange = false;
+            Interlocked.Increment(ref _revisionEpoch);
+        }
+
+        _writeLock.Release();
+    }
+
+    // Set under the write lock by AppendChangeAsync, cleared as the lock is released.
+    private bool _appendedChange;
+
     private async Task<long> AppendChangeAsync(SqliteConnection connection, SqliteTransaction transaction, string kind, string name, ChangeOp op, CancellationToken cancellationToken)
     {
+        _appendedChange = true;
         await using var command = Command(connection, transaction,
             "INSERT INTO changes (kind, name, op, at) VALUES ($kind, $name, $op, $at) RETURNING revision",
             ("$kind", kind), ("$name", name), ("$op", (int)op), ("$at", Now()));

@@ -274,6 +274,23 @@ public abstract class ControlPlaneStoreConformanceTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task ARolloutThatMovesNodes_TakesARevision_SeenAtOnce_AndOneThatDoesNot_TakesNone()
+    {
+        var ct = CancellationToken.None;
+        await Write(App("a"));
+        var before = await _store.GetRevisionAsync(ct);
+        var state = new Outpost.Core.Rollouts.RolloutState { Revision = 1, StartedAt = Time.GetUtcNow() };
+
+        Assert.Equal(0, await _store.SaveRolloutAsync("a", state, movesNodes: false, ct));
+        Assert.Equal(before, await _store.GetRevisionAsync(ct));
+
+        var moved = await _store.SaveRolloutAsync("a", state with { Step = 1, Moved = ["edge-1"] }, movesNodes: true, ct);
+        Assert.Equal(before + 1, moved);
+        Assert.Equal(moved, await _store.GetRevisionAsync(ct));
+        Assert.Equal("a", (await _store.ListChangesAsync(before, 10, ct)).Single().Name);
+    }
+
+    [Fact]
     public async Task AuditEntries_WrittenAtOnce_AreEachStoredOnce_AndDurableWhenTheirWriteCompletes()
     {
         var ct = CancellationToken.None;
