@@ -27,12 +27,14 @@ done
 
 # In CI (as root), install what some tests need so they run instead of skipping: the
 # wasm32-wasi C toolchain (the test that rebuilds the committed sample modules) and
-# Prometheus's promtool (the tests that check both /metrics endpoints), dig (the mesh's
+# PostgreSQL (the store's conformance suite and servers on --datastore start a throwaway
+# one as the postgres user), Prometheus's promtool (the tests that check both /metrics endpoints), dig (the mesh's
 # DNS test); for --stress, stress-ng. Elsewhere, nothing is installed.
 packages=()
 [[ -f /usr/lib/wasm32-wasi/libc.a ]] || packages+=(clang lld wasi-libc libclang-rt-dev-wasm32)
 command -v promtool >/dev/null || packages+=(prometheus)
 command -v dig >/dev/null || packages+=(dnsutils)
+compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || packages+=(postgresql)
 [[ "$stress" == 1 ]] && ! command -v stress-ng >/dev/null && packages+=(stress-ng)
 if [[ "${CI:-}" == "true" && "$(id -u)" == "0" && ${#packages[@]} -gt 0 ]]; then
   # Install only: no package may start a service (the prometheus package would serve on :9090).

@@ -140,7 +140,9 @@ public sealed partial class OutpostServer : IAsyncDisposable
         services.AddSingleton(options.TimeProvider);
         services.AddSingleton(new ServerTls(authority));
         services.AddSingleton(_ => SecretBox.LoadOrCreate(Path.Combine(options.DataDir, "secrets.key")));
-        services.AddSingleton<IControlPlaneStore>(_ => new SqliteControlPlaneStore(Path.Combine(options.DataDir, "outpost.db"), options.TimeProvider));
+        services.AddSingleton<IControlPlaneStore>(_ => options.Datastore is { } datastore
+            ? new PostgresControlPlaneStore(datastore, options.TimeProvider)
+            : new SqliteControlPlaneStore(Path.Combine(options.DataDir, "outpost.db"), options.TimeProvider));
         services.AddSingleton<ChangeFeed>();
         services.AddSingleton<BucketSync>();
         services.AddSingleton<JoinGuard>();
@@ -198,6 +200,10 @@ public sealed partial class OutpostServer : IAsyncDisposable
     {
         var store = _app.Services.GetRequiredService<IControlPlaneStore>();
         await store.InitializeAsync(cancellationToken);
+        if (store is PostgresControlPlaneStore postgres)
+        {
+            await postgres.ClaimSoleServerAsync(cancellationToken);
+        }
         _app.Services.GetRequiredService<ChangeFeed>().Publish(await store.GetRevisionAsync(cancellationToken));
         await _app.StartAsync(cancellationToken);
         var addresses = _app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.ToList();

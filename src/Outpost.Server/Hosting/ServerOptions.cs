@@ -40,6 +40,13 @@ public sealed record ServerOptions
     /// </summary>
     public string? Ingress { get; init; }
 
+    /// <summary>
+    /// A PostgreSQL database for the store (postgres://USER:PASSWORD@HOST:PORT/DB, or an Npgsql
+    /// connection string) instead of SQLite in the data dir, which still holds the CA, the
+    /// secrets key and the client config. One server per database for now.
+    /// </summary>
+    public string? Datastore { get; init; }
+
     /// <summary>Serve cleartext HTTP/2 instead of TLS. Only for a lab behind something that encrypts.</summary>
     public bool InsecureHttp { get; init; }
 

@@ -760,7 +760,9 @@ public sealed partial class SqliteControlPlaneStore : IControlPlaneStore
                     written.TrySetResult();
                 }
             }
-            catch (Exception ex) when (ex is SqliteException or InvalidOperationException or IOException or ObjectDisposedException)
+#pragma warning disable CA1031 // whatever failed, each waiting request learns it (and the writer goes on): none may wait forever
+            catch (Exception ex)
+#pragma warning restore CA1031
             {
                 foreach (var (_, written) in batch)
                 {

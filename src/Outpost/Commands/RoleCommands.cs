@@ -31,9 +31,10 @@ internal static class RoleCommands
         var logRetention = new Option<string>("--log-retention") { Description = "How long logs shipped by the nodes are kept", DefaultValueFactory = _ => "7d" };
         var alertInterval = new Option<string>("--alert-interval") { Description = "How often alert rules are evaluated", DefaultValueFactory = _ => "10s" };
         var ingress = new Option<string?>("--ingress") { Description = "Serve public ingress here (HOST:PORT, plain HTTP, no token): services whose apps set spec.expose.ingress" };
+        var datastore = new Option<string?>("--datastore") { Description = "Keep the store in PostgreSQL (postgres://USER:PASSWORD@HOST:PORT/DB) instead of SQLite in --data-dir; one server per database for now" };
         var command = new Command("server", "Run the control plane: REST API, agent sync endpoint, store")
         {
-            dataDir, listen, history, lease, tlsCert, tlsKey, insecure, nodeCertTtl, revisionHistory, metricsRetention, logRetention, alertInterval, ingress,
+            dataDir, listen, history, lease, tlsCert, tlsKey, insecure, nodeCertTtl, revisionHistory, metricsRetention, logRetention, alertInterval, ingress, datastore,
         };
         command.SetAction(async (result, ct) => await RunUntilStoppedAsync(async stop =>
         {
@@ -52,6 +53,7 @@ internal static class RoleCommands
                 LogRetention = Duration(result.GetValue(logRetention)!, "--log-retention"),
                 AlertInterval = Duration(result.GetValue(alertInterval)!, "--alert-interval"),
                 Ingress = result.GetValue(ingress),
+                Datastore = result.GetValue(datastore),
             });
             await server.StartAsync(stop);
             Console.WriteLine($"server: {server.Url}");
