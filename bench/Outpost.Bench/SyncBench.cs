@@ -55,9 +55,14 @@ internal static class SyncBench
 
             // Idle: nothing to say but heartbeats and keepalives.
             await Task.Delay(TimeSpan.FromSeconds(6));
+            var before = Messages(await NodeAsync(http, serverUrl));
             proxy.ResetCounters();
             await Task.Delay(TimeSpan.FromSeconds(idleSeconds));
-            var idleBytesPerSecond = (double)(proxy.UpBytes + proxy.DownBytes) / idleSeconds;
+            var (idleUp, idleDown) = (proxy.UpBytes, proxy.DownBytes);
+            var after = Messages(await NodeAsync(http, serverUrl));
+            var idleMessages = string.Join(", ", after.Where(a => a.Value.Count > before.GetValueOrDefault(a.Key).Count)
+                .Select(a => $"{a.Key} {a.Value.Count - before.GetValueOrDefault(a.Key).Count} ({a.Value.Bytes - before.GetValueOrDefault(a.Key).Bytes} B)"));
+            var idleBytesPerSecond = (double)(idleUp + idleDown) / idleSeconds;
             Console.Error.WriteLine($"[sync] idle measured");
 
             // Throughput: fill the stopped agent's outbox, start it, time the server's ingest.
@@ -96,7 +101,7 @@ internal static class SyncBench
 
             Console.WriteLine($"shipping: {count} records in {seconds:F2} s after the first batch landed; store ingest alone: {baseline:F0} records/s");
             Console.WriteLine($"config: snapshot of 100 apps {snapshotBytes} bytes, one-field delta {deltaBytes} bytes");
-            Console.WriteLine($"idle: {proxy.UpBytes + proxy.DownBytes} bytes on the wire in {idleSeconds} s (TLS; heartbeat 10 s, keepalive 20 s)");
+            Console.WriteLine($"idle: {idleUp + idleDown} bytes on the wire in {idleSeconds} s ({idleUp} up, {idleDown} down) (TLS; heartbeat 10 s, usage once a minute when steady, keepalive 60 s); sync messages meanwhile (protobuf bytes): {(idleMessages.Length == 0 ? "none" : idleMessages)}");
             Console.WriteLine(FormattableString.Invariant(
                 $"sync records_per_s={recordsPerSecond:F0} delta_bytes={deltaBytes} snapshot_bytes={snapshotBytes} delta_ratio={(double)deltaBytes / snapshotBytes:F4} idle_bytes_per_node_s={idleBytesPerSecond:F2} ingest_baseline_records_per_s={baseline:F0}"));
         }
@@ -138,6 +143,24 @@ internal static class SyncBench
         }
 
         return records / watch.Elapsed.TotalSeconds;
+    }
+
+    /// <summary>The node's sync messages so far, by direction and kind ("received:heartbeat"): count and bytes.</summary>
+    private static Dictionary<string, (long Count, long Bytes)> Messages(JsonObject? node)
+    {
+        var messages = new Dictionary<string, (long Count, long Bytes)>(StringComparer.Ordinal);
+        foreach (var direction in (string[])["sent", "received"])
+        {
+            if (node?["status"]?["sync"]?[direction] is JsonObject kinds)
+            {
+                foreach (var (kind, value) in kinds)
+                {
+                    messages[$"{direction}:{kind}"] = ((long?)value?["messages"] ?? 0, (long?)value?["bytes"] ?? 0);
+                }
+            }
+        }
+
+        return messages;
     }
 
     private static long SentBytes(JsonObject? node, string kind) => (long?)node?["status"]?["sync"]?["sent"]?[kind]?["bytes"] ?? 0;

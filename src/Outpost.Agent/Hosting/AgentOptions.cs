@@ -61,8 +61,19 @@ public sealed record AgentOptions
     /// <summary>Most bytes of log lines the node keeps while they wait to be shipped; past it the oldest are dropped (and counted). Default 16 MiB.</summary>
     public long LogQuotaBytes { get; init; } = Monitoring.LogRing.DefaultQuotaBytes;
 
-    /// <summary>Silence after which the agent pings the server, and how long it waits for the answer before dropping the link. Default 20 s.</summary>
-    public TimeSpan KeepAlive { get; init; } = TimeSpan.FromSeconds(20);
+    /// <summary>
+    /// Silence after which the agent pings the server; it waits as long for the answer, but at
+    /// most <see cref="MaxKeepAliveTimeout"/>, before dropping the link. Default 60 s: a hung
+    /// server is found within 65 s, at one ping a minute on an idle link. (A dead link is found
+    /// sooner, by the kernel: see SyncClient.UnacknowledgedTimeout.)
+    /// </summary>
+    public TimeSpan KeepAlive { get; init; } = TimeSpan.FromSeconds(60);
+
+    /// <summary>The longest the agent waits for a keepalive ping's answer (a live server answers in milliseconds).</summary>
+    public static readonly TimeSpan MaxKeepAliveTimeout = TimeSpan.FromSeconds(5);
+
+    /// <summary>How long the agent waits for a keepalive ping's answer.</summary>
+    public TimeSpan KeepAlivePingTimeout => KeepAlive < MaxKeepAliveTimeout ? KeepAlive : MaxKeepAliveTimeout;
 
     /// <summary>Largest request body the gateway buffers for an app. Default 16 MiB.</summary>
     public int MaxRequestBodyBytes { get; init; } = 16 * 1024 * 1024;

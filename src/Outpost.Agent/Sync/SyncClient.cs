@@ -178,9 +178,10 @@ public sealed partial class SyncClient(
                 LocalCertificateSelectionCallback = presentCertificate ? (_, _, _, _, _) => credentials.Current! : null,
             },
             ConnectTimeout = TimeSpan.FromSeconds(5),
-            // Pings find a dead server (or a cut link) on an otherwise idle stream.
+            ConnectCallback = ConnectAsync,
+            // Pings find a hung server (its kernel still acknowledging) on an otherwise idle stream.
             KeepAlivePingDelay = options.KeepAlive,
-            KeepAlivePingTimeout = options.KeepAlive,
+            KeepAlivePingTimeout = options.KeepAlivePingTimeout,
             KeepAlivePingPolicy = HttpKeepAlivePingPolicy.Always,
             PooledConnectionIdleTimeout = Timeout.InfiniteTimeSpan,
             EnableMultipleHttp2Connections = false,
@@ -189,6 +190,35 @@ public sealed partial class SyncClient(
         },
         MaxReceiveMessageSize = 16 * 1024 * 1024,
     });
+
+    /// <summary>How long bytes the agent sent may stay unacknowledged before the kernel drops the link (TCP_USER_TIMEOUT).</summary>
+    public static readonly TimeSpan UnacknowledgedTimeout = TimeSpan.FromSeconds(35);
+
+    /// <summary>
+    /// The TCP connection to the server, with TCP_USER_TIMEOUT set: a heartbeat (every 10 s) the
+    /// server's side never acknowledges ends a dead link within 45 s, with no bytes spent on
+    /// pings to find out.
+    /// </summary>
+    private static async ValueTask<Stream> ConnectAsync(SocketsHttpConnectionContext context, CancellationToken cancellationToken)
+    {
+        var socket = new System.Net.Sockets.Socket(System.Net.Sockets.SocketType.Stream, System.Net.Sockets.ProtocolType.Tcp) { NoDelay = true };
+        try
+        {
+            if (OperatingSystem.IsLinux())
+            {
+                const int IpProtoTcp = 6, TcpUserTimeout = 18;
+                socket.SetRawSocketOption(IpProtoTcp, TcpUserTimeout, BitConverter.GetBytes((int)UnacknowledgedTimeout.TotalMilliseconds));
+            }
+
+            await socket.ConnectAsync(context.DnsEndPoint, cancellationToken);
+            return new System.Net.Sockets.NetworkStream(socket, ownsSocket: true);
+        }
+        catch
+        {
+            socket.Dispose();
+            throw;
+        }
+    }
 
     /// <summary>
     /// The node's identity, joining first if it has none: with a join token, over a channel that
@@ -696,6 +726,7 @@ public sealed partial class SyncClient(
     {
         var reported = new Dictionary<string, AppStatus>(StringComparer.Ordinal);
         OutboxStats? reportedOutbox = null;
+        var usageReport = new Monitoring.UsageReport();
         using var timer = new PeriodicTimer(options.HeartbeatInterval, time);
         var tick = timer.WaitForNextTickAsync(ct).AsTask();
         while (!ct.IsCancellationRequested)
@@ -753,9 +784,9 @@ public sealed partial class SyncClient(
                 }
             }
 
-            if (ticked)
+            if (ticked && usageReport.Take(usage.Sample(), time.GetUtcNow()) is { } sample)
             {
-                heartbeat.Usage = usage.Sample();
+                heartbeat.Usage = sample;
             }
 
             var outbox = data.Stats;

@@ -120,8 +120,9 @@ public sealed partial class OutpostServer : IAsyncDisposable
                 });
             }
 
-            // Find agents whose link died silently (no FIN, no RST).
-            kestrel.Limits.Http2.KeepAlivePingDelay = TimeSpan.FromSeconds(20);
+            // Free the streams of agents whose link died silently (no FIN, no RST); the node's lease
+            // says sooner that it is gone. Rare pings: an idle node's link carries little else.
+            kestrel.Limits.Http2.KeepAlivePingDelay = TimeSpan.FromSeconds(60);
             kestrel.Limits.Http2.KeepAlivePingTimeout = TimeSpan.FromSeconds(20);
             // Wires share a node's one connection: a wire whose reader stopped holds at most its own
             // window (1 MiB), and the connection's is large enough that dozens of such wires still

@@ -87,7 +87,7 @@ internal static class RoleCommands
         var outboxQuota = new Option<string>("--outbox-quota") { Description = "Most payload the outbox keeps while the cloud is unreachable, e.g. 256MiB, 2GiB", DefaultValueFactory = _ => "256MiB" };
         var outboxOverflow = new Option<string>("--outbox-overflow") { Description = "At the quota: dropOldest (keep the newest) or rejectNew; every loss is counted and reported", DefaultValueFactory = _ => "dropOldest" };
         outboxOverflow.AcceptOnlyFromAmong("dropOldest", "rejectNew");
-        var keepalive = new Option<string>("--keepalive") { Description = "Ping the server after this much silence, and drop the link if the ping is not answered as long (finds dead links)", DefaultValueFactory = _ => "20s" };
+        var keepalive = new Option<string>("--keepalive") { Description = "Ping the server after this much silence, and drop the link if the ping is not answered as long, at most 5 s (finds a hung server; a dead link is found by the kernel within 45 s)", DefaultValueFactory = _ => "60s" };
         var heartbeat = new Option<string>("--heartbeat") { Description = "How often the agent beats while connected; keep it well under the server's --node-lease", DefaultValueFactory = _ => "10s" };
         var tokenFile = new Option<string?>("--token-file") { Description = "Read the join token from this file (keeps it out of the process list, unlike --token)" };
         var logQuota = new Option<string>("--log-quota") { Description = "Log lines kept while they wait to be shipped; past it the oldest are dropped and counted (e.g. 16MiB)", DefaultValueFactory = _ => "16MiB" };
