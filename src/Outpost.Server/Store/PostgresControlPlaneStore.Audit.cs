@@ -1,4 +1,3 @@
-using System.Collections.Concurrent;
 using NpgsqlTypes;
 using Outpost.Core.Store;
 
@@ -7,77 +6,20 @@ namespace Outpost.Server.Store;
 /// <summary>The audit log (committed in groups) and the event log.</summary>
 public sealed partial class PostgresControlPlaneStore
 {
-    private readonly ConcurrentQueue<(AuditEntry Entry, TaskCompletionSource Written)> _audits = new();
-    private int _auditWriting;
-    private Task? _auditWriter;
+    private GroupCommit<AuditEntry>? _audits;
 
     /// <summary>The most audit entries one transaction takes.</summary>
     private const int AuditBatch = 512;
 
-    /// <summary>
-    /// Group commit: each entry is durable when the returned task completes, but the entries that
-    /// arrive while a transaction commits share the next one, so the proxy's many small audited
-    /// requests cost a commit per batch, not each.
-    /// </summary>
+    /// <summary>Durable when the task completes; entries that arrive together share a commit (<see cref="GroupCommit{T}"/>).</summary>
     public Task AppendAuditAsync(AuditEntry entry, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(entry);
-        var written = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
-        _audits.Enqueue((entry, written));
-        if (Interlocked.CompareExchange(ref _auditWriting, 1, 0) == 0)
-        {
-            Volatile.Write(ref _auditWriter, Task.Run(WriteAuditsAsync, CancellationToken.None));
-        }
-
-        return written.Task.WaitAsync(cancellationToken);
+        var audits = LazyInitializer.EnsureInitialized(ref _audits, () => new GroupCommit<AuditEntry>(InsertAuditsAsync, AuditBatch));
+        return audits.AddAsync(entry, cancellationToken);
     }
 
-    /// <summary>Writes queued audit entries a batch per transaction until none is left.</summary>
-    private async Task WriteAuditsAsync()
-    {
-        var batch = new List<(AuditEntry Entry, TaskCompletionSource Written)>(AuditBatch);
-        while (true)
-        {
-            while (batch.Count < AuditBatch && _audits.TryDequeue(out var item))
-            {
-                batch.Add(item);
-            }
-
-            if (batch.Count == 0)
-            {
-                Volatile.Write(ref _auditWriting, 0);
-                // An entry queued after the last look but before the flag dropped: this writer goes on.
-                if (_audits.IsEmpty || Interlocked.CompareExchange(ref _auditWriting, 1, 0) != 0)
-                {
-                    return;
-                }
-
-                continue;
-            }
-
-            try
-            {
-                // Whatever fails the batch is each waiter's to see; the loop goes on either way,
-                // or the flag would stay up with nobody left to write.
-                await InsertAuditsAsync(batch);
-                foreach (var (_, written) in batch)
-                {
-                    written.TrySetResult();
-                }
-            }
-            catch (Exception ex)
-            {
-                foreach (var (_, written) in batch)
-                {
-                    written.TrySetException(ex);
-                }
-            }
-
-            batch.Clear();
-        }
-    }
-
-    private async Task InsertAuditsAsync(List<(AuditEntry Entry, TaskCompletionSource Written)> batch)
+    private async Task InsertAuditsAsync(IReadOnlyList<AuditEntry> batch)
     {
         await using var connection = await _dataSource.OpenConnectionAsync(CancellationToken.None);
         await using var transaction = await connection.BeginTransactionAsync(CancellationToken.None);
@@ -88,13 +30,13 @@ public sealed partial class PostgresControlPlaneStore
             FROM unnest(@at, @actor, @role, @verb, @path, @status, @detail) WITH ORDINALITY AS a (at_ms, actor, role, verb, path, status, detail, n)
             ORDER BY n
             """);
-        AddArray(insert, "at", NpgsqlDbType.Bigint, batch.Select(b => b.Entry.At.ToUnixTimeMilliseconds()).ToArray());
-        AddArray(insert, "actor", NpgsqlDbType.Text, batch.Select(b => b.Entry.Actor).ToArray());
-        AddArray(insert, "role", NpgsqlDbType.Text, batch.Select(b => b.Entry.Role).ToArray());
-        AddArray(insert, "verb", NpgsqlDbType.Text, batch.Select(b => b.Entry.Verb).ToArray());
-        AddArray(insert, "path", NpgsqlDbType.Text, batch.Select(b => b.Entry.Path).ToArray());
-        AddArray(insert, "status", NpgsqlDbType.Integer, batch.Select(b => b.Entry.Status).ToArray());
-        AddArray(insert, "detail", NpgsqlDbType.Text, batch.Select(b => b.Entry.Detail).ToArray());
+        AddArray(insert, "at", NpgsqlDbType.Bigint, batch.Select(b => b.At.ToUnixTimeMilliseconds()).ToArray());
+        AddArray(insert, "actor", NpgsqlDbType.Text, batch.Select(b => b.Actor).ToArray());
+        AddArray(insert, "role", NpgsqlDbType.Text, batch.Select(b => b.Role).ToArray());
+        AddArray(insert, "verb", NpgsqlDbType.Text, batch.Select(b => b.Verb).ToArray());
+        AddArray(insert, "path", NpgsqlDbType.Text, batch.Select(b => b.Path).ToArray());
+        AddArray(insert, "status", NpgsqlDbType.Integer, batch.Select(b => b.Status).ToArray());
+        AddArray(insert, "detail", NpgsqlDbType.Text, batch.Select(b => b.Detail).ToArray());
         await insert.ExecuteNonQueryAsync(CancellationToken.None);
         await transaction.CommitAsync(CancellationToken.None);
     }

@@ -359,9 +359,9 @@ public sealed partial class PostgresControlPlaneStore : IControlPlaneStore
     public async ValueTask DisposeAsync()
     {
         // Entries already queued for the audit log are written (or failed) before the pool goes.
-        if (Volatile.Read(ref _auditWriter) is { } writer)
+        if (_audits is { } audits)
         {
-            await writer;
+            await audits.Drained;
         }
 
         if (_sole is not null)

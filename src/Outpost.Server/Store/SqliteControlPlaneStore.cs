@@ -685,92 +685,40 @@ public sealed partial class SqliteControlPlaneStore : IControlPlaneStore
         return revisions;
     }
 
-    private readonly System.Collections.Concurrent.ConcurrentQueue<(AuditEntry Entry, TaskCompletionSource Written)> _audits = new();
-    private int _auditWriting;
+    private GroupCommit<AuditEntry>? _audits;
 
     /// <summary>The most audit entries one transaction takes.</summary>
     private const int AuditBatch = 512;
 
-    /// <summary>
-    /// Group commit: each entry is durable when the returned task completes, but the entries that
-    /// arrive while a transaction commits share the next one, so the proxy's many small audited
-    /// requests cost a commit per batch, not each.
-    /// </summary>
+    /// <summary>Durable when the task completes; entries that arrive together share a commit (<see cref="GroupCommit{T}"/>).</summary>
     public Task AppendAuditAsync(AuditEntry entry, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(entry);
-        var written = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
-        _audits.Enqueue((entry, written));
-        if (Interlocked.CompareExchange(ref _auditWriting, 1, 0) == 0)
-        {
-            _ = Task.Run(WriteAuditsAsync, CancellationToken.None);
-        }
-
-        return written.Task.WaitAsync(cancellationToken);
+        var audits = LazyInitializer.EnsureInitialized(ref _audits, () => new GroupCommit<AuditEntry>(InsertAuditsAsync, AuditBatch));
+        return audits.AddAsync(entry, cancellationToken);
     }
 
-    /// <summary>Writes queued audit entries a batch per transaction until none is left.</summary>
-    private async Task WriteAuditsAsync()
+    private async Task InsertAuditsAsync(IReadOnlyList<AuditEntry> entries)
     {
-        var batch = new List<(AuditEntry Entry, TaskCompletionSource Written)>(AuditBatch);
-        while (true)
+        await _writeLock.WaitAsync();
+        try
         {
-            while (batch.Count < AuditBatch && _audits.TryDequeue(out var item))
+            await using var connection = await OpenAsync(CancellationToken.None);
+            await using var transaction = connection.BeginTransaction(deferred: false);
+            foreach (var entry in entries)
             {
-                batch.Add(item);
+                await ExecuteAsync(connection, transaction, """
+                    INSERT INTO audit (at_ms, actor, role, verb, path, status, detail) VALUES ($at, $actor, $role, $verb, $path, $status, $detail)
+                    """, CancellationToken.None,
+                    ("$at", entry.At.ToUnixTimeMilliseconds()), ("$actor", entry.Actor), ("$role", entry.Role), ("$verb", entry.Verb),
+                    ("$path", entry.Path), ("$status", entry.Status), ("$detail", entry.Detail));
             }
 
-            if (batch.Count == 0)
-            {
-                Volatile.Write(ref _auditWriting, 0);
-                // An entry queued after the last look but before the flag dropped: this writer goes on.
-                if (_audits.IsEmpty || Interlocked.CompareExchange(ref _auditWriting, 1, 0) != 0)
-                {
-                    return;
-                }
-
-                continue;
-            }
-
-            try
-            {
-                await _writeLock.WaitAsync();
-                try
-                {
-                    await using var connection = await OpenAsync(CancellationToken.None);
-                    await using var transaction = connection.BeginTransaction(deferred: false);
-                    foreach (var (entry, _) in batch)
-                    {
-                        await ExecuteAsync(connection, transaction, """
-                            INSERT INTO audit (at_ms, actor, role, verb, path, status, detail) VALUES ($at, $actor, $role, $verb, $path, $status, $detail)
-                            """, CancellationToken.None,
-                            ("$at", entry.At.ToUnixTimeMilliseconds()), ("$actor", entry.Actor), ("$role", entry.Role), ("$verb", entry.Verb),
-                            ("$path", entry.Path), ("$status", entry.Status), ("$detail", entry.Detail));
-                    }
-
-                    await transaction.CommitAsync(CancellationToken.None);
-                }
-                finally
-                {
-                    ReleaseWriteLock();
-                }
-
-                foreach (var (_, written) in batch)
-                {
-                    written.TrySetResult();
-                }
-            }
-#pragma warning disable CA1031 // whatever failed, each waiting request learns it (and the writer goes on): none may wait forever
-            catch (Exception ex)
-#pragma warning restore CA1031
-            {
-                foreach (var (_, written) in batch)
-                {
-                    written.TrySetException(ex);
-                }
-            }
-
-            batch.Clear();
+            await transaction.CommitAsync(CancellationToken.None);
+        }
+        finally
+        {
+            ReleaseWriteLock();
         }
     }
 
@@ -876,11 +824,16 @@ public sealed partial class SqliteControlPlaneStore : IControlPlaneStore
         }
     }
 
-    public ValueTask DisposeAsync()
+    public async ValueTask DisposeAsync()
     {
+        // Entries already queued for the audit log are written (or failed) before the lock goes.
+        if (_audits is { } audits)
+        {
+            await audits.Drained;
+        }
+
         _writeLock.Dispose();
         SqliteConnection.ClearAllPools();
-        return ValueTask.CompletedTask;
     }
 
     private const string Columns = "kind, name, uid, resource_version, generation, created_at, labels, annotations, spec, status";
