@@ -180,13 +180,20 @@ public sealed class Fleet : IAsyncDisposable
         return await _api.SendAsync(request);
     }
 
+    /// <summary>The server's logged errors (an unhandled exception behind a 500, say), for a failure message.</summary>
+    private string ServerErrors()
+    {
+        var lines = Server?.Output.Split('\n').Where(l => l.Contains("fail:", StringComparison.Ordinal) || l.Contains("crit:", StringComparison.Ordinal) || l.Contains("Exception", StringComparison.Ordinal)).TakeLast(20).ToList();
+        return lines is { Count: > 0 } ? "\nthe server logged:\n" + string.Join('\n', lines) : "";
+    }
+
     /// <summary>GET on the server's API with the admin token.</summary>
     public async Task<JsonObject> ApiGetAsync(string path)
     {
         using var request = new HttpRequestMessage(HttpMethod.Get, ServerUrl + path);
         using var response = await ApiSendAsync(request);
         var text = await response.Content.ReadAsStringAsync();
-        Assert.True(response.IsSuccessStatusCode, $"GET {path}: {(int)response.StatusCode} {text}");
+        Assert.True(response.IsSuccessStatusCode, $"GET {path}: {(int)response.StatusCode} {text}{ServerErrors()}");
         return JsonNode.Parse(text)!.AsObject();
     }
 
