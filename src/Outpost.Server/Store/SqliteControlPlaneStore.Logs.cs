@@ -50,7 +50,7 @@ public sealed partial class SqliteControlPlaneStore
     {
         ArgumentNullException.ThrowIfNull(query);
         await using var connection = await OpenAsync(cancellationToken);
-        await using var transaction = (SqliteTransaction)await connection.BeginTransactionAsync(cancellationToken);
+        await using var transaction = connection.BeginTransaction(deferred: true); // a read: no write lock
         const string Filter = "($app IS NULL OR app = $app) AND ($node IS NULL OR node = $node) AND ($since IS NULL OR at_ms >= $since) AND ($agent = 0 OR app = '')";
         var sql = query.AfterId is null
             ? $"SELECT * FROM (SELECT {LogColumns} FROM logs WHERE {Filter} ORDER BY at_ms DESC, id DESC LIMIT $limit) ORDER BY at_ms, node, sequence"

@@ -262,8 +262,10 @@ public sealed partial class SqliteControlPlaneStore : IControlPlaneStore
     public async Task<ResourcePage> ListAsync(string kind, CancellationToken cancellationToken)
     {
         await using var connection = await OpenAsync(cancellationToken);
-        // One read transaction so the items and the revision agree.
-        await using var transaction = (SqliteTransaction)await connection.BeginTransactionAsync(cancellationToken);
+        // One read transaction so the items and the revision agree. Deferred: a read takes no write
+        // lock (Microsoft.Data.Sqlite begins IMMEDIATE by default), so reads never queue behind
+        // writes or each other in WAL mode.
+        await using var transaction = connection.BeginTransaction(deferred: true);
         var revision = await RevisionAsync(connection, transaction, cancellationToken);
         await using var command = Command(connection, transaction, $"SELECT {Columns} FROM resources WHERE kind = $kind ORDER BY name", ("$kind", kind));
         var items = new List<StoredResource>();
