@@ -307,6 +307,101 @@ public abstract class ControlPlaneStoreConformanceTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task Rollouts_AreKeptPerApp_Replaced_ListedBack_AndRefusedForAnAppThatIsGone()
+    {
+        var ct = CancellationToken.None;
+        await Write(App("a"), App("b"));
+        var started = Time.GetUtcNow();
+        var a = new Outpost.Core.Rollouts.RolloutState { Revision = 2, StableRevision = 1, Steps = 3, StartedAt = started, StepStartedAt = started, Message = "canary" };
+        await _store.SaveRolloutAsync("a", a, movesNodes: false, ct);
+        await _store.SaveRolloutAsync("b", a with { Revision = 1, StableRevision = 0 }, movesNodes: false, ct);
+        var moved = a with { Step = 1, Moved = ["edge-1", "edge-2"], Paused = true };
+        await _store.SaveRolloutAsync("a", moved, movesNodes: true, ct);
+
+        var rollouts = await _store.ListRolloutsAsync(ct);
+        Assert.Equal(["a", "b"], rollouts.Keys.Order(StringComparer.Ordinal));
+        Assert.Equal(moved.ToJson().ToJsonString(), rollouts["a"].ToJson().ToJsonString());
+        Assert.Equal(["edge-1", "edge-2"], rollouts["a"].Moved);
+
+        var gone = await Assert.ThrowsAsync<StoreException>(() => _store.SaveRolloutAsync("nope", a, movesNodes: true, ct));
+        Assert.Equal(StoreError.NotFound, gone.Error);
+    }
+
+    [Fact]
+    public async Task RevisionOutcomes_AreRecordedPerRevision_AndAMissingRevisionReadsNull()
+    {
+        var ct = CancellationToken.None;
+        await Write(App("a", """{"module":{"digest":"sha256:01"}}"""));
+        await Write(App("a", """{"module":{"digest":"sha256:02"}}"""));
+
+        await _store.SetRevisionOutcomeAsync("a", 1, "RolledBack", ct);
+        Assert.Equal("RolledBack", (await _store.GetAppRevisionAsync("a", 1, ct))!.Outcome);
+        Assert.Equal("", (await _store.GetAppRevisionAsync("a", 2, ct))!.Outcome);
+        Assert.Equal("sha256:02", (await _store.GetAppRevisionAsync("a", 2, ct))!.Digest);
+        Assert.Null(await _store.GetAppRevisionAsync("a", 3, ct));
+        Assert.Null(await _store.GetAppRevisionAsync("nope", 1, ct));
+    }
+
+    [Fact]
+    public async Task Alerts_AreSavedByRuleAndTarget_Replaced_ListedInOrder_AndDeleted()
+    {
+        var ct = CancellationToken.None;
+        var since = Time.GetUtcNow();
+        var pending = new AlertRecord("cpu-high", "node/edge-2", "Pending", 0.93, "cpu at 93 %", since, null, null);
+        await _store.SaveAlertAsync(pending, ct);
+        await _store.SaveAlertAsync(pending with { Target = "node/edge-1" }, ct);
+        await _store.SaveAlertAsync(new AlertRecord("app-5xx", "app/shop", "Firing", 0.2, "20 % 5xx", since, since.AddMinutes(1), null), ct);
+        var firing = pending with { State = "Firing", Value = 0.97, FiredAt = since.AddMinutes(5) };
+        await _store.SaveAlertAsync(firing, ct);
+
+        var alerts = await _store.ListAlertsAsync(ct);
+        Assert.Equal([("app-5xx", "app/shop"), ("cpu-high", "node/edge-1"), ("cpu-high", "node/edge-2")], alerts.Select(a => (a.Rule, a.Target)));
+        var read = alerts.Single(a => a.Target == "node/edge-2");
+        Assert.Equal(("Firing", 0.97, "cpu at 93 %"), (read.State, read.Value, read.Message));
+        Assert.Equal(firing.FiredAt!.Value.ToUnixTimeMilliseconds(), read.FiredAt!.Value.ToUnixTimeMilliseconds());
+        Assert.Equal(since.ToUnixTimeMilliseconds(), read.ActiveSince.ToUnixTimeMilliseconds());
+        Assert.Null(read.ResolvedAt);
+
+        await _store.DeleteAlertAsync("cpu-high", "node/edge-2", ct);
+        await _store.DeleteAlertAsync("cpu-high", "node/none", ct); // nothing to delete: no error
+        Assert.Equal(["app/shop", "node/edge-1"], (await _store.ListAlertsAsync(ct)).Select(a => a.Target));
+    }
+
+    [Fact]
+    public async Task Events_AreListedAfterAnId_InOrder_AndByObjectName()
+    {
+        var ct = CancellationToken.None;
+        for (var i = 0; i < 5; i++)
+        {
+            await _store.AppendEventAsync(new EventRecord(0, Time.GetUtcNow().AddSeconds(i), "Node", i % 2 == 0 ? "edge-1" : "edge-2", "Normal", "NodeReady", $"event {i}"), ct);
+        }
+
+        var all = await _store.ListEventsAsync(0, 100, null, ct);
+        Assert.Equal(["event 0", "event 1", "event 2", "event 3", "event 4"], all.Select(e => e.Message));
+        Assert.True(all.Zip(all.Skip(1)).All(p => p.First.Id < p.Second.Id));
+        Assert.Equal(["event 3", "event 4"], (await _store.ListEventsAsync(all[2].Id, 100, null, ct)).Select(e => e.Message));
+        Assert.Equal(["event 0"], (await _store.ListEventsAsync(0, 1, null, ct)).Select(e => e.Message));
+        Assert.Equal(["event 1", "event 3"], (await _store.ListEventsAsync(0, 100, "edge-2", ct)).Select(e => e.Message));
+        var first = all[0];
+        Assert.Equal(("Node", "edge-1", "Normal", "NodeReady"), (first.Kind, first.Name, first.Type, first.Reason));
+    }
+
+    [Fact]
+    public async Task Missing_Things_AreSaidSo_NotInvented()
+    {
+        var ct = CancellationToken.None;
+        Assert.Null(await _store.GetBlobSizeAsync("sha256:none", ct));
+        Assert.Null(await _store.GetTokenAsync("none", ct));
+        Assert.False(await _store.TryUseTokenAsync("none", ct));
+        Assert.Null(await _store.GetNodeInventoryAsync("none", ct));
+
+        var issued = TokenCodec.Issue(TokenKind.Api, Time.GetUtcNow());
+        await _store.CreateTokenAsync(issued.Record, ct);
+        var twice = await Assert.ThrowsAsync<StoreException>(() => _store.CreateTokenAsync(issued.Record, ct));
+        Assert.Equal(StoreError.AlreadyExists, twice.Error);
+    }
+
+    [Fact]
     public async Task ApiTokens_KeepTheirRole()
     {
         var viewer = TokenCodec.Issue(TokenKind.Api, Time.GetUtcNow(), role: Roles.Viewer);
