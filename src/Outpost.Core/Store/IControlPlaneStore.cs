@@ -15,6 +15,17 @@ public interface IControlPlaneStore : IAsyncDisposable
     /// <summary>The global revision: the number of changes ever written.</summary>
     Task<long> GetRevisionAsync(CancellationToken cancellationToken);
 
+    /// <summary>
+    /// Moves to the global revision once a change is committed and visible to readers: this
+    /// store's own writes at once, another replica's as soon as the store hears of them (and
+    /// within a few seconds even when a notification is lost). Starts at the revision
+    /// <see cref="InitializeAsync"/> found.
+    /// </summary>
+    ChangeFeed Changes { get; }
+
+    /// <summary>Moves to the bucket revision (<see cref="GetBucketRevisionAsync"/>) as <see cref="Changes"/> does to the global one.</summary>
+    ChangeFeed BucketChanges { get; }
+
     Task<StoredResource?> GetAsync(string kind, string name, CancellationToken cancellationToken);
 
     /// <summary>Lists a kind, with the revision the list is consistent with.</summary>

@@ -75,8 +75,8 @@ public static class ApiEndpoints
         app.MapPost(services, (HttpContext ctx, IServiceProvider sp, CancellationToken ct) => WriteAsync(ctx, ResourceKind.NetworkService, null, WriteOp.Create, sp, ct));
         app.MapPut(services + "/{name}", (string name, HttpContext ctx, IServiceProvider sp, CancellationToken ct) => WriteAsync(ctx, ResourceKind.NetworkService, name, WriteOp.Replace, sp, ct));
         app.MapPatch(services + "/{name}", (string name, HttpContext ctx, IServiceProvider sp, CancellationToken ct) => PatchAsync(ctx, ResourceKind.NetworkService, name, sp, ct));
-        app.MapDelete(services + "/{name}", (string name, IControlPlaneStore store, ChangeFeed feed, NodeLeases leases, Monitoring.MetricsRecorder metrics, CancellationToken ct) =>
-            DeleteAsync(ResourceKind.NetworkService, name, store, feed, leases, metrics, ct));
+        app.MapDelete(services + "/{name}", (string name, IControlPlaneStore store, NodeLeases leases, Monitoring.MetricsRecorder metrics, CancellationToken ct) =>
+            DeleteAsync(ResourceKind.NetworkService, name, store, leases, metrics, ct));
         // The cloud gateway: any method, through the node's own connection (Mesh/MeshProxy.cs).
         app.Map("/proxy/nodes/{node}/{**path}", (string node, string? path, HttpContext context, Mesh.MeshProxy proxy) => proxy.ToNodeAsync(context, node, path ?? ""));
         app.Map("/proxy/services/{name}/{**path}", (string name, string? path, HttpContext context, Mesh.MeshProxy proxy) => proxy.ToServiceAsync(context, name, path ?? ""));
@@ -142,8 +142,8 @@ public static class ApiEndpoints
         var collection = kind.CollectionPath;
         app.MapGet(collection, (HttpContext ctx, IControlPlaneStore store, ResourceView view, CancellationToken ct) => ListAsync(ctx, kind, store, view, ct));
         app.MapGet(collection + "/{name}", (string name, HttpContext ctx, IControlPlaneStore store, ResourceView view, CancellationToken ct) => GetAsync(ctx, kind, name, store, view, ct));
-        app.MapDelete(collection + "/{name}", (string name, IControlPlaneStore store, ChangeFeed feed, NodeLeases leases, Monitoring.MetricsRecorder metrics, CancellationToken ct) =>
-            DeleteAsync(kind, name, store, feed, leases, metrics, ct));
+        app.MapDelete(collection + "/{name}", (string name, IControlPlaneStore store, NodeLeases leases, Monitoring.MetricsRecorder metrics, CancellationToken ct) =>
+            DeleteAsync(kind, name, store, leases, metrics, ct));
         if (!writable)
         {
             return;
@@ -274,12 +274,11 @@ public static class ApiEndpoints
         return true;
     }
 
-    private static async Task<IResult> DeleteAsync(ResourceKind kind, string name, IControlPlaneStore store, ChangeFeed feed, NodeLeases leases, Monitoring.MetricsRecorder metrics, CancellationToken cancellationToken)
+    private static async Task<IResult> DeleteAsync(ResourceKind kind, string name, IControlPlaneStore store, NodeLeases leases, Monitoring.MetricsRecorder metrics, CancellationToken cancellationToken)
     {
         try
         {
             var result = (await store.WriteAsync([new ResourceWrite { Op = WriteOp.Delete, Kind = kind.Kind, Name = name }], cancellationToken))[0];
-            feed.Publish(result.Resource.ResourceVersion);
             if (kind == ResourceKind.Node)
             {
                 leases.Forget(name);
@@ -420,7 +419,6 @@ public static class ApiEndpoints
         try
         {
             var result = (await services.GetRequiredService<IControlPlaneStore>().WriteAsync([write], cancellationToken))[0];
-            services.GetRequiredService<ChangeFeed>().Publish(result.Resource.ResourceVersion);
             var rendered = services.GetRequiredService<ResourceView>().Render(result.Resource);
             return Json(rendered, result.Outcome == WriteOutcome.Created ? 201 : 200);
         }
@@ -498,11 +496,6 @@ public static class ApiEndpoints
             catch (StoreException ex)
             {
                 return Error(ResourceWriter.ToStatus(ex));
-            }
-
-            if (results.Count > 0)
-            {
-                services.GetRequiredService<ChangeFeed>().Publish(results.Max(r => r.Resource.ResourceVersion));
             }
         }
 

@@ -10,14 +10,16 @@ namespace Outpost.Server.Api;
 /// <summary>
 /// Watches (<c>?watch=true</c>): a chunked stream of <c>{"type": "ADDED|MODIFIED|DELETED",
 /// "object": ...}</c> lines, the object a Table of one row when the client asked for tables
-/// (kubectl get -w). The server looks every 250 ms and sends what changed in what is shown:
-/// a node's state changes with its lease, not only with stored writes, so each object's
-/// fingerprint is its printed row and labels, not just its resourceVersion. With no
+/// (kubectl get -w). The server looks again as soon as the store's revision moves, and every
+/// second besides, and sends what changed in what is shown: a node's state changes with its
+/// lease, not only with stored writes, so each object's fingerprint is its printed row and
+/// labels, not just its resourceVersion. With no
 /// resourceVersion (or "0") the current objects come first as ADDED, as Kubernetes does.
 /// </summary>
 public static class KubeWatch
 {
-    private static readonly TimeSpan Period = TimeSpan.FromMilliseconds(250);
+    /// <summary>How often a watch looks when nothing was written (node states and usage move without writes).</summary>
+    private static readonly TimeSpan Period = TimeSpan.FromSeconds(1);
 
     public static async Task RunAsync(HttpContext context, ResourceKind kind, LabelSelector selector, IControlPlaneStore store, ResourceView view, TimeProvider time,
         Func<List<JsonObject>, long, Task<JsonObject>> table, CancellationToken ct)
@@ -93,7 +95,13 @@ public static class KubeWatch
 
                 seen = current;
                 first = false;
-                await Task.Delay(Period, time, stop.Token);
+                using (var wait = CancellationTokenSource.CreateLinkedTokenSource(stop.Token))
+                {
+                    await Task.WhenAny(store.Changes.WaitAfterAsync(page.Revision, wait.Token), Task.Delay(Period, time, wait.Token));
+                    await wait.CancelAsync();
+                }
+
+                stop.Token.ThrowIfCancellationRequested();
             }
         }
         catch (OperationCanceledException)

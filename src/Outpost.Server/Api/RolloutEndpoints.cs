@@ -146,7 +146,7 @@ internal static class RolloutEndpoints
     }
 
     /// <summary>POST {"toRevision": N} (default: the revision before the current one).</summary>
-    private static async Task<IResult> RollbackAsync(string name, HttpContext context, IControlPlaneStore store, ChangeFeed feed, RolloutController rollouts, ResourceView view, ServerOptions options, CancellationToken ct)
+    private static async Task<IResult> RollbackAsync(string name, HttpContext context, IControlPlaneStore store, RolloutController rollouts, ResourceView view, ServerOptions options, CancellationToken ct)
     {
         var body = new JsonObject();
         if (context.Request.ContentLength is > 0)
@@ -209,7 +209,6 @@ internal static class RolloutEndpoints
             return Error(ResourceWriter.ToStatus(ex)); // changed meanwhile: nothing was written
         }
 
-        feed.Publish(result.Resource.ResourceVersion);
         context.Items[OutpostServer.AuditDetailKey] = $"Application/{name} back to revision {target.Revision} ({target.Digest}) as revision {result.Resource.Generation}";
         return Json(new JsonObject
         {

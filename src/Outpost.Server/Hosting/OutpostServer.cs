@@ -144,7 +144,7 @@ public sealed partial class OutpostServer : IAsyncDisposable
         services.AddSingleton<IControlPlaneStore>(_ => options.Datastore is { } datastore
             ? new PostgresControlPlaneStore(datastore, options.TimeProvider)
             : new SqliteControlPlaneStore(Path.Combine(options.DataDir, "outpost.db"), options.TimeProvider));
-        services.AddSingleton<ChangeFeed>();
+        services.AddSingleton(sp => sp.GetRequiredService<IControlPlaneStore>().Changes);
         services.AddSingleton<BucketSync>();
         services.AddSingleton<JoinGuard>();
         services.AddSingleton<NodeLeases>();
@@ -205,7 +205,6 @@ public sealed partial class OutpostServer : IAsyncDisposable
         {
             await postgres.ClaimSoleServerAsync(cancellationToken);
         }
-        _app.Services.GetRequiredService<ChangeFeed>().Publish(await store.GetRevisionAsync(cancellationToken));
         await _app.StartAsync(cancellationToken);
         var addresses = _app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.ToList();
         var address = addresses[0];

@@ -64,7 +64,9 @@ public sealed partial class PostgresControlPlaneStore
 
         await ExecuteAsync(connection, "INSERT INTO store_meta (key, value) VALUES ('bucket_revision', @v) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
             cancellationToken, ("v", revision));
+        await NotifyAsync(connection, BucketsChannel, stored > 0 ? revision : 0, cancellationToken);
         await transaction.CommitAsync(cancellationToken);
+        BucketChanges.Publish(revision);
         return new BucketMergeResult(stored, kept, duplicates, conflicts, revision);
     }
 

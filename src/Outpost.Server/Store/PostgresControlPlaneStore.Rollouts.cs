@@ -107,7 +107,9 @@ public sealed partial class PostgresControlPlaneStore
             ON CONFLICT (app) DO UPDATE SET revision = excluded.revision, stable = excluded.stable, state = excluded.state
             """, cancellationToken,
             ("app", app), ("rev", state.Revision), ("stable", state.StableRevision), ("state", state.ToJson().ToJsonString()));
+        await NotifyAsync(connection, ChangesChannel, revision, cancellationToken);
         await transaction.CommitAsync(cancellationToken);
+        Changes.Publish(revision);
         return revision;
     }
 

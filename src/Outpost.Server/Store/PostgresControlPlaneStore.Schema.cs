@@ -205,8 +205,15 @@ public sealed partial class PostgresControlPlaneStore
     /// <summary>
     /// Creates the schema on an empty database or migrates it up, in one transaction under the
     /// schema lock: replicas that start at once take turns, and the later ones find the work done.
+    /// Then follows the revisions (<see cref="Changes"/>).
     /// </summary>
     public async Task InitializeAsync(CancellationToken cancellationToken)
+    {
+        await MigrateAsync(cancellationToken);
+        await FollowAsync(cancellationToken);
+    }
+
+    private async Task MigrateAsync(CancellationToken cancellationToken)
     {
         await using var connection = await ConnectAsync(cancellationToken);
         await using var transaction = await connection.BeginTransactionAsync(cancellationToken);

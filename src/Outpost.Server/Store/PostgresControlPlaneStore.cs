@@ -129,7 +129,10 @@ public sealed partial class PostgresControlPlaneStore : IControlPlaneStore
             results.Add(await WriteOneAsync(connection, write, cancellationToken));
         }
 
+        var revision = results.Where(r => r.Outcome != WriteOutcome.Unchanged).Select(r => r.Resource.ResourceVersion).DefaultIfEmpty().Max();
+        await NotifyAsync(connection, ChangesChannel, revision, cancellationToken);
         await transaction.CommitAsync(cancellationToken);
+        Changes.Publish(revision);
         return results;
     }
 
@@ -368,6 +371,8 @@ public sealed partial class PostgresControlPlaneStore : IControlPlaneStore
         {
             await _sole.DisposeAsync();
         }
+
+        await StopFollowingAsync();
 
         await _dataSource.DisposeAsync();
     }

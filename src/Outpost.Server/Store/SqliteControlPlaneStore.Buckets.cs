@@ -62,6 +62,7 @@ public sealed partial class SqliteControlPlaneStore
             await ExecuteAsync(connection, transaction, "INSERT INTO store_meta (key, value) VALUES ('bucket_revision', $v) ON CONFLICT (key) DO UPDATE SET value = $v",
                 cancellationToken, ("$v", revision));
             await transaction.CommitAsync(cancellationToken);
+            BucketChanges.Publish(revision);
             return new BucketMergeResult(stored, kept, duplicates, conflicts, revision);
         }
         finally

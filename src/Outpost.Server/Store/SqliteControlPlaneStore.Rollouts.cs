@@ -67,6 +67,7 @@ public sealed partial class SqliteControlPlaneStore
                 """, cancellationToken,
                 ("$app", app), ("$rev", state.Revision), ("$stable", state.StableRevision), ("$state", state.ToJson().ToJsonString()));
             await transaction.CommitAsync(cancellationToken);
+            PublishAppended();
             return revision;
         }
         finally

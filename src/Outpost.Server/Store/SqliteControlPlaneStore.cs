@@ -225,7 +225,14 @@ public sealed partial class SqliteControlPlaneStore : IControlPlaneStore
             """, cancellationToken);
         await MigrateTokensAsync(connection, cancellationToken);
         await MigrateRevisionsAsync(connection, cancellationToken);
+        Changes.Publish(await RevisionAsync(connection, null, cancellationToken));
+        BucketChanges.Publish(await MetaAsync(connection, null, "bucket_revision", cancellationToken));
     }
+
+    /// <summary>Moved by this process's commits: one server per SQLite file, so there are no others.</summary>
+    public ChangeFeed Changes { get; } = new();
+
+    public ChangeFeed BucketChanges { get; } = new();
 
     // Counted up after each commit that may change what a cache below holds: a value read under an
     // older count is read again. Every write goes through this process's write lock (one writer),
@@ -296,6 +303,7 @@ public sealed partial class SqliteControlPlaneStore : IControlPlaneStore
             }
 
             await transaction.CommitAsync(cancellationToken);
+            PublishAppended();
             return results;
         }
         finally
@@ -884,14 +892,26 @@ public sealed partial class SqliteControlPlaneStore : IControlPlaneStore
         if (_appendedChange)
         {
             _appendedChange = false;
+            _appendedRevision = 0;
             Interlocked.Increment(ref _revisionEpoch);
         }
 
         _writeLock.Release();
     }
 
-    // Set under the write lock by AppendChangeAsync, cleared as the lock is released.
+    // Set under the write lock by AppendChangeAsync, cleared as the lock is released: whether the
+    // writes under it appended a change, and the last revision they took.
     private bool _appendedChange;
+    private long _appendedRevision;
+
+    /// <summary>Called under the write lock once the transaction that appended changes has committed.</summary>
+    private void PublishAppended()
+    {
+        if (_appendedRevision > 0)
+        {
+            Changes.Publish(_appendedRevision);
+        }
+    }
 
     private async Task<long> AppendChangeAsync(SqliteConnection connection, SqliteTransaction transaction, string kind, string name, ChangeOp op, CancellationToken cancellationToken)
     {
@@ -899,7 +919,8 @@ public sealed partial class SqliteControlPlaneStore : IControlPlaneStore
         await using var command = Command(connection, transaction,
             "INSERT INTO changes (kind, name, op, at) VALUES ($kind, $name, $op, $at) RETURNING revision",
             ("$kind", kind), ("$name", name), ("$op", (int)op), ("$at", Now()));
-        return (long)(await command.ExecuteScalarAsync(cancellationToken))!;
+        _appendedRevision = (long)(await command.ExecuteScalarAsync(cancellationToken))!;
+        return _appendedRevision;
     }
 
     private static StoredResource Read(SqliteDataReader reader) => new()

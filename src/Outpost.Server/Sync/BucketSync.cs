@@ -38,9 +38,6 @@ public sealed partial class BucketSync(IControlPlaneStore store, TimeProvider ti
     /// <summary>Stamps cloud writes; follows every stamp it sees from the edge.</summary>
     public HybridLogicalClock Clock { get; } = new(VersionedValue.Cloud, time);
 
-    /// <summary>Moves with the bucket revision.</summary>
-    public ChangeFeed Feed { get; } = new();
-
     /// <summary>A bucket's spec, or a 404 when there is no such Bucket.</summary>
     public async Task<BucketSpec> SpecAsync(string bucket, CancellationToken ct)
     {
@@ -65,7 +62,6 @@ public sealed partial class BucketSync(IControlPlaneStore store, TimeProvider ti
         var current = await store.GetBucketEntryAsync(bucket, "", key, ct);
         var write = new BucketWrite(key, new VersionedValue(value, Clock.Now()), current?.Version.Stamp);
         var result = await store.MergeBucketAsync(bucket, "", spec.ConflictPolicy, [write], ct);
-        Feed.Publish(result.Revision);
         var entry = await store.GetBucketEntryAsync(bucket, "", key, ct) ?? throw new InvalidOperationException("a merged key vanished");
         return (result, entry);
     }
@@ -79,7 +75,6 @@ public sealed partial class BucketSync(IControlPlaneStore store, TimeProvider ti
     {
         ArgumentNullException.ThrowIfNull(batch);
         var ack = new KvAck { Through = batch.Through };
-        var revision = 0L;
         foreach (var group in batch.Writes.GroupBy(w => w.Bucket, StringComparer.Ordinal))
         {
             var resource = await store.GetAsync(ResourceKind.Bucket.Kind, group.Key, ct);
@@ -119,7 +114,6 @@ public sealed partial class BucketSync(IControlPlaneStore store, TimeProvider ti
             ack.Stored += result.Stored;
             ack.Kept += result.Kept;
             ack.Conflicts += result.Conflicts;
-            revision = Math.Max(revision, result.Revision);
             if (result.Conflicts > 0)
             {
                 LogConflicts(logger, group.Key, node, result.Conflicts);
@@ -131,7 +125,6 @@ public sealed partial class BucketSync(IControlPlaneStore store, TimeProvider ti
             LogRefused(logger, ack.Refused, node, ack.RefusedReason);
         }
 
-        Feed.Publish(revision);
         return ack;
     }
 

@@ -118,7 +118,6 @@ public sealed partial class EdgeSyncService(
             Labels = nodeLabels,
         };
         var result = (await store.WriteAsync([write], ct))[0];
-        feed.Publish(result.Resource.ResourceVersion);
         var response = new JoinResponse { NodeUid = result.Resource.Uid };
         if (certificate is not null)
         {
@@ -624,7 +623,7 @@ public sealed partial class EdgeSyncService(
                 cursors[name] = cursor;
             }
 
-            await Task.WhenAny(feed.WaitAfterAsync(configRevision, ct), buckets.Feed.WaitAfterAsync(bucketRevision, ct)).Unwrap();
+            await Task.WhenAny(feed.WaitAfterAsync(configRevision, ct), store.BucketChanges.WaitAfterAsync(bucketRevision, ct)).Unwrap();
         }
     }
 

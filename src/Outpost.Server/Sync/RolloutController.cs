@@ -221,11 +221,7 @@ public sealed partial class RolloutController(
             }
 
             var moves = !next.AssignsLike(saved);
-            var revision = await store.SaveRolloutAsync(app.Name, next, moves, ct);
-            if (moves)
-            {
-                feed.Publish(revision);
-            }
+            await store.SaveRolloutAsync(app.Name, next, moves, ct);
 
             var finished = next.IsTerminal && (saved is null || saved.Revision != next.Revision || saved.Phase != next.Phase);
             if (StepEvent(saved, next, targeted.Count, finished) is { } step)

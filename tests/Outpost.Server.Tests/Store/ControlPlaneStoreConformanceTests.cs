@@ -18,6 +18,9 @@ public abstract class ControlPlaneStoreConformanceTests : IAsyncLifetime
 
     protected abstract Task<IControlPlaneStore> CreateStoreAsync();
 
+    /// <summary>Another store on the same data as the one under test (not yet initialised).</summary>
+    protected abstract IControlPlaneStore CreateSecondStore();
+
     public async Task InitializeAsync()
     {
         _store = await CreateStoreAsync();
@@ -288,6 +291,65 @@ public abstract class ControlPlaneStoreConformanceTests : IAsyncLifetime
         Assert.Equal(before + 1, moved);
         Assert.Equal(moved, await _store.GetRevisionAsync(ct));
         Assert.Equal("a", (await _store.ListChangesAsync(before, 10, ct)).Single().Name);
+    }
+
+    [Fact]
+    public async Task ChangeFeed_MovesWithEachCommittedChange_AndNotForWritesThatChangeNothingOrFail()
+    {
+        var ct = CancellationToken.None;
+        Assert.Equal(0, _store.Changes.Latest);
+        var waiting = _store.Changes.WaitAfterAsync(0, ct);
+        Assert.False(waiting.IsCompleted);
+
+        var created = (await Write(App("a")))[0].Resource.ResourceVersion;
+        // Published before the write returns: a session woken by it reads the change.
+        Assert.True(waiting.IsCompleted);
+        Assert.Equal(created, await waiting);
+        Assert.Equal(created, (await _store.ListChangesAsync(0, 10, ct))[^1].Revision);
+
+        await Write(App("a")); // unchanged
+        await Assert.ThrowsAsync<StoreException>(() => Write(App("b"), App("a", op: WriteOp.Create))); // all or nothing: fails
+        Assert.Equal(created, _store.Changes.Latest);
+
+        var deleted = (await Write(new ResourceWrite { Op = WriteOp.Delete, Kind = "Application", Name = "a" }))[0].Resource.ResourceVersion;
+        Assert.Equal(deleted, _store.Changes.Latest);
+
+        await Write(App("c"));
+        var state = new Outpost.Core.Rollouts.RolloutState { Revision = 1, StartedAt = Time.GetUtcNow() };
+        var before = _store.Changes.Latest;
+        await _store.SaveRolloutAsync("c", state, movesNodes: false, ct);
+        Assert.Equal(before, _store.Changes.Latest);
+        var moved = await _store.SaveRolloutAsync("c", state with { Step = 1, Moved = ["edge-1"] }, movesNodes: true, ct);
+        Assert.Equal(moved, _store.Changes.Latest);
+        Assert.Equal(await _store.GetRevisionAsync(ct), _store.Changes.Latest);
+    }
+
+    [Fact]
+    public async Task ChangeFeeds_OfAStoreOpenedAgain_StartWhereTheRevisionsStand()
+    {
+        var ct = CancellationToken.None;
+        await Write(App("a"), App("b"));
+        await _store.MergeBucketAsync("settings", "", ConflictPolicy.Lww, [KvW("mode", 100, "cloud", "eco")], ct);
+        await using var again = CreateSecondStore();
+        await again.InitializeAsync(ct);
+
+        Assert.Equal(2, again.Changes.Latest);
+        Assert.Equal(1, again.BucketChanges.Latest);
+    }
+
+    [Fact]
+    public async Task BucketFeed_MovesWhenAMergeStoresAWrite_AndNotForDuplicatesOrLosers()
+    {
+        var ct = CancellationToken.None;
+        var waiting = _store.BucketChanges.WaitAfterAsync(0, ct);
+        await _store.MergeBucketAsync("settings", "", ConflictPolicy.Lww, [KvW("mode", 100, "cloud", "eco"), KvW("level", 100, "cloud", "3")], ct);
+        Assert.True(waiting.IsCompleted);
+        Assert.Equal(2, await waiting);
+
+        await _store.MergeBucketAsync("settings", "", ConflictPolicy.Lww, [KvW("mode", 100, "cloud", "eco")], ct); // a duplicate
+        await _store.MergeBucketAsync("settings", "", ConflictPolicy.Lww, [KvW("mode", 50, "edge-1", "turbo")], ct); // loses
+        Assert.Equal(2, _store.BucketChanges.Latest);
+        Assert.Equal(0, _store.Changes.Latest); // bucket data is not a resource change
     }
 
     [Fact]

@@ -17,6 +17,8 @@ public sealed class PostgresControlPlaneStoreTests(PostgresServer server) : Cont
 
     protected override async Task<IControlPlaneStore> CreateStoreAsync() => new PostgresControlPlaneStore(await NewDatabaseAsync(), Time);
 
+    protected override IControlPlaneStore CreateSecondStore() => new PostgresControlPlaneStore(_databases[0], Time);
+
     private async Task<string> NewDatabaseAsync()
     {
         var database = await server.CreateDatabaseAsync();
@@ -273,6 +275,62 @@ public sealed class PostgresControlPlaneStoreTests(PostgresServer server) : Cont
 
         var ex = await Assert.ThrowsAsync<InvalidOperationException>(() => store.InitializeAsync(CancellationToken.None));
         Assert.Contains($"PostgreSQL at 127.0.0.1:{port}", ex.Message, StringComparison.Ordinal);
+    }
+
+    /// <summary>Two replicas whose listeners never poll: what they hear of each other, they heard by notification.</summary>
+    private async Task<(PostgresControlPlaneStore A, PostgresControlPlaneStore B, string Database)> DeafToPollingAsync()
+    {
+        var database = await NewDatabaseAsync();
+        var a = new PostgresControlPlaneStore(database, Time) { PollEvery = TimeSpan.FromHours(1) };
+        var b = new PostgresControlPlaneStore(database, Time) { PollEvery = TimeSpan.FromHours(1) };
+        await a.InitializeAsync(CancellationToken.None);
+        await b.InitializeAsync(CancellationToken.None);
+        return (a, b, database);
+    }
+
+    private static readonly TimeSpan Patience = TimeSpan.FromSeconds(30);
+
+    [Fact]
+    public async Task AReplica_HearsAnothersCommits_ByNotification_ResourcesAndBuckets()
+    {
+        var ct = CancellationToken.None;
+        var (a, b, _) = await DeafToPollingAsync();
+        await using var _a = a;
+        await using var _b = b;
+
+        var revision = (await a.WriteAsync([App("x"), App("y")], ct))[^1].Resource.ResourceVersion;
+        Assert.Equal(revision, await b.Changes.WaitAfterAsync(0, ct).WaitAsync(Patience));
+
+        await a.MergeBucketAsync("settings", "", Outpost.Core.Sync.ConflictPolicy.Lww,
+            [new Outpost.Core.Sync.BucketWrite("mode", new Outpost.Core.Sync.VersionedValue([1], new Outpost.Core.Sync.HlcTimestamp(100, 0, "cloud")), null)], ct);
+        Assert.Equal(1, await b.BucketChanges.WaitAfterAsync(0, ct).WaitAsync(Patience));
+
+        var rollout = await b.SaveRolloutAsync("x", new Outpost.Core.Rollouts.RolloutState { Revision = 1, StartedAt = Time.GetUtcNow(), Moved = ["edge-1"] }, movesNodes: true, ct);
+        Assert.Equal(rollout, await a.Changes.WaitAfterAsync(revision, ct).WaitAsync(Patience));
+    }
+
+    [Fact]
+    public async Task AReplica_WhoseListeningConnectionIsCut_ConnectsAgain_AndCatchesUpOnWhatItMissed()
+    {
+        var ct = CancellationToken.None;
+        var (a, b, database) = await DeafToPollingAsync();
+        await using var _a = a;
+        await using var _b = b;
+        await a.WriteAsync([App("x")], ct);
+        await b.Changes.WaitAfterAsync(0, ct).WaitAsync(Patience);
+
+        // As a PostgreSQL restart or a cut link would: every listener's session ends; then a write
+        // whose notification may go to nobody.
+        var cut = await ScalarAsync<long>(database, $"SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name = '{PostgresControlPlaneStore.ListenerName}' AND datname = current_database()");
+        Assert.Equal(2, cut);
+        var revision = (await a.WriteAsync([App("y")], ct))[0].Resource.ResourceVersion;
+
+        Assert.Equal(revision, await b.Changes.WaitAfterAsync(revision - 1, ct).WaitAsync(Patience));
+        Assert.True(b.FollowReconnects >= 1);
+
+        // And it listens again: the next write is heard without a poll.
+        var next = (await a.WriteAsync([App("z")], ct))[0].Resource.ResourceVersion;
+        Assert.Equal(next, await b.Changes.WaitAfterAsync(revision, ct).WaitAsync(Patience));
     }
 
     private static async Task ExecuteSqlAsync(string database, string sql)

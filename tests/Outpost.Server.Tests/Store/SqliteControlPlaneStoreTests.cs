@@ -10,6 +10,8 @@ public sealed class SqliteControlPlaneStoreTests : ControlPlaneStoreConformanceT
     protected override Task<IControlPlaneStore> CreateStoreAsync() =>
         Task.FromResult<IControlPlaneStore>(new SqliteControlPlaneStore(Path.Combine(_dir, "outpost.db"), Time));
 
+    protected override IControlPlaneStore CreateSecondStore() => new SqliteControlPlaneStore(Path.Combine(_dir, "outpost.db"), Time);
+
     [Fact]
     public async Task Reopen_KeepsDataAndRevision()
     {

@@ -1,8 +1,9 @@
-namespace Outpost.Server.Sync;
+namespace Outpost.Core.Store;
 
 /// <summary>
-/// Wakes sync sessions when the global revision moves. In-process for a single server; a
-/// PostgreSQL deployment feeds it from LISTEN/NOTIFY.
+/// A revision that only moves forward, and a wait for it to move. A store publishes to its
+/// feeds after each commit that moved a revision (see <see cref="IControlPlaneStore.Changes"/>);
+/// sync sessions, watches and controllers wait on them instead of polling.
 /// </summary>
 public sealed class ChangeFeed
 {
