@@ -168,7 +168,21 @@ public interface IControlPlaneStore : IAsyncDisposable
     /// the save is a change of the store's revision, so every sync session sees it and a node that
     /// acked a revision resumes from it; returns that revision, else 0. Fails when the app is gone.
     /// </summary>
-    Task<long> SaveRolloutAsync(string app, Rollouts.RolloutState state, bool movesNodes, CancellationToken cancellationToken);
+    /// <remarks>With a <paramref name="fence"/>, the save is refused (<see cref="StoreError.Conflict"/>, nothing written)
+    /// unless that lease's epoch is still the fence's: a deposed leader cannot move nodes.</remarks>
+    Task<long> SaveRolloutAsync(string app, Rollouts.RolloutState state, bool movesNodes, Fence? fence, CancellationToken cancellationToken);
+
+    /// <summary>
+    /// Takes or renews lease <paramref name="name"/> for <paramref name="holder"/> until now + ttl.
+    /// It is granted when nobody holds it, when its holder's time has run out, or to the holder
+    /// itself; a grant to anyone but the holder of an unexpired lease takes the next epoch (a
+    /// fencing token: writes made under an older epoch are refused). Returns the lease as it
+    /// stands after the call: another holder's when refused.
+    /// </summary>
+    Task<LeaderLease> AcquireLeaseAsync(string name, string holder, TimeSpan ttl, CancellationToken cancellationToken);
+
+    /// <summary>Ends <paramref name="holder"/>'s lease at once (a clean stop), so the next holder need not wait it out.</summary>
+    Task ReleaseLeaseAsync(string name, string holder, CancellationToken cancellationToken);
 
     /// <summary>Appends to the audit log (the id is assigned).</summary>
     Task AppendAuditAsync(AuditEntry entry, CancellationToken cancellationToken);
@@ -190,6 +204,16 @@ public interface IControlPlaneStore : IAsyncDisposable
 }
 
 public sealed record ResourcePage(long Revision, IReadOnlyList<StoredResource> Items);
+
+/// <summary>A lease as the store holds it: who, under which epoch, until when.</summary>
+public sealed record LeaderLease(string Name, string Holder, long Epoch, DateTimeOffset ExpiresAt);
+
+/// <summary>Writes made under lease <paramref name="Lease"/> at <paramref name="Epoch"/>: refused once the epoch has moved on.</summary>
+public sealed record Fence(string Lease, long Epoch)
+{
+    public StoreException Refusal(long current) =>
+        new(StoreError.Conflict, "Lease", Lease, $"lease \"{Lease}\" has moved to epoch {current}; a write under epoch {Epoch} is refused (this server is no longer its holder)");
+}
 
 /// <summary>The resources a node acked holding at a revision, so a reconnect can send only the difference.</summary>
 public sealed record NodeInventory(long Revision, IReadOnlyDictionary<string, long> Resources);

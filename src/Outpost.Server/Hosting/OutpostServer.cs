@@ -146,6 +146,9 @@ public sealed partial class OutpostServer : IAsyncDisposable
             : new SqliteControlPlaneStore(Path.Combine(options.DataDir, "outpost.db"), options.TimeProvider));
         services.AddSingleton(sp => sp.GetRequiredService<IControlPlaneStore>().Changes);
         services.AddSingleton<BucketSync>();
+        services.AddSingleton<Leadership>();
+        services.AddHostedService(sp => sp.GetRequiredService<Leadership>());
+        services.AddSingleton<Monitoring.IMetricsSource>(sp => sp.GetRequiredService<Leadership>());
         services.AddSingleton<JoinGuard>();
         services.AddSingleton<NodeLeases>();
         services.AddSingleton<SyncAccounting>();

@@ -21,7 +21,7 @@ namespace Outpost.Server.Monitoring;
 /// resolving each POST the rule's webhook and record an event. State survives a restart.
 /// </summary>
 public sealed partial class AlertEvaluator(
-    IControlPlaneStore store, ResourceView view, MetricsRecorder metrics, WebhookSender webhooks, ServerOptions options, ILogger<AlertEvaluator> logger)
+    IControlPlaneStore store, ResourceView view, MetricsRecorder metrics, WebhookSender webhooks, Leadership leadership, ServerOptions options, ILogger<AlertEvaluator> logger)
     : BackgroundService, IMetricsSource
 {
     public const string Pending = "Pending";
@@ -51,8 +51,16 @@ public sealed partial class AlertEvaluator(
         }
     }
 
-    protected override async Task ExecuteAsync(CancellationToken stoppingToken)
+    /// <summary>Rules are evaluated on the leading replica only; each term starts from the alerts as stored.</summary>
+    protected override Task ExecuteAsync(CancellationToken stoppingToken) => leadership.RunWhileLeaderAsync(RunAsync, stoppingToken);
+
+    private async Task RunAsync(CancellationToken stoppingToken)
     {
+        lock (_lock)
+        {
+            _alerts = null;
+        }
+
         using var timer = new PeriodicTimer(options.AlertInterval, options.TimeProvider);
         do
         {

@@ -11,7 +11,7 @@ namespace Outpost.Server.Monitoring;
 /// The server's side of log shipping: counts what each node sent and what its quota dropped
 /// (for /metrics and the node's status), and prunes lines older than the retention.
 /// </summary>
-public sealed partial class LogArchive(IControlPlaneStore store, ServerOptions options, ILogger<LogArchive> logger) : BackgroundService, IMetricsSource
+public sealed partial class LogArchive(IControlPlaneStore store, Leadership leadership, ServerOptions options, ILogger<LogArchive> logger) : BackgroundService, IMetricsSource
 {
     private readonly ConcurrentDictionary<string, Counts> _nodes = new(StringComparer.Ordinal);
 
@@ -59,7 +59,10 @@ public sealed partial class LogArchive(IControlPlaneStore store, ServerOptions o
         return Task.CompletedTask;
     }
 
-    protected override async Task ExecuteAsync(CancellationToken stoppingToken)
+    /// <summary>Retention runs on the leading replica only.</summary>
+    protected override Task ExecuteAsync(CancellationToken stoppingToken) => leadership.RunWhileLeaderAsync(PruneAsync, stoppingToken);
+
+    private async Task PruneAsync(CancellationToken stoppingToken)
     {
         using var timer = new PeriodicTimer(TimeSpan.FromMinutes(10), options.TimeProvider);
         do

@@ -90,7 +90,7 @@ public sealed partial class PostgresControlPlaneStore
     /// Under the change-log lock whether or not it appends a change: the app's existence is
     /// checked against the writes before it, and a delete of the app cannot slip in between.
     /// </summary>
-    public async Task<long> SaveRolloutAsync(string app, RolloutState state, bool movesNodes, CancellationToken cancellationToken)
+    public async Task<long> SaveRolloutAsync(string app, RolloutState state, bool movesNodes, Fence? fence, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(state);
         await using var connection = await _dataSource.OpenConnectionAsync(cancellationToken);
@@ -101,6 +101,7 @@ public sealed partial class PostgresControlPlaneStore
             throw new StoreException(StoreError.NotFound, ResourceKind.Application.Kind, app, $"Application \"{app}\" not found");
         }
 
+        await CheckFenceAsync(connection, fence, cancellationToken);
         var revision = movesNodes ? await AppendChangeAsync(connection, "Rollout", app, ChangeOp.Upserted, cancellationToken) : 0;
         await ExecuteAsync(connection, """
             INSERT INTO rollouts (app, revision, stable, state) VALUES (@app, @rev, @stable, @state)

@@ -200,6 +200,16 @@ public sealed partial class PostgresControlPlaneStore
           state text NOT NULL
         );
         """,
+
+        // 2: leader leases.
+        """
+        CREATE TABLE leases (
+          name text PRIMARY KEY,
+          holder text NOT NULL,
+          epoch bigint NOT NULL,
+          expires_ms bigint NOT NULL
+        );
+        """,
     ];
 
     /// <summary>

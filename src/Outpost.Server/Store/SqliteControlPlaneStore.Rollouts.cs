@@ -47,7 +47,7 @@ public sealed partial class SqliteControlPlaneStore
         return rollouts;
     }
 
-    public async Task<long> SaveRolloutAsync(string app, RolloutState state, bool movesNodes, CancellationToken cancellationToken)
+    public async Task<long> SaveRolloutAsync(string app, RolloutState state, bool movesNodes, Fence? fence, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(state);
         await _writeLock.WaitAsync(cancellationToken);
@@ -60,6 +60,7 @@ public sealed partial class SqliteControlPlaneStore
                 throw new StoreException(StoreError.NotFound, ResourceKind.Application.Kind, app, $"Application \"{app}\" not found");
             }
 
+            await CheckFenceAsync(connection, transaction, fence, cancellationToken);
             var revision = movesNodes ? await AppendChangeAsync(connection, transaction, "Rollout", app, ChangeOp.Upserted, cancellationToken) : 0;
             await ExecuteAsync(connection, transaction, """
                 INSERT INTO rollouts (app, revision, stable, state) VALUES ($app, $rev, $stable, $state)

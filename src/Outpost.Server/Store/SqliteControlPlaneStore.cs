@@ -216,6 +216,12 @@ public sealed partial class SqliteControlPlaneStore : IControlPlaneStore
               resolved_ms INTEGER NULL,
               PRIMARY KEY (rule, target)
             );
+            CREATE TABLE IF NOT EXISTS leases (
+              name TEXT PRIMARY KEY,
+              holder TEXT NOT NULL,
+              epoch INTEGER NOT NULL,
+              expires_ms INTEGER NOT NULL
+            );
             CREATE TABLE IF NOT EXISTS rollouts (
               app TEXT PRIMARY KEY,
               revision INTEGER NOT NULL,

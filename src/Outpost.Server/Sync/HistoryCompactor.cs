@@ -8,9 +8,12 @@ namespace Outpost.Server.Sync;
 /// Keeps the change log to the last <see cref="ServerOptions.HistoryRetention"/> changes.
 /// Nodes that acked a revision older than what remains get a full snapshot on reconnect.
 /// </summary>
-public sealed class HistoryCompactor(IControlPlaneStore store, ChangeFeed feed, ServerOptions options) : BackgroundService
+public sealed class HistoryCompactor(IControlPlaneStore store, ChangeFeed feed, Leadership leadership, ServerOptions options) : BackgroundService
 {
-    protected override async Task ExecuteAsync(CancellationToken stoppingToken)
+    /// <summary>On the leading replica only.</summary>
+    protected override Task ExecuteAsync(CancellationToken stoppingToken) => leadership.RunWhileLeaderAsync(RunAsync, stoppingToken);
+
+    private async Task RunAsync(CancellationToken stoppingToken)
     {
         var seen = 0L;
         try

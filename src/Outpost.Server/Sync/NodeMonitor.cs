@@ -11,12 +11,15 @@ namespace Outpost.Server.Sync;
 /// NodeNotReady (missed heartbeats, or the stream dropped within the lease) and NodeOffline
 /// (lease expired and stream gone). `outpost get events` lists them.
 /// </summary>
-public sealed partial class NodeMonitor(IControlPlaneStore store, NodeLeases leases, Hosting.ServerOptions options, TimeProvider time, ILogger<NodeMonitor> logger)
+public sealed partial class NodeMonitor(IControlPlaneStore store, NodeLeases leases, Hosting.Leadership leadership, Hosting.ServerOptions options, TimeProvider time, ILogger<NodeMonitor> logger)
     : BackgroundService
 {
     private readonly Dictionary<string, string> _states = new(StringComparer.Ordinal);
 
-    protected override async Task ExecuteAsync(CancellationToken stoppingToken)
+    /// <summary>On the leading replica only.</summary>
+    protected override Task ExecuteAsync(CancellationToken stoppingToken) => leadership.RunWhileLeaderAsync(RunAsync, stoppingToken);
+
+    private async Task RunAsync(CancellationToken stoppingToken)
     {
         // A quarter lease between looks: a transition is recorded within that of happening.
         var period = TimeSpan.FromTicks(Math.Clamp(options.NodeLease.Ticks / 4, TimeSpan.FromMilliseconds(100).Ticks, TimeSpan.FromSeconds(5).Ticks));

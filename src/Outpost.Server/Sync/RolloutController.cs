@@ -21,6 +21,7 @@ public sealed partial class RolloutController(
     IControlPlaneStore store,
     ChangeFeed feed,
     NodeLeases leases,
+    Hosting.Leadership leadership,
     Hosting.ServerOptions options,
     TimeProvider time,
     ILogger<RolloutController> logger) : BackgroundService
@@ -82,7 +83,10 @@ public sealed partial class RolloutController(
         return new TrafficSummary(requests, errors);
     }
 
-    protected override async Task ExecuteAsync(CancellationToken stoppingToken)
+    /// <summary>The loop runs on the leading replica only (<see cref="Hosting.Leadership"/>).</summary>
+    protected override Task ExecuteAsync(CancellationToken stoppingToken) => leadership.RunWhileLeaderAsync(RunAsync, stoppingToken);
+
+    private async Task RunAsync(CancellationToken stoppingToken)
     {
         while (!stoppingToken.IsCancellationRequested)
         {
@@ -158,7 +162,7 @@ public sealed partial class RolloutController(
 
             var now = time.GetUtcNow();
             var next = paused ? RolloutPlanner.Pause(state, now) : RolloutPlanner.Resume(state, now);
-            await store.SaveRolloutAsync(app, next, movesNodes: false, cancellationToken);
+            await store.SaveRolloutAsync(app, next, movesNodes: false, null, cancellationToken);
             _current[app] = next;
             LogPaused(logger, app, next.Revision, paused ? "paused" : "resumed");
             await store.AppendEventAsync(new EventRecord(0, now, ResourceKind.Application.Kind, app, "Normal", paused ? "RolloutPaused" : "RolloutResumed",
@@ -221,7 +225,7 @@ public sealed partial class RolloutController(
             }
 
             var moves = !next.AssignsLike(saved);
-            await store.SaveRolloutAsync(app.Name, next, moves, ct);
+            await store.SaveRolloutAsync(app.Name, next, moves, leadership.Fence, ct);
 
             var finished = next.IsTerminal && (saved is null || saved.Revision != next.Revision || saved.Phase != next.Phase);
             if (StepEvent(saved, next, targeted.Count, finished) is { } step)

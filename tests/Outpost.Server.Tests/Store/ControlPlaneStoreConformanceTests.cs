@@ -284,10 +284,10 @@ public abstract class ControlPlaneStoreConformanceTests : IAsyncLifetime
         var before = await _store.GetRevisionAsync(ct);
         var state = new Outpost.Core.Rollouts.RolloutState { Revision = 1, StartedAt = Time.GetUtcNow() };
 
-        Assert.Equal(0, await _store.SaveRolloutAsync("a", state, movesNodes: false, ct));
+        Assert.Equal(0, await _store.SaveRolloutAsync("a", state, movesNodes: false, null, ct));
         Assert.Equal(before, await _store.GetRevisionAsync(ct));
 
-        var moved = await _store.SaveRolloutAsync("a", state with { Step = 1, Moved = ["edge-1"] }, movesNodes: true, ct);
+        var moved = await _store.SaveRolloutAsync("a", state with { Step = 1, Moved = ["edge-1"] }, movesNodes: true, null, ct);
         Assert.Equal(before + 1, moved);
         Assert.Equal(moved, await _store.GetRevisionAsync(ct));
         Assert.Equal("a", (await _store.ListChangesAsync(before, 10, ct)).Single().Name);
@@ -317,9 +317,9 @@ public abstract class ControlPlaneStoreConformanceTests : IAsyncLifetime
         await Write(App("c"));
         var state = new Outpost.Core.Rollouts.RolloutState { Revision = 1, StartedAt = Time.GetUtcNow() };
         var before = _store.Changes.Latest;
-        await _store.SaveRolloutAsync("c", state, movesNodes: false, ct);
+        await _store.SaveRolloutAsync("c", state, movesNodes: false, null, ct);
         Assert.Equal(before, _store.Changes.Latest);
-        var moved = await _store.SaveRolloutAsync("c", state with { Step = 1, Moved = ["edge-1"] }, movesNodes: true, ct);
+        var moved = await _store.SaveRolloutAsync("c", state with { Step = 1, Moved = ["edge-1"] }, movesNodes: true, null, ct);
         Assert.Equal(moved, _store.Changes.Latest);
         Assert.Equal(await _store.GetRevisionAsync(ct), _store.Changes.Latest);
     }
@@ -353,6 +353,77 @@ public abstract class ControlPlaneStoreConformanceTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task Leases_AreHeldByOneHolder_RenewedInPlace_TakenOverWithTheNextEpochOnlyOnceRunOutOrReleased()
+    {
+        var ct = CancellationToken.None;
+        var ttl = TimeSpan.FromSeconds(10);
+        var first = await _store.AcquireLeaseAsync("controllers", "replica-a", ttl, ct);
+        Assert.Equal(new LeaderLease("controllers", "replica-a", 1, Time.GetUtcNow() + ttl), first);
+
+        Time.Advance(TimeSpan.FromSeconds(4));
+        var renewed = await _store.AcquireLeaseAsync("controllers", "replica-a", ttl, ct);
+        Assert.Equal(new LeaderLease("controllers", "replica-a", 1, Time.GetUtcNow() + ttl), renewed);
+
+        // Another replica is refused while it runs, and told who holds it.
+        Time.Advance(TimeSpan.FromSeconds(9));
+        Assert.Equal(renewed, await _store.AcquireLeaseAsync("controllers", "replica-b", ttl, ct));
+        Assert.Equal(1, (await _store.AcquireLeaseAsync("other", "replica-b", ttl, ct)).Epoch); // names are separate
+
+        // Run out: the next asker takes it, with the next epoch; the old holder is now refused.
+        Time.Advance(TimeSpan.FromSeconds(2));
+        var taken = await _store.AcquireLeaseAsync("controllers", "replica-b", ttl, ct);
+        Assert.Equal(new LeaderLease("controllers", "replica-b", 2, Time.GetUtcNow() + ttl), taken);
+        Assert.Equal(taken, await _store.AcquireLeaseAsync("controllers", "replica-a", ttl, ct));
+
+        // Released (a clean stop): taken at once, not a lease later. A release by a non-holder does nothing.
+        await _store.ReleaseLeaseAsync("controllers", "replica-a", ct);
+        Assert.Equal("replica-b", (await _store.AcquireLeaseAsync("controllers", "replica-c", ttl, ct)).Holder);
+        await _store.ReleaseLeaseAsync("controllers", "replica-b", ct);
+        Assert.Equal(new LeaderLease("controllers", "replica-a", 3, Time.GetUtcNow() + ttl), await _store.AcquireLeaseAsync("controllers", "replica-a", ttl, ct));
+
+        // A holder whose own lease ran out with nobody taking it gets it back under a new epoch.
+        Time.Advance(TimeSpan.FromSeconds(11));
+        Assert.Equal(4, (await _store.AcquireLeaseAsync("controllers", "replica-a", ttl, ct)).Epoch);
+    }
+
+    [Fact]
+    public async Task Leases_AskedForAtOnceByTwoStores_AreGrantedToOneHolder()
+    {
+        var ct = CancellationToken.None;
+        await using var other = CreateSecondStore();
+        await other.InitializeAsync(ct);
+        var asks = Enumerable.Range(0, 20).Select(i => Task.Run(() =>
+            (i % 2 == 0 ? _store : other).AcquireLeaseAsync("controllers", $"replica-{i}", TimeSpan.FromMinutes(1), ct))).ToList();
+        var leases = await Task.WhenAll(asks);
+
+        var holder = Assert.Single(leases.Select(l => (l.Holder, l.Epoch)).Distinct());
+        Assert.Equal(1, holder.Epoch);
+    }
+
+    [Fact]
+    public async Task ARolloutSaveUnderAStaleEpoch_IsRefused_AndWritesNothing()
+    {
+        var ct = CancellationToken.None;
+        await Write(App("a"));
+        var ttl = TimeSpan.FromSeconds(10);
+        var old = await _store.AcquireLeaseAsync("controllers", "replica-a", ttl, ct);
+        var state = new Outpost.Core.Rollouts.RolloutState { Revision = 1, StartedAt = Time.GetUtcNow() };
+        var saved = await _store.SaveRolloutAsync("a", state with { Moved = ["edge-1"] }, movesNodes: true, new Fence("controllers", old.Epoch), ct);
+
+        Time.Advance(TimeSpan.FromSeconds(11));
+        var current = await _store.AcquireLeaseAsync("controllers", "replica-b", ttl, ct);
+        var ex = await Assert.ThrowsAsync<StoreException>(() =>
+            _store.SaveRolloutAsync("a", state with { Step = 1, Moved = ["edge-1", "edge-2"] }, movesNodes: true, new Fence("controllers", old.Epoch), ct));
+        Assert.Equal(StoreError.Conflict, ex.Error);
+        Assert.Contains("epoch 2", ex.Message, StringComparison.Ordinal);
+        Assert.Equal(saved, await _store.GetRevisionAsync(ct));
+        Assert.Equal(["edge-1"], (await _store.ListRolloutsAsync(ct))["a"].Moved);
+
+        Assert.Equal(saved + 1, await _store.SaveRolloutAsync("a", state with { Step = 1, Moved = ["edge-1", "edge-2"] }, movesNodes: true, new Fence("controllers", current.Epoch), ct));
+        await Assert.ThrowsAsync<StoreException>(() => _store.SaveRolloutAsync("a", state, movesNodes: false, new Fence("never-granted", 1), ct));
+    }
+
+    [Fact]
     public async Task AuditEntries_WrittenAtOnce_AreEachStoredOnce_AndDurableWhenTheirWriteCompletes()
     {
         var ct = CancellationToken.None;
@@ -375,17 +446,17 @@ public abstract class ControlPlaneStoreConformanceTests : IAsyncLifetime
         await Write(App("a"), App("b"));
         var started = Time.GetUtcNow();
         var a = new Outpost.Core.Rollouts.RolloutState { Revision = 2, StableRevision = 1, Steps = 3, StartedAt = started, StepStartedAt = started, Message = "canary" };
-        await _store.SaveRolloutAsync("a", a, movesNodes: false, ct);
-        await _store.SaveRolloutAsync("b", a with { Revision = 1, StableRevision = 0 }, movesNodes: false, ct);
+        await _store.SaveRolloutAsync("a", a, movesNodes: false, null, ct);
+        await _store.SaveRolloutAsync("b", a with { Revision = 1, StableRevision = 0 }, movesNodes: false, null, ct);
         var moved = a with { Step = 1, Moved = ["edge-1", "edge-2"], Paused = true };
-        await _store.SaveRolloutAsync("a", moved, movesNodes: true, ct);
+        await _store.SaveRolloutAsync("a", moved, movesNodes: true, null, ct);
 
         var rollouts = await _store.ListRolloutsAsync(ct);
         Assert.Equal(["a", "b"], rollouts.Keys.Order(StringComparer.Ordinal));
         Assert.Equal(moved.ToJson().ToJsonString(), rollouts["a"].ToJson().ToJsonString());
         Assert.Equal(["edge-1", "edge-2"], rollouts["a"].Moved);
 
-        var gone = await Assert.ThrowsAsync<StoreException>(() => _store.SaveRolloutAsync("nope", a, movesNodes: true, ct));
+        var gone = await Assert.ThrowsAsync<StoreException>(() => _store.SaveRolloutAsync("nope", a, movesNodes: true, null, ct));
         Assert.Equal(StoreError.NotFound, gone.Error);
     }
 

@@ -203,6 +203,27 @@ public sealed class PostgresControlPlaneStoreTests(PostgresServer server) : Cont
     }
 
     [Fact]
+    public async Task Initialize_OnAVersion1Database_MigratesItUp_KeepingItsData()
+    {
+        var ct = CancellationToken.None;
+        var database = await NewDatabaseAsync();
+        await using (var current = new PostgresControlPlaneStore(database, Time))
+        {
+            await current.InitializeAsync(ct);
+            await current.WriteAsync([App("a")], ct);
+        }
+
+        // What a server of schema version 1 left: no leases table.
+        await ExecuteSqlAsync(database, "DROP TABLE leases; UPDATE schema_version SET version = 1");
+
+        await using var upgraded = new PostgresControlPlaneStore(database, Time);
+        await upgraded.InitializeAsync(ct);
+        Assert.Equal(PostgresControlPlaneStore.SchemaVersion, await ScalarAsync<int>(database, "SELECT version FROM schema_version"));
+        Assert.NotNull(await upgraded.GetAsync("Application", "a", ct));
+        Assert.Equal(1, (await upgraded.AcquireLeaseAsync("controllers", "replica-a", TimeSpan.FromSeconds(10), ct)).Epoch);
+    }
+
+    [Fact]
     public async Task Initialize_OnADatabaseOfANewerSchema_IsRefusedInWords_AndChangesNothing()
     {
         var ct = CancellationToken.None;
@@ -305,7 +326,7 @@ public sealed class PostgresControlPlaneStoreTests(PostgresServer server) : Cont
             [new Outpost.Core.Sync.BucketWrite("mode", new Outpost.Core.Sync.VersionedValue([1], new Outpost.Core.Sync.HlcTimestamp(100, 0, "cloud")), null)], ct);
         Assert.Equal(1, await b.BucketChanges.WaitAfterAsync(0, ct).WaitAsync(Patience));
 
-        var rollout = await b.SaveRolloutAsync("x", new Outpost.Core.Rollouts.RolloutState { Revision = 1, StartedAt = Time.GetUtcNow(), Moved = ["edge-1"] }, movesNodes: true, ct);
+        var rollout = await b.SaveRolloutAsync("x", new Outpost.Core.Rollouts.RolloutState { Revision = 1, StartedAt = Time.GetUtcNow(), Moved = ["edge-1"] }, movesNodes: true, null, ct);
         Assert.Equal(rollout, await a.Changes.WaitAfterAsync(revision, ct).WaitAsync(Patience));
     }
 

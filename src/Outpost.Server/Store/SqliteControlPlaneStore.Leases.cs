@@ -1,0 +1,52 @@
+using Microsoft.Data.Sqlite;
+using Outpost.Core.Store;
+
+namespace Outpost.Server.Store;
+
+/// <summary>Leader leases (see <see cref="IControlPlaneStore.AcquireLeaseAsync"/>); times are the server's clock.</summary>
+public sealed partial class SqliteControlPlaneStore
+{
+    public async Task<LeaderLease> AcquireLeaseAsync(string name, string holder, TimeSpan ttl, CancellationToken cancellationToken)
+    {
+        var now = _time.GetUtcNow();
+        await _writeLock.WaitAsync(cancellationToken);
+        try
+        {
+            await using var connection = await OpenAsync(cancellationToken);
+            await ExecuteAsync(connection, null, """
+                INSERT INTO leases (name, holder, epoch, expires_ms) VALUES ($name, $holder, 1, $expires)
+                ON CONFLICT (name) DO UPDATE SET
+                  epoch = CASE WHEN holder = $holder AND expires_ms > $now THEN epoch ELSE epoch + 1 END,
+                  holder = $holder, expires_ms = $expires
+                WHERE holder = $holder OR expires_ms <= $now
+                """, cancellationToken,
+                ("$name", name), ("$holder", holder), ("$now", now.ToUnixTimeMilliseconds()), ("$expires", (now + ttl).ToUnixTimeMilliseconds()));
+            return (await ReadLeaseAsync(connection, null, name, cancellationToken))!;
+        }
+        finally
+        {
+            ReleaseWriteLock();
+        }
+    }
+
+    public Task ReleaseLeaseAsync(string name, string holder, CancellationToken cancellationToken) =>
+        ExecuteLockedAsync("UPDATE leases SET expires_ms = 0 WHERE name = $name AND holder = $holder", cancellationToken, ("$name", name), ("$holder", holder));
+
+    private static async Task<LeaderLease?> ReadLeaseAsync(SqliteConnection connection, SqliteTransaction? transaction, string name, CancellationToken cancellationToken)
+    {
+        await using var command = Command(connection, transaction, "SELECT holder, epoch, expires_ms FROM leases WHERE name = $name", ("$name", name));
+        await using var reader = await command.ExecuteReaderAsync(cancellationToken);
+        return await reader.ReadAsync(cancellationToken)
+            ? new LeaderLease(name, reader.GetString(0), reader.GetInt64(1), DateTimeOffset.FromUnixTimeMilliseconds(reader.GetInt64(2)))
+            : null;
+    }
+
+    /// <summary>Inside a write transaction: throws unless the fence's lease is still at its epoch.</summary>
+    private static async Task CheckFenceAsync(SqliteConnection connection, SqliteTransaction transaction, Fence? fence, CancellationToken cancellationToken)
+    {
+        if (fence is not null && await ReadLeaseAsync(connection, transaction, fence.Lease, cancellationToken) is var lease && lease?.Epoch != fence.Epoch)
+        {
+            throw fence.Refusal(lease?.Epoch ?? 0);
+        }
+    }
+}
