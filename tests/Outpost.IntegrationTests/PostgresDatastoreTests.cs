@@ -19,10 +19,18 @@ public sealed class PostgresDatastoreTests(PostgresServer postgres)
         Assert.True(code == 0, output);
         await Fleet.WaitForBodyAsync(gateway + "/hello", "hello from edge-1 (path /)\n", Fleet.Patience);
 
-        // A second server on the same database (its own data dir and port) is refused, saying why.
-        (code, output) = await OutpostProcess.RunAsync(fleet.Home, "server", "--data-dir", Path.Combine(fleet.Root, "second"), "--listen", "127.0.0.1:0", "--datastore", database);
+        // A second server on the same database (its own data dir and port) needs the first one's server
+        // token to open the CA kept there; with it, it is refused all the same, saying why.
+        var second = Path.Combine(fleet.Root, "second");
+        (code, output) = await OutpostProcess.RunAsync(fleet.Home, "server", "--data-dir", second, "--listen", "127.0.0.1:0", "--datastore", database);
+        Assert.NotEqual(0, code);
+        Assert.Contains("does not open the CA and secrets key that the first server stored", output, StringComparison.Ordinal);
+        Assert.False(File.Exists(Path.Combine(second, "tls", "ca.key")), "nothing of the CA is written by a server that cannot open it");
+        (code, output) = await OutpostProcess.RunAsync(fleet.Home, "server", "--data-dir", second, "--listen", "127.0.0.1:0", "--datastore", database,
+            "--server-token-file", Path.Combine(Path.Combine(fleet.Root, "server"), "server-token"));
         Assert.NotEqual(0, code);
         Assert.Contains("another outpost server is using database", output, StringComparison.Ordinal);
+        Assert.Equal(File.ReadAllBytes(Path.Combine(Path.Combine(fleet.Root, "server"), "tls", "ca.crt")), File.ReadAllBytes(Path.Combine(second, "tls", "ca.crt")));
 
         // The server restarts on the same database: what was applied is there, and the node comes back to it.
         await fleet.Server!.StopAsync();

@@ -66,6 +66,12 @@ public sealed partial class OutpostServer : IAsyncDisposable
         options.Validate();
         Directory.CreateDirectory(options.DataDir);
         var endpoint = ListenAddress.Parse(options.Listen);
+        if (options.Datastore is not null)
+        {
+            // Before the CA is loaded: a server joining a datastore takes the CA the first one stored.
+            ServerBootstrap.ShareAsync(options, CancellationToken.None).GetAwaiter().GetResult();
+        }
+
         var authority = options.InsecureHttp ? null : CertificateAuthority.LoadOrCreate(Path.Combine(options.DataDir, "tls"),
             CertificateAuthority.NamesFor(endpoint), options.TimeProvider.GetUtcNow(), options.TlsCertFile, options.TlsKeyFile);
 

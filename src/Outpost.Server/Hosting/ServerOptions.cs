@@ -42,10 +42,18 @@ public sealed record ServerOptions
 
     /// <summary>
     /// A PostgreSQL database for the store (postgres://USER:PASSWORD@HOST:PORT/DB, or an Npgsql
-    /// connection string) instead of SQLite in the data dir, which still holds the CA, the
-    /// secrets key and the client config. One server per database for now.
+    /// connection string) instead of SQLite in the data dir. The fleet CA and the secrets key are
+    /// kept in it too, sealed with the server token (<see cref="ServerTokenFile"/>), so every
+    /// server on the database holds the same ones. One server per database for now.
     /// </summary>
     public string? Datastore { get; init; }
+
+    /// <summary>
+    /// The file holding the server token that seals what servers on one datastore share; by
+    /// default DATA/server-token, made on first start. Every server on a datastore needs the
+    /// first one's token.
+    /// </summary>
+    public string? ServerTokenFile { get; init; }
 
     /// <summary>Serve cleartext HTTP/2 instead of TLS. Only for a lab behind something that encrypts.</summary>
     public bool InsecureHttp { get; init; }

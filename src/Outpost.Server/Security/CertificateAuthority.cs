@@ -45,35 +45,7 @@ public sealed class CertificateAuthority : IDisposable
     public static CertificateAuthority LoadOrCreate(string dir, IReadOnlyCollection<string> requiredNames, DateTimeOffset now, string? certFile = null, string? keyFile = null)
     {
         ArgumentNullException.ThrowIfNull(requiredNames);
-        Directory.CreateDirectory(dir);
-        if (!OperatingSystem.IsWindows())
-        {
-            File.SetUnixFileMode(dir, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute);
-        }
-
-        var caCertPath = Path.Combine(dir, "ca.crt");
-        var caKeyPath = Path.Combine(dir, "ca.key");
-        X509Certificate2 ca;
-        ECDsa caKey;
-        if (File.Exists(caCertPath) && File.Exists(caKeyPath))
-        {
-            ca = X509CertificateLoader.LoadCertificateFromFile(caCertPath);
-            caKey = ECDsa.Create();
-            caKey.ImportFromPem(File.ReadAllText(caKeyPath));
-        }
-        else
-        {
-            caKey = ECDsa.Create(ECCurve.NamedCurves.nistP256);
-            var request = new CertificateRequest($"CN=Outpost CA {Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(4))}, O=Outpost", caKey, HashAlgorithmName.SHA256);
-            request.CertificateExtensions.Add(new X509BasicConstraintsExtension(true, true, 0, true));
-            request.CertificateExtensions.Add(new X509KeyUsageExtension(X509KeyUsageFlags.KeyCertSign | X509KeyUsageFlags.CrlSign, true));
-            request.CertificateExtensions.Add(new X509SubjectKeyIdentifierExtension(request.PublicKey, false));
-            using var selfSigned = request.CreateSelfSigned(now.AddMinutes(-5), now.AddYears(10));
-            ca = X509CertificateLoader.LoadCertificate(selfSigned.RawData);
-            PrivateFile.Write(caKeyPath, caKey.ExportPkcs8PrivateKeyPem());
-            PrivateFile.Write(caCertPath, ca.ExportCertificatePem());
-        }
-
+        var (ca, caKey) = LoadOrCreateCa(dir, now);
         X509Certificate2 serving;
         var bundle = new List<X509Certificate2> { ca };
         if (certFile is not null)
@@ -105,6 +77,41 @@ public sealed class CertificateAuthority : IDisposable
         var usable = X509CertificateLoader.LoadPkcs12(serving.Export(X509ContentType.Pkcs12), null);
         serving.Dispose();
         return new CertificateAuthority(ca, caKey, usable, TrustBundle.FromCertificates(bundle));
+    }
+
+    /// <summary>Loads the CA from <paramref name="dir"/>, creating it (files 0600) when it is not there.</summary>
+    public static (X509Certificate2 Ca, ECDsa Key) LoadOrCreateCa(string dir, DateTimeOffset now)
+    {
+        Directory.CreateDirectory(dir);
+        if (!OperatingSystem.IsWindows())
+        {
+            File.SetUnixFileMode(dir, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute);
+        }
+
+        var caCertPath = Path.Combine(dir, "ca.crt");
+        var caKeyPath = Path.Combine(dir, "ca.key");
+        X509Certificate2 ca;
+        ECDsa caKey;
+        if (File.Exists(caCertPath) && File.Exists(caKeyPath))
+        {
+            ca = X509CertificateLoader.LoadCertificateFromFile(caCertPath);
+            caKey = ECDsa.Create();
+            caKey.ImportFromPem(File.ReadAllText(caKeyPath));
+        }
+        else
+        {
+            caKey = ECDsa.Create(ECCurve.NamedCurves.nistP256);
+            var request = new CertificateRequest($"CN=Outpost CA {Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(4))}, O=Outpost", caKey, HashAlgorithmName.SHA256);
+            request.CertificateExtensions.Add(new X509BasicConstraintsExtension(true, true, 0, true));
+            request.CertificateExtensions.Add(new X509KeyUsageExtension(X509KeyUsageFlags.KeyCertSign | X509KeyUsageFlags.CrlSign, true));
+            request.CertificateExtensions.Add(new X509SubjectKeyIdentifierExtension(request.PublicKey, false));
+            using var selfSigned = request.CreateSelfSigned(now.AddMinutes(-5), now.AddYears(10));
+            ca = X509CertificateLoader.LoadCertificate(selfSigned.RawData);
+            PrivateFile.Write(caKeyPath, caKey.ExportPkcs8PrivateKeyPem());
+            PrivateFile.Write(caCertPath, ca.ExportCertificatePem());
+        }
+
+        return (ca, caKey);
     }
 
     /// <summary>The DNS names and IP addresses a generated serving certificate carries for a listen address.</summary>

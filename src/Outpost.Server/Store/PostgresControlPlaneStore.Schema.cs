@@ -210,6 +210,14 @@ public sealed partial class PostgresControlPlaneStore
           expires_ms bigint NOT NULL
         );
         """,
+
+        // 3: what every replica holds alike (the fleet CA, the secrets key), sealed with the server token.
+        """
+        CREATE TABLE bootstrap (
+          name text PRIMARY KEY,
+          sealed bytea NOT NULL
+        );
+        """,
     ];
 
     /// <summary>

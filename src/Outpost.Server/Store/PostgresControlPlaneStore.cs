@@ -59,6 +59,9 @@ public sealed partial class PostgresControlPlaneStore : IControlPlaneStore
 
         /// <summary>Held (session-scoped) by the one server using the database: see <see cref="ClaimSoleServerAsync"/>.</summary>
         public const long Server = Prefix | 8;
+
+        /// <summary>Storing the first bootstrap set: see <see cref="ShareBootstrapAsync"/>.</summary>
+        public const long Bootstrap = Prefix | 9;
     }
 
     private NpgsqlConnection? _sole;

@@ -32,9 +32,10 @@ internal static class RoleCommands
         var alertInterval = new Option<string>("--alert-interval") { Description = "How often alert rules are evaluated", DefaultValueFactory = _ => "10s" };
         var ingress = new Option<string?>("--ingress") { Description = "Serve public ingress here (HOST:PORT, plain HTTP, no token): services whose apps set spec.expose.ingress" };
         var datastore = new Option<string?>("--datastore") { Description = "Keep the store in PostgreSQL (postgres://USER:PASSWORD@HOST:PORT/DB) instead of SQLite in --data-dir; one server per database for now" };
+        var serverToken = new Option<string?>("--server-token-file") { Description = "The token sealing the CA and secrets key kept in --datastore (default: DATA/server-token, made on first start); every server on a datastore needs the first one's" };
         var command = new Command("server", "Run the control plane: REST API, agent sync endpoint, store")
         {
-            dataDir, listen, history, lease, tlsCert, tlsKey, insecure, nodeCertTtl, revisionHistory, metricsRetention, logRetention, alertInterval, ingress, datastore,
+            dataDir, listen, history, lease, tlsCert, tlsKey, insecure, nodeCertTtl, revisionHistory, metricsRetention, logRetention, alertInterval, ingress, datastore, serverToken,
         };
         command.SetAction(async (result, ct) => await RunUntilStoppedAsync(async stop =>
         {
@@ -54,6 +55,7 @@ internal static class RoleCommands
                 AlertInterval = Duration(result.GetValue(alertInterval)!, "--alert-interval"),
                 Ingress = result.GetValue(ingress),
                 Datastore = result.GetValue(datastore),
+                ServerTokenFile = result.GetValue(serverToken),
             });
             await server.StartAsync(stop);
             Console.WriteLine($"server: {server.Url}");

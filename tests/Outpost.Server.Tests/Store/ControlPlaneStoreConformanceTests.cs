@@ -302,9 +302,9 @@ public abstract class ControlPlaneStoreConformanceTests : IAsyncLifetime
         Assert.False(waiting.IsCompleted);
 
         var created = (await Write(App("a")))[0].Resource.ResourceVersion;
-        // Published before the write returns: a session woken by it reads the change.
-        Assert.True(waiting.IsCompleted);
-        Assert.Equal(created, await waiting);
+        // Published before the write returns (a session woken by it reads the change); waiters wake.
+        Assert.Equal(created, _store.Changes.Latest);
+        Assert.Equal(created, await waiting.WaitAsync(TimeSpan.FromSeconds(30)));
         Assert.Equal(created, (await _store.ListChangesAsync(0, 10, ct))[^1].Revision);
 
         await Write(App("a")); // unchanged
@@ -343,8 +343,8 @@ public abstract class ControlPlaneStoreConformanceTests : IAsyncLifetime
         var ct = CancellationToken.None;
         var waiting = _store.BucketChanges.WaitAfterAsync(0, ct);
         await _store.MergeBucketAsync("settings", "", ConflictPolicy.Lww, [KvW("mode", 100, "cloud", "eco"), KvW("level", 100, "cloud", "3")], ct);
-        Assert.True(waiting.IsCompleted);
-        Assert.Equal(2, await waiting);
+        Assert.Equal(2, _store.BucketChanges.Latest);
+        Assert.Equal(2, await waiting.WaitAsync(TimeSpan.FromSeconds(30)));
 
         await _store.MergeBucketAsync("settings", "", ConflictPolicy.Lww, [KvW("mode", 100, "cloud", "eco")], ct); // a duplicate
         await _store.MergeBucketAsync("settings", "", ConflictPolicy.Lww, [KvW("mode", 50, "edge-1", "turbo")], ct); // loses

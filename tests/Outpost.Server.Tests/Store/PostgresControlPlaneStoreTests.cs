@@ -213,8 +213,8 @@ public sealed class PostgresControlPlaneStoreTests(PostgresServer server) : Cont
             await current.WriteAsync([App("a")], ct);
         }
 
-        // What a server of schema version 1 left: no leases table.
-        await ExecuteSqlAsync(database, "DROP TABLE leases; UPDATE schema_version SET version = 1");
+        // What a server of schema version 1 left: none of the tables of later versions.
+        await ExecuteSqlAsync(database, "DROP TABLE leases; DROP TABLE bootstrap; UPDATE schema_version SET version = 1");
 
         await using var upgraded = new PostgresControlPlaneStore(database, Time);
         await upgraded.InitializeAsync(ct);
