@@ -162,6 +162,7 @@ public sealed partial class OutpostServer : IAsyncDisposable
         services.AddSingleton<RolloutController>();
         services.AddHostedService(sp => sp.GetRequiredService<RolloutController>());
         services.AddSingleton<NodeDesiredState>();
+        services.AddSingleton<ChangeTail>();
         services.AddHostedService<NodeMonitor>();
         services.AddHostedService<Monitoring.ServerLife>();
         services.AddSingleton<Monitoring.MetricsRecorder>();

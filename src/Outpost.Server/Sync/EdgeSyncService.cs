@@ -24,6 +24,7 @@ public sealed partial class EdgeSyncService(
     ResourceView view,
     BucketSync buckets,
     NodeDesiredState desiredState,
+    ChangeTail changes,
     RolloutController rollouts,
     Monitoring.MetricsRecorder metrics,
     Monitoring.LogArchive logs,
@@ -520,7 +521,7 @@ public sealed partial class EdgeSyncService(
             var revision = await store.GetRevisionAsync(ct);
             var nodeResource = await store.GetAsync(ResourceKind.Node.Kind, node, ct)
                 ?? throw new RpcException(new Status(StatusCode.PermissionDenied, $"node '{node}' has been deleted; join it again"));
-            var desired = await desiredState.ForNodeAsync(nodeResource, ct);
+            var desired = await desiredState.ForNodeAsync(nodeResource, revision, ct);
             var (upserts, deletes) = DesiredStateDiff.Compute(sent, desired);
             if (first || snapshot || upserts.Count > 0 || deletes.Count > 0)
             {
@@ -551,7 +552,22 @@ public sealed partial class EdgeSyncService(
                 first = false;
             }
 
-            await feed.WaitAfterAsync(revision, ct);
+            await WaitUntilConcernedAsync(node, revision, ChangeTail.ConcernsDesiredState, ct);
+        }
+    }
+
+    /// <summary>Waits for a change after <paramref name="revision"/> that concerns the node by <paramref name="concerns"/>; the others pass it by.</summary>
+    private async Task WaitUntilConcernedAsync(string node, long revision, Func<ResourceChange, string, bool> concerns, CancellationToken ct)
+    {
+        while (true)
+        {
+            var latest = await feed.WaitAfterAsync(revision, ct);
+            if (await changes.AnyAsync(revision, latest, node, concerns, ct))
+            {
+                return;
+            }
+
+            revision = latest;
         }
     }
 
@@ -623,7 +639,11 @@ public sealed partial class EdgeSyncService(
                 cursors[name] = cursor;
             }
 
-            await Task.WhenAny(feed.WaitAfterAsync(configRevision, ct), store.BucketChanges.WaitAfterAsync(bucketRevision, ct)).Unwrap();
+            // Whichever comes first; the other wait is then dropped, not left on its feed until it moves.
+            using var wait = CancellationTokenSource.CreateLinkedTokenSource(ct);
+            await Task.WhenAny(WaitUntilConcernedAsync(node, configRevision, ChangeTail.ConcernsBuckets, wait.Token), store.BucketChanges.WaitAfterAsync(bucketRevision, wait.Token));
+            await wait.CancelAsync();
+            ct.ThrowIfCancellationRequested();
         }
     }
 
@@ -645,7 +665,7 @@ public sealed partial class EdgeSyncService(
         var node = await AuthenticateNodeAsync(context);
         // A node may fetch only the modules of apps placed on it.
         var nodeResource = await store.GetAsync(ResourceKind.Node.Kind, node, ct);
-        var placed = nodeResource is not null && (await desiredState.ForNodeAsync(nodeResource, ct))
+        var placed = nodeResource is not null && (await desiredState.ForNodeAsync(nodeResource, await store.GetRevisionAsync(ct), ct))
             .Any(r => r.Kind == ResourceKind.Application.Kind && ApplicationSpec.FromJson(r.Spec()).Module.Digest == request.Digest);
         if (!placed)
         {

@@ -17,15 +17,53 @@ public sealed class NodeDesiredState(IControlPlaneStore store)
     // Revisions are immutable once written; keyed by the app's uid, since a re-created app counts from 1 again.
     private readonly ConcurrentDictionary<(string Uid, long Revision), AppRevision> _revisions = new();
 
-    public async Task<IReadOnlyList<StoredResource>> ForNodeAsync(StoredResource node, CancellationToken ct)
+    private readonly Lock _lock = new();
+    private (long AtLeast, Task<Placeable> Read)? _read;
+
+    /// <summary>Everything that may be placed on nodes, as of a store revision, and the rollouts.</summary>
+    private sealed record Placeable(long Revision, IReadOnlyList<StoredResource> Items, IReadOnlyDictionary<string, Core.Rollouts.RolloutState> Rollouts);
+
+    /// <summary>
+    /// What may be placed, at least as new as <paramref name="atLeast"/>: one read of the store
+    /// shared by every session that asks for the same revision or an older one, so one change
+    /// sent to ten thousand nodes costs five list reads, not fifty thousand.
+    /// </summary>
+    private Task<Placeable> PlaceableAsync(long atLeast)
     {
-        ArgumentNullException.ThrowIfNull(node);
+        lock (_lock)
+        {
+            if (_read is var (asked, read) && !read.IsFaulted && !read.IsCanceled
+                && (asked >= atLeast || (read.IsCompletedSuccessfully && read.Result.Revision >= atLeast)))
+            {
+                return read;
+            }
+
+            var next = ReadPlaceableAsync();
+            _read = (atLeast, next);
+            return next;
+        }
+    }
+
+    private async Task<Placeable> ReadPlaceableAsync()
+    {
+        await Task.Yield(); // not under the caller's lock
+        var ct = CancellationToken.None; // shared by many sessions: one leaving does not cancel it for the rest
+        var revision = await store.GetRevisionAsync(ct); // first: every list below is at least this new
         var apps = await store.ListAsync(ResourceKind.Application.Kind, ct);
         var configSets = await store.ListAsync(ResourceKind.ConfigSet.Kind, ct);
         var buckets = await store.ListAsync(ResourceKind.Bucket.Kind, ct);
         var secrets = await store.ListAsync(ResourceKind.Secret.Kind, ct);
         var rollouts = await store.ListRolloutsAsync(ct);
-        var desired = DesiredStateDiff.ForNode(apps.Items.Concat(configSets.Items).Concat(secrets.Items).Concat(buckets.Items), node.Labels).ToList();
+        return new Placeable(revision, [.. apps.Items, .. configSets.Items, .. secrets.Items, .. buckets.Items], rollouts);
+    }
+
+    /// <summary>What <paramref name="node"/> should hold, from a read of the store at revision <paramref name="atLeast"/> or later.</summary>
+    public async Task<IReadOnlyList<StoredResource>> ForNodeAsync(StoredResource node, long atLeast, CancellationToken ct)
+    {
+        ArgumentNullException.ThrowIfNull(node);
+        var placeable = await PlaceableAsync(atLeast).WaitAsync(ct);
+        var rollouts = placeable.Rollouts;
+        var desired = DesiredStateDiff.ForNode(placeable.Items, node.Labels).ToList();
         for (var i = 0; i < desired.Count; i++)
         {
             var app = desired[i];
