@@ -51,6 +51,15 @@
 #             RSS growth per connection held; last, with the edge-3 service scaled out to edge-2 too, the time
 #             from kill -9 of edge-3 to the first 200 at its address on edge-1. The fleet (server, agents, the
 #             port-forward CLI) is the release binary, rebuilt by ./build.sh linux-x64; FLEET=jit: the JIT build.
+#   fleet     NODES (--nodes N; default 10,000) simulated nodes in one process (bench/Outpost.Bench FleetSim), each
+#             with its own key pair, certificate and TLS connection, speaking the agent's protocol (join with a CSR,
+#             one sync stream: heartbeats with usage, acks, app states, a record per node every RECORD_SECONDS,
+#             default 60) against a real server: its RSS per node and CPU while they idle (IDLE, default 60 s);
+#             p99 from the API returning to every node acking a change for all of them; the time until the server
+#             counts all N Ready after every connection is cut at once (the agents' backoff) and the attempts that
+#             failed (given up after STORM_LIMIT, default 300 s); `rollout undo` on 1,000 of them; medians of RUNS
+#             (default 3). The server is the release
+#             binary (rebuilt by ./build.sh linux-x64 when src/ is newer); FLEET=jit: the JIT build.
 #   converge  time from `outpost apply` returning to the app answering 200 on a
 #             node's gateway, and from `outpost delete` returning to 404; the
 #             baseline is a no-op client round trip (`outpost get apps`) measured
@@ -519,8 +528,51 @@ YAML
     echo "heal: ${heal_ms} ms from kill -9 of the same-site endpoint to the first 200 at the address"
     echo "mesh relay_ratio=$(ratio "$relay_mbps" "$tls_mbps") direct_ratio=$(ratio "$direct_rps" "$local_gateway_rps") proxy_rps_ratio=$(ratio "$proxy_rps" "$gateway_rps") added_p99_ms=$(awk -v a="$proxy_p99" -v b="$gateway_p99" 'BEGIN {printf "%.2f", a - b}') connect_ratio=$(ratio "$relay_cps" "$direct_cps") heal_ms=$heal_ms propagate_ms=$propagate_ms hol_loss=$(loss "$stalled_mbps" "$relay_mbps") wires=$wires kb_per_wire=$kb_per_wire held=$tcp_open hol_wedged=$hol_wedged hol_broken=$(wc -l <"$work/broken.txt") address_rps_ratio=$(ratio "$address_rps" "$gateway_rps") hol_loss_link=$(loss "$link_stalled_mbps" "$relay_mbps") relay_mbps=$relay_mbps tls_mbps=$tls_mbps tcp_ratio=$(ratio "$relay_mbps" "$direct_mbps") direct_mbps=$direct_mbps"
     ;;
+  fleet)
+    nodes="${NODES:-10000}"
+    shift
+    while [[ $# -gt 0 ]]; do
+      case "$1" in
+        --nodes) nodes="$2"; shift 2 ;;
+        --nodes=*) nodes="${1#*=}"; shift ;;
+        *) echo "fleet: unknown option $1 (use --nodes N)" >&2; exit 2 ;;
+      esac
+    done
+    dotnet build "$root/bench/Outpost.Bench" -c Release -nologo -v q >/dev/null
+    bench=(dotnet "$root/bench/Outpost.Bench/bin/Release/net10.0/Outpost.Bench.dll")
+    work="$(mktemp -d)"
+    if [[ "${FLEET:-aot}" == jit ]]; then
+      dotnet build "$root/src/Outpost" -c Release -nologo -v q >/dev/null
+      outpost=(dotnet "$root/src/Outpost/bin/Release/net10.0/outpost.dll"); client="$root/src/Outpost/bin/Release/net10.0/outpost.dll"
+    else
+      binary="$root/dist/linux-x64/outpost"
+      if [[ ! -x "$binary" ]] || [[ -n "$(find "$root/src" \( -name obj -o -name bin \) -prune -o \( -name '*.cs' -o -name '*.proto' -o -name '*.csproj' \) -newer "$binary" -print -quit)" ]]; then "$root/build.sh" linux-x64 >&2; fi
+      outpost=("$binary"); client="$binary"
+      export OUTPOST_LIB_DIR="$work/lib"
+    fi
+    # A socket per node on each side (server and simulator are separate processes): the soft limit as high as it may go.
+    ulimit -n "$(ulimit -Hn)"
+    if [[ $(ulimit -n) -lt $((nodes + 1000)) ]]; then echo "fleet: open files limited to $(ulimit -n), too few for $nodes nodes" >&2; exit 1; fi
+    server_pid=""
+    # A server stuck with thousands of sessions may not stop on TERM: KILL after 20 s.
+    trap 'kill $server_pid 2>/dev/null || true; for _ in $(seq 1 40); do kill -0 $server_pid 2>/dev/null || break; sleep 0.5; done
+      kill -9 $server_pid 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$work"' EXIT
+    export HOME="$work/home"
+    mkdir -p "$HOME"
+    port=$((20000 + RANDOM % 10000))
+    # The server at its defaults (node lease, keepalive); the simulated nodes beat at the agent's default 10 s.
+    "${outpost[@]}" server --data-dir "$work/server" --listen "127.0.0.1:$port" >"$work/server.log" 2>&1 & server_pid=$!
+    for _ in $(seq 1 240); do grep -q '^server:' "$work/server.log" && break; sleep 0.25; done
+    export OUTPOST_CONFIG="$work/server/config.yaml"
+    token=$("${outpost[@]}" token create)
+    "${bench[@]}" fleet "https://127.0.0.1:$port" "$OUTPOST_CONFIG" "$token" "$server_pid" "$client" "$root/samples" "$nodes" \
+      "${RUNS:-3}" "${IDLE:-60}" "${RECORD_SECONDS:-60}" "${STORM_LIMIT:-300}" >"$work/fleet.txt" || { cat "$work/fleet.txt"; tail -20 "$work/server.log" >&2; exit 1; }
+    echo "server log: $(wc -l <"$work/server.log") lines, $(grep -c ' warn' "$work/server.log" || true) warnings, $(grep -Ec ' (fail|crit)' "$work/server.log" || true) errors" >&2
+    grep -E ' (warn|fail|crit)' "$work/server.log" | sed -E 's/^[0-9:]+ //; s/[0-9]+/N/g' | sort | uniq -c | sort -rn | head -5 >&2 || true
+    cat "$work/fleet.txt"
+    ;;
   *)
-    echo "usage: bench/run.sh coldstart|http|ready|sync|converge|footprint|rollback|mesh" >&2
+    echo "usage: bench/run.sh coldstart|http|ready|sync|converge|footprint|rollback|mesh|fleet [--nodes N]" >&2
     exit 2
     ;;
 esac
