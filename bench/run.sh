@@ -553,6 +553,11 @@ YAML
     # A socket per node on each side (server and simulator are separate processes): the soft limit as high as it may go.
     ulimit -n "$(ulimit -Hn)"
     if [[ $(ulimit -n) -lt $((nodes + 1000)) ]]; then echo "fleet: open files limited to $(ulimit -n), too few for $nodes nodes" >&2; exit 1; fi
+    # Ten thousand TLS connections in one process take more memory mappings than the kernel's default
+    # 65,530 allow (the simulator died "Out of memory." at ~9,400 nodes): raise it for the run when root.
+    if [[ $(cat /proc/sys/vm/max_map_count) -lt 262144 ]]; then
+      sysctl -q -w vm.max_map_count=262144 || echo "fleet: vm.max_map_count is $(cat /proc/sys/vm/max_map_count); past ~9,000 nodes a process may run out of mappings" >&2
+    fi
     server_pid=""
     # A server stuck with thousands of sessions may not stop on TERM: KILL after 20 s.
     trap 'kill $server_pid 2>/dev/null || true; for _ in $(seq 1 40); do kill -0 $server_pid 2>/dev/null || break; sleep 0.5; done

@@ -162,7 +162,8 @@ public sealed partial class OutpostServer : IAsyncDisposable
         services.AddSingleton<RolloutController>();
         services.AddHostedService(sp => sp.GetRequiredService<RolloutController>());
         services.AddSingleton<NodeDesiredState>();
-        services.AddSingleton<ChangeTail>();
+        services.AddSingleton<ChangeRouter>();
+        services.AddHostedService(sp => sp.GetRequiredService<ChangeRouter>());
         services.AddHostedService<NodeMonitor>();
         services.AddHostedService<Monitoring.ServerLife>();
         services.AddSingleton<Monitoring.MetricsRecorder>();

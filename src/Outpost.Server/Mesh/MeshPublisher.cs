@@ -14,7 +14,8 @@ public sealed class MeshPublisher(MeshRegistry registry) : BackgroundService
 
     private readonly Lock _lock = new();
     private (long Version, MeshUpdate Update, IReadOnlyList<MeshService> Services) _current = (0, new MeshUpdate(), []);
-    private TaskCompletionSource _changed = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    // Moves with the version: each session waits on it (a ChangeFeed: a wait that ends leaves in constant time).
+    private readonly Core.Store.ChangeFeed _versions = new();
     private readonly SemaphoreSlim _wake = new(0, 1);
 
     /// <summary>The latest registry and its version (0 before the first).</summary>
@@ -92,13 +93,7 @@ public sealed class MeshPublisher(MeshRegistry registry) : BackgroundService
     }
 
     /// <summary>Completes once the registry is newer than <paramref name="seen"/>.</summary>
-    public Task WaitForNewerAsync(long seen, CancellationToken cancellationToken)
-    {
-        lock (_lock)
-        {
-            return _current.Version > seen ? Task.CompletedTask : _changed.Task.WaitAsync(cancellationToken);
-        }
-    }
+    public Task WaitForNewerAsync(long seen, CancellationToken cancellationToken) => _versions.WaitAfterAsync(seen, cancellationToken);
 
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
@@ -122,16 +117,15 @@ public sealed class MeshPublisher(MeshRegistry registry) : BackgroundService
                 if (!bytes.AsSpan().SequenceEqual(last))
                 {
                     last = bytes;
-                    TaskCompletionSource changed;
+                    long version;
                     lock (_lock)
                     {
                         _current = (_current.Version + 1, update, services);
                         _endpointNodes = services.SelectMany(s => s.Endpoints).Select(e => e.Node).ToHashSet(StringComparer.Ordinal);
-                        changed = _changed;
-                        _changed = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+                        version = _current.Version;
                     }
 
-                    changed.TrySetResult();
+                    _versions.Publish(version);
                 }
 
                 await _wake.WaitAsync(Interval, stoppingToken);

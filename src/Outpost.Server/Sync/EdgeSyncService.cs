@@ -18,13 +18,12 @@ namespace Outpost.Server.Sync;
 /// </summary>
 public sealed partial class EdgeSyncService(
     IControlPlaneStore store,
-    ChangeFeed feed,
     NodeLeases leases,
     SyncAccounting accounting,
     ResourceView view,
     BucketSync buckets,
     NodeDesiredState desiredState,
-    ChangeTail changes,
+    ChangeRouter router,
     RolloutController rollouts,
     Monitoring.MetricsRecorder metrics,
     Monitoring.LogArchive logs,
@@ -279,10 +278,15 @@ public sealed partial class EdgeSyncService(
     private async Task ReceiveAsync(string node, long session, IAsyncStreamReader<AgentMessage> requestStream, Func<ServerMessage, CancellationToken, Task> write,
         System.Collections.Concurrent.ConcurrentDictionary<long, Dictionary<string, long>> delivered, ChannelWriter<RecordBatch> batches, CancellationToken ct)
     {
+        // What this session last put in the node's status: a beat that changes none of it (most
+        // beats of an idle node) touches the lease alone, not the store, until the stored beat
+        // time is due again (see StoreBeatEvery).
+        OutboxStatus? lastOutbox = null;
+        var statusTouched = DateTimeOffset.MinValue;
         while (await requestStream.MoveNext(ct))
         {
             var message = requestStream.Current;
-            accounting.Received(node, message.BodyCase.ToString().ToLowerInvariant(), message.CalculateSize());
+            accounting.Received(node, KindNames.GetOrAdd(message.BodyCase, c => c.ToString().ToLowerInvariant()), message.CalculateSize());
             switch (message.BodyCase)
             {
                 case AgentMessage.BodyOneofCase.Ack:
@@ -312,10 +316,33 @@ public sealed partial class EdgeSyncService(
                     break;
                 case AgentMessage.BodyOneofCase.Heartbeat:
                     leases.Beat(node, session);
+                    foreach (var traffic in message.Heartbeat.Traffic)
+                    {
+                        try
+                        {
+                            metrics.Record(node, traffic);
+                        }
+                        catch (InvalidDataException ex)
+                        {
+                            throw new RpcException(new Status(StatusCode.InvalidArgument, $"heartbeat traffic of app '{traffic.Name}': {ex.Message}"));
+                        }
+
+                        rollouts.RecordTraffic(node, traffic.Name, traffic.Generation, traffic.Requests, traffic.ServerErrors);
+                    }
+
+                    var beatAt = time.GetUtcNow();
+                    if (message.Heartbeat.Usage is null && message.Heartbeat.Apps.Count == 0 && (message.Heartbeat.Outbox is null || Equals(message.Heartbeat.Outbox, lastOutbox))
+                        && beatAt - statusTouched < StoreBeatEvery)
+                    {
+                        break;
+                    }
+
+                    lastOutbox = message.Heartbeat.Outbox ?? lastOutbox;
+                    statusTouched = beatAt;
                     List<EventRecord>? failures = null; // rare: no allocation on an ordinary beat
                     await UpdateStatusAsync(node, status =>
                     {
-                        status["lastHeartbeatTime"] = ResourceJson.FormatTimestamp(time.GetUtcNow());
+                        status["lastHeartbeatTime"] = ResourceJson.FormatTimestamp(beatAt);
                         if (message.Heartbeat.Outbox is { } outbox)
                         {
                             status["outbox"] = new JsonObject
@@ -326,20 +353,6 @@ public sealed partial class EdgeSyncService(
                                 ["overflowPolicy"] = outbox.OverflowPolicy,
                                 ["quotaBytes"] = outbox.QuotaBytes,
                             };
-                        }
-
-                        foreach (var traffic in message.Heartbeat.Traffic)
-                        {
-                            try
-                            {
-                                metrics.Record(node, traffic);
-                            }
-                            catch (InvalidDataException ex)
-                            {
-                                throw new RpcException(new Status(StatusCode.InvalidArgument, $"heartbeat traffic of app '{traffic.Name}': {ex.Message}"));
-                            }
-
-                            rollouts.RecordTraffic(node, traffic.Name, traffic.Generation, traffic.Requests, traffic.ServerErrors);
                         }
 
                         if (message.Heartbeat.Usage is { } usage)
@@ -552,22 +565,7 @@ public sealed partial class EdgeSyncService(
                 first = false;
             }
 
-            await WaitUntilConcernedAsync(node, revision, ChangeTail.ConcernsDesiredState, ct);
-        }
-    }
-
-    /// <summary>Waits for a change after <paramref name="revision"/> that concerns the node by <paramref name="concerns"/>; the others pass it by.</summary>
-    private async Task WaitUntilConcernedAsync(string node, long revision, Func<ResourceChange, string, bool> concerns, CancellationToken ct)
-    {
-        while (true)
-        {
-            var latest = await feed.WaitAfterAsync(revision, ct);
-            if (await changes.AnyAsync(revision, latest, node, concerns, ct))
-            {
-                return;
-            }
-
-            revision = latest;
+            await router.WaitAsync(node, revision, ChangeRouter.Interest.DesiredState, ct);
         }
     }
 
@@ -641,11 +639,13 @@ public sealed partial class EdgeSyncService(
 
             // Whichever comes first; the other wait is then dropped, not left on its feed until it moves.
             using var wait = CancellationTokenSource.CreateLinkedTokenSource(ct);
-            await Task.WhenAny(WaitUntilConcernedAsync(node, configRevision, ChangeTail.ConcernsBuckets, wait.Token), store.BucketChanges.WaitAfterAsync(bucketRevision, wait.Token));
+            await Task.WhenAny(router.WaitAsync(node, configRevision, ChangeRouter.Interest.Buckets, wait.Token), store.BucketChanges.WaitAfterAsync(bucketRevision, wait.Token));
             await wait.CancelAsync();
             ct.ThrowIfCancellationRequested();
         }
     }
+
+    private static readonly System.Collections.Concurrent.ConcurrentDictionary<AgentMessage.BodyOneofCase, string> KindNames = new();
 
     private static string KindOf(ServerMessage message) => message.BodyCase switch
     {
@@ -776,6 +776,14 @@ public sealed partial class EdgeSyncService(
         return null;
     }
 
+    /// <summary>
+    /// How stale the stored lastHeartbeatTime may get before a beat writes it again. The views
+    /// take the live time from the lease; the stored one is for a restarted server (and other
+    /// replicas), so a beat that changes nothing else writes nothing: ten thousand idle nodes
+    /// beating every 10 s would otherwise be a thousand store writes a second.
+    /// </summary>
+    private static readonly TimeSpan StoreBeatEvery = TimeSpan.FromSeconds(60);
+
     private async Task UpdateStatusAsync(string node, Action<JsonObject> mutate, CancellationToken ct)
     {
         var resource = await store.GetAsync(ResourceKind.Node.Kind, node, ct);
@@ -785,7 +793,19 @@ public sealed partial class EdgeSyncService(
         }
 
         var status = resource.StatusJson is null ? [] : JsonNode.Parse(resource.StatusJson)!.AsObject();
+        var storedBeat = status["lastHeartbeatTime"]?.GetValue<string>();
         mutate(status);
+        if (storedBeat is not null && DateTimeOffset.TryParse(storedBeat, System.Globalization.CultureInfo.InvariantCulture, out var at) && time.GetUtcNow() - at < StoreBeatEvery)
+        {
+            status["lastHeartbeatTime"] = storedBeat;
+            if (status.ToJsonString() == resource.StatusJson)
+            {
+                return;
+            }
+
+            status["lastHeartbeatTime"] = ResourceJson.FormatTimestamp(time.GetUtcNow());
+        }
+
         try
         {
             await store.UpdateStatusAsync(ResourceKind.Node.Kind, node, status.ToJsonString(), ct);

@@ -17,9 +17,12 @@ public sealed class SyncAccounting
         public long Bytes;
     }
 
-    public void Sent(string node, string kind, int bytes) => Add(node, "sent:" + kind, bytes);
+    public void Sent(string node, string kind, int bytes) => Add(node, Keys.GetOrAdd(("sent:", kind), k => k.Direction + k.Kind), bytes);
 
-    public void Received(string node, string kind, int bytes) => Add(node, "received:" + kind, bytes);
+    // "sent:KIND" and "received:KIND", made once per kind rather than once per message.
+    private static readonly ConcurrentDictionary<(string Direction, string Kind), string> Keys = new();
+
+    public void Received(string node, string kind, int bytes) => Add(node, Keys.GetOrAdd(("received:", kind), k => k.Direction + k.Kind), bytes);
 
     private void Add(string node, string key, int bytes)
     {
