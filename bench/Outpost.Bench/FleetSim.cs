@@ -262,6 +262,7 @@ internal sealed class FleetNode
             EnableMultipleHttp2Connections = false,
         },
         MaxReceiveMessageSize = 16 * 1024 * 1024,
+        DisposeHttpClient = true, // as the agent: the channel owns its handler and closes its connection
     });
 
     /// <summary>The agent's socket: TCP_USER_TIMEOUT set, so a dead link ends within the agent's bound.</summary>

@@ -113,7 +113,10 @@ public sealed class FleetTests
         var (agent, gateway) = await fleet.StartAgentAsync("edge-1", token, "site=a");
         await WaitForNodesReadyAsync(fleet, "edge-1");
 
+        // One connection to the server, the sync stream's: the join's channel closed its own (a
+        // channel given a handler left its connection open, pinged for ever, unless told to own it).
         var port = new Uri(fleet.ServerUrl).Port;
+        await WaitForConnectionsAsync(agent.Pid, port, 1);
         await fleet.Server!.StopAsync();
         await fleet.StartServerAsync(port);
 
@@ -195,6 +198,28 @@ public sealed class FleetTests
         Assert.Contains("OUTPOST_SERVER", help, StringComparison.Ordinal);
         Assert.Contains("--token-file", help, StringComparison.Ordinal);
         Assert.DoesNotContain("OUTPOST_URL", help, StringComparison.Ordinal);
+    }
+
+    /// <summary>Waits until the process holds exactly <paramref name="expected"/> established TCP connections to the port (ss, iproute2).</summary>
+    private static async Task WaitForConnectionsAsync(int pid, int port, int expected)
+    {
+        var deadline = DateTime.UtcNow + Fleet.Patience;
+        var held = -1;
+        while (DateTime.UtcNow < deadline)
+        {
+            using var ss = System.Diagnostics.Process.Start(new System.Diagnostics.ProcessStartInfo("ss", ["-tnpH", "state", "established", $"( dport = :{port} )"]) { RedirectStandardOutput = true })!;
+            var output = await ss.StandardOutput.ReadToEndAsync();
+            await ss.WaitForExitAsync();
+            held = output.Split('\n').Count(line => line.Contains($"pid={pid},", StringComparison.Ordinal));
+            if (held == expected)
+            {
+                return;
+            }
+
+            await Task.Delay(200);
+        }
+
+        Assert.Fail($"process {pid} holds {held} connections to port {port}, not {expected}");
     }
 
     private static Task WaitForNodesReadyAsync(Fleet fleet, params string[] names) =>

@@ -162,7 +162,7 @@ public sealed class MeshSecurityTests
             RemoteCertificateValidationCallback = TrustBundle.FromPem(config.CertificateAuthorityPem!).ServerValidator(),
             ClientCertificates = [certificate],
         };
-        return GrpcChannel.ForAddress(fleet.ServerUrl, new GrpcChannelOptions { HttpHandler = new SocketsHttpHandler { SslOptions = ssl } });
+        return GrpcChannel.ForAddress(fleet.ServerUrl, new GrpcChannelOptions { HttpHandler = new SocketsHttpHandler { SslOptions = ssl }, DisposeHttpClient = true });
     }
 
     /// <summary>Asks the server to relay a wire to <paramref name="service"/>, as an agent does; the error the wire ends with.</summary>

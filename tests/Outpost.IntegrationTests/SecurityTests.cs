@@ -44,7 +44,7 @@ public sealed class SecurityTests
             ssl.ClientCertificates = [X509CertificateLoader.LoadPkcs12(pem.Export(X509ContentType.Pkcs12), null)];
         }
 
-        return GrpcChannel.ForAddress(fleet.ServerUrl, new GrpcChannelOptions { HttpHandler = new SocketsHttpHandler { SslOptions = ssl } });
+        return GrpcChannel.ForAddress(fleet.ServerUrl, new GrpcChannelOptions { HttpHandler = new SocketsHttpHandler { SslOptions = ssl }, DisposeHttpClient = true });
     }
 
     [Fact]

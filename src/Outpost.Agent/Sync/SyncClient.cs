@@ -189,6 +189,9 @@ public sealed partial class SyncClient(
             // module download, buffered here but not yet written, stays small.
         },
         MaxReceiveMessageSize = 16 * 1024 * 1024,
+        // The channel owns the handler: without this, disposing the channel (after the join, and at
+        // every reconnect) left its connection to the server open, pinged and never reused.
+        DisposeHttpClient = true,
     });
 
     /// <summary>How long bytes the agent sent may stay unacknowledged before the kernel drops the link (TCP_USER_TIMEOUT).</summary>
