@@ -85,7 +85,7 @@ internal sealed class FleetContext
         var trustDir = Path.Combine(workDir, "trust");
         var options = new AgentOptions { ServerUrl = serverUrl, JoinToken = joinToken, NodeName = "fleet-trust", DataDir = trustDir };
         Directory.CreateDirectory(trustDir);
-        var bundle = await new ServerTrust(options, NullLogger<ServerTrust>.Instance).EnsureAsync(ct)
+        var bundle = await new ServerTrust(options, NullLogger<ServerTrust>.Instance).EnsureAsync(serverUrl, ct)
             ?? throw new InvalidOperationException("the fleet needs a TLS server");
         return new FleetContext(serverUrl, joinToken, workDir, bundle, recordInterval);
     }

@@ -23,10 +23,13 @@ public sealed class Fleet : IAsyncDisposable
 
     public string ServerUrl { get; private set; } = "";
 
-    public string ConfigPath => Path.Combine(Root, "server", "config.yaml");
+    /// <summary>The client config of the server the client verbs and API calls go to (see <see cref="UseReplica"/>).</summary>
+    public string ConfigPath => Path.Combine(Root, _serverDir, "config.yaml");
 
     /// <summary>The kubeconfig the server writes next to config.yaml.</summary>
-    public string KubeconfigPath => Path.Combine(Root, "server", "kubeconfig.yaml");
+    public string KubeconfigPath => Path.Combine(Root, _serverDir, "kubeconfig.yaml");
+
+    private string _serverDir = "server";
 
     public OutpostProcess? Server { get; private set; }
 
@@ -63,6 +66,25 @@ public sealed class Fleet : IAsyncDisposable
     {
         Server = Track(OutpostProcess.Start(Home, ["server", "--data-dir", Path.Combine(Root, "server"), "--listen", $"127.0.0.1:{port}", .. extra]));
         ServerUrl = await Server.WaitForLineAsync("server:", StartTimeout);
+    }
+
+    /// <summary>
+    /// Starts another replica of the control plane (its own data dir under <paramref name="name"/>,
+    /// on the first server's datastore and server token); returns it and its URL.
+    /// </summary>
+    public async Task<(OutpostProcess Process, string Url)> StartReplicaAsync(string name, params string[] extra)
+    {
+        var process = Track(OutpostProcess.Start(Home, ["server", "--data-dir", Path.Combine(Root, name), "--listen", "127.0.0.1:0",
+            "--server-token-file", Path.Combine(Root, "server", "server-token"), .. extra]));
+        return (process, await process.WaitForLineAsync("server:", StartTimeout));
+    }
+
+    /// <summary>Sends the client verbs and API calls to a replica started by <see cref="StartReplicaAsync"/> from now on.</summary>
+    public void UseReplica(string name, OutpostProcess process, string url)
+    {
+        _serverDir = name;
+        Server = process;
+        ServerUrl = url;
     }
 
     public async Task<string> CreateJoinTokenAsync()

@@ -7,7 +7,7 @@ namespace Outpost.IntegrationTests;
 public sealed class PostgresDatastoreTests(PostgresServer postgres)
 {
     [Fact]
-    public async Task AServerOnPostgreSql_RunsTheFleet_KeepsItsStateAcrossARestart_AndASecondServerOnTheDatabaseIsRefused()
+    public async Task AServerOnPostgreSql_RunsTheFleet_KeepsItsStateAcrossARestart_AndASecondServerWithoutTheServerTokenIsRefused()
     {
         var database = await postgres.CreateDatabaseAsync();
         await using var fleet = new Fleet();
@@ -20,17 +20,12 @@ public sealed class PostgresDatastoreTests(PostgresServer postgres)
         await Fleet.WaitForBodyAsync(gateway + "/hello", "hello from edge-1 (path /)\n", Fleet.Patience);
 
         // A second server on the same database (its own data dir and port) needs the first one's server
-        // token to open the CA kept there; with it, it is refused all the same, saying why.
+        // token to open the CA kept there: without it, it is refused, saying why, and writes nothing of it.
         var second = Path.Combine(fleet.Root, "second");
         (code, output) = await OutpostProcess.RunAsync(fleet.Home, "server", "--data-dir", second, "--listen", "127.0.0.1:0", "--datastore", database);
         Assert.NotEqual(0, code);
         Assert.Contains("does not open the CA and secrets key that the first server stored", output, StringComparison.Ordinal);
         Assert.False(File.Exists(Path.Combine(second, "tls", "ca.key")), "nothing of the CA is written by a server that cannot open it");
-        (code, output) = await OutpostProcess.RunAsync(fleet.Home, "server", "--data-dir", second, "--listen", "127.0.0.1:0", "--datastore", database,
-            "--server-token-file", Path.Combine(Path.Combine(fleet.Root, "server"), "server-token"));
-        Assert.NotEqual(0, code);
-        Assert.Contains("another outpost server is using database", output, StringComparison.Ordinal);
-        Assert.Equal(File.ReadAllBytes(Path.Combine(Path.Combine(fleet.Root, "server"), "tls", "ca.crt")), File.ReadAllBytes(Path.Combine(second, "tls", "ca.crt")));
 
         // The server restarts on the same database: what was applied is there, and the node comes back to it.
         await fleet.Server!.StopAsync();
@@ -41,6 +36,119 @@ public sealed class PostgresDatastoreTests(PostgresServer postgres)
         (code, output) = await fleet.ClientAsync("apply", "-f", fleet.WriteManifest("hello.yaml", Fleet.HelloApp + "\n  env:\n    GREETING: hi\n"));
         Assert.True(code == 0, output);
         await Fleet.WaitForBodyAsync(gateway + "/hello", "hi from edge-1 (path /)\n", Fleet.Patience);
+    }
+
+    private const string Topic = "readings";
+
+    private const string RolloutPath = "/apis/outpost.dev/v1/applications/hello/rollout";
+
+    /// <summary>Publishes records through an agent's gateway, one by one as a device would; returns their texts.</summary>
+    private static async Task<List<string>> PublishAsync(string node, string gateway, int count, int start)
+    {
+        var texts = Enumerable.Range(start, count).Select(i => $"{node}-{i:D5}").ToList();
+        foreach (var text in texts)
+        {
+            using var response = await Fleet.Http.PostAsync(gateway + "/_outpost/topics/" + Topic, new StringContent(text));
+            Assert.Equal(System.Net.HttpStatusCode.Accepted, response.StatusCode);
+        }
+
+        return texts;
+    }
+
+    /// <summary>hello, in two canary steps: one node, a 20 s pause, then the rest.</summary>
+    private static string Hello(string greeting) => Fleet.HelloApp + $"""
+
+          env:
+            GREETING: {greeting}
+          rollout:
+            strategy: canary
+            steps:
+            - percent: 25
+              pause: 20s
+            - percent: 100
+        """;
+
+    private static async Task<bool> LeadsAsync(Fleet fleet)
+    {
+        try
+        {
+            return (await fleet.ServerMetricsAsync()).Contains("\noutpost_server_leader 1", StringComparison.Ordinal);
+        }
+        catch (HttpRequestException)
+        {
+            return false;
+        }
+    }
+
+    [Fact]
+    public async Task TwoReplicas_TheLeaderKilledMidRollout_TheOtherFinishesIt_TheAgentsMoveOver_AndEveryRecordArrivesOnce()
+    {
+        var database = await postgres.CreateDatabaseAsync();
+        await using var fleet = new Fleet();
+        await fleet.StartServerAsync(0, "--datastore", database);
+        var (replicaA, a) = (fleet.Server!, fleet.ServerUrl);
+        var (replicaB, b) = await fleet.StartReplicaAsync("server-b", "--datastore", database);
+        Assert.Equal(File.ReadAllBytes(Path.Combine(fleet.Root, "server", "tls", "ca.crt")), File.ReadAllBytes(Path.Combine(fleet.Root, "server-b", "tls", "ca.crt")));
+
+        // Four nodes: two dial A first, two dial B first; each knows both.
+        var token = await fleet.CreateJoinTokenAsync();
+        var agents = await Task.WhenAll(Enumerable.Range(1, 4).Select(async i =>
+        {
+            var name = $"edge-{i}";
+            var (_, gateway) = await fleet.StartAgentAsync(name, token, server: i <= 2 ? $"{a},{b}" : $"{b},{a}");
+            return (Name: name, Gateway: gateway);
+        }));
+        var (code, output) = await fleet.ClientAsync("apply", "-f", fleet.WriteManifest("hello.yaml", Hello("one")));
+        Assert.True(code == 0, output);
+        await Task.WhenAll(agents.Select(x => Fleet.WaitForBodyAsync(x.Gateway + "/hello", $"one from {x.Name} (path /)\n", Fleet.Patience)));
+        Assert.True(await LeadsAsync(fleet), "the first server leads");
+
+        // Either replica shows every node Ready, wherever its stream is.
+        foreach (var (name, process, url) in new[] { ("server-b", replicaB, b), ("server", replicaA, a) })
+        {
+            fleet.UseReplica(name, process, url);
+            foreach (var agent in agents)
+            {
+                await fleet.WaitForNodeStateAsync(agent.Name, "Ready");
+            }
+        }
+
+        var expected = new List<string>();
+        foreach (var agent in agents)
+        {
+            expected.AddRange(await PublishAsync(agent.Name, agent.Gateway, 50, 0));
+        }
+
+        // Revision 2 goes to one node, then pauses 20 s: the leader dies in the pause, by SIGKILL,
+        // while the nodes publish more.
+        (code, output) = await fleet.ClientAsync("apply", "-f", fleet.WriteManifest("hello.yaml", Hello("two")));
+        Assert.True(code == 0, output);
+        await Eventually.UntilAsync(() => fleet.ApiGetAsync(RolloutPath),
+            r => (long?)r["status"]?["revision"] == 2 && r["status"]?["moved"]?.AsArray().Count == 1,
+            Fleet.Patience, "the first canary step of revision 2", r => r["status"]?.ToJsonString() ?? "");
+        var publishing = Task.WhenAll(agents.Select(x => PublishAsync(x.Name, x.Gateway, 200, 50)));
+        replicaA.Kill();
+        expected.AddRange((await publishing).SelectMany(t => t));
+
+        // B takes the lead, finishes the rollout, and every node comes over to it.
+        fleet.UseReplica("server-b", replicaB, b);
+        await Eventually.UntilAsync(() => LeadsAsync(fleet), leads => leads, Fleet.Patience, "replica B to lead", _ => "it does not");
+        var rollout = await Eventually.UntilAsync(() => fleet.ApiGetAsync(RolloutPath),
+            r => (long?)r["status"]?["revision"] == 2 && (string?)r["status"]?["phase"] == "Succeeded",
+            2 * Fleet.Patience, "the rollout of revision 2 to succeed on replica B", r => r["status"]?.ToJsonString() ?? "");
+        Assert.Equal(4, rollout["status"]!["moved"]!.AsArray().Count);
+        await Task.WhenAll(agents.Select(x => Fleet.WaitForBodyAsync(x.Gateway + "/hello", $"two from {x.Name} (path /)\n", Fleet.Patience)));
+        foreach (var agent in agents)
+        {
+            await fleet.WaitForNodeStateAsync(agent.Name, "Ready");
+        }
+
+        // Every record, from before, during and after the kill: once each.
+        var records = await Eventually.UntilAsync(() => fleet.ReadTopicAsync(Topic), r => r.Count >= expected.Count, 2 * Fleet.Patience,
+            $"{expected.Count} records at the server", r => $"{r.Count} records");
+        Assert.Equal(expected.Count, records.Count);
+        Assert.Equal(records.Count, records.Select(r => (r.Node, r.Sequence)).Distinct().Count());
+        Assert.True(expected.ToHashSet().SetEquals(records.Select(r => r.Text)), "the stored records are not exactly the published ones");
     }
 
     [Fact]

@@ -8,6 +8,15 @@ public sealed record AgentOptions
     /// <summary>The control plane's URL, e.g. http://127.0.0.1:7440.</summary>
     public required string ServerUrl { get; init; }
 
+    /// <summary>
+    /// Other replicas of the control plane (from --server URL1,URL2,…): when the current one cannot
+    /// be reached or its stream ends, the agent dials the next, resuming from its cursors.
+    /// </summary>
+    public IReadOnlyList<string> OtherServerUrls { get; init; } = [];
+
+    /// <summary><see cref="ServerUrl"/> and then <see cref="OtherServerUrls"/>: the order the agent tries them in.</summary>
+    public IReadOnlyList<string> ServerUrls => [ServerUrl, .. OtherServerUrls];
+
     /// <summary>A join token from `outpost token create`; needed only until the node has joined.</summary>
     public string? JoinToken { get; init; }
 
@@ -80,9 +89,17 @@ public sealed record AgentOptions
 
     public void Validate()
     {
-        if (!Uri.TryCreate(ServerUrl, UriKind.Absolute, out var uri) || (uri.Scheme != "http" && uri.Scheme != "https"))
+        foreach (var url in ServerUrls)
         {
-            throw new ArgumentException($"--server '{ServerUrl}' is not an http(s) URL");
+            if (!Uri.TryCreate(url, UriKind.Absolute, out var uri) || (uri.Scheme != "http" && uri.Scheme != "https"))
+            {
+                throw new ArgumentException($"--server '{url}' is not an http(s) URL");
+            }
+        }
+
+        if (ServerUrls.Select(u => new Uri(u).Scheme).Distinct(StringComparer.Ordinal).Count() > 1)
+        {
+            throw new ArgumentException($"--server {string.Join(',', ServerUrls)} mixes http and https: every replica of one control plane speaks the same");
         }
 
         if (!ManifestValidator.IsDnsLabel(NodeName))

@@ -19,15 +19,15 @@ public sealed partial class ServerTrust(AgentOptions options, ILogger<ServerTrus
 
     private string BundlePath => Path.Combine(options.DataDir, "ca.crt");
 
-    /// <summary>The bundle to verify the server with; null for an http:// server (no TLS).</summary>
-    public async Task<TrustBundle?> EnsureAsync(CancellationToken ct)
+    /// <summary>The bundle to verify the server at <paramref name="server"/> (any replica) with; null for an http:// server (no TLS).</summary>
+    public async Task<TrustBundle?> EnsureAsync(string server, CancellationToken ct)
     {
-        var url = new Uri(options.ServerUrl);
+        var url = new Uri(server);
         if (url.Scheme == Uri.UriSchemeHttp)
         {
             if (!_warned)
             {
-                LogCleartext(logger, options.ServerUrl);
+                LogCleartext(logger, server);
                 _warned = true;
             }
 
@@ -71,16 +71,16 @@ public sealed partial class ServerTrust(AgentOptions options, ILogger<ServerTrus
         }
         catch (FormatException ex)
         {
-            throw new FatalAgentException($"the server at {options.ServerUrl} answered /cacerts with no usable CA ({ex.Message}): refusing to connect");
+            throw new FatalAgentException($"the server at {server} answered /cacerts with no usable CA ({ex.Message}): refusing to connect");
         }
 
         if (!bundle.Matches(pin))
         {
-            throw new FatalAgentException($"the server at {options.ServerUrl} presents CA fingerprint {bundle.Fingerprint}, but the join token pins {pin}: refusing to connect");
+            throw new FatalAgentException($"the server at {server} presents CA fingerprint {bundle.Fingerprint}, but the join token pins {pin}: refusing to connect");
         }
 
         PrivateFile.Write(BundlePath, bundle.Pem);
-        LogPinned(logger, options.ServerUrl, bundle.Fingerprint);
+        LogPinned(logger, server, bundle.Fingerprint);
         return _bundle = bundle;
     }
 

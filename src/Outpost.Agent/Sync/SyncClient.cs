@@ -61,6 +61,11 @@ public sealed partial class SyncClient(
     /// <summary>How long to wait for a batch's ack before treating the link as dead.</summary>
     private static readonly TimeSpan AckTimeout = TimeSpan.FromSeconds(30);
 
+    private int _server;
+
+    /// <summary>The replica this agent dials now: the first of --server's URLs, then the next after each failure.</summary>
+    public string ServerUrl => options.ServerUrls[_server];
+
     /// <summary>True while a sync stream is open and has delivered its first update.</summary>
     public bool Connected { get; private set; }
 
@@ -90,7 +95,7 @@ public sealed partial class SyncClient(
             {
                 try
                 {
-                    var bundle = await trust.EnsureAsync(stoppingToken);
+                    var bundle = await trust.EnsureAsync(ServerUrl, stoppingToken);
                     var identity = await EnsureJoinedAsync(bundle, stoppingToken);
                     using var channel = CreateChannel(bundle, presentCertificate: true);
                     var client = new EdgeSync.EdgeSyncClient(channel);
@@ -114,6 +119,8 @@ public sealed partial class SyncClient(
                 }
                 catch (Exception ex) when (!stoppingToken.IsCancellationRequested)
                 {
+                    // The next attempt goes to the next replica, if there are others: this one may be gone.
+                    _server = (_server + 1) % options.ServerUrls.Count;
                     var (report, attempts, lasted) = _outage.Failed();
                     var reason = Describe(ex);
                     switch (report)
@@ -168,7 +175,7 @@ public sealed partial class SyncClient(
     /// <paramref name="presentCertificate"/> the node presents its own certificate (mutual TLS),
     /// picked at each handshake so a renewed one takes over on the next connection.
     /// </summary>
-    private GrpcChannel CreateChannel(Core.Security.TrustBundle? bundle, bool presentCertificate) => GrpcChannel.ForAddress(options.ServerUrl, new GrpcChannelOptions
+    private GrpcChannel CreateChannel(Core.Security.TrustBundle? bundle, bool presentCertificate) => GrpcChannel.ForAddress(ServerUrl, new GrpcChannelOptions
     {
         HttpHandler = new SocketsHttpHandler
         {
@@ -284,11 +291,11 @@ public sealed partial class SyncClient(
                 credentials.Save(key, response.Certificate.ToByteArray());
             }
 
-            identity = new NodeIdentity(options.ServerUrl, options.NodeName, response.NodeUid, response.NodeToken);
+            identity = new NodeIdentity(ServerUrl, options.NodeName, response.NodeUid, response.NodeToken);
         }
 
         store.SaveIdentity(identity);
-        LogJoined(logger, options.NodeName, options.ServerUrl);
+        LogJoined(logger, options.NodeName, ServerUrl);
         return identity;
     }
 
@@ -493,7 +500,7 @@ public sealed partial class SyncClient(
                 if (!Connected)
                 {
                     Connected = true;
-                    LogConnected(logger, options.ServerUrl, config.Revision);
+                    LogConnected(logger, ServerUrl, config.Revision);
                     if (_outage.Recovered() is { } outage)
                     {
                         LogBack(logger, outage.Attempts, (long)outage.Lasted.TotalSeconds);

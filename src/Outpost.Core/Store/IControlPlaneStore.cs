@@ -181,8 +181,24 @@ public interface IControlPlaneStore : IAsyncDisposable
     /// </summary>
     Task<LeaderLease> AcquireLeaseAsync(string name, string holder, TimeSpan ttl, CancellationToken cancellationToken);
 
-    /// <summary>Ends <paramref name="holder"/>'s lease at once (a clean stop), so the next holder need not wait it out.</summary>
+    /// <summary>Ends <paramref name="holder"/>'s lease now (a clean stop), so the next holder need not wait it out; it stays listed, run out at this time.</summary>
     Task ReleaseLeaseAsync(string name, string holder, CancellationToken cancellationToken);
+
+    /// <summary>Every lease whose name starts with <paramref name="prefix"/>, expired ones included.</summary>
+    Task<IReadOnlyList<LeaderLease>> ListLeasesAsync(string prefix, CancellationToken cancellationToken);
+
+    /// <summary>Forgets the leases under <paramref name="prefix"/> that ran out before <paramref name="expiredBefore"/>; returns how many.</summary>
+    Task<int> DeleteLeasesAsync(string prefix, DateTimeOffset expiredBefore, CancellationToken cancellationToken);
+
+    /// <summary>
+    /// Writes what replicas saw of nodes' sync streams, in one transaction. A row is replaced by
+    /// a write of the same replica and session, or by a session that began later
+    /// (<see cref="NodePresence.Since"/>): a late word about an old stream never hides a newer one.
+    /// </summary>
+    Task SavePresenceAsync(IReadOnlyCollection<NodePresence> presences, CancellationToken cancellationToken);
+
+    /// <summary>Every node's presence as last written (deleting a node deletes its row).</summary>
+    Task<IReadOnlyList<NodePresence>> ListPresenceAsync(CancellationToken cancellationToken);
 
     /// <summary>Appends to the audit log (the id is assigned).</summary>
     Task AppendAuditAsync(AuditEntry entry, CancellationToken cancellationToken);
@@ -207,6 +223,14 @@ public sealed record ResourcePage(long Revision, IReadOnlyList<StoredResource> I
 
 /// <summary>A lease as the store holds it: who, under which epoch, until when.</summary>
 public sealed record LeaderLease(string Name, string Holder, long Epoch, DateTimeOffset ExpiresAt);
+
+/// <summary>
+/// A node's sync stream as the replica serving it last wrote it: connected since when, and
+/// whether it was beating (<paramref name="Beating"/>; when not, <paramref name="LastBeat"/> is
+/// its last heartbeat). A beating node's replica does not write each beat: its replica's lease
+/// vouches for it while it is renewed.
+/// </summary>
+public sealed record NodePresence(string Node, string Replica, long Session, DateTimeOffset Since, bool Connected, bool Beating, DateTimeOffset LastBeat);
 
 /// <summary>Writes made under lease <paramref name="Lease"/> at <paramref name="Epoch"/>: refused once the epoch has moved on.</summary>
 public sealed record Fence(string Lease, long Epoch)

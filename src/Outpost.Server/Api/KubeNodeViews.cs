@@ -88,7 +88,7 @@ public static class KubeNodeViews
         ["items"] = new JsonArray([.. pods]),
     };
 
-    private static async Task<IResult> LeaseAsync(string name, IControlPlaneStore store, NodeLeases leases, ResourceView view, Hosting.ServerOptions options, CancellationToken ct)
+    private static async Task<IResult> LeaseAsync(string name, IControlPlaneStore store, FleetPresence leases, ResourceView view, Hosting.ServerOptions options, CancellationToken ct)
     {
         var resource = await store.GetAsync(ResourceKind.Node.Kind, name, ct);
         if (resource is null)

@@ -7,7 +7,7 @@ using Outpost.Server.Sync;
 namespace Outpost.Server.Api;
 
 /// <summary>Renders resources for the API, filling in live fields (a node's state from its lease).</summary>
-public sealed class ResourceView(NodeLeases leases, SyncAccounting accounting, RolloutController rollouts, TimeProvider time, ServerOptions options, Core.Security.SecretBox secrets)
+public sealed class ResourceView(FleetPresence leases, SyncAccounting accounting, RolloutController rollouts, TimeProvider time, ServerOptions options, Core.Security.SecretBox secrets)
 {
     /// <summary>
     /// The resource as the API shows it. Secret values are stored sealed and shown as

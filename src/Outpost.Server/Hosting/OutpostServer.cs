@@ -157,6 +157,8 @@ public sealed partial class OutpostServer : IAsyncDisposable
         services.AddSingleton<Monitoring.IMetricsSource>(sp => sp.GetRequiredService<Leadership>());
         services.AddSingleton<JoinGuard>();
         services.AddSingleton<NodeLeases>();
+        services.AddSingleton<FleetPresence>();
+        services.AddHostedService(sp => sp.GetRequiredService<FleetPresence>());
         services.AddSingleton<SyncAccounting>();
         services.AddHostedService<HistoryCompactor>();
         services.AddSingleton<RolloutController>();
@@ -212,10 +214,6 @@ public sealed partial class OutpostServer : IAsyncDisposable
     {
         var store = _app.Services.GetRequiredService<IControlPlaneStore>();
         await store.InitializeAsync(cancellationToken);
-        if (store is PostgresControlPlaneStore postgres)
-        {
-            await postgres.ClaimSoleServerAsync(cancellationToken);
-        }
         await _app.StartAsync(cancellationToken);
         var addresses = _app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.ToList();
         var address = addresses[0];

@@ -37,7 +37,30 @@ public sealed partial class PostgresControlPlaneStore
     public async Task ReleaseLeaseAsync(string name, string holder, CancellationToken cancellationToken)
     {
         await using var connection = await _dataSource.OpenConnectionAsync(cancellationToken);
-        await ExecuteAsync(connection, "UPDATE leases SET expires_ms = 0 WHERE name = @name AND holder = @holder", cancellationToken, ("name", name), ("holder", holder));
+        await ExecuteAsync(connection, "UPDATE leases SET expires_ms = LEAST(expires_ms, @now) WHERE name = @name AND holder = @holder", cancellationToken,
+            ("name", name), ("holder", holder), ("now", _time.GetUtcNow().ToUnixTimeMilliseconds()));
+    }
+
+    public async Task<IReadOnlyList<LeaderLease>> ListLeasesAsync(string prefix, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(prefix);
+        await using var connection = await _dataSource.OpenConnectionAsync(cancellationToken);
+        await using var command = Command(connection, "SELECT name, holder, epoch, expires_ms FROM leases WHERE left(name, length(@prefix)) = @prefix ORDER BY name COLLATE \"C\"", ("prefix", prefix));
+        await using var reader = await command.ExecuteReaderAsync(cancellationToken);
+        var leases = new List<LeaderLease>();
+        while (await reader.ReadAsync(cancellationToken))
+        {
+            leases.Add(new LeaderLease(reader.GetString(0), reader.GetString(1), reader.GetInt64(2), DateTimeOffset.FromUnixTimeMilliseconds(reader.GetInt64(3))));
+        }
+
+        return leases;
+    }
+
+    public async Task<int> DeleteLeasesAsync(string prefix, DateTimeOffset expiredBefore, CancellationToken cancellationToken)
+    {
+        await using var connection = await _dataSource.OpenConnectionAsync(cancellationToken);
+        return await ExecuteAsync(connection, "DELETE FROM leases WHERE left(name, length(@prefix)) = @prefix AND expires_ms < @before", cancellationToken,
+            ("prefix", prefix), ("before", expiredBefore.ToUnixTimeMilliseconds()));
     }
 
     private static async Task<LeaderLease?> ReadLeaseAsync(NpgsqlConnection connection, string name, bool share, CancellationToken cancellationToken)

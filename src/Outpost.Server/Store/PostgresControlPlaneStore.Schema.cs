@@ -218,6 +218,19 @@ public sealed partial class PostgresControlPlaneStore
           sealed bytea NOT NULL
         );
         """,
+
+        // 4: which replica serves each node's sync stream.
+        """
+        CREATE TABLE node_presence (
+          node text PRIMARY KEY,
+          replica text NOT NULL,
+          session bigint NOT NULL,
+          since_ms bigint NOT NULL,
+          connected boolean NOT NULL,
+          beating boolean NOT NULL,
+          last_beat_ms bigint NOT NULL
+        );
+        """,
     ];
 
     /// <summary>

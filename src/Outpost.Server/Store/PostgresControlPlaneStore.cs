@@ -57,33 +57,8 @@ public sealed partial class PostgresControlPlaneStore : IControlPlaneStore
         /// <summary>Bucket revisions and the conflict log.</summary>
         public const long Buckets = Prefix | 7;
 
-        /// <summary>Held (session-scoped) by the one server using the database: see <see cref="ClaimSoleServerAsync"/>.</summary>
-        public const long Server = Prefix | 8;
-
         /// <summary>Storing the first bootstrap set: see <see cref="ShareBootstrapAsync"/>.</summary>
         public const long Bootstrap = Prefix | 9;
-    }
-
-    private NpgsqlConnection? _sole;
-
-    /// <summary>
-    /// Until replicas share what each server keeps in memory (node leases, the change feed,
-    /// rollout windows, controllers), one server at a time may use a database: this takes a
-    /// session advisory lock on a connection of its own, held as long as the store lives, and
-    /// throws <see cref="StoreException"/> when another server holds it.
-    /// </summary>
-    public async Task ClaimSoleServerAsync(CancellationToken cancellationToken)
-    {
-        var connection = await _dataSource.OpenConnectionAsync(cancellationToken);
-        await using var command = Command(connection, "SELECT pg_try_advisory_lock(@key)", ("key", LockKey.Server));
-        if (await command.ExecuteScalarAsync(cancellationToken) is not true)
-        {
-            await connection.DisposeAsync();
-            throw new StoreException(StoreError.Conflict, "Datastore", connection.Database ?? "",
-                $"another outpost server is using database '{connection.Database}' on {connection.Host}: one server per database until replicas are supported");
-        }
-
-        _sole = connection;
     }
 
     public async Task<long> GetRevisionAsync(CancellationToken cancellationToken)
@@ -161,7 +136,7 @@ public sealed partial class PostgresControlPlaneStore : IControlPlaneStore
                 if (write.Kind == ResourceKind.Node.Kind)
                 {
                     // A deleted node's certificates and credentials die with it, in the same transaction.
-                    await ExecuteAsync(connection, "DELETE FROM node_certificates WHERE node = @name; DELETE FROM tokens WHERE kind = @nodeKind AND subject = @name",
+                    await ExecuteAsync(connection, "DELETE FROM node_certificates WHERE node = @name; DELETE FROM tokens WHERE kind = @nodeKind AND subject = @name; DELETE FROM node_presence WHERE node = @name",
                         cancellationToken, ("name", write.Name), ("nodeKind", (int)TokenKind.Node));
                 }
 
@@ -368,11 +343,6 @@ public sealed partial class PostgresControlPlaneStore : IControlPlaneStore
         if (_audits is { } audits)
         {
             await audits.Drained;
-        }
-
-        if (_sole is not null)
-        {
-            await _sole.DisposeAsync();
         }
 
         await StopFollowingAsync();

@@ -30,7 +30,27 @@ public sealed partial class SqliteControlPlaneStore
     }
 
     public Task ReleaseLeaseAsync(string name, string holder, CancellationToken cancellationToken) =>
-        ExecuteLockedAsync("UPDATE leases SET expires_ms = 0 WHERE name = $name AND holder = $holder", cancellationToken, ("$name", name), ("$holder", holder));
+        ExecuteLockedAsync("UPDATE leases SET expires_ms = MIN(expires_ms, $now) WHERE name = $name AND holder = $holder", cancellationToken,
+            ("$name", name), ("$holder", holder), ("$now", _time.GetUtcNow().ToUnixTimeMilliseconds()));
+
+    public async Task<IReadOnlyList<LeaderLease>> ListLeasesAsync(string prefix, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(prefix);
+        await using var connection = await OpenAsync(cancellationToken);
+        await using var command = Command(connection, null, "SELECT name, holder, epoch, expires_ms FROM leases WHERE substr(name, 1, length($prefix)) = $prefix ORDER BY name", ("$prefix", prefix));
+        await using var reader = await command.ExecuteReaderAsync(cancellationToken);
+        var leases = new List<LeaderLease>();
+        while (await reader.ReadAsync(cancellationToken))
+        {
+            leases.Add(new LeaderLease(reader.GetString(0), reader.GetString(1), reader.GetInt64(2), DateTimeOffset.FromUnixTimeMilliseconds(reader.GetInt64(3))));
+        }
+
+        return leases;
+    }
+
+    public Task<int> DeleteLeasesAsync(string prefix, DateTimeOffset expiredBefore, CancellationToken cancellationToken) =>
+        ExecuteLockedAsync("DELETE FROM leases WHERE substr(name, 1, length($prefix)) = $prefix AND expires_ms < $before", cancellationToken,
+            ("$prefix", prefix), ("$before", expiredBefore.ToUnixTimeMilliseconds()));
 
     private static async Task<LeaderLease?> ReadLeaseAsync(SqliteConnection connection, SqliteTransaction? transaction, string name, CancellationToken cancellationToken)
     {

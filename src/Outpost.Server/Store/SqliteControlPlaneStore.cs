@@ -222,6 +222,15 @@ public sealed partial class SqliteControlPlaneStore : IControlPlaneStore
               epoch INTEGER NOT NULL,
               expires_ms INTEGER NOT NULL
             );
+            CREATE TABLE IF NOT EXISTS node_presence (
+              node TEXT PRIMARY KEY,
+              replica TEXT NOT NULL,
+              session INTEGER NOT NULL,
+              since_ms INTEGER NOT NULL,
+              connected INTEGER NOT NULL,
+              beating INTEGER NOT NULL,
+              last_beat_ms INTEGER NOT NULL
+            );
             CREATE TABLE IF NOT EXISTS rollouts (
               app TEXT PRIMARY KEY,
               revision INTEGER NOT NULL,
@@ -342,7 +351,7 @@ public sealed partial class SqliteControlPlaneStore : IControlPlaneStore
                 if (write.Kind == ResourceKind.Node.Kind)
                 {
                     // A deleted node's certificates and credentials die with it, in the same transaction.
-                    await ExecuteAsync(connection, transaction, "DELETE FROM node_certificates WHERE node = $name; DELETE FROM tokens WHERE kind = $nodeKind AND subject = $name",
+                    await ExecuteAsync(connection, transaction, "DELETE FROM node_certificates WHERE node = $name; DELETE FROM tokens WHERE kind = $nodeKind AND subject = $name; DELETE FROM node_presence WHERE node = $name",
                         cancellationToken, ("$name", write.Name), ("$nodeKind", (int)TokenKind.Node));
                 }
 

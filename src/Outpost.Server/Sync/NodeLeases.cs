@@ -2,32 +2,58 @@ using System.Collections.Concurrent;
 
 namespace Outpost.Server.Sync;
 
-/// <summary>Which nodes hold an open sync stream right now, and when each last beat.</summary>
+/// <summary>
+/// Which nodes hold an open sync stream to this server right now, and when each last beat.
+/// Streams to other replicas are <see cref="FleetPresence"/>'s to know; it also carries the
+/// changes noted here (<see cref="TakeChanged"/>) to the store for them.
+/// </summary>
 public sealed class NodeLeases(TimeProvider time)
 {
     private readonly ConcurrentDictionary<string, Lease> _leases = new(StringComparer.Ordinal);
+    private readonly ConcurrentQueue<string> _changed = new();
 
-    public sealed record Lease(long SessionId, bool Connected, DateTimeOffset LastHeartbeat);
+    /// <summary>A stream: its session, whether it is open, its last heartbeat, and when it opened.</summary>
+    public sealed record Lease(long SessionId, bool Connected, DateTimeOffset LastHeartbeat, DateTimeOffset Since);
 
     private long _nextSession;
 
     public long Connect(string node)
     {
         var session = Interlocked.Increment(ref _nextSession);
-        _leases[node] = new Lease(session, true, time.GetUtcNow());
+        var now = time.GetUtcNow();
+        _leases[node] = new Lease(session, true, now, now);
+        _changed.Enqueue(node);
         return session;
     }
 
     public void Beat(string node, long session) =>
-        _leases.AddOrUpdate(node, _ => new Lease(session, true, time.GetUtcNow()),
+        _leases.AddOrUpdate(node, _ => new Lease(session, true, time.GetUtcNow(), time.GetUtcNow()),
             (_, old) => old.SessionId == session ? old with { LastHeartbeat = time.GetUtcNow() } : old);
 
     /// <summary>Marks the stream closed, unless a newer session for the node has replaced it.</summary>
-    public void Disconnect(string node, long session) =>
-        _leases.AddOrUpdate(node, _ => new Lease(session, false, time.GetUtcNow()),
+    public void Disconnect(string node, long session)
+    {
+        _leases.AddOrUpdate(node, _ => new Lease(session, false, time.GetUtcNow(), time.GetUtcNow()),
             (_, old) => old.SessionId == session ? old with { Connected = false } : old);
+        _changed.Enqueue(node);
+    }
 
     public Lease? Get(string node) => _leases.TryGetValue(node, out var lease) ? lease : null;
 
     public void Forget(string node) => _leases.TryRemove(node, out _);
+
+    /// <summary>Every node this server has held a stream of since it started (or since it was forgotten).</summary>
+    public IEnumerable<KeyValuePair<string, Lease>> All => _leases;
+
+    /// <summary>The nodes whose stream opened or closed since the last call (a node may come more than once).</summary>
+    public List<string> TakeChanged()
+    {
+        var nodes = new List<string>();
+        while (_changed.TryDequeue(out var node))
+        {
+            nodes.Add(node);
+        }
+
+        return nodes;
+    }
 }

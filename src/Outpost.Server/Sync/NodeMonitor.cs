@@ -11,7 +11,7 @@ namespace Outpost.Server.Sync;
 /// NodeNotReady (missed heartbeats, or the stream dropped within the lease) and NodeOffline
 /// (lease expired and stream gone). `outpost get events` lists them.
 /// </summary>
-public sealed partial class NodeMonitor(IControlPlaneStore store, NodeLeases leases, Hosting.Leadership leadership, Hosting.ServerOptions options, TimeProvider time, ILogger<NodeMonitor> logger)
+public sealed partial class NodeMonitor(IControlPlaneStore store, FleetPresence leases, Hosting.Leadership leadership, Hosting.ServerOptions options, TimeProvider time, ILogger<NodeMonitor> logger)
     : BackgroundService
 {
     private readonly Dictionary<string, string> _states = new(StringComparer.Ordinal);

@@ -20,7 +20,7 @@ namespace Outpost.Server.Sync;
 public sealed partial class RolloutController(
     IControlPlaneStore store,
     ChangeFeed feed,
-    NodeLeases leases,
+    FleetPresence leases,
     Hosting.Leadership leadership,
     Hosting.ServerOptions options,
     TimeProvider time,
@@ -83,8 +83,51 @@ public sealed partial class RolloutController(
         return new TrafficSummary(requests, errors);
     }
 
-    /// <summary>The loop runs on the leading replica only (<see cref="Hosting.Leadership"/>).</summary>
-    protected override Task ExecuteAsync(CancellationToken stoppingToken) => leadership.RunWhileLeaderAsync(RunAsync, stoppingToken);
+    /// <summary>
+    /// The loop runs on the leading replica only (<see cref="Hosting.Leadership"/>); the others
+    /// follow the states it saves, so every replica's API shows the rollout as it stands.
+    /// </summary>
+    protected override Task ExecuteAsync(CancellationToken stoppingToken) =>
+        Task.WhenAll(leadership.RunWhileLeaderAsync(RunAsync, stoppingToken), FollowAsync(stoppingToken));
+
+    /// <summary>While this replica does not lead: reads the saved states at each change of the store and at least every second.</summary>
+    private async Task FollowAsync(CancellationToken stoppingToken)
+    {
+        try
+        {
+            while (!stoppingToken.IsCancellationRequested)
+            {
+                var revision = feed.Latest;
+                if (!leadership.IsLeader)
+                {
+                    try
+                    {
+                        var saved = await store.ListRolloutsAsync(stoppingToken);
+                        foreach (var (app, state) in saved)
+                        {
+                            _current[app] = state;
+                        }
+
+                        foreach (var gone in _current.Keys.Where(k => !saved.ContainsKey(k)).ToList())
+                        {
+                            _current.TryRemove(gone, out _);
+                        }
+                    }
+                    catch (Exception ex) when (ex is not OperationCanceledException)
+                    {
+                        LogFollowFailed(logger, ex.Message);
+                    }
+                }
+
+                using var wait = CancellationTokenSource.CreateLinkedTokenSource(stoppingToken);
+                await Task.WhenAny(feed.WaitAfterAsync(revision, wait.Token), Task.Delay(TimeSpan.FromSeconds(1), time, wait.Token));
+                await wait.CancelAsync();
+            }
+        }
+        catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
+        {
+        }
+    }
 
     private async Task RunAsync(CancellationToken stoppingToken)
     {
@@ -280,6 +323,9 @@ public sealed partial class RolloutController(
 
     [LoggerMessage(Level = LogLevel.Information, Message = "Rollout of app '{App}' revision {Revision} {What}")]
     private static partial void LogPaused(ILogger logger, string app, long revision, string what);
+
+    [LoggerMessage(Level = LogLevel.Debug, Message = "Could not read the rollouts the leader saved: {Reason}")]
+    private static partial void LogFollowFailed(ILogger logger, string reason);
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "Rollout evaluation failed; retrying")]
     private static partial void LogEvaluationFailed(ILogger logger, Exception exception);

@@ -31,7 +31,7 @@ internal static class RoleCommands
         var logRetention = new Option<string>("--log-retention") { Description = "How long logs shipped by the nodes are kept", DefaultValueFactory = _ => "7d" };
         var alertInterval = new Option<string>("--alert-interval") { Description = "How often alert rules are evaluated", DefaultValueFactory = _ => "10s" };
         var ingress = new Option<string?>("--ingress") { Description = "Serve public ingress here (HOST:PORT, plain HTTP, no token): services whose apps set spec.expose.ingress" };
-        var datastore = new Option<string?>("--datastore") { Description = "Keep the store in PostgreSQL (postgres://USER:PASSWORD@HOST:PORT/DB) instead of SQLite in --data-dir; one server per database for now" };
+        var datastore = new Option<string?>("--datastore") { Description = "Keep the store in PostgreSQL (postgres://USER:PASSWORD@HOST:PORT/DB) instead of SQLite in --data-dir; further replicas on the same database take the first one's --server-token-file" };
         var serverToken = new Option<string?>("--server-token-file") { Description = "The token sealing the CA and secrets key kept in --datastore (default: DATA/server-token, made on first start); every server on a datastore needs the first one's" };
         var command = new Command("server", "Run the control plane: REST API, agent sync endpoint, store")
         {
@@ -97,7 +97,7 @@ internal static class RoleCommands
         var dns = new Option<string?>("--dns") { Description = "Answer DNS here (HOST:PORT, UDP) for NAME.mesh with the service's address" };
         var meshListen = new Option<string?>("--mesh-listen") { Description = "Take direct wires from nodes of this node's site here (HOST:PORT, mutual TLS); default: the gateway's host on a free port; 'off' for none" };
         var meshAdvertise = new Option<string?>("--mesh-advertise") { Description = "The HOST:PORT nodes of the site dial for direct wires, when it is not the bound address (NAT, a wildcard bind)" };
-        var command = new Command("agent", "Run an edge agent: join the server (--server URL with --token-file FILE, --token JOIN-TOKEN or OUTPOST_TOKEN; OUTPOST_SERVER for the URL), sync, serve apps on the gateway")
+        var command = new Command("agent", "Run an edge agent: join the server (--server URL, or URL1,URL2,… for replicas, with --token-file FILE, --token JOIN-TOKEN or OUTPOST_TOKEN; OUTPOST_SERVER for the URL), sync, serve apps on the gateway")
         {
             name, labels, dataDir, gateway, tokenFile, maxInstances, maxMemory, outboxQuota, outboxOverflow, keepalive, heartbeat, logQuota, serviceAddresses, dns, meshListen, meshAdvertise,
         };
@@ -105,6 +105,13 @@ internal static class RoleCommands
         {
             var url = result.GetValue(server) ?? Environment.GetEnvironmentVariable("OUTPOST_SERVER") ?? Environment.GetEnvironmentVariable("OUTPOST_URL")
                 ?? throw new ManifestException("--server (or OUTPOST_SERVER) is required: the control plane's URL");
+            // Replicas of one control plane: URL1,URL2,… tried in turn.
+            var urls = url.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
+            if (urls.Length == 0)
+            {
+                throw new ManifestException("--server names no URL");
+            }
+
             var joinToken = result.GetValue(token);
             if (joinToken is null && result.GetValue(tokenFile) is { } file)
             {
@@ -113,7 +120,8 @@ internal static class RoleCommands
             var nodeName = result.GetValue(name)!;
             var options = new AgentOptions
             {
-                ServerUrl = url,
+                ServerUrl = urls[0],
+                OtherServerUrls = urls[1..],
                 JoinToken = joinToken ?? Environment.GetEnvironmentVariable("OUTPOST_TOKEN"),
                 NodeName = nodeName,
                 Labels = ParseLabels(result.GetValue(labels)),

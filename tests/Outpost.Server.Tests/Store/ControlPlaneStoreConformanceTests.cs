@@ -401,6 +401,59 @@ public abstract class ControlPlaneStoreConformanceTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task Leases_AreListedByPrefix_AndThoseLongRunOutAreForgotten()
+    {
+        var ct = CancellationToken.None;
+        var ttl = TimeSpan.FromSeconds(10);
+        await _store.AcquireLeaseAsync("replica/b", "b", ttl, ct);
+        await _store.AcquireLeaseAsync("replica/a", "a", ttl, ct);
+        await _store.AcquireLeaseAsync("controllers", "a", ttl, ct);
+        await _store.AcquireLeaseAsync("replica_x", "x", ttl, ct); // '_' is no wildcard
+        Time.Advance(TimeSpan.FromSeconds(20));
+        var a = await _store.AcquireLeaseAsync("replica/a", "a", ttl, ct);
+
+        var listed = await _store.ListLeasesAsync("replica/", ct);
+        Assert.Equal(["replica/a", "replica/b"], listed.Select(l => l.Name));
+        Assert.Equal(a, listed[0]);
+        Assert.True(listed[1].ExpiresAt < Time.GetUtcNow(), "a run-out lease is still listed");
+
+        Assert.Equal(1, await _store.DeleteLeasesAsync("replica/", Time.GetUtcNow() - TimeSpan.FromSeconds(5), ct));
+        Assert.Equal(["replica/a"], (await _store.ListLeasesAsync("replica/", ct)).Select(l => l.Name));
+        Assert.Equal(2, (await _store.ListLeasesAsync("", ct)).Count(l => l.Name is "controllers" or "replica_x"));
+    }
+
+    [Fact]
+    public async Task Presence_IsReplacedBySameSessionOrANewerOne_NeverByALateWordAboutAnOlderStream()
+    {
+        var ct = CancellationToken.None;
+        await Write(new ResourceWrite { Op = WriteOp.Upsert, Kind = "Node", Name = "edge-1" }, new ResourceWrite { Op = WriteOp.Upsert, Kind = "Node", Name = "edge-2" });
+        var t0 = Time.GetUtcNow();
+        var onA = new NodePresence("edge-1", "replica-a", 7, t0, Connected: true, Beating: true, t0);
+        await _store.SavePresenceAsync([onA, new NodePresence("edge-2", "replica-a", 8, t0, true, true, t0)], ct);
+        Assert.Equal([onA.Node, "edge-2"], (await _store.ListPresenceAsync(ct)).Select(p => p.Node));
+
+        // The node moves to replica b; replica a's word that its old stream closed comes late and changes nothing.
+        var onB = new NodePresence("edge-1", "replica-b", 1, t0.AddSeconds(5), Connected: true, Beating: true, t0.AddSeconds(5));
+        await _store.SavePresenceAsync([onB], ct);
+        await _store.SavePresenceAsync([onA with { Connected = false, Beating = false, LastBeat = t0.AddSeconds(3) }], ct);
+        Assert.Equal(onB, (await _store.ListPresenceAsync(ct))[0]);
+
+        // Replica b's own later words about its stream apply: quiet, then closed.
+        var quiet = onB with { Beating = false, LastBeat = t0.AddSeconds(9) };
+        await _store.SavePresenceAsync([quiet], ct);
+        Assert.Equal(quiet, (await _store.ListPresenceAsync(ct))[0]);
+        await _store.SavePresenceAsync([quiet with { Connected = false }], ct);
+        Assert.False((await _store.ListPresenceAsync(ct))[0].Connected);
+
+        // A second store on the same data sees it; deleting the node deletes its row.
+        await using var other = CreateSecondStore();
+        await other.InitializeAsync(ct);
+        Assert.Equal(2, (await other.ListPresenceAsync(ct)).Count);
+        await Write(new ResourceWrite { Op = WriteOp.Delete, Kind = "Node", Name = "edge-1" });
+        Assert.Equal(["edge-2"], (await _store.ListPresenceAsync(ct)).Select(p => p.Node));
+    }
+
+    [Fact]
     public async Task ARolloutSaveUnderAStaleEpoch_IsRefused_AndWritesNothing()
     {
         var ct = CancellationToken.None;

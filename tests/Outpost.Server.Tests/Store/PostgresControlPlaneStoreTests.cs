@@ -214,13 +214,14 @@ public sealed class PostgresControlPlaneStoreTests(PostgresServer server) : Cont
         }
 
         // What a server of schema version 1 left: none of the tables of later versions.
-        await ExecuteSqlAsync(database, "DROP TABLE leases; DROP TABLE bootstrap; UPDATE schema_version SET version = 1");
+        await ExecuteSqlAsync(database, "DROP TABLE leases; DROP TABLE bootstrap; DROP TABLE node_presence; UPDATE schema_version SET version = 1");
 
         await using var upgraded = new PostgresControlPlaneStore(database, Time);
         await upgraded.InitializeAsync(ct);
         Assert.Equal(PostgresControlPlaneStore.SchemaVersion, await ScalarAsync<int>(database, "SELECT version FROM schema_version"));
         Assert.NotNull(await upgraded.GetAsync("Application", "a", ct));
         Assert.Equal(1, (await upgraded.AcquireLeaseAsync("controllers", "replica-a", TimeSpan.FromSeconds(10), ct)).Epoch);
+        Assert.Empty(await upgraded.ListPresenceAsync(ct));
     }
 
     [Fact]
