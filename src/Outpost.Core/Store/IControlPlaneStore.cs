@@ -200,6 +200,18 @@ public interface IControlPlaneStore : IAsyncDisposable
     /// <summary>Every node's presence as last written (deleting a node deletes its row).</summary>
     Task<IReadOnlyList<NodePresence>> ListPresenceAsync(CancellationToken cancellationToken);
 
+    /// <summary>Keeps requests and 5xx answers that nodes reported for app revisions (the rollout gates' windows), as replicas received them.</summary>
+    Task AppendTrafficAsync(IReadOnlyCollection<TrafficSample> samples, CancellationToken cancellationToken);
+
+    /// <summary>
+    /// The requests and 5xx answers reported for one app revision, received at or after
+    /// <paramref name="since"/> by any replica but <paramref name="exceptReplica"/> (null: by all).
+    /// </summary>
+    Task<(long Requests, long ServerErrors)> SumTrafficAsync(string app, long revision, DateTimeOffset since, string? exceptReplica, CancellationToken cancellationToken);
+
+    /// <summary>Drops samples received before <paramref name="before"/>.</summary>
+    Task PruneTrafficAsync(DateTimeOffset before, CancellationToken cancellationToken);
+
     /// <summary>Appends to the audit log (the id is assigned).</summary>
     Task AppendAuditAsync(AuditEntry entry, CancellationToken cancellationToken);
 
@@ -223,6 +235,9 @@ public sealed record ResourcePage(long Revision, IReadOnlyList<StoredResource> I
 
 /// <summary>A lease as the store holds it: who, under which epoch, until when.</summary>
 public sealed record LeaderLease(string Name, string Holder, long Epoch, DateTimeOffset ExpiresAt);
+
+/// <summary>A node's report of an app revision's requests and 5xx answers, received by <paramref name="Replica"/> at <paramref name="At"/>.</summary>
+public sealed record TrafficSample(string App, long Revision, string Node, string Replica, DateTimeOffset At, long Requests, long ServerErrors);
 
 /// <summary>
 /// A node's sync stream as the replica serving it last wrote it: connected since when, and

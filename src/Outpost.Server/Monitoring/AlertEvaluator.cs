@@ -51,8 +51,54 @@ public sealed partial class AlertEvaluator(
         }
     }
 
-    /// <summary>Rules are evaluated on the leading replica only; each term starts from the alerts as stored.</summary>
-    protected override Task ExecuteAsync(CancellationToken stoppingToken) => leadership.RunWhileLeaderAsync(RunAsync, stoppingToken);
+    /// <summary>
+    /// Rules are evaluated on the leading replica only; each term starts from the alerts as stored.
+    /// The other replicas read what the leader stored, each interval, so every replica lists them.
+    /// </summary>
+    protected override Task ExecuteAsync(CancellationToken stoppingToken) =>
+        Task.WhenAll(leadership.RunWhileLeaderAsync(RunAsync, stoppingToken), FollowAsync(stoppingToken));
+
+    private async Task FollowAsync(CancellationToken stoppingToken)
+    {
+        using var timer = new PeriodicTimer(options.AlertInterval, options.TimeProvider);
+        try
+        {
+            do
+            {
+                if (leadership.IsLeader)
+                {
+                    continue;
+                }
+
+                try
+                {
+                    var stored = await store.ListAlertsAsync(stoppingToken);
+                    var rules = new Dictionary<string, AlertRuleSpec>(StringComparer.Ordinal);
+                    foreach (var resource in (await store.ListAsync(ResourceKind.AlertRule.Kind, stoppingToken)).Items)
+                    {
+                        rules[resource.Name] = AlertRuleSpec.Read(resource.Spec());
+                    }
+
+                    lock (_lock)
+                    {
+                        if (!leadership.IsLeader)
+                        {
+                            _alerts = stored.ToDictionary(a => (a.Rule, a.Target));
+                            _rules = rules;
+                        }
+                    }
+                }
+                catch (Exception ex) when (ex is not OperationCanceledException)
+                {
+                    LogFollowFailed(logger, ex.Message);
+                }
+            }
+            while (await timer.WaitForNextTickAsync(stoppingToken));
+        }
+        catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
+        {
+        }
+    }
 
     private async Task RunAsync(CancellationToken stoppingToken)
     {
@@ -103,7 +149,7 @@ public sealed partial class AlertEvaluator(
             : [];
         TrackDrops(nodes, now);
         var apps = (await store.ListAsync(ResourceKind.Application.Kind, ct)).Items.Select(a => a.Name).ToList();
-        var usage = metrics.Usage;
+        var usage = nodes.Count > 0 ? await WithStoredUsageAsync(metrics.Usage, now, ct) : metrics.Usage;
         var seen = new HashSet<(string, string)>();
         foreach (var (name, rule) in rules)
         {
@@ -126,6 +172,24 @@ public sealed partial class AlertEvaluator(
         {
             _rules = rules;
         }
+    }
+
+    /// <summary>
+    /// The usage nodes reported here, and for nodes whose stream is on another replica (or was on
+    /// this server before a restart) the last minute stored in the past three.
+    /// </summary>
+    private async Task<IReadOnlyDictionary<string, NodeUsageSample>> WithStoredUsageAsync(IReadOnlyDictionary<string, NodeUsageSample> local, DateTimeOffset now, CancellationToken ct)
+    {
+        var usage = new Dictionary<string, NodeUsageSample>(local, StringComparer.Ordinal);
+        foreach (var minute in (await store.ListNodeMinutesAsync(now - TimeSpan.FromMinutes(3), null, ct)).OrderBy(m => m.Minute))
+        {
+            if (!local.ContainsKey(minute.Node))
+            {
+                usage[minute.Node] = minute.Usage;
+            }
+        }
+
+        return usage;
     }
 
     private async Task StepAsync(string ruleName, AlertRuleSpec? rule, Finding finding, DateTimeOffset now, CancellationToken ct)
@@ -383,6 +447,9 @@ public sealed partial class AlertEvaluator(
 
     [LoggerMessage(Level = LogLevel.Information, Message = "Alert {Rule} on {Target} is {Status}: {Message}")]
     private static partial void LogTransition(ILogger logger, string rule, string target, string status, string message);
+
+    [LoggerMessage(Level = LogLevel.Debug, Message = "Could not read the alerts the leader stored: {Reason}")]
+    private static partial void LogFollowFailed(ILogger logger, string reason);
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "Alert evaluation failed; trying again next interval")]
     private static partial void LogEvaluationFailed(ILogger logger, Exception exception);

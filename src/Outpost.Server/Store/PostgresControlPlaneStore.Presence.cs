@@ -3,7 +3,7 @@ using Outpost.Core.Store;
 
 namespace Outpost.Server.Store;
 
-/// <summary>Nodes' presence as replicas saw it (see <see cref="IControlPlaneStore.SavePresenceAsync"/>).</summary>
+/// <summary>What replicas share of what they see: nodes' presence (see <see cref="IControlPlaneStore.SavePresenceAsync"/>) and the traffic nodes report.</summary>
 public sealed partial class PostgresControlPlaneStore
 {
     public async Task SavePresenceAsync(IReadOnlyCollection<NodePresence> presences, CancellationToken cancellationToken)
@@ -50,5 +50,47 @@ public sealed partial class PostgresControlPlaneStore
         }
 
         return presences;
+    }
+
+    public async Task AppendTrafficAsync(IReadOnlyCollection<TrafficSample> samples, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(samples);
+        if (samples.Count == 0)
+        {
+            return;
+        }
+
+        var rows = samples.ToArray();
+        await using var connection = await _dataSource.OpenConnectionAsync(cancellationToken);
+        await using var insert = Command(connection, """
+            INSERT INTO traffic_samples (app, revision, node, replica, at_ms, requests, server_errors)
+            SELECT * FROM unnest(@app, @revision, @node, @replica, @at, @requests, @errors)
+            """);
+        AddArray(insert, "app", NpgsqlDbType.Text, rows.Select(t => t.App).ToArray());
+        AddArray(insert, "revision", NpgsqlDbType.Bigint, rows.Select(t => t.Revision).ToArray());
+        AddArray(insert, "node", NpgsqlDbType.Text, rows.Select(t => t.Node).ToArray());
+        AddArray(insert, "replica", NpgsqlDbType.Text, rows.Select(t => t.Replica).ToArray());
+        AddArray(insert, "at", NpgsqlDbType.Bigint, rows.Select(t => t.At.ToUnixTimeMilliseconds()).ToArray());
+        AddArray(insert, "requests", NpgsqlDbType.Bigint, rows.Select(t => t.Requests).ToArray());
+        AddArray(insert, "errors", NpgsqlDbType.Bigint, rows.Select(t => t.ServerErrors).ToArray());
+        await insert.ExecuteNonQueryAsync(cancellationToken);
+    }
+
+    public async Task<(long Requests, long ServerErrors)> SumTrafficAsync(string app, long revision, DateTimeOffset since, string? exceptReplica, CancellationToken cancellationToken)
+    {
+        await using var connection = await _dataSource.OpenConnectionAsync(cancellationToken);
+        await using var command = Command(connection, """
+            SELECT COALESCE(SUM(requests), 0)::bigint, COALESCE(SUM(server_errors), 0)::bigint FROM traffic_samples
+            WHERE app = @app AND revision = @revision AND at_ms >= @since AND (@except::text IS NULL OR replica <> @except::text)
+            """, ("app", app), ("revision", revision), ("since", since.ToUnixTimeMilliseconds()), ("except", exceptReplica));
+        await using var reader = await command.ExecuteReaderAsync(cancellationToken);
+        await reader.ReadAsync(cancellationToken);
+        return (reader.GetInt64(0), reader.GetInt64(1));
+    }
+
+    public async Task PruneTrafficAsync(DateTimeOffset before, CancellationToken cancellationToken)
+    {
+        await using var connection = await _dataSource.OpenConnectionAsync(cancellationToken);
+        await ExecuteAsync(connection, "DELETE FROM traffic_samples WHERE at_ms < @before", cancellationToken, ("before", before.ToUnixTimeMilliseconds()));
     }
 }

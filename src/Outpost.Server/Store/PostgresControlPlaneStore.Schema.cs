@@ -231,6 +231,22 @@ public sealed partial class PostgresControlPlaneStore
           last_beat_ms bigint NOT NULL
         );
         """,
+
+        // 5: what nodes reported of app revisions' traffic, for the rollout gates on whichever replica leads.
+        """
+        CREATE TABLE traffic_samples (
+          id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+          app text NOT NULL,
+          revision bigint NOT NULL,
+          node text NOT NULL,
+          replica text NOT NULL,
+          at_ms bigint NOT NULL,
+          requests bigint NOT NULL,
+          server_errors bigint NOT NULL
+        );
+        CREATE INDEX traffic_samples_by_time ON traffic_samples (at_ms);
+        CREATE INDEX traffic_samples_by_app ON traffic_samples (app, revision, at_ms);
+        """,
     ];
 
     /// <summary>

@@ -3,7 +3,7 @@ using Outpost.Core.Store;
 
 namespace Outpost.Server.Store;
 
-/// <summary>Nodes' presence as replicas saw it (see <see cref="IControlPlaneStore.SavePresenceAsync"/>).</summary>
+/// <summary>What replicas share of what they see: nodes' presence (see <see cref="IControlPlaneStore.SavePresenceAsync"/>) and the traffic nodes report.</summary>
 public sealed partial class SqliteControlPlaneStore
 {
     public async Task SavePresenceAsync(IReadOnlyCollection<NodePresence> presences, CancellationToken cancellationToken)
@@ -57,4 +57,50 @@ public sealed partial class SqliteControlPlaneStore
     private static NodePresence ReadPresence(SqliteDataReader reader) => new(
         reader.GetString(0), reader.GetString(1), reader.GetInt64(2), DateTimeOffset.FromUnixTimeMilliseconds(reader.GetInt64(3)),
         reader.GetBoolean(4), reader.GetBoolean(5), DateTimeOffset.FromUnixTimeMilliseconds(reader.GetInt64(6)));
+
+    public async Task AppendTrafficAsync(IReadOnlyCollection<TrafficSample> samples, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(samples);
+        if (samples.Count == 0)
+        {
+            return;
+        }
+
+        await _writeLock.WaitAsync(cancellationToken);
+        try
+        {
+            await using var connection = await OpenAsync(cancellationToken);
+            await using var transaction = connection.BeginTransaction(deferred: false);
+            foreach (var t in samples)
+            {
+                await ExecuteAsync(connection, transaction, """
+                    INSERT INTO traffic_samples (app, revision, node, replica, at_ms, requests, server_errors)
+                    VALUES ($app, $revision, $node, $replica, $at, $requests, $errors)
+                    """, cancellationToken,
+                    ("$app", t.App), ("$revision", t.Revision), ("$node", t.Node), ("$replica", t.Replica), ("$at", t.At.ToUnixTimeMilliseconds()),
+                    ("$requests", t.Requests), ("$errors", t.ServerErrors));
+            }
+
+            await transaction.CommitAsync(cancellationToken);
+        }
+        finally
+        {
+            ReleaseWriteLock();
+        }
+    }
+
+    public async Task<(long Requests, long ServerErrors)> SumTrafficAsync(string app, long revision, DateTimeOffset since, string? exceptReplica, CancellationToken cancellationToken)
+    {
+        await using var connection = await OpenAsync(cancellationToken);
+        await using var command = Command(connection, null, """
+            SELECT COALESCE(SUM(requests), 0), COALESCE(SUM(server_errors), 0) FROM traffic_samples
+            WHERE app = $app AND revision = $revision AND at_ms >= $since AND ($except IS NULL OR replica <> $except)
+            """, ("$app", app), ("$revision", revision), ("$since", since.ToUnixTimeMilliseconds()), ("$except", exceptReplica));
+        await using var reader = await command.ExecuteReaderAsync(cancellationToken);
+        await reader.ReadAsync(cancellationToken);
+        return (reader.GetInt64(0), reader.GetInt64(1));
+    }
+
+    public Task PruneTrafficAsync(DateTimeOffset before, CancellationToken cancellationToken) =>
+        ExecuteLockedAsync("DELETE FROM traffic_samples WHERE at_ms < $before", cancellationToken, ("$before", before.ToUnixTimeMilliseconds()));
 }

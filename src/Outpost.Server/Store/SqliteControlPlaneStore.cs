@@ -222,6 +222,18 @@ public sealed partial class SqliteControlPlaneStore : IControlPlaneStore
               epoch INTEGER NOT NULL,
               expires_ms INTEGER NOT NULL
             );
+            CREATE TABLE IF NOT EXISTS traffic_samples (
+              id INTEGER PRIMARY KEY AUTOINCREMENT,
+              app TEXT NOT NULL,
+              revision INTEGER NOT NULL,
+              node TEXT NOT NULL,
+              replica TEXT NOT NULL,
+              at_ms INTEGER NOT NULL,
+              requests INTEGER NOT NULL,
+              server_errors INTEGER NOT NULL
+            );
+            CREATE INDEX IF NOT EXISTS traffic_samples_by_time ON traffic_samples (at_ms);
+            CREATE INDEX IF NOT EXISTS traffic_samples_by_app ON traffic_samples (app, revision, at_ms);
             CREATE TABLE IF NOT EXISTS node_presence (
               node TEXT PRIMARY KEY,
               replica TEXT NOT NULL,

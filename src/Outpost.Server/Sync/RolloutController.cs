@@ -40,6 +40,15 @@ public sealed partial class RolloutController(
 
     private readonly record struct Sample(DateTimeOffset At, string Node, long Generation, long Requests, long ServerErrors);
 
+    /// <summary>Samples received here and not yet in the store, where the leader (whichever replica it is) reads them.</summary>
+    private readonly ConcurrentQueue<TrafficSample> _unshared = new();
+
+    /// <summary>Most samples kept for the store while it cannot be written; past it the oldest are dropped.</summary>
+    private const int MaxUnshared = 100_000;
+
+    /// <summary>Other replicas' traffic per app revision and window, as last summed in the store, and when.</summary>
+    private readonly ConcurrentDictionary<(string App, long Revision, TimeSpan Window), (DateTimeOffset At, TrafficSummary Sum)> _peerTraffic = new();
+
     /// <summary>The latest state of an app's rollout, or null when it has none yet.</summary>
     public RolloutState? Current(string app) => _current.GetValueOrDefault(app);
 
@@ -52,6 +61,11 @@ public sealed partial class RolloutController(
         var now = time.GetUtcNow();
         var samples = _traffic.GetOrAdd(app, _ => new ConcurrentQueue<Sample>());
         samples.Enqueue(new Sample(now, node, generation, requests, serverErrors));
+        _unshared.Enqueue(new TrafficSample(app, generation, node, leases.Replica, now, requests, serverErrors));
+        while (_unshared.Count > MaxUnshared && _unshared.TryDequeue(out _))
+        {
+        }
+
         while (samples.TryPeek(out var oldest) && now - oldest.At > MaxWindow)
         {
             samples.TryDequeue(out _);
@@ -63,25 +77,78 @@ public sealed partial class RolloutController(
         }
     }
 
-    private TrafficSummary TrafficOf(string app, long generation, TimeSpan window, DateTimeOffset now)
+    /// <summary>
+    /// An app revision's traffic over a window: what nodes reported to this replica (in memory),
+    /// plus what they reported to others (and to this server before a restart), summed in the
+    /// store at most once a second.
+    /// </summary>
+    private async Task<TrafficSummary> TrafficOfAsync(string app, long generation, TimeSpan window, DateTimeOffset now, CancellationToken ct)
     {
-        if (!_traffic.TryGetValue(app, out var samples))
-        {
-            return default;
-        }
-
         long requests = 0, errors = 0;
-        foreach (var sample in samples)
+        if (_traffic.TryGetValue(app, out var samples))
         {
-            if (sample.Generation == generation && now - sample.At <= window)
+            foreach (var sample in samples)
             {
-                requests += sample.Requests;
-                errors += sample.ServerErrors;
+                if (sample.Generation == generation && now - sample.At <= window)
+                {
+                    requests += sample.Requests;
+                    errors += sample.ServerErrors;
+                }
             }
         }
 
-        return new TrafficSummary(requests, errors);
+        var key = (app, generation, window);
+        if (!_peerTraffic.TryGetValue(key, out var peers) || now - peers.At >= TimeSpan.FromSeconds(1))
+        {
+            var (peerRequests, peerErrors) = await store.SumTrafficAsync(app, generation, now - window, leases.Replica, ct);
+            peers = (now, new TrafficSummary(peerRequests, peerErrors));
+            _peerTraffic[key] = peers;
+        }
+
+        return new TrafficSummary(requests + peers.Sum.Requests, errors + peers.Sum.ServerErrors);
     }
+
+    /// <summary>Writes the samples received here to the store; the leader also drops those older than the longest window.</summary>
+    private async Task ShareTrafficAsync(CancellationToken ct)
+    {
+        var batch = new List<TrafficSample>();
+        while (_unshared.TryPeek(out var sample) && batch.Count < 10_000)
+        {
+            batch.Add(sample);
+            _unshared.TryDequeue(out _);
+        }
+
+        if (batch.Count > 0)
+        {
+            try
+            {
+                await store.AppendTrafficAsync(batch, ct);
+            }
+            catch
+            {
+                // Kept for the next turn, ahead of what came since (order does not matter to a sum).
+                foreach (var sample in batch)
+                {
+                    _unshared.Enqueue(sample);
+                }
+
+                throw;
+            }
+        }
+
+        var now = time.GetUtcNow();
+        if (leadership.IsLeader && now >= _nextPrune)
+        {
+            _nextPrune = now + TimeSpan.FromMinutes(1);
+            await store.PruneTrafficAsync(now - MaxWindow, ct);
+            foreach (var stale in _peerTraffic.Where(p => now - p.Value.At > TimeSpan.FromMinutes(1)).Select(p => p.Key).ToList())
+            {
+                _peerTraffic.TryRemove(stale, out _);
+            }
+        }
+    }
+
+    private DateTimeOffset _nextPrune = DateTimeOffset.MinValue;
 
     /// <summary>
     /// The loop runs on the leading replica only (<see cref="Hosting.Leadership"/>); the others
@@ -90,7 +157,10 @@ public sealed partial class RolloutController(
     protected override Task ExecuteAsync(CancellationToken stoppingToken) =>
         Task.WhenAll(leadership.RunWhileLeaderAsync(RunAsync, stoppingToken), FollowAsync(stoppingToken));
 
-    /// <summary>While this replica does not lead: reads the saved states at each change of the store and at least every second.</summary>
+    /// <summary>
+    /// On every replica, each second: writes the traffic samples received here to the store; and
+    /// while this replica does not lead, reads the saved states (also at each change of the store).
+    /// </summary>
     private async Task FollowAsync(CancellationToken stoppingToken)
     {
         try
@@ -98,6 +168,15 @@ public sealed partial class RolloutController(
             while (!stoppingToken.IsCancellationRequested)
             {
                 var revision = feed.Latest;
+                try
+                {
+                    await ShareTrafficAsync(stoppingToken);
+                }
+                catch (Exception ex) when (ex is not OperationCanceledException)
+                {
+                    LogFollowFailed(logger, ex.Message);
+                }
+
                 if (!leadership.IsLeader)
                 {
                     try
@@ -259,7 +338,7 @@ public sealed partial class RolloutController(
             }
 
             var reports = targeted.Select(n => Report(n, app.Name, now)).ToList();
-            var traffic = TrafficOf(app.Name, state.Revision, spec.Rollout.ErrorRate.Window, now);
+            var traffic = state.IsTerminal ? default : await TrafficOfAsync(app.Name, state.Revision, spec.Rollout.ErrorRate.Window, now, ct);
             var next = RolloutPlanner.Advance(state, app.Name, spec.Rollout, reports, traffic, now);
             _current[app.Name] = next;
             if (saved is not null && next.ToJson().ToJsonString() == saved.ToJson().ToJsonString())
@@ -324,7 +403,7 @@ public sealed partial class RolloutController(
     [LoggerMessage(Level = LogLevel.Information, Message = "Rollout of app '{App}' revision {Revision} {What}")]
     private static partial void LogPaused(ILogger logger, string app, long revision, string what);
 
-    [LoggerMessage(Level = LogLevel.Debug, Message = "Could not read the rollouts the leader saved: {Reason}")]
+    [LoggerMessage(Level = LogLevel.Debug, Message = "Could not share traffic or read the rollouts the leader saved: {Reason}")]
     private static partial void LogFollowFailed(ILogger logger, string reason);
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "Rollout evaluation failed; retrying")]

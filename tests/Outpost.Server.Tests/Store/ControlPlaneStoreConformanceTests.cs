@@ -454,6 +454,28 @@ public abstract class ControlPlaneStoreConformanceTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task Traffic_IsSummedPerAppRevisionSinceATime_LeavingOutOneReplicaOnRequest_AndPruned()
+    {
+        var ct = CancellationToken.None;
+        var t0 = Time.GetUtcNow();
+        await _store.AppendTrafficAsync([
+            new TrafficSample("a", 2, "edge-1", "replica-a", t0, 10, 1),
+            new TrafficSample("a", 2, "edge-2", "replica-b", t0.AddSeconds(30), 20, 4),
+            new TrafficSample("a", 1, "edge-2", "replica-b", t0.AddSeconds(30), 100, 100),
+            new TrafficSample("b", 2, "edge-2", "replica-b", t0.AddSeconds(30), 1000, 1000),
+        ], ct);
+        await _store.AppendTrafficAsync([new TrafficSample("a", 2, "edge-1", "replica-a", t0.AddSeconds(60), 5, 0)], ct);
+
+        Assert.Equal((35L, 5L), await _store.SumTrafficAsync("a", 2, t0, null, ct));
+        Assert.Equal((25L, 4L), await _store.SumTrafficAsync("a", 2, t0.AddSeconds(1), null, ct));
+        Assert.Equal((20L, 4L), await _store.SumTrafficAsync("a", 2, t0, "replica-a", ct));
+        Assert.Equal((0L, 0L), await _store.SumTrafficAsync("c", 2, t0, null, ct));
+
+        await _store.PruneTrafficAsync(t0.AddSeconds(30), ct);
+        Assert.Equal((25L, 4L), await _store.SumTrafficAsync("a", 2, t0.AddSeconds(-60), null, ct));
+    }
+
+    [Fact]
     public async Task ARolloutSaveUnderAStaleEpoch_IsRefused_AndWritesNothing()
     {
         var ct = CancellationToken.None;
