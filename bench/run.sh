@@ -22,6 +22,8 @@
 #             server store's ingest alone),
 #             bytes of a one-field change among 100 apps vs the full snapshot, and bytes
 #             per second on the wire for an idle connected node (counted at a TCP proxy).
+#             Shipping again with a second server on a throwaway PostgreSQL (fsync on), with
+#             its own baseline, in the same run (PG=0 skips it).
 #   rollback  with a fleet of AGENTS (default 100) real agents on this machine: fleet, the
 #             time from `rollout undo` until every node reports the old revision serving
 #             (baseline: the same fleet taking an ordinary new revision); edge, on a node
@@ -60,6 +62,9 @@
 #             failed (given up after STORM_LIMIT, default 300 s); `rollout undo` on 1,000 of them; medians of RUNS
 #             (default 3). The server is the release
 #             binary (rebuilt by ./build.sh linux-x64 when src/ is newer); FLEET=jit: the JIT build.
+#             REPLICAS=2: two servers on a throwaway PostgreSQL, the nodes spread over both (the figures above
+#             are the first one's); at the end the first is killed with SIGKILL: the time until the other counts
+#             all N Ready, and records acked to the nodes against records stored (lost).
 #   converge  time from `outpost apply` returning to the app answering 200 on a
 #             node's gateway, and from `outpost delete` returning to 404; the
 #             baseline is a no-op client round trip (`outpost get apps`) measured
@@ -70,6 +75,27 @@ scenario="${1:-}"
 runs="${RUNS:-15}"
 
 now_ms() { date +%s%3N; }
+
+# A throwaway PostgreSQL for the scenarios that compare or need it: as the postgres user (initdb
+# refuses root), its socket in DIR, no TCP port, fsync on (durable). Sets pg_url and pg_ctl_stop.
+start_postgres() { # DIR
+  local dir="$1" initdb
+  initdb=$(compgen -G '/usr/lib/postgresql/*/bin/initdb' | sort -V | tail -1 || true)
+  if [[ -z "$initdb" ]]; then
+    { apt-get install -y postgresql >/dev/null 2>&1 || { apt-get update >/dev/null && apt-get install -y postgresql >/dev/null; }; } || { echo "bench: PostgreSQL is not installed" >&2; return 1; }
+    initdb=$(compgen -G '/usr/lib/postgresql/*/bin/initdb' | sort -V | tail -1)
+  fi
+  local bin; bin="$(dirname "$initdb")"
+  mkdir -p "$dir/data" "$dir/sock"
+  chmod 755 "$dir" "$(dirname "$dir")"
+  chown postgres: "$dir/data" "$dir/sock"
+  runuser -u postgres -- "$bin/initdb" -D "$dir/data" -U postgres --auth=trust --encoding=UTF8 >/dev/null
+  runuser -u postgres -- "$bin/pg_ctl" -D "$dir/data" -l "$dir/sock/log" -w \
+    -o "-k $dir/sock -c listen_addresses='' -c max_connections=500 -c shared_buffers=256MB" start >/dev/null
+  pg_url="Host=$dir/sock;Username=postgres;Database=postgres"
+  pg_ctl_stop="runuser -u postgres -- $bin/pg_ctl -D $dir/data -m fast -w stop"
+}
+
 median() { sort -n | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : int((a[NR/2]+a[NR/2+1])/2))}'; }
 median_f() { sort -g | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
 
@@ -166,8 +192,17 @@ case "$scenario" in
   sync)
     dotnet build "$root/src/Outpost" -c Release -nologo -v q >/dev/null
     dotnet build "$root/bench/Outpost.Bench" -c Release -nologo -v q >/dev/null
+    # Shipping is measured on SQLite and again on PostgreSQL (PG=0: SQLite only).
+    pg_args=()
+    if [[ "${PG:-1}" == 1 ]]; then
+      pg_work="$(mktemp -d)"
+      pg_ctl_stop=""
+      trap 'eval "$pg_ctl_stop" >/dev/null 2>&1 || true; rm -rf "$pg_work"' EXIT
+      start_postgres "$pg_work/pg"
+      pg_args=("$pg_url")
+    fi
     dotnet "$root/bench/Outpost.Bench/bin/Release/net10.0/Outpost.Bench.dll" sync \
-      "$root/src/Outpost/bin/Release/net10.0/outpost.dll" "$root/samples" "${RECORDS:-300000}" "${IDLE_SECONDS:-60}"
+      "$root/src/Outpost/bin/Release/net10.0/outpost.dll" "$root/samples" "${RECORDS:-300000}" "${IDLE_SECONDS:-60}" "${pg_args[@]}"
     ;;
   rollback)
     work="$(mktemp -d)"
@@ -558,19 +593,32 @@ YAML
     if [[ $(cat /proc/sys/vm/max_map_count) -lt 262144 ]]; then
       sysctl -q -w vm.max_map_count=262144 || echo "fleet: vm.max_map_count is $(cat /proc/sys/vm/max_map_count); past ~9,000 nodes a process may run out of mappings" >&2
     fi
-    server_pid=""
+    server_pid=""; replica_pid=""; pg_ctl_stop=""
     # A server stuck with thousands of sessions may not stop on TERM: KILL after 20 s.
-    trap 'kill $server_pid 2>/dev/null || true; for _ in $(seq 1 40); do kill -0 $server_pid 2>/dev/null || break; sleep 0.5; done
-      kill -9 $server_pid 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$work"' EXIT
+    trap 'kill $server_pid $replica_pid 2>/dev/null || true; for _ in $(seq 1 40); do kill -0 $server_pid $replica_pid 2>/dev/null || break; sleep 0.5; done
+      kill -9 $server_pid $replica_pid 2>/dev/null || true; wait 2>/dev/null || true; eval "$pg_ctl_stop" >/dev/null 2>&1 || true; rm -rf "$work"' EXIT
     export HOME="$work/home"
     mkdir -p "$HOME"
     port=$((20000 + RANDOM % 10000))
+    # REPLICAS=2: two servers on a throwaway PostgreSQL, the nodes spread over both; at the end the first is killed.
+    datastore=()
+    if [[ "${REPLICAS:-1}" == 2 ]]; then
+      start_postgres "$work/pg"
+      datastore=(--datastore "$pg_url")
+    fi
     # The server at its defaults (node lease, keepalive); the simulated nodes beat at the agent's default 10 s.
-    "${outpost[@]}" server --data-dir "$work/server" --listen "127.0.0.1:$port" >"$work/server.log" 2>&1 & server_pid=$!
+    "${outpost[@]}" server --data-dir "$work/server" --listen "127.0.0.1:$port" "${datastore[@]}" >"$work/server.log" 2>&1 & server_pid=$!
     for _ in $(seq 1 240); do grep -q '^server:' "$work/server.log" && break; sleep 0.25; done
+    urls="https://127.0.0.1:$port"; pids="$server_pid"
+    if [[ "${REPLICAS:-1}" == 2 ]]; then
+      "${outpost[@]}" server --data-dir "$work/replica" --listen "127.0.0.1:$((port + 1))" "${datastore[@]}" \
+        --server-token-file "$work/server/server-token" >"$work/replica.log" 2>&1 & replica_pid=$!
+      for _ in $(seq 1 240); do grep -q '^server:' "$work/replica.log" && break; sleep 0.25; done
+      urls="$urls,https://127.0.0.1:$((port + 1))"; pids="$pids,$replica_pid"
+    fi
     export OUTPOST_CONFIG="$work/server/config.yaml"
     token=$("${outpost[@]}" token create)
-    "${bench[@]}" fleet "https://127.0.0.1:$port" "$OUTPOST_CONFIG" "$token" "$server_pid" "$client" "$root/samples" "$nodes" \
+    "${bench[@]}" fleet "$urls" "$OUTPOST_CONFIG" "$token" "$pids" "$client" "$root/samples" "$nodes" \
       "${RUNS:-3}" "${IDLE:-60}" "${RECORD_SECONDS:-60}" "${STORM_LIMIT:-300}" >"$work/fleet.txt" || { cat "$work/fleet.txt"; tail -20 "$work/server.log" >&2; exit 1; }
     echo "server log: $(wc -l <"$work/server.log") lines, $(grep -c ' warn' "$work/server.log" || true) warnings, $(grep -Ec ' (fail|crit)' "$work/server.log" || true) errors" >&2
     grep -E ' (warn|fail|crit)' "$work/server.log" | sed -E 's/^[0-9:]+ //; s/[0-9]+/N/g' | sort | uniq -c | sort -rn | head -5 >&2 || true

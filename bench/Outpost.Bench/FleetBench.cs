@@ -17,9 +17,17 @@ internal static class FleetBench
     private const string UndoApp = "undo";
     private const string FanoutConfig = "fleet-fanout";
 
-    /// <summary>Runs the scenario; the server (PID <paramref name="serverPid"/>) was started by bench/run.sh.</summary>
-    public static async Task<int> RunAsync(string serverUrl, string config, string joinToken, int serverPid, string outpost, string samples, int nodes, int runs, int idleSeconds, double recordSeconds, double stormSeconds)
+    /// <summary>
+    /// Runs the scenario; the server was started by bench/run.sh. With replicas, <paramref name="serverUrls"/>
+    /// and <paramref name="serverPids"/> name each (comma-separated): the nodes are spread over them,
+    /// the figures are the first one's, and at the end the first one is killed (SIGKILL).
+    /// </summary>
+    public static async Task<int> RunAsync(string serverUrls, string config, string joinToken, string serverPids, string outpost, string samples, int nodes, int runs, int idleSeconds, double recordSeconds, double stormSeconds)
     {
+        var urls = serverUrls.Split(',');
+        var pids = serverPids.Split(',').Select(p => int.Parse(p, CultureInfo.InvariantCulture)).ToArray();
+        var serverUrl = urls[0];
+        var serverPid = pids[0];
         var work = Directory.CreateTempSubdirectory("outpost-bench-fleet-").FullName;
         using var stop = new CancellationTokenSource();
         var running = new List<Task>();
@@ -34,7 +42,7 @@ internal static class FleetBench
             var rssBefore = RssKb(serverPid);
             Log($"server RSS before any node: {rssBefore / 1024.0:F1} MB");
 
-            var fleet = await FleetContext.CreateAsync(serverUrl, joinToken, work, TimeSpan.FromSeconds(recordSeconds), stop.Token);
+            var fleet = await FleetContext.CreateAsync(urls, joinToken, work, TimeSpan.FromSeconds(recordSeconds), stop.Token);
             var sims = Enumerable.Range(0, nodes)
                 .Select(i => new FleetNode(fleet, i, FormattableString.Invariant($"sim-{i + 1:D5}"),
                     new Dictionary<string, string>(StringComparer.Ordinal) { ["fleet"] = i < undoNodes ? UndoApp : "rest" }))
@@ -184,6 +192,36 @@ internal static class FleetBench
             Log(FormattableString.Invariant($"storm: {back} of {nodes} nodes back in sync {simAllBack:F1} s after the cut (server counts all Ready at: {stormS} s); {stormFailures} attempts failed{Breakdown(fleet)}"));
             Log($"storm: server Ready count over time: {string.Join(' ', timeline)}");
 
+            // Failover: the first replica killed without a word; its nodes move to the others.
+            var failoverS = "na";
+            var failover = "failover: na (one server; REPLICAS=2 runs two on PostgreSQL)";
+            if (urls.Length > 1)
+            {
+                fleet.ResetFailures();
+                var moving = sims.Where(s => s.Server == 0).ToArray();
+                var sessions = sims.Select(s => s.Sessions).ToArray();
+                var survivor = urls[1];
+                Process.GetProcessById(serverPid).Kill();
+                var kill = Stopwatch.StartNew();
+                try
+                {
+                    await WaitAsync(() => Task.FromResult(moving.All(s => s.Sessions > sessions[s.Index])), $"the {moving.Length} nodes of the killed replica to reconnect", stormLimit, TimeSpan.FromMilliseconds(20));
+                    var moved = kill.Elapsed.TotalSeconds;
+                    await WaitAsync(async () => await ReadyAsync(http, survivor) >= nodes, $"{survivor} to count {nodes} Ready", stormLimit, TimeSpan.FromMilliseconds(100));
+                    failoverS = kill.Elapsed.TotalSeconds.ToString("F1", CultureInfo.InvariantCulture);
+                    Log(FormattableString.Invariant($"failover: the {moving.Length} nodes of the killed replica back in sync on the other {moved:F1} s after the kill; it counts all {nodes} Ready at {failoverS} s; {fleet.FailedAttempts} attempts failed{Breakdown(fleet)}"));
+                }
+                catch (TimeoutException)
+                {
+                    failoverS = FormattableString.Invariant($">{stormLimit.TotalSeconds:F0}");
+                }
+
+                // Nothing lost: every record a node saw acked (stored durably before the ack) is in the store.
+                var acked = fleet.RecordsAcked;
+                var stored = await StoredRecordsAsync(http, survivor);
+                failover = FormattableString.Invariant($"failover: {failoverS} s from SIGKILL of the replica holding {moving.Length} of {nodes} nodes until the other counts all Ready; {acked} records acked to the nodes, {stored} stored ({Math.Max(0, acked - stored)} lost); target: within 30 s, nothing lost");
+            }
+
             var fanoutP99 = Median([.. fanout.Select(f => f.P99)]);
             Console.WriteLine(FormattableString.Invariant($"nodes: {readySeen} of {nodes} simulated nodes connected and Ready at once (joined in {connectS:F0} s, {joinFailures} failed attempts); target: all"));
             Console.WriteLine(FormattableString.Invariant($"memory: server RSS {rssBefore / 1024:F0} MB before any node, {rssIdle / 1024:F0} MB with {nodes} idle: {kbPerNode:F1} KB per node; target <= 80 KB/node"));
@@ -191,9 +229,9 @@ internal static class FleetBench
             Console.WriteLine(FormattableString.Invariant($"fan-out: p50 {Median([.. fanout.Select(f => f.P50)]):F0} ms, p99 {fanoutP99:F0} ms, all {Median([.. fanout.Select(f => f.Max)]):F0} ms, {Median([.. fanout.Select(f => f.Within)]):F1} % within 1.5 s (medians of {runs}); target: 99 % within 1.5 s"));
             Console.WriteLine(FormattableString.Invariant($"storm: {stormS} s until the server counts all {nodes} Ready again after every connection was cut ({back} back in sync by the end); {stormFailures} attempts failed{Breakdown(fleet)}; target: all within 30 s, none failed"));
             Console.WriteLine(FormattableString.Invariant($"undo: {Median(undoMs):F0} ms from `rollout undo` until all {undoNodes} nodes report the old revision (median of {runs}); target <= 3000 ms"));
-            Console.WriteLine("failover: na (needs server replicas, which do not exist yet)");
+            Console.WriteLine(failover);
             Console.WriteLine(FormattableString.Invariant(
-                $"fleet nodes={readySeen} server_rss_mb={rssIdle / 1024:F0} kb_per_node={kbPerNode:F1} idle_cpu_pct={idleCpuPct:F1} fanout_p99_ms={fanoutP99:F0} storm_s={stormS} failed_joins={stormFailures} failover_s=na undo_{undoNodes}_ms={Median(undoMs):F0}"));
+                $"fleet nodes={readySeen} server_rss_mb={rssIdle / 1024:F0} kb_per_node={kbPerNode:F1} idle_cpu_pct={idleCpuPct:F1} fanout_p99_ms={fanoutP99:F0} storm_s={stormS} failed_joins={stormFailures} failover_s={failoverS} undo_{undoNodes}_ms={Median(undoMs):F0}"));
             return 0;
         }
         finally
@@ -314,6 +352,14 @@ internal static class FleetBench
         }
 
         return 0;
+    }
+
+    /// <summary>Records the server holds in the topic the simulated nodes write.</summary>
+    private static async Task<long> StoredRecordsAsync(HttpClient http, string server)
+    {
+        using var response = await http.GetAsync(server + "/apis/outpost.dev/v1/topics/readings");
+        response.EnsureSuccessStatusCode();
+        return (long)JsonNode.Parse(await response.Content.ReadAsStringAsync())!["status"]!["records"]!;
     }
 
     /// <summary>VmRSS of a process, in KB.</summary>

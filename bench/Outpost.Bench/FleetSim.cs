@@ -28,10 +28,10 @@ internal sealed class FleetContext
     private NodeUsage _usage = new();
     private long _usageAt;
 
-    private FleetContext(string serverUrl, string joinToken, string workDir, TrustBundle bundle, TimeSpan recordInterval)
+    private FleetContext(IReadOnlyList<string> serverUrls, string joinToken, string workDir, TrustBundle bundle, TimeSpan recordInterval)
     {
         RecordInterval = recordInterval;
-        ServerUrl = serverUrl;
+        ServerUrls = serverUrls;
         JoinToken = joinToken;
         WorkDir = workDir;
         Validator = bundle.ServerValidator();
@@ -39,7 +39,8 @@ internal sealed class FleetContext
         Info = NodeFacts.Read("http://127.0.0.1:8080");
     }
 
-    public string ServerUrl { get; }
+    /// <summary>The server's replicas: node i dials replica i mod count first, and the next after each failure.</summary>
+    public IReadOnlyList<string> ServerUrls { get; }
 
     public string JoinToken { get; }
 
@@ -80,14 +81,14 @@ internal sealed class FleetContext
     public Action<FleetNode, ConfigUpdate, long>? Applied { get; set; }
 
     /// <summary>Fetches /cacerts and checks it against the join token's pin, as an agent does on first contact (with the agent's own code).</summary>
-    public static async Task<FleetContext> CreateAsync(string serverUrl, string joinToken, string workDir, TimeSpan recordInterval, CancellationToken ct)
+    public static async Task<FleetContext> CreateAsync(IReadOnlyList<string> serverUrls, string joinToken, string workDir, TimeSpan recordInterval, CancellationToken ct)
     {
         var trustDir = Path.Combine(workDir, "trust");
-        var options = new AgentOptions { ServerUrl = serverUrl, JoinToken = joinToken, NodeName = "fleet-trust", DataDir = trustDir };
+        var options = new AgentOptions { ServerUrl = serverUrls[0], JoinToken = joinToken, NodeName = "fleet-trust", DataDir = trustDir };
         Directory.CreateDirectory(trustDir);
-        var bundle = await new ServerTrust(options, NullLogger<ServerTrust>.Instance).EnsureAsync(serverUrl, ct)
+        var bundle = await new ServerTrust(options, NullLogger<ServerTrust>.Instance).EnsureAsync(serverUrls[0], ct)
             ?? throw new InvalidOperationException("the fleet needs a TLS server");
-        return new FleetContext(serverUrl, joinToken, workDir, bundle, recordInterval);
+        return new FleetContext(serverUrls, joinToken, workDir, bundle, recordInterval);
     }
 
     /// <summary>The host's usage, as every agent on this box would read it; sampled at most every 5 s for the whole fleet.</summary>
@@ -153,12 +154,18 @@ internal sealed class FleetNode
         _fleet = fleet;
         Index = index;
         Name = name;
-        _options = new AgentOptions { ServerUrl = fleet.ServerUrl, JoinToken = fleet.JoinToken, NodeName = name, DataDir = Path.Combine(fleet.WorkDir, "nodes", name), Labels = labels };
+        _server = index % fleet.ServerUrls.Count;
+        _options = new AgentOptions { ServerUrl = fleet.ServerUrls[_server], JoinToken = fleet.JoinToken, NodeName = name, DataDir = Path.Combine(fleet.WorkDir, "nodes", name), Labels = labels };
         _credentials = new NodeCredentials(_options);
         _backoff = new Backoff(_options.InitialBackoff, _options.MaxBackoff);
     }
 
     public int Index { get; }
+
+    private int _server;
+
+    /// <summary>The replica (index into <see cref="FleetContext.ServerUrls"/>) the node dials now.</summary>
+    public int Server => Volatile.Read(ref _server);
 
     /// <summary>Sessions that reached sync so far (the storm waits for each node's next one).</summary>
     public int Sessions => Volatile.Read(ref _sessions);
@@ -198,6 +205,9 @@ internal sealed class FleetNode
                 {
                     _fleet.Failed(Describe(ex));
                 }
+
+                // As the agent: the next attempt goes to the next replica.
+                Volatile.Write(ref _server, (_server + 1) % _fleet.ServerUrls.Count);
             }
             finally
             {
@@ -244,7 +254,7 @@ internal sealed class FleetNode
     }
 
     /// <summary>The agent's channel: verify the pinned CA, present the node certificate, one HTTP/2 connection, rare pings.</summary>
-    private GrpcChannel CreateChannel(bool presentCertificate) => GrpcChannel.ForAddress(_fleet.ServerUrl, new GrpcChannelOptions
+    private GrpcChannel CreateChannel(bool presentCertificate) => GrpcChannel.ForAddress(_fleet.ServerUrls[Server], new GrpcChannelOptions
     {
         HttpHandler = new SocketsHttpHandler
         {

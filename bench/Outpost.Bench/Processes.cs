@@ -107,14 +107,15 @@ internal static class Processes
         Directory.Delete(work, recursive: true);
     }
 
-    /// <summary>Starts `outpost server` in WORK/server with HOME in WORK/home; returns its URL, client config path and a join token.</summary>
-    public static async Task<(string Home, string ServerUrl, string Config, string Token)> StartServerAsync(List<Process> processes, string outpostDll, string work)
+    /// <summary>Starts `outpost server` in WORK/DIR (default server) with HOME in WORK/home; returns its URL, client config path and a join token.</summary>
+    public static async Task<(string Home, string ServerUrl, string Config, string Token)> StartServerAsync(List<Process> processes, string outpostDll, string work,
+        string dir = "server", params string[] extra)
     {
         var home = Path.Combine(work, "home");
         Directory.CreateDirectory(home);
-        var server = Start(processes, outpostDll, home, "server", "--data-dir", Path.Combine(work, "server"), "--listen", "127.0.0.1:0");
+        var server = Start(processes, outpostDll, home, ["server", "--data-dir", Path.Combine(work, dir), "--listen", "127.0.0.1:0", .. extra]);
         var serverUrl = await LineAsync(server, "server:");
-        var config = Path.Combine(work, "server", "config.yaml");
+        var config = Path.Combine(work, dir, "config.yaml");
         var token = (await RunAsync(outpostDll, home, "token", "create", "--config", config)).Trim();
         return (home, serverUrl, config, token);
     }

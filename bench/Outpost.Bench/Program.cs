@@ -12,7 +12,7 @@ switch (args.FirstOrDefault())
         await PlainKestrel.RunAsync(int.Parse(args[1], CultureInfo.InvariantCulture));
         return 0;
     case "sync":
-        await SyncBench.RunAsync(args[1], args[2], int.Parse(args[3], CultureInfo.InvariantCulture), int.Parse(args[4], CultureInfo.InvariantCulture));
+        await SyncBench.RunAsync(args[1], args[2], int.Parse(args[3], CultureInfo.InvariantCulture), int.Parse(args[4], CultureInfo.InvariantCulture), args.Length > 5 ? args[5] : null);
         return 0;
     case "rollback":
         await RollbackBench.RunAsync(args[1], args[2], int.Parse(args[3], CultureInfo.InvariantCulture), int.Parse(args[4], CultureInfo.InvariantCulture), int.Parse(args[5], CultureInfo.InvariantCulture));
@@ -42,10 +42,10 @@ switch (args.FirstOrDefault())
         return await MeshBench.HoldAsync(System.Net.IPAddress.Parse(args[1]), int.Parse(args[2], CultureInfo.InvariantCulture), int.Parse(args[3], CultureInfo.InvariantCulture),
             int.Parse(args[4], CultureInfo.InvariantCulture), double.Parse(args[5], CultureInfo.InvariantCulture));
     case "fleet":
-        return await FleetBench.RunAsync(args[1], args[2], args[3], int.Parse(args[4], CultureInfo.InvariantCulture), args[5], args[6],
+        return await FleetBench.RunAsync(args[1], args[2], args[3], args[4], args[5], args[6],
             int.Parse(args[7], CultureInfo.InvariantCulture), int.Parse(args[8], CultureInfo.InvariantCulture), int.Parse(args[9], CultureInfo.InvariantCulture),
             double.Parse(args[10], CultureInfo.InvariantCulture), double.Parse(args[11], CultureInfo.InvariantCulture));
     default:
-        Console.Error.WriteLine("usage: Outpost.Bench coldstart [iterations] | kestrel PORT | sync OUTPOST_DLL SAMPLES RECORDS IDLE_SECONDS | rollback OUTPOST_DLL SAMPLES AGENTS RUNS WARMUPS | firstanswer URL PROGRAM ARGS... | sink PORT | bulk PORT MB [SECONDS] | tlssink PORT | tlsbulk PORT MB | connects PORT SECONDS CONCURRENCY | stalled PORT SECONDS | resume PORT | latency URL RATE SECONDS [HEADER] | hold ADDRESS PORT COUNT CONCURRENCY SECONDS | fleet SERVER_URL CONFIG JOIN_TOKEN SERVER_PID OUTPOST SAMPLES NODES RUNS IDLE_SECONDS RECORD_SECONDS STORM_LIMIT_SECONDS");
+        Console.Error.WriteLine("usage: Outpost.Bench coldstart [iterations] | kestrel PORT | sync OUTPOST_DLL SAMPLES RECORDS IDLE_SECONDS [POSTGRES] | rollback OUTPOST_DLL SAMPLES AGENTS RUNS WARMUPS | firstanswer URL PROGRAM ARGS... | sink PORT | bulk PORT MB [SECONDS] | tlssink PORT | tlsbulk PORT MB | connects PORT SECONDS CONCURRENCY | stalled PORT SECONDS | resume PORT | latency URL RATE SECONDS [HEADER] | hold ADDRESS PORT COUNT CONCURRENCY SECONDS | fleet SERVER_URL[,URL2] CONFIG JOIN_TOKEN SERVER_PID[,PID2] OUTPOST SAMPLES NODES RUNS IDLE_SECONDS RECORD_SECONDS STORM_LIMIT_SECONDS");
         return 2;
 }

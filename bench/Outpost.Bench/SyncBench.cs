@@ -19,7 +19,8 @@ namespace Outpost.Bench;
 /// </summary>
 internal static class SyncBench
 {
-    public static async Task RunAsync(string outpostDll, string samples, int records, int idleSeconds)
+    /// <param name="datastore">A PostgreSQL connection string: shipping is measured again with the server on it, beside SQLite.</param>
+    public static async Task RunAsync(string outpostDll, string samples, int records, int idleSeconds, string? datastore)
     {
         var work = Directory.CreateTempSubdirectory("outpost-bench-sync-").FullName;
         var processes = new List<Process>();
@@ -67,43 +68,39 @@ internal static class SyncBench
 
             // Throughput: fill the stopped agent's outbox, start it, time the server's ingest.
             Processes.Stop(agent);
-            using (var data = new LocalDataStore(Path.Combine(agentDir, "data.db"), quotaBytes: 4L << 30))
-            {
-                var random = new Random(42);
-                foreach (var chunk in Enumerable.Range(0, records).Chunk(10_000))
-                {
-                    data.AppendMany(chunk.Select(i => ("bench", "bench", Payload(random, i))));
-                }
-            }
-
-            var restarted = Processes.Start(processes, outpostDll, home, "agent", "--server", serverUrl, "--name", "edge-1", "--data-dir", agentDir, "--gateway", "127.0.0.1:0");
-            await Processes.LineAsync(restarted, "node edge-1:");
-            Console.Error.WriteLine($"[sync] outbox filled, agent restarted");
-            long first = 0, firstCount = 0, count = 0;
-            var watch = Stopwatch.StartNew();
-            while (count < records && watch.Elapsed < TimeSpan.FromMinutes(10))
-            {
-                count = await IngestedAsync(http, serverUrl);
-                if (count > 0 && first == 0)
-                {
-                    first = watch.ElapsedTicks;
-                    firstCount = count;
-                }
-
-                await Task.Delay(100); // the count is a scan: poll gently, it shares the cores
-            }
-
-            var seconds = (watch.ElapsedTicks - first) / (double)Stopwatch.Frequency;
-            var recordsPerSecond = (count - firstCount) / seconds;
+            var (count, seconds, recordsPerSecond) = await ShipAsync(processes, outpostDll, home, serverUrl, http, agentDir, "edge-1", records);
 
             // Baseline: the same records straight into a server store, durable, in-process.
-            var baseline = await IngestBaselineAsync(Path.Combine(work, "baseline.db"), records);
+            var baseline = await IngestBaselineAsync(new SqliteControlPlaneStore(Path.Combine(work, "baseline.db")), records);
+
+            // The same on PostgreSQL: a second server on the datastore, a node of its own.
+            var postgres = "";
+            if (datastore is not null)
+            {
+                var (_, pgUrl, pgConfig, pgToken) = await Processes.StartServerAsync(processes, outpostDll, work, "server-pg", "--datastore", datastore);
+                using var pgHttp = await Processes.ApiClientAsync(pgConfig);
+                var pgAgentDir = Path.Combine(work, "agent-pg");
+                var joining = Processes.Start(processes, outpostDll, home, "agent", "--server", pgUrl, "--token", pgToken, "--name", "edge-pg", "--data-dir", pgAgentDir, "--gateway", "127.0.0.1:0");
+                await Processes.LineAsync(joining, "node edge-pg:");
+                // The gateway serves before the join: stop the agent only once the server knows the node.
+                // Ready: its sync stream is open, which it opens with the identity it kept.
+                await Processes.WaitAsync(async () =>
+                {
+                    using var response = await pgHttp.GetAsync(pgUrl + "/api/v1/nodes/edge-pg");
+                    return response.IsSuccessStatusCode && (string?)JsonNode.Parse(await response.Content.ReadAsStringAsync())?["status"]?["state"] == "Ready";
+                }, "edge-pg to join and connect");
+                Processes.Stop(joining);
+                var (pgCount, pgSeconds, pgRate) = await ShipAsync(processes, outpostDll, home, pgUrl, pgHttp, pgAgentDir, "edge-pg", records);
+                var pgBaseline = await IngestBaselineAsync(new PostgresControlPlaneStore(datastore), records);
+                Console.WriteLine($"shipping (PostgreSQL): {pgCount} records in {pgSeconds:F2} s after the first batch landed ({pgRate:F0} records/s, SQLite {recordsPerSecond:F0} in this run); store ingest alone: {pgBaseline:F0} records/s (SQLite {baseline:F0})");
+                postgres = FormattableString.Invariant($" pg_records_per_s={pgRate:F0} pg_ingest_baseline_records_per_s={pgBaseline:F0}");
+            }
 
             Console.WriteLine($"shipping: {count} records in {seconds:F2} s after the first batch landed; store ingest alone: {baseline:F0} records/s");
             Console.WriteLine($"config: snapshot of 100 apps {snapshotBytes} bytes, one-field delta {deltaBytes} bytes");
             Console.WriteLine($"idle: {idleUp + idleDown} bytes on the wire in {idleSeconds} s ({idleUp} up, {idleDown} down) (TLS; heartbeat 10 s, usage once a minute when steady, keepalive 60 s); sync messages meanwhile (protobuf bytes): {(idleMessages.Length == 0 ? "none" : idleMessages)}");
             Console.WriteLine(FormattableString.Invariant(
-                $"sync records_per_s={recordsPerSecond:F0} delta_bytes={deltaBytes} snapshot_bytes={snapshotBytes} delta_ratio={(double)deltaBytes / snapshotBytes:F4} idle_bytes_per_node_s={idleBytesPerSecond:F2} ingest_baseline_records_per_s={baseline:F0}"));
+                $"sync records_per_s={recordsPerSecond:F0} delta_bytes={deltaBytes} snapshot_bytes={snapshotBytes} delta_ratio={(double)deltaBytes / snapshotBytes:F4} idle_bytes_per_node_s={idleBytesPerSecond:F2} ingest_baseline_records_per_s={baseline:F0}{postgres}"));
         }
         finally
         {
@@ -130,19 +127,60 @@ internal static class SyncBench
         return yaml.ToString();
     }
 
-    private static async Task<double> IngestBaselineAsync(string path, int records)
+    /// <summary>
+    /// Fills a stopped (joined) agent's outbox with RECORDS, starts it against the server, and
+    /// times the server's ingest from the first batch landing to the last.
+    /// </summary>
+    private static async Task<(long Count, double Seconds, double RecordsPerSecond)> ShipAsync(List<Process> processes, string outpostDll, string home, string serverUrl,
+        HttpClient http, string agentDir, string node, int records)
     {
-        await using var store = new SqliteControlPlaneStore(path);
-        await store.InitializeAsync(CancellationToken.None);
-        var random = new Random(7);
-        var all = Enumerable.Range(1, records).Select(i => new IngestRecord(i, "bench", "bench", Payload(random, i), DateTimeOffset.UtcNow)).ToList();
-        var watch = Stopwatch.StartNew();
-        foreach (var batch in all.Chunk(4096))
+        using (var data = new LocalDataStore(Path.Combine(agentDir, "data.db"), quotaBytes: 4L << 30))
         {
-            await store.IngestAsync("edge-1", batch, CancellationToken.None);
+            var random = new Random(42);
+            foreach (var chunk in Enumerable.Range(0, records).Chunk(10_000))
+            {
+                data.AppendMany(chunk.Select(i => ("bench", "bench", Payload(random, i))));
+            }
         }
 
-        return records / watch.Elapsed.TotalSeconds;
+        var restarted = Processes.Start(processes, outpostDll, home, "agent", "--server", serverUrl, "--name", node, "--data-dir", agentDir, "--gateway", "127.0.0.1:0");
+        await Processes.LineAsync(restarted, $"node {node}:");
+        Console.Error.WriteLine($"[sync] outbox of {node} filled, agent restarted");
+        long first = 0, firstCount = 0, count = 0;
+        var watch = Stopwatch.StartNew();
+        while (count < records && watch.Elapsed < TimeSpan.FromMinutes(10))
+        {
+            count = await IngestedAsync(http, serverUrl);
+            if (count > 0 && first == 0)
+            {
+                first = watch.ElapsedTicks;
+                firstCount = count;
+            }
+
+            await Task.Delay(100); // the count is a scan: poll gently, it shares the cores
+        }
+
+        Processes.Stop(restarted);
+        var seconds = (watch.ElapsedTicks - first) / (double)Stopwatch.Frequency;
+        return (count, seconds, (count - firstCount) / seconds);
+    }
+
+    /// <summary>The same records straight into a store (durable), in batches as the server takes them; records per second.</summary>
+    private static async Task<double> IngestBaselineAsync(IControlPlaneStore store, int records)
+    {
+        await using (store)
+        {
+            await store.InitializeAsync(CancellationToken.None);
+            var random = new Random(7);
+            var all = Enumerable.Range(1, records).Select(i => new IngestRecord(i, "baseline", "bench", Payload(random, i), DateTimeOffset.UtcNow)).ToList();
+            var watch = Stopwatch.StartNew();
+            foreach (var batch in all.Chunk(4096))
+            {
+                await store.IngestAsync("edge-baseline", batch, CancellationToken.None);
+            }
+
+            return records / watch.Elapsed.TotalSeconds;
+        }
     }
 
     /// <summary>The node's sync messages so far, by direction and kind ("received:heartbeat"): count and bytes.</summary>
