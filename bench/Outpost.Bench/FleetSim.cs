@@ -35,6 +35,7 @@ internal sealed class FleetContext
         JoinToken = joinToken;
         WorkDir = workDir;
         Validator = bundle.ServerValidator();
+        _bundle = bundle;
         _probe = new NodeUsageProbe(workDir);
         Info = NodeFacts.Read("http://127.0.0.1:8080");
     }
@@ -45,6 +46,11 @@ internal sealed class FleetContext
     public string JoinToken { get; }
 
     public string WorkDir { get; }
+
+    private readonly TrustBundle _bundle;
+
+    /// <summary>The agent's chain policy for the server's certificate: the pinned CA alone.</summary>
+    public System.Security.Cryptography.X509Certificates.X509ChainPolicy ChainPolicy() => _bundle.ChainPolicy(TrustBundle.ServerAuthOid);
 
     /// <summary>Accepts only server certificates chaining to the pinned CA; one delegate for every node.</summary>
     public RemoteCertificateValidationCallback Validator { get; }
@@ -260,11 +266,12 @@ internal sealed class FleetNode
         {
             SslOptions = new SslClientAuthenticationOptions
             {
+                CertificateChainPolicy = _fleet.ChainPolicy(),
                 RemoteCertificateValidationCallback = _fleet.Validator,
                 LocalCertificateSelectionCallback = presentCertificate ? (_, _, _, _, _) => _credentials.Current! : null,
             },
-            ConnectTimeout = TimeSpan.FromSeconds(5),
-            ConnectCallback = ConnectAsync,
+            ConnectTimeout = SyncClient.HandshakeTimeout,
+            ConnectCallback = SyncClient.ConnectAsync,
             KeepAlivePingDelay = _options.KeepAlive,
             KeepAlivePingTimeout = _options.KeepAlivePingTimeout,
             KeepAlivePingPolicy = HttpKeepAlivePingPolicy.Always,
@@ -274,28 +281,6 @@ internal sealed class FleetNode
         MaxReceiveMessageSize = 16 * 1024 * 1024,
         DisposeHttpClient = true, // as the agent: the channel owns its handler and closes its connection
     });
-
-    /// <summary>The agent's socket: TCP_USER_TIMEOUT set, so a dead link ends within the agent's bound.</summary>
-    private static async ValueTask<Stream> ConnectAsync(SocketsHttpConnectionContext context, CancellationToken ct)
-    {
-        var socket = new System.Net.Sockets.Socket(System.Net.Sockets.SocketType.Stream, System.Net.Sockets.ProtocolType.Tcp) { NoDelay = true };
-        try
-        {
-            if (OperatingSystem.IsLinux())
-            {
-                const int IpProtoTcp = 6, TcpUserTimeout = 18;
-                socket.SetRawSocketOption(IpProtoTcp, TcpUserTimeout, BitConverter.GetBytes((int)SyncClient.UnacknowledgedTimeout.TotalMilliseconds));
-            }
-
-            await socket.ConnectAsync(context.DnsEndPoint, ct);
-            return new System.Net.Sockets.NetworkStream(socket, ownsSocket: true);
-        }
-        catch
-        {
-            socket.Dispose();
-            throw;
-        }
-    }
 
     private async Task SessionAsync(EdgeSync.EdgeSyncClient client, CancellationToken ct)
     {

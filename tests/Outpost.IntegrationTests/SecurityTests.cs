@@ -31,8 +31,8 @@ public sealed class SecurityTests
     private static async Task<List<string>> NodeNamesAsync(Fleet fleet) =>
         [.. (await fleet.GetJsonAsync("get", "nodes"))["items"]!.AsArray().Select(n => (string)n!["metadata"]!["name"]!)];
 
-    /// <summary>A gRPC channel to the server that trusts its CA and presents the given node's certificate (if any).</summary>
-    private static GrpcChannel Channel(Fleet fleet, string? node)
+    /// <summary>A gRPC channel to the server that trusts its CA and presents the given node's certificate (if any), or <paramref name="certificate"/>.</summary>
+    private static GrpcChannel Channel(Fleet fleet, string? node, X509Certificate2? certificate = null)
     {
         var config = Core.Api.ClientConfig.Parse(File.ReadAllText(fleet.ConfigPath), fleet.ConfigPath);
         var bundle = TrustBundle.FromPem(config.CertificateAuthorityPem!);
@@ -42,6 +42,10 @@ public sealed class SecurityTests
             var dir = fleet.AgentDir(node);
             using var pem = X509Certificate2.CreateFromPemFile(Path.Combine(dir, "node.crt"), Path.Combine(dir, "node.key"));
             ssl.ClientCertificates = [X509CertificateLoader.LoadPkcs12(pem.Export(X509ContentType.Pkcs12), null)];
+        }
+        else if (certificate is not null)
+        {
+            ssl.ClientCertificates = [certificate];
         }
 
         return GrpcChannel.ForAddress(fleet.ServerUrl, new GrpcChannelOptions { HttpHandler = new SocketsHttpHandler { SslOptions = ssl }, DisposeHttpClient = true });
@@ -179,6 +183,30 @@ public sealed class SecurityTests
         });
         Assert.Equal(StatusCode.Unauthenticated, refused.StatusCode);
         Assert.Equal(HttpStatusCode.NotFound, (await Fleet.GetAsync(gatewayA + "/hello")).Status);
+
+        // A certificate for edge-b from a CA of the caller's own making: the handshake itself fails.
+        using var impostor = Channel(fleet, null, SelfIssuedNodeCertificate("edge-b"));
+        var handshake = await Assert.ThrowsAsync<RpcException>(async () =>
+        {
+            using var call = new EdgeSync.EdgeSyncClient(impostor).FetchBlob(new FetchBlobRequest { Digest = digest }, deadline: Deadline);
+            await call.ResponseStream.MoveNext(CancellationToken.None);
+        });
+        Assert.Equal(StatusCode.Unavailable, handshake.StatusCode);
+    }
+
+    /// <summary>A client-authentication certificate named for a node, issued by a fresh CA the server has never seen.</summary>
+    private static X509Certificate2 SelfIssuedNodeCertificate(string node)
+    {
+        using var caKey = System.Security.Cryptography.ECDsa.Create(System.Security.Cryptography.ECCurve.NamedCurves.nistP256);
+        var caRequest = new System.Security.Cryptography.X509Certificates.CertificateRequest("CN=not the fleet ca", caKey, System.Security.Cryptography.HashAlgorithmName.SHA256);
+        caRequest.CertificateExtensions.Add(new X509BasicConstraintsExtension(true, false, 0, true));
+        using var ca = caRequest.CreateSelfSigned(DateTimeOffset.UtcNow.AddMinutes(-1), DateTimeOffset.UtcNow.AddDays(1));
+        using var key = System.Security.Cryptography.ECDsa.Create(System.Security.Cryptography.ECCurve.NamedCurves.nistP256);
+        var request = new System.Security.Cryptography.X509Certificates.CertificateRequest($"CN={node}", key, System.Security.Cryptography.HashAlgorithmName.SHA256);
+        request.CertificateExtensions.Add(new X509EnhancedKeyUsageExtension([new System.Security.Cryptography.Oid(TrustBundle.ClientAuthOid)], false));
+        using var issued = request.Create(ca, DateTimeOffset.UtcNow.AddMinutes(-1), DateTimeOffset.UtcNow.AddDays(1), [7]);
+        using var withKey = issued.CopyWithPrivateKey(key);
+        return X509CertificateLoader.LoadPkcs12(withKey.Export(X509ContentType.Pkcs12), null);
     }
 
     [Fact]

@@ -181,10 +181,13 @@ public sealed partial class SyncClient(
         {
             SslOptions = bundle is null ? new System.Net.Security.SslClientAuthenticationOptions() : new System.Net.Security.SslClientAuthenticationOptions
             {
+                // One chain built, against the pinned CA alone; the callback takes its result.
+                CertificateChainPolicy = bundle.ChainPolicy(Core.Security.TrustBundle.ServerAuthOid),
                 RemoteCertificateValidationCallback = bundle.ServerValidator(reason => LogServerRejected(logger, reason)),
                 LocalCertificateSelectionCallback = presentCertificate ? (_, _, _, _, _) => credentials.Current! : null,
             },
-            ConnectTimeout = TimeSpan.FromSeconds(5),
+            // TCP has TcpConnectTimeout (ConnectAsync); this bounds the TLS handshake after it too.
+            ConnectTimeout = HandshakeTimeout,
             ConnectCallback = ConnectAsync,
             // Pings find a hung server (its kernel still acknowledging) on an otherwise idle stream.
             KeepAlivePingDelay = options.KeepAlive,
@@ -201,6 +204,16 @@ public sealed partial class SyncClient(
         DisposeHttpClient = true,
     });
 
+    /// <summary>How long the TCP connect to a replica may take: a dead host is left for the next replica soon.</summary>
+    public static readonly TimeSpan TcpConnectTimeout = TimeSpan.FromSeconds(5);
+
+    /// <summary>
+    /// How long connecting may take, TLS handshake included. A server taking back a whole fleet at
+    /// once (a reconnect storm) queues handshakes: one abandoned at a few seconds is work thrown away
+    /// and another handshake queued, so the wait is long; the server's own is longer still.
+    /// </summary>
+    public static readonly TimeSpan HandshakeTimeout = TimeSpan.FromSeconds(30);
+
     /// <summary>How long bytes the agent sent may stay unacknowledged before the kernel drops the link (TCP_USER_TIMEOUT).</summary>
     public static readonly TimeSpan UnacknowledgedTimeout = TimeSpan.FromSeconds(35);
 
@@ -209,7 +222,7 @@ public sealed partial class SyncClient(
     /// server's side never acknowledges ends a dead link within 45 s, with no bytes spent on
     /// pings to find out.
     /// </summary>
-    private static async ValueTask<Stream> ConnectAsync(SocketsHttpConnectionContext context, CancellationToken cancellationToken)
+    public static async ValueTask<Stream> ConnectAsync(SocketsHttpConnectionContext context, CancellationToken cancellationToken)
     {
         var socket = new System.Net.Sockets.Socket(System.Net.Sockets.SocketType.Stream, System.Net.Sockets.ProtocolType.Tcp) { NoDelay = true };
         try
@@ -220,7 +233,9 @@ public sealed partial class SyncClient(
                 socket.SetRawSocketOption(IpProtoTcp, TcpUserTimeout, BitConverter.GetBytes((int)UnacknowledgedTimeout.TotalMilliseconds));
             }
 
-            await socket.ConnectAsync(context.DnsEndPoint, cancellationToken);
+            using var connect = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+            connect.CancelAfter(TcpConnectTimeout);
+            await socket.ConnectAsync(context.DnsEndPoint, connect.Token);
             return new System.Net.Sockets.NetworkStream(socket, ownsSocket: true);
         }
         catch

@@ -81,11 +81,7 @@ public sealed class TrustBundle
     public string? Validate(X509Certificate2 certificate, X509Chain? presented, string purposeOid)
     {
         ArgumentNullException.ThrowIfNull(certificate);
-        using var chain = new X509Chain();
-        chain.ChainPolicy.TrustMode = X509ChainTrustMode.CustomRootTrust;
-        chain.ChainPolicy.CustomTrustStore.AddRange(Certificates);
-        chain.ChainPolicy.RevocationMode = X509RevocationMode.NoCheck;
-        chain.ChainPolicy.ApplicationPolicy.Add(new Oid(purposeOid));
+        using var chain = new X509Chain { ChainPolicy = ChainPolicy(purposeOid) };
         if (presented is not null)
         {
             foreach (var element in presented.ChainElements)
@@ -102,6 +98,33 @@ public sealed class TrustBundle
         }
 
         return string.Join("; ", chain.ChainStatus.Select(s => s.StatusInformation.Trim()).Where(s => s.Length > 0).Distinct());
+    }
+
+    /// <summary>
+    /// The chain policy of <see cref="Validate"/>: this bundle's roots only, no revocation fetch, the
+    /// purpose required. Given to a TLS handshake as its certificate chain policy, the handshake builds
+    /// the one chain that counts (instead of one against the system store and another here).
+    /// </summary>
+    public X509ChainPolicy ChainPolicy(string purposeOid)
+    {
+        var policy = new X509ChainPolicy
+        {
+            TrustMode = X509ChainTrustMode.CustomRootTrust,
+            RevocationMode = X509RevocationMode.NoCheck,
+        };
+        policy.CustomTrustStore.AddRange(Certificates);
+        policy.ApplicationPolicy.Add(new Oid(purposeOid));
+        return policy;
+    }
+
+    /// <summary>True when a handshake built <paramref name="chain"/> under <see cref="ChainPolicy"/> of this bundle (its roots alone).</summary>
+    public bool BuiltWithThisBundle(X509Chain chain)
+    {
+        ArgumentNullException.ThrowIfNull(chain);
+        var policy = chain.ChainPolicy;
+        return policy.TrustMode == X509ChainTrustMode.CustomRootTrust
+            && policy.CustomTrustStore.Count == Certificates.Count
+            && policy.CustomTrustStore.Cast<X509Certificate2>().All(c => Certificates.Cast<X509Certificate2>().Any(o => o.RawDataMemory.Span.SequenceEqual(c.RawDataMemory.Span)));
     }
 
     public const string ServerAuthOid = "1.3.6.1.5.5.7.3.1";
@@ -124,6 +147,14 @@ public sealed class TrustBundle
         {
             rejected?.Invoke($"the server's certificate ({certificate.Subject}) does not name the host dialled");
             return false;
+        }
+
+        // With ChainPolicy(ServerAuthOid) as the handshake's chain policy, the chain it built is the
+        // one that counts: a clean result needs no second build. Otherwise (or without it) build ours,
+        // which also says why it fails.
+        if (errors == SslPolicyErrors.None && chain is not null && BuiltWithThisBundle(chain))
+        {
+            return true;
         }
 
         var problem = Validate(certificate as X509Certificate2 ?? X509CertificateLoader.LoadCertificate(certificate.GetRawCertData()), chain, ServerAuthOid);

@@ -60,6 +60,9 @@ public sealed partial class OutpostServer : IAsyncDisposable
     /// <summary>Concurrent streams one connection may open: a node's wires (each its own stream) and its sync stream.</summary>
     public const int MaxWiresPerNode = 32 * 1024;
 
+    /// <summary>How long a TLS handshake may take: past the agent's own wait for one (<c>SyncClient.HandshakeTimeout</c>).</summary>
+    public static readonly TimeSpan HandshakeTimeout = TimeSpan.FromSeconds(60);
+
     public static OutpostServer Create(ServerOptions options, Action<ILoggingBuilder>? logging = null)
     {
         ArgumentNullException.ThrowIfNull(options);
@@ -109,7 +112,16 @@ public sealed partial class OutpostServer : IAsyncDisposable
                     ServerCertificate = authority.ServingCertificate,
                     // API clients bring bearer tokens; nodes bring certificates from this CA.
                     ClientCertificateMode = ClientCertificateMode.AllowCertificate,
-                    ClientCertificateValidation = (certificate, chain, _) => authority.NodeTrust.Validate(certificate, chain, TrustBundle.ClientAuthOid) is null,
+                    // The handshake builds the node's chain against the fleet CA alone (one build, not
+                    // one against the system store and another here): a clean result is the answer.
+                    OnAuthenticate = (_, ssl) => ssl.CertificateChainPolicy = authority.NodeTrust.ChainPolicy(TrustBundle.ClientAuthOid),
+                    ClientCertificateValidation = (certificate, chain, errors) =>
+                        chain is not null && authority.NodeTrust.BuiltWithThisBundle(chain)
+                            ? errors == System.Net.Security.SslPolicyErrors.None
+                            : authority.NodeTrust.Validate(certificate, chain, TrustBundle.ClientAuthOid) is null,
+                    // A reconnect storm queues thousands of handshakes on a small server: give each time
+                    // to finish rather than cut it at Kestrel's 10 s, which turns the queue into retries.
+                    HandshakeTimeout = HandshakeTimeout,
                 });
             });
             if (options.Ingress is { } ingress)

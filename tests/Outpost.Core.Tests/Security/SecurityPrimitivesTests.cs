@@ -94,6 +94,95 @@ public sealed class TrustBundleTests
         Assert.NotNull(TrustBundle.FromCertificates([stranger]).Validate(leaf, null, TrustBundle.ClientAuthOid));
         Assert.NotNull(TrustBundle.FromCertificates([ca]).Validate(leaf, null, TrustBundle.ServerAuthOid)); // wrong purpose
     }
+
+    /// <summary>A CA and two certificates it issued for 127.0.0.1 (with their private keys): one for server authentication, one for client authentication only.</summary>
+    private static (X509Certificate2 Ca, X509Certificate2 Server, X509Certificate2 ClientOnly) Issue(string caName)
+    {
+        using var caKey = ECDsa.Create(ECCurve.NamedCurves.nistP256);
+        var caRequest = new CertificateRequest($"CN={caName}", caKey, HashAlgorithmName.SHA256);
+        caRequest.CertificateExtensions.Add(new X509BasicConstraintsExtension(true, false, 0, true));
+        caRequest.CertificateExtensions.Add(new X509KeyUsageExtension(X509KeyUsageFlags.KeyCertSign, true));
+        var ca = caRequest.CreateSelfSigned(DateTimeOffset.UtcNow.AddMinutes(-1), DateTimeOffset.UtcNow.AddYears(1));
+
+        X509Certificate2 Leaf(string purposeOid, byte serial)
+        {
+            using var key = ECDsa.Create(ECCurve.NamedCurves.nistP256);
+            var request = new CertificateRequest("CN=outpost server", key, HashAlgorithmName.SHA256);
+            request.CertificateExtensions.Add(new X509EnhancedKeyUsageExtension([new Oid(purposeOid)], false));
+            var names = new SubjectAlternativeNameBuilder();
+            names.AddIpAddress(System.Net.IPAddress.Loopback);
+            request.CertificateExtensions.Add(names.Build());
+            using var issued = request.Create(ca, DateTimeOffset.UtcNow.AddMinutes(-1), DateTimeOffset.UtcNow.AddDays(1), [serial]);
+            using var withKey = issued.CopyWithPrivateKey(key);
+            // A PKCS#12 round trip, so the key is usable by the TLS library.
+            return X509CertificateLoader.LoadPkcs12(withKey.Export(X509ContentType.Pkcs12), null);
+        }
+
+        return (ca, Leaf(TrustBundle.ServerAuthOid, 1), Leaf(TrustBundle.ClientAuthOid, 2));
+    }
+
+    /// <summary>One TLS handshake on loopback, the client validating as the agent does; the server's certificate and the client's verdict.</summary>
+    private static async Task<(bool Accepted, string? Reason)> HandshakeAsync(X509Certificate2 serverCertificate, TrustBundle pinned)
+    {
+        using var listener = new System.Net.Sockets.TcpListener(System.Net.IPAddress.Loopback, 0);
+        listener.Start();
+        using var client = new System.Net.Sockets.TcpClient();
+        await client.ConnectAsync(System.Net.IPAddress.Loopback, ((System.Net.IPEndPoint)listener.LocalEndpoint).Port);
+        using var accepted = await listener.AcceptTcpClientAsync();
+        await using var serverStream = new System.Net.Security.SslStream(accepted.GetStream());
+        await using var clientStream = new System.Net.Security.SslStream(client.GetStream());
+        string? reason = null;
+        var serving = serverStream.AuthenticateAsServerAsync(new System.Net.Security.SslServerAuthenticationOptions { ServerCertificate = serverCertificate });
+        try
+        {
+            await clientStream.AuthenticateAsClientAsync(new System.Net.Security.SslClientAuthenticationOptions
+            {
+                TargetHost = "127.0.0.1",
+                CertificateChainPolicy = pinned.ChainPolicy(TrustBundle.ServerAuthOid),
+                RemoteCertificateValidationCallback = pinned.ServerValidator(r => reason = r),
+            });
+            await serving;
+            return (true, reason);
+        }
+        catch (System.Security.Authentication.AuthenticationException)
+        {
+            try
+            {
+                await serving;
+            }
+            catch (Exception ex) when (ex is System.Security.Authentication.AuthenticationException or IOException)
+            {
+            }
+
+            return (false, reason);
+        }
+    }
+
+    [Fact]
+    public async Task AHandshakeUnderTheBundlesChainPolicy_AcceptsItsServer_AndRefusesAnotherCasOrAWrongPurpose_SayingWhy()
+    {
+        var (ca, server, clientOnly) = Issue("fleet ca");
+        var (otherCa, otherServer, otherClient) = Issue("someone else");
+        using (ca)
+        using (server)
+        using (clientOnly)
+        using (otherCa)
+        using (otherServer)
+        using (otherClient)
+        {
+            var pinned = TrustBundle.FromCertificates([ca]);
+            Assert.Equal((true, (string?)null), await HandshakeAsync(server, pinned));
+
+            var (accepted, reason) = await HandshakeAsync(otherServer, pinned);
+            Assert.False(accepted);
+            Assert.StartsWith("the server's certificate does not chain to the pinned CA", reason, StringComparison.Ordinal);
+
+            // Issued by the pinned CA, but for client authentication only.
+            (accepted, reason) = await HandshakeAsync(clientOnly, pinned);
+            Assert.False(accepted);
+            Assert.StartsWith("the server's certificate does not chain to the pinned CA", reason, StringComparison.Ordinal);
+        }
+    }
 }
 
 public sealed class JoinTokenPinTests
