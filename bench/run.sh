@@ -593,6 +593,10 @@ YAML
     if [[ $(cat /proc/sys/vm/max_map_count) -lt 262144 ]]; then
       sysctl -q -w vm.max_map_count=262144 || echo "fleet: vm.max_map_count is $(cat /proc/sys/vm/max_map_count); past ~9,000 nodes a process may run out of mappings" >&2
     fi
+    # A reconnect storm is N SYNs at once: the server asks for an accept queue of 16,384, which the kernel caps at somaxconn.
+    if [[ $(cat /proc/sys/net/core/somaxconn) -lt 16384 ]]; then
+      sysctl -q -w net.core.somaxconn=16384 || echo "fleet: net.core.somaxconn is $(cat /proc/sys/net/core/somaxconn); a storm's SYNs past it wait for retries" >&2
+    fi
     server_pid=""; replica_pid=""; pg_ctl_stop=""
     # A server stuck with thousands of sessions may not stop on TERM: KILL after 20 s.
     trap 'kill $server_pid $replica_pid 2>/dev/null || true; for _ in $(seq 1 40); do kill -0 $server_pid $replica_pid 2>/dev/null || break; sleep 0.5; done

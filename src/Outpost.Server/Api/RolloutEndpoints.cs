@@ -199,7 +199,11 @@ internal static class RolloutEndpoints
                 Kind = ResourceKind.Application.Kind,
                 Name = name,
                 Labels = current.Labels,
-                Annotations = current.Annotations,
+                Annotations = target.SpecJson == current.SpecJson ? current.Annotations : new Dictionary<string, string>(current.Annotations, StringComparer.Ordinal)
+                {
+                    // The generation this write makes (its spec differs, so it moves one): all at once.
+                    [RolloutController.UndoAnnotation] = (current.Generation + 1).ToString(CultureInfo.InvariantCulture),
+                },
                 SpecJson = target.SpecJson,
                 ExpectedResourceVersion = current.ResourceVersion,
             }], ct))[0], ct);

@@ -95,6 +95,10 @@ public sealed partial class OutpostServer : IAsyncDisposable
         builder.Logging.AddFilter("Microsoft.Hosting.Lifetime", LogLevel.Warning);
         logging?.Invoke(builder.Logging);
 
+        // A fleet reconnecting at once (a restart, a cut link) sends thousands of SYNs together: a deep
+        // accept queue holds them until the handshakes are taken (the kernel caps it at somaxconn),
+        // where the default 512 drops the rest to SYN retries and agents' connect timeouts.
+        builder.WebHost.UseSockets(sockets => sockets.Backlog = 16_384);
         builder.WebHost.ConfigureKestrel(kestrel =>
         {
             kestrel.AddServerHeader = false;

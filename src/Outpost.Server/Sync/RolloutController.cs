@@ -35,7 +35,11 @@ public sealed partial class RolloutController(
     private readonly SemaphoreSlim _gate = new(1, 1);
     private readonly SemaphoreSlim _wake = new(0, int.MaxValue);
     private readonly ConcurrentDictionary<string, RolloutState> _current = new(StringComparer.Ordinal);
-    private readonly ConcurrentDictionary<string, long> _immediate = new(StringComparer.Ordinal);
+    /// <summary>
+    /// Set by an undo on the app it writes, to the generation it creates: that generation rolls to
+    /// every node at once. In the resource, so whichever replica leads sees it.
+    /// </summary>
+    public const string UndoAnnotation = "outpost.dev/undo-generation";
     private readonly ConcurrentDictionary<string, ConcurrentQueue<Sample>> _traffic = new(StringComparer.Ordinal);
 
     private readonly record struct Sample(DateTimeOffset At, string Node, long Generation, long Requests, long ServerErrors);
@@ -255,13 +259,14 @@ public sealed partial class RolloutController(
         await _gate.WaitAsync(cancellationToken);
         try
         {
+            // The write carries UndoAnnotation; the leader starts the rollout from it. Here, if
+            // this replica leads, at once; else the leader wakes at the change.
             var result = await write();
-            if (result.Outcome != WriteOutcome.Unchanged)
+            if (leadership.IsLeader)
             {
-                _immediate[app] = result.Resource.Generation;
+                await EvaluateAsync(app, cancellationToken);
             }
 
-            await EvaluateAsync(app, cancellationToken);
             return result;
         }
         finally
@@ -329,7 +334,8 @@ public sealed partial class RolloutController(
                     await store.SetRevisionOutcomeAsync(app.Name, state.Revision, "Superseded", ct);
                 }
 
-                var immediate = _immediate.TryRemove(app.Name, out var undo) && undo == app.Generation;
+                var immediate = app.Annotations.TryGetValue(UndoAnnotation, out var undo)
+                    && undo == app.Generation.ToString(System.Globalization.CultureInfo.InvariantCulture);
                 state = RolloutPlanner.Start(state, app.Generation, spec.Rollout, targeted.Count, immediate, now);
                 var how = state.Immediate ? "undo: every node at once" : RolloutState.Format(state.Strategy);
                 LogStarted(logger, app.Name, state.Revision, state.StableRevision, how);
