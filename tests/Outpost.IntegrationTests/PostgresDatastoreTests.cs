@@ -152,6 +152,45 @@ public sealed class PostgresDatastoreTests(PostgresServer postgres)
     }
 
     [Fact]
+    public async Task ADatastoreThatStopsTakingConnections_Gets503s_WithNothingWritten_AndTheServerCarriesOnOnceItIsBack()
+    {
+        var database = await postgres.CreateDatabaseAsync();
+        var name = new Npgsql.NpgsqlConnectionStringBuilder(database).Database;
+        await using var fleet = new Fleet();
+        await fleet.StartServerAsync(0, "--datastore", database);
+        var (code, output) = await fleet.ClientAsync("apply", "-f", fleet.WriteManifest("hello.yaml", Fleet.HelloApp));
+        Assert.True(code == 0, output);
+
+        // The database refuses every connection, and those open are ended.
+        await postgres.AdminAsync($"ALTER DATABASE {name} WITH ALLOW_CONNECTIONS false");
+        await postgres.AdminAsync($"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}'");
+        try
+        {
+            using var request = new HttpRequestMessage(HttpMethod.Post, fleet.ServerUrl + "/apis/outpost.dev/v1/configsets")
+            {
+                Content = new StringContent("""{"apiVersion":"outpost.dev/v1","kind":"ConfigSet","metadata":{"name":"during"},"spec":{"data":{"a":"b"}}}""",
+                    System.Text.Encoding.UTF8, "application/json"),
+            };
+            using var response = await fleet.ApiSendAsync(request);
+            var body = await response.Content.ReadAsStringAsync();
+            Assert.True(response.StatusCode == System.Net.HttpStatusCode.ServiceUnavailable, $"{(int)response.StatusCode} {body}");
+            Assert.Contains("the datastore cannot be reached", body, StringComparison.Ordinal);
+            Assert.Contains("not currently accepting connections", body, StringComparison.Ordinal);
+        }
+        finally
+        {
+            await postgres.AdminAsync($"ALTER DATABASE {name} WITH ALLOW_CONNECTIONS true");
+        }
+
+        // Back: nothing of the refused write is there, and writes go through again.
+        await Eventually.UntilAsync(() => fleet.ClientAsync("get", "configsets"), r => r.ExitCode == 0, Fleet.Patience, "the server to read again", r => r.Output);
+        (code, output) = await fleet.ClientAsync("get", "configsets");
+        Assert.DoesNotContain("during", output, StringComparison.Ordinal);
+        (code, output) = await fleet.ClientAsync("apply", "-f", fleet.WriteManifest("hello.yaml", Fleet.HelloApp + "\n  env:\n    GREETING: back\n"));
+        Assert.True(code == 0, output);
+    }
+
+    [Fact]
     public async Task ADatastoreThatCannotBeReached_StopsTheServer_NamingWhere()
     {
         await using var fleet = new Fleet();

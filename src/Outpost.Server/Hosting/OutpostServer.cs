@@ -214,6 +214,7 @@ public sealed partial class OutpostServer : IAsyncDisposable
         app.Use((context, next) => Mesh.MeshProxy.IsIngress(context)
             ? context.RequestServices.GetRequiredService<Mesh.MeshProxy>().IngressAsync(context)
             : next(context));
+        app.Use(DatastoreUnavailableAsync);
         app.Use(ApiAuthenticationAsync);
         app.MapOutpostApi();
         app.MapGrpcService<EdgeSyncService>();
@@ -297,6 +298,26 @@ public sealed partial class OutpostServer : IAsyncDisposable
 
     /// <summary>Where the caller's role is kept for endpoints that depend on it.</summary>
     public const string RoleKey = "outpost.role";
+
+    /// <summary>
+    /// A request the datastore could not serve (out of reach, refusing connections, shutting
+    /// down) is answered 503 with the reason and Retry-After, never as if it had been done:
+    /// the client tries again, or another replica.
+    /// </summary>
+    private static async Task DatastoreUnavailableAsync(HttpContext context, RequestDelegate next)
+    {
+        try
+        {
+            await next(context);
+        }
+        catch (Exception ex) when (!context.Response.HasStarted && !context.RequestAborted.IsCancellationRequested && PostgresControlPlaneStore.IsUnavailable(ex))
+        {
+            context.Response.Clear();
+            context.Response.Headers.RetryAfter = "5";
+            await ApiEndpoints.Error(new ApiStatus(503, StatusReasons.ServiceUnavailable,
+                $"the datastore cannot be reached ({ex.GetBaseException().Message.Trim()}): nothing was written; try again")).ExecuteAsync(context);
+        }
+    }
 
     /// <summary>
     /// Every REST API call needs an API token: admins may do anything, viewers only read.

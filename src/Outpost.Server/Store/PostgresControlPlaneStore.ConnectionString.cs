@@ -7,6 +7,20 @@ namespace Outpost.Server.Store;
 public sealed partial class PostgresControlPlaneStore
 {
     /// <summary>
+    /// True when <paramref name="exception"/> says PostgreSQL could not be reached or would not
+    /// take the work now (the network, a refused or dropped connection, a server shutting down or
+    /// out of connections, a timeout), rather than that the work itself was wrong.
+    /// </summary>
+    public static bool IsUnavailable(Exception exception) => exception switch
+    {
+        PostgresException pg => pg.SqlState.StartsWith("08", StringComparison.Ordinal) || pg.SqlState.StartsWith("57P", StringComparison.Ordinal)
+            || pg.SqlState is "53300" or "55000" || pg.SqlState.StartsWith("28", StringComparison.Ordinal),
+        NpgsqlException => true,
+        TimeoutException or System.Net.Sockets.SocketException => true,
+        _ => exception.InnerException is { } inner && IsUnavailable(inner),
+    };
+
+    /// <summary>
     /// An Npgsql connection string from <c>postgres://user:password@host:port/database?sslmode=require</c>
     /// (or <c>postgresql://</c>; the host may instead be a Unix socket directory, <c>?host=/run/postgresql</c>),
     /// or from a key=value connection string as it is. A malformed one throws <see cref="ArgumentException"/>

@@ -83,6 +83,13 @@ public sealed class PostgresServer : IAsyncLifetime
         return ConnectionString(name);
     }
 
+    /// <summary>Runs SQL as the superuser on the maintenance database (ALTER DATABASE, pg_terminate_backend).</summary>
+    public async Task AdminAsync(string sql)
+    {
+        await using var command = _admin!.CreateCommand(sql);
+        await command.ExecuteNonQueryAsync();
+    }
+
     /// <summary>Drops a database, closing whatever connections to it are left.</summary>
     public void DropDatabase(string connectionString)
     {
