@@ -6,38 +6,17 @@ namespace Outpost.Server.Store;
 /// <summary>What replicas share of what they see: nodes' presence (see <see cref="IControlPlaneStore.SavePresenceAsync"/>) and the traffic nodes report.</summary>
 public sealed partial class SqliteControlPlaneStore
 {
-    public async Task SavePresenceAsync(IReadOnlyCollection<NodePresence> presences, CancellationToken cancellationToken)
+    public Task SavePresenceAsync(IReadOnlyCollection<NodePresence> presences, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(presences);
-        if (presences.Count == 0)
-        {
-            return;
-        }
-
-        await _writeLock.WaitAsync(cancellationToken);
-        try
-        {
-            await using var connection = await OpenAsync(cancellationToken);
-            await using var transaction = connection.BeginTransaction(deferred: false);
-            foreach (var p in presences)
-            {
-                await ExecuteAsync(connection, transaction, """
-                    INSERT INTO node_presence (node, replica, session, since_ms, connected, beating, last_beat_ms)
-                    VALUES ($node, $replica, $session, $since, $connected, $beating, $beat)
-                    ON CONFLICT (node) DO UPDATE SET replica = excluded.replica, session = excluded.session, since_ms = excluded.since_ms,
-                      connected = excluded.connected, beating = excluded.beating, last_beat_ms = excluded.last_beat_ms
-                    WHERE (node_presence.replica = excluded.replica AND node_presence.session = excluded.session) OR excluded.since_ms > node_presence.since_ms
-                    """, cancellationToken,
-                    ("$node", p.Node), ("$replica", p.Replica), ("$session", p.Session), ("$since", p.Since.ToUnixTimeMilliseconds()),
-                    ("$connected", p.Connected), ("$beating", p.Beating), ("$beat", p.LastBeat.ToUnixTimeMilliseconds()));
-            }
-
-            await transaction.CommitAsync(cancellationToken);
-        }
-        finally
-        {
-            ReleaseWriteLock();
-        }
+        return ExecuteEachLockedAsync(presences, """
+            INSERT INTO node_presence (node, replica, session, since_ms, connected, beating, last_beat_ms)
+            VALUES ($node, $replica, $session, $since, $connected, $beating, $beat)
+            ON CONFLICT (node) DO UPDATE SET replica = excluded.replica, session = excluded.session, since_ms = excluded.since_ms,
+              connected = excluded.connected, beating = excluded.beating, last_beat_ms = excluded.last_beat_ms
+            WHERE (node_presence.replica = excluded.replica AND node_presence.session = excluded.session) OR excluded.since_ms > node_presence.since_ms
+            """, p => [("$node", p.Node), ("$replica", p.Replica), ("$session", p.Session), ("$since", p.Since.ToUnixTimeMilliseconds()),
+                ("$connected", p.Connected), ("$beating", p.Beating), ("$beat", p.LastBeat.ToUnixTimeMilliseconds())], cancellationToken);
     }
 
     public async Task<IReadOnlyList<NodePresence>> ListPresenceAsync(CancellationToken cancellationToken)
@@ -58,35 +37,14 @@ public sealed partial class SqliteControlPlaneStore
         reader.GetString(0), reader.GetString(1), reader.GetInt64(2), DateTimeOffset.FromUnixTimeMilliseconds(reader.GetInt64(3)),
         reader.GetBoolean(4), reader.GetBoolean(5), DateTimeOffset.FromUnixTimeMilliseconds(reader.GetInt64(6)));
 
-    public async Task AppendTrafficAsync(IReadOnlyCollection<TrafficSample> samples, CancellationToken cancellationToken)
+    public Task AppendTrafficAsync(IReadOnlyCollection<TrafficSample> samples, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(samples);
-        if (samples.Count == 0)
-        {
-            return;
-        }
-
-        await _writeLock.WaitAsync(cancellationToken);
-        try
-        {
-            await using var connection = await OpenAsync(cancellationToken);
-            await using var transaction = connection.BeginTransaction(deferred: false);
-            foreach (var t in samples)
-            {
-                await ExecuteAsync(connection, transaction, """
-                    INSERT INTO traffic_samples (app, revision, node, replica, at_ms, requests, server_errors)
-                    VALUES ($app, $revision, $node, $replica, $at, $requests, $errors)
-                    """, cancellationToken,
-                    ("$app", t.App), ("$revision", t.Revision), ("$node", t.Node), ("$replica", t.Replica), ("$at", t.At.ToUnixTimeMilliseconds()),
-                    ("$requests", t.Requests), ("$errors", t.ServerErrors));
-            }
-
-            await transaction.CommitAsync(cancellationToken);
-        }
-        finally
-        {
-            ReleaseWriteLock();
-        }
+        return ExecuteEachLockedAsync(samples, """
+            INSERT INTO traffic_samples (app, revision, node, replica, at_ms, requests, server_errors)
+            VALUES ($app, $revision, $node, $replica, $at, $requests, $errors)
+            """, t => [("$app", t.App), ("$revision", t.Revision), ("$node", t.Node), ("$replica", t.Replica), ("$at", t.At.ToUnixTimeMilliseconds()),
+                ("$requests", t.Requests), ("$errors", t.ServerErrors)], cancellationToken);
     }
 
     public async Task<(long Requests, long ServerErrors)> SumTrafficAsync(string app, long revision, DateTimeOffset since, string? exceptReplica, CancellationToken cancellationToken)

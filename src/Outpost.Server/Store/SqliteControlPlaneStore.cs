@@ -49,6 +49,32 @@ public sealed partial class SqliteControlPlaneStore : IControlPlaneStore
         }
     }
 
+    /// <summary>Runs <paramref name="sql"/> once per item, all in one write transaction under the write lock.</summary>
+    private async Task ExecuteEachLockedAsync<T>(IReadOnlyCollection<T> items, string sql, Func<T, (string Name, object? Value)[]> parameters, CancellationToken cancellationToken)
+    {
+        if (items.Count == 0)
+        {
+            return;
+        }
+
+        await _writeLock.WaitAsync(cancellationToken);
+        try
+        {
+            await using var connection = await OpenAsync(cancellationToken);
+            await using var transaction = connection.BeginTransaction(deferred: false);
+            foreach (var item in items)
+            {
+                await ExecuteAsync(connection, transaction, sql, cancellationToken, parameters(item));
+            }
+
+            await transaction.CommitAsync(cancellationToken);
+        }
+        finally
+        {
+            ReleaseWriteLock();
+        }
+    }
+
     public async Task InitializeAsync(CancellationToken cancellationToken)
     {
         await using var connection = await OpenAsync(cancellationToken);
