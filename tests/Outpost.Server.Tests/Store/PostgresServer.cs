@@ -90,6 +90,13 @@ public sealed class PostgresServer : IAsyncLifetime
         await command.ExecuteNonQueryAsync();
     }
 
+    /// <summary>One value from SQL run as the superuser on the maintenance database.</summary>
+    public async Task<T> AdminScalarAsync<T>(string sql)
+    {
+        await using var command = _admin!.CreateCommand(sql);
+        return (T)(await command.ExecuteScalarAsync())!;
+    }
+
     /// <summary>Drops a database, closing whatever connections to it are left.</summary>
     public void DropDatabase(string connectionString)
     {
