@@ -203,7 +203,7 @@ public sealed class Fleet : IAsyncDisposable
     }
 
     /// <summary>The server's logged errors (an unhandled exception behind a 500, say), for a failure message.</summary>
-    private string ServerErrors()
+    public string ServerErrors()
     {
         var lines = Server?.Output.Split('\n').Where(l => l.Contains("fail:", StringComparison.Ordinal) || l.Contains("crit:", StringComparison.Ordinal) || l.Contains("Exception", StringComparison.Ordinal)).TakeLast(20).ToList();
         return lines is { Count: > 0 } ? "\nthe server logged:\n" + string.Join('\n', lines) : "";

@@ -48,7 +48,7 @@ public sealed class RolloutStrategyTests
     private static async Task ApplyAsync(Fleet fleet, string yaml)
     {
         var (code, output) = await fleet.ClientAsync("apply", "-f", fleet.WriteManifest("hello.yaml", yaml));
-        Assert.True(code == 0, output);
+        Assert.True(code == 0, output + fleet.ServerErrors());
     }
 
     private static Task<JsonObject> WaitForPhaseAsync(Fleet fleet, long revision, string phase, TimeSpan timeout) =>

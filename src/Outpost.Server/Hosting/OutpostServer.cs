@@ -376,12 +376,28 @@ public sealed partial class OutpostServer : IAsyncDisposable
             return;
         }
 
-        await next(context);
-        if (mutating && Environment.GetEnvironmentVariable("HACK_NOAUDIT") is null)
+        try
+        {
+            await next(context);
+        }
+        catch (Exception ex) when (!context.Response.HasStarted && !context.RequestAborted.IsCancellationRequested && !PostgresControlPlaneStore.IsUnavailable(ex))
+        {
+            // A fault of the server's own: the caller (who holds a token) is told what it was, as a
+            // Status like any other error, and the server logs the whole of it.
+            LogUnhandled(context.RequestServices.GetRequiredService<ILogger<OutpostServer>>(), context.Request.Method, path, ex);
+            context.Response.Clear();
+            await ApiEndpoints.Error(new ApiStatus(500, StatusReasons.InternalError,
+                $"internal error: {ex.GetType().Name}: {ex.Message} (the server logged it)")).ExecuteAsync(context);
+        }
+
+        if (mutating)
         {
             await AuditAsync(context, store, time, actor, role, context.Items[AuditDetailKey] as string);
         }
     }
+
+    [LoggerMessage(Level = LogLevel.Error, Message = "{Method} {Path} failed")]
+    private static partial void LogUnhandled(ILogger logger, string method, string path, Exception exception);
 
     private static Task AuditAsync(HttpContext context, IControlPlaneStore store, TimeProvider time, string actor, string role, string? detail) =>
         store.AppendAuditAsync(new AuditEntry(0, time.GetUtcNow(), actor, role, context.Request.Method,
