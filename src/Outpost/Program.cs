@@ -22,6 +22,7 @@ var root = new RootCommand("Outpost: an edge computing platform. One control pla
     MonitorCommands.Top(),
     MonitorCommands.Logs(),
     MeshCommands.PortForward(),
+    WasmCommands.Wasm(),
 };
 root.Options.Add(CommonOptions.Server);
 root.Options.Add(CommonOptions.Token);

@@ -89,10 +89,14 @@ public sealed class FleetTests
         await using var fleet = new Fleet();
         await fleet.StartServerAsync();
         var token = await fleet.CreateJoinTokenAsync();
-        var (agent, gateway) = await fleet.StartAgentAsync("edge-1", token, "site=a");
+        // Compiling in a child process (`outpost wasm compile`), as the release binary does by default.
+        var (agent, gateway) = await fleet.StartAgentAsync("edge-1", token, "site=a", extra: ["--compiler", "child"]);
         var (code, output) = await fleet.ClientAsync("apply", "-f", fleet.WriteManifest("a.yaml", AppForSiteA));
         Assert.True(code == 0, output);
         await Fleet.WaitForStatusAsync(gateway + "/hello-a", HttpStatusCode.OK, Fleet.Patience);
+        var metrics = (await Fleet.GetAsync(gateway + "/_outpost/metrics")).Body;
+        Assert.Contains("outpost_agent_modules_compiled_total{node=\"edge-1\",where=\"child\"} 1\n", metrics, StringComparison.Ordinal);
+        Assert.Contains("outpost_agent_modules_compiled_total{node=\"edge-1\",where=\"agent\"} 0\n", metrics, StringComparison.Ordinal);
 
         // The server goes away, then the agent restarts with no one to sync from.
         fleet.Server!.Kill();
@@ -102,6 +106,10 @@ public sealed class FleetTests
         var (status, body) = await Fleet.GetAsync(restartedGateway + "/hello-a");
         Assert.Equal(HttpStatusCode.OK, status);
         Assert.Contains("edge-1", body, StringComparison.Ordinal);
+        // It runs what the child compiled: loaded from that file, compiled nowhere.
+        metrics = (await Fleet.GetAsync(restartedGateway + "/_outpost/metrics")).Body;
+        Assert.Contains("outpost_agent_modules_compiled_total{node=\"edge-1\",where=\"child\"} 0\n", metrics, StringComparison.Ordinal);
+        Assert.Contains("outpost_agent_modules_compiled_total{node=\"edge-1\",where=\"agent\"} 0\n", metrics, StringComparison.Ordinal);
     }
 
     [Fact]

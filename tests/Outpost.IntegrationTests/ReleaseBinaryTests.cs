@@ -39,6 +39,11 @@ public sealed class ReleaseBinaryTests
             var (code, output) = await fleet.ClientAsync("apply", "-f", fleet.WriteManifest("hello.yaml", Fleet.HelloApp));
             Assert.True(code == 0, output);
             await Fleet.WaitForBodyAsync(gateway + "/hello", "hello from edge-1 (path /)\n", Fleet.Patience);
+            // The release agent compiles in a child process (`outpost wasm compile`), never in itself.
+            var metrics = (await Fleet.GetAsync(gateway + "/_outpost/metrics")).Body;
+            Assert.Contains("outpost_agent_modules_compiled_total{node=\"edge-1\",where=\"child\"} 1\n", metrics, StringComparison.Ordinal);
+            Assert.Contains("outpost_agent_modules_compiled_total{node=\"edge-1\",where=\"agent\"} 0\n", metrics, StringComparison.Ordinal);
+            Assert.Contains("outpost_agent_compiler_failures_total{node=\"edge-1\"} 0\n", metrics, StringComparison.Ordinal);
         }
 
         // Extracted once, into folders named by the content's hash.

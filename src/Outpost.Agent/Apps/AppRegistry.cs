@@ -223,7 +223,13 @@ public sealed partial class AppRegistry(WasmHost host, ModuleCache modules, stri
                     }
 
                     var capabilities = spec.Capabilities.ToHashSet(StringComparer.Ordinal);
+                    var childFailures = host.ChildFailures;
                     var module = host.Load(version.Name, version.Digest, () => modules.Read(version.Digest), capabilities);
+                    if (host.ChildFailures != childFailures)
+                    {
+                        LogCompiledHere(logger, version.Name, host.LastChildFailure ?? "");
+                    }
+
                     var candidate = new LoadedApp(version, spec, module, nodeName, new Wasm.Host.HostGrant(version.Name, capabilities, services) { Revision = version.Generation, HttpOut = spec.HttpOut.ToHashSet(StringComparer.Ordinal) });
                     next.TryGetValue(version.Name, out var old);
                     if (Probe(candidate) is { } failure)
@@ -531,6 +537,9 @@ public sealed partial class AppRegistry(WasmHost host, ModuleCache modules, stri
 
     [LoggerMessage(Level = LogLevel.Information, Message = "App '{App}' revision {Generation} loaded ({Digest}, {Source})")]
     private static partial void LogLoaded(ILogger logger, string app, long generation, string digest, string source);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "App '{App}': the compiler process failed ({Reason}); compiled in the agent instead")]
+    private static partial void LogCompiledHere(ILogger logger, string app, string reason);
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "App '{App}' serves revision {Good}, the last that served here, instead of revision {Failing}")]
     private static partial void LogFellBack(ILogger logger, string app, long good, long failing);

@@ -61,6 +61,13 @@ public sealed record AgentOptions
     /// <summary>The most memory one instance may use, in MiB; apps asking for more are refused here. Default 256.</summary>
     public int MaxInstanceMemoryMiB { get; init; } = 256;
 
+    /// <summary>
+    /// Compile modules in a child process (`outpost wasm compile`), so compiling never grows the
+    /// agent's memory: true, false, or null for the default (yes in the release binary, no on the JIT
+    /// build, whose every start costs ~0.3 s).
+    /// </summary>
+    public bool? CompileInChild { get; init; }
+
     /// <summary>Most payload bytes the outbox holds while the cloud is unreachable. Default 256 MiB.</summary>
     public long OutboxQuotaBytes { get; init; } = State.LocalDataStore.DefaultQuotaBytes;
 

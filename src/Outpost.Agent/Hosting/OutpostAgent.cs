@@ -45,6 +45,7 @@ public sealed partial class OutpostAgent : IAsyncDisposable
             CacheDir = Path.Combine(options.DataDir, "compiled"),
             MaxInstances = options.MaxInstances,
             MaxMemoryMiB = options.MaxInstanceMemoryMiB,
+            CompilerCommand = CompilerCommand(options.CompileInChild),
         }));
         try
         {
@@ -172,6 +173,7 @@ public sealed partial class OutpostAgent : IAsyncDisposable
         services.AddSingleton<GuestThreads>();
         services.AddSingleton<Triggers.TriggerScheduler>();
         services.AddSingleton<Monitoring.AgentMetrics>();
+        services.AddSingleton<Monitoring.MemoryTrim>();
         services.AddSingleton<GatewayHandler>();
         services.AddSingleton<GatewayInfo>();
         services.AddSingleton<AgentLifetime>();
@@ -192,8 +194,28 @@ public sealed partial class OutpostAgent : IAsyncDisposable
         var app = builder.Build();
         var handler = app.Services.GetRequiredService<GatewayHandler>();
         _ = app.Services.GetRequiredService<Triggers.TriggerScheduler>(); // timers start with the agent
+        _ = app.Services.GetRequiredService<Monitoring.MemoryTrim>();
         app.Run(handler.HandleAsync);
         return new OutpostAgent(app);
+    }
+
+    /// <summary>How this executable runs `outpost wasm compile`, or null to compile in process.</summary>
+    internal static IReadOnlyList<string>? CompilerCommand(bool? inChild)
+    {
+        var native = !System.Runtime.CompilerServices.RuntimeFeature.IsDynamicCodeSupported;
+        if (!(inChild ?? native) || Environment.ProcessPath is not { } executable)
+        {
+            return null;
+        }
+
+        if (native)
+        {
+            return [executable];
+        }
+
+        // The JIT build runs as `dotnet outpost.dll`; an agent hosted by anything else (a test host) compiles in process.
+        var entry = Environment.GetCommandLineArgs()[0];
+        return Path.GetFileName(entry) == "outpost.dll" ? [executable, entry] : null;
     }
 
     private static void AddLogger<T>(IServiceCollection services) =>

@@ -7,7 +7,7 @@ using Outpost.Core.Metrics;
 namespace Outpost.Agent.Monitoring;
 
 /// <summary>The node's own metrics in the Prometheus text format, served at /_outpost/metrics on the gateway.</summary>
-public sealed class AgentMetrics(AppRegistry apps, NodeUsageProbe usage, LocalDataStore data, SyncClient sync, AgentStore store, AgentOptions options, Mesh.NodeWires wires, Mesh.MeshClient mesh, Mesh.MeshPeers peers)
+public sealed class AgentMetrics(AppRegistry apps, NodeUsageProbe usage, LocalDataStore data, SyncClient sync, AgentStore store, AgentOptions options, Mesh.NodeWires wires, Mesh.MeshClient mesh, Mesh.MeshPeers peers, Wasm.Hosting.WasmHost wasm)
 {
     public string Render()
     {
@@ -67,6 +67,15 @@ public sealed class AgentMetrics(AppRegistry apps, NodeUsageProbe usage, LocalDa
         text.Gauge("outpost_node_disk_total_bytes", "Size of the filesystem holding the agent's data dir.").Sample("outpost_node_disk_total_bytes", sample.DiskTotalBytes, node);
         text.Gauge("outpost_agent_data_dir_bytes", "Bytes in the agent's data dir.").Sample("outpost_agent_data_dir_bytes", sample.DataDirBytes, node);
         text.Gauge("outpost_agent_resident_memory_bytes", "The agent process's resident memory.").Sample("outpost_agent_resident_memory_bytes", sample.AgentRssBytes, node);
+        var gc = GC.GetGCMemoryInfo();
+        text.Gauge("outpost_agent_managed_heap_bytes", "The agent's managed heap after its last garbage collection.").Sample("outpost_agent_managed_heap_bytes", gc.HeapSizeBytes, node);
+        text.Gauge("outpost_agent_managed_committed_bytes", "Memory the agent's garbage collector holds committed (heap, free space kept for reuse, bookkeeping).").Sample("outpost_agent_managed_committed_bytes", gc.TotalCommittedBytes, node);
+        text.Counter("outpost_agent_gc_total", "Garbage collections in the agent since it started.").Sample("outpost_agent_gc_total", GC.CollectionCount(0), node);
+        var (inChild, here) = wasm.Compiled;
+        text.Counter("outpost_agent_modules_compiled_total", "Modules compiled since the agent started (not loaded from the precompiled cache), by where: child (the compiler process) or agent (in the agent's own process).");
+        text.Sample("outpost_agent_modules_compiled_total", inChild, node, ("where", "child"));
+        text.Sample("outpost_agent_modules_compiled_total", here, node, ("where", "agent"));
+        text.Counter("outpost_agent_compiler_failures_total", "Compiles the compiler process could not do (not started, crashed, stopped), each then done in the agent.").Sample("outpost_agent_compiler_failures_total", wasm.ChildFailures, node);
         text.Gauge("outpost_agent_cpu_ratio", "CPU the agent used since the previous sample, as a share of one CPU.").Sample("outpost_agent_cpu_ratio", sample.AgentCpuRatio, node);
         text.Gauge("outpost_gateway_open_connections", "Open client connections to the node's gateway.").Sample("outpost_gateway_open_connections", sample.OpenConnections, node);
 

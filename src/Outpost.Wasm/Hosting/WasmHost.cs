@@ -36,6 +36,13 @@ public sealed record WasmHostOptions
     /// <summary>Where precompiled modules are kept, keyed by digest and Wasmtime version; null disables the cache.</summary>
     public string? CacheDir { get; init; }
 
+    /// <summary>
+    /// The command (an executable, then any arguments) that runs `outpost wasm compile`: a module
+    /// missing from the cache is then compiled by that child process and loaded from the file it
+    /// writes. Null compiles in this process. Needs <see cref="CacheDir"/>.
+    /// </summary>
+    public IReadOnlyList<string>? CompilerCommand { get; init; }
+
     public void Validate()
     {
         ArgumentOutOfRangeException.ThrowIfLessThan(MaxInstances, 1);
@@ -59,6 +66,9 @@ public sealed class WasmHost : IDisposable
     private readonly Linker _linker;
     private readonly ActivityTimer _ticker;
     private readonly WasmHostOptions _options;
+    private long _compiledInChild;
+    private long _compiledHere;
+    private long _childFailures;
 
     /// <summary>The Wasmtime version; part of the precompiled cache key, since artifacts are engine-specific.</summary>
     public static string WasmtimeVersion { get; } =
@@ -158,7 +168,41 @@ public sealed class WasmHost : IDisposable
             }
         }
 
-        var compiled = Compile(name, readWasm(), capabilities);
+        var wasm = readWasm();
+        if (cached is not null && _options.CompilerCommand is { Count: > 0 } command)
+        {
+            Directory.CreateDirectory(Path.GetDirectoryName(cached)!);
+            var output = $"{cached}.{Environment.ProcessId}.child.tmp";
+            try
+            {
+                var failure = ChildCompiler.Compile(command, _options, name, wasm, output);
+                if (failure is null)
+                {
+                    File.Move(output, cached, overwrite: true);
+                    var fromChild = new WasmModule(Module.DeserializeFile(_engine, name, cached), fromCache: false);
+                    Interlocked.Increment(ref _compiledInChild);
+                    return CheckGrants(name, fromChild, capabilities);
+                }
+
+                // The child could not do it (not started, crashed, killed): compile here, as without one.
+                Interlocked.Increment(ref _childFailures);
+                LastChildFailure = failure;
+            }
+            catch (WasmtimeException e)
+            {
+                // The child's engine was configured otherwise: compile here.
+                Interlocked.Increment(ref _childFailures);
+                LastChildFailure = $"the compiler's file does not load here: {e.Message}";
+                File.Delete(cached);
+            }
+            finally
+            {
+                File.Delete(output);
+            }
+        }
+
+        var compiled = Compile(name, wasm, capabilities);
+        Interlocked.Increment(ref _compiledHere);
         if (cached is not null)
         {
             Directory.CreateDirectory(Path.GetDirectoryName(cached)!);
@@ -182,6 +226,35 @@ public sealed class WasmHost : IDisposable
 
         NativeHeap.Trim(); // Cranelift's working memory, freed but still held by the C heap
         return compiled;
+    }
+
+    /// <summary>Modules compiled by the child compiler, and in this process.</summary>
+    public (long InChild, long Here) Compiled => (Interlocked.Read(ref _compiledInChild), Interlocked.Read(ref _compiledHere));
+
+    /// <summary>Compiles the child compiler failed to do (each then compiled here), and why the last one failed.</summary>
+    public long ChildFailures => Interlocked.Read(ref _childFailures);
+
+    /// <inheritdoc cref="ChildFailures"/>
+    public string? LastChildFailure { get; private set; }
+
+    /// <summary>
+    /// What `outpost wasm compile` does: validates and compiles the module as <see cref="Compile"/>
+    /// does, then writes it precompiled to <paramref name="output"/> (via a temporary file).
+    /// </summary>
+    public void CompileToFile(string name, ReadOnlySpan<byte> wasm, string output)
+    {
+        var problems = Check(name, wasm, out var module);
+        using (module)
+        {
+            if (problems.Count > 0)
+            {
+                throw new ModuleRejectedException($"module '{name}' rejected: {string.Join("; ", problems)}");
+            }
+
+            var temp = output + ".partial";
+            File.WriteAllBytes(temp, module!.Serialize());
+            File.Move(temp, output, overwrite: true);
+        }
     }
 
     /// <summary>The node's memory ceiling; an app asking for more cannot be placed here.</summary>
