@@ -1,7 +1,5 @@
-using System.Text;
 using Outpost.Core.Resources;
 using Outpost.Wasm.Hosting;
-using Outpost.Wasm.Wagi;
 
 namespace Outpost.Wasm.Tests.Hosting;
 
@@ -18,8 +16,7 @@ public sealed class ChildCompilerTests : IDisposable
     private WasmHost NewHost(params string[] command) =>
         new(new WasmHostOptions { MaxInstances = 4, CacheDir = Path.Combine(_dir, "cache"), CompilerCommand = command });
 
-    private static string Body(WasmHost host, WasmModule module) => Encoding.UTF8.GetString(new WagiRunner(host).Handle(module,
-        new WagiRequest { Method = "GET", Path = "/hello", Route = "/hello" }, new Dictionary<string, string> { ["OUTPOST_NODE_NAME"] = "edge" }, new AppLimits()).Response.Body.Span);
+    private static string Body(WasmHost host, WasmModule module) => PrecompiledCacheTests.Body(host, module);
 
     /// <summary>A child that runs <paramref name="script"/> with $out set to its --output and the module read from stdin into $out.in.</summary>
     private static string[] Child(string script) =>

@@ -12,7 +12,7 @@ public sealed class PrecompiledCacheTests : IDisposable
 
     private WasmHost NewHost() => new(new WasmHostOptions { MaxInstances = 4, CacheDir = _dir });
 
-    private static string Body(WasmHost host, WasmModule module) => Encoding.UTF8.GetString(new WagiRunner(host).Handle(module,
+    internal static string Body(WasmHost host, WasmModule module) => Encoding.UTF8.GetString(new WagiRunner(host).Handle(module,
         new WagiRequest { Method = "GET", Path = "/hello", Route = "/hello" }, new Dictionary<string, string> { ["OUTPOST_NODE_NAME"] = "edge" }, new AppLimits()).Response.Body.Span);
 
     [Fact]
