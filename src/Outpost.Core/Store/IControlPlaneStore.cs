@@ -169,8 +169,11 @@ public interface IControlPlaneStore : IAsyncDisposable
     /// acked a revision resumes from it; returns that revision, else 0. Fails when the app is gone.
     /// </summary>
     /// <remarks>With a <paramref name="fence"/>, the save is refused (<see cref="StoreError.Conflict"/>, nothing written)
-    /// unless that lease's epoch is still the fence's: a deposed leader cannot move nodes.</remarks>
-    Task<long> SaveRolloutAsync(string app, Rollouts.RolloutState state, bool movesNodes, Fence? fence, CancellationToken cancellationToken);
+    /// unless that lease's epoch is still the fence's: a deposed leader cannot move nodes. With
+    /// <paramref name="unchangedFrom"/>, it is refused the same way unless the stored state is still
+    /// that one: two servers that read, change and save the same rollout (the leader advancing it,
+    /// another pausing it) cannot undo each other's write.</remarks>
+    Task<long> SaveRolloutAsync(string app, Rollouts.RolloutState state, bool movesNodes, Fence? fence, CancellationToken cancellationToken, Rollouts.RolloutState? unchangedFrom = null);
 
     /// <summary>
     /// Takes or renews lease <paramref name="name"/> for <paramref name="holder"/> until now + ttl.
@@ -252,6 +255,26 @@ public sealed record Fence(string Lease, long Epoch)
 {
     public StoreException Refusal(long current) =>
         new(StoreError.Conflict, "Lease", Lease, $"lease \"{Lease}\" has moved to epoch {current}; a write under epoch {Epoch} is refused (this server is no longer its holder)");
+}
+
+/// <summary>The precondition of a rollout save (<see cref="IControlPlaneStore.SaveRolloutAsync"/>'s unchangedFrom).</summary>
+public static class RolloutPrecondition
+{
+    /// <summary>Throws Conflict unless the stored state (its JSON, or null when none) is <paramref name="expected"/>.</summary>
+    public static void Check(string app, string? storedJson, Rollouts.RolloutState? expected)
+    {
+        if (expected is null)
+        {
+            return;
+        }
+
+        var stored = storedJson is null ? null : Rollouts.RolloutState.FromJson(System.Text.Json.Nodes.JsonNode.Parse(storedJson)!.AsObject());
+        if (stored is null || stored.ToJson().ToJsonString() != expected.ToJson().ToJsonString())
+        {
+            throw new StoreException(StoreError.Conflict, "Rollout", app,
+                $"the rollout of app \"{app}\" changed since it was read (now {(stored is null ? "none" : $"revision {stored.Revision} step {stored.Step + 1}, {stored.Phase}")}); read it again");
+        }
+    }
 }
 
 /// <summary>The resources a node acked holding at a revision, so a reconnect can send only the difference.</summary>

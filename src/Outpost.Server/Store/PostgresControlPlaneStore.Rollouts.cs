@@ -90,7 +90,7 @@ public sealed partial class PostgresControlPlaneStore
     /// Under the change-log lock whether or not it appends a change: the app's existence is
     /// checked against the writes before it, and a delete of the app cannot slip in between.
     /// </summary>
-    public async Task<long> SaveRolloutAsync(string app, RolloutState state, bool movesNodes, Fence? fence, CancellationToken cancellationToken)
+    public async Task<long> SaveRolloutAsync(string app, RolloutState state, bool movesNodes, Fence? fence, CancellationToken cancellationToken, RolloutState? unchangedFrom = null)
     {
         ArgumentNullException.ThrowIfNull(state);
         await using var connection = await _dataSource.OpenConnectionAsync(cancellationToken);
@@ -102,6 +102,13 @@ public sealed partial class PostgresControlPlaneStore
         }
 
         await CheckFenceAsync(connection, fence, cancellationToken);
+        if (unchangedFrom is not null)
+        {
+            // Every rollout save holds the change-log lock: nothing writes the row between this read and the write.
+            await using var read = Command(connection, "SELECT state FROM rollouts WHERE app = @app", ("app", app));
+            RolloutPrecondition.Check(app, await read.ExecuteScalarAsync(cancellationToken) as string, unchangedFrom);
+        }
+
         var revision = movesNodes ? await AppendChangeAsync(connection, "Rollout", app, ChangeOp.Upserted, cancellationToken) : 0;
         await ExecuteAsync(connection, """
             INSERT INTO rollouts (app, revision, stable, state) VALUES (@app, @rev, @stable, @state)

@@ -47,7 +47,7 @@ public sealed partial class SqliteControlPlaneStore
         return rollouts;
     }
 
-    public async Task<long> SaveRolloutAsync(string app, RolloutState state, bool movesNodes, Fence? fence, CancellationToken cancellationToken)
+    public async Task<long> SaveRolloutAsync(string app, RolloutState state, bool movesNodes, Fence? fence, CancellationToken cancellationToken, RolloutState? unchangedFrom = null)
     {
         ArgumentNullException.ThrowIfNull(state);
         await _writeLock.WaitAsync(cancellationToken);
@@ -61,6 +61,12 @@ public sealed partial class SqliteControlPlaneStore
             }
 
             await CheckFenceAsync(connection, transaction, fence, cancellationToken);
+            if (unchangedFrom is not null)
+            {
+                await using var read = Command(connection, transaction, "SELECT state FROM rollouts WHERE app = $app", ("$app", app));
+                RolloutPrecondition.Check(app, await read.ExecuteScalarAsync(cancellationToken) as string, unchangedFrom);
+            }
+
             var revision = movesNodes ? await AppendChangeAsync(connection, transaction, "Rollout", app, ChangeOp.Upserted, cancellationToken) : 0;
             await ExecuteAsync(connection, transaction, """
                 INSERT INTO rollouts (app, revision, stable, state) VALUES ($app, $rev, $stable, $state)

@@ -281,15 +281,31 @@ public sealed partial class RolloutController(
         await _gate.WaitAsync(cancellationToken);
         try
         {
-            var state = (await store.ListRolloutsAsync(cancellationToken)).GetValueOrDefault(app);
-            if (state is null)
+            // On any replica: saved only over the state it was made from, so a step the leader saves
+            // meanwhile is not undone, nor the pause by the leader's next save; on a clash, again.
+            RolloutState next;
+            DateTimeOffset now;
+            for (var attempt = 1; ; attempt++)
             {
-                return null;
+                var state = (await store.ListRolloutsAsync(cancellationToken)).GetValueOrDefault(app);
+                if (state is null)
+                {
+                    return null;
+                }
+
+                now = time.GetUtcNow();
+                next = paused ? RolloutPlanner.Pause(state, now) : RolloutPlanner.Resume(state, now);
+                try
+                {
+                    await store.SaveRolloutAsync(app, next, movesNodes: false, null, cancellationToken, unchangedFrom: state);
+                    break;
+                }
+                catch (StoreException e) when (e.Error == StoreError.Conflict && attempt < 5)
+                {
+                    LogSaveClashed(logger, app, e.Message);
+                }
             }
 
-            var now = time.GetUtcNow();
-            var next = paused ? RolloutPlanner.Pause(state, now) : RolloutPlanner.Resume(state, now);
-            await store.SaveRolloutAsync(app, next, movesNodes: false, null, cancellationToken);
             _current[app] = next;
             LogPaused(logger, app, next.Revision, paused ? "paused" : "resumed");
             await store.AppendEventAsync(new EventRecord(0, now, ResourceKind.Application.Kind, app, "Normal", paused ? "RolloutPaused" : "RolloutResumed",
@@ -353,7 +369,18 @@ public sealed partial class RolloutController(
             }
 
             var moves = !next.AssignsLike(saved);
-            await store.SaveRolloutAsync(app.Name, next, moves, leadership.Fence, ct);
+            try
+            {
+                await store.SaveRolloutAsync(app.Name, next, moves, leadership.Fence, ct, unchangedFrom: saved);
+            }
+            catch (StoreException e) when (e.Error == StoreError.Conflict && e.Kind == "Rollout")
+            {
+                // Another server paused or resumed it since it was read: evaluate again from what it saved.
+                _current.TryRemove(app.Name, out _);
+                LogSaveClashed(logger, app.Name, e.Message);
+                Signal();
+                continue;
+            }
 
             var finished = next.IsTerminal && (saved is null || saved.Revision != next.Revision || saved.Phase != next.Phase);
             if (StepEvent(saved, next, targeted.Count, finished) is { } step)
@@ -408,6 +435,9 @@ public sealed partial class RolloutController(
 
     [LoggerMessage(Level = LogLevel.Information, Message = "Rollout of app '{App}' revision {Revision} {What}")]
     private static partial void LogPaused(ILogger logger, string app, long revision, string what);
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "Rollout of app '{App}' was saved by another server meanwhile: {Reason}")]
+    private static partial void LogSaveClashed(ILogger logger, string app, string reason);
 
     [LoggerMessage(Level = LogLevel.Debug, Message = "Could not share traffic or read the rollouts the leader saved: {Reason}")]
     private static partial void LogFollowFailed(ILogger logger, string reason);

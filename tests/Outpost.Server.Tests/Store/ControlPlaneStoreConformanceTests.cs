@@ -294,6 +294,35 @@ public abstract class ControlPlaneStoreConformanceTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task ARolloutSaveOverAStateThatChangedSinceItWasRead_IsRefused_AndWritesNothing()
+    {
+        var ct = CancellationToken.None;
+        await Write(App("a"));
+        var read = new Outpost.Core.Rollouts.RolloutState { Revision = 1, StartedAt = Time.GetUtcNow() };
+        await _store.SaveRolloutAsync("a", read, movesNodes: false, null, ct);
+
+        // The leader moves a step over what it read; a pause made from that same read is then stale.
+        var stepped = read with { Step = 1, Moved = ["edge-1"] };
+        var revision = await _store.GetRevisionAsync(ct);
+        Assert.True(await _store.SaveRolloutAsync("a", stepped, movesNodes: true, null, ct, unchangedFrom: read) > revision);
+        var paused = read with { Paused = true };
+        var error = await Assert.ThrowsAsync<StoreException>(() => _store.SaveRolloutAsync("a", paused, movesNodes: true, null, ct, unchangedFrom: read));
+
+        Assert.Equal(StoreError.Conflict, error.Error);
+        Assert.Contains("changed since it was read (now revision 1 step 2", error.Message, StringComparison.Ordinal);
+        Assert.Equal(stepped.ToJson().ToJsonString(), (await _store.ListRolloutsAsync(ct))["a"].ToJson().ToJsonString());
+        Assert.Equal(revision + 1, await _store.GetRevisionAsync(ct)); // the refused save took no revision
+
+        // Made again from what is stored, it goes through.
+        await _store.SaveRolloutAsync("a", stepped with { Paused = true }, movesNodes: false, null, ct, unchangedFrom: stepped);
+        Assert.True((await _store.ListRolloutsAsync(ct))["a"].Paused);
+        // Expecting a state where there is none is refused too.
+        await Write(App("b"));
+        Assert.Equal(StoreError.Conflict, (await Assert.ThrowsAsync<StoreException>(() => _store.SaveRolloutAsync("b", read, movesNodes: false, null, ct, unchangedFrom: read))).Error);
+        Assert.False((await _store.ListRolloutsAsync(ct)).ContainsKey("b"));
+    }
+
+    [Fact]
     public async Task ChangeFeed_MovesWithEachCommittedChange_AndNotForWritesThatChangeNothingOrFail()
     {
         var ct = CancellationToken.None;
