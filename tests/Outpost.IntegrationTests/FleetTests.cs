@@ -28,11 +28,16 @@ public sealed class FleetTests
         await using var fleet = new Fleet();
         await fleet.StartServerAsync();
         var token = await fleet.CreateJoinTokenAsync();
-        var (_, gatewayA) = await fleet.StartAgentAsync("edge-a", token, "site=a");
+        var (agentA, gatewayA) = await fleet.StartAgentAsync("edge-a", token, "site=a");
         var (_, gatewayB) = await fleet.StartAgentAsync("edge-b", token, "site=b");
 
         // Both nodes joined and are Ready.
         await WaitForNodesReadyAsync(fleet, "edge-a", "edge-b");
+
+        // Neither process watches its data dir, where SQLite writes all the time (a watch for a
+        // configuration file there woke on every write).
+        Assert.DoesNotContain(await InodeAsync(Path.Combine(fleet.Root, "server")), InotifyWatches(fleet.Server!.Pid));
+        Assert.DoesNotContain(await InodeAsync(fleet.AgentDir("edge-a")), InotifyWatches(agentA.Pid));
 
         // Apply: reachable on the matching node, never on the other. (How fast, against the 2 s
         // target, is measured by `bench/run.sh converge`: a shared test machine cannot time it.)
@@ -251,5 +256,31 @@ public sealed class FleetTests
         await Fleet.WaitForStatusAsync(gateway + "/hello", System.Net.HttpStatusCode.OK, Fleet.Patience);
         await agent.WaitForOutputAsync("plain http");
         Assert.False(File.Exists(Path.Combine(fleet.AgentDir("edge-1"), "node.crt")));
+    }
+
+    /// <summary>The inodes a process watches with inotify, from /proc/PID/fdinfo.</summary>
+    private static List<string> InotifyWatches(int pid)
+    {
+        var watched = new List<string>();
+        foreach (var fd in Directory.GetFiles($"/proc/{pid}/fd"))
+        {
+            if (new FileInfo(fd).LinkTarget == "anon_inode:inotify")
+            {
+                watched.AddRange(File.ReadLines($"/proc/{pid}/fdinfo/{Path.GetFileName(fd)}")
+                    .Where(l => l.StartsWith("inotify ", StringComparison.Ordinal))
+                    .Select(l => l.Split(' ').First(f => f.StartsWith("ino:", StringComparison.Ordinal))[4..]));
+            }
+        }
+
+        return watched;
+    }
+
+    /// <summary>A file's inode number in hex, as fdinfo writes it.</summary>
+    private static async Task<string> InodeAsync(string path)
+    {
+        using var stat = System.Diagnostics.Process.Start(new System.Diagnostics.ProcessStartInfo("stat", ["-c", "%i", path]) { RedirectStandardOutput = true })!;
+        var inode = long.Parse((await stat.StandardOutput.ReadToEndAsync()).Trim(), System.Globalization.CultureInfo.InvariantCulture);
+        await stat.WaitForExitAsync();
+        return inode.ToString("x", System.Globalization.CultureInfo.InvariantCulture);
     }
 }
