@@ -13,6 +13,7 @@ public sealed class ActivityTimer : IDisposable
     private readonly TimeSpan _period;
     private readonly Action? _idle;
     private int _active;
+    private volatile bool _disposed;
 
     /// <summary>Calls <paramref name="tick"/> every <paramref name="period"/> while in use, and <paramref name="idle"/> (under the lock) when the last user leaves.</summary>
     public ActivityTimer(TimeProvider time, TimeSpan period, Action tick, Action? idle = null)
@@ -21,7 +22,13 @@ public sealed class ActivityTimer : IDisposable
         ArgumentNullException.ThrowIfNull(tick);
         _period = period;
         _idle = idle;
-        _timer = time.CreateTimer(_ => tick(), null, Timeout.InfiniteTimeSpan, Timeout.InfiniteTimeSpan);
+        _timer = time.CreateTimer(_ =>
+        {
+            if (!_disposed)
+            {
+                tick();
+            }
+        }, null, Timeout.InfiniteTimeSpan, Timeout.InfiniteTimeSpan);
     }
 
     public void Enter()
@@ -48,5 +55,14 @@ public sealed class ActivityTimer : IDisposable
         }
     }
 
-    public void Dispose() => _timer.Dispose();
+    /// <summary>
+    /// Stops the timer and returns once no tick runs: what the tick touches (the Wasm engine) may be
+    /// disposed right after. A bare Timer.Dispose does not wait, and a tick already under way then
+    /// found the engine disposed and took the process down.
+    /// </summary>
+    public void Dispose()
+    {
+        _disposed = true;
+        _timer.DisposeAsync().AsTask().GetAwaiter().GetResult();
+    }
 }
