@@ -29,12 +29,16 @@ done
 # wasm32-wasi C toolchain (the test that rebuilds the committed sample modules) and
 # PostgreSQL (the store's conformance suite and servers on --datastore start a throwaway
 # one as the postgres user), Prometheus's promtool (the tests that check both /metrics endpoints), dig (the mesh's
-# DNS test); for --stress, stress-ng. Elsewhere, nothing is installed.
+# DNS test); runc, skopeo and gcc (the container tests run the C sample, statically linked, with
+# runc and push images with skopeo); for --stress, stress-ng. Elsewhere, nothing is installed.
 packages=()
 [[ -f /usr/lib/wasm32-wasi/libc.a ]] || packages+=(clang lld wasi-libc libclang-rt-dev-wasm32)
 command -v promtool >/dev/null || packages+=(prometheus)
 command -v dig >/dev/null || packages+=(dnsutils)
 compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || packages+=(postgresql)
+command -v runc >/dev/null || packages+=(runc)
+command -v skopeo >/dev/null || packages+=(skopeo)
+[[ -f /usr/lib/x86_64-linux-gnu/libc.a || -f /usr/lib/aarch64-linux-gnu/libc.a ]] && command -v gcc >/dev/null || packages+=(gcc libc6-dev)
 [[ "$stress" == 1 ]] && ! command -v stress-ng >/dev/null && packages+=(stress-ng)
 if [[ "${CI:-}" == "true" && "$(id -u)" == "0" && ${#packages[@]} -gt 0 ]]; then
   # Install only: no package may start a service (the prometheus package would serve on :9090).

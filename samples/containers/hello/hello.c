@@ -7,7 +7,8 @@
  *   GET /exit?code=N the process exits with N (to test restarts and crash loops)
  *   GET /alloc?mib=N touches N MiB and keeps it (to test limits.memory)
  *   GET /write?path=P creates file P: 201, or 403 with the reason (to test the read-only root)
- * and exits 0 on SIGTERM. Each connection is served by a forked child, keep-alive included.
+ * and exits 0 on SIGTERM. With $ALLOC_MIB set it first touches that many MiB (a server that
+ * needs more memory than its limit at start, to test OOM kills of the container's main process). Each connection is served by a forked child, keep-alive included.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -123,6 +124,11 @@ static void serve(int fd)
 int main(void)
 {
     int port = atoi(env_or("PORT", "8080"));
+    size_t hog = (size_t)atoi(env_or("ALLOC_MIB", "0")) << 20;
+    char *held = hog ? malloc(hog) : NULL;
+    for (size_t i = 0; held && i < hog; i += 4096) {
+        held[i] = 1;
+    }
     signal(SIGTERM, on_term);
     signal(SIGINT, on_term);
     signal(SIGPIPE, SIG_IGN);

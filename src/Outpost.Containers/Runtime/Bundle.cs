@@ -129,13 +129,7 @@ public static class Bundle
         }
 
         json.WriteEndObject();
-        json.WriteStartArray("rlimits");
-        json.WriteStartObject();
-        json.WriteString("type", "RLIMIT_NOFILE");
-        json.WriteNumber("hard", 1048576);
-        json.WriteNumber("soft", 1024);
-        json.WriteEndObject();
-        json.WriteEndArray();
+        // No rlimits: the container inherits the agent's (a hard limit above the agent's own would refuse to start).
         json.WriteBoolean("noNewPrivileges", true);
         json.WriteEndObject();
     }

@@ -4,15 +4,18 @@ namespace Outpost.Containers.Runtime;
 
 /// <summary>
 /// The cgroup a container runs in. On cgroup v1 Outpost makes the container's memory cgroup itself,
-/// one level above the leaf runc makes and removes: the limit is set here, so the kernel's OOM kill
-/// count is still readable after runc has cleaned up, and a kill for memory is reported as such.
+/// one level above the leaf runc makes and removes, sets the limit there and asks the kernel for an
+/// OOM notification on it (an eventfd on memory.oom_control, read without blocking once the container
+/// has exited): a kill for memory is reported as such even though runc has removed its leaf by then.
 /// On cgroup v2 runc sets the limit, and a kill for memory shows as a SIGKILL.
 /// </summary>
-internal sealed class ContainerCgroup
+internal sealed partial class ContainerCgroup : IDisposable
 {
     private const string Root = "/sys/fs/cgroup";
     private readonly string _id;
     private readonly long? _memoryBytes;
+    private int _oomEvents = -1;
+    private Microsoft.Win32.SafeHandles.SafeFileHandle? _oomControl;
 
     public ContainerCgroup(string id, long? memoryBytes)
     {
@@ -50,32 +53,57 @@ internal sealed class ContainerCgroup
                 File.WriteAllText(withSwap, value);
             }
         }
+
+        CloseNotification();
+        _oomEvents = EventFd(0, NonBlocking | CloseOnExec);
+        if (_oomEvents >= 0)
+        {
+            _oomControl = File.OpenHandle(Path.Combine(MemoryDirectory, "memory.oom_control"));
+            File.WriteAllText(Path.Combine(MemoryDirectory, "cgroup.event_control"),
+                $"{_oomEvents} {_oomControl.DangerousGetHandle()}");
+        }
     }
 
-    /// <summary>How many processes the kernel killed for memory in this container since <see cref="Prepare"/>.</summary>
-    public int OomKills()
+    /// <summary>True if the kernel ran out of memory in this container since <see cref="Prepare"/> (and killed in it).</summary>
+    public bool OutOfMemory()
     {
-        if (!IsV1)
+        if (_oomEvents < 0)
         {
-            return 0;
+            return false;
         }
 
-        try
+        ulong count = 0;
+        unsafe
         {
-            foreach (var line in File.ReadLines(Path.Combine(MemoryDirectory, "memory.oom_control")))
-            {
-                if (line.StartsWith("oom_kill ", StringComparison.Ordinal))
-                {
-                    return int.Parse(line.AsSpan("oom_kill ".Length), CultureInfo.InvariantCulture);
-                }
-            }
+            return Read(_oomEvents, &count, sizeof(ulong)) == sizeof(ulong) && count > 0;
         }
-        catch (IOException)
-        {
-        }
-
-        return 0;
     }
+
+    public void Dispose() => CloseNotification();
+
+    private void CloseNotification()
+    {
+        if (_oomEvents >= 0)
+        {
+            _ = Close(_oomEvents);
+            _oomEvents = -1;
+        }
+
+        _oomControl?.Dispose();
+        _oomControl = null;
+    }
+
+    private const int NonBlocking = 0x800; // EFD_NONBLOCK (O_NONBLOCK)
+    private const int CloseOnExec = 0x80000; // EFD_CLOEXEC (O_CLOEXEC)
+
+    [System.Runtime.InteropServices.LibraryImport("libc", EntryPoint = "eventfd")]
+    private static partial int EventFd(uint initial, int flags);
+
+    [System.Runtime.InteropServices.LibraryImport("libc", EntryPoint = "read")]
+    private static unsafe partial nint Read(int fd, void* buffer, nuint count);
+
+    [System.Runtime.InteropServices.LibraryImport("libc", EntryPoint = "close")]
+    private static partial int Close(int fd);
 
     /// <summary>Memory in use now (page cache included, as the limit counts it), or null when not running.</summary>
     public long? MemoryBytes()
@@ -94,6 +122,7 @@ internal sealed class ContainerCgroup
     /// <summary>Removes what is left of this container's cgroups (runc removes its leaf, not the parents made for it).</summary>
     public void Remove()
     {
+        CloseNotification();
         if (!Directory.Exists(Root))
         {
             return;

@@ -70,6 +70,8 @@ public sealed class ContainerInstance : IAsyncDisposable
 
     public string Id => _spec.Id;
 
+    public UnpackedImage Image => _image;
+
     /// <summary>The container's own address (its network namespace's end of the link), once started.</summary>
     public ContainerAddress? Address { get; private set; }
 
@@ -152,6 +154,7 @@ public sealed class ContainerInstance : IAsyncDisposable
     {
         await StopAsync(TimeSpan.FromSeconds(10)).ConfigureAwait(false);
         _stopping.Dispose();
+        _cgroup.Dispose();
     }
 
     private async Task SuperviseAsync()
@@ -186,7 +189,8 @@ public sealed class ContainerInstance : IAsyncDisposable
                 await process.WaitForExitAsync().ConfigureAwait(false);
                 await Task.WhenAll(stdout, stderr).ConfigureAwait(false);
                 exitCode = process.ExitCode;
-                oomKilled = _cgroup.OomKills() > 0;
+                // A kill for memory of some other process in the container does not end it; only its main process's does.
+                oomKilled = exitCode == 128 + 9 && _cgroup.OutOfMemory();
                 if (!_stopping.IsCancellationRequested)
                 {
                     lock (_gate)
