@@ -3,6 +3,7 @@ using System.Runtime.InteropServices;
 namespace Outpost.Containers;
 
 /// <summary>The few libc calls .NET has no API for: ownership and hard links (layers carry both).</summary>
+[System.Runtime.Versioning.SupportedOSPlatform("linux")]
 internal static partial class Native
 {
     public static void ChangeOwner(string path, int uid, int gid, bool followLinks = true)

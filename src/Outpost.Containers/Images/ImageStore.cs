@@ -13,6 +13,7 @@ public sealed record UnpackedImage(string ManifestDigest, string RootFs, ImageCo
 /// kept; a root filesystem is built aside and renamed into place, so a failed or interrupted
 /// unpack leaves nothing half-made.
 /// </summary>
+[System.Runtime.Versioning.SupportedOSPlatform("linux")]
 public sealed class ImageStore : IDisposable
 {
     private readonly string _blobs;

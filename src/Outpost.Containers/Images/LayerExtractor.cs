@@ -13,6 +13,7 @@ namespace Outpost.Containers.Images;
 /// climbing out with <c>..</c>), a hard link to anything but a file in the root, or a device
 /// node, refuses the whole layer with an <see cref="ImageException"/> naming the entry.
 /// </summary>
+[System.Runtime.Versioning.SupportedOSPlatform("linux")]
 public static class LayerExtractor
 {
     private const string WhiteoutPrefix = ".wh.";

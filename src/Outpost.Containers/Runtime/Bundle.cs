@@ -55,6 +55,7 @@ public sealed record ContainerSpec
 /// read-only with a tmpfs scratch at /tmp; no new privileges; containerd's default capabilities; a
 /// seccomp filter refusing what Docker's default profile refuses; /proc's sensitive files masked.
 /// </summary>
+[System.Runtime.Versioning.SupportedOSPlatform("linux")]
 public static class Bundle
 {
     /// <summary>containerd's default capability set for a container.</summary>

@@ -9,6 +9,7 @@ namespace Outpost.Containers.Runtime;
 /// has exited): a kill for memory is reported as such even though runc has removed its leaf by then.
 /// On cgroup v2 runc sets the limit, and a kill for memory shows as a SIGKILL.
 /// </summary>
+[System.Runtime.Versioning.SupportedOSPlatform("linux")]
 internal sealed partial class ContainerCgroup : IDisposable
 {
     private const string Root = "/sys/fs/cgroup";

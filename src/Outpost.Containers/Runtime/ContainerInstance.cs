@@ -27,6 +27,7 @@ public sealed record ContainerState(string Phase, string Message, int? ExitCode 
 /// has run for a minute), as its restart policy says; stopping sends SIGTERM, then SIGKILL after the
 /// grace period. Its output goes, line by line, to the log sink.
 /// </summary>
+[System.Runtime.Versioning.SupportedOSPlatform("linux")]
 public sealed class ContainerInstance : IAsyncDisposable
 {
     private static readonly TimeSpan FirstBackOff = TimeSpan.FromSeconds(1);

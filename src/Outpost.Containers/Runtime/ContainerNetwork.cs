@@ -9,6 +9,7 @@ namespace Outpost.Containers.Runtime;
 /// veth link. The gateway and the mesh reach the container's ports at Address; NodeAddress, the node's end of
 /// the link, is the container's default route.
 /// </summary>
+[System.Runtime.Versioning.SupportedOSPlatform("linux")]
 public sealed record ContainerAddress(string Namespace, int Block, IPAddress Address, IPAddress NodeAddress)
 {
     public string NamespacePath => Path.Combine(ContainerNetwork.NamespaceDirectory, Namespace);
@@ -22,6 +23,7 @@ public sealed record ContainerAddress(string Namespace, int Block, IPAddress Add
 /// Containers reach the node's end of the link and nothing further unless the operator routes or
 /// masquerades that subnet (docs/containers.md).
 /// </summary>
+[System.Runtime.Versioning.SupportedOSPlatform("linux")]
 public sealed class ContainerNetwork
 {
     public const string NamespaceDirectory = "/run/netns";

@@ -3,6 +3,7 @@ using System.Diagnostics;
 namespace Outpost.Containers.Runtime;
 
 /// <summary>The runc command line, with a state directory of its own per agent (container ids are unique within it).</summary>
+[System.Runtime.Versioning.SupportedOSPlatform("linux")]
 public sealed class Runc
 {
     /// <param name="stateDirectory">runc's <c>--root</c>: where it keeps its containers' state.</param>

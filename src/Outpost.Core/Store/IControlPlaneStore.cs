@@ -67,6 +67,18 @@ public interface IControlPlaneStore : IAsyncDisposable
     /// <summary>Reads up to buffer.Length bytes at offset; returns how many were read (0 at the end).</summary>
     Task<int> ReadBlobAsync(string digest, long offset, Memory<byte> buffer, CancellationToken cancellationToken);
 
+    /// <summary>Points an image repository's tag at a manifest (a blob), replacing what it pointed at.</summary>
+    Task SetImageTagAsync(string repository, string tag, string digest, CancellationToken cancellationToken);
+
+    /// <summary>The manifest digest a tag points at, or null.</summary>
+    Task<string?> GetImageTagAsync(string repository, string tag, CancellationToken cancellationToken);
+
+    /// <summary>The tags of one repository, or of all when <paramref name="repository"/> is null, by repository then tag.</summary>
+    Task<IReadOnlyList<ImageTag>> ListImageTagsAsync(string? repository, CancellationToken cancellationToken);
+
+    /// <summary>Removes a tag (the manifest blob stays); false if there was none.</summary>
+    Task<bool> DeleteImageTagAsync(string repository, string tag, CancellationToken cancellationToken);
+
     /// <summary>
     /// Stores a node's records durably in one transaction. Idempotent on (node, sequence): a
     /// record delivered again is counted as a duplicate and not stored twice.
@@ -376,3 +388,6 @@ public sealed class StoreException : Exception
 
     public string Name { get; }
 }
+
+/// <summary>A tag in the server's image registry: repository:tag → manifest digest.</summary>
+public sealed record ImageTag(string Repository, string Tag, string Digest, DateTimeOffset UpdatedAt);

@@ -220,6 +220,7 @@ public sealed partial class OutpostServer : IAsyncDisposable
         app.Use(DatastoreUnavailableAsync);
         app.Use(ApiAuthenticationAsync);
         app.MapOutpostApi();
+        Registry.RegistryEndpoints.MapRegistry(app);
         app.MapGrpcService<EdgeSyncService>();
         app.MapFallback((HttpContext context) => ApiEndpoints.Error(new ApiStatus(404, StatusReasons.NotFound, $"the server could not find the requested resource ({context.Request.Method} {context.Request.Path})")));
         if (authority is null)
@@ -335,17 +336,23 @@ public sealed partial class OutpostServer : IAsyncDisposable
     {
         var path = context.Request.Path;
         var proxied = path.StartsWithSegments("/proxy");
-        if (!proxied && !path.StartsWithSegments("/api") && !path.StartsWithSegments("/apis") && !path.StartsWithSegments("/metrics") && !path.StartsWithSegments("/openapi"))
+        var registry = path.StartsWithSegments("/v2");
+        if (!proxied && !registry && !path.StartsWithSegments("/api") && !path.StartsWithSegments("/apis") && !path.StartsWithSegments("/metrics") && !path.StartsWithSegments("/openapi"))
         {
             await next(context);
             return;
         }
 
+        // The registry also takes the token as Basic auth's password: what docker login, podman and skopeo send.
         var header = context.Request.Headers.Authorization.ToString();
-        var token = header.StartsWith("Bearer ", StringComparison.OrdinalIgnoreCase) ? header[7..].Trim() : "";
+        var token = header.StartsWith("Bearer ", StringComparison.OrdinalIgnoreCase) ? header[7..].Trim()
+            : registry && header.StartsWith("Basic ", StringComparison.OrdinalIgnoreCase) ? BasicPassword(header[6..].Trim())
+            : "";
         if (token.Length == 0)
         {
-            await ApiEndpoints.Error(ApiStatus.Unauthorized("Unauthorized: send 'Authorization: Bearer <API token>' (see config.yaml in the server's data dir)")).ExecuteAsync(context);
+            await RefuseAsync(context, registry, ApiStatus.Unauthorized(registry
+                ? "Unauthorized: log in with an API token as the password (any user name), or send 'Authorization: Bearer <API token>'"
+                : "Unauthorized: send 'Authorization: Bearer <API token>' (see config.yaml in the server's data dir)"));
             return;
         }
 
@@ -355,13 +362,13 @@ public sealed partial class OutpostServer : IAsyncDisposable
             || await store.GetTokenAsync(id, context.RequestAborted) is not { } record
             || !TokenCodec.Verify(record, kind, secret, time.GetUtcNow()))
         {
-            await ApiEndpoints.Error(ApiStatus.Unauthorized("Unauthorized: the token is unknown, revoked or expired")).ExecuteAsync(context);
+            await RefuseAsync(context, registry, ApiStatus.Unauthorized("Unauthorized: the token is unknown, revoked or expired"));
             return;
         }
 
         if (kind != TokenKind.Api)
         {
-            await ApiEndpoints.Error(new ApiStatus(403, StatusReasons.Forbidden, $"Forbidden: a {kind.ToString().ToLowerInvariant()} token cannot use the API")).ExecuteAsync(context);
+            await RefuseAsync(context, registry, new ApiStatus(403, StatusReasons.Forbidden, $"Forbidden: a {kind.ToString().ToLowerInvariant()} token cannot use the API"));
             return;
         }
 
@@ -372,9 +379,9 @@ public sealed partial class OutpostServer : IAsyncDisposable
         var mutating = proxied || (!HttpMethods.IsGet(context.Request.Method) && !HttpMethods.IsHead(context.Request.Method));
         if (mutating && role != Roles.Admin)
         {
-            await ApiEndpoints.Error(new ApiStatus(403, StatusReasons.Forbidden, proxied
+            await RefuseAsync(context, registry, new ApiStatus(403, StatusReasons.Forbidden, proxied
                 ? $"Forbidden: the {role} role may not reach nodes; {context.Request.Method} {path} needs an admin token"
-                : $"Forbidden: the {role} role may only read; {context.Request.Method} {path} needs an admin token")).ExecuteAsync(context);
+                : $"Forbidden: the {role} role may only read; {context.Request.Method} {path} needs an admin token"));
             await AuditAsync(context, store, time, actor, role, "denied: role may only read");
             return;
         }
@@ -396,6 +403,25 @@ public sealed partial class OutpostServer : IAsyncDisposable
         if (mutating)
         {
             await AuditAsync(context, store, time, actor, role, context.Items[AuditDetailKey] as string);
+        }
+    }
+
+    /// <summary>A refusal in the caller's language: a Status for the API, the distribution spec's errors for the registry.</summary>
+    private static Task RefuseAsync(HttpContext context, bool registry, ApiStatus status) => registry
+        ? Registry.RegistryEndpoints.ErrorAsync(context, status.Code, status.Code == 401 ? "UNAUTHORIZED" : "DENIED", status.Message)
+        : ApiEndpoints.Error(status).ExecuteAsync(context);
+
+    private static string BasicPassword(string encoded)
+    {
+        try
+        {
+            var decoded = System.Text.Encoding.UTF8.GetString(Convert.FromBase64String(encoded));
+            var colon = decoded.IndexOf(':', StringComparison.Ordinal);
+            return colon < 0 ? "" : decoded[(colon + 1)..];
+        }
+        catch (FormatException)
+        {
+            return "";
         }
     }
 

@@ -247,6 +247,17 @@ public sealed partial class PostgresControlPlaneStore
         CREATE INDEX traffic_samples_by_time ON traffic_samples (at_ms);
         CREATE INDEX traffic_samples_by_app ON traffic_samples (app, revision, at_ms);
         """,
+
+        // 6: the registry's tags (manifests and layers are blobs).
+        """
+        CREATE TABLE image_tags (
+          repository text COLLATE "C" NOT NULL,
+          tag text COLLATE "C" NOT NULL,
+          digest text NOT NULL,
+          updated_ms bigint NOT NULL,
+          PRIMARY KEY (repository, tag)
+        );
+        """,
     ];
 
     /// <summary>

@@ -275,6 +275,13 @@ public sealed partial class SqliteControlPlaneStore : IControlPlaneStore
               stable INTEGER NOT NULL,
               state TEXT NOT NULL
             );
+            CREATE TABLE IF NOT EXISTS image_tags (
+              repository TEXT NOT NULL,
+              tag TEXT NOT NULL,
+              digest TEXT NOT NULL,
+              updated_ms INTEGER NOT NULL,
+              PRIMARY KEY (repository, tag)
+            );
             """, cancellationToken);
         await MigrateTokensAsync(connection, cancellationToken);
         await MigrateRevisionsAsync(connection, cancellationToken);

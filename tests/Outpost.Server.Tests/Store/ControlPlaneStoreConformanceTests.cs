@@ -216,6 +216,26 @@ public abstract class ControlPlaneStoreConformanceTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task ImageTags_PointAtManifests_MoveWhenPushedAgain_AndListByRepository()
+    {
+        var ct = CancellationToken.None;
+        await _store.SetImageTagAsync("team/web", "v1", "sha256:one", ct);
+        await _store.SetImageTagAsync("team/web", "latest", "sha256:one", ct);
+        await _store.SetImageTagAsync("db", "15", "sha256:pg", ct);
+        await _store.SetImageTagAsync("team/web", "latest", "sha256:two", ct);
+
+        Assert.Equal("sha256:two", await _store.GetImageTagAsync("team/web", "latest", ct));
+        Assert.Null(await _store.GetImageTagAsync("team/web", "v2", ct));
+        Assert.Null(await _store.GetImageTagAsync("team", "latest", ct));
+        Assert.Equal(["latest:sha256:two", "v1:sha256:one"], (await _store.ListImageTagsAsync("team/web", ct)).Select(t => $"{t.Tag}:{t.Digest}"));
+        Assert.Equal(["db:15", "team/web:latest", "team/web:v1"], (await _store.ListImageTagsAsync(null, ct)).Select(t => $"{t.Repository}:{t.Tag}"));
+
+        Assert.True(await _store.DeleteImageTagAsync("team/web", "v1", ct));
+        Assert.False(await _store.DeleteImageTagAsync("team/web", "v1", ct));
+        Assert.Equal(["latest"], (await _store.ListImageTagsAsync("team/web", ct)).Select(t => t.Tag));
+    }
+
+    [Fact]
     public async Task Tokens_RoundTripListAndDelete()
     {
         var issued = TokenCodec.Issue(TokenKind.Join, Time.GetUtcNow(), expiresAt: Time.GetUtcNow().AddHours(1), description: "for edge-1",

@@ -214,7 +214,7 @@ public sealed class PostgresControlPlaneStoreTests(PostgresServer server) : Cont
         }
 
         // What a server of schema version 1 left: none of the tables of later versions.
-        await ExecuteSqlAsync(database, "DROP TABLE leases; DROP TABLE bootstrap; DROP TABLE node_presence; DROP TABLE traffic_samples; UPDATE schema_version SET version = 1");
+        await ExecuteSqlAsync(database, "DROP TABLE leases; DROP TABLE bootstrap; DROP TABLE node_presence; DROP TABLE traffic_samples; DROP TABLE image_tags; UPDATE schema_version SET version = 1");
 
         await using var upgraded = new PostgresControlPlaneStore(database, Time);
         await upgraded.InitializeAsync(ct);
@@ -222,6 +222,7 @@ public sealed class PostgresControlPlaneStoreTests(PostgresServer server) : Cont
         Assert.NotNull(await upgraded.GetAsync("Application", "a", ct));
         Assert.Equal(1, (await upgraded.AcquireLeaseAsync("controllers", "replica-a", TimeSpan.FromSeconds(10), ct)).Epoch);
         Assert.Empty(await upgraded.ListPresenceAsync(ct));
+        Assert.Empty(await upgraded.ListImageTagsAsync(null, ct));
     }
 
     [Fact]

@@ -1,2 +1,0 @@
-// Containers are Linux's: namespaces, cgroups and runc. Nothing here runs elsewhere.
-[assembly: System.Runtime.Versioning.SupportedOSPlatform("linux")]
