@@ -17,11 +17,18 @@ public static partial class ManifestValidator
 
     private static readonly string[] TopLevelFields = ["apiVersion", "kind", "metadata", "spec", "status"];
     private static readonly string[] MetadataFields = ["name", "labels", "annotations", "uid", "resourceVersion", "generation", "creationTimestamp"];
-    private static readonly string[] AppSpecFields = ["runtime", "runtimeClassName", "module", "triggers", "env", "capabilities", "limits", "placement", "readinessProbe", "rollout", "expose"];
+    private static readonly string[] AppSpecFields = ["runtime", "runtimeClassName", "module", "triggers", "env", "capabilities", "limits", "placement", "readinessProbe", "rollout", "expose",
+        "image", "imageDigest", "command", "args", "port", "restartPolicy"];
 
-    /// <summary>RuntimeClass handlers Outpost runs, all its Wasm runtime (Wasmtime): the names people use for Wasm runtimes.</summary>
-    public static readonly IReadOnlyList<string> RuntimeHandlers = ["wasmedge", "wasmtime", "wasm"];
-    private static readonly string[] LimitFields = ["memoryMiB", "timeoutMs", "maxConcurrency", "maxResponseBytes"];
+    /// <summary>The fields only a container app has.</summary>
+    private static readonly string[] ContainerFields = ["image", "imageDigest", "command", "args", "port", "restartPolicy"];
+
+    /// <summary>RuntimeClass handlers Outpost runs: its Wasm runtime (Wasmtime) under the names people use for Wasm runtimes, and runc for containers.</summary>
+    public static readonly IReadOnlyList<string> RuntimeHandlers = ["wasmedge", "wasmtime", "wasm", ContainerHandler];
+
+    /// <summary>The RuntimeClass handler that runs an app as a container (spec.image) with runc.</summary>
+    public const string ContainerHandler = "runc";
+    private static readonly string[] LimitFields = ["memoryMiB", "timeoutMs", "maxConcurrency", "maxResponseBytes", "cpuMillis"];
 
     /// <summary>Validates one document. When <paramref name="allowModulePath"/> is false (the server), a module must be a digest.</summary>
     public static IReadOnlyList<FieldError> Validate(JsonObject doc, bool allowModulePath)
@@ -78,11 +85,11 @@ public static partial class ManifestValidator
             var handler = RequireString(doc, "handler", "handler", errors);
             if (handler == "process")
             {
-                errors.Add(new("handler", "handler 'process' (native processes) is not available: Outpost runs WebAssembly only; use wasmedge, wasmtime or wasm"));
+                errors.Add(new("handler", "handler 'process' (native processes) is not available: Outpost runs WebAssembly (wasmedge, wasmtime or wasm) and OCI containers (runc)"));
             }
             else if (handler is not null && !RuntimeHandlers.Contains(handler))
             {
-                errors.Add(new("handler", $"unknown handler '{handler}'; Outpost runs WebAssembly: use one of {string.Join(", ", RuntimeHandlers)}"));
+                errors.Add(new("handler", $"unknown handler '{handler}'; Outpost runs WebAssembly and containers: use one of {string.Join(", ", RuntimeHandlers)}"));
             }
         }
 
@@ -130,13 +137,10 @@ public static partial class ManifestValidator
 
         UnknownFields(spec, "spec", AppSpecFields, errors);
 
-        if (spec["runtime"] is { } runtimeNode)
+        var runtime = spec["runtime"] is { } runtimeNode ? AsString(runtimeNode, "spec.runtime", errors) : null;
+        if (runtime is not null and not ("wasm" or ApplicationSpec.ContainerRuntime))
         {
-            var runtime = AsString(runtimeNode, "spec.runtime", errors);
-            if (runtime is not null && runtime != "wasm")
-            {
-                errors.Add(new("spec.runtime", $"unsupported runtime '{runtime}'; expected 'wasm'"));
-            }
+            errors.Add(new("spec.runtime", $"unsupported runtime '{runtime}'; expected 'wasm' or '{ApplicationSpec.ContainerRuntime}'"));
         }
 
         if (spec["runtimeClassName"] is { } classNode && AsString(classNode, "spec.runtimeClassName", errors) is { } className && !IsDnsLabel(className))
@@ -144,7 +148,26 @@ public static partial class ManifestValidator
             errors.Add(new("spec.runtimeClassName", $"'{className}' is not a RuntimeClass name"));
         }
 
-        ValidateModule(spec["module"], allowModulePath, errors);
+        // A container app names an image; a Wasm app a module. spec.runtime, if given, says which it must be.
+        var container = runtime == ApplicationSpec.ContainerRuntime || (runtime is null && spec["image"] is not null);
+        if (container)
+        {
+            if (spec["module"] is not null)
+            {
+                errors.Add(new("spec.module", "a container app runs spec.image, not a module: remove spec.module (or make it a Wasm app without spec.image)"));
+            }
+
+            ValidateContainer(spec, errors);
+        }
+        else
+        {
+            foreach (var field in ContainerFields.Where(spec.ContainsKey))
+            {
+                errors.Add(new($"spec.{field}", $"only container apps have spec.{field}: set spec.runtime: {ApplicationSpec.ContainerRuntime} (or a RuntimeClass with handler runc) and spec.image"));
+            }
+
+            ValidateModule(spec["module"], allowModulePath, errors);
+        }
 
         ValidateTriggers(spec["triggers"], errors);
 
@@ -511,6 +534,60 @@ public static partial class ManifestValidator
 
         UnknownFields(placement, "spec.placement", ["nodeSelector"], errors);
         ValidateStringMap(placement["nodeSelector"], "spec.placement.nodeSelector", errors, validateLabels: true);
+    }
+
+    private static readonly string[] RestartPolicies = ["Always", "OnFailure", "Never"];
+    private static readonly string[] WasmOnlyTriggers = ["timer", "topic"];
+    private static readonly string[] ProcessFields = ["command", "args"];
+
+    /// <summary>A container app: an image reference, the process to run, its port, restart policy; no Wasm-only fields.</summary>
+    private static void ValidateContainer(JsonObject spec, List<FieldError> errors)
+    {
+        if (spec["image"] is not { } imageNode)
+        {
+            errors.Add(new("spec.image", "required for a container app: an image pushed to the server's registry, as NAME:TAG or NAME@sha256:..."));
+        }
+        else if (AsString(imageNode, "spec.image", errors) is { } image && ImageReference.Parse(image) is { Error: { } problem })
+        {
+            errors.Add(new("spec.image", problem));
+        }
+
+        if (spec["imageDigest"] is { } digestNode && AsString(digestNode, "spec.imageDigest", errors) is { } digest && !Digest.IsValid(digest))
+        {
+            errors.Add(new("spec.imageDigest", $"'{digest}' is not a digest: expected 'sha256:' followed by 64 lowercase hex digits"));
+        }
+
+        foreach (var field in ProcessFields)
+        {
+            if (spec[field] is { } listNode && (listNode is not JsonArray list || list.Any(item => item is not JsonValue v || v.GetValueKind() != JsonValueKind.String)))
+            {
+                errors.Add(new($"spec.{field}", $"expected a list of strings, got {Describe(listNode)}"));
+            }
+        }
+
+        if (spec["port"] is { } portNode && (portNode is not JsonValue pv || pv.GetValueKind() != JsonValueKind.Number
+            || !int.TryParse(pv.ToJsonString(), System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out var port) || port is < 1 or > 65535))
+        {
+            errors.Add(new("spec.port", $"expected a TCP port (1-65535) the container listens on, got {Describe(portNode)}"));
+        }
+
+        if (spec["restartPolicy"] is { } policyNode && AsString(policyNode, "spec.restartPolicy", errors) is { } policy && !RestartPolicies.Contains(policy))
+        {
+            errors.Add(new("spec.restartPolicy", $"unknown restart policy '{policy}'; expected one of {string.Join(", ", RestartPolicies)}"));
+        }
+
+        if (spec["capabilities"] is not null)
+        {
+            errors.Add(new("spec.capabilities", "capabilities grant Wasm host functions; a container app has none: remove spec.capabilities"));
+        }
+
+        if (spec["triggers"] is JsonObject triggers)
+        {
+            foreach (var trigger in WasmOnlyTriggers.Where(triggers.ContainsKey))
+            {
+                errors.Add(new($"spec.triggers.{trigger}", $"container apps take http triggers only; a {trigger} trigger runs Wasm apps"));
+            }
+        }
     }
 
     private static void ValidateModule(JsonNode? node, bool allowModulePath, List<FieldError> errors)

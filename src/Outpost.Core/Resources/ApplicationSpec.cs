@@ -10,6 +10,33 @@ public sealed record ApplicationSpec
 
     public required ModuleRef Module { get; init; }
 
+    /// <summary>The runtime name of container apps (spec.runtime, or a RuntimeClass whose handler is runc).</summary>
+    public const string ContainerRuntime = "container";
+
+    /// <summary>A container app's image as the user wrote it (NAME:TAG or NAME@DIGEST), if it is one.</summary>
+    public string? Image { get; init; }
+
+    /// <summary>The image's manifest digest: written by the server when the app is applied (a tag resolved then), or given.</summary>
+    public string? ImageDigest { get; init; }
+
+    /// <summary>Replaces the image's Entrypoint (and its Cmd), as in Kubernetes.</summary>
+    public IReadOnlyList<string> Command { get; init; } = [];
+
+    /// <summary>Replaces the image's Cmd.</summary>
+    public IReadOnlyList<string> Args { get; init; } = [];
+
+    /// <summary>The TCP port the container listens on: its http route and the mesh reach it there. Default 8080.</summary>
+    public int Port { get; init; } = 8080;
+
+    /// <summary>Always (default), OnFailure or Never.</summary>
+    public string RestartPolicy { get; init; } = "Always";
+
+    /// <summary>True for a container app (runc), false for a Wasm app.</summary>
+    public bool IsContainer => Image is not null || Runtime == ContainerRuntime;
+
+    /// <summary>What the node fetches and runs: the image's manifest digest, or the module's.</summary>
+    public string? ArtifactDigest => IsContainer ? ImageDigest : Module.Digest;
+
     public HttpTrigger? Http { get; init; }
 
     /// <summary>Run every so often, if set.</summary>
@@ -55,7 +82,13 @@ public sealed record ApplicationSpec
         var limits = spec["limits"] as JsonObject;
         return new ApplicationSpec
         {
-            Runtime = Str(spec["runtime"]) ?? "wasm",
+            Runtime = Str(spec["runtime"]) ?? (spec["image"] is not null ? ContainerRuntime : "wasm"),
+            Image = Str(spec["image"]),
+            ImageDigest = Str(spec["imageDigest"]) ?? (Str(spec["image"]) is { } image ? ImageReference.Parse(image).Digest : null),
+            Command = (spec["command"] as JsonArray)?.Select(Str).OfType<string>().ToArray() ?? [],
+            Args = (spec["args"] as JsonArray)?.Select(Str).OfType<string>().ToArray() ?? [],
+            Port = Int(spec["port"]) ?? 8080,
+            RestartPolicy = Str(spec["restartPolicy"]) ?? "Always",
             Module = new ModuleRef(Str(module["digest"]), Str(module["path"])),
             Http = http is null ? null : new HttpTrigger(Str(http["route"]) ?? "/"),
             TimerEvery = every,
@@ -69,6 +102,8 @@ public sealed record ApplicationSpec
                 TimeoutMs = Int(limits["timeoutMs"]) ?? AppLimits.DefaultTimeoutMs,
                 MaxConcurrency = Int(limits["maxConcurrency"]) ?? AppLimits.DefaultMaxConcurrency,
                 MaxResponseBytes = Int(limits["maxResponseBytes"]) ?? AppLimits.DefaultMaxResponseBytes,
+                CpuMillis = Int(limits["cpuMillis"]),
+                MemoryGiven = limits["memoryMiB"] is not null,
             },
             NodeSelector = ResourceJson.ReadMap((spec["placement"] as JsonObject)?["nodeSelector"]),
             Readiness = spec["readinessProbe"] is JsonObject probe
@@ -176,4 +211,10 @@ public sealed record AppLimits
     public int MaxConcurrency { get; init; } = DefaultMaxConcurrency;
 
     public int MaxResponseBytes { get; init; } = DefaultMaxResponseBytes;
+
+    /// <summary>A container's CPU time in thousandths of a core (500 = half of one), if limited.</summary>
+    public int? CpuMillis { get; init; }
+
+    /// <summary>True when spec.limits.memoryMiB was written: a container is limited only then (a Wasm app always is).</summary>
+    public bool MemoryGiven { get; init; }
 }

@@ -26,12 +26,43 @@ public sealed class ResourceWriter(IControlPlaneStore store, Wasm.Hosting.WasmHo
         var kind = (body["kind"] as JsonValue)?.ToString() ?? "object";
         var name = ((body["metadata"] as JsonObject)?["name"] as JsonValue)?.ToString();
         var errors = ManifestValidator.Validate(body, allowModulePath: false).ToList();
-        if (errors.Count == 0 && body["spec"]?["runtimeClassName"] is JsonValue classValue
-            && classValue.GetValue<string>() is var className
-            && batchRuntimeClasses?.Contains(className) != true
-            && await store.GetAsync(ResourceKind.RuntimeClass.Kind, className, cancellationToken) is null)
+        if (errors.Count == 0 && body["spec"]?["runtimeClassName"] is JsonValue classValue && classValue.GetValue<string>() is var className)
         {
-            errors.Add(new FieldError("spec.runtimeClassName", $"RuntimeClass \"{className}\" not found: apply one first (handler: {string.Join(", ", ManifestValidator.RuntimeHandlers)})"));
+            var handler = batchRuntimeClasses?.Contains(className) == true
+                ? batch?.FirstOrDefault(o => (o["kind"] as JsonValue)?.ToString() == ResourceKind.RuntimeClass.Kind && (o["metadata"]?["name"] as JsonValue)?.ToString() == className)?["handler"]?.ToString()
+                : await store.GetAsync(ResourceKind.RuntimeClass.Kind, className, cancellationToken) is { } runtimeClass ? (string?)runtimeClass.Spec()["handler"] : null;
+            var container = ApplicationSpec.FromJson((JsonObject)body["spec"]!).IsContainer;
+            if (handler is null && batchRuntimeClasses?.Contains(className) != true)
+            {
+                errors.Add(new FieldError("spec.runtimeClassName", $"RuntimeClass \"{className}\" not found: apply one first (handler: {string.Join(", ", ManifestValidator.RuntimeHandlers)})"));
+            }
+            else if (handler == ManifestValidator.ContainerHandler && !container)
+            {
+                errors.Add(new FieldError("spec.image", $"RuntimeClass \"{className}\" runs containers (handler runc): give spec.image instead of a module"));
+            }
+            else if (handler is not null && handler != ManifestValidator.ContainerHandler && container)
+            {
+                errors.Add(new FieldError("spec.runtimeClassName", $"RuntimeClass \"{className}\" runs WebAssembly (handler {handler}); a container app (spec.image) needs one whose handler is runc"));
+            }
+        }
+
+        if (errors.Count == 0 && kind == ResourceKind.Application.Kind && body["spec"]?["image"] is JsonValue imageValue)
+        {
+            // The tag is resolved now: the revision names the image's bytes, and a later push to the tag is a new revision only when applied.
+            var reference = ImageReference.Parse(imageValue.GetValue<string>());
+            var digest = reference.Digest ?? await store.GetImageTagAsync(reference.Repository, reference.Tag!, cancellationToken);
+            if (digest is null)
+            {
+                errors.Add(new FieldError("spec.image", $"image {reference.Repository}:{reference.Tag} is not in the server's registry: push it first (skopeo copy ... docker://SERVER/{reference.Repository}:{reference.Tag}, or outpost push)"));
+            }
+            else if (await store.GetBlobSizeAsync(digest, cancellationToken) is null)
+            {
+                errors.Add(new FieldError("spec.image", $"image manifest {digest} is not in the server's registry: push the image first"));
+            }
+            else
+            {
+                body["spec"]!["imageDigest"] = digest;
+            }
         }
 
         if (errors.Count == 0 && body["spec"]?["module"]?["digest"] is JsonValue digestValue)

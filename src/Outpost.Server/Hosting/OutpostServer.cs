@@ -209,6 +209,7 @@ public sealed partial class OutpostServer : IAsyncDisposable
         services.AddHostedService<Mesh.EndpointProber>();
         services.AddSingleton<Monitoring.IMetricsSource, Mesh.MeshMetrics>();
         services.AddSingleton<ResourceWriter>();
+        services.AddSingleton<Registry.ImageBlobs>();
         // Only validates pushed modules: a small pool is plenty.
         services.AddSingleton(_ => new WasmHost(new WasmHostOptions { MaxInstances = 4 }));
         services.AddGrpc(o => o.MaxReceiveMessageSize = 4 * 1024 * 1024);

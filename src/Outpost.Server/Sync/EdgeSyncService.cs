@@ -23,6 +23,7 @@ public sealed partial class EdgeSyncService(
     ResourceView view,
     BucketSync buckets,
     NodeDesiredState desiredState,
+    Registry.ImageBlobs imageBlobs,
     ChangeRouter router,
     RolloutController rollouts,
     Monitoring.MetricsRecorder metrics,
@@ -663,14 +664,27 @@ public sealed partial class EdgeSyncService(
         ArgumentNullException.ThrowIfNull(context);
         var ct = context.CancellationToken;
         var node = await AuthenticateNodeAsync(context);
-        // A node may fetch only the modules of apps placed on it.
+        // A node may fetch only the modules and image blobs of apps placed on it.
         var nodeResource = await store.GetAsync(ResourceKind.Node.Kind, node, ct);
-        var placed = nodeResource is not null && (await desiredState.ForNodeAsync(nodeResource, await store.GetRevisionAsync(ct), ct))
-            .Any(r => r.Kind == ResourceKind.Application.Kind && ApplicationSpec.FromJson(r.Spec()).Module.Digest == request.Digest);
+        var placed = false;
+        if (nodeResource is not null)
+        {
+            foreach (var app in (await desiredState.ForNodeAsync(nodeResource, await store.GetRevisionAsync(ct), ct))
+                .Where(r => r.Kind == ResourceKind.Application.Kind).Select(r => ApplicationSpec.FromJson(r.Spec())))
+            {
+                if (app.ArtifactDigest == request.Digest
+                    || (app.IsContainer && app.ImageDigest is { } image && (await imageBlobs.OfAsync(image, ct)).Contains(request.Digest)))
+                {
+                    placed = true;
+                    break;
+                }
+            }
+        }
+
         if (!placed)
         {
             LogBlobDenied(logger, node, request.Digest);
-            throw new RpcException(new Status(StatusCode.PermissionDenied, $"node '{node}' runs no app with module {request.Digest}"));
+            throw new RpcException(new Status(StatusCode.PermissionDenied, $"node '{node}' runs no app with module or image blob {request.Digest}"));
         }
 
         var size = await store.GetBlobSizeAsync(request.Digest, ct)
