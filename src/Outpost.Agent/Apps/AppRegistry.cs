@@ -9,18 +9,17 @@ using Outpost.Wasm.Hosting;
 
 namespace Outpost.Agent.Apps;
 
-/// <summary>A loaded app: its compiled module and spec, shared by in-flight requests.</summary>
+/// <summary>A loaded app: its spec and what its runtime made of it (a compiled module, a container), shared by in-flight requests.</summary>
 public sealed class LoadedApp
 {
     private int _users = 1; // the registry's own reference
-    private readonly WasmModule _module;
 
-    internal LoadedApp(AppVersion version, ApplicationSpec spec, WasmModule module, string nodeName, Wasm.Host.HostGrant grant)
+    internal LoadedApp(AppVersion version, ApplicationSpec spec, IAppInstance instance, string nodeName, Wasm.Host.HostGrant grant)
     {
         Grant = grant;
         Version = version;
         Spec = spec;
-        _module = module;
+        Instance = instance;
         Gate = new ConcurrencyGate(spec.Limits.MaxConcurrency, spec.Limits.MaxConcurrency);
         // The app's granted environment, plus who and where it is.
         Env = new Dictionary<string, string>(spec.Env, StringComparer.Ordinal)
@@ -45,7 +44,12 @@ public sealed class LoadedApp
     /// <summary>What this app may call in the outpost module.</summary>
     internal Wasm.Host.HostGrant Grant { get; }
 
-    internal WasmModule Module => _module;
+    /// <summary>The revision in its runtime: serves requests and probes.</summary>
+    public IAppInstance Instance { get; }
+
+    /// <summary>A Wasm app's compiled module (events run only in Wasm apps).</summary>
+    internal WasmModule Module => (Instance as WasmAppInstance)?.Module
+        ?? throw new InvalidOperationException($"app '{Name}' is not a Wasm app");
 
     /// <summary>Bounds this app's concurrent requests (spec.limits.maxConcurrency) and its queue.</summary>
     internal ConcurrencyGate Gate { get; }
@@ -83,12 +87,12 @@ public sealed class LoadedApp
         }
     }
 
-    /// <summary>Drops a reference; the module is freed when the last one goes, never under a running request.</summary>
+    /// <summary>Drops a reference; the instance is freed (a module, a container stopped) when the last one goes, never under a running request.</summary>
     internal void Release()
     {
         if (Interlocked.Decrement(ref _users) == 0)
         {
-            _module.Dispose();
+            Instance.Dispose();
             Gate.Dispose();
         }
     }
@@ -105,7 +109,7 @@ public sealed record AppStatus(string State, string Message, long Generation, lo
 /// the previous back on its own (no server needed) and will not run that revision again.
 /// </summary>
 public sealed partial class AppRegistry(WasmHost host, ModuleCache modules, string nodeName, Host.AgentHostServices services, ILogger<AppRegistry> logger,
-    AgentStore? store = null, TimeProvider? time = null) : IDisposable
+    AgentStore? store = null, TimeProvider? time = null, IAppRuntime? containers = null) : IDisposable
 {
     private readonly Lock _lock = new();
     private readonly TimeProvider _time = time ?? TimeProvider.System;
@@ -217,20 +221,7 @@ public sealed partial class AppRegistry(WasmHost host, ModuleCache modules, stri
 
                 try
                 {
-                    if (spec.Limits.MemoryMiB > host.MaxMemoryMiB)
-                    {
-                        throw new ModuleRejectedException($"limits.memoryMiB {spec.Limits.MemoryMiB} exceeds this node's maximum of {host.MaxMemoryMiB} MiB");
-                    }
-
-                    var capabilities = spec.Capabilities.ToHashSet(StringComparer.Ordinal);
-                    var childFailures = host.ChildFailures;
-                    var module = host.Load(version.Name, version.Digest, () => modules.Read(version.Digest), capabilities);
-                    if (host.ChildFailures != childFailures)
-                    {
-                        LogCompiledHere(logger, version.Name, host.LastChildFailure ?? "");
-                    }
-
-                    var candidate = new LoadedApp(version, spec, module, nodeName, new Wasm.Host.HostGrant(version.Name, capabilities, services) { Revision = version.Generation, HttpOut = spec.HttpOut.ToHashSet(StringComparer.Ordinal) });
+                    var candidate = Load(version, spec);
                     next.TryGetValue(version.Name, out var old);
                     if (Probe(candidate) is { } failure)
                     {
@@ -282,9 +273,9 @@ public sealed partial class AppRegistry(WasmHost host, ModuleCache modules, stri
 
                     next[version.Name] = candidate;
                     _status[version.Name] = new AppStatus("Ready", "", version.Generation);
-                    LogLoaded(logger, version.Name, version.Generation, version.Digest, module.FromCache ? "precompiled cache" : "compiled");
+                    LogLoaded(logger, version.Name, version.Generation, version.Digest, candidate.Instance.Source);
                 }
-                catch (Exception ex) when (ex is ModuleRejectedException or IOException or Wasmtime.WasmtimeException)
+                catch (Exception ex) when (ex is ModuleRejectedException or IOException or Wasmtime.WasmtimeException or AppLoadException)
                 {
                     // Keep serving the previous version, if any, and report the failure.
                     _status[version.Name] = new AppStatus("Failed", ex.Message, version.Generation);
@@ -423,7 +414,7 @@ public sealed partial class AppRegistry(WasmHost host, ModuleCache modules, stri
     {
         var specObject = JsonNode.Parse(resource.Json)!.AsObject()["spec"]!.AsObject();
         var spec = ApplicationSpec.FromJson(specObject);
-        return (new AppVersion(resource.Name, resource.Generation, spec.Module.Digest ?? "", JsonCanonical.Serialize(specObject)), spec);
+        return (new AppVersion(resource.Name, resource.Generation, spec.ArtifactDigest ?? "", JsonCanonical.Serialize(specObject)), spec);
     }
 
     /// <summary>The last revision that served on this node, loaded and probed again; null when there is none (or it fails too).</summary>
@@ -437,9 +428,7 @@ public sealed partial class AppRegistry(WasmHost host, ModuleCache modules, stri
         try
         {
             var (version, spec) = Parse(resource);
-            var capabilities = spec.Capabilities.ToHashSet(StringComparer.Ordinal);
-            var module = host.Load(version.Name, version.Digest, () => modules.Read(version.Digest), capabilities);
-            var app = new LoadedApp(version, spec, module, nodeName, new Wasm.Host.HostGrant(version.Name, capabilities, services) { Revision = version.Generation, HttpOut = spec.HttpOut.ToHashSet(StringComparer.Ordinal) });
+            var app = Load(version, spec);
             if (Probe(app) is null)
             {
                 LogFellBack(logger, version.Name, version.Generation, failing.Generation);
@@ -448,7 +437,7 @@ public sealed partial class AppRegistry(WasmHost host, ModuleCache modules, stri
 
             app.Release();
         }
-        catch (Exception ex) when (ex is ModuleRejectedException or IOException or Wasmtime.WasmtimeException)
+        catch (Exception ex) when (ex is ModuleRejectedException or IOException or Wasmtime.WasmtimeException or AppLoadException)
         {
             LogLoadFailed(logger, failing.Name, ex.Message);
         }
@@ -456,19 +445,67 @@ public sealed partial class AppRegistry(WasmHost host, ModuleCache modules, stri
         return null;
     }
 
-    /// <summary>Runs a new revision's readiness probe in a fresh instance, before it is routed; null when it passed (or has none).</summary>
-    private string? Probe(LoadedApp candidate)
+    /// <summary>Runs a new revision's readiness probe in its runtime, before it is routed; null when it passed (or has none).</summary>
+    private static string? Probe(LoadedApp candidate)
     {
-        if (candidate.Spec.Readiness is not { } probe || candidate.Spec.Http is not { } http)
+        if (candidate.Spec.Readiness is not { } probe || candidate.Spec.Http is null)
         {
             return null;
         }
 
-        var request = new Wasm.Wagi.WagiRequest { Method = "GET", Path = probe.Path, Route = http.Route, RemoteAddress = "127.0.0.1" };
-        var outcome = new Wasm.Wagi.WagiRunner(host).Handle(candidate.Module, request, candidate.EncodedEnv, candidate.Spec.Limits, candidate.Grant);
-        return outcome.Response.Status == probe.ExpectStatus
-            ? null
-            : $"GET {probe.Path} answered {outcome.Response.Status} (expected {probe.ExpectStatus}){(outcome.Error is null ? "" : ": " + outcome.Error)}";
+        return candidate.Instance.ProbeAsync(candidate, probe, CancellationToken.None).GetAwaiter().GetResult();
+    }
+
+    /// <summary>Readies a revision in its runtime: a Wasm module compiled (or mapped from the cache), or a container started.</summary>
+    private LoadedApp Load(AppVersion version, ApplicationSpec spec)
+    {
+        var capabilities = spec.Capabilities.ToHashSet(StringComparer.Ordinal);
+        var grant = new Wasm.Host.HostGrant(version.Name, capabilities, services) { Revision = version.Generation, HttpOut = spec.HttpOut.ToHashSet(StringComparer.Ordinal) };
+        if (spec.IsContainer)
+        {
+            if (containers is null)
+            {
+                throw new AppLoadException("this node runs no containers (the agent was started without a container runtime)");
+            }
+
+            if (containers.Unavailable is { } why)
+            {
+                throw new AppLoadException($"this node cannot run containers: {why}");
+            }
+
+            return new LoadedApp(version, spec, containers.Load(version, spec, (state, message) => RuntimeChanged(version, state, message)), nodeName, grant);
+        }
+
+        if (spec.Limits.MemoryMiB > host.MaxMemoryMiB)
+        {
+            throw new ModuleRejectedException($"limits.memoryMiB {spec.Limits.MemoryMiB} exceeds this node's maximum of {host.MaxMemoryMiB} MiB");
+        }
+
+        var childFailures = host.ChildFailures;
+        var module = host.Load(version.Name, version.Digest, () => modules.Read(version.Digest), capabilities);
+        if (host.ChildFailures != childFailures)
+        {
+            LogCompiledHere(logger, version.Name, host.LastChildFailure ?? "");
+        }
+
+        return new LoadedApp(version, spec, new WasmAppInstance(module, host), nodeName, grant);
+    }
+
+    /// <summary>A runtime says how a serving revision is doing (a container that crashed, or runs again).</summary>
+    private void RuntimeChanged(AppVersion version, string state, string message)
+    {
+        lock (_lock)
+        {
+            if (!_apps.TryGetValue(version.Name, out var serving) || serving.Version != version)
+            {
+                return; // still loading, or no longer serving: its load or its successor says the status
+            }
+
+            _status[version.Name] = state == "Running" ? new AppStatus("Ready", "", version.Generation) : new AppStatus(state, message, version.Generation);
+        }
+
+        LogRuntimeState(logger, version.Name, version.Generation, state, message);
+        StatusChanged?.Invoke();
     }
 
     /// <summary>The serving revision of app <paramref name="name"/> on this node, if it runs here.</summary>
@@ -558,6 +595,9 @@ public sealed partial class AppRegistry(WasmHost host, ModuleCache modules, stri
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "App '{App}' failed to load: {Reason}")]
     private static partial void LogLoadFailed(ILogger logger, string app, string reason);
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "App '{App}' revision {Generation} is {State} {Message}")]
+    private static partial void LogRuntimeState(ILogger logger, string app, long generation, string state, string message);
 
     [LoggerMessage(Level = LogLevel.Information, Message = "App '{App}' stopped")]
     private static partial void LogStopped(ILogger logger, string app);

@@ -9,16 +9,13 @@ using Outpost.Wasm.Wagi;
 namespace Outpost.Agent.Gateway;
 
 /// <summary>
-/// The node's local HTTP gateway: routes each request by path prefix to an app and runs it
-/// in a fresh Wasm instance. A failing app fails only its own request.
+/// The node's local HTTP gateway: routes each request by path prefix to an app, which its runtime
+/// answers (a fresh Wasm instance, or the app's container). A failing app fails only its own request.
 /// </summary>
 public sealed partial class GatewayHandler(AppRegistry apps, WagiRunner runner, GuestThreads threads, TriggerScheduler triggers, Sync.SyncClient sync,
     State.AgentStore store, State.LocalDataStore data, Host.AgentHostServices services, Monitoring.AgentMetrics metrics, Monitoring.LogRing logs, AgentOptions options, ILogger<GatewayHandler> logger)
 {
-    private static readonly HashSet<string> HopByHop = new(StringComparer.OrdinalIgnoreCase)
-    {
-        "Connection", "Keep-Alive", "Transfer-Encoding", "Upgrade", "Content-Length", "Proxy-Connection", "TE", "Trailer",
-    };
+    private readonly ServeServices _serving = new(logs, options.MaxRequestBodyBytes, logger, runner, threads);
 
     public async Task HandleAsync(HttpContext context)
     {
@@ -98,66 +95,11 @@ public sealed partial class GatewayHandler(AppRegistry apps, WagiRunner runner, 
 
         try
         {
-            var body = await ReadBodyAsync(context, options.MaxRequestBodyBytes);
-            if (body is null)
+            var outcome = await app.Instance.ServeAsync(context, new AppRequest(app, route, path, _serving));
+            if (outcome.Counted)
             {
-                app.Counters.RecordLimit(AppLimitKind.Body);
-                await WriteTextAsync(context, 413, $"413 request body larger than {options.MaxRequestBodyBytes} bytes\n");
-                return;
+                apps.Observe(app, outcome.Status, System.Diagnostics.Stopwatch.GetElapsedTime(started).TotalSeconds, outcome.Limit, outcome.MemoryBytes);
             }
-
-            var request = new WagiRequest
-            {
-                Method = context.Request.Method,
-                Path = path,
-                Query = context.Request.QueryString.HasValue ? context.Request.QueryString.Value![1..] : "",
-                Route = route,
-                Headers = CopyHeaders(context.Request.Headers),
-                Body = body.Value,
-                Host = context.Request.Host.Host,
-                Port = context.Request.Host.Port ?? context.Connection.LocalPort,
-                RemoteAddress = context.Connection.RemoteIpAddress?.ToString() ?? "",
-                Scheme = context.Request.Scheme,
-            };
-            WagiOutcome outcome;
-            var run = threads.Enter();
-            try
-            {
-                outcome = runner.Handle(app.Module, request, app.EncodedEnv, app.Spec.Limits, app.Grant);
-            }
-            finally
-            {
-                threads.Exit(run);
-            }
-
-            if (outcome.Stderr is { } stderr)
-            {
-                // The app's stderr is its log: one line each, error level when the request failed.
-                foreach (var line in stderr.Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
-                {
-                    logs.Write(outcome.Error is null ? "info" : "error", app.Name, app.Version.Generation, line);
-                }
-            }
-
-            if (outcome.Error is not null)
-            {
-                logs.Write("error", app.Name, app.Version.Generation, $"{context.Request.Method} {path} answered {outcome.Response.Status}: {outcome.Error}");
-                LogAppFailed(logger, app.Name, path, outcome.Response.Status, outcome.Error, outcome.Stderr ?? "");
-            }
-
-            apps.Observe(app, outcome.Response.Status, System.Diagnostics.Stopwatch.GetElapsedTime(started).TotalSeconds, outcome.Limit, outcome.MemoryBytes);
-            var response = context.Response;
-            response.StatusCode = outcome.Response.Status;
-            foreach (var (name, value) in outcome.Response.Headers)
-            {
-                if (!HopByHop.Contains(name))
-                {
-                    response.Headers.Append(name, value);
-                }
-            }
-
-            response.ContentLength = outcome.Response.Body.Length;
-            await response.Body.WriteAsync(outcome.Response.Body, context.RequestAborted);
         }
         finally
         {
@@ -296,17 +238,6 @@ public sealed partial class GatewayHandler(AppRegistry apps, WagiRunner runner, 
         context.Response.StatusCode = 204;
     }
 
-    private static List<KeyValuePair<string, string>> CopyHeaders(IHeaderDictionary headers)
-    {
-        var list = new List<KeyValuePair<string, string>>(headers.Count);
-        foreach (var header in headers)
-        {
-            list.Add(new(header.Key, header.Value.ToString()));
-        }
-
-        return list;
-    }
-
     private static async Task<ReadOnlyMemory<byte>?> ReadBodyAsync(HttpContext context, int limit)
     {
         if (context.Request.ContentLength is 0 || (context.Request.ContentLength is null && context.Request.Headers.TransferEncoding.Count == 0))
@@ -341,7 +272,4 @@ public sealed partial class GatewayHandler(AppRegistry apps, WagiRunner runner, 
         context.Response.ContentType = "text/plain; charset=utf-8";
         return context.Response.WriteAsync(text, Encoding.UTF8, context.RequestAborted);
     }
-
-    [LoggerMessage(Level = LogLevel.Warning, Message = "App '{App}' failed {Path} with {Status}: {Error} {Stderr}")]
-    private static partial void LogAppFailed(ILogger logger, string app, string path, int status, string error, string stderr);
 }

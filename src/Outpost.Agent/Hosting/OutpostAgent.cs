@@ -233,7 +233,7 @@ public sealed partial class OutpostAgent : IAsyncDisposable
         registry.Reconcile(store.LoadDesired());
         var elapsed = System.Diagnostics.Stopwatch.GetElapsedTime(started).TotalMilliseconds;
         var loaded = registry.Loaded;
-        var fromCache = loaded.Count(a => a.Module.FromCache);
+        var fromCache = loaded.Count(a => a.Instance is WasmAppInstance { Module.FromCache: true });
         var logger = _app.Services.GetRequiredService<ILogger<OutpostAgent>>();
         LogLocalStateLoaded(logger, loaded.Count, elapsed, fromCache);
 

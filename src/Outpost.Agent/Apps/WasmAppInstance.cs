@@ -1,0 +1,150 @@
+using Microsoft.AspNetCore.Http;
+using Microsoft.Extensions.Logging;
+using Outpost.Core.Resources;
+using Outpost.Wasm.Hosting;
+using Outpost.Wasm.Wagi;
+
+namespace Outpost.Agent.Apps;
+
+/// <summary>A Wasm revision: its compiled module, a fresh instance per request (WAGI over in-memory stdio).</summary>
+public sealed partial class WasmAppInstance(WasmModule module, WasmHost host) : IAppInstance
+{
+    private static readonly HashSet<string> HopByHop = new(StringComparer.OrdinalIgnoreCase)
+    {
+        "Connection", "Keep-Alive", "Transfer-Encoding", "Upgrade", "Content-Length", "Proxy-Connection", "TE", "Trailer",
+    };
+
+    internal WasmModule Module => module;
+
+    public string Source => module.FromCache ? "precompiled cache" : "compiled";
+
+    public async Task<ServeOutcome> ServeAsync(HttpContext context, AppRequest request)
+    {
+        ArgumentNullException.ThrowIfNull(context);
+        ArgumentNullException.ThrowIfNull(request);
+        var (app, route, path, services) = request;
+        var body = await ReadBodyAsync(context, services.MaxRequestBodyBytes);
+        if (body is null)
+        {
+            app.Counters.RecordLimit(AppLimitKind.Body);
+            await WriteTextAsync(context, 413, $"413 request body larger than {services.MaxRequestBodyBytes} bytes\n");
+            return new ServeOutcome(413) { Counted = false };
+        }
+
+        var wagi = new WagiRequest
+        {
+            Method = context.Request.Method,
+            Path = path,
+            Query = context.Request.QueryString.HasValue ? context.Request.QueryString.Value![1..] : "",
+            Route = route,
+            Headers = CopyHeaders(context.Request.Headers),
+            Body = body.Value,
+            Host = context.Request.Host.Host,
+            Port = context.Request.Host.Port ?? context.Connection.LocalPort,
+            RemoteAddress = context.Connection.RemoteIpAddress?.ToString() ?? "",
+            Scheme = context.Request.Scheme,
+        };
+        WagiOutcome outcome;
+        var run = services.Threads.Enter();
+        try
+        {
+            outcome = services.Runner.Handle(module, wagi, app.EncodedEnv, app.Spec.Limits, app.Grant);
+        }
+        finally
+        {
+            services.Threads.Exit(run);
+        }
+
+        if (outcome.Stderr is { } stderr)
+        {
+            // The app's stderr is its log: one line each, error level when the request failed.
+            foreach (var line in stderr.Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
+            {
+                services.Logs.Write(outcome.Error is null ? "info" : "error", app.Name, app.Version.Generation, line);
+            }
+        }
+
+        if (outcome.Error is not null)
+        {
+            services.Logs.Write("error", app.Name, app.Version.Generation, $"{context.Request.Method} {path} answered {outcome.Response.Status}: {outcome.Error}");
+            LogAppFailed(services.Logger, app.Name, path, outcome.Response.Status, outcome.Error, outcome.Stderr ?? "");
+        }
+
+        var response = context.Response;
+        response.StatusCode = outcome.Response.Status;
+        foreach (var (name, value) in outcome.Response.Headers)
+        {
+            if (!HopByHop.Contains(name))
+            {
+                response.Headers.Append(name, value);
+            }
+        }
+
+        response.ContentLength = outcome.Response.Body.Length;
+        await response.Body.WriteAsync(outcome.Response.Body, context.RequestAborted);
+        return new ServeOutcome(outcome.Response.Status, outcome.Limit, outcome.MemoryBytes);
+    }
+
+    /// <summary>Runs the probe in a fresh instance, as a request would be.</summary>
+    public Task<string?> ProbeAsync(LoadedApp app, ReadinessProbe probe, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(app);
+        ArgumentNullException.ThrowIfNull(probe);
+        var request = new WagiRequest { Method = "GET", Path = probe.Path, Route = app.Spec.Http!.Route, RemoteAddress = "127.0.0.1" };
+        var outcome = new WagiRunner(host).Handle(module, request, app.EncodedEnv, app.Spec.Limits, app.Grant);
+        return Task.FromResult(outcome.Response.Status == probe.ExpectStatus
+            ? null
+            : $"GET {probe.Path} answered {outcome.Response.Status} (expected {probe.ExpectStatus}){(outcome.Error is null ? "" : ": " + outcome.Error)}");
+    }
+
+    public void Dispose() => module.Dispose();
+
+    internal static List<KeyValuePair<string, string>> CopyHeaders(IHeaderDictionary headers)
+    {
+        var list = new List<KeyValuePair<string, string>>(headers.Count);
+        foreach (var header in headers)
+        {
+            list.Add(new(header.Key, header.Value.ToString()));
+        }
+
+        return list;
+    }
+
+    internal static async Task<ReadOnlyMemory<byte>?> ReadBodyAsync(HttpContext context, int limit)
+    {
+        if (context.Request.ContentLength is 0 || (context.Request.ContentLength is null && context.Request.Headers.TransferEncoding.Count == 0))
+        {
+            return ReadOnlyMemory<byte>.Empty;
+        }
+
+        if (context.Request.ContentLength > limit)
+        {
+            return null;
+        }
+
+        using var buffer = new MemoryStream();
+        var chunk = new byte[16 * 1024];
+        int n;
+        while ((n = await context.Request.Body.ReadAsync(chunk, context.RequestAborted)) > 0)
+        {
+            if (buffer.Length + n > limit)
+            {
+                return null;
+            }
+
+            buffer.Write(chunk, 0, n);
+        }
+
+        return buffer.ToArray();
+    }
+
+    internal static Task WriteTextAsync(HttpContext context, int status, string text)
+    {
+        context.Response.StatusCode = status;
+        context.Response.ContentType = "text/plain; charset=utf-8";
+        return context.Response.WriteAsync(text, System.Text.Encoding.UTF8, context.RequestAborted);
+    }
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "App '{App}' failed {Path} with {Status}: {Error} {Stderr}")]
+    private static partial void LogAppFailed(ILogger logger, string app, string path, int status, string error, string stderr);
+}
