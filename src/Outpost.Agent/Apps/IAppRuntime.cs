@@ -65,3 +65,13 @@ public sealed class AppLoadException : Exception
     {
     }
 }
+
+/// <summary>The runtimes this node has beside Wasm: containers, on Linux, when runc is installed (else apps say why not).</summary>
+public sealed class AgentRuntimes
+{
+    [System.Runtime.Versioning.SupportedOSPlatform("linux")]
+    public ContainerAppRuntime? Containers { get; init; }
+
+    /// <summary>The container runtime as the registry takes it (null where there is none).</summary>
+    public IAppRuntime? ContainerRuntime { get; init; }
+}

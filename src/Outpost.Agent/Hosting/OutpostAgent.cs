@@ -169,7 +169,18 @@ public sealed partial class OutpostAgent : IAsyncDisposable
             var store = sp.GetRequiredService<AgentStore>();
             var host = sp.GetRequiredService<Host.AgentHostServices>();
             var modules = sp.GetRequiredService<ModuleCache>();
-            return new AppRegistry(sp.GetRequiredService<WasmHost>(), modules, options.NodeName, host, sp.GetRequiredService<ILogger<AppRegistry>>(), store);
+            return new AppRegistry(sp.GetRequiredService<WasmHost>(), modules, options.NodeName, host, sp.GetRequiredService<ILogger<AppRegistry>>(), store,
+                containers: sp.GetRequiredService<AgentRuntimes>().ContainerRuntime);
+        });
+        services.AddSingleton(sp =>
+        {
+            if (!OperatingSystem.IsLinux())
+            {
+                return new AgentRuntimes();
+            }
+
+            var containers = new ContainerAppRuntime(options.DataDir, options.NodeName, sp.GetRequiredService<Monitoring.LogRing>(), sp.GetRequiredService<ILoggerFactory>().CreateLogger("Outpost.Agent.Apps.ContainerAppRuntime"));
+            return new AgentRuntimes { Containers = containers, ContainerRuntime = containers };
         });
         services.AddSingleton<WagiRunner>();
         services.AddSingleton<Wasm.Events.EventRunner>();
@@ -253,7 +264,12 @@ public sealed partial class OutpostAgent : IAsyncDisposable
 
     public async ValueTask DisposeAsync()
     {
-        await _app.DisposeAsync();
+        var runtimes = _app.Services.GetRequiredService<AgentRuntimes>();
+        await _app.DisposeAsync(); // the registry lets go of its apps: their containers stop
+        if (OperatingSystem.IsLinux() && runtimes.Containers is { } containers)
+        {
+            await containers.DisposeAsync();
+        }
     }
 
     [LoggerMessage(Level = LogLevel.Information, Message = "Serving {Apps} apps from local state, loaded in {Milliseconds:F1} ms ({Cached} from the precompiled cache)")]

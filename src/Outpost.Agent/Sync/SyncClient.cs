@@ -37,7 +37,8 @@ public sealed partial class SyncClient(
     Mesh.MeshClient mesh,
     Mesh.MeshPeers peers,
     TimeProvider time,
-    ILogger<SyncClient> logger) : BackgroundService
+    ILogger<SyncClient> logger,
+    Apps.AgentRuntimes? runtimes = null) : BackgroundService
 {
     private readonly OutageLog _outage = new(time);
     private readonly Channel<bool> _statusChanged = Channel.CreateBounded<bool>(new BoundedChannelOptions(1) { FullMode = BoundedChannelFullMode.DropWrite });
@@ -844,9 +845,21 @@ public sealed partial class SyncClient(
             {
                 var spec = JsonNode.Parse(resource.Json)?["spec"] as JsonObject
                     ?? throw new InvalidDataException($"application '{resource.Name}' arrived without a spec");
-                var digest = ApplicationSpec.FromJson(spec).Module.Digest
-                    ?? throw new InvalidDataException($"application '{resource.Name}' arrived without a module digest");
-                await EnsureModuleAsync(client, headers, digest, ct);
+                var app = ApplicationSpec.FromJson(spec);
+                var digest = app.ArtifactDigest
+                    ?? throw new InvalidDataException($"application '{resource.Name}' arrived without a {(app.IsContainer ? "image" : "module")} digest");
+                if (!app.IsContainer)
+                {
+                    await EnsureModuleAsync(client, headers, digest, ct);
+                }
+                else if (OperatingSystem.IsLinux() && runtimes?.Containers is { } containers)
+                {
+                    var bytes = await containers.EnsureImageAsync(digest, (blob, offset, path, token) => FetchBlobAsync(client, headers, blob, offset, path, token), ct);
+                    if (bytes > 0)
+                    {
+                        LogImageFetched(logger, app.Image ?? digest, digest, bytes);
+                    }
+                }
             }
 
             var json = resource.Kind == ResourceKind.Secret.Kind ? SealSecret(resource.Name, resource.Json) : resource.Json;
@@ -919,6 +932,24 @@ public sealed partial class SyncClient(
         LogModuleFetched(logger, digest, offset);
     }
 
+    /// <summary>Appends a blob's bytes from <paramref name="offset"/> to <paramref name="path"/>, over the node's connection.</summary>
+    private static async Task FetchBlobAsync(EdgeSync.EdgeSyncClient client, Metadata headers, string digest, long offset, string path, CancellationToken ct)
+    {
+        using var call = client.FetchBlob(new FetchBlobRequest { Digest = digest, Offset = offset }, headers, cancellationToken: ct);
+        await using var file = new FileStream(path, FileMode.Append, FileAccess.Write, FileShare.None);
+        await foreach (var chunk in call.ResponseStream.ReadAllAsync(ct))
+        {
+            if (chunk.Offset != file.Length)
+            {
+                throw new InvalidDataException($"blob {digest}: chunk at offset {chunk.Offset}, expected {file.Length}");
+            }
+
+            chunk.Data.WriteTo(file);
+        }
+
+        file.Flush(flushToDisk: true);
+    }
+
     private static string Describe(Exception ex) => ex switch
     {
         RpcException rpc => $"{rpc.StatusCode}: {rpc.Status.Detail}",
@@ -979,6 +1010,9 @@ public sealed partial class SyncClient(
 
     [LoggerMessage(Level = LogLevel.Debug, Message = "Bucket {Bucket}: merged {Count} cloud values ({Changed} changed), now at bucket revision {Revision}")]
     private static partial void LogKvApplied(ILogger logger, string bucket, int count, int changed, long revision);
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "Fetched image {Image} ({Digest}): {Bytes} bytes of blobs this node did not have")]
+    private static partial void LogImageFetched(ILogger logger, string image, string digest, long bytes);
 
     [LoggerMessage(Level = LogLevel.Information, Message = "Fetched module {Digest} (resumed at byte {Offset})")]
     private static partial void LogModuleFetched(ILogger logger, string digest, long offset);

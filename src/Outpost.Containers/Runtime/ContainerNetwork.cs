@@ -51,7 +51,6 @@ public sealed class ContainerNetwork
         _base = ToUInt(network.BaseAddress);
         _blocks = 1 << ((32 - network.PrefixLength) - 2);
         _allocations = allocationDirectory;
-        Directory.CreateDirectory(_allocations);
     }
 
     public IPNetwork Subnet { get; }
@@ -97,6 +96,11 @@ public sealed class ContainerNetwork
     public async Task ReclaimAsync(IReadOnlySet<string> keep, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(keep);
+        if (!Directory.Exists(_allocations))
+        {
+            return;
+        }
+
         foreach (var file in Directory.EnumerateFiles(_allocations))
         {
             if (!int.TryParse(Path.GetFileName(file), NumberStyles.None, CultureInfo.InvariantCulture, out var block))
@@ -123,6 +127,7 @@ public sealed class ContainerNetwork
 
     private int Allocate(string containerId)
     {
+        Directory.CreateDirectory(_allocations);
         // Start at a place that depends on the id, so agents starting together rarely race for one file.
         var start = (int)((uint)string.GetHashCode(containerId, StringComparison.Ordinal) % (uint)_blocks);
         for (var i = 0; i < _blocks; i++)
