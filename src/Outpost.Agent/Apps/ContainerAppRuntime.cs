@@ -284,6 +284,24 @@ public sealed partial class ContainerAppRuntime : IAppRuntime, IAsyncDisposable
         }
 
         await _network.ReclaimAsync(new HashSet<string>(StringComparer.Ordinal));
+        foreach (var controller in Directory.Exists("/sys/fs/cgroup") ? Directory.EnumerateDirectories("/sys/fs/cgroup") : [])
+        {
+            var parent = Path.Combine(controller, "outpost");
+            foreach (var leftover in Directory.Exists(parent) ? Directory.EnumerateDirectories(parent, _prefix + "-*") : [])
+            {
+                foreach (var dir in new[] { Path.Combine(leftover, "c"), leftover }.Where(Directory.Exists))
+                {
+                    try
+                    {
+                        Directory.Delete(dir); // rmdir: a cgroup holds pseudo-files only
+                    }
+                    catch (IOException)
+                    {
+                    }
+                }
+            }
+        }
+
         if (Directory.Exists(_bundles))
         {
             Directory.Delete(_bundles, recursive: true);
@@ -327,7 +345,7 @@ public sealed class ContainerAppInstance(ContainerInstance container, int port, 
         ArgumentNullException.ThrowIfNull(context);
         ArgumentNullException.ThrowIfNull(request);
         var app = request.App;
-        var target = new Uri($"http://{container.Address!.Address}:{port}{request.Path}{context.Request.QueryString}");
+        var target = new Uri($"http://{container.Address!.Address}:{port}{Unprefixed(request.Route, request.Path)}{context.Request.QueryString}");
         using var message = new HttpRequestMessage(new HttpMethod(context.Request.Method), target);
         var hasBody = context.Request.ContentLength > 0 || context.Request.Headers.TransferEncoding.Count > 0;
         if (hasBody)
@@ -351,6 +369,10 @@ public sealed class ContainerAppInstance(ContainerInstance container, int port, 
         message.Headers.Host = context.Request.Host.Value;
         message.Headers.TryAddWithoutValidation("X-Forwarded-For", context.Connection.RemoteIpAddress?.ToString());
         message.Headers.TryAddWithoutValidation("X-Forwarded-Proto", context.Request.Scheme);
+        if (request.Route.Length > 1)
+        {
+            message.Headers.TryAddWithoutValidation("X-Forwarded-Prefix", request.Route.TrimEnd('/'));
+        }
 
         using var timeout = CancellationTokenSource.CreateLinkedTokenSource(context.RequestAborted);
         timeout.CancelAfter(app.Spec.Limits.TimeoutMs);
@@ -401,7 +423,7 @@ public sealed class ContainerAppInstance(ContainerInstance container, int port, 
         {
             try
             {
-                using var message = new HttpRequestMessage(HttpMethod.Get, new Uri($"http://{container.Address!.Address}:{port}{probe.Path}"));
+                using var message = new HttpRequestMessage(HttpMethod.Get, new Uri($"http://{container.Address!.Address}:{port}{Unprefixed(app.Spec.Http!.Route, probe.Path)}"));
                 using var attempt = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
                 attempt.CancelAfter(TimeSpan.FromSeconds(5));
                 using var response = await runtime.Http.SendAsync(message, attempt.Token);
@@ -428,6 +450,17 @@ public sealed class ContainerAppInstance(ContainerInstance container, int port, 
 
             await Task.Delay(100, cancellationToken);
         }
+    }
+
+    /// <summary>
+    /// The path as the container sees it: its route taken off (a container serves from / wherever the
+    /// node mounts it; X-Forwarded-Prefix says where), so images made for any server run unchanged.
+    /// </summary>
+    internal static string Unprefixed(string route, string path)
+    {
+        var prefix = route.TrimEnd('/');
+        return prefix.Length == 0 || !path.StartsWith(prefix, StringComparison.Ordinal) ? path
+            : path.Length == prefix.Length ? "/" : path[prefix.Length..];
     }
 
     public void Dispose()

@@ -1,0 +1,164 @@
+using System.Diagnostics;
+using System.Net;
+using Outpost.Containers.Tests;
+
+namespace Outpost.IntegrationTests;
+
+/// <summary>
+/// Container apps end to end: images built here, pushed to the server's registry with skopeo,
+/// applied like any app, run by runc on a real agent beside a Wasm app, served by its gateway.
+/// </summary>
+public sealed class ContainerTests
+{
+    private static void SkipUnlessContainersRunHere()
+    {
+        Skip.IfNot(Environment.IsPrivilegedProcess, "containers need root");
+        Skip.IfNot(OnPath("runc"), "runc is not installed");
+        Skip.IfNot(OnPath("skopeo"), "skopeo is not installed");
+        Skip.If(HelloSample.Bytes is null, "gcc is not installed: the sample cannot be built");
+    }
+
+    private static bool OnPath(string tool) => Environment.GetEnvironmentVariable("PATH")!.Split(':').Any(d => File.Exists(Path.Combine(d, tool)));
+
+    /// <summary>Pushes the sample's image, saying <paramref name="greeting"/>, to the fleet's registry as hello:TAG.</summary>
+    private static async Task PushAsync(Fleet fleet, string greeting, string tag)
+    {
+        var layout = Path.Combine(fleet.Root, "images", tag);
+        HelloSample.Image(greeting).WriteLayout(layout, tag);
+        var certs = Path.Combine(fleet.Root, "certs");
+        Directory.CreateDirectory(certs);
+        using (var ca = await fleet.ApiSendAsync(new HttpRequestMessage(HttpMethod.Get, new Uri(fleet.ServerUrl + "/cacerts")), authenticate: false))
+        {
+            await File.WriteAllTextAsync(Path.Combine(certs, "ca.crt"), await ca.Content.ReadAsStringAsync());
+        }
+
+        var policy = Path.Combine(fleet.Root, "policy.json");
+        await File.WriteAllTextAsync(policy, """{"default":[{"type":"insecureAcceptAnything"}]}""");
+        var token = Core.Api.ClientConfig.Parse(await File.ReadAllTextAsync(fleet.ConfigPath), fleet.ConfigPath).Token;
+        using var skopeo = Process.Start(new ProcessStartInfo("skopeo",
+            ["--policy", policy, "copy", "--dest-cert-dir", certs, "--dest-creds", $"ci:{token}", $"oci:{layout}:{tag}", $"docker://{new Uri(fleet.ServerUrl).Authority}/hello:{tag}"])
+        {
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+        })!;
+        var output = skopeo.StandardOutput.ReadToEndAsync();
+        var error = skopeo.StandardError.ReadToEndAsync();
+        await skopeo.WaitForExitAsync();
+        Assert.True(skopeo.ExitCode == 0, await output + await error);
+    }
+
+    private static string ContainerApp(string tag, string probe = "/box/healthz") => $"""
+        apiVersion: node.k8s.io/v1
+        kind: RuntimeClass
+        metadata:
+          name: runc
+        handler: runc
+        ---
+        apiVersion: outpost.dev/v1
+        kind: Application
+        metadata:
+          name: box
+        spec:
+          runtimeClassName: runc
+          image: hello:{tag}
+          port: 8080
+          limits:
+            memoryMiB: 64
+          triggers:
+            http:
+              route: /box
+          readinessProbe:
+            path: {probe}
+            expectStatus: 200
+        """;
+
+    private const string WasmApp = """
+        apiVersion: outpost.dev/v1
+        kind: Application
+        metadata:
+          name: hello
+        spec:
+          module:
+            path: hello.wasm
+          triggers:
+            http:
+              route: /hello
+        """;
+
+    [SkippableFact]
+    public async Task AContainerApp_PushedWithSkopeo_ServesBesideAWasmApp_AndComesBackFromLocalStateWithTheServerDown()
+    {
+        SkipUnlessContainersRunHere();
+        await using var fleet = new Fleet();
+        await fleet.StartServerAsync();
+        var token = await fleet.CreateJoinTokenAsync();
+        var (agent, gateway) = await fleet.StartAgentAsync("edge-1", token);
+        await PushAsync(fleet, "hello", "v1");
+
+        var (code, output) = await fleet.ClientAsync("apply", "-f", fleet.WriteManifest("box.yaml", ContainerApp("v1")), "-f", fleet.WriteManifest("hello.yaml", WasmApp));
+        Assert.True(code == 0, output);
+
+        await Fleet.WaitForBodyAsync(gateway + "/box", "hello from container on edge-1 (revision 1)\n");
+        Assert.Equal(HttpStatusCode.OK, (await Fleet.GetAsync(gateway + "/hello")).Status);
+        var app = await fleet.ApiGetAsync("/apis/outpost.dev/v1/applications/box");
+        Assert.StartsWith("sha256:", (string?)app["spec"]!["imageDigest"], StringComparison.Ordinal);
+
+        // The server goes away; the agent restarts with no one to sync from, and brings its container back.
+        fleet.Server!.Kill();
+        await agent.StopAsync();
+        (agent, var restarted) = await fleet.StartAgentAsync("edge-1", token);
+        await Fleet.WaitForBodyAsync(restarted + "/box", "hello from container on edge-1 (revision 1)\n");
+        Assert.Equal(HttpStatusCode.OK, (await Fleet.GetAsync(restarted + "/hello")).Status);
+
+        // Stopped as a service manager stops it, the agent stops its containers and leaves nothing behind.
+        await agent.StopAsync();
+        AssertNothingLeftBy(fleet.AgentDir("edge-1"));
+    }
+
+    /// <summary>No network namespace, address or cgroup of the agent's containers is left on the machine.</summary>
+    private static void AssertNothingLeftBy(string agentDir)
+    {
+        var held = Directory.Exists("/run/outpost/net")
+            ? Directory.EnumerateFiles("/run/outpost/net").Select(File.ReadAllText).Where(owner => owner.StartsWith(agentDir + " ", StringComparison.Ordinal)).ToList()
+            : [];
+        Assert.Empty(held);
+        var prefix = "op" + Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(System.Text.Encoding.UTF8.GetBytes(agentDir)))[..8] + "-";
+        var cgroups = Directory.Exists("/sys/fs/cgroup/memory/outpost")
+            ? Directory.EnumerateDirectories("/sys/fs/cgroup/memory/outpost").Where(d => Path.GetFileName(d).StartsWith(prefix, StringComparison.Ordinal)).ToList()
+            : [];
+        Assert.Empty(cgroups);
+    }
+
+    [SkippableFact]
+    public async Task ANewImage_RollsOut_AndOneWhoseProbeFails_NeverTakesTraffic()
+    {
+        SkipUnlessContainersRunHere();
+        await using var fleet = new Fleet();
+        await fleet.StartServerAsync();
+        var token = await fleet.CreateJoinTokenAsync();
+        var (agent, gateway) = await fleet.StartAgentAsync("edge-1", token);
+        await PushAsync(fleet, "hello", "v1");
+        await PushAsync(fleet, "bonjour", "v2");
+        await PushAsync(fleet, "hola", "v3");
+
+        Assert.Equal(0, (await fleet.ClientAsync("apply", "-f", fleet.WriteManifest("box.yaml", ContainerApp("v1")))).ExitCode);
+        await Fleet.WaitForBodyAsync(gateway + "/box", "hello from container on edge-1 (revision 1)\n");
+
+        // A second image: the node starts it beside the first, probes it, then switches.
+        Assert.Equal(0, (await fleet.ClientAsync("apply", "-f", fleet.WriteManifest("box.yaml", ContainerApp("v2")))).ExitCode);
+        await Fleet.WaitForBodyAsync(gateway + "/box", "bonjour from container on edge-1 (revision 2)\n");
+
+        // A third whose readiness probe fails: it never takes traffic, and the app says why.
+        var (code, output) = await fleet.ClientAsync("apply", "-f", fleet.WriteManifest("box.yaml", ContainerApp("v3", probe: "/box/fail")));
+        Assert.True(code == 0, output);
+        var status = await Eventually.UntilAsync(
+            async () => await fleet.ApiGetAsync("/apis/outpost.dev/v1/applications/box"),
+            a => a["status"]?.ToJsonString().Contains("readiness probe: GET /box/fail answered 500", StringComparison.Ordinal) == true,
+            Fleet.Patience, "the failed probe in the app's status", a => a.ToJsonString());
+        Assert.Equal((HttpStatusCode.OK, "bonjour from container on edge-1 (revision 2)\n"), await Fleet.GetAsync(gateway + "/box"));
+        Assert.NotNull(status);
+
+        await agent.StopAsync();
+        AssertNothingLeftBy(fleet.AgentDir("edge-1"));
+    }
+}
