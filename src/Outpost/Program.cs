@@ -23,6 +23,7 @@ var root = new RootCommand("Outpost: an edge computing platform. One control pla
     ClientCommands.Describe(),
     ClientCommands.Delete(),
     ClientCommands.Push(),
+    ClientCommands.Exec(),
     ClientCommands.Token(),
     DataCommands.Data(),
     KvCommands.Kv(),

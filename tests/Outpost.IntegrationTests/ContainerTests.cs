@@ -103,6 +103,14 @@ public sealed class ContainerTests
         var app = await fleet.ApiGetAsync("/apis/outpost.dev/v1/applications/box");
         Assert.StartsWith("sha256:", (string?)app["spec"]!["imageDigest"], StringComparison.Ordinal);
 
+        // exec runs beside the app's process, in its namespaces: a second server finds the port taken.
+        // (--config before the command: all after -- is the command's.)
+        (code, output) = await OutpostProcess.RunAsync(fleet.Home, "exec", "--config", fleet.ConfigPath, "node/edge-1", "app/box", "--", "/hello");
+        Assert.True(code == 2, output);
+        Assert.Contains("listen: Address already in use", output, StringComparison.Ordinal);
+        (code, output) = await OutpostProcess.RunAsync(fleet.Home, "exec", "--config", fleet.ConfigPath, "node/edge-1", "app/hello", "--", "/bin/sh");
+        Assert.True(code != 0 && output.Contains("app hello is a Wasm app", StringComparison.Ordinal), output);
+
         // The server goes away; the agent restarts with no one to sync from, and brings its container back.
         fleet.Server!.Kill();
         await agent.StopAsync();
@@ -130,9 +138,10 @@ public sealed class ContainerTests
     }
 
     [SkippableFact]
-    public async Task ANewImage_RollsOut_AndOneWhoseProbeFails_NeverTakesTraffic()
+    public async Task ANewImage_AppliedWithKubectl_RollsOut_AndOneWhoseProbeFails_NeverTakesTraffic()
     {
         SkipUnlessContainersRunHere();
+        Kubectl.SkipUnlessInstalled();
         await using var fleet = new Fleet();
         await fleet.StartServerAsync();
         var token = await fleet.CreateJoinTokenAsync();
@@ -141,7 +150,13 @@ public sealed class ContainerTests
         await PushAsync(fleet, "bonjour", "v2");
         await PushAsync(fleet, "hola", "v3");
 
-        Assert.Equal(0, (await fleet.ClientAsync("apply", "-f", fleet.WriteManifest("box.yaml", ContainerApp("v1")))).ExitCode);
+        // kubectl applies it as it applies anything.
+        using (var kubectl = new Kubectl(fleet))
+        {
+            var (applied, said) = await kubectl.RunAsync("apply", "-f", fleet.WriteManifest("box.yaml", ContainerApp("v1")));
+            Assert.True(applied == 0, said);
+        }
+
         await Fleet.WaitForBodyAsync(gateway + "/box", "hello from container on edge-1 (revision 1)\n");
 
         // A second image: the node starts it beside the first, probes it, then switches.

@@ -21,6 +21,12 @@ public sealed partial class GatewayHandler(AppRegistry apps, WagiRunner runner, 
     {
         ArgumentNullException.ThrowIfNull(context);
         var path = context.Request.Path.Value is { Length: > 0 } p ? p : "/";
+        if (Mesh.MeshListener.TargetApp(context) is Mesh.MeshListener.ExecTarget)
+        {
+            await ExecAsync(context, path.TrimStart('/'));
+            return;
+        }
+
         if (Mesh.MeshListener.TargetApp(context) is { } target)
         {
             // A wire to this node as an endpoint of a service: the app answers every path, whatever its route.
@@ -105,6 +111,53 @@ public sealed partial class GatewayHandler(AppRegistry apps, WagiRunner runner, 
         {
             app.Gate.Exit();
             app.Release();
+        }
+    }
+
+    /// <summary>
+    /// `outpost exec`: runs a command in an app's container (POST {"command": [...]}) and answers its
+    /// exit code and output. Reached only over a wire the server opened for an admin (see ExecTarget).
+    /// </summary>
+    private async Task ExecAsync(HttpContext context, string name)
+    {
+        if (!HttpMethods.IsPost(context.Request.Method))
+        {
+            await WriteTextAsync(context, 405, "405 method not allowed: POST {\"command\": [...]}\n");
+            return;
+        }
+
+        var body = await ReadBodyAsync(context, 64 * 1024);
+        var command = body is null ? null : (System.Text.Json.Nodes.JsonNode.Parse(body.Value.Span) as System.Text.Json.Nodes.JsonObject)?["command"] as System.Text.Json.Nodes.JsonArray;
+        var argv = command?.Select(a => a is System.Text.Json.Nodes.JsonValue v && v.TryGetValue<string>(out var s) ? s : null).ToList();
+        if (argv is null || argv.Count == 0 || argv.Any(a => a is null))
+        {
+            await WriteTextAsync(context, 400, "400 bad request: send {\"command\": [\"program\", \"arg\", ...]}\n");
+            return;
+        }
+
+        var app = apps.Named(name);
+        if (app is null)
+        {
+            await WriteTextAsync(context, 404, $"404 not found: app {name} does not run on node {options.NodeName}\n");
+            return;
+        }
+
+        if (!OperatingSystem.IsLinux() || app.Instance is not ContainerAppInstance container)
+        {
+            await WriteTextAsync(context, 400, $"400 bad request: app {name} is a Wasm app; only container apps have a process to run commands beside\n");
+            return;
+        }
+
+        try
+        {
+            var (exitCode, output, error) = await container.Container.ExecAsync(argv!, context.RequestAborted);
+            logs.Write("info", app.Name, app.Version.Generation, $"exec {string.Join(' ', argv!)}: exit code {exitCode}");
+            context.Response.ContentType = "application/json";
+            await context.Response.WriteAsync(new System.Text.Json.Nodes.JsonObject { ["exitCode"] = exitCode, ["stdout"] = output, ["stderr"] = error }.ToJsonString(), context.RequestAborted);
+        }
+        catch (InvalidOperationException ex)
+        {
+            await WriteTextAsync(context, 409, $"409 conflict: {ex.Message}\n");
         }
     }
 

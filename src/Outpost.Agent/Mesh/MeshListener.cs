@@ -77,6 +77,9 @@ public static class MeshListener
         }
     }
 
+    /// <summary>The target of wires the server opens for `outpost exec`: not a DNS label, so no app can be named so.</summary>
+    public const string ExecTarget = "!exec";
+
     /// <summary>The app a request's connection was opened for, or null for the gateway's own connections.</summary>
     public static string? TargetApp(HttpContext context) =>
         context?.Features.Get<IConnectionItemsFeature>()?.Items.TryGetValue(AppItem, out var app) == true ? app as string : null;

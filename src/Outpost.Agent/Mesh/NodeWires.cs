@@ -93,6 +93,14 @@ public sealed partial class NodeWires(AgentOptions options, MeshClient mesh, Wir
                 return;
             }
 
+            if (open.Target == "exec" && open.Caller.Length == 0)
+            {
+                // Only the server opens these (for an admin's `outpost exec`, audited there); never a node's wire.
+                Interlocked.Increment(ref _opened);
+                await transport.ServeAsync(wire, MeshListener.ExecTarget, () => wire.ShutdownWriteAsync(cancellationToken), wire.WaitForCloseAsync, cancellationToken);
+                return;
+            }
+
             await ServeSocketAsync(wire, open, cancellationToken);
         }
         catch (Exception ex) when (ex is RpcException or IOException or SocketException or OperationCanceledException or ObjectDisposedException or InvalidOperationException)

@@ -79,6 +79,7 @@ public static class ApiEndpoints
             DeleteAsync(ResourceKind.NetworkService, name, store, leases, metrics, ct));
         // The cloud gateway: any method, through the node's own connection (Mesh/MeshProxy.cs).
         app.Map("/proxy/nodes/{node}/{**path}", (string node, string? path, HttpContext context, Mesh.MeshProxy proxy) => proxy.ToNodeAsync(context, node, path ?? ""));
+        app.MapPost("/proxy/exec/{node}/{app}", (string node, string app, HttpContext context, Mesh.MeshProxy proxy) => proxy.ExecAsync(context, node, app));
         app.Map("/proxy/services/{name}/{**path}", (string name, string? path, HttpContext context, Mesh.MeshProxy proxy) => proxy.ToServiceAsync(context, name, path ?? ""));
         // `outpost port-forward`: a port on the node's loopback, or a service's endpoint.
         app.MapPost("/proxy/tunnel/nodes/{node}/{port:int:range(1,65535)}", async (string node, int port, HttpContext context, Mesh.MeshProxy proxy, IControlPlaneStore store) =>

@@ -158,6 +158,33 @@ public sealed class MeshProxy : IDisposable
         }
     }
 
+    /// <summary>/proxy/exec/{node}/{app}: a command run in an app's container on a node (the body says which), over a wire of its own.</summary>
+    public async Task ExecAsync(HttpContext context, string node, string app)
+    {
+        ArgumentNullException.ThrowIfNull(context);
+        if (await _store.GetAsync(ResourceKind.Node.Kind, node, context.RequestAborted) is null)
+        {
+            await Answer(context, 404, StatusReasons.NotFound, $"nodes \"{node}\" not found");
+            return;
+        }
+
+        if (!_relay.IsConnected(node))
+        {
+            await Answer(context, 503, StatusReasons.ServiceUnavailable, $"node '{node}' is not connected to this server: nothing can reach it until it is back");
+            return;
+        }
+
+        context.Items[Hosting.OutpostServer.AuditDetailKey] = $"exec in app {app} on node {node}";
+        try
+        {
+            await ForwardAsync(context, $"{node}.exec{WireHost}", app, $"/proxy/exec/{node}");
+        }
+        catch (HttpRequestException ex)
+        {
+            await Answer(context, 502, StatusReasons.BadGateway, $"node '{node}' did not answer: {Reason(ex)}");
+        }
+    }
+
     /// <summary>
     /// /proxy/services/{name}/{path}: a healthy endpoint answers; when a wire to one cannot be
     /// opened, another is tried (nothing was sent to the first).
@@ -346,6 +373,7 @@ public sealed class MeshProxy : IDisposable
         return parts switch
         {
             [var node, "gateway"] => (node, "gateway"),
+            [var node, "exec"] => (node, "exec"),
             [var app, var node, "app"] => (node, "app/" + app),
             _ => throw new ArgumentException($"not a wire host: {host}"),
         };

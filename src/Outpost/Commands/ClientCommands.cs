@@ -192,6 +192,29 @@ internal static class ClientCommands
         return command;
     }
 
+    public static Command Exec()
+    {
+        var node = new Argument<string>("node") { Description = "The node: node/NAME or NAME" };
+        var app = new Argument<string>("app") { Description = "The container app: app/NAME or NAME" };
+        var argv = new Argument<string[]>("command") { Description = "The command and its arguments, after --", Arity = ArgumentArity.OneOrMore };
+        var command = new Command("exec", "Run a command in a container app on a node (as kubectl exec): prints its output, exits with its exit code; admins only, audited") { node, app, argv };
+        command.SetAction((result, ct) => Run(async () =>
+        {
+            using var client = CommonOptions.Connect(result);
+            var nodeName = StripPrefix(result.GetValue(node)!, "node/", "nodes/");
+            var appName = StripPrefix(result.GetValue(app)!, "app/", "apps/");
+            var answer = await client.PostAsync($"/proxy/exec/{Uri.EscapeDataString(nodeName)}/{Uri.EscapeDataString(appName)}",
+                new System.Text.Json.Nodes.JsonObject { ["command"] = new System.Text.Json.Nodes.JsonArray([.. result.GetValue(argv)!.Select(a => (System.Text.Json.Nodes.JsonNode)a)]) }, ct);
+            Console.Out.Write((string?)answer["stdout"] ?? "");
+            Console.Error.Write((string?)answer["stderr"] ?? "");
+            return (int?)answer["exitCode"] ?? 1;
+        }));
+        return command;
+    }
+
+    private static string StripPrefix(string value, params string[] prefixes) =>
+        prefixes.FirstOrDefault(p => value.StartsWith(p, StringComparison.Ordinal)) is { } prefix ? value[prefix.Length..] : value;
+
     public static Command Token()
     {
         var ttl = new Option<string?>("--ttl") { Description = "Lifetime, e.g. 30m, 24h, 7d (default: no expiry)" };
