@@ -227,15 +227,15 @@ public sealed class KubectlTests
         Assert.True(code == 0, output);
         Assert.Contains("handler: wasmedge", output, StringComparison.Ordinal);
 
-        (code, output) = await kubectl.RunAsync("apply", "-f", fleet.WriteManifest("runc.yaml", """
+        (code, output) = await kubectl.RunAsync("apply", "-f", fleet.WriteManifest("crun.yaml", """
             apiVersion: node.k8s.io/v1
             kind: RuntimeClass
             metadata:
-              name: runc
-            handler: runc
+              name: crun
+            handler: crun
             """));
         Assert.Equal(1, code);
-        Assert.Contains("handler: unknown handler 'runc'; Outpost runs WebAssembly: use one of wasmedge, wasmtime, wasm", output, StringComparison.Ordinal);
+        Assert.Contains("handler: unknown handler 'crun'; Outpost runs WebAssembly and containers: use one of wasmedge, wasmtime, wasm, runc", output, StringComparison.Ordinal);
         (code, output) = await kubectl.RunAsync("apply", "-f", fleet.WriteManifest("orphan.yaml", $"""
             apiVersion: outpost.dev/v1
             kind: Application

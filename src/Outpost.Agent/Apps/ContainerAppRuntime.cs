@@ -40,6 +40,8 @@ public sealed partial class ContainerAppRuntime : IAppRuntime, IAsyncDisposable
     private readonly HttpMessageInvoker _http;
     private readonly Lazy<Task> _recovered;
     private int _serial;
+    private long _bytesFetched;
+    private int _running;
 
     public ContainerAppRuntime(string dataDir, string nodeName, Monitoring.LogRing logs, ILogger logger, string? runcPath = null)
     {
@@ -74,6 +76,12 @@ public sealed partial class ContainerAppRuntime : IAppRuntime, IAsyncDisposable
     public string? Unavailable => _runc.Unavailable();
 
     internal HttpMessageInvoker Http => _http;
+
+    /// <summary>Bytes of image blobs fetched from the server since the agent started.</summary>
+    public long BytesFetched => Interlocked.Read(ref _bytesFetched);
+
+    /// <summary>Containers started for revisions and not yet stopped.</summary>
+    public int Running => Volatile.Read(ref _running);
 
     public IAppInstance Load(AppVersion version, ApplicationSpec spec, Action<string, string> runtimeState)
     {
@@ -147,6 +155,7 @@ public sealed partial class ContainerAppRuntime : IAppRuntime, IAsyncDisposable
 
         try
         {
+            Interlocked.Increment(ref _running);
             await container.StartAsync();
             await WaitForPortAsync(container, spec.Port);
         }
@@ -154,6 +163,7 @@ public sealed partial class ContainerAppRuntime : IAppRuntime, IAsyncDisposable
         {
             _logs.Write("error", version.Name, version.Generation, $"container did not start: {e.Message}");
             await container.DisposeAsync();
+            Interlocked.Decrement(ref _running);
             throw new AppLoadException($"container did not start: {e.Message}", e);
         }
 
@@ -230,7 +240,9 @@ public sealed partial class ContainerAppRuntime : IAppRuntime, IAsyncDisposable
             var partial = Images.PartialPath(blob);
             var offset = File.Exists(partial) ? new FileInfo(partial).Length : 0;
             await fetch(blob, offset, partial, cancellationToken);
-            fetched += new FileInfo(partial).Length - offset;
+            var got = new FileInfo(partial).Length - offset;
+            fetched += got;
+            Interlocked.Add(ref _bytesFetched, got);
             Images.CommitPartial(blob, size);
         }
 
@@ -263,6 +275,10 @@ public sealed partial class ContainerAppRuntime : IAppRuntime, IAsyncDisposable
             catch (Exception e) when (e is InvalidOperationException or IOException)
             {
                 LogStopFailed(_logger, container.Id, e.Message);
+            }
+            finally
+            {
+                Interlocked.Decrement(ref _running);
             }
         });
         _stopping[container] = stop;

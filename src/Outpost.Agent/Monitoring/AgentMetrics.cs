@@ -7,7 +7,7 @@ using Outpost.Core.Metrics;
 namespace Outpost.Agent.Monitoring;
 
 /// <summary>The node's own metrics in the Prometheus text format, served at /_outpost/metrics on the gateway.</summary>
-public sealed class AgentMetrics(AppRegistry apps, NodeUsageProbe usage, LocalDataStore data, SyncClient sync, AgentStore store, AgentOptions options, Mesh.NodeWires wires, Mesh.MeshClient mesh, Mesh.MeshPeers peers, Wasm.Hosting.WasmHost wasm)
+public sealed class AgentMetrics(AppRegistry apps, NodeUsageProbe usage, LocalDataStore data, SyncClient sync, AgentStore store, AgentOptions options, Mesh.NodeWires wires, Mesh.MeshClient mesh, Mesh.MeshPeers peers, Wasm.Hosting.WasmHost wasm, Apps.AgentRuntimes runtimes)
 {
     public string Render()
     {
@@ -76,6 +76,14 @@ public sealed class AgentMetrics(AppRegistry apps, NodeUsageProbe usage, LocalDa
         text.Sample("outpost_agent_modules_compiled_total", inChild, node, ("where", "child"));
         text.Sample("outpost_agent_modules_compiled_total", here, node, ("where", "agent"));
         text.Counter("outpost_agent_compiler_failures_total", "Compiles the compiler process could not do (not started, crashed, stopped), each then done in the agent.").Sample("outpost_agent_compiler_failures_total", wasm.ChildFailures, node);
+        if (OperatingSystem.IsLinux() && runtimes.Containers is { } containers)
+        {
+            text.Counter("outpost_agent_image_bytes_fetched_total", "Bytes of image blobs (manifests, configs, layers) this node fetched from the server since the agent started; a blob already here is not fetched again.")
+                .Sample("outpost_agent_image_bytes_fetched_total", containers.BytesFetched, node);
+            text.Gauge("outpost_agent_containers", "Containers running on this node for its container apps (revisions kept warm on probation included).")
+                .Sample("outpost_agent_containers", containers.Running, node);
+        }
+
         text.Gauge("outpost_agent_cpu_ratio", "CPU the agent used since the previous sample, as a share of one CPU.").Sample("outpost_agent_cpu_ratio", sample.AgentCpuRatio, node);
         text.Gauge("outpost_gateway_open_connections", "Open client connections to the node's gateway.").Sample("outpost_gateway_open_connections", sample.OpenConnections, node);
 
