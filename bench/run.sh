@@ -65,6 +65,15 @@
 #             REPLICAS=2: two servers on a throwaway PostgreSQL, the nodes spread over both (the figures above
 #             are the first one's); at the end the first is killed with SIGKILL: the time until the other counts
 #             all N Ready, and records acked to the nodes against records stored (lost).
+#   containers with a server and an agent (JIT build) and images built here (the C sample, statically linked,
+#             over a base layer of MB, default 50, MiB of random bytes): start_ms, from `outpost apply` of a new
+#             revision (the image already on the node) to its first 200 on the gateway, against runc_baseline_ms,
+#             the same bundle run by hand (its network namespace and veth made with ip, `runc run -d`, then curl
+#             until 200), medians of RUNS (default 7); shared_layer_bytes, what the node fetched for a second image
+#             sharing that base layer (new_layer_bytes: what it did not have, for comparison); pull_ratio, `skopeo
+#             copy` of the first image from the server's registry to a local dir (median of 3) over the node's
+#             fetch of it through its connection (from `apply` to the agent's fetched-bytes counter reaching the
+#             image's size): 1.0 is as fast as skopeo. Needs root, runc, skopeo and gcc (installed when missing).
 #   converge  time from `outpost apply` returning to the app answering 200 on a
 #             node's gateway, and from `outpost delete` returning to 404; the
 #             baseline is a no-op client round trip (`outpost get apps`) measured
@@ -295,6 +304,170 @@ case "$scenario" in
     echo "sizes: linux-x64 ${x64_mb} MB, linux-arm64 ${arm64_mb} MB; agent RSS idle with 3 apps: ${agent_rss} MB (JIT ${agent_rss_jit} MB)"
     echo "offline start to first 200: ${ready} ms (JIT ${ready_jit} ms); get nodes round trip: ${cli} ms (JIT ${cli_jit} ms); server RSS with ${AGENTS:-100} agents: ${server_rss} MB (JIT ${server_rss_jit} MB)"
     echo "footprint x64_mb=$x64_mb arm64_mb=$arm64_mb agent_rss_mb=$agent_rss agent_rss_jit_mb=$agent_rss_jit ready_ms=$ready ready_jit_ms=$ready_jit cli_ms=$cli cli_jit_ms=$cli_jit server_rss_100_mb=$server_rss server_rss_100_jit_mb=$server_rss_jit"
+    ;;
+  containers)
+    for tool in runc skopeo gcc; do
+      command -v "$tool" >/dev/null || { apt-get install -y "$tool" libc6-dev >/dev/null 2>&1 || { apt-get update >/dev/null && apt-get install -y "$tool" libc6-dev >/dev/null; }; }
+    done
+    [[ "$(id -u)" == 0 ]] || { echo "bench: containers need root" >&2; exit 1; }
+    dotnet build "$root/src/Outpost" -c Release -nologo -v q >/dev/null
+    outpost=(dotnet "$root/src/Outpost/bin/Release/net10.0/outpost.dll")
+    runs="${RUNS:-7}"
+    work="$(mktemp -d)"
+    pids=()
+    cleanup() {
+      kill "${pids[@]}" 2>/dev/null || true; wait 2>/dev/null || true
+      runc --root "$work/runc-hand" delete -f bench-hand >/dev/null 2>&1 || true
+      ip link del opbench0 2>/dev/null || true; ip netns del bench-hand 2>/dev/null || true
+      rm -rf "$work"
+    }
+    trap cleanup EXIT
+    export HOME="$work/home"
+    mkdir -p "$HOME" "$work/certs"
+    case "$(uname -m)" in x86_64) arch=amd64 ;; aarch64) arch=arm64 ;; esac
+
+    # Images: [hello, base (MB of random bytes), version] for a and b; a and b share hello and base.
+    layer() { # DIR LAYOUT -> "digest size diff_id"
+      local tarball="$work/layer.tar" digest
+      tar --sort=name --mtime=@0 --owner=0 --group=0 --numeric-owner -C "$1" -cf "$tarball" .
+      local diff_id="sha256:$(sha256sum "$tarball" | cut -d' ' -f1)"
+      gzip -n -1 <"$tarball" >"$work/layer.gz"
+      digest="$(sha256sum "$work/layer.gz" | cut -d' ' -f1)"
+      mkdir -p "$2/blobs/sha256" && cp "$work/layer.gz" "$2/blobs/sha256/$digest"
+      echo "sha256:$digest $(stat -c %s "$work/layer.gz") $diff_id"
+    }
+    put() { # LAYOUT (stdin: blob) -> "digest size"
+      cat >"$work/blob"; local digest; digest="$(sha256sum "$work/blob" | cut -d' ' -f1)"
+      mkdir -p "$1/blobs/sha256" && mv "$work/blob" "$1/blobs/sha256/$digest"
+      echo "sha256:$digest $(stat -c %s "$1/blobs/sha256/$digest")"
+    }
+    image() { # LAYOUT TAG LAYER... (each "digest size diff_id") -> "manifest_digest total_bytes new_bytes"
+      local layout="$1" tag="$2"; shift 2
+      local diff_ids="" layers="" total=0
+      for l in "$@"; do
+        read -r d sz di <<<"$l"
+        diff_ids+="${diff_ids:+,}\"$di\""; layers+="${layers:+,}{\"mediaType\":\"application/vnd.oci.image.layer.v1.tar+gzip\",\"digest\":\"$d\",\"size\":$sz}"
+        total=$((total + sz))
+      done
+      read -r config config_size < <(printf '{"architecture":"%s","os":"linux","config":{"Entrypoint":["/hello"],"Env":["PATH=/"]},"rootfs":{"type":"layers","diff_ids":[%s]}}' "$arch" "$diff_ids" | put "$layout")
+      read -r manifest manifest_size < <(printf '{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"%s","size":%s},"layers":[%s]}' "$config" "$config_size" "$layers" | put "$layout")
+      printf '{"imageLayoutVersion":"1.0.0"}' >"$layout/oci-layout"
+      printf '{"schemaVersion":2,"manifests":[{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"%s","size":%s,"annotations":{"org.opencontainers.image.ref.name":"%s"}}]}' "$manifest" "$manifest_size" "$tag" >"$layout/index.json"
+      echo "$manifest $((total + config_size + manifest_size)) $((config_size + manifest_size))"
+    }
+    mkdir -p "$work/l/hello" "$work/l/base" "$work/l/va" "$work/l/vb"
+    gcc -static -Os -s -o "$work/l/hello/hello" "$root/samples/containers/hello/hello.c"
+    head -c $(( ${MB:-50} << 20 )) /dev/urandom >"$work/l/base/base.bin"
+    echo a >"$work/l/va/version"; echo b >"$work/l/vb/version"
+    l_hello=$(layer "$work/l/hello" "$work/img-a"); cp -r "$work/img-a" "$work/img-b"
+    l_base=$(layer "$work/l/base" "$work/img-a"); cp "$work/img-a/blobs/sha256/"* "$work/img-b/blobs/sha256/"
+    l_va=$(layer "$work/l/va" "$work/img-a"); l_vb=$(layer "$work/l/vb" "$work/img-b")
+    read -r _ a_bytes _ < <(image "$work/img-a" a "$l_hello" "$l_base" "$l_va")
+    read -r _ _ b_meta < <(image "$work/img-b" b "$l_hello" "$l_base" "$l_vb")
+    new_layer_bytes=$(( $(awk '{print $2}' <<<"$l_vb") + b_meta ))
+
+    "${outpost[@]}" server --data-dir "$work/server" --listen 127.0.0.1:0 >"$work/server.log" 2>&1 & pids+=($!)
+    for _ in $(seq 1 120); do grep -q '^server:' "$work/server.log" && break; sleep 0.5; done
+    url=$(awk '/^server:/ {print $2}' "$work/server.log"); host="${url#https://}"
+    export OUTPOST_CONFIG="$work/server/config.yaml"
+    join=$("${outpost[@]}" token create)
+    admin=$("${outpost[@]}" token create --api --role admin --description bench)
+    curl -sk "$url/cacerts" >"$work/certs/ca.crt"
+    "${outpost[@]}" agent --server "$url" --token "$join" --name edge-1 --data-dir "$work/agent" --gateway 127.0.0.1:0 >"$work/agent.log" 2>&1 & pids+=($!)
+    for _ in $(seq 1 120); do grep -q '^node edge-1:' "$work/agent.log" && break; sleep 0.5; done
+    gw=$(awk '/^node edge-1:/ {print $3}' "$work/agent.log")
+    skopeo_() { skopeo --policy <(echo '{"default":[{"type":"insecureAcceptAnything"}]}') "$@"; }
+    push() { skopeo_ copy -q --dest-cert-dir "$work/certs" --dest-creds "bench:$admin" "oci:$work/img-$1:$1" "docker://$host/big:$1" >/dev/null; }
+    fetched() { curl -s "$gw/_outpost/metrics" | awk '/^outpost_agent_image_bytes_fetched_total/ {print $2}'; }
+    app() { # NAME TAG ROUTE GREETING
+      cat >"$work/app.yaml" <<YAML
+apiVersion: node.k8s.io/v1
+kind: RuntimeClass
+metadata:
+  name: runc
+handler: runc
+---
+apiVersion: outpost.dev/v1
+kind: Application
+metadata:
+  name: $1
+spec:
+  runtimeClassName: runc
+  image: big:$2
+  env:
+    GREETING: $4
+  triggers:
+    http:
+      route: $3
+YAML
+      "${outpost[@]}" apply -f "$work/app.yaml" >/dev/null
+    }
+    until_body() { # URL TEXT
+      for _ in $(seq 1 60000); do curl -s "$1" 2>/dev/null | grep -q "$2" && return 0; sleep 0.002; done
+      echo "bench: $1 never answered $2" >&2; tail -20 "$work/agent.log" >&2; exit 1
+    }
+
+    # Pull: the node's fetch of image a through its connection, against skopeo from the same registry.
+    push a
+    before=$(fetched)
+    app big-a a /a pull
+    t0=$(now_ms)
+    for _ in $(seq 1 60000); do [[ $(( $(fetched) - before )) -ge "$a_bytes" ]] && break; sleep 0.005; done
+    node_pull_ms=$(( $(now_ms) - t0 ))
+    until_body "$gw/a" "pull from container"
+    : >"$work/skopeo.txt"
+    for _ in 1 2 3; do
+      rm -rf "$work/pulled"; t0=$(now_ms)
+      skopeo_ copy -q --src-cert-dir "$work/certs" --src-creds "bench:$admin" "docker://$host/big:a" "dir:$work/pulled" >/dev/null
+      echo $(( $(now_ms) - t0 )) >>"$work/skopeo.txt"
+    done
+    skopeo_ms=$(median <"$work/skopeo.txt")
+
+    # Shared layer: image b differs from a in one small layer.
+    push b
+    before=$(fetched)
+    app big-b b /b shared
+    until_body "$gw/b" "shared from container"
+    shared_layer_bytes=$(( $(fetched) - before ))
+
+    # Start: a new revision of big-a (the image on the node) to its first 200, against runc by hand.
+    : >"$work/start.txt"; : >"$work/hand.txt"
+    for i in $(seq 1 "$runs"); do
+      app big-a a /a "run$i"
+      t0=$(now_ms); until_body "$gw/a" "run$i from container"; echo $(( $(now_ms) - t0 )) >>"$work/start.txt"
+    done
+    bundle=$(ls -td "$work/agent/containers/bundles/"*/ | head -1)
+    mkdir -p "$work/hand"
+    cp "$bundle"/{hosts,hostname,resolv.conf} "$work/hand/"
+    python3 - "$bundle/config.json" "$work/hand" <<'PY'
+import json, sys
+config = json.load(open(sys.argv[1]))
+for ns in config["linux"]["namespaces"]:
+    if ns["type"] == "network":
+        ns["path"] = "/run/netns/bench-hand"
+config["linux"]["cgroupsPath"] = "/outpost-bench/hand"
+for mount in config["mounts"]:
+    if mount["destination"] in ("/etc/hosts", "/etc/hostname", "/etc/resolv.conf"):
+        mount["source"] = sys.argv[2] + "/" + mount["destination"].rsplit("/", 1)[1]
+config["process"]["env"] = [e for e in config["process"]["env"] if not e.startswith("GREETING=")] + ["GREETING=hand"]
+json.dump(config, open(sys.argv[2] + "/config.json", "w"))
+PY
+    for i in $(seq 1 "$runs"); do
+      t0=$(now_ms)
+      ip netns add bench-hand
+      ip link add opbench0 type veth peer name eth0 netns bench-hand
+      ip addr add 10.214.255.1/30 dev opbench0; ip link set opbench0 up
+      ip -n bench-hand addr add 10.214.255.2/30 dev eth0; ip -n bench-hand link set eth0 up; ip -n bench-hand link set lo up
+      runc --root "$work/runc-hand" run -d --bundle "$work/hand" bench-hand >/dev/null 2>&1 </dev/null
+      until_body "http://10.214.255.2:8080/" "hand from container"
+      echo $(( $(now_ms) - t0 )) >>"$work/hand.txt"
+      runc --root "$work/runc-hand" delete -f bench-hand >/dev/null
+      ip link del opbench0; ip netns del bench-hand
+    done
+    start_ms=$(median <"$work/start.txt"); hand_ms=$(median <"$work/hand.txt")
+    echo "start: apply to first 200 $(tr '\n' ' ' <"$work/start.txt")ms; by hand $(tr '\n' ' ' <"$work/hand.txt")ms"
+    echo "pull: node ${node_pull_ms} ms for ${a_bytes} bytes; skopeo $(tr '\n' ' ' <"$work/skopeo.txt")ms"
+    echo "containers start_ms=$start_ms runc_baseline_ms=$hand_ms start_ratio=$(awk -v a="$start_ms" -v b="$hand_ms" 'BEGIN {printf "%.2f", a/b}') shared_layer_bytes=$shared_layer_bytes new_layer_bytes=$new_layer_bytes image_bytes=$a_bytes node_pull_ms=$node_pull_ms skopeo_pull_ms=$skopeo_ms pull_ratio=$(awk -v a="$skopeo_ms" -v b="$node_pull_ms" 'BEGIN {printf "%.2f", a/b}')"
     ;;
   converge)
     dotnet build "$root/src/Outpost" -c Release -nologo -v q >/dev/null

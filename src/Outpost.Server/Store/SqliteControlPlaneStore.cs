@@ -571,17 +571,34 @@ public sealed partial class SqliteControlPlaneStore : IControlPlaneStore
     {
         ArgumentOutOfRangeException.ThrowIfNegative(offset);
         await using var connection = await OpenAsync(cancellationToken);
-        await using var command = Command(connection, null, "SELECT substr(content, $start, $length) FROM blobs WHERE digest = $digest",
-            ("$start", offset + 1), ("$length", (long)buffer.Length), ("$digest", digest));
-        var result = await command.ExecuteScalarAsync(cancellationToken);
-        if (result is null or DBNull)
+        await using var command = Command(connection, null, "SELECT rowid FROM blobs WHERE digest = $digest", ("$digest", digest));
+        if (await command.ExecuteScalarAsync(cancellationToken) is not long rowid)
         {
             throw new StoreException(StoreError.NotFound, "Blob", digest, $"blob {digest} not found");
         }
 
-        var bytes = (byte[])result;
-        bytes.CopyTo(buffer);
-        return bytes.Length;
+        // Incremental blob I/O reads only the pages of the slice; substr() would load the whole
+        // blob for every slice, which made reading a 50 MB layer in 64 KB pieces quadratic.
+        await using var blob = new SqliteBlob(connection, "blobs", "content", rowid, readOnly: true);
+        if (offset >= blob.Length)
+        {
+            return 0;
+        }
+
+        blob.Position = offset;
+        var total = 0;
+        while (total < buffer.Length)
+        {
+            var read = await blob.ReadAsync(buffer[total..], cancellationToken);
+            if (read == 0)
+            {
+                break;
+            }
+
+            total += read;
+        }
+
+        return total;
     }
 
     public async Task<IngestResult> IngestAsync(string node, IReadOnlyList<IngestRecord> records, CancellationToken cancellationToken)
