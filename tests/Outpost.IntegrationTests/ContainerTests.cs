@@ -176,4 +176,37 @@ public sealed class ContainerTests
         await agent.StopAsync();
         AssertNothingLeftBy(fleet.AgentDir("edge-1"));
     }
+
+    [SkippableFact]
+    public async Task TheSample_BuiltByItsScript_PushedWithOutpostPush_RunsFromItsManifest()
+    {
+        SkipUnlessContainersRunHere();
+        await using var fleet = new Fleet();
+        await fleet.StartServerAsync();
+        var token = await fleet.CreateJoinTokenAsync();
+        var (_, gateway) = await fleet.StartAgentAsync("edge-1", token);
+        var archive = Path.Combine(fleet.Root, "hello.tar");
+        var build = await Tool.CompleteAsync(Process.Start(new ProcessStartInfo("bash", [Path.Combine(Repository.Root, "samples", "containers", "build.sh"), archive])
+        {
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+        })!, "samples/containers/build.sh");
+        Assert.True(build.ExitCode == 0, build.Output);
+
+        var (code, output) = await fleet.ClientAsync("push", archive, "--image", "hello:v1");
+        Assert.True(code == 0, output);
+        Assert.StartsWith("hello:v1@sha256:", output.Trim(), StringComparison.Ordinal);
+        (code, output) = await fleet.ClientAsync("apply", "-f", Path.Combine(Repository.Root, "samples", "containers", "hello.yaml"));
+        Assert.True(code == 0, output);
+        await Fleet.WaitForBodyAsync(gateway + "/box", "hello from container on edge-1 (revision 1)\n");
+
+        // A tar that is no image is refused, saying what it is not.
+        var notAnImage = Path.Combine(fleet.Root, "not-an-image.tar");
+        var junk = Directory.CreateDirectory(Path.Combine(fleet.Root, "junk")).FullName;
+        await File.WriteAllTextAsync(Path.Combine(junk, "readme.txt"), "not an image");
+        await System.Formats.Tar.TarFile.CreateFromDirectoryAsync(junk, notAnImage, includeBaseDirectory: false);
+        (code, output) = await fleet.ClientAsync("push", notAnImage, "--image", "x:1");
+        Assert.True(code != 0, output);
+        Assert.Contains("is neither an OCI archive (index.json) nor a Docker archive (manifest.json)", output, StringComparison.Ordinal);
+    }
 }

@@ -90,6 +90,20 @@ internal sealed class ApiClient : IDisposable
 
     public Task<JsonObject> PostBytesAsync(string path, byte[] content, CancellationToken ct) => SendBytesAsync(HttpMethod.Post, path, content, "application/wasm", ct);
 
+    /// <summary>HEAD: true when the server has it (2xx), false when it answers 404.</summary>
+    public async Task<bool> ExistsAsync(string path, CancellationToken ct)
+    {
+        try
+        {
+            await SendAsync(new HttpRequestMessage(HttpMethod.Head, path.TrimStart('/')), ct);
+            return true;
+        }
+        catch (ApiException ex) when (ex.Code == 404)
+        {
+            return false;
+        }
+    }
+
     public async Task<JsonObject> SendBytesAsync(HttpMethod method, string path, byte[] content, string contentType, CancellationToken ct)
     {
         using var request = new HttpRequestMessage(method, path.TrimStart('/'))

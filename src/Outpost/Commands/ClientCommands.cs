@@ -181,12 +181,28 @@ internal static class ClientCommands
 
     public static Command Push()
     {
-        var file = new Argument<string>("file") { Description = "A .wasm module" };
-        var command = new Command("push", "Upload a module and print its digest, for manifests that reference modules by digest") { file };
+        var file = new Argument<string>("file") { Description = "A .wasm module, or an image archive (OCI archive or `docker save` tar)" };
+        var image = new Option<string?>("--image") { Description = "For an image archive: NAME:TAG to push it as (default: the name the archive gives)" };
+        var command = new Command("push", "Upload a module and print its digest, or push an image archive to the server's registry and print NAME:TAG@DIGEST") { file, image };
         command.SetAction((result, ct) => Run(async () =>
         {
             using var client = CommonOptions.Connect(result);
-            Console.WriteLine(await ManifestSet.UploadAsync(client, Path.GetFullPath(result.GetValue(file)!), ct));
+            var path = Path.GetFullPath(result.GetValue(file)!);
+            if (File.Exists(path) && ImagePush.IsArchive(path))
+            {
+                try
+                {
+                    Console.WriteLine(await ImagePush.PushAsync(client, path, result.GetValue(image), ct));
+                }
+                catch (Containers.Images.ImageException ex)
+                {
+                    throw new ManifestException($"'{path}': {ex.Message}");
+                }
+
+                return 0;
+            }
+
+            Console.WriteLine(await ManifestSet.UploadAsync(client, path, ct));
             return 0;
         }));
         return command;
