@@ -47,7 +47,7 @@ public sealed class ContainerTests
         Assert.True(skopeo.ExitCode == 0, await output + await error);
     }
 
-    private static string ContainerApp(string tag, string probe = "/box/healthz") => $"""
+    private static string ContainerApp(string tag, string probe = "/box/healthz", string rollout = "") => $"""
         apiVersion: node.k8s.io/v1
         kind: RuntimeClass
         metadata:
@@ -70,7 +70,32 @@ public sealed class ContainerTests
           readinessProbe:
             path: {probe}
             expectStatus: 200
+        {rollout}
         """;
+
+    /// <summary>Half the nodes first, then all: what the Wasm canary tests use.</summary>
+    private const string Canary = """
+          rollout:
+            strategy: canary
+            steps:
+            - percent: 50
+              pause: 2s
+            - percent: 100
+        """;
+
+    /// <summary>A canary that stops at the first half (long pause): its first node decides.</summary>
+    private const string FirstCanaryOnly = """
+          rollout:
+            strategy: canary
+            steps:
+            - percent: 50
+              pause: 10m
+        """;
+
+    private static Task<System.Text.Json.Nodes.JsonObject> WaitForRolloutAsync(Fleet fleet, long revision, string phase) =>
+        Eventually.UntilAsync(() => fleet.ApiGetAsync("/apis/outpost.dev/v1/applications/box/rollout"),
+            r => (long?)r["status"]?["revision"] == revision && (string?)r["status"]?["phase"] == phase,
+            Fleet.Patience, $"the rollout of revision {revision} to be {phase}", r => r["status"]?.ToJsonString() ?? "no rollout");
 
     private const string WasmApp = """
         apiVersion: outpost.dev/v1
@@ -138,14 +163,15 @@ public sealed class ContainerTests
     }
 
     [SkippableFact]
-    public async Task ANewImage_AppliedWithKubectl_RollsOut_AndOneWhoseProbeFails_NeverTakesTraffic()
+    public async Task ANewImage_AppliedWithKubectl_RollsOutByCanary_AndOneWhoseProbeFails_IsRolledBackOnTheCanary()
     {
         SkipUnlessContainersRunHere();
         Kubectl.SkipUnlessInstalled();
         await using var fleet = new Fleet();
         await fleet.StartServerAsync();
         var token = await fleet.CreateJoinTokenAsync();
-        var (agent, gateway) = await fleet.StartAgentAsync("edge-1", token);
+        var one = await fleet.StartAgentAsync("edge-1", token);
+        var two = await fleet.StartAgentAsync("edge-2", token);
         await PushAsync(fleet, "hello", "v1");
         await PushAsync(fleet, "bonjour", "v2");
         await PushAsync(fleet, "hola", "v3");
@@ -153,28 +179,31 @@ public sealed class ContainerTests
         // kubectl applies it as it applies anything.
         using (var kubectl = new Kubectl(fleet))
         {
-            var (applied, said) = await kubectl.RunAsync("apply", "-f", fleet.WriteManifest("box.yaml", ContainerApp("v1")));
+            var (applied, said) = await kubectl.RunAsync("apply", "-f", fleet.WriteManifest("box.yaml", ContainerApp("v1", rollout: Canary)));
             Assert.True(applied == 0, said);
         }
 
-        await Fleet.WaitForBodyAsync(gateway + "/box", "hello from container on edge-1 (revision 1)\n");
+        await Fleet.WaitForBodyAsync(one.Gateway + "/box", "hello from container on edge-1 (revision 1)\n");
+        await Fleet.WaitForBodyAsync(two.Gateway + "/box", "hello from container on edge-2 (revision 1)\n");
 
-        // A second image: the node starts it beside the first, probes it, then switches.
-        Assert.Equal(0, (await fleet.ClientAsync("apply", "-f", fleet.WriteManifest("box.yaml", ContainerApp("v2")))).ExitCode);
-        await Fleet.WaitForBodyAsync(gateway + "/box", "bonjour from container on edge-1 (revision 2)\n");
+        // A second image, by canary: one node, a pause, then the other; each starts it beside the first, probes it, switches.
+        Assert.Equal(0, (await fleet.ClientAsync("apply", "-f", fleet.WriteManifest("box.yaml", ContainerApp("v2", rollout: Canary)))).ExitCode);
+        await WaitForRolloutAsync(fleet, 2, "Succeeded");
+        await Fleet.WaitForBodyAsync(one.Gateway + "/box", "bonjour from container on edge-1 (revision 2)\n");
+        await Fleet.WaitForBodyAsync(two.Gateway + "/box", "bonjour from container on edge-2 (revision 2)\n");
 
-        // A third whose readiness probe fails: it never takes traffic, and the app says why.
-        var (code, output) = await fleet.ClientAsync("apply", "-f", fleet.WriteManifest("box.yaml", ContainerApp("v3", probe: "/box/fail")));
+        // A third whose readiness probe fails: refused on the canary node, the rollout is rolled back, the other node never gets it.
+        var (code, output) = await fleet.ClientAsync("apply", "-f", fleet.WriteManifest("box.yaml", ContainerApp("v3", probe: "/box/fail", rollout: FirstCanaryOnly)));
         Assert.True(code == 0, output);
-        var status = await Eventually.UntilAsync(
-            async () => await fleet.ApiGetAsync("/apis/outpost.dev/v1/applications/box"),
-            a => a["status"]?.ToJsonString().Contains("readiness probe: GET /box/fail answered 500", StringComparison.Ordinal) == true,
-            Fleet.Patience, "the failed probe in the app's status", a => a.ToJsonString());
-        Assert.Equal((HttpStatusCode.OK, "bonjour from container on edge-1 (revision 2)\n"), await Fleet.GetAsync(gateway + "/box"));
-        Assert.NotNull(status);
+        var rollout = await WaitForRolloutAsync(fleet, 3, "RolledBack");
+        Assert.Contains("readiness probe: GET /box/fail answered 500", rollout["status"]!.ToJsonString(), StringComparison.Ordinal);
+        Assert.Equal((HttpStatusCode.OK, "bonjour from container on edge-1 (revision 2)\n"), await Fleet.GetAsync(one.Gateway + "/box"));
+        Assert.Equal((HttpStatusCode.OK, "bonjour from container on edge-2 (revision 2)\n"), await Fleet.GetAsync(two.Gateway + "/box"));
 
-        await agent.StopAsync();
+        await one.Process.StopAsync();
+        await two.Process.StopAsync();
         AssertNothingLeftBy(fleet.AgentDir("edge-1"));
+        AssertNothingLeftBy(fleet.AgentDir("edge-2"));
     }
 
     [SkippableFact]
