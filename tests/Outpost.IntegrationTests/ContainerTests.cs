@@ -187,14 +187,15 @@ public sealed class ContainerTests
         await Fleet.WaitForBodyAsync(two.Gateway + "/box", "hello from container on edge-2 (revision 1)\n");
 
         // A second image, by canary: one node, a pause, then the other; each starts it beside the first, probes it, switches.
-        Assert.Equal(0, (await fleet.ClientAsync("apply", "-f", fleet.WriteManifest("box.yaml", ContainerApp("v2", rollout: Canary)))).ExitCode);
+        var (code, output) = await fleet.ClientAsync("apply", "-f", fleet.WriteManifest("box.yaml", ContainerApp("v2", rollout: Canary)));
+        Assert.True(code == 0, output + fleet.ServerErrors());
         await WaitForRolloutAsync(fleet, 2, "Succeeded");
         await Fleet.WaitForBodyAsync(one.Gateway + "/box", "bonjour from container on edge-1 (revision 2)\n");
         await Fleet.WaitForBodyAsync(two.Gateway + "/box", "bonjour from container on edge-2 (revision 2)\n");
 
         // A third whose readiness probe fails: refused on the canary node, the rollout is rolled back, the other node never gets it.
-        var (code, output) = await fleet.ClientAsync("apply", "-f", fleet.WriteManifest("box.yaml", ContainerApp("v3", probe: "/box/fail", rollout: FirstCanaryOnly)));
-        Assert.True(code == 0, output);
+        (code, output) = await fleet.ClientAsync("apply", "-f", fleet.WriteManifest("box.yaml", ContainerApp("v3", probe: "/box/fail", rollout: FirstCanaryOnly)));
+        Assert.True(code == 0, output + fleet.ServerErrors());
         var rollout = await WaitForRolloutAsync(fleet, 3, "RolledBack");
         Assert.Contains("readiness probe: GET /box/fail answered 500", rollout["status"]!.ToJsonString(), StringComparison.Ordinal);
         Assert.Equal((HttpStatusCode.OK, "bonjour from container on edge-1 (revision 2)\n"), await Fleet.GetAsync(one.Gateway + "/box"));
@@ -237,5 +238,31 @@ public sealed class ContainerTests
         (code, output) = await fleet.ClientAsync("push", notAnImage, "--image", "x:1");
         Assert.True(code != 0, output);
         Assert.Contains("is neither an OCI archive (index.json) nor a Docker archive (manifest.json)", output, StringComparison.Ordinal);
+    }
+
+    [SkippableFact]
+    public async Task ANodeWithoutRunc_SaysWhy_AndContainerAppsAreNotPlacedOnIt_WhileItsWasmAppsServe()
+    {
+        SkipUnlessContainersRunHere();
+        await using var fleet = new Fleet();
+        await fleet.StartServerAsync();
+        var token = await fleet.CreateJoinTokenAsync();
+        var (_, withRunc) = await fleet.StartAgentAsync("edge-1", token);
+        // edge-2's PATH has no runc on it.
+        var path = string.Join(':', Environment.GetEnvironmentVariable("PATH")!.Split(':').Where(d => !File.Exists(Path.Combine(d, "runc"))));
+        var (_, withoutRunc) = await fleet.StartAgentWithEnvironmentAsync("edge-2", token, new Dictionary<string, string> { ["PATH"] = path });
+        await PushAsync(fleet, "hello", "v1");
+
+        var (code, output) = await fleet.ClientAsync("apply", "-f", fleet.WriteManifest("box.yaml", ContainerApp("v1")), "-f", fleet.WriteManifest("hello.yaml", WasmApp));
+        Assert.True(code == 0, output);
+
+        await Fleet.WaitForBodyAsync(withRunc + "/box", "hello from container on edge-1 (revision 1)\n");
+        await Fleet.WaitForStatusAsync(withoutRunc + "/hello", HttpStatusCode.OK, Fleet.Patience);
+        Assert.Equal(HttpStatusCode.NotFound, (await Fleet.GetAsync(withoutRunc + "/box")).Status);
+        var node = await fleet.ApiGetAsync("/api/v1/nodes/edge-2");
+        Assert.Equal("runc is not installed on this node (apt-get install runc)", (string?)node["status"]!["containerRuntimeProblem"]);
+        Assert.Equal(["wasm"], node["status"]!["runtimes"]!.AsArray().Select(r => (string?)r));
+        var rollout = await WaitForRolloutAsync(fleet, 1, "Succeeded");
+        Assert.DoesNotContain("edge-2", rollout["nodes"]?.ToJsonString() ?? "", StringComparison.Ordinal);
     }
 }

@@ -103,6 +103,16 @@ public sealed class Fleet : IAsyncDisposable
         return (process, gateway);
     }
 
+    /// <summary>Starts an agent with some of its environment replaced (PATH, say); returns it and its gateway URL once it serves.</summary>
+    public async Task<(OutpostProcess Process, string Gateway)> StartAgentWithEnvironmentAsync(string name, string token, IReadOnlyDictionary<string, string> environment)
+    {
+        string[] args = ["agent", "--server", ServerUrl, "--token", token, "--name", name, "--data-dir", AgentDir(name), "--gateway", "127.0.0.1:0"];
+        var process = Track(OutpostProcess.Binary is { } binary
+            ? OutpostProcess.StartProgram(Home, binary, args, environment)
+            : OutpostProcess.StartProgram(Home, "dotnet", [OutpostProcess.OutpostDll, .. args], environment));
+        return (process, await process.WaitForLineAsync($"node {name}:", StartTimeout));
+    }
+
     public string AgentDir(string name) => Path.Combine(Root, name);
 
     public Task<(int ExitCode, string Output)> ClientAsync(params string[] args) =>

@@ -379,6 +379,19 @@ public sealed partial class SyncClient(
             MeshAddress = await peers.Advertised.WaitAsync(ct) ?? "",
         };
         hello.BucketCursors.Add(data.KvCursors().ToDictionary());
+        hello.Info.Runtimes.Add("wasm");
+        var containerProblem = !OperatingSystem.IsLinux() ? "containers run on Linux only"
+            : runtimes?.Containers is not { } containers ? "the agent runs no container runtime"
+            : containers.Unavailable;
+        if (containerProblem is null)
+        {
+            hello.Info.Runtimes.Add("runc");
+        }
+        else
+        {
+            hello.Info.ContainerRuntimeProblem = containerProblem;
+        }
+
         await SendAsync(new AgentMessage { Hello = hello });
 
         var acks = Channel.CreateUnbounded<BatchAck>();

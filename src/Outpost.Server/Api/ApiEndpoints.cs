@@ -218,13 +218,13 @@ public static class ApiEndpoints
             return;
         }
 
-        var nodes = (await store.ListAsync(ResourceKind.Node.Kind, ct)).Items.Select(n => (n.Labels, View: view.Render(n))).ToList();
+        var nodes = (await store.ListAsync(ResourceKind.Node.Kind, ct)).Items.Select(n => (n.Labels, Node: n, View: view.Render(n))).ToList();
         foreach (var app in items)
         {
             var name = (string)app["metadata"]!["name"]!;
             var generation = (long?)app["metadata"]?["generation"] ?? 0;
             var spec = ApplicationSpec.FromJson(app["spec"] as JsonObject ?? []);
-            var targeted = nodes.Where(n => spec.Targets(n.Labels)).ToList();
+            var targeted = nodes.Where(n => Sync.NodeDesiredState.Places(spec, n.Node)).ToList();
             var serving = targeted.Count(n => n.View["status"]?["state"]?.GetValue<string>() == NodeState.Ready
                 && n.View["status"]?["apps"]?[name]?["state"]?.GetValue<string>() == "Ready"
                 && (long?)n.View["status"]?["apps"]?[name]?["generation"] == generation);

@@ -48,7 +48,7 @@ internal static class RolloutEndpoints
         var state = (await store.ListRolloutsAsync(ct)).GetValueOrDefault(name);
         var spec = ApplicationSpec.FromJson(app.Spec());
         var nodes = (await store.ListAsync(ResourceKind.Node.Kind, ct)).Items
-            .Where(n => Core.Sync.DesiredStateDiff.Targets(app.Spec(), n.Labels))
+            .Where(n => Sync.NodeDesiredState.Places(spec, n))
             .ToDictionary(n => n.Name, StringComparer.Ordinal);
         var order = Core.Rollouts.RolloutPlanner.Order(name, nodes.Keys);
         var plan = state?.Immediate == true ? [(nodes.Count, TimeSpan.Zero)] : spec.Rollout.Plan(nodes.Count);

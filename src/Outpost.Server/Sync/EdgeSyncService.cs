@@ -228,6 +228,10 @@ public sealed partial class EdgeSyncService(
                         ["cpus"] = info.Cpus,
                         ["memoryBytes"] = info.MemoryBytes,
                     };
+                    // Agents before containers say nothing: they run Wasm only.
+                    status["runtimes"] = new JsonArray([.. (info.Runtimes.Count > 0 ? info.Runtimes : ["wasm"]).Select(r => (JsonNode)r)]);
+                    status["containerRuntimeProblem"] = info.Runtimes.Contains("runc") ? null
+                        : info.ContainerRuntimeProblem.Length > 0 ? info.ContainerRuntimeProblem : "the agent runs no container runtime";
                 }
                 status["appliedRevision"] = hello.AppliedRevision;
                 status["lastHeartbeatTime"] = ResourceJson.FormatTimestamp(time.GetUtcNow());

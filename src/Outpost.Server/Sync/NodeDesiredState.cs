@@ -63,7 +63,13 @@ public sealed class NodeDesiredState(IControlPlaneStore store)
         ArgumentNullException.ThrowIfNull(node);
         var placeable = await PlaceableAsync(atLeast).WaitAsync(ct);
         var rollouts = placeable.Rollouts;
-        var desired = DesiredStateDiff.ForNode(placeable.Items, node.Labels).ToList();
+        // Container apps go only to nodes that said they can run them (runc, as root): a node without
+        // is not a failed node of the app's rollout, it is not one of the app's nodes.
+        var runsContainers = NodeRunsContainers(node);
+        var desired = DesiredStateDiff.ForNode(placeable.Items, node.Labels)
+            .Where(r => runsContainers || r.Kind != ResourceKind.Application.Kind
+                || !r.SpecJson.Contains("\"image\"", StringComparison.Ordinal) || !ApplicationSpec.FromJson(r.Spec()).IsContainer)
+            .ToList();
         for (var i = 0; i < desired.Count; i++)
         {
             var app = desired[i];
@@ -93,6 +99,22 @@ public sealed class NodeDesiredState(IControlPlaneStore store)
         }
 
         return desired;
+    }
+
+    /// <summary>True when the app is placed on the node: its selector matches, and the node runs its kind of app (containers need runc).</summary>
+    public static bool Places(ApplicationSpec app, StoredResource node)
+    {
+        ArgumentNullException.ThrowIfNull(app);
+        ArgumentNullException.ThrowIfNull(node);
+        return app.Targets(node.Labels) && (!app.IsContainer || NodeRunsContainers(node));
+    }
+
+    /// <summary>True when the node's last hello listed the runc runtime.</summary>
+    public static bool NodeRunsContainers(StoredResource node)
+    {
+        ArgumentNullException.ThrowIfNull(node);
+        return node.StatusJson is { } status && System.Text.Json.Nodes.JsonNode.Parse(status)?["runtimes"] is System.Text.Json.Nodes.JsonArray runtimes
+            && runtimes.Any(r => r?.GetValueKind() == System.Text.Json.JsonValueKind.String && r.GetValue<string>() == "runc");
     }
 
     /// <summary>

@@ -340,7 +340,7 @@ public sealed partial class RolloutController(
             }
 
             var spec = ApplicationSpec.FromJson(app.Spec());
-            var targeted = nodes.Where(n => DesiredStateDiff.Targets(app.Spec(), n.Labels)).ToList();
+            var targeted = nodes.Where(n => NodeDesiredState.Places(spec, n)).ToList();
             var saved = rollouts.GetValueOrDefault(app.Name);
             var state = saved;
             if (state is null || state.Revision != app.Generation)
