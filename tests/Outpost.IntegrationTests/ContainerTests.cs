@@ -192,6 +192,14 @@ public sealed class ContainerTests
         await WaitForRolloutAsync(fleet, 2, "Succeeded");
         await Fleet.WaitForBodyAsync(one.Gateway + "/box", "bonjour from container on edge-1 (revision 2)\n");
         await Fleet.WaitForBodyAsync(two.Gateway + "/box", "bonjour from container on edge-2 (revision 2)\n");
+        using (var kubectl = new Kubectl(fleet))
+        {
+            // The pods kubectl's node views read (describe node) show the runtime class and the image, pinned by digest.
+            var (listed, pods) = await kubectl.RunAsync("get", "--raw", "/api/v1/pods");
+            Assert.True(listed == 0, pods);
+            Assert.Contains("\"runtimeClassName\":\"runc\"", pods, StringComparison.Ordinal);
+            Assert.Contains("\"image\":\"hello:v2@sha256:", pods, StringComparison.Ordinal);
+        }
 
         // A third whose readiness probe fails: refused on the canary node, the rollout is rolled back, the other node never gets it.
         (code, output) = await fleet.ClientAsync("apply", "-f", fleet.WriteManifest("box.yaml", ContainerApp("v3", probe: "/box/fail", rollout: FirstCanaryOnly)));

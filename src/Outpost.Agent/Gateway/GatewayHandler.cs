@@ -291,38 +291,7 @@ public sealed partial class GatewayHandler(AppRegistry apps, WagiRunner runner, 
         context.Response.StatusCode = 204;
     }
 
-    private static async Task<ReadOnlyMemory<byte>?> ReadBodyAsync(HttpContext context, int limit)
-    {
-        if (context.Request.ContentLength is 0 || (context.Request.ContentLength is null && context.Request.Headers.TransferEncoding.Count == 0))
-        {
-            return ReadOnlyMemory<byte>.Empty;
-        }
+    private static Task<ReadOnlyMemory<byte>?> ReadBodyAsync(HttpContext context, int limit) => WasmAppInstance.ReadBodyAsync(context, limit);
 
-        if (context.Request.ContentLength > limit)
-        {
-            return null;
-        }
-
-        using var buffer = new MemoryStream();
-        var chunk = new byte[16 * 1024];
-        int n;
-        while ((n = await context.Request.Body.ReadAsync(chunk, context.RequestAborted)) > 0)
-        {
-            if (buffer.Length + n > limit)
-            {
-                return null;
-            }
-
-            buffer.Write(chunk, 0, n);
-        }
-
-        return buffer.ToArray();
-    }
-
-    private static Task WriteTextAsync(HttpContext context, int status, string text)
-    {
-        context.Response.StatusCode = status;
-        context.Response.ContentType = "text/plain; charset=utf-8";
-        return context.Response.WriteAsync(text, Encoding.UTF8, context.RequestAborted);
-    }
+    private static Task WriteTextAsync(HttpContext context, int status, string text) => WasmAppInstance.WriteTextAsync(context, status, text);
 }

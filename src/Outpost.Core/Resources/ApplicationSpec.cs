@@ -13,6 +13,9 @@ public sealed record ApplicationSpec
     /// <summary>The runtime name of container apps (spec.runtime, or a RuntimeClass whose handler is runc).</summary>
     public const string ContainerRuntime = "container";
 
+    /// <summary>The RuntimeClass the app names, if any.</summary>
+    public string? RuntimeClassName { get; init; }
+
     /// <summary>A container app's image as the user wrote it (NAME:TAG or NAME@DIGEST), if it is one.</summary>
     public string? Image { get; init; }
 
@@ -84,6 +87,7 @@ public sealed record ApplicationSpec
         {
             Runtime = Str(spec["runtime"]) ?? (spec["image"] is not null ? ContainerRuntime : "wasm"),
             Image = Str(spec["image"]),
+            RuntimeClassName = Str(spec["runtimeClassName"]),
             ImageDigest = Str(spec["imageDigest"]) ?? (Str(spec["image"]) is { } image ? ImageReference.Parse(image).Digest : null),
             Command = (spec["command"] as JsonArray)?.Select(Str).OfType<string>().ToArray() ?? [],
             Args = (spec["args"] as JsonArray)?.Select(Str).OfType<string>().ToArray() ?? [],

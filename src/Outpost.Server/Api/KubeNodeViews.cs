@@ -39,6 +39,7 @@ public static class KubeNodeViews
             }
         }
 
+        var specs = (await store.ListAsync(ResourceKind.Application.Kind, ct)).Items.ToDictionary(a => a.Name, a => ApplicationSpec.FromJson(a.Spec()), StringComparer.Ordinal);
         var pods = new List<JsonObject>();
         foreach (var resource in (await store.ListAsync(ResourceKind.Node.Kind, ct)).Items.Where(n => node is null || n.Name == node))
         {
@@ -51,6 +52,15 @@ public static class KubeNodeViews
             foreach (var (name, state) in apps.OrderBy(a => a.Key, StringComparer.Ordinal))
             {
                 var ready = (string?)state?["state"] == "Ready";
+                var generation = (long?)state?["generation"] ?? 0;
+                var spec = specs.GetValueOrDefault(name);
+                // A container app shows its runtime class and image; a Wasm app the module's revision.
+                var (runtimeClass, image) = spec is { IsContainer: true }
+                    ? (spec.RuntimeClassName ?? "runc", $"{spec.Image}@{spec.ImageDigest}")
+                    : ("outpost-wasm", $"outpost.dev/{name}@revision-{generation}");
+                JsonObject containerState = ready
+                    ? new JsonObject { ["running"] = new JsonObject() }
+                    : new JsonObject { ["waiting"] = new JsonObject { ["reason"] = (string?)state?["state"] ?? "Pending", ["message"] = (string?)state?["message"] ?? "" } };
                 pods.Add(new JsonObject
                 {
                     ["kind"] = "Pod",
@@ -65,12 +75,13 @@ public static class KubeNodeViews
                     ["spec"] = new JsonObject
                     {
                         ["nodeName"] = resource.Name,
-                        ["runtimeClassName"] = "outpost-wasm",
-                        ["containers"] = new JsonArray(new JsonObject { ["name"] = name, ["image"] = $"outpost.dev/{name}@revision-{(long?)state?["generation"] ?? 0}" }),
+                        ["runtimeClassName"] = runtimeClass,
+                        ["containers"] = new JsonArray(new JsonObject { ["name"] = name, ["image"] = image }),
                     },
                     ["status"] = new JsonObject
                     {
                         ["phase"] = ready ? "Running" : "Pending",
+                        ["containerStatuses"] = new JsonArray(new JsonObject { ["name"] = name, ["image"] = image, ["ready"] = ready, ["restartCount"] = 0, ["state"] = containerState }),
                         ["conditions"] = new JsonArray(new JsonObject { ["type"] = "Ready", ["status"] = ready ? "True" : "False", ["message"] = (string?)state?["message"] ?? "" }),
                     },
                 });

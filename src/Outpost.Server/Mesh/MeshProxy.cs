@@ -135,15 +135,8 @@ public sealed class MeshProxy : IDisposable
     public async Task ToNodeAsync(HttpContext context, string node, string path)
     {
         ArgumentNullException.ThrowIfNull(context);
-        if (await _store.GetAsync(ResourceKind.Node.Kind, node, context.RequestAborted) is null)
+        if (!await ReachableAsync(context, node))
         {
-            await Answer(context, 404, StatusReasons.NotFound, $"nodes \"{node}\" not found");
-            return;
-        }
-
-        if (!_relay.IsConnected(node))
-        {
-            await Answer(context, 503, StatusReasons.ServiceUnavailable, $"node '{node}' is not connected to this server: nothing can reach it until it is back");
             return;
         }
 
@@ -158,19 +151,30 @@ public sealed class MeshProxy : IDisposable
         }
     }
 
-    /// <summary>/proxy/exec/{node}/{app}: a command run in an app's container on a node (the body says which), over a wire of its own.</summary>
-    public async Task ExecAsync(HttpContext context, string node, string app)
+    /// <summary>True when the node exists and is connected here; otherwise the caller has been answered why not.</summary>
+    private async Task<bool> ReachableAsync(HttpContext context, string node)
     {
-        ArgumentNullException.ThrowIfNull(context);
         if (await _store.GetAsync(ResourceKind.Node.Kind, node, context.RequestAborted) is null)
         {
             await Answer(context, 404, StatusReasons.NotFound, $"nodes \"{node}\" not found");
-            return;
+            return false;
         }
 
         if (!_relay.IsConnected(node))
         {
             await Answer(context, 503, StatusReasons.ServiceUnavailable, $"node '{node}' is not connected to this server: nothing can reach it until it is back");
+            return false;
+        }
+
+        return true;
+    }
+
+    /// <summary>/proxy/exec/{node}/{app}: a command run in an app's container on a node (the body says which), over a wire of its own.</summary>
+    public async Task ExecAsync(HttpContext context, string node, string app)
+    {
+        ArgumentNullException.ThrowIfNull(context);
+        if (!await ReachableAsync(context, node))
+        {
             return;
         }
 
