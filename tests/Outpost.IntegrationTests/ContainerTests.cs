@@ -128,6 +128,11 @@ public sealed class ContainerTests
         var app = await fleet.ApiGetAsync("/apis/outpost.dev/v1/applications/box");
         Assert.StartsWith("sha256:", (string?)app["spec"]!["imageDigest"], StringComparison.Ordinal);
 
+        // What the container writes is the app's log, as a Wasm app's stderr is.
+        await Eventually.UntilAsync(() => fleet.ClientAsync("logs", "app/box", "--node", "edge-1", "--since", "10m"),
+            r => r.ExitCode == 0 && r.Output.Contains("listening on :8080", StringComparison.Ordinal),
+            Fleet.Patience, "the container's output in `outpost logs app/box`", r => r.Output);
+
         // exec runs beside the app's process, in its namespaces: a second server finds the port taken.
         // (--config before the command: all after -- is the command's.)
         (code, output) = await OutpostProcess.RunAsync(fleet.Home, "exec", "--config", fleet.ConfigPath, "node/edge-1", "app/box", "--", "/hello");
