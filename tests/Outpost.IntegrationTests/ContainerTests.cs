@@ -227,7 +227,7 @@ public sealed class ContainerTests
         await using var fleet = new Fleet();
         await fleet.StartServerAsync();
         var token = await fleet.CreateJoinTokenAsync();
-        var (_, gateway) = await fleet.StartAgentAsync("edge-1", token);
+        var (agent, gateway) = await fleet.StartAgentAsync("edge-1", token);
         var archive = Path.Combine(fleet.Root, "hello.tar");
         var build = await Tool.CompleteAsync(Process.Start(new ProcessStartInfo("bash", [Path.Combine(Repository.Root, "samples", "containers", "build.sh"), archive])
         {
@@ -251,6 +251,9 @@ public sealed class ContainerTests
         (code, output) = await fleet.ClientAsync("push", notAnImage, "--image", "x:1");
         Assert.True(code != 0, output);
         Assert.Contains("is neither an OCI archive (index.json) nor a Docker archive (manifest.json)", output, StringComparison.Ordinal);
+
+        await agent.StopAsync();
+        AssertNothingLeftBy(fleet.AgentDir("edge-1"));
     }
 
     [SkippableFact]
@@ -260,7 +263,7 @@ public sealed class ContainerTests
         await using var fleet = new Fleet();
         await fleet.StartServerAsync();
         var token = await fleet.CreateJoinTokenAsync();
-        var (_, withRunc) = await fleet.StartAgentAsync("edge-1", token);
+        var (agent, withRunc) = await fleet.StartAgentAsync("edge-1", token);
         // edge-2's PATH has no runc on it.
         var path = string.Join(':', Environment.GetEnvironmentVariable("PATH")!.Split(':').Where(d => !File.Exists(Path.Combine(d, "runc"))));
         var (_, withoutRunc) = await fleet.StartAgentWithEnvironmentAsync("edge-2", token, new Dictionary<string, string> { ["PATH"] = path });
@@ -277,5 +280,8 @@ public sealed class ContainerTests
         Assert.Equal(["wasm"], node["status"]!["runtimes"]!.AsArray().Select(r => (string?)r));
         var rollout = await WaitForRolloutAsync(fleet, 1, "Succeeded");
         Assert.DoesNotContain("edge-2", rollout["nodes"]?.ToJsonString() ?? "", StringComparison.Ordinal);
+
+        await agent.StopAsync();
+        AssertNothingLeftBy(fleet.AgentDir("edge-1"));
     }
 }
