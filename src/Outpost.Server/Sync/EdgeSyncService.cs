@@ -37,8 +37,8 @@ public sealed partial class EdgeSyncService(
     TimeProvider time,
     ILogger<EdgeSyncService> logger) : EdgeSync.EdgeSyncBase
 {
-    private const int ChunkSize = 256 * 1024;
-    private const int SlabSize = 4 * ChunkSize;
+    private const int ChunkSize = 64 * 1024;
+    private const int SlabSize = 16 * ChunkSize;
 
     public override async Task<JoinResponse> Join(JoinRequest request, ServerCallContext context)
     {
