@@ -300,22 +300,18 @@ public sealed partial class ContainerAppRuntime : IAppRuntime, IAsyncDisposable
         }
 
         await _network.ReclaimAsync(new HashSet<string>(StringComparer.Ordinal));
-        foreach (var controller in Directory.Exists("/sys/fs/cgroup") ? Directory.EnumerateDirectories("/sys/fs/cgroup") : [])
+        var leftovers = Directory.Exists("/sys/fs/cgroup")
+            ? Directory.EnumerateDirectories("/sys/fs/cgroup")
+                .Select(controller => Path.Combine(controller, "outpost"))
+                .Where(Directory.Exists)
+                .SelectMany(parent => Directory.EnumerateDirectories(parent, _prefix + "-*"))
+                .Select(Path.GetFileName)
+                .Distinct(StringComparer.Ordinal)
+            : [];
+        foreach (var id in leftovers)
         {
-            var parent = Path.Combine(controller, "outpost");
-            foreach (var leftover in Directory.Exists(parent) ? Directory.EnumerateDirectories(parent, _prefix + "-*") : [])
-            {
-                foreach (var dir in new[] { Path.Combine(leftover, "c"), leftover }.Where(Directory.Exists))
-                {
-                    try
-                    {
-                        Directory.Delete(dir); // rmdir: a cgroup holds pseudo-files only
-                    }
-                    catch (IOException)
-                    {
-                    }
-                }
-            }
+            using var cgroup = new ContainerCgroup(id!, null);
+            cgroup.Remove();
         }
 
         if (Directory.Exists(_bundles))

@@ -21,13 +21,14 @@ public sealed partial class GatewayHandler(AppRegistry apps, WagiRunner runner, 
     {
         ArgumentNullException.ThrowIfNull(context);
         var path = context.Request.Path.Value is { Length: > 0 } p ? p : "/";
-        if (Mesh.MeshListener.TargetApp(context) is Mesh.MeshListener.ExecTarget)
+        var target = Mesh.MeshListener.TargetApp(context);
+        if (target == Mesh.MeshListener.ExecTarget)
         {
             await ExecAsync(context, path.TrimStart('/'));
             return;
         }
 
-        if (Mesh.MeshListener.TargetApp(context) is { } target)
+        if (target is not null)
         {
             // A wire to this node as an endpoint of a service: the app answers every path, whatever its route.
             var endpoint = apps.Named(target);

@@ -195,52 +195,6 @@ public sealed class ImageStore : IDisposable
         }
     }
 
-    /// <summary>Deletes the root filesystems and blobs of images not in <paramref name="keep"/> (manifest digests), and leftovers of interrupted work.</summary>
-    public void Prune(IReadOnlyCollection<string> keep)
-    {
-        ArgumentNullException.ThrowIfNull(keep);
-        var keptBlobs = new HashSet<string>(StringComparer.Ordinal);
-        var keptRoots = new HashSet<string>(StringComparer.Ordinal);
-        foreach (var digest in keep)
-        {
-            keptBlobs.Add(Hex(digest));
-            try
-            {
-                var manifest = ImageManifest.Parse(ReadBlob(digest, "manifest"));
-                if (manifest.IsIndex)
-                {
-                    var chosen = manifest.SelectPlatform(ImageManifest.NodeArchitecture).Digest;
-                    keptBlobs.Add(Hex(chosen));
-                    manifest = ImageManifest.Parse(ReadBlob(chosen, "manifest"));
-                    keptRoots.Add(Hex(chosen));
-                }
-                else
-                {
-                    keptRoots.Add(Hex(digest));
-                }
-
-                foreach (var blob in manifest.Layers.Append(manifest.Config!))
-                {
-                    keptBlobs.Add(Hex(blob.Digest));
-                }
-            }
-            catch (ImageException)
-            {
-                // Not (fully) stored yet: keep what there is of it.
-            }
-        }
-
-        foreach (var root in System.IO.Directory.EnumerateDirectories(_rootfs).Where(r => !keptRoots.Contains(Path.GetFileName(r))))
-        {
-            System.IO.Directory.Delete(root, recursive: true);
-        }
-
-        foreach (var blob in System.IO.Directory.EnumerateFiles(_blobs).Where(b => !keptBlobs.Contains(Path.GetFileName(b))))
-        {
-            File.Delete(blob);
-        }
-    }
-
     /// <summary>The directories and files the runtime mounts over: made now, as the root is read-only once running.</summary>
     private static void MakeMountPoints(string root)
     {

@@ -28,21 +28,9 @@ public sealed class ImageBlobs(IControlPlaneStore store)
 
     private async Task AddAsync(string digest, HashSet<string> all, int depth, CancellationToken cancellationToken)
     {
-        if (!all.Add(digest) || depth > 1 || await store.GetBlobSizeAsync(digest, cancellationToken) is not { } size || size > RegistryEndpoints.MaxManifestBytes)
+        if (!all.Add(digest) || depth > 1 || await RegistryEndpoints.ReadBlobAsync(store, digest, RegistryEndpoints.MaxManifestBytes, cancellationToken) is not { } bytes)
         {
             return;
-        }
-
-        var bytes = new byte[size];
-        for (var offset = 0; offset < size;)
-        {
-            var read = await store.ReadBlobAsync(digest, offset, bytes.AsMemory(offset), cancellationToken);
-            if (read == 0)
-            {
-                break;
-            }
-
-            offset += read;
         }
 
         ImageManifest manifest;

@@ -567,7 +567,8 @@ public static partial class RegistryEndpoints
         return buffer.ToArray();
     }
 
-    private static async Task<byte[]?> ReadBlobAsync(IControlPlaneStore store, string digest, int limit, CancellationToken cancellationToken)
+    /// <summary>A blob read whole (a manifest, a config), or null when it is not stored or larger than <paramref name="limit"/>.</summary>
+    internal static async Task<byte[]?> ReadBlobAsync(IControlPlaneStore store, string digest, int limit, CancellationToken cancellationToken)
     {
         if (await store.GetBlobSizeAsync(digest, cancellationToken) is not { } size || size > limit)
         {
