@@ -26,13 +26,15 @@ while [[ "${1:-}" == "--stress" || "${1:-}" == "--aot" ]]; do
 done
 
 # In CI (as root), install what some tests need so they run instead of skipping: the
-# wasm32-wasi C toolchain (the test that rebuilds the committed sample modules) and
+# wasm32-wasi C toolchain (the test that rebuilds the committed sample modules, and the WASI
+# tests' C programs), Node.js (whose node:wasi those programs are compared with), and
 # PostgreSQL (the store's conformance suite and servers on --datastore start a throwaway
 # one as the postgres user), Prometheus's promtool (the tests that check both /metrics endpoints), dig (the mesh's
 # DNS test); runc, skopeo and gcc (the container tests run the C sample, statically linked, with
 # runc and push images with skopeo); for --stress, stress-ng. Elsewhere, nothing is installed.
 packages=()
 [[ -f /usr/lib/wasm32-wasi/libc.a ]] || packages+=(clang lld wasi-libc libclang-rt-dev-wasm32)
+command -v node >/dev/null || packages+=(nodejs)
 command -v promtool >/dev/null || packages+=(prometheus)
 command -v dig >/dev/null || packages+=(dnsutils)
 compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || packages+=(postgresql)

@@ -31,7 +31,7 @@ internal static class ColdStart
             var environment = WagiRunner.BuildEnvironment(request, env);
             var context = new Outpost.Wasm.Wasi.WasiContext([request.Route], environment, request.Body, limits.MaxResponseBytes, 64 * 1024);
             context.Stdout.Write(canned);
-            Check(WagiRunner.Parse(context.Stdout.WrittenMemory, 0, null));
+            Check(WagiRunner.Parse(context.CapturedStdout.WrittenMemory, 0, null));
         });
 
         using var unpooled = new WasmHost(new WasmHostOptions { UsePooling = false });

@@ -44,6 +44,9 @@ public sealed class LoadedApp
     /// <summary>What this app may call in the outpost module.</summary>
     internal Wasm.Host.HostGrant Grant { get; }
 
+    /// <summary>The directories a Wasm app's guests see (its files and volumes), or null for none.</summary>
+    internal Wasm.Wasi.WasiMounts? Mounts { get; init; }
+
     /// <summary>The revision in its runtime: serves requests and probes.</summary>
     public IAppInstance Instance { get; }
 
@@ -94,6 +97,7 @@ public sealed class LoadedApp
         {
             Instance.Dispose();
             Gate.Dispose();
+            Mounts?.Dispose();
         }
     }
 }
@@ -109,7 +113,7 @@ public sealed record AppStatus(string State, string Message, long Generation, lo
 /// the previous back on its own (no server needed) and will not run that revision again.
 /// </summary>
 public sealed partial class AppRegistry(WasmHost host, ModuleCache modules, string nodeName, Host.AgentHostServices services, ILogger<AppRegistry> logger,
-    AgentStore? store = null, TimeProvider? time = null, IAppRuntime? containers = null) : IDisposable
+    AgentStore? store = null, TimeProvider? time = null, IAppRuntime? containers = null, AppStorage? storage = null) : IDisposable
 {
     private readonly Lock _lock = new();
     private readonly TimeProvider _time = time ?? TimeProvider.System;
@@ -129,6 +133,9 @@ public sealed partial class AppRegistry(WasmHost host, ModuleCache modules, stri
 
     public IReadOnlyDictionary<string, AppStatus> Status => _status;
 
+    /// <summary>Where this node keeps its apps' files and volumes (null: apps may not mount any).</summary>
+    internal AppStorage? Storage => storage;
+
     /// <summary>Raised after a reconcile changes any app's status.</summary>
     public event Action? StatusChanged;
 
@@ -145,6 +152,16 @@ public sealed partial class AppRegistry(WasmHost host, ModuleCache modules, stri
         services.UpdateConfig(desired.Where(r => r.Kind == ResourceKind.ConfigSet.Kind).Select(r => (r.Name, r.Json)));
         services.UpdateSecrets(desired.Where(r => r.Kind == ResourceKind.Secret.Kind).Select(r => (r.Name, r.Json)));
         services.UpdateBuckets(desired.Where(r => r.Kind == ResourceKind.Bucket.Kind).Select(r => (r.Name, r.Json)));
+        if (storage is not null)
+        {
+            // Volumes of apps deleted while this agent was down.
+            var desiredApps = desired.Where(r => r.Kind == ResourceKind.Application.Kind).Select(r => r.Name).ToHashSet(StringComparer.Ordinal);
+            foreach (var app in Directory.Exists(storage.VolumesDir) ? Directory.EnumerateDirectories(storage.VolumesDir).Select(Path.GetFileName).OfType<string>().Where(a => !desiredApps.Contains(a)) : [])
+            {
+                RemoveVolumes(app);
+            }
+        }
+
         var retired = new List<LoadedApp>();
         var statusBefore = _status.ToDictionary(p => p.Key, p => p.Value, StringComparer.Ordinal);
         var appsChanged = false;
@@ -200,6 +217,7 @@ public sealed partial class AppRegistry(WasmHost host, ModuleCache modules, stri
                 _status.TryRemove(name, out _);
                 _rejected.Remove(name);
                 store?.ForgetLastGood(name);
+                RemoveVolumes(name);
                 LogStopped(logger, name);
             }
 
@@ -488,7 +506,27 @@ public sealed partial class AppRegistry(WasmHost host, ModuleCache modules, stri
             LogCompiledHere(logger, version.Name, host.LastChildFailure ?? "");
         }
 
-        return new LoadedApp(version, spec, new WasmAppInstance(module, host), nodeName, grant);
+        try
+        {
+            return new LoadedApp(version, spec, new WasmAppInstance(module, host), nodeName, grant) { Mounts = storage?.Open(version.Name, spec) };
+        }
+        catch
+        {
+            module.Dispose();
+            throw;
+        }
+    }
+
+    private void RemoveVolumes(string app)
+    {
+        try
+        {
+            storage?.Remove(app);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            LogVolumesNotRemoved(logger, app, e.Message);
+        }
     }
 
     /// <summary>A runtime says how a serving revision is doing (a container that crashed, or runs again).</summary>
@@ -595,6 +633,9 @@ public sealed partial class AppRegistry(WasmHost host, ModuleCache modules, stri
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "App '{App}' failed to load: {Reason}")]
     private static partial void LogLoadFailed(ILogger logger, string app, string reason);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "App '{App}' is gone but its volumes could not be removed: {Reason}")]
+    private static partial void LogVolumesNotRemoved(ILogger logger, string app, string reason);
 
     [LoggerMessage(Level = LogLevel.Information, Message = "App '{App}' revision {Generation} is {State} {Message}")]
     private static partial void LogRuntimeState(ILogger logger, string app, long generation, string state, string message);

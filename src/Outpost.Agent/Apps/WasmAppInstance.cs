@@ -31,24 +31,12 @@ public sealed partial class WasmAppInstance(WasmModule module, WasmHost host) : 
             return new ServeOutcome(413) { Counted = false };
         }
 
-        var wagi = new WagiRequest
-        {
-            Method = context.Request.Method,
-            Path = path,
-            Query = context.Request.QueryString.HasValue ? context.Request.QueryString.Value![1..] : "",
-            Route = route,
-            Headers = CopyHeaders(context.Request.Headers),
-            Body = body.Value,
-            Host = context.Request.Host.Host,
-            Port = context.Request.Host.Port ?? context.Connection.LocalPort,
-            RemoteAddress = context.Connection.RemoteIpAddress?.ToString() ?? "",
-            Scheme = context.Request.Scheme,
-        };
+        var wagi = ToWagiRequest(context, route, path, body.Value);
         WagiOutcome outcome;
         var run = services.Threads.Enter();
         try
         {
-            outcome = services.Runner.Handle(module, wagi, app.EncodedEnv, app.Spec.Limits, app.Grant);
+            outcome = services.Runner.Handle(module, wagi, app.EncodedEnv, app.Spec.Limits, app.Grant, app.Mounts);
         }
         finally
         {
@@ -70,18 +58,12 @@ public sealed partial class WasmAppInstance(WasmModule module, WasmHost host) : 
             LogAppFailed(services.Logger, app.Name, path, outcome.Response.Status, outcome.Error, outcome.Stderr ?? "");
         }
 
-        var response = context.Response;
-        response.StatusCode = outcome.Response.Status;
-        foreach (var (name, value) in outcome.Response.Headers)
+        foreach (var note in outcome.Notes)
         {
-            if (!HopByHop.Contains(name))
-            {
-                response.Headers.Append(name, value);
-            }
+            services.Logs.Write("warn", app.Name, app.Version.Generation, $"{context.Request.Method} {path}: {note}");
         }
 
-        response.ContentLength = outcome.Response.Body.Length;
-        await response.Body.WriteAsync(outcome.Response.Body, context.RequestAborted);
+        await WriteAsync(context, outcome.Response);
         return new ServeOutcome(outcome.Response.Status, outcome.Limit, outcome.MemoryBytes);
     }
 
@@ -91,13 +73,51 @@ public sealed partial class WasmAppInstance(WasmModule module, WasmHost host) : 
         ArgumentNullException.ThrowIfNull(app);
         ArgumentNullException.ThrowIfNull(probe);
         var request = new WagiRequest { Method = "GET", Path = probe.Path, Route = app.Spec.Http!.Route, RemoteAddress = "127.0.0.1" };
-        var outcome = new WagiRunner(host).Handle(module, request, app.EncodedEnv, app.Spec.Limits, app.Grant);
+        var outcome = new WagiRunner(host).Handle(module, request, app.EncodedEnv, app.Spec.Limits, app.Grant, app.Mounts);
         return Task.FromResult(outcome.Response.Status == probe.ExpectStatus
             ? null
             : $"GET {probe.Path} answered {outcome.Response.Status} (expected {probe.ExpectStatus}){(outcome.Error is null ? "" : ": " + outcome.Error)}");
     }
 
     public void Dispose() => module.Dispose();
+
+    /// <summary>A WAGI request for what Kestrel received: <paramref name="path"/> as the app sees it under <paramref name="route"/>.</summary>
+    public static WagiRequest ToWagiRequest(HttpContext context, string route, string path, ReadOnlyMemory<byte> body)
+    {
+        ArgumentNullException.ThrowIfNull(context);
+        return new WagiRequest
+        {
+            Method = context.Request.Method,
+            Path = path,
+            Query = context.Request.QueryString.HasValue ? context.Request.QueryString.Value![1..] : "",
+            Route = route,
+            Headers = CopyHeaders(context.Request.Headers),
+            Body = body,
+            Host = context.Request.Host.Host,
+            Port = context.Request.Host.Port ?? context.Connection.LocalPort,
+            RemoteAddress = context.Connection.RemoteIpAddress?.ToString() ?? "",
+            Scheme = context.Request.Scheme,
+        };
+    }
+
+    /// <summary>Writes a guest's response, leaving out hop-by-hop headers.</summary>
+    public static async Task WriteAsync(HttpContext context, WagiResponse outcome)
+    {
+        ArgumentNullException.ThrowIfNull(context);
+        ArgumentNullException.ThrowIfNull(outcome);
+        var response = context.Response;
+        response.StatusCode = outcome.Status;
+        foreach (var (name, value) in outcome.Headers)
+        {
+            if (!HopByHop.Contains(name))
+            {
+                response.Headers.Append(name, value);
+            }
+        }
+
+        response.ContentLength = outcome.Body.Length;
+        await response.Body.WriteAsync(outcome.Body, context.RequestAborted);
+    }
 
     internal static List<KeyValuePair<string, string>> CopyHeaders(IHeaderDictionary headers)
     {
@@ -110,7 +130,8 @@ public sealed partial class WasmAppInstance(WasmModule module, WasmHost host) : 
         return list;
     }
 
-    internal static async Task<ReadOnlyMemory<byte>?> ReadBodyAsync(HttpContext context, int limit)
+    /// <summary>The request's body, or null when it is over <paramref name="limit"/> bytes.</summary>
+    public static async Task<ReadOnlyMemory<byte>?> ReadBodyAsync(HttpContext context, int limit)
     {
         if (context.Request.ContentLength is 0 || (context.Request.ContentLength is null && context.Request.Headers.TransferEncoding.Count == 0))
         {
@@ -138,7 +159,7 @@ public sealed partial class WasmAppInstance(WasmModule module, WasmHost host) : 
         return buffer.ToArray();
     }
 
-    internal static Task WriteTextAsync(HttpContext context, int status, string text)
+    public static Task WriteTextAsync(HttpContext context, int status, string text)
     {
         context.Response.StatusCode = status;
         context.Response.ContentType = "text/plain; charset=utf-8";

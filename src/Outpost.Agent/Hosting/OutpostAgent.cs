@@ -170,7 +170,7 @@ public sealed partial class OutpostAgent : IAsyncDisposable
             var host = sp.GetRequiredService<Host.AgentHostServices>();
             var modules = sp.GetRequiredService<ModuleCache>();
             return new AppRegistry(sp.GetRequiredService<WasmHost>(), modules, options.NodeName, host, sp.GetRequiredService<ILogger<AppRegistry>>(), store,
-                containers: sp.GetRequiredService<AgentRuntimes>().ContainerRuntime);
+                containers: sp.GetRequiredService<AgentRuntimes>().ContainerRuntime, storage: new AppStorage(options.DataDir));
         });
         services.AddSingleton(sp =>
         {

@@ -864,6 +864,11 @@ public sealed partial class SyncClient(
                 if (!app.IsContainer)
                 {
                     await EnsureModuleAsync(client, headers, digest, ct);
+                    foreach (var files in app.Files)
+                    {
+                        await EnsureFilesAsync(client, headers, files.Digest
+                            ?? throw new InvalidDataException($"application '{resource.Name}' arrived with spec.files at {files.MountPath} without a digest"), ct);
+                    }
                 }
                 else if (OperatingSystem.IsLinux() && runtimes?.Containers is { } containers)
                 {
@@ -943,6 +948,22 @@ public sealed partial class SyncClient(
 
         modules.Complete(digest);
         LogModuleFetched(logger, digest, offset);
+    }
+
+    /// <summary>
+    /// Fetches an app's spec.files archive (resumable, like a module, into the same cache) and
+    /// unpacks it once per digest for every app that mounts it.
+    /// </summary>
+    private async Task EnsureFilesAsync(EdgeSync.EdgeSyncClient client, Metadata headers, string digest, CancellationToken ct)
+    {
+        if (apps.Storage is not { } storage || Directory.Exists(storage.FilesPath(digest)))
+        {
+            return;
+        }
+
+        await EnsureModuleAsync(client, headers, digest, ct);
+        Directory.CreateDirectory(storage.FilesDir);
+        FilesArchive.Extract(modules.Read(digest), storage.FilesPath(digest));
     }
 
     /// <summary>Appends a blob's bytes from <paramref name="offset"/> to <paramref name="path"/>, over the node's connection.</summary>

@@ -18,7 +18,7 @@ public static partial class ManifestValidator
     private static readonly string[] TopLevelFields = ["apiVersion", "kind", "metadata", "spec", "status"];
     private static readonly string[] MetadataFields = ["name", "labels", "annotations", "uid", "resourceVersion", "generation", "creationTimestamp"];
     private static readonly string[] AppSpecFields = ["runtime", "runtimeClassName", "module", "triggers", "env", "capabilities", "limits", "placement", "readinessProbe", "rollout", "expose",
-        "image", "imageDigest", "command", "args", "port", "restartPolicy"];
+        "image", "imageDigest", "command", "args", "port", "restartPolicy", "files", "volumes"];
 
     /// <summary>The fields only a container app has.</summary>
     private static readonly string[] ContainerFields = ["image", "imageDigest", "command", "args", "port", "restartPolicy"];
@@ -169,6 +169,7 @@ public static partial class ManifestValidator
             ValidateModule(spec["module"], allowModulePath, errors);
         }
 
+        ValidateStorage(spec, container, allowModulePath, errors);
         ValidateTriggers(spec["triggers"], errors);
 
         if (spec["readinessProbe"] is { } probeNode)

@@ -42,6 +42,12 @@ public sealed record ApplicationSpec
 
     public HttpTrigger? Http { get; init; }
 
+    /// <summary>Read-only content shipped with the app (spec.files), each mounted at its guest path.</summary>
+    public IReadOnlyList<FilesMount> Files { get; init; } = [];
+
+    /// <summary>Writable per-app directories on each node (spec.volumes), kept across requests and revisions.</summary>
+    public IReadOnlyList<VolumeSpec> Volumes { get; init; } = [];
+
     /// <summary>Run every so often, if set.</summary>
     public TimeSpan? TimerEvery { get; init; }
 
@@ -95,6 +101,9 @@ public sealed record ApplicationSpec
             RestartPolicy = Str(spec["restartPolicy"]) ?? "Always",
             Module = new ModuleRef(Str(module["digest"]), Str(module["path"])),
             Http = http is null ? null : new HttpTrigger(Str(http["route"]) ?? "/"),
+            Files = [.. (spec["files"] as JsonArray ?? []).OfType<JsonObject>().Select(f => new FilesMount(Str(f["digest"]), Str(f["path"]), Str(f["mountPath"]) ?? "/"))],
+            Volumes = [.. (spec["volumes"] as JsonArray ?? []).OfType<JsonObject>().Select(v => new VolumeSpec(Str(v["name"]) ?? "", Str(v["mountPath"]) ?? "/",
+                Manifests.ByteQuantity.TryParse(v["sizeLimit"], out var size) ? size : VolumeSpec.DefaultSizeLimit))],
             TimerEvery = every,
             Topic = Str((triggers?["topic"] as JsonObject)?["name"]),
             Env = ResourceJson.ReadMap(spec["env"]),
@@ -176,6 +185,16 @@ public sealed record ApplicationSpec
 public sealed record ModuleRef(string? Digest, string? Path);
 
 public sealed record HttpTrigger(string Route);
+
+/// <summary>Read-only content for the app (a directory packed as a tar), by local path before upload, by digest after.</summary>
+public sealed record FilesMount(string? Digest, string? Path, string MountPath);
+
+/// <summary>A writable directory the app's guests see at <paramref name="MountPath"/>, holding at most <paramref name="SizeLimit"/> bytes.</summary>
+public sealed record VolumeSpec(string Name, string MountPath, long SizeLimit)
+{
+    /// <summary>A volume's size limit when spec.volumes[].sizeLimit is not given: 64 MiB.</summary>
+    public const long DefaultSizeLimit = 64L << 20;
+}
 
 /// <summary>
 /// `spec.expose`: the app's Ready instances are endpoints of network service <paramref name="Service"/>,

@@ -702,21 +702,25 @@ public static class ApiEndpoints
     {
         if (context.Request.ContentLength > MaxBlobBytes)
         {
-            return Error(new ApiStatus(413, "RequestEntityTooLarge", $"modules are limited to {MaxBlobBytes / (1024 * 1024)} MiB"));
+            return Error(new ApiStatus(413, "RequestEntityTooLarge", $"modules and files archives are limited to {MaxBlobBytes / (1024 * 1024)} MiB"));
         }
 
         using var buffer = new MemoryStream();
         await context.Request.Body.CopyToAsync(buffer, cancellationToken);
         if (buffer.Length > MaxBlobBytes)
         {
-            return Error(new ApiStatus(413, "RequestEntityTooLarge", $"modules are limited to {MaxBlobBytes / (1024 * 1024)} MiB"));
+            return Error(new ApiStatus(413, "RequestEntityTooLarge", $"modules and files archives are limited to {MaxBlobBytes / (1024 * 1024)} MiB"));
         }
 
         var content = buffer.ToArray();
-        var problems = wasm.Validate(content);
+        // ?type=files: the packed content of an app's spec.files; else a module.
+        var files = context.Request.Query["type"] == "files";
+        var problems = files ? FilesArchive.Validate(content) : wasm.Validate(content);
         if (problems.Count > 0)
         {
-            return Error(ApiStatus.Invalid("Module", null, [.. problems.Select(p => new StatusCause("module", p))], "module rejected"));
+            return files
+                ? Error(ApiStatus.Invalid("Files", null, [.. problems.Select(p => new StatusCause("files", p))], "files archive rejected"))
+                : Error(ApiStatus.Invalid("Module", null, [.. problems.Select(p => new StatusCause("module", p))], "module rejected"));
         }
 
         var digest = Digest.Compute(content);

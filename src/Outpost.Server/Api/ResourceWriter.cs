@@ -83,6 +83,17 @@ public sealed class ResourceWriter(IControlPlaneStore store, Wasm.Hosting.WasmHo
             }
         }
 
+        if (errors.Count == 0 && kind == ResourceKind.Application.Kind && body["spec"]?["files"] is JsonArray files)
+        {
+            for (var i = 0; i < files.Count; i++)
+            {
+                if (files[i]?["digest"] is JsonValue filesDigest && await store.GetBlobSizeAsync(filesDigest.GetValue<string>(), cancellationToken) is null)
+                {
+                    errors.Add(new FieldError($"spec.files[{i}].digest", $"files {filesDigest.GetValue<string>()} are not on the server: apply with a local path (`outpost apply -f` packs and uploads it)"));
+                }
+            }
+        }
+
         if (errors.Count == 0 && kind == ResourceKind.Application.Kind && await ConflictAsync(name!, (JsonObject)body["spec"]!, batch, cancellationToken) is { } conflict)
         {
             errors.Add(conflict);

@@ -678,6 +678,7 @@ public sealed partial class EdgeSyncService(
                 .Where(r => r.Kind == ResourceKind.Application.Kind).Select(r => ApplicationSpec.FromJson(r.Spec())))
             {
                 if (app.ArtifactDigest == request.Digest
+                    || app.Files.Any(f => f.Digest == request.Digest)
                     || (app.IsContainer && app.ImageDigest is { } image && (await imageBlobs.OfAsync(image, ct)).Contains(request.Digest)))
                 {
                     placed = true;
@@ -689,7 +690,7 @@ public sealed partial class EdgeSyncService(
         if (!placed)
         {
             LogBlobDenied(logger, node, request.Digest);
-            throw new RpcException(new Status(StatusCode.PermissionDenied, $"node '{node}' runs no app with module or image blob {request.Digest}"));
+            throw new RpcException(new Status(StatusCode.PermissionDenied, $"node '{node}' runs no app with module, files or image blob {request.Digest}"));
         }
 
         var size = await store.GetBlobSizeAsync(request.Digest, ct)

@@ -6,7 +6,11 @@ using Outpost.Wasm.Wasi;
 namespace Outpost.Wasm.Events;
 
 /// <summary>How a timer or topic run ended; output is kept only for the log.</summary>
-public sealed record EventOutcome(bool Succeeded, string? Error, string? Stderr);
+public sealed record EventOutcome(bool Succeeded, string? Error, string? Stderr)
+{
+    /// <summary>What the host noted about the run, for the app's log (a volume over its quota).</summary>
+    public IReadOnlyList<string> Notes { get; init; } = [];
+}
 
 /// <summary>
 /// Runs a module for an event (a timer tick or a topic message) in a fresh instance: the
@@ -16,18 +20,18 @@ public sealed record EventOutcome(bool Succeeded, string? Error, string? Stderr)
 public sealed class EventRunner(WasmHost host)
 {
     public EventOutcome Run(WasmModule module, AppEnvironment env, AppLimits limits, Host.HostGrant? grant,
-        IReadOnlyList<KeyValuePair<string, string>> eventEnv, ReadOnlyMemory<byte> payload)
+        IReadOnlyList<KeyValuePair<string, string>> eventEnv, ReadOnlyMemory<byte> payload, WasiMounts? mounts = null)
     {
         ArgumentNullException.ThrowIfNull(env);
         ArgumentNullException.ThrowIfNull(limits);
-        var context = new WasiContext(["event"], env.Encoded, eventEnv, payload, limits.MaxResponseBytes, 64 * 1024) { Grant = grant };
+        var context = new WasiContext(["event"], env.Encoded, eventEnv, payload, limits.MaxResponseBytes, 64 * 1024) { Grant = grant, Mounts = mounts };
         var result = host.Run(module, context, limits);
-        var stderr = context.Stderr.Length > 0 ? context.Stderr.ToText() : null;
+        var stderr = context.CapturedStderr.Length > 0 ? context.CapturedStderr.ToText() : null;
         return result.Outcome switch
         {
-            RunOutcome.Exited when result.ExitCode == 0 => new EventOutcome(true, null, stderr),
-            RunOutcome.Exited => new EventOutcome(false, $"exited with code {result.ExitCode}", stderr),
-            _ => new EventOutcome(false, result.Error, stderr),
+            RunOutcome.Exited when result.ExitCode == 0 => new EventOutcome(true, null, stderr) { Notes = context.Notes },
+            RunOutcome.Exited => new EventOutcome(false, $"exited with code {result.ExitCode}", stderr) { Notes = context.Notes },
+            _ => new EventOutcome(false, result.Error, stderr) { Notes = context.Notes },
         };
     }
 }

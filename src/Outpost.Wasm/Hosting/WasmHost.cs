@@ -336,6 +336,10 @@ public sealed class WasmHost : IDisposable
         {
             return new RunResult(RunOutcome.Exited, code, null, MemoryOf(context, instance));
         }
+        catch (Exception ex) when (context.TimedOut && ex is WasmtimeException or GuestTimeoutException)
+        {
+            return new RunResult(RunOutcome.TimedOut, -1, $"timed out after {limits.TimeoutMs} ms (asleep)", MemoryOf(context, instance));
+        }
         catch (TrapException ex) when (ex.Type == TrapCode.Interrupt)
         {
             return new RunResult(RunOutcome.TimedOut, -1, $"timed out after {limits.TimeoutMs} ms", MemoryOf(context, instance));
@@ -356,6 +360,7 @@ public sealed class WasmHost : IDisposable
         finally
         {
             _ticker.Exit();
+            context.Dispose(); // files the guest left open
         }
     }
 

@@ -19,28 +19,29 @@ public sealed class WagiRunner(WasmHost host)
         Handle(module, request, new AppEnvironment(appEnv), limits);
 
     /// <summary>As above, with the app's fixed environment encoded once (the gateway's hot path).</summary>
-    public WagiOutcome Handle(WasmModule module, WagiRequest request, AppEnvironment appEnv, AppLimits limits, Host.HostGrant? grant = null)
+    public WagiOutcome Handle(WasmModule module, WagiRequest request, AppEnvironment appEnv, AppLimits limits, Host.HostGrant? grant = null, WasiMounts? mounts = null)
     {
         ArgumentNullException.ThrowIfNull(request);
         ArgumentNullException.ThrowIfNull(limits);
         ArgumentNullException.ThrowIfNull(appEnv);
         var env = BuildEnvironment(request, NoAppEnv); // the app's own env is pre-encoded in appEnv
-        var context = new WasiContext([request.Route], appEnv.Encoded, env, request.Body, limits.MaxResponseBytes, 64 * 1024) { Grant = grant };
+        var context = new WasiContext([request.Route], appEnv.Encoded, env, request.Body, limits.MaxResponseBytes, 64 * 1024) { Grant = grant, Mounts = mounts };
         var result = host.Run(module, context, limits);
-        var stderr = context.Stderr.Length > 0 ? context.Stderr.ToText() : null;
+        var stderr = context.CapturedStderr.Length > 0 ? context.CapturedStderr.ToText() : null;
         var outcome = result.Outcome switch
         {
             RunOutcome.TimedOut => Fail(504, result.Error!, stderr) with { Limit = WagiLimit.Timeout },
             RunOutcome.Trapped => Fail(500, $"trap: {result.Error}", stderr),
             RunOutcome.OutputTooLarge => Fail(500, result.Error!, stderr) with { Limit = WagiLimit.Response },
             RunOutcome.Busy => Busy(result.Error!) with { Limit = WagiLimit.Instances },
-            _ => Parse(context.Stdout.WrittenMemory, result.ExitCode, stderr),
+            _ => Parse(context.CapturedStdout.WrittenMemory, result.ExitCode, stderr),
         };
         // Linear memory grows in 64 KiB pages: within a page of the limit, a further grow was refused.
         var memoryLimit = (long)limits.MemoryMiB * 1024 * 1024;
         return outcome with
         {
             MemoryBytes = result.MemoryBytes,
+            Notes = context.Notes,
             Limit = outcome.Limit == WagiLimit.None && result.MemoryBytes > memoryLimit - 65536 ? WagiLimit.Memory : outcome.Limit,
         };
     }
@@ -187,6 +188,9 @@ public sealed record WagiOutcome(WagiResponse Response, string? Error, string? S
 
     /// <summary>The instance's linear memory when it finished: its peak, since memory only grows.</summary>
     public long MemoryBytes { get; init; }
+
+    /// <summary>What the host noted about the run, for the app's log (a volume over its quota).</summary>
+    public IReadOnlyList<string> Notes { get; init; } = [];
 }
 
 /// <summary>Which of an app's limits a request hit.</summary>

@@ -4,15 +4,19 @@ using System.Text;
 namespace Outpost.Wasm.Wasi;
 
 /// <summary>
-/// One guest run's view of the world: its args, environment, stdin and captured output,
-/// all in memory. Nothing else (files, sockets) exists for the guest.
+/// One guest run's view of the world: its args, environment, stdin and output (in memory for
+/// requests and events, the terminal's streams for `outpost wasm run`), and the directories
+/// its app mounts. Nothing else (sockets, other files) exists for the guest.
 /// </summary>
-internal sealed class WasiContext
+internal sealed class WasiContext : IDisposable
 {
     private readonly byte[][] _args;
     private readonly byte[][] _env;
     private readonly ReadOnlyMemory<byte> _stdin;
+    private readonly Stream? _stdinStream;
     private int _stdinPosition;
+    private FdTable? _files;
+    private List<string>? _notes;
 
     public WasiContext(IEnumerable<string> args, IEnumerable<KeyValuePair<string, string>> env, ReadOnlyMemory<byte> stdin, int maxStdoutBytes, int maxStderrBytes)
         : this(args, [], env, stdin, maxStdoutBytes, maxStderrBytes)
@@ -35,6 +39,16 @@ internal sealed class WasiContext
         Stderr = new CappedBuffer(maxStderrBytes);
     }
 
+    /// <summary>A command's context: stdin read from <paramref name="stdin"/> as the guest asks, output written through.</summary>
+    public WasiContext(IEnumerable<string> args, IEnumerable<KeyValuePair<string, string>> env, Stream stdin, WasiOutput stdout, WasiOutput stderr)
+    {
+        _args = [.. args.Select(a => Encoding.UTF8.GetBytes(a + "\0"))];
+        _env = [.. env.Select(p => Encode(p.Key, p.Value))];
+        _stdinStream = stdin;
+        Stdout = stdout;
+        Stderr = stderr;
+    }
+
     /// <summary>"K=V\0" in UTF-8, as environ_get hands it to the guest.</summary>
     public static byte[] Encode(string key, string value)
     {
@@ -48,9 +62,29 @@ internal sealed class WasiContext
     /// <summary>The guest's exported memory, looked up once per run rather than on every call.</summary>
     public Wasmtime.Memory? Memory { get; set; }
 
-    public CappedBuffer Stdout { get; }
+    public WasiOutput Stdout { get; }
 
-    public CappedBuffer Stderr { get; }
+    public WasiOutput Stderr { get; }
+
+    /// <summary>The output captured in memory (requests and events), for reading once the run is over.</summary>
+    public CappedBuffer CapturedStdout => (CappedBuffer)Stdout;
+
+    /// <inheritdoc cref="CapturedStdout"/>
+    public CappedBuffer CapturedStderr => (CappedBuffer)Stderr;
+
+    /// <summary>The directories the guest sees as preopens; null or empty: none.</summary>
+    public WasiMounts? Mounts { get; init; }
+
+    /// <summary>The run's open files, made on the first file call (a run that touches no file pays nothing).</summary>
+    public FdTable Files => _files ??= new FdTable(Mounts);
+
+    /// <summary>What the host has to say about the run for the app's log (a full volume, a refused path).</summary>
+    public IReadOnlyList<string> Notes => (IReadOnlyList<string>?)_notes ?? [];
+
+    public void Note(string message) => (_notes ??= []).Add(message);
+
+    /// <summary>Set when a host call (a sleep) ran into the run's deadline: the run timed out.</summary>
+    public bool TimedOut { get; set; }
 
     /// <summary>Who is running and what it may call in the outpost module; null grants nothing.</summary>
     public Outpost.Wasm.Host.HostGrant? Grant { get; init; }
@@ -68,35 +102,71 @@ internal sealed class WasiContext
 
     public IReadOnlyList<byte[]> Env => _env;
 
+    /// <summary>Bytes stdin still holds, when known (in memory); null for a stream.</summary>
+    public long? StdinRemaining => _stdinStream is null ? _stdin.Length - _stdinPosition : null;
+
     public int ReadStdin(Span<byte> destination)
     {
+        if (_stdinStream is not null)
+        {
+            return _stdinStream.Read(destination);
+        }
+
         var remaining = _stdin.Span[_stdinPosition..];
         var n = Math.Min(remaining.Length, destination.Length);
         remaining[..n].CopyTo(destination);
         _stdinPosition += n;
         return n;
     }
+
+    /// <summary>Closes what the guest left open.</summary>
+    public void Dispose() => _files?.Dispose();
+}
+
+/// <summary>Where a guest's stdout or stderr goes.</summary>
+internal abstract class WasiOutput
+{
+    /// <summary>Takes what fits; false when it did not all fit.</summary>
+    public abstract bool Write(ReadOnlySpan<byte> data);
+
+    /// <summary>True once a write did not fit.</summary>
+    public virtual bool Overflowed => false;
+
+    /// <summary>The most it holds.</summary>
+    public virtual int Capacity => int.MaxValue;
+}
+
+/// <summary>Output written straight through to a stream (a terminal), as a command's is.</summary>
+internal sealed class StreamOutput(Stream stream) : WasiOutput
+{
+    public override bool Write(ReadOnlySpan<byte> data)
+    {
+        stream.Write(data);
+        stream.Flush();
+        return true;
+    }
 }
 
 /// <summary>An output buffer that refuses to grow past a cap, so a guest cannot flood the host.</summary>
-internal sealed class CappedBuffer(int capacity)
+internal sealed class CappedBuffer(int capacity) : WasiOutput
 {
     private readonly ArrayBufferWriter<byte> _buffer = new(256);
+    private bool _overflowed;
 
-    public int Capacity { get; } = capacity;
+    public override int Capacity { get; } = capacity;
 
-    public bool Overflowed { get; private set; }
+    public override bool Overflowed => _overflowed;
 
     public long Length => _buffer.WrittenCount;
 
     /// <summary>Appends what fits; false (and Overflowed) when it did not all fit.</summary>
-    public bool Write(ReadOnlySpan<byte> data)
+    public override bool Write(ReadOnlySpan<byte> data)
     {
         var room = Capacity - _buffer.WrittenCount;
         if (data.Length > room)
         {
             _buffer.Write(data[..Math.Max(room, 0)]);
-            Overflowed = true;
+            _overflowed = true;
             return false;
         }
 

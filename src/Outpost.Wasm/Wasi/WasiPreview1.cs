@@ -6,69 +6,44 @@ namespace Outpost.Wasm.Wasi;
 
 /// <summary>
 /// Outpost's own implementation of wasi_snapshot_preview1, defined once on the shared
-/// linker. Stdio reads and writes in-memory buffers of the run's <see cref="WasiContext"/>
-/// (faster per request than a WASI config with files); there are no preopened directories
-/// and no sockets, so every path and socket call fails with a WASI error code.
+/// linker. Stdio reads and writes the run's <see cref="WasiContext"/> buffers (in memory per
+/// request, faster than a WASI config with files); files live in the app's mounts
+/// (<see cref="WasiFiles"/>); poll_oneoff sleeps within the run's deadline. Sockets do not
+/// exist: every socket call fails with NOTCAPABLE.
 /// </summary>
 internal static class WasiPreview1
 {
     public const string ModuleName = "wasi_snapshot_preview1";
 
-    private const int Success = 0;
-    private const int Badf = 8;
-    private const int Fault = 21;
-    private const int Inval = 28;
-    private const int Io = 29;
-    private const int Nosys = 52;
-    private const int Spipe = 70;
-    private const int Notcapable = 76;
+    private const int Success = Errno.Success;
+    private const int Badf = Errno.Badf;
+    private const int Fault = Errno.Fault;
+    private const int Inval = Errno.Inval;
+    private const int Io = Errno.Io;
+    private const int Notcapable = Errno.Notcapable;
 
     private static readonly ValueKind I32 = ValueKind.Int32;
-    private static readonly ValueKind I64 = ValueKind.Int64;
 
     /// <summary>Every function this host provides; a module importing anything else from WASI is rejected.</summary>
-    public static IReadOnlySet<string> Functions => Stubs.Keys.Concat(Implemented).ToHashSet(StringComparer.Ordinal);
-
-    private static readonly string[] Implemented =
-    [
-        "args_get", "args_sizes_get", "environ_get", "environ_sizes_get", "fd_write", "fd_read", "fd_close",
-        "fd_seek", "fd_fdstat_get", "fd_prestat_get", "fd_prestat_dir_name", "proc_exit", "clock_time_get",
-        "clock_res_get", "random_get", "sched_yield",
-    ];
-
-    // Calls that need a file, directory or socket: none exist, so each fails cleanly.
-    private static readonly Dictionary<string, (ValueKind[] Params, int Errno)> Stubs = new(StringComparer.Ordinal)
+    public static IReadOnlySet<string> Functions { get; } = new HashSet<string>(StringComparer.Ordinal)
     {
-        ["fd_advise"] = ([I32, I64, I64, I32], Badf),
-        ["fd_allocate"] = ([I32, I64, I64], Badf),
-        ["fd_datasync"] = ([I32], Badf),
-        ["fd_fdstat_set_flags"] = ([I32, I32], Badf),
-        ["fd_fdstat_set_rights"] = ([I32, I64, I64], Badf),
-        ["fd_filestat_get"] = ([I32, I32], Badf),
-        ["fd_filestat_set_size"] = ([I32, I64], Badf),
-        ["fd_filestat_set_times"] = ([I32, I64, I64, I32], Badf),
-        ["fd_pread"] = ([I32, I32, I32, I64, I32], Badf),
-        ["fd_pwrite"] = ([I32, I32, I32, I64, I32], Badf),
-        ["fd_readdir"] = ([I32, I32, I32, I64, I32], Badf),
-        ["fd_renumber"] = ([I32, I32], Badf),
-        ["fd_sync"] = ([I32], Badf),
-        ["fd_tell"] = ([I32, I32], Spipe),
-        ["path_create_directory"] = ([I32, I32, I32], Notcapable),
-        ["path_filestat_get"] = ([I32, I32, I32, I32, I32], Notcapable),
-        ["path_filestat_set_times"] = ([I32, I32, I32, I32, I64, I64, I32], Notcapable),
-        ["path_link"] = ([I32, I32, I32, I32, I32, I32, I32], Notcapable),
-        ["path_open"] = ([I32, I32, I32, I32, I32, I64, I64, I32, I32], Notcapable),
-        ["path_readlink"] = ([I32, I32, I32, I32, I32, I32], Notcapable),
-        ["path_remove_directory"] = ([I32, I32, I32], Notcapable),
-        ["path_rename"] = ([I32, I32, I32, I32, I32, I32], Notcapable),
-        ["path_symlink"] = ([I32, I32, I32, I32, I32], Notcapable),
-        ["path_unlink_file"] = ([I32, I32, I32], Notcapable),
-        ["poll_oneoff"] = ([I32, I32, I32, I32], Nosys),
-        ["proc_raise"] = ([I32], Nosys),
-        ["sock_accept"] = ([I32, I32, I32], Notcapable),
-        ["sock_recv"] = ([I32, I32, I32, I32, I32, I32], Notcapable),
-        ["sock_send"] = ([I32, I32, I32, I32, I32], Notcapable),
-        ["sock_shutdown"] = ([I32, I32], Notcapable),
+        "args_get", "args_sizes_get", "environ_get", "environ_sizes_get", "clock_res_get", "clock_time_get",
+        "fd_advise", "fd_allocate", "fd_close", "fd_datasync", "fd_fdstat_get", "fd_fdstat_set_flags", "fd_fdstat_set_rights",
+        "fd_filestat_get", "fd_filestat_set_size", "fd_filestat_set_times", "fd_pread", "fd_prestat_get", "fd_prestat_dir_name",
+        "fd_pwrite", "fd_read", "fd_readdir", "fd_renumber", "fd_seek", "fd_sync", "fd_tell", "fd_write",
+        "path_create_directory", "path_filestat_get", "path_filestat_set_times", "path_link", "path_open", "path_readlink",
+        "path_remove_directory", "path_rename", "path_symlink", "path_unlink_file",
+        "poll_oneoff", "proc_exit", "proc_raise", "random_get", "sched_yield",
+        "sock_accept", "sock_recv", "sock_send", "sock_shutdown",
+    };
+
+    // No sockets: a later capability may grant them; until then each call fails cleanly.
+    private static readonly Dictionary<string, ValueKind[]> Sockets = new(StringComparer.Ordinal)
+    {
+        ["sock_accept"] = [I32, I32, I32],
+        ["sock_recv"] = [I32, I32, I32, I32, I32, I32],
+        ["sock_send"] = [I32, I32, I32, I32, I32],
+        ["sock_shutdown"] = [I32, I32],
     };
 
     public static void Define(Linker linker, TimeProvider time)
@@ -82,31 +57,33 @@ internal static class WasiPreview1
         linker.DefineFunction(ModuleName, "environ_get", (Caller c, int ptrs, int buf) =>
             ListGet(c, Ctx(c).Env, ptrs, buf));
         linker.DefineFunction(ModuleName, "fd_write", (Caller c, int fd, int iovs, int iovsLen, int nwritten) =>
-            FdWrite(c, fd, iovs, iovsLen, nwritten));
+            fd > 2 ? WasiFiles.WriteFile(Ctx(c), Mem(c), fd, iovs, iovsLen, -1, nwritten) : FdWrite(c, fd, iovs, iovsLen, nwritten));
         linker.DefineFunction(ModuleName, "fd_read", (Caller c, int fd, int iovs, int iovsLen, int nread) =>
-            FdRead(c, fd, iovs, iovsLen, nread));
-        linker.DefineFunction(ModuleName, "fd_close", (Caller c, int fd) => fd is >= 0 and <= 2 ? Success : Badf);
-        linker.DefineFunction(ModuleName, "fd_seek", (Caller c, int fd, long offset, int whence, int newOffset) =>
-            fd is >= 0 and <= 2 ? Spipe : Badf);
+            fd > 2 ? WasiFiles.ReadFile(Ctx(c), Mem(c), fd, iovs, iovsLen, -1, nread) : FdRead(c, fd, iovs, iovsLen, nread));
         linker.DefineFunction(ModuleName, "fd_fdstat_get", (Caller c, int fd, int buf) => FdstatGet(c, fd, buf));
-        linker.DefineFunction(ModuleName, "fd_prestat_get", (Caller c, int fd, int buf) => Badf);
-        linker.DefineFunction(ModuleName, "fd_prestat_dir_name", (Caller c, int fd, int path, int len) => Badf);
         linker.DefineFunction(ModuleName, "proc_exit", (Caller c, int code) =>
         {
             Ctx(c).ExitCode = code;
             throw new GuestExitException(code);
         });
+        linker.DefineFunction(ModuleName, "proc_raise", (Caller c, int signal) => Errno.Notsup);
         linker.DefineFunction(ModuleName, "clock_time_get", (Caller c, int id, long precision, int resultPtr) =>
             ClockTimeGet(c, time, id, resultPtr));
         linker.DefineFunction(ModuleName, "clock_res_get", (Caller c, int id, int resultPtr) =>
             id is >= 0 and <= 3 ? WriteU64(c, resultPtr, 1_000) : Inval);
         linker.DefineFunction(ModuleName, "random_get", (Caller c, int buf, int len) => RandomGet(c, buf, len));
-        linker.DefineFunction(ModuleName, "sched_yield", () => Success);
-
-        foreach (var (name, (parameters, errno)) in Stubs)
+        linker.DefineFunction(ModuleName, "sched_yield", () =>
         {
-            var result = errno;
-            linker.DefineFunction(ModuleName, name, (Caller _, ReadOnlySpan<ValueBox> _, Span<ValueBox> results) => results[0] = result,
+            Thread.Yield();
+            return Success;
+        });
+        linker.DefineFunction(ModuleName, "poll_oneoff", (Caller c, int input, int output, int count, int neventsPtr) =>
+            Poll.OneOff(Ctx(c), Mem(c), time, input, output, count, neventsPtr));
+        WasiFiles.Define(linker, ModuleName, Ctx, MemoryOf);
+
+        foreach (var (name, parameters) in Sockets)
+        {
+            linker.DefineFunction(ModuleName, name, (Caller _, ReadOnlySpan<ValueBox> _, Span<ValueBox> results) => results[0] = Notcapable,
                 parameters, [ValueKind.Int32]);
         }
     }
@@ -230,18 +207,21 @@ internal static class WasiPreview1
 
     private static int FdstatGet(Caller caller, int fd, int buf)
     {
-        if (fd is < 0 or > 2)
+        if (fd < 0)
         {
             return Badf;
         }
 
-        var memory = Mem(caller);
-        if (memory is null)
+        if (WasiFiles.Guest(Mem(caller), buf, 24, out var span) is { } fault)
         {
-            return Fault;
+            return fault;
         }
 
-        var span = memory.GetSpan(buf, 24);
+        if (fd > 2)
+        {
+            return WasiFiles.Fdstat(Ctx(caller).Files, span, fd);
+        }
+
         span.Clear();
         span[0] = 2; // filetype: character device
         // Rights: fd_read (bit 1) for stdin, fd_write (bit 6) for stdout/stderr.

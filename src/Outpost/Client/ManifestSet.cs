@@ -119,10 +119,77 @@ internal sealed class ManifestSet
                 }
             }
 
+            if (body["spec"]?["files"] is JsonArray files)
+            {
+                for (var i = 0; i < files.Count; i++)
+                {
+                    if (files[i] is not JsonObject entry || entry["path"] is not JsonValue filesPath)
+                    {
+                        continue;
+                    }
+
+                    var relative = filesPath.GetValue<string>();
+                    var full = Path.GetFullPath(Path.Combine(Path.GetDirectoryName(Path.GetFullPath(doc.Source))!, relative));
+                    try
+                    {
+                        if (!uploaded.TryGetValue(full, out var digest))
+                        {
+                            digest = await UploadFilesAsync(client, full, ct);
+                            uploaded[full] = digest;
+                        }
+
+                        entry.Remove("path");
+                        entry["digest"] = digest;
+                    }
+                    catch (Exception ex) when (ex is ManifestException or InvalidDataException or IOException)
+                    {
+                        errors.Add($"{doc.Location}: spec.files[{i}].path: {relative}: {ex.Message}");
+                    }
+                    catch (ApiException ex) when (ex.Code is 400 or 413 or 422)
+                    {
+                        errors.Add($"{doc.Location}: spec.files[{i}].path: {relative}: {ex.Message}");
+                    }
+                }
+            }
+
             items.Add((JsonNode)body);
         }
 
         return errors.Count > 0 ? throw new ManifestException(errors) : items;
+    }
+
+    /// <summary>Packs a directory (or takes a .tar archive as it is) for spec.files, then pushes it unless the server already has its digest.</summary>
+    public static async Task<string> UploadFilesAsync(ApiClient client, string path, CancellationToken ct)
+    {
+        byte[] bytes;
+        if (Directory.Exists(path))
+        {
+            bytes = FilesArchive.Pack(path);
+        }
+        else if (File.Exists(path))
+        {
+            bytes = await File.ReadAllBytesAsync(path, ct);
+            if (FilesArchive.Validate(bytes) is { Count: > 0 } problems)
+            {
+                throw new ManifestException($"'{path}' cannot be mounted: {string.Join("; ", problems)}");
+            }
+        }
+        else
+        {
+            throw new ManifestException($"'{path}' does not exist (spec.files takes a directory or a .tar archive)");
+        }
+
+        var digest = Digest.Compute(bytes);
+        try
+        {
+            await client.GetAsync($"apis/outpost.dev/v1/blobs/{digest}", ct);
+            return digest;
+        }
+        catch (ApiException ex) when (ex.Code == 404)
+        {
+            var result = await client.SendBytesAsync(HttpMethod.Post, "apis/outpost.dev/v1/blobs?type=files", bytes, "application/x-tar", ct);
+            return (string)result["digest"]!;
+        }
     }
 
     /// <summary>Checks a module file locally, then pushes it unless the server already has its digest.</summary>

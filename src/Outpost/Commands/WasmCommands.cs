@@ -1,9 +1,24 @@
 using System.CommandLine;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Hosting;
+using Microsoft.AspNetCore.Hosting.Server;
+using Microsoft.AspNetCore.Hosting.Server.Features;
+using Microsoft.AspNetCore.Http;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Logging;
+using Outpost.Agent.Apps;
+using Outpost.Core.Resources;
 using Outpost.Wasm.Hosting;
+using Outpost.Wasm.Wagi;
+using Outpost.Wasm.Wasi;
 
 namespace Outpost.Commands;
 
-/// <summary>`outpost wasm compile`: the agent's compiler, run as a child process (Outpost.Wasm's ChildCompiler).</summary>
+/// <summary>
+/// `outpost wasm`: run a WASI command or serve a WAGI app locally with the node's engine, WASI
+/// and limits (the developer's loop, as `wasmtime run` and `spin up` give it), and `compile`,
+/// the agent's compiler run as a child process (Outpost.Wasm's ChildCompiler).
+/// </summary>
 internal static class WasmCommands
 {
     public static Command Wasm()
@@ -54,6 +69,225 @@ internal static class WasmCommands
                 return ChildCompiler.RejectedExitCode;
             }
         });
-        return new Command("wasm", "WebAssembly tools of the node's engine") { compile };
+        return new Command("wasm", "WebAssembly tools of the node's engine") { compile, Run(), Serve() };
+    }
+
+    private static readonly Option<string[]> Dirs = new("--dir")
+    {
+        Description = "A directory the guest may read and write: HOST::GUEST (or HOST, seen at the same path); repeatable",
+        AllowMultipleArgumentsPerToken = false,
+    };
+
+    private static readonly Option<string[]> ReadOnlyDirs = new("--ro-dir")
+    {
+        Description = "A directory the guest may only read: HOST::GUEST (or HOST); repeatable",
+    };
+
+    private static readonly Option<string[]> Envs = new("--env") { Description = "An environment variable for the guest: K=V; repeatable" };
+
+    private static readonly Option<int> TimeoutMs = new("--timeout-ms")
+    {
+        Description = "Stop the guest after this long, as an app's limits.timeoutMs does",
+        DefaultValueFactory = _ => AppLimits.DefaultTimeoutMs,
+    };
+
+    private static readonly Option<int> MemoryMiB = new("--memory-mib")
+    {
+        Description = "The guest's memory limit, as an app's limits.memoryMiB",
+        DefaultValueFactory = _ => AppLimits.DefaultMemoryMiB,
+    };
+
+    private static Command Run()
+    {
+        var file = new Argument<FileInfo>("file") { Description = "A WASI command module (.wasm)" };
+        var args = new Argument<string[]>("args") { Description = "Arguments for the guest (after --)", Arity = ArgumentArity.ZeroOrMore };
+        var command = new Command("run",
+            "Run a WASI command locally with the agent's engine, WASI and limits: stdio is the terminal's, and the guest's exit code is this process's (134 when it traps, 124 when it runs out of time)")
+        {
+            file, args, Dirs, ReadOnlyDirs, Envs, TimeoutMs, MemoryMiB,
+        };
+        command.SetAction(result =>
+        {
+            var path = result.GetValue(file)!;
+            if (!Prepare(result, path, out var host, out var module, out var mounts, out var env, out var limits))
+            {
+                return 2;
+            }
+
+            using (host)
+            using (module)
+            using (mounts)
+            {
+                using var stdin = Console.OpenStandardInput();
+                using var stdout = Console.OpenStandardOutput();
+                using var stderr = Console.OpenStandardError();
+                var outcome = WasiCommand.Run(host, module!, new WasiCommandOptions
+                {
+                    Args = [path.Name, .. result.GetValue(args) ?? []],
+                    Env = env,
+                    Mounts = mounts,
+                    Stdin = stdin,
+                    Stdout = stdout,
+                    Stderr = stderr,
+                    Limits = limits,
+                });
+                if (outcome.Error is not null)
+                {
+                    Console.Error.WriteLine($"outpost wasm run: {path.Name}: {outcome.Error}");
+                }
+
+                return outcome.ExitCode;
+            }
+        });
+        return command;
+    }
+
+    private static Command Serve()
+    {
+        var file = new Argument<FileInfo>("file") { Description = "A WAGI module (.wasm): the request on stdin and in the environment, the response on stdout" };
+        var route = new Option<string>("--route") { Description = "The route it answers under", DefaultValueFactory = _ => "/" };
+        var listen = new Option<string>("--listen") { Description = "Address and port to listen on (port 0 picks a free one)", DefaultValueFactory = _ => "127.0.0.1:3000" };
+        var command = new Command("serve", "Serve a WAGI app locally with the agent's engine, WASI and limits, one fresh instance per request")
+        {
+            file, route, listen, Dirs, ReadOnlyDirs, Envs, TimeoutMs, MemoryMiB,
+        };
+        command.SetAction(async (result, cancellationToken) =>
+        {
+            var path = result.GetValue(file)!;
+            var prefix = result.GetValue(route)!.TrimEnd('/');
+            if (!Prepare(result, path, out var host, out var module, out var mounts, out var env, out var limits))
+            {
+                return 2;
+            }
+
+            using (host)
+            using (module)
+            using (mounts)
+            {
+                var builder = WebApplication.CreateSlimBuilder();
+                builder.Logging.ClearProviders();
+                builder.WebHost.UseUrls($"http://{result.GetValue(listen)}");
+                await using var app = builder.Build();
+                var runner = new WagiRunner(host);
+                var appEnv = new AppEnvironment(env.ToDictionary(p => p.Key, p => p.Value, StringComparer.Ordinal));
+                var routeName = prefix.Length == 0 ? "/" : prefix;
+                app.Run(async context =>
+                {
+                    var requestPath = context.Request.Path.Value ?? "/";
+                    if (prefix.Length > 0 && !(requestPath == prefix || requestPath.StartsWith(prefix + "/", StringComparison.Ordinal)))
+                    {
+                        await WasmAppInstance.WriteTextAsync(context, 404, $"404 not found: {path.Name} answers under {prefix}\n");
+                        return;
+                    }
+
+                    var body = await WasmAppInstance.ReadBodyAsync(context, 16 * 1024 * 1024);
+                    if (body is null)
+                    {
+                        await WasmAppInstance.WriteTextAsync(context, 413, "413 request body too large\n");
+                        return;
+                    }
+
+                    var request = WasmAppInstance.ToWagiRequest(context, routeName, requestPath, body.Value);
+                    var outcome = await Task.Run(() => runner.Handle(module!, request, appEnv, limits, mounts: mounts), context.RequestAborted);
+                    if (outcome.Stderr is { } stderr)
+                    {
+                        Console.Error.Write(stderr.EndsWith('\n') ? stderr : stderr + "\n");
+                    }
+
+                    foreach (var line in outcome.Notes.Prepend(outcome.Error).OfType<string>())
+                    {
+                        Console.Error.WriteLine($"{context.Request.Method} {requestPath}: {line}");
+                    }
+
+                    await WasmAppInstance.WriteAsync(context, outcome.Response);
+                });
+                await app.StartAsync(cancellationToken);
+                var address = app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First();
+                Console.WriteLine($"Serving {path.Name} at {address}{(prefix.Length == 0 ? "/" : prefix)}");
+                try
+                {
+                    await Task.Delay(Timeout.Infinite, cancellationToken);
+                }
+                catch (OperationCanceledException)
+                {
+                    // Ctrl+C: stop serving.
+                }
+
+                await app.StopAsync(CancellationToken.None);
+                return 0;
+            }
+        });
+        return command;
+    }
+
+    /// <summary>Compiles the module and opens its directories as the agent would; false (with the reason on stderr) when it cannot run.</summary>
+    private static bool Prepare(ParseResult result, FileInfo file, out WasmHost host, out WasmModule? module, out WasiMounts? mounts,
+        out List<KeyValuePair<string, string>> env, out AppLimits limits)
+    {
+        var name = $"outpost wasm {result.CommandResult.Command.Name}";
+        host = null!;
+        module = null;
+        mounts = null;
+        env = [];
+        limits = new AppLimits { TimeoutMs = result.GetValue(TimeoutMs), MemoryMiB = result.GetValue(MemoryMiB) };
+        foreach (var pair in result.GetValue(Envs) ?? [])
+        {
+            var equals = pair.IndexOf('=', StringComparison.Ordinal);
+            if (equals <= 0)
+            {
+                Console.Error.WriteLine($"{name}: --env '{pair}' is not K=V");
+                return false;
+            }
+
+            env.Add(new(pair[..equals], pair[(equals + 1)..]));
+        }
+
+        if (limits.TimeoutMs < 1 || limits.MemoryMiB < 1)
+        {
+            Console.Error.WriteLine($"{name}: --timeout-ms and --memory-mib must be positive");
+            return false;
+        }
+
+        var wanted = new List<WasiMount>();
+        foreach (var (spec, readOnly) in (result.GetValue(Dirs) ?? []).Select(d => (d, false)).Concat((result.GetValue(ReadOnlyDirs) ?? []).Select(d => (d, true))))
+        {
+            var split = spec.Split("::", 2);
+            var hostPath = split[0];
+            var guestPath = split.Length == 2 ? split[1] : split[0];
+            if (hostPath.Length == 0 || guestPath.Length == 0)
+            {
+                Console.Error.WriteLine($"{name}: --dir '{spec}' is not HOST::GUEST");
+                return false;
+            }
+
+            if (!Directory.Exists(hostPath))
+            {
+                Console.Error.WriteLine($"{name}: directory '{hostPath}' does not exist");
+                return false;
+            }
+
+            wanted.Add(new WasiMount(guestPath, Path.GetFullPath(hostPath), readOnly));
+        }
+
+        if (!file.Exists)
+        {
+            Console.Error.WriteLine($"{name}: {file.FullName} does not exist");
+            return false;
+        }
+
+        host = new WasmHost(new WasmHostOptions { MaxInstances = 64, MaxMemoryMiB = Math.Max(limits.MemoryMiB, new WasmHostOptions().MaxMemoryMiB) });
+        try
+        {
+            module = host.Compile(file.Name, File.ReadAllBytes(file.FullName));
+            mounts = WasiMounts.Open(wanted);
+            return true;
+        }
+        catch (Exception e) when (e is ModuleRejectedException or IOException or PlatformNotSupportedException)
+        {
+            Console.Error.WriteLine($"{name}: {e.Message}");
+            module?.Dispose();
+            host.Dispose();
+            return false;
+        }
     }
 }
