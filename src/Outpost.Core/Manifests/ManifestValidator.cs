@@ -13,7 +13,7 @@ public static partial class ManifestValidator
 {
     /// <summary>Capabilities an app may declare; host functions check them (see the Wasm runtime).</summary>
     public static readonly IReadOnlySet<string> KnownCapabilities =
-        new HashSet<string>(StringComparer.Ordinal) { "log", "config", "secrets", "kv", "publish", "clock", "http-out" };
+        new HashSet<string>(StringComparer.Ordinal) { "log", "config", "secrets", "kv", "publish", "clock", "http-out", "nn" };
 
     private static readonly string[] TopLevelFields = ["apiVersion", "kind", "metadata", "spec", "status"];
     private static readonly string[] MetadataFields = ["name", "labels", "annotations", "uid", "resourceVersion", "generation", "creationTimestamp"];

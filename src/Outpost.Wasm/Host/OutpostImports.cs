@@ -40,6 +40,12 @@ public static class OutpostImports
         var problems = new List<string>();
         foreach (var (module, name) in imports)
         {
+            if (module == Nn.WasiNn.ModuleName && !granted.Contains(Nn.WasiNn.Capability))
+            {
+                problems.Add($"import '{module}.{name}' (WASI-NN) needs capability '{Nn.WasiNn.Capability}', which spec.capabilities does not grant");
+                continue;
+            }
+
             if (module != ModuleName)
             {
                 continue;

@@ -43,6 +43,12 @@ public sealed record WasmHostOptions
     /// </summary>
     public IReadOnlyList<string>? CompilerCommand { get; init; }
 
+    /// <summary>
+    /// The node's ONNX Runtime sessions, when it has ONNX Runtime (see Nn/OnnxRuntimeLibrary.cs):
+    /// WASI-NN then works. Null: modules importing wasi_ephemeral_nn are refused at load.
+    /// </summary>
+    public Nn.NnSessions? Models { get; init; }
+
     public void Validate()
     {
         ArgumentOutOfRangeException.ThrowIfLessThan(MaxInstances, 1);
@@ -105,6 +111,7 @@ public sealed class WasmHost : IDisposable
         _linker = new Linker(_engine);
         WasiPreview1.Define(_linker, _options.TimeProvider);
         OutpostImports.Define(_linker, _options.TimeProvider, c => (WasiContext)c.GetData()!, WasiPreview1.MemoryOf);
+        Nn.WasiNn.Define(_linker, c => (WasiContext)c.GetData()!, WasiPreview1.MemoryOf, _options.Models);
         // The epoch advances only while some guest runs: deadlines count ticks from their own start.
         _ticker = new ActivityTimer(_options.TimeProvider, _options.EpochTick, _engine.IncrementEpoch);
     }
@@ -133,9 +140,14 @@ public sealed class WasmHost : IDisposable
         return OutpostImports.Ungranted(module.Imports.Select(i => (i.ModuleName, i.Name)), capabilities);
     }
 
-    private static WasmModule CheckGrants(string name, WasmModule module, IReadOnlySet<string>? capabilities)
+    private WasmModule CheckGrants(string name, WasmModule module, IReadOnlySet<string>? capabilities)
     {
-        var problems = OutpostImports.Ungranted(module.Module.Imports.Select(i => (i.ModuleName, i.Name)), capabilities ?? new HashSet<string>());
+        var problems = OutpostImports.Ungranted(module.Module.Imports.Select(i => (i.ModuleName, i.Name)), capabilities ?? new HashSet<string>()).ToList();
+        if (_options.Models is null && module.Module.Imports.Any(i => i.ModuleName == Nn.WasiNn.ModuleName))
+        {
+            problems.Add("it imports wasi_ephemeral_nn (WASI-NN), and this node has no ONNX Runtime (ai: unavailable)");
+        }
+
         if (problems.Count > 0)
         {
             module.Dispose();
@@ -299,6 +311,11 @@ public sealed class WasmHost : IDisposable
             if (import.ModuleName == OutpostImports.ModuleName && import is FunctionImport && OutpostImports.Capabilities.ContainsKey(import.Name))
             {
                 continue; // granted or not is the manifest's business: see CheckCapabilities
+            }
+
+            if (import.ModuleName == Nn.WasiNn.ModuleName && import is FunctionImport && Nn.WasiNn.Functions.Contains(import.Name))
+            {
+                continue; // capability nn, and ONNX Runtime on the node: see CheckGrants
             }
 
             problems.Add($"import '{import.ModuleName}.{import.Name}' is not provided by the Outpost host");

@@ -19,13 +19,13 @@ public sealed class WagiRunner(WasmHost host)
         Handle(module, request, new AppEnvironment(appEnv), limits);
 
     /// <summary>As above, with the app's fixed environment encoded once (the gateway's hot path).</summary>
-    public WagiOutcome Handle(WasmModule module, WagiRequest request, AppEnvironment appEnv, AppLimits limits, Host.HostGrant? grant = null, WasiMounts? mounts = null)
+    public WagiOutcome Handle(WasmModule module, WagiRequest request, AppEnvironment appEnv, AppLimits limits, Host.HostGrant? grant = null, WasiMounts? mounts = null, IReadOnlyDictionary<string, Nn.NnModel>? models = null)
     {
         ArgumentNullException.ThrowIfNull(request);
         ArgumentNullException.ThrowIfNull(limits);
         ArgumentNullException.ThrowIfNull(appEnv);
         var env = BuildEnvironment(request, NoAppEnv); // the app's own env is pre-encoded in appEnv
-        var context = new WasiContext([request.Route], appEnv.Encoded, env, request.Body, limits.MaxResponseBytes, 64 * 1024) { Grant = grant, Mounts = mounts };
+        var context = new WasiContext([request.Route], appEnv.Encoded, env, request.Body, limits.MaxResponseBytes, 64 * 1024) { Grant = grant, Mounts = mounts, Models = models };
         var result = host.Run(module, context, limits);
         var stderr = context.CapturedStderr.Length > 0 ? context.CapturedStderr.ToText() : null;
         var outcome = result.Outcome switch

@@ -21,12 +21,19 @@ public sealed record WasiCommandOptions
 
     public AppLimits Limits { get; init; } = new();
 
+    /// <summary>The models the guest may load by name through WASI-NN.</summary>
+    public IReadOnlyDictionary<string, Nn.NnModel>? Models { get; init; }
+
     /// <summary>Outpost host functions the command may call (null grants none).</summary>
     public Host.HostGrant? Grant { get; init; }
 }
 
 /// <summary>How a command ended: its exit code, and for a trap or timeout what happened.</summary>
-public sealed record WasiCommandResult(int ExitCode, string? Error, bool TimedOut);
+public sealed record WasiCommandResult(int ExitCode, string? Error, bool TimedOut)
+{
+    /// <summary>What the host noted about the run (a full volume, a WASI-NN call refused and why).</summary>
+    public IReadOnlyList<string> Notes { get; init; } = [];
+}
 
 /// <summary>
 /// Runs a WASI command (its <c>_start</c>) with the agent's engine, WASI and limits, with stdio
@@ -47,13 +54,14 @@ public static class WasiCommand
         {
             Mounts = options.Mounts,
             Grant = options.Grant,
+            Models = options.Models,
         };
         var result = host.Run(module, context, options.Limits);
         return result.Outcome switch
         {
-            RunOutcome.Exited => new WasiCommandResult(result.ExitCode, null, false),
-            RunOutcome.TimedOut => new WasiCommandResult(TimeoutExitCode, result.Error, true),
-            _ => new WasiCommandResult(TrapExitCode, result.Error, false),
+            RunOutcome.Exited => new WasiCommandResult(result.ExitCode, null, false) { Notes = context.Notes },
+            RunOutcome.TimedOut => new WasiCommandResult(TimeoutExitCode, result.Error, true) { Notes = context.Notes },
+            _ => new WasiCommandResult(TrapExitCode, result.Error, false) { Notes = context.Notes },
         };
     }
 }

@@ -83,6 +83,12 @@ internal sealed class WasiContext : IDisposable
 
     public void Note(string message) => (_notes ??= []).Add(message);
 
+    /// <summary>The models load_by_name finds, by the names the app declares them under (null: none).</summary>
+    public IReadOnlyDictionary<string, Nn.NnModel>? Models { get; init; }
+
+    /// <summary>The run's WASI-NN graphs and execution contexts, made on the first call.</summary>
+    public Nn.NnState? Nn { get; set; }
+
     /// <summary>Set when a host call (a sleep) ran into the run's deadline: the run timed out.</summary>
     public bool TimedOut { get; set; }
 
@@ -120,7 +126,11 @@ internal sealed class WasiContext : IDisposable
     }
 
     /// <summary>Closes what the guest left open.</summary>
-    public void Dispose() => _files?.Dispose();
+    public void Dispose()
+    {
+        _files?.Dispose();
+        Nn?.Dispose();
+    }
 }
 
 /// <summary>Where a guest's stdout or stderr goes.</summary>

@@ -9,6 +9,7 @@ using Microsoft.Extensions.Logging;
 using Outpost.Agent.Apps;
 using Outpost.Core.Resources;
 using Outpost.Wasm.Hosting;
+using Outpost.Wasm.Nn;
 using Outpost.Wasm.Wagi;
 using Outpost.Wasm.Wasi;
 
@@ -72,6 +73,8 @@ internal static class WasmCommands
         return new Command("wasm", "WebAssembly tools of the node's engine") { compile, Run(), Serve() };
     }
 
+    private const string WasiNnCapability = "nn";
+
     private static readonly Option<string[]> Dirs = new("--dir")
     {
         Description = "A directory the guest may read and write: HOST::GUEST (or HOST, seen at the same path); repeatable",
@@ -84,6 +87,16 @@ internal static class WasmCommands
     };
 
     private static readonly Option<string[]> Envs = new("--env") { Description = "An environment variable for the guest: K=V; repeatable" };
+
+    private static readonly Option<string[]> Models = new("--model")
+    {
+        Description = "An ONNX model the guest loads by name through WASI-NN: NAME=FILE; repeatable (needs ONNX Runtime, see docs/ai.md)",
+    };
+
+    private static readonly Option<string?> OnnxRuntime = new("--onnxruntime")
+    {
+        Description = "The ONNX Runtime library to use for WASI-NN (default: libonnxruntime.so next to outpost, else the library path)",
+    };
 
     private static readonly Option<int> TimeoutMs = new("--timeout-ms")
     {
@@ -104,12 +117,12 @@ internal static class WasmCommands
         var command = new Command("run",
             "Run a WASI command locally with the agent's engine, WASI and limits: stdio is the terminal's, and the guest's exit code is this process's (134 when it traps, 124 when it runs out of time)")
         {
-            file, args, Dirs, ReadOnlyDirs, Envs, TimeoutMs, MemoryMiB,
+            file, args, Dirs, ReadOnlyDirs, Envs, Models, OnnxRuntime, TimeoutMs, MemoryMiB,
         };
         command.SetAction(result =>
         {
             var path = result.GetValue(file)!;
-            if (!Prepare(result, path, out var host, out var module, out var mounts, out var env, out var limits))
+            if (!Prepare(result, path, out var host, out var module, out var mounts, out var env, out var limits, out var models))
             {
                 return 2;
             }
@@ -130,10 +143,11 @@ internal static class WasmCommands
                     Stdout = stdout,
                     Stderr = stderr,
                     Limits = limits,
+                    Models = models,
                 });
-                if (outcome.Error is not null)
+                foreach (var note in outcome.Notes.Append(outcome.Error).OfType<string>())
                 {
-                    Console.Error.WriteLine($"outpost wasm run: {path.Name}: {outcome.Error}");
+                    Console.Error.WriteLine($"outpost wasm run: {path.Name}: {note}");
                 }
 
                 return outcome.ExitCode;
@@ -149,13 +163,13 @@ internal static class WasmCommands
         var listen = new Option<string>("--listen") { Description = "Address and port to listen on (port 0 picks a free one)", DefaultValueFactory = _ => "127.0.0.1:3000" };
         var command = new Command("serve", "Serve a WAGI app locally with the agent's engine, WASI and limits, one fresh instance per request")
         {
-            file, route, listen, Dirs, ReadOnlyDirs, Envs, TimeoutMs, MemoryMiB,
+            file, route, listen, Dirs, ReadOnlyDirs, Envs, Models, OnnxRuntime, TimeoutMs, MemoryMiB,
         };
         command.SetAction(async (result, cancellationToken) =>
         {
             var path = result.GetValue(file)!;
             var prefix = result.GetValue(route)!.TrimEnd('/');
-            if (!Prepare(result, path, out var host, out var module, out var mounts, out var env, out var limits))
+            if (!Prepare(result, path, out var host, out var module, out var mounts, out var env, out var limits, out var models))
             {
                 return 2;
             }
@@ -188,7 +202,7 @@ internal static class WasmCommands
                     }
 
                     var request = WasmAppInstance.ToWagiRequest(context, routeName, requestPath, body.Value);
-                    var outcome = await Task.Run(() => runner.Handle(module!, request, appEnv, limits, mounts: mounts), context.RequestAborted);
+                    var outcome = await Task.Run(() => runner.Handle(module!, request, appEnv, limits, mounts: mounts, models: models), context.RequestAborted);
                     if (outcome.Stderr is { } stderr)
                     {
                         Console.Error.Write(stderr.EndsWith('\n') ? stderr : stderr + "\n");
@@ -222,7 +236,7 @@ internal static class WasmCommands
 
     /// <summary>Compiles the module and opens its directories as the agent would; false (with the reason on stderr) when it cannot run.</summary>
     private static bool Prepare(ParseResult result, FileInfo file, out WasmHost host, out WasmModule? module, out WasiMounts? mounts,
-        out List<KeyValuePair<string, string>> env, out AppLimits limits)
+        out List<KeyValuePair<string, string>> env, out AppLimits limits, out Dictionary<string, NnModel> models)
     {
         var name = $"outpost wasm {result.CommandResult.Command.Name}";
         host = null!;
@@ -230,6 +244,21 @@ internal static class WasmCommands
         mounts = null;
         env = [];
         limits = new AppLimits { TimeoutMs = result.GetValue(TimeoutMs), MemoryMiB = result.GetValue(MemoryMiB) };
+        models = new Dictionary<string, NnModel>(StringComparer.Ordinal);
+        foreach (var pair in result.GetValue(Models) ?? [])
+        {
+            var equals = pair.IndexOf('=', StringComparison.Ordinal);
+            var modelFile = equals > 0 ? pair[(equals + 1)..] : "";
+            if (equals <= 0 || !File.Exists(modelFile))
+            {
+                Console.Error.WriteLine(equals <= 0 ? $"{name}: --model '{pair}' is not NAME=FILE" : $"{name}: model file '{modelFile}' does not exist");
+                return false;
+            }
+
+            var bytes = File.ReadAllBytes(modelFile);
+            models[pair[..equals]] = new NnModel(Digest.Compute(bytes), () => bytes);
+        }
+
         foreach (var pair in result.GetValue(Envs) ?? [])
         {
             var equals = pair.IndexOf('=', StringComparison.Ordinal);
@@ -275,10 +304,24 @@ internal static class WasmCommands
             return false;
         }
 
-        host = new WasmHost(new WasmHostOptions { MaxInstances = 64, MaxMemoryMiB = Math.Max(limits.MemoryMiB, new WasmHostOptions().MaxMemoryMiB) });
+        // WASI-NN works when ONNX Runtime is here; a module importing it is refused, saying so, when not.
+        var library = OnnxRuntimeLibrary.Locate(result.GetValue(OnnxRuntime));
+        var onnx = models.Count > 0 ? OnnxRuntimeLibrary.Load(library ?? result.GetValue(OnnxRuntime)) : new OnnxRuntimeStatus(library is not null, null, null);
+        if (!onnx.Available && models.Count > 0)
+        {
+            Console.Error.WriteLine($"{name}: --model needs ONNX Runtime: {onnx.Problem}");
+            return false;
+        }
+
+        host = new WasmHost(new WasmHostOptions
+        {
+            MaxInstances = 64,
+            MaxMemoryMiB = Math.Max(limits.MemoryMiB, new WasmHostOptions().MaxMemoryMiB),
+            Models = onnx.Available ? new NnSessions(library) : null,
+        });
         try
         {
-            module = host.Compile(file.Name, File.ReadAllBytes(file.FullName));
+            module = host.Compile(file.Name, File.ReadAllBytes(file.FullName), onnx.Available ? new HashSet<string>(StringComparer.Ordinal) { WasiNnCapability } : null);
             mounts = WasiMounts.Open(wanted);
             return true;
         }

@@ -36,7 +36,7 @@ mkdir -p "$out"
 status=0
 for src in "$here"/*.c; do
     name="$(basename "$src" .c)"
-    if ! "$CLANG" --target=wasm32-wasi --sysroot=/usr -O2 -Wall -Wextra -Werror \
+    if ! "$CLANG" --target=wasm32-wasi --sysroot=/usr -O2 -Wall -Wextra -Werror -I "$here/../../../../sdk/c" \
             -o "$out/$name.wasm" "$src"; then
         echo "build.sh: $name.c failed to build" >&2
         status=1
