@@ -61,8 +61,10 @@ for rid in "${rids[@]}"; do
     exit 1
   fi
   rm -f "$log"
-  # The one file is the product; anything else published beside it is not needed.
-  find "$out" -mindepth 1 -not -name outpost -delete
+  # The one file is the product; beside it only ONNX Runtime, an optional extra (inference on
+  # the node: copy it next to outpost, or leave it out). Anything else published is not needed.
+  find "$out" -mindepth 1 -not -name outpost -not -name libonnxruntime.so -delete
   size=$(stat -c %s "$out/outpost")
   echo "dist/$rid/outpost $(( (size + 524288) / 1048576 )) MB"
+  [[ -f "$out/libonnxruntime.so" ]] && echo "dist/$rid/libonnxruntime.so $(( ($(stat -c %s "$out/libonnxruntime.so") + 524288) / 1048576 )) MB (optional: WASI-NN)"
 done

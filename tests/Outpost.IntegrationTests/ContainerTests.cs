@@ -277,7 +277,8 @@ public sealed class ContainerTests
         Assert.Equal(HttpStatusCode.NotFound, (await Fleet.GetAsync(withoutRunc + "/box")).Status);
         var node = await fleet.ApiGetAsync("/api/v1/nodes/edge-2");
         Assert.Equal("runc is not installed on this node (apt-get install runc)", (string?)node["status"]!["containerRuntimeProblem"]);
-        Assert.Equal(["wasm"], node["status"]!["runtimes"]!.AsArray().Select(r => (string?)r));
+        Assert.DoesNotContain("runc", node["status"]!["runtimes"]!.AsArray().Select(r => (string?)r));
+        Assert.Contains("wasm", node["status"]!["runtimes"]!.AsArray().Select(r => (string?)r));
         var rollout = await WaitForRolloutAsync(fleet, 1, "Succeeded");
         Assert.DoesNotContain("edge-2", rollout["nodes"]?.ToJsonString() ?? "", StringComparison.Ordinal);
 

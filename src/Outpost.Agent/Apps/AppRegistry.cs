@@ -47,6 +47,9 @@ public sealed class LoadedApp
     /// <summary>The directories a Wasm app's guests see (its files and volumes), or null for none.</summary>
     internal Wasm.Wasi.WasiMounts? Mounts { get; init; }
 
+    /// <summary>The models a Wasm app's guests load by name (WASI-NN), or null for none.</summary>
+    internal IReadOnlyDictionary<string, Wasm.Nn.NnModel>? Models { get; init; }
+
     /// <summary>The revision in its runtime: serves requests and probes.</summary>
     public IAppInstance Instance { get; }
 
@@ -508,7 +511,11 @@ public sealed partial class AppRegistry(WasmHost host, ModuleCache modules, stri
 
         try
         {
-            return new LoadedApp(version, spec, new WasmAppInstance(module, host), nodeName, grant) { Mounts = storage?.Open(version.Name, spec) };
+            return new LoadedApp(version, spec, new WasmAppInstance(module, host), nodeName, grant)
+            {
+                Mounts = storage?.Open(version.Name, spec),
+                Models = spec.Models.Count == 0 ? null : spec.Models.ToDictionary(m => m.Name, m => new Wasm.Nn.NnModel(m.Digest!, () => modules.Read(m.Digest!)), StringComparer.Ordinal),
+            };
         }
         catch
         {

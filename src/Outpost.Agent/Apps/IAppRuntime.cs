@@ -75,3 +75,6 @@ public sealed class AgentRuntimes
     /// <summary>The container runtime as the registry takes it (null where there is none).</summary>
     public IAppRuntime? ContainerRuntime { get; init; }
 }
+
+/// <summary>This node's ONNX Runtime for WASI-NN: the library's path, or why there is none.</summary>
+public sealed record AiRuntime(string? Library, string? Problem);

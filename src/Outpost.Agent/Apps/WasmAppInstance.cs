@@ -36,7 +36,7 @@ public sealed partial class WasmAppInstance(WasmModule module, WasmHost host) : 
         var run = services.Threads.Enter();
         try
         {
-            outcome = services.Runner.Handle(module, wagi, app.EncodedEnv, app.Spec.Limits, app.Grant, app.Mounts);
+            outcome = services.Runner.Handle(module, wagi, app.EncodedEnv, app.Spec.Limits, app.Grant, app.Mounts, app.Models);
         }
         finally
         {
@@ -73,7 +73,7 @@ public sealed partial class WasmAppInstance(WasmModule module, WasmHost host) : 
         ArgumentNullException.ThrowIfNull(app);
         ArgumentNullException.ThrowIfNull(probe);
         var request = new WagiRequest { Method = "GET", Path = probe.Path, Route = app.Spec.Http!.Route, RemoteAddress = "127.0.0.1" };
-        var outcome = new WagiRunner(host).Handle(module, request, app.EncodedEnv, app.Spec.Limits, app.Grant, app.Mounts);
+        var outcome = new WagiRunner(host).Handle(module, request, app.EncodedEnv, app.Spec.Limits, app.Grant, app.Mounts, app.Models);
         return Task.FromResult(outcome.Response.Status == probe.ExpectStatus
             ? null
             : $"GET {probe.Path} answered {outcome.Response.Status} (expected {probe.ExpectStatus}){(outcome.Error is null ? "" : ": " + outcome.Error)}");

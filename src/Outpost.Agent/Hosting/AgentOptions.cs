@@ -55,6 +55,12 @@ public sealed record AgentOptions
     /// <summary>Ceiling of the reconnect delay. Default 10 s.</summary>
     public TimeSpan MaxBackoff { get; init; } = TimeSpan.FromSeconds(10);
 
+    /// <summary>
+    /// The ONNX Runtime library for WASI-NN: a path, "off", or null to look next to the executable
+    /// and on LD_LIBRARY_PATH. Without one the node reports ai unavailable and gets no app that needs it.
+    /// </summary>
+    public string? OnnxRuntime { get; init; }
+
     /// <summary>Wasm instances that can run at once on this node, across all apps (pool slots). Default 256.</summary>
     public int MaxInstances { get; init; } = 256;
 

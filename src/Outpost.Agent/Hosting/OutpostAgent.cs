@@ -40,12 +40,14 @@ public sealed partial class OutpostAgent : IAsyncDisposable
 
         // Wasmtime's start (its library verified and loaded, the engine and its instance pool made:
         // ~30 ms) runs beside the rest of the start, which needs it only when the apps load.
+        var onnx = OnnxRuntimeOf(options);
         var wasmHost = Task.Run(() => new WasmHost(new WasmHostOptions
         {
             CacheDir = Path.Combine(options.DataDir, "compiled"),
             MaxInstances = options.MaxInstances,
             MaxMemoryMiB = options.MaxInstanceMemoryMiB,
             CompilerCommand = CompilerCommand(options.CompileInChild),
+            Models = onnx.Library is { } library ? new Wasm.Nn.NnSessions(library) : null,
         }));
         try
         {
@@ -58,6 +60,18 @@ public sealed partial class OutpostAgent : IAsyncDisposable
             throw;
         }
     }
+
+    /// <summary>
+    /// Where this node's ONNX Runtime is, or why it has none. Only located here: the library (29 MB)
+    /// is mapped when the first app that runs inference needs it, not by every agent at start.
+    /// </summary>
+    internal static Apps.AiRuntime OnnxRuntimeOf(AgentOptions options) => options.OnnxRuntime switch
+    {
+        "off" => new Apps.AiRuntime(null, "ONNX Runtime is turned off on this node (--onnxruntime off)"),
+        { } path => Wasm.Nn.OnnxRuntimeLibrary.Locate(path) is { } found ? new Apps.AiRuntime(found, null) : new Apps.AiRuntime(null, $"ONNX Runtime library {path} does not exist"),
+        null => Wasm.Nn.OnnxRuntimeLibrary.Locate() is { } found ? new Apps.AiRuntime(found, null)
+            : new Apps.AiRuntime(null, $"ONNX Runtime ({Wasm.Nn.OnnxRuntimeLibrary.FileName}) is not installed next to outpost or on LD_LIBRARY_PATH"),
+    };
 
     private static OutpostAgent Create(AgentOptions options, System.Net.IPEndPoint endpoint, Task<WasmHost> wasmHost)
     {

@@ -392,6 +392,16 @@ public sealed partial class SyncClient(
             hello.Info.ContainerRuntimeProblem = containerProblem;
         }
 
+        var ai = Hosting.OutpostAgent.OnnxRuntimeOf(options);
+        if (ai.Library is not null)
+        {
+            hello.Info.Runtimes.Add("onnx");
+        }
+        else
+        {
+            hello.Info.AiProblem = ai.Problem ?? "";
+        }
+
         await SendAsync(new AgentMessage { Hello = hello });
 
         var acks = Channel.CreateUnbounded<BatchAck>();
@@ -864,6 +874,12 @@ public sealed partial class SyncClient(
                 if (!app.IsContainer)
                 {
                     await EnsureModuleAsync(client, headers, digest, ct);
+                    foreach (var model in app.Models)
+                    {
+                        await EnsureModuleAsync(client, headers, model.Digest
+                            ?? throw new InvalidDataException($"application '{resource.Name}' arrived with model '{model.Name}' without a digest"), ct);
+                    }
+
                     foreach (var files in app.Files)
                     {
                         await EnsureFilesAsync(client, headers, files.Digest

@@ -5,15 +5,22 @@ using Outpost.Core.Resources;
 
 namespace Outpost.Core.Manifests;
 
-/// <summary>An app's storage: read-only files shipped with it (spec.files) and writable volumes on its nodes (spec.volumes).</summary>
+/// <summary>What an app brings besides its module: read-only files (spec.files), writable volumes on its nodes (spec.volumes) and ONNX models (spec.models).</summary>
 public static partial class ManifestValidator
 {
-    /// <summary>The most file mounts and volumes one app may have, each.</summary>
+    /// <summary>The capability that grants WASI-NN, which models need.</summary>
+    public const string Nn = "nn";
+
+    [System.Text.RegularExpressions.GeneratedRegex("^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")]
+    private static partial System.Text.RegularExpressions.Regex ModelName();
+
+    /// <summary>The most file mounts, volumes and models one app may have, each.</summary>
     public const int MaxMounts = 16;
 
     private static readonly string[] VolumeFields = ["name", "mountPath", "sizeLimit"];
     private static readonly string[] FilesFields = ["path", "digest", "mountPath"];
-    private static readonly string[] StorageFields = ["files", "volumes"];
+    private static readonly string[] StorageFields = ["files", "volumes", "models"];
+    private static readonly string[] ModelFields = ["name", "path", "digest"];
 
     private static void ValidateStorage(JsonObject spec, bool container, bool allowModulePath, List<FieldError> errors)
     {
@@ -21,7 +28,9 @@ public static partial class ManifestValidator
         {
             foreach (var field in StorageFields.Where(spec.ContainsKey))
             {
-                errors.Add(new($"spec.{field}", $"spec.{field} mounts directories into Wasm apps; a container app keeps its files in its image"));
+                errors.Add(new($"spec.{field}", field == "models"
+                    ? "spec.models are loaded through WASI-NN by Wasm apps; a container app keeps its models in its image"
+                    : $"spec.{field} mounts directories into Wasm apps; a container app keeps its files in its image"));
             }
 
             return;
@@ -55,6 +64,58 @@ public static partial class ManifestValidator
                 {
                     errors.Add(new($"{field}.digest", $"'{digest}' is not a digest: expected 'sha256:' followed by 64 lowercase hex digits"));
                 }
+            }
+        }
+
+        if (spec["models"] is { } modelsNode && List(modelsNode, "spec.models", errors) is { } models)
+        {
+            var names = new HashSet<string>(StringComparer.Ordinal);
+            for (var i = 0; i < models.Count; i++)
+            {
+                var field = $"spec.models[{i}]";
+                if (models[i] is not JsonObject entry)
+                {
+                    errors.Add(new(field, $"expected an object with name and path (or digest), got {Describe(models[i])}"));
+                    continue;
+                }
+
+                UnknownFields(entry, field, ModelFields, errors);
+                if (entry["name"] is not { } nameNode)
+                {
+                    errors.Add(new($"{field}.name", "required field is missing: the name the app loads the model by (load_by_name)"));
+                }
+                else if (AsString(nameNode, $"{field}.name", errors) is { } name)
+                {
+                    if (!ModelName().IsMatch(name))
+                    {
+                        errors.Add(new($"{field}.name", $"'{Clip(name)}' is not a model name: use at most 64 letters, digits, '.', '_' and '-', starting with a letter or digit"));
+                    }
+                    else if (!names.Add(name))
+                    {
+                        errors.Add(new($"{field}.name", $"model '{name}' is declared twice"));
+                    }
+                }
+
+                var hasPath = entry["path"] is not null;
+                var hasDigest = entry["digest"] is not null;
+                if (hasPath == hasDigest)
+                {
+                    errors.Add(new(field, hasPath ? "give either 'path' or 'digest', not both" : "required: 'path' (a local .onnx file) or 'digest' (sha256:...)"));
+                }
+                else if (hasPath && AsString(entry["path"], $"{field}.path", errors) is { } path && !allowModulePath)
+                {
+                    errors.Add(new($"{field}.path", $"the server cannot read the local file '{path}': use `outpost apply -f`, which uploads it"));
+                }
+                else if (hasDigest && AsString(entry["digest"], $"{field}.digest", errors) is { } digest && !Digest.IsValid(digest))
+                {
+                    errors.Add(new($"{field}.digest", $"'{digest}' is not a digest: expected 'sha256:' followed by 64 lowercase hex digits"));
+                }
+            }
+
+            var capabilities = (spec["capabilities"] as JsonArray)?.Select(c => (c as JsonValue)?.ToString()) ?? [];
+            if (models.Count > 0 && !capabilities.Contains(Nn))
+            {
+                errors.Add(new("spec.models", $"models are loaded through WASI-NN: add capability '{Nn}' to spec.capabilities"));
             }
         }
 

@@ -18,7 +18,7 @@ public static partial class ManifestValidator
     private static readonly string[] TopLevelFields = ["apiVersion", "kind", "metadata", "spec", "status"];
     private static readonly string[] MetadataFields = ["name", "labels", "annotations", "uid", "resourceVersion", "generation", "creationTimestamp"];
     private static readonly string[] AppSpecFields = ["runtime", "runtimeClassName", "module", "triggers", "env", "capabilities", "limits", "placement", "readinessProbe", "rollout", "expose",
-        "image", "imageDigest", "command", "args", "port", "restartPolicy", "files", "volumes"];
+        "image", "imageDigest", "command", "args", "port", "restartPolicy", "files", "volumes", "models"];
 
     /// <summary>The fields only a container app has.</summary>
     private static readonly string[] ContainerFields = ["image", "imageDigest", "command", "args", "port", "restartPolicy"];

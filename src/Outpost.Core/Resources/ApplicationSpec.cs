@@ -48,6 +48,15 @@ public sealed record ApplicationSpec
     /// <summary>Writable per-app directories on each node (spec.volumes), kept across requests and revisions.</summary>
     public IReadOnlyList<VolumeSpec> Volumes { get; init; } = [];
 
+    /// <summary>ONNX models the app loads by name through WASI-NN (spec.models).</summary>
+    public IReadOnlyList<ModelSpec> Models { get; init; } = [];
+
+    /// <summary>True when the app runs inference (WASI-NN): only nodes with ONNX Runtime can run it.</summary>
+    public bool NeedsAi => Models.Count > 0 || Capabilities.Contains(Manifests.ManifestValidator.Nn);
+
+    /// <summary>The blobs a node fetches for the app besides its module or image: its files archives and models.</summary>
+    public IEnumerable<string> ExtraBlobs => Files.Select(f => f.Digest).Concat(Models.Select(m => m.Digest)).OfType<string>();
+
     /// <summary>Run every so often, if set.</summary>
     public TimeSpan? TimerEvery { get; init; }
 
@@ -102,6 +111,7 @@ public sealed record ApplicationSpec
             Module = new ModuleRef(Str(module["digest"]), Str(module["path"])),
             Http = http is null ? null : new HttpTrigger(Str(http["route"]) ?? "/"),
             Files = [.. (spec["files"] as JsonArray ?? []).OfType<JsonObject>().Select(f => new FilesMount(Str(f["digest"]), Str(f["path"]), Str(f["mountPath"]) ?? "/"))],
+            Models = [.. (spec["models"] as JsonArray ?? []).OfType<JsonObject>().Select(m => new ModelSpec(Str(m["name"]) ?? "", Str(m["digest"]), Str(m["path"])))],
             Volumes = [.. (spec["volumes"] as JsonArray ?? []).OfType<JsonObject>().Select(v => new VolumeSpec(Str(v["name"]) ?? "", Str(v["mountPath"]) ?? "/",
                 Manifests.ByteQuantity.TryParse(v["sizeLimit"], out var size) ? size : VolumeSpec.DefaultSizeLimit))],
             TimerEvery = every,
@@ -188,6 +198,9 @@ public sealed record HttpTrigger(string Route);
 
 /// <summary>Read-only content for the app (a directory packed as a tar), by local path before upload, by digest after.</summary>
 public sealed record FilesMount(string? Digest, string? Path, string MountPath);
+
+/// <summary>An ONNX model an app loads by <paramref name="Name"/>: by local path before upload, by digest after.</summary>
+public sealed record ModelSpec(string Name, string? Digest, string? Path);
 
 /// <summary>A writable directory the app's guests see at <paramref name="MountPath"/>, holding at most <paramref name="SizeLimit"/> bytes.</summary>
 public sealed record VolumeSpec(string Name, string MountPath, long SizeLimit)

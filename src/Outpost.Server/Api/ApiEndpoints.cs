@@ -235,6 +235,10 @@ public static class ApiEndpoints
 
             status["targetedNodes"] = targeted.Count;
             status["readyNodes"] = serving;
+            // Nodes the app's selector picks that cannot run it, and why (no runc, no ONNX Runtime).
+            var notPlaced = nodes.Select(n => (n.Node.Name, Reason: Sync.NodeDesiredState.NotPlacedBecause(spec, n.Node))).Where(n => n.Reason is not null).ToList();
+            status["notPlaced"] = notPlaced.Count == 0 ? null
+                : new JsonArray([.. notPlaced.Select(n => (JsonNode)new JsonObject { ["node"] = n.Name, ["reason"] = $"node {n.Name} {n.Reason}" })]);
         }
     }
 
@@ -702,25 +706,30 @@ public static class ApiEndpoints
     {
         if (context.Request.ContentLength > MaxBlobBytes)
         {
-            return Error(new ApiStatus(413, "RequestEntityTooLarge", $"modules and files archives are limited to {MaxBlobBytes / (1024 * 1024)} MiB"));
+            return Error(new ApiStatus(413, "RequestEntityTooLarge", $"modules, files archives and models are limited to {MaxBlobBytes / (1024 * 1024)} MiB"));
         }
 
         using var buffer = new MemoryStream();
         await context.Request.Body.CopyToAsync(buffer, cancellationToken);
         if (buffer.Length > MaxBlobBytes)
         {
-            return Error(new ApiStatus(413, "RequestEntityTooLarge", $"modules and files archives are limited to {MaxBlobBytes / (1024 * 1024)} MiB"));
+            return Error(new ApiStatus(413, "RequestEntityTooLarge", $"modules, files archives and models are limited to {MaxBlobBytes / (1024 * 1024)} MiB"));
         }
 
         var content = buffer.ToArray();
-        // ?type=files: the packed content of an app's spec.files; else a module.
-        var files = context.Request.Query["type"] == "files";
-        var problems = files ? FilesArchive.Validate(content) : wasm.Validate(content);
+        // ?type=files: the packed content of an app's spec.files; ?type=model: an ONNX model; else a module.
+        var type = context.Request.Query["type"].ToString();
+        IReadOnlyList<string> problems = type switch
+        {
+            "files" => FilesArchive.Validate(content),
+            "model" => OnnxModelFile.Problem(content) is { } problem ? [problem] : [],
+            _ => wasm.Validate(content),
+        };
         if (problems.Count > 0)
         {
-            return files
-                ? Error(ApiStatus.Invalid("Files", null, [.. problems.Select(p => new StatusCause("files", p))], "files archive rejected"))
-                : Error(ApiStatus.Invalid("Module", null, [.. problems.Select(p => new StatusCause("module", p))], "module rejected"));
+            var what = type is "files" or "model" ? type : "module";
+            return Error(ApiStatus.Invalid(what == "files" ? "Files" : what == "model" ? "Model" : "Module", null,
+                [.. problems.Select(p => new StatusCause(what, p))], $"{(what == "files" ? "files archive" : what)} rejected"));
         }
 
         var digest = Digest.Compute(content);

@@ -83,13 +83,16 @@ public sealed class ResourceWriter(IControlPlaneStore store, Wasm.Hosting.WasmHo
             }
         }
 
-        if (errors.Count == 0 && kind == ResourceKind.Application.Kind && body["spec"]?["files"] is JsonArray files)
+        foreach (var (field, what) in new[] { ("files", "files"), ("models", "model") })
         {
-            for (var i = 0; i < files.Count; i++)
+            if (errors.Count == 0 && kind == ResourceKind.Application.Kind && body["spec"]?[field] is JsonArray entries)
             {
-                if (files[i]?["digest"] is JsonValue filesDigest && await store.GetBlobSizeAsync(filesDigest.GetValue<string>(), cancellationToken) is null)
+                for (var i = 0; i < entries.Count; i++)
                 {
-                    errors.Add(new FieldError($"spec.files[{i}].digest", $"files {filesDigest.GetValue<string>()} are not on the server: apply with a local path (`outpost apply -f` packs and uploads it)"));
+                    if (entries[i]?["digest"] is JsonValue digest && await store.GetBlobSizeAsync(digest.GetValue<string>(), cancellationToken) is null)
+                    {
+                        errors.Add(new FieldError($"spec.{field}[{i}].digest", $"{what} {digest.GetValue<string>()} is not on the server: apply with a local path (`outpost apply -f` uploads it)"));
+                    }
                 }
             }
         }

@@ -232,6 +232,9 @@ public sealed partial class EdgeSyncService(
                     status["runtimes"] = new JsonArray([.. (info.Runtimes.Count > 0 ? info.Runtimes : ["wasm"]).Select(r => (JsonNode)r)]);
                     status["containerRuntimeProblem"] = info.Runtimes.Contains("runc") ? null
                         : info.ContainerRuntimeProblem.Length > 0 ? info.ContainerRuntimeProblem : "the agent runs no container runtime";
+                    status["ai"] = info.Runtimes.Contains("onnx") ? "available" : "unavailable";
+                    status["aiProblem"] = info.Runtimes.Contains("onnx") ? null
+                        : info.AiProblem.Length > 0 ? info.AiProblem : "the agent predates WASI-NN";
                 }
                 status["appliedRevision"] = hello.AppliedRevision;
                 status["lastHeartbeatTime"] = ResourceJson.FormatTimestamp(time.GetUtcNow());
@@ -678,7 +681,7 @@ public sealed partial class EdgeSyncService(
                 .Where(r => r.Kind == ResourceKind.Application.Kind).Select(r => ApplicationSpec.FromJson(r.Spec())))
             {
                 if (app.ArtifactDigest == request.Digest
-                    || app.Files.Any(f => f.Digest == request.Digest)
+                    || app.ExtraBlobs.Contains(request.Digest)
                     || (app.IsContainer && app.ImageDigest is { } image && (await imageBlobs.OfAsync(image, ct)).Contains(request.Digest)))
                 {
                     placed = true;
@@ -690,7 +693,7 @@ public sealed partial class EdgeSyncService(
         if (!placed)
         {
             LogBlobDenied(logger, node, request.Digest);
-            throw new RpcException(new Status(StatusCode.PermissionDenied, $"node '{node}' runs no app with module, files or image blob {request.Digest}"));
+            throw new RpcException(new Status(StatusCode.PermissionDenied, $"node '{node}' runs no app with module, files, model or image blob {request.Digest}"));
         }
 
         var size = await store.GetBlobSizeAsync(request.Digest, ct)

@@ -65,10 +65,14 @@ public sealed class NodeDesiredState(IControlPlaneStore store)
         var rollouts = placeable.Rollouts;
         // Container apps go only to nodes that said they can run them (runc, as root): a node without
         // is not a failed node of the app's rollout, it is not one of the app's nodes.
+        // Likewise apps that run inference go only to nodes with ONNX Runtime.
         var runsContainers = NodeRunsContainers(node);
+        var hasAi = NodeHasRuntime(node, AiRuntime);
+        // (The spec is parsed only when its text mentions what might keep it off the node.)
+        bool Surely(StoredResource r) => (runsContainers || !r.SpecJson.Contains("\"image\"", StringComparison.Ordinal))
+            && (hasAi || (!r.SpecJson.Contains("\"models\"", StringComparison.Ordinal) && !r.SpecJson.Contains("\"nn\"", StringComparison.Ordinal)));
         var desired = DesiredStateDiff.ForNode(placeable.Items, node.Labels)
-            .Where(r => runsContainers || r.Kind != ResourceKind.Application.Kind
-                || !r.SpecJson.Contains("\"image\"", StringComparison.Ordinal) || !ApplicationSpec.FromJson(r.Spec()).IsContainer)
+            .Where(r => r.Kind != ResourceKind.Application.Kind || Surely(r) || NotPlacedBecause(ApplicationSpec.FromJson(r.Spec()), node) is null)
             .ToList();
         for (var i = 0; i < desired.Count; i++)
         {
@@ -101,20 +105,51 @@ public sealed class NodeDesiredState(IControlPlaneStore store)
         return desired;
     }
 
-    /// <summary>True when the app is placed on the node: its selector matches, and the node runs its kind of app (containers need runc).</summary>
-    public static bool Places(ApplicationSpec app, StoredResource node)
+    /// <summary>The runtime a node lists when its Wasm apps can run inference (WASI-NN on ONNX Runtime).</summary>
+    public const string AiRuntime = "onnx";
+
+    /// <summary>
+    /// True when the app is placed on the node: its selector matches, and the node runs its kind of
+    /// app (containers need runc; apps that run inference need ONNX Runtime).
+    /// </summary>
+    public static bool Places(ApplicationSpec app, StoredResource node) => NotPlacedBecause(app, node) is null && app.Targets(node.Labels);
+
+    /// <summary>
+    /// Why a node the app's selector matches cannot run it (it lacks the app's runtime), or null
+    /// when it can (or the selector does not match it: that is no reason worth showing).
+    /// </summary>
+    public static string? NotPlacedBecause(ApplicationSpec app, StoredResource node)
     {
         ArgumentNullException.ThrowIfNull(app);
         ArgumentNullException.ThrowIfNull(node);
-        return app.Targets(node.Labels) && (!app.IsContainer || NodeRunsContainers(node));
+        if (!app.Targets(node.Labels))
+        {
+            return null;
+        }
+
+        var status = node.StatusJson is { } json ? System.Text.Json.Nodes.JsonNode.Parse(json) : null;
+        if (app.IsContainer && !NodeHasRuntime(node, "runc"))
+        {
+            return $"runs no containers: {(string?)status?["containerRuntimeProblem"] ?? "it has not said it can"}";
+        }
+
+        if (app.NeedsAi && !NodeHasRuntime(node, AiRuntime))
+        {
+            return $"has no ONNX Runtime for inference (ai: unavailable): {(string?)status?["aiProblem"] ?? "it has not said it has one"}";
+        }
+
+        return null;
     }
 
     /// <summary>True when the node's last hello listed the runc runtime.</summary>
-    public static bool NodeRunsContainers(StoredResource node)
+    public static bool NodeRunsContainers(StoredResource node) => NodeHasRuntime(node, "runc");
+
+    /// <summary>True when the node's last hello listed <paramref name="runtime"/>.</summary>
+    public static bool NodeHasRuntime(StoredResource node, string runtime)
     {
         ArgumentNullException.ThrowIfNull(node);
         return node.StatusJson is { } status && System.Text.Json.Nodes.JsonNode.Parse(status)?["runtimes"] is System.Text.Json.Nodes.JsonArray runtimes
-            && runtimes.Any(r => r?.GetValueKind() == System.Text.Json.JsonValueKind.String && r.GetValue<string>() == "runc");
+            && runtimes.Any(r => r?.GetValueKind() == System.Text.Json.JsonValueKind.String && r.GetValue<string>() == runtime);
     }
 
     /// <summary>

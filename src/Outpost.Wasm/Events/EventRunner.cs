@@ -20,11 +20,11 @@ public sealed record EventOutcome(bool Succeeded, string? Error, string? Stderr)
 public sealed class EventRunner(WasmHost host)
 {
     public EventOutcome Run(WasmModule module, AppEnvironment env, AppLimits limits, Host.HostGrant? grant,
-        IReadOnlyList<KeyValuePair<string, string>> eventEnv, ReadOnlyMemory<byte> payload, WasiMounts? mounts = null)
+        IReadOnlyList<KeyValuePair<string, string>> eventEnv, ReadOnlyMemory<byte> payload, WasiMounts? mounts = null, IReadOnlyDictionary<string, Nn.NnModel>? models = null)
     {
         ArgumentNullException.ThrowIfNull(env);
         ArgumentNullException.ThrowIfNull(limits);
-        var context = new WasiContext(["event"], env.Encoded, eventEnv, payload, limits.MaxResponseBytes, 64 * 1024) { Grant = grant, Mounts = mounts };
+        var context = new WasiContext(["event"], env.Encoded, eventEnv, payload, limits.MaxResponseBytes, 64 * 1024) { Grant = grant, Mounts = mounts, Models = models };
         var result = host.Run(module, context, limits);
         var stderr = context.CapturedStderr.Length > 0 ? context.CapturedStderr.ToText() : null;
         return result.Outcome switch

@@ -152,6 +152,39 @@ internal sealed class ManifestSet
                 }
             }
 
+            if (body["spec"]?["models"] is JsonArray models)
+            {
+                for (var i = 0; i < models.Count; i++)
+                {
+                    if (models[i] is not JsonObject entry || entry["path"] is not JsonValue modelPath)
+                    {
+                        continue;
+                    }
+
+                    var relative = modelPath.GetValue<string>();
+                    var full = Path.GetFullPath(Path.Combine(Path.GetDirectoryName(Path.GetFullPath(doc.Source))!, relative));
+                    try
+                    {
+                        if (!uploaded.TryGetValue(full, out var digest))
+                        {
+                            digest = await UploadModelAsync(client, full, ct);
+                            uploaded[full] = digest;
+                        }
+
+                        entry.Remove("path");
+                        entry["digest"] = digest;
+                    }
+                    catch (Exception ex) when (ex is ManifestException or IOException)
+                    {
+                        errors.Add($"{doc.Location}: spec.models[{i}].path: {relative}: {ex.Message}");
+                    }
+                    catch (ApiException ex) when (ex.Code is 400 or 413 or 422)
+                    {
+                        errors.Add($"{doc.Location}: spec.models[{i}].path: {relative}: {ex.Message}");
+                    }
+                }
+            }
+
             items.Add((JsonNode)body);
         }
 
@@ -179,6 +212,28 @@ internal sealed class ManifestSet
             throw new ManifestException($"'{path}' does not exist (spec.files takes a directory or a .tar archive)");
         }
 
+        return await PushAsync(client, bytes, "files", "application/x-tar", ct);
+    }
+
+    /// <summary>Checks an ONNX model locally, then pushes it unless the server already has its digest.</summary>
+    public static async Task<string> UploadModelAsync(ApiClient client, string file, CancellationToken ct)
+    {
+        if (!File.Exists(file))
+        {
+            throw new ManifestException($"model file '{file}' does not exist");
+        }
+
+        var bytes = await File.ReadAllBytesAsync(file, ct);
+        if (OnnxModelFile.Problem(bytes) is { } problem)
+        {
+            throw new ManifestException($"'{file}' is {problem}");
+        }
+
+        return await PushAsync(client, bytes, "model", "application/octet-stream", ct);
+    }
+
+    private static async Task<string> PushAsync(ApiClient client, byte[] bytes, string type, string contentType, CancellationToken ct)
+    {
         var digest = Digest.Compute(bytes);
         try
         {
@@ -187,7 +242,7 @@ internal sealed class ManifestSet
         }
         catch (ApiException ex) when (ex.Code == 404)
         {
-            var result = await client.SendBytesAsync(HttpMethod.Post, "apis/outpost.dev/v1/blobs?type=files", bytes, "application/x-tar", ct);
+            var result = await client.SendBytesAsync(HttpMethod.Post, $"apis/outpost.dev/v1/blobs?type={type}", bytes, contentType, ct);
             return (string)result["digest"]!;
         }
     }

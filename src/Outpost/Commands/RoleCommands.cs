@@ -96,12 +96,13 @@ internal static class RoleCommands
         var serviceAddresses = new Option<bool>("--service-addresses") { Description = "Accept connections on each mesh service's address (127.77.x.y:PORT) and carry them to an endpoint", DefaultValueFactory = _ => true };
         var dns = new Option<string?>("--dns") { Description = "Answer DNS here (HOST:PORT, UDP) for NAME.mesh with the service's address" };
         var meshListen = new Option<string?>("--mesh-listen") { Description = "Take direct wires from nodes of this node's site here (HOST:PORT, mutual TLS); default: the gateway's host on a free port; 'off' for none" };
+        var onnxRuntime = new Option<string?>("--onnxruntime") { Description = "ONNX Runtime for apps that run inference (WASI-NN): the library's path, or 'off'; default: libonnxruntime.so next to outpost or on LD_LIBRARY_PATH" };
         var compiler = new Option<string>("--compiler") { Description = "Where modules are compiled: child (a child process, so compiling never grows the agent's memory; the release binary's default), in-process (the JIT build's default), or auto", DefaultValueFactory = _ => "auto" };
         compiler.AcceptOnlyFromAmong("auto", "child", "in-process");
         var meshAdvertise = new Option<string?>("--mesh-advertise") { Description = "The HOST:PORT nodes of the site dial for direct wires, when it is not the bound address (NAT, a wildcard bind)" };
         var command = new Command("agent", "Run an edge agent: join the server (--server URL, or URL1,URL2,… for replicas, with --token-file FILE, --token JOIN-TOKEN or OUTPOST_TOKEN; OUTPOST_SERVER for the URL), sync, serve apps on the gateway")
         {
-            name, labels, dataDir, gateway, tokenFile, maxInstances, maxMemory, outboxQuota, outboxOverflow, keepalive, heartbeat, logQuota, serviceAddresses, dns, meshListen, meshAdvertise, compiler,
+            name, labels, dataDir, gateway, tokenFile, maxInstances, maxMemory, outboxQuota, outboxOverflow, keepalive, heartbeat, logQuota, serviceAddresses, dns, meshListen, meshAdvertise, compiler, onnxRuntime,
         };
         command.SetAction(async (result, ct) => await RunUntilStoppedAsync(async stop =>
         {
@@ -131,6 +132,7 @@ internal static class RoleCommands
                 Gateway = result.GetValue(gateway)!,
                 MaxInstances = result.GetValue(maxInstances),
                 MaxInstanceMemoryMiB = result.GetValue(maxMemory),
+                OnnxRuntime = result.GetValue(onnxRuntime),
                 OutboxQuotaBytes = ParseBytes(result.GetValue(outboxQuota)!, "--outbox-quota"),
                 LogQuotaBytes = ParseBytes(result.GetValue(logQuota)!, "--log-quota"),
                 KeepAlive = Duration(result.GetValue(keepalive)!, "--keepalive"),

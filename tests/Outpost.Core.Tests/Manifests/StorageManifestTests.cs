@@ -51,6 +51,39 @@ public sealed class StorageManifestTests
         Assert.Contains(errors, e => e.Field == field && e.Message.Contains(message, StringComparison.Ordinal));
     }
 
+    [Theory]
+    [InlineData("capabilities: [nn]\n  models: [{name: hadamard, path: m.onnx}]", null, null)]
+    [InlineData("models: [{name: hadamard, path: m.onnx}]", "spec.models", "add capability 'nn'")]
+    [InlineData("capabilities: [nn]\n  models: [{name: a, path: m.onnx}, {name: a, path: n.onnx}]", "spec.models[1].name", "declared twice")]
+    [InlineData("capabilities: [nn]\n  models: [{name: 'bad name', path: m.onnx}]", "spec.models[0].name", "not a model name")]
+    [InlineData("capabilities: [nn]\n  models: [{name: a}]", "spec.models[0]", "required")]
+    [InlineData("capabilities: [nn]\n  models: [{name: a, digest: sha256:x}]", "spec.models[0].digest", "not a digest")]
+    public void Models_AreNamedUploadedAndNeedCapabilityNn(string extra, string? field, string? message)
+    {
+        var errors = Validate("  " + extra);
+        if (field is null)
+        {
+            Assert.Empty(errors);
+            var spec = ApplicationSpec.FromJson((System.Text.Json.Nodes.JsonObject)YamlManifestReader.Read(App + "\n  " + extra, "t.yaml")[0].Body["spec"]!);
+            Assert.Equal(new ModelSpec("hadamard", null, "m.onnx"), spec.Models.Single());
+            Assert.True(spec.NeedsAi);
+        }
+        else
+        {
+            Assert.Contains(errors, e => e.Field == field && e.Message.Contains(message!, StringComparison.Ordinal));
+        }
+    }
+
+    [Fact]
+    public void OnnxModelFile_KnowsAModel_FromJunkAndFromATruncatedOne()
+    {
+        var model = File.ReadAllBytes(Path.Combine(AppContext.BaseDirectory, "hadamard.onnx"));
+        Assert.Null(OnnxModelFile.Problem(model));
+        Assert.Contains("truncated", OnnxModelFile.Problem(model.AsSpan(0, model.Length / 2)), StringComparison.Ordinal);
+        Assert.StartsWith("not an ONNX model", OnnxModelFile.Problem("\0asm\x01\0\0\0 a wasm module, not a model"u8), StringComparison.Ordinal);
+        Assert.Equal("the file is empty", OnnxModelFile.Problem([]));
+    }
+
     [Fact]
     public void TheServer_CannotReadALocalFilesPath()
     {
