@@ -218,13 +218,15 @@ internal static class WasmCommands
                 await app.StartAsync(cancellationToken);
                 var address = app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First();
                 Console.WriteLine($"Serving {path.Name} at {address}{(prefix.Length == 0 ? "/" : prefix)}");
+                // Until Ctrl+C or SIGTERM (which the web host's lifetime takes, and turns into stopping).
+                using var stop = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, app.Lifetime.ApplicationStopping);
                 try
                 {
-                    await Task.Delay(Timeout.Infinite, cancellationToken);
+                    await Task.Delay(Timeout.Infinite, stop.Token);
                 }
                 catch (OperationCanceledException)
                 {
-                    // Ctrl+C: stop serving.
+                    // Stop serving.
                 }
 
                 await app.StopAsync(CancellationToken.None);
