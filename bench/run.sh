@@ -74,6 +74,14 @@
 #             copy` of the first image from the server's registry to a local dir (median of 3) over the node's
 #             fetch of it through its connection (from `apply` to the agent's fetched-bytes counter reaching the
 #             image's size): 1.0 is as fast as skopeo. Needs root, runc, skopeo and gcc (installed when missing).
+#   ai        edge AI through WASI-NN, the sample model (samples/ai/hadamard.onnx) and app (samples/apps/classify)
+#             in one run: wasm_p50_ms, one classification through the guest (a fresh instance per request, the
+#             node's cached ONNX Runtime session) against native_p50_ms, the same model and input called directly
+#             through ONNX Runtime from .NET (both one thread per inference; ITERATIONS, default 2,000; ratio);
+#             rps_ratio, wrk (-t2 -c8) GET /classify through an agent's gateway (`outpost up`, JIT build) against
+#             the same classification served natively by plain Kestrel; first_request_ms, the first request once
+#             the app lands on the node (model fetched, its session made on that request); file_read_ratio,
+#             reading a 1 MB mounted file in a request against copying 1 MB the guest already holds.
 #   converge  time from `outpost apply` returning to the app answering 200 on a
 #             node's gateway, and from `outpost delete` returning to 404; the
 #             baseline is a no-op client round trip (`outpost get apps`) measured
@@ -304,6 +312,67 @@ case "$scenario" in
     echo "sizes: linux-x64 ${x64_mb} MB, linux-arm64 ${arm64_mb} MB; agent RSS idle with 3 apps: ${agent_rss} MB (JIT ${agent_rss_jit} MB)"
     echo "offline start to first 200: ${ready} ms (JIT ${ready_jit} ms); get nodes round trip: ${cli} ms (JIT ${cli_jit} ms); server RSS with ${AGENTS:-100} agents: ${server_rss} MB (JIT ${server_rss_jit} MB)"
     echo "footprint x64_mb=$x64_mb arm64_mb=$arm64_mb agent_rss_mb=$agent_rss agent_rss_jit_mb=$agent_rss_jit ready_ms=$ready ready_jit_ms=$ready_jit cli_ms=$cli cli_jit_ms=$cli_jit server_rss_100_mb=$server_rss server_rss_100_jit_mb=$server_rss_jit"
+    ;;
+  ai)
+    command -v wrk >/dev/null || { apt-get install -y wrk >/dev/null 2>&1 || { apt-get update >/dev/null && apt-get install -y wrk >/dev/null; }; }
+    command -v clang >/dev/null && [[ -f /usr/lib/wasm32-wasi/libc.a ]] || { apt-get install -y clang lld wasi-libc libclang-rt-dev-wasm32 >/dev/null 2>&1 \
+      || { apt-get update >/dev/null && apt-get install -y clang lld wasi-libc libclang-rt-dev-wasm32 >/dev/null; }; }
+    dotnet build "$root/src/Outpost" -c Release -nologo -v q >/dev/null
+    dotnet build "$root/bench/Outpost.Bench" -c Release -nologo -v q >/dev/null
+    bench=(dotnet "$root/bench/Outpost.Bench/bin/Release/net10.0/Outpost.Bench.dll")
+    work="$(mktemp -d)"
+    pids=()
+    trap 'kill "${pids[@]}" 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$work"' EXIT
+    export HOME="$work/home"
+    mkdir -p "$HOME" "$work/manifests"
+    clang --target=wasm32-wasi --sysroot=/usr -O2 -o "$work/readfile.wasm" "$root/bench/wasm/readfile.c"
+    model="$root/samples/ai/hadamard.onnx"
+    classify="$root/samples/apps/classify/classify.wasm"
+
+    inproc="$("${bench[@]}" ai "$model" "$classify" "$work/readfile.wasm" "${ITERATIONS:-2000}" | tee /dev/stderr | tail -1)"
+
+    base=$((20000 + RANDOM % 10000))
+    gateway=$((base + 1)); kestrel=$((base + 2))
+    cp "$classify" "$model" "$work/manifests/"
+    cat >"$work/manifests/classify.yaml" <<'YAML'
+apiVersion: outpost.dev/v1
+kind: Application
+metadata: {name: classify}
+spec:
+  module: {path: classify.wasm}
+  triggers: {http: {route: /classify}}
+  capabilities: [nn]
+  models: [{name: hadamard, path: hadamard.onnx}]
+YAML
+    start=$(now_ms)
+    dotnet "$root/src/Outpost/bin/Release/net10.0/outpost.dll" up --agents 1 --data-dir "$work/fleet" --server-port "$base" \
+      --gateway-port "$gateway" --manifests "$work/manifests" >"$work/up.log" 2>&1 & pids+=($!)
+    "${bench[@]}" kestrel-ai "$kestrel" "$model" >"$work/kestrel.log" 2>&1 & pids+=($!)
+    # The first 200 is the app's first request on the node: its model's session is made then.
+    first=""
+    for _ in $(seq 1 600); do
+      out="$(curl -s -o /dev/null -w '%{http_code} %{time_total}' "http://127.0.0.1:$gateway/classify?class=3" || true)"
+      if [[ "${out%% *}" == 200 ]]; then first="${out#* }"; break; fi
+      sleep 0.1
+    done
+    [[ -n "$first" ]] || { echo "bench ai: the app never answered" >&2; cat "$work/up.log" >&2; exit 1; }
+    landed=$(( $(now_ms) - start ))
+    first_ms=$(awk -v t="$first" 'BEGIN {printf "%.1f", t * 1000}')
+    for _ in $(seq 1 120); do curl -sf -o /dev/null "http://127.0.0.1:$kestrel/classify?class=3" && break; sleep 0.5; done
+    curl -s "http://127.0.0.1:$gateway/classify?class=7" | grep -q 'argmax: 7 (expected 7)' || { echo "bench ai: wrong answer through the gateway" >&2; exit 1; }
+    curl -s "http://127.0.0.1:$kestrel/classify?class=7" | grep -q 'argmax: 7 (expected 7)' || { echo "bench ai: wrong answer from kestrel" >&2; exit 1; }
+    rps() { # url -> requests/s
+      wrk -t2 -c8 -d3s "$1" >/dev/null
+      wrk -t2 -c8 -d"${DURATION:-10}s" "$1" | awk '/Requests\/sec/ {print $2}'
+    }
+    gw_rps=$(rps "http://127.0.0.1:$gateway/classify?class=3")
+    k_rps=$(rps "http://127.0.0.1:$kestrel/classify?class=3")
+    echo "http: gateway $gw_rps req/s, kestrel (native ONNX Runtime) $k_rps req/s; first request ${first_ms} ms, $landed ms from up to it" >&2
+    native=$(sed -E 's/.*native_p50_ms=([^ ]+).*/\1/' <<<"$inproc")
+    wasm=$(sed -E 's/.*wasm_p50_ms=([^ ]+).*/\1/' <<<"$inproc")
+    ratio=$(sed -E 's/.* ratio=([^ ]+).*/\1/' <<<"$inproc")
+    file_ratio=$(sed -E 's/.*file_read_ratio=([^ ]+).*/\1/' <<<"$inproc")
+    echo "ai native_p50_ms=$native wasm_p50_ms=$wasm ratio=$ratio rps_ratio=$(awk -v a="$gw_rps" -v b="$k_rps" 'BEGIN {printf "%.2f", a / b}') first_request_ms=$first_ms file_read_ratio=$file_ratio"
     ;;
   containers)
     for tool in runc skopeo gcc; do

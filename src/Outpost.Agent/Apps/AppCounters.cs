@@ -41,6 +41,7 @@ public sealed class AppCounters
             {
                 WagiLimit.Memory => AppLimitKind.Memory,
                 WagiLimit.Response => AppLimitKind.Response,
+                WagiLimit.Volume => AppLimitKind.Volume,
                 _ => AppLimitKind.Instances,
             });
         }
@@ -153,4 +154,7 @@ public enum AppLimitKind
 
     /// <summary>The request body was over the gateway's limit: refused with 413.</summary>
     Body,
+
+    /// <summary>A write to one of the app's volumes would have passed its sizeLimit (ENOSPC to the guest).</summary>
+    Volume,
 }

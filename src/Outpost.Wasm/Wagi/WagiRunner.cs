@@ -42,7 +42,10 @@ public sealed class WagiRunner(WasmHost host)
         {
             MemoryBytes = result.MemoryBytes,
             Notes = context.Notes,
-            Limit = outcome.Limit == WagiLimit.None && result.MemoryBytes > memoryLimit - 65536 ? WagiLimit.Memory : outcome.Limit,
+            Limit = outcome.Limit != WagiLimit.None ? outcome.Limit
+                : result.MemoryBytes > memoryLimit - 65536 ? WagiLimit.Memory
+                : context.VolumeFull ? WagiLimit.Volume
+                : WagiLimit.None,
         };
     }
 
@@ -209,4 +212,7 @@ public enum WagiLimit
 
     /// <summary>Every instance slot on the node was in use.</summary>
     Instances,
+
+    /// <summary>A volume's sizeLimit: a write failed with ENOSPC.</summary>
+    Volume,
 }

@@ -83,6 +83,9 @@ internal sealed class WasiContext : IDisposable
 
     public void Note(string message) => (_notes ??= []).Add(message);
 
+    /// <summary>Set when a write was refused for passing a volume's size limit.</summary>
+    public bool VolumeFull { get; set; }
+
     /// <summary>The models load_by_name finds, by the names the app declares them under (null: none).</summary>
     public IReadOnlyDictionary<string, Nn.NnModel>? Models { get; init; }
 

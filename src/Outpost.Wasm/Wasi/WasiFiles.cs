@@ -391,6 +391,7 @@ internal static unsafe class WasiFiles
             reserved = Math.Max(0, at + length - before);
             if (!quota.TryReserve(reserved))
             {
+                context.VolumeFull = true;
                 context.Note($"volume at {file.Root.Mount.GuestPath} is full: a write of {length} bytes would pass its quota of {quota.LimitBytes} bytes ({quota.UsedBytes} used)");
                 return Errno.Nospc;
             }
@@ -495,6 +496,7 @@ internal static unsafe class WasiFiles
         var reserved = Math.Max(0, end - before);
         if (quota is not null && !quota.TryReserve(reserved))
         {
+            context.VolumeFull = true;
             context.Note($"volume at {file.Root.Mount.GuestPath} is full: growing a file to {end} bytes would pass its quota of {quota.LimitBytes} bytes ({quota.UsedBytes} used)");
             return Errno.Nospc;
         }

@@ -225,6 +225,7 @@ public sealed class WasiProgramTests(WasiPrograms programs) : IClassFixture<Wasi
         Assert.Equal(49152, new FileInfo(Path.Combine(volume, "fill.bin")).Length);
         Assert.Equal(1, quota.Refusals);
         Assert.Contains(outcome.Notes, n => n.Contains("volume at /data is full", StringComparison.Ordinal) && n.Contains("65536", StringComparison.Ordinal));
+        Assert.Equal(WagiLimit.Volume, outcome.Limit); // counted: outpost_app_limit_hits_total{limit="volume"}
     }
 
     [Fact]
