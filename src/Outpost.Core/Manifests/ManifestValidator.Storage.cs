@@ -50,20 +50,7 @@ public static partial class ManifestValidator
 
                 UnknownFields(entry, field, FilesFields, errors);
                 MountPath(entry, field, mountPaths, errors);
-                var hasPath = entry["path"] is not null;
-                var hasDigest = entry["digest"] is not null;
-                if (hasPath == hasDigest)
-                {
-                    errors.Add(new(field, hasPath ? "give either 'path' or 'digest', not both" : "required: 'path' (a local directory or .tar archive) or 'digest' (sha256:...)"));
-                }
-                else if (hasPath && AsString(entry["path"], $"{field}.path", errors) is { } path && !allowModulePath)
-                {
-                    errors.Add(new($"{field}.path", $"the server cannot read the local path '{path}': use `outpost apply -f`, which packs and uploads it"));
-                }
-                else if (hasDigest && AsString(entry["digest"], $"{field}.digest", errors) is { } digest && !Digest.IsValid(digest))
-                {
-                    errors.Add(new($"{field}.digest", $"'{digest}' is not a digest: expected 'sha256:' followed by 64 lowercase hex digits"));
-                }
+                PathOrDigest(entry, field, "a local directory or .tar archive", allowModulePath, errors);
             }
         }
 
@@ -96,20 +83,7 @@ public static partial class ManifestValidator
                     }
                 }
 
-                var hasPath = entry["path"] is not null;
-                var hasDigest = entry["digest"] is not null;
-                if (hasPath == hasDigest)
-                {
-                    errors.Add(new(field, hasPath ? "give either 'path' or 'digest', not both" : "required: 'path' (a local .onnx file) or 'digest' (sha256:...)"));
-                }
-                else if (hasPath && AsString(entry["path"], $"{field}.path", errors) is { } path && !allowModulePath)
-                {
-                    errors.Add(new($"{field}.path", $"the server cannot read the local file '{path}': use `outpost apply -f`, which uploads it"));
-                }
-                else if (hasDigest && AsString(entry["digest"], $"{field}.digest", errors) is { } digest && !Digest.IsValid(digest))
-                {
-                    errors.Add(new($"{field}.digest", $"'{digest}' is not a digest: expected 'sha256:' followed by 64 lowercase hex digits"));
-                }
+                PathOrDigest(entry, field, "a local .onnx file", allowModulePath, errors);
             }
 
             var capabilities = (spec["capabilities"] as JsonArray)?.Select(c => (c as JsonValue)?.ToString()) ?? [];
@@ -154,6 +128,25 @@ public static partial class ManifestValidator
                     errors.Add(new($"{field}.sizeLimit", $"expected a size such as 64Mi, 1Gi or a number of bytes (at most 1Ti), got {Describe(sizeNode)}"));
                 }
             }
+        }
+    }
+
+    /// <summary>Content given by a local path (which only `outpost apply -f` can read and upload) or by the digest of what is on the server.</summary>
+    private static void PathOrDigest(JsonObject entry, string field, string pathMeaning, bool allowPath, List<FieldError> errors)
+    {
+        var hasPath = entry["path"] is not null;
+        var hasDigest = entry["digest"] is not null;
+        if (hasPath == hasDigest)
+        {
+            errors.Add(new(field, hasPath ? "give either 'path' or 'digest', not both" : $"required: 'path' ({pathMeaning}) or 'digest' (sha256:...)"));
+        }
+        else if (hasPath && AsString(entry["path"], $"{field}.path", errors) is { } path && !allowPath)
+        {
+            errors.Add(new($"{field}.path", $"the server cannot read the local path '{path}': use `outpost apply -f`, which uploads it"));
+        }
+        else if (hasDigest && AsString(entry["digest"], $"{field}.digest", errors) is { } digest && !Digest.IsValid(digest))
+        {
+            errors.Add(new($"{field}.digest", $"'{digest}' is not a digest: expected 'sha256:' followed by 64 lowercase hex digits"));
         }
     }
 

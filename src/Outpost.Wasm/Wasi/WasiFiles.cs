@@ -299,8 +299,7 @@ internal static unsafe class WasiFiles
         long total = 0;
         for (var i = 0; i < iovsLen; i++)
         {
-            var ptr = BinaryPrimitives.ReadInt32LittleEndian(vectors[(i * 8)..]);
-            var len = BinaryPrimitives.ReadInt32LittleEndian(vectors[((i * 8) + 4)..]);
+            var (ptr, len) = Iovec(vectors, i);
             if (Guest(memory, ptr, len, out var target) is not null)
             {
                 return Errno.Fault;
@@ -364,8 +363,7 @@ internal static unsafe class WasiFiles
         long length = 0;
         for (var i = 0; i < iovsLen; i++)
         {
-            var ptr = BinaryPrimitives.ReadInt32LittleEndian(vectors[(i * 8)..]);
-            var len = BinaryPrimitives.ReadInt32LittleEndian(vectors[((i * 8) + 4)..]);
+            var (ptr, len) = Iovec(vectors, i);
             if (Guest(memory, ptr, len, out _) is not null)
             {
                 return Errno.Fault;
@@ -401,8 +399,7 @@ internal static unsafe class WasiFiles
         var failure = Errno.Success;
         for (var i = 0; i < iovsLen; i++)
         {
-            var ptr = BinaryPrimitives.ReadInt32LittleEndian(vectors[(i * 8)..]);
-            var len = BinaryPrimitives.ReadInt32LittleEndian(vectors[((i * 8) + 4)..]);
+            var (ptr, len) = Iovec(vectors, i);
             Guest(memory, ptr, len, out var source);
             nint n;
             fixed (byte* p = source)
@@ -437,6 +434,10 @@ internal static unsafe class WasiFiles
         Guest(memory, nwrittenPtr, 4, out var result);
         return Fill(result, (uint)total);
     }
+
+    /// <summary>The i-th iovec of an array: a buffer's pointer and length in guest memory.</summary>
+    private static (int Ptr, int Len) Iovec(Span<byte> vectors, int i) =>
+        (BinaryPrimitives.ReadInt32LittleEndian(vectors[(i * 8)..]), BinaryPrimitives.ReadInt32LittleEndian(vectors[((i * 8) + 4)..]));
 
     private static int Allocate(WasiContext context, int fd, long offset, long length)
     {

@@ -94,95 +94,43 @@ internal sealed class ManifestSet
         foreach (var doc in Documents)
         {
             var body = (JsonObject)doc.Body.DeepClone();
-            if (body["spec"]?["module"] is JsonObject module && module["path"] is JsonValue pathValue)
+            var spec = body["spec"] as JsonObject;
+            // Each local path becomes the digest of what was uploaded for it (once per file per apply).
+            async Task ResolveAsync(JsonObject? entry, string field, Func<string, Task<string>> upload)
             {
+                if (entry?["path"] is not JsonValue pathValue)
+                {
+                    return;
+                }
+
                 var relative = pathValue.GetValue<string>();
                 var full = Path.GetFullPath(Path.Combine(Path.GetDirectoryName(Path.GetFullPath(doc.Source))!, relative));
                 try
                 {
                     if (!uploaded.TryGetValue(full, out var digest))
                     {
-                        digest = await UploadAsync(client, full, ct);
+                        digest = await upload(full);
                         uploaded[full] = digest;
                     }
 
-                    module.Remove("path");
-                    module["digest"] = digest;
+                    entry.Remove("path");
+                    entry["digest"] = digest;
                 }
-                catch (ManifestException ex)
+                catch (Exception ex) when (ex is ManifestException or InvalidDataException or IOException || ex is ApiException { Code: 400 or 413 or 422 })
                 {
-                    errors.Add($"{doc.Location}: spec.module.path: {ex.Message}");
-                }
-                catch (ApiException ex) when (ex.Code is 400 or 413 or 422)
-                {
-                    errors.Add($"{doc.Location}: spec.module.path: {relative}: {ex.Message}");
+                    errors.Add($"{doc.Location}: {field}.path: {(ex is ManifestException && field == "spec.module" ? "" : relative + ": ")}{ex.Message}");
                 }
             }
 
-            if (body["spec"]?["files"] is JsonArray files)
+            await ResolveAsync(spec?["module"] as JsonObject, "spec.module", full => UploadAsync(client, full, ct));
+            foreach (var (i, entry) in (spec?["files"] as JsonArray ?? []).Index())
             {
-                for (var i = 0; i < files.Count; i++)
-                {
-                    if (files[i] is not JsonObject entry || entry["path"] is not JsonValue filesPath)
-                    {
-                        continue;
-                    }
-
-                    var relative = filesPath.GetValue<string>();
-                    var full = Path.GetFullPath(Path.Combine(Path.GetDirectoryName(Path.GetFullPath(doc.Source))!, relative));
-                    try
-                    {
-                        if (!uploaded.TryGetValue(full, out var digest))
-                        {
-                            digest = await UploadFilesAsync(client, full, ct);
-                            uploaded[full] = digest;
-                        }
-
-                        entry.Remove("path");
-                        entry["digest"] = digest;
-                    }
-                    catch (Exception ex) when (ex is ManifestException or InvalidDataException or IOException)
-                    {
-                        errors.Add($"{doc.Location}: spec.files[{i}].path: {relative}: {ex.Message}");
-                    }
-                    catch (ApiException ex) when (ex.Code is 400 or 413 or 422)
-                    {
-                        errors.Add($"{doc.Location}: spec.files[{i}].path: {relative}: {ex.Message}");
-                    }
-                }
+                await ResolveAsync(entry as JsonObject, $"spec.files[{i}]", full => UploadFilesAsync(client, full, ct));
             }
 
-            if (body["spec"]?["models"] is JsonArray models)
+            foreach (var (i, entry) in (spec?["models"] as JsonArray ?? []).Index())
             {
-                for (var i = 0; i < models.Count; i++)
-                {
-                    if (models[i] is not JsonObject entry || entry["path"] is not JsonValue modelPath)
-                    {
-                        continue;
-                    }
-
-                    var relative = modelPath.GetValue<string>();
-                    var full = Path.GetFullPath(Path.Combine(Path.GetDirectoryName(Path.GetFullPath(doc.Source))!, relative));
-                    try
-                    {
-                        if (!uploaded.TryGetValue(full, out var digest))
-                        {
-                            digest = await UploadModelAsync(client, full, ct);
-                            uploaded[full] = digest;
-                        }
-
-                        entry.Remove("path");
-                        entry["digest"] = digest;
-                    }
-                    catch (Exception ex) when (ex is ManifestException or IOException)
-                    {
-                        errors.Add($"{doc.Location}: spec.models[{i}].path: {relative}: {ex.Message}");
-                    }
-                    catch (ApiException ex) when (ex.Code is 400 or 413 or 422)
-                    {
-                        errors.Add($"{doc.Location}: spec.models[{i}].path: {relative}: {ex.Message}");
-                    }
-                }
+                await ResolveAsync(entry as JsonObject, $"spec.models[{i}]", full => UploadModelAsync(client, full, ct));
             }
 
             items.Add((JsonNode)body);
