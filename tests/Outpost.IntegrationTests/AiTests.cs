@@ -11,6 +11,7 @@ namespace Outpost.IntegrationTests;
 /// Runtime, classifying as ONNX Runtime called directly does; a node without ONNX Runtime does
 /// not get the app, and `outpost describe app` says why.
 /// </summary>
+[Trait("Category", "aot")]
 public sealed class AiTests
 {
     private static readonly uint[] Rows = [1, 3, 5, 6, 9, 10, 12, 15, 17, 18];

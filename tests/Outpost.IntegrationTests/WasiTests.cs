@@ -12,6 +12,7 @@ namespace Outpost.IntegrationTests;
 /// run` and behind `outpost wasm serve`. Each answers what Node's node:wasi prints for the same
 /// program over the same directories.
 /// </summary>
+[Trait("Category", "aot")]
 public sealed class WasiTests(WasiPrograms programs) : IClassFixture<WasiPrograms>
 {
     private const string HelloTxt = "hello from a mounted file\n";
@@ -150,7 +151,7 @@ public sealed class WasiTests(WasiPrograms programs) : IClassFixture<WasiProgram
     }
 
     [SkippableFact]
-    public async Task OutpostWasmRun_GivesTheStdoutAndExitCodeNodeWasiGives_WithDirectoriesArgsEnvAndStdin()
+    public async Task OutpostWasmRun_GivesTheStdoutAndExitCodeNodeWasiGives_WithDirectoriesArgsEnvStdinAndSleep()
     {
         programs.Require();
         using var scratch = new Scratch();
@@ -181,13 +182,29 @@ public sealed class WasiTests(WasiPrograms programs) : IClassFixture<WasiProgram
         Assert.Equal(HelloTxt, await File.ReadAllTextAsync(Path.Combine(assets, "hello.txt")));
         Assert.Equal(["hello.txt", "nested"], Directory.EnumerateFileSystemEntries(assets).Select(Path.GetFileName).Order(StringComparer.Ordinal));
 
-        // main's return value is the process's exit code.
-        var exitNode = programs.RunNode("exitcode", [], ["return", "9"]);
-        var exit = await RunAsync(home, "", "wasm", "run", programs.PathOf("exitcode"), "--", "return", "9");
-        Assert.Equal(9, exitNode.ExitCode);
-        Assert.True(exit.ExitCode == exitNode.ExitCode, exit.ToString());
-        Assert.Equal(exitNode.Stdout, exit.Stdout);
-        Assert.Contains("exitcode: to stderr", exit.Stderr, StringComparison.Ordinal);
+        // main's return value, exit(), proc_exit and _Exit are the process's exit code.
+        foreach (var args in new[] { new[] { "return", "9" }, ["7"], ["procexit", "42"], ["_Exit"] })
+        {
+            var exitNode = programs.RunNode("exitcode", [], args);
+            var exit = await RunAsync(home, "", ["wasm", "run", programs.PathOf("exitcode"), "--", .. args]);
+            Assert.NotEqual(0, exitNode.ExitCode);
+            Assert.True(exit.ExitCode == exitNode.ExitCode, $"{string.Join(' ', args)}: node {exitNode.ExitCode}, outpost {exit}");
+            Assert.Equal(exitNode.Stdout, exit.Stdout);
+            Assert.Contains("exitcode: to stderr", exit.Stderr, StringComparison.Ordinal);
+        }
+
+        // sleep(), nanosleep(), clock_nanosleep() and poll() sleep as long as asked.
+        var sleepNode = programs.RunNode("sleep", [], ["50"]);
+        var sleep = await RunAsync(home, "", "wasm", "run", programs.PathOf("sleep"), "--", "50");
+        Assert.True(sleepNode.ExitCode == 0, sleepNode.ToString());
+        Assert.True(sleep.ExitCode == 0, sleep.ToString());
+        Assert.Equal(sleepNode.Stdout, sleep.Stdout);
+        Assert.EndsWith("sleep: all ok\n", sleep.Stdout, StringComparison.Ordinal);
+
+        // One that sleeps past --timeout-ms is stopped as one in a loop is: exit 124, as timeout(1) says.
+        var late = await RunAsync(home, "", "wasm", "run", "--timeout-ms", "200", programs.PathOf("sleep"), "--", "60000");
+        Assert.True(late.ExitCode == 124, late.ToString());
+        Assert.Contains("timed out after 200 ms", late.Stderr, StringComparison.Ordinal);
 
         // Stdin, arguments (one with a space) and the environment (an empty value, a value with '=').
         string[] env = ["GREETING=hi", "EMPTY=", "EQUALS=a=b=c"];
