@@ -194,12 +194,18 @@ public sealed class WasiTests(WasiPrograms programs) : IClassFixture<WasiProgram
         }
 
         // sleep(), nanosleep(), clock_nanosleep() and poll() sleep as long as asked.
-        var sleepNode = programs.RunNode("sleep", [], ["50"]);
+        var sleepNode = programs.RunNodeSleep("50");
         var sleep = await RunAsync(home, "", "wasm", "run", programs.PathOf("sleep"), "--", "50");
         Assert.True(sleepNode.ExitCode == 0, sleepNode.ToString());
         Assert.True(sleep.ExitCode == 0, sleep.ToString());
         Assert.Equal(sleepNode.Stdout, sleep.Stdout);
         Assert.EndsWith("sleep: all ok\n", sleep.Stdout, StringComparison.Ordinal);
+
+        // The Outpost host functions work without a fleet: the sensor sample's timer run reads the
+        // clock, stores its reading in a bucket and publishes it (to stderr here).
+        var sensor = await RunAsync(home, "", "wasm", "run", "--env", "OUTPOST_TRIGGER=timer", Path.Combine(Repository.Root, "samples", "apps", "sensor", "sensor.wasm"));
+        Assert.True(sensor.ExitCode == 0, sensor.ToString());
+        Assert.Contains("[publish readings] {\"seq\":1,", sensor.Stderr, StringComparison.Ordinal);
 
         // One that sleeps past --timeout-ms is stopped as one in a loop is: exit 124, as timeout(1) says.
         var late = await RunAsync(home, "", "wasm", "run", "--timeout-ms", "200", programs.PathOf("sleep"), "--", "60000");

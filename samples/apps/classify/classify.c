@@ -5,7 +5,7 @@
  *   outpost wasm run --model hadamard=samples/ai/hadamard.onnx samples/apps/classify/classify.wasm -- hadamard 7
  *
  * As an app (WAGI), GET /classify?class=K answers the same text for class K
- * (default 3) with the model the app declares as "hadamard" (see classify.yaml).
+ * (default 3) with the model the app declares as "hadamard" (samples/ai/classify.yaml).
  *
  * Usage as a command: classify.wasm [MODEL [CLASS]]
  *   MODEL       name the host registered the model under (default "hadamard"),

@@ -8,6 +8,7 @@ using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging;
 using Outpost.Agent.Apps;
 using Outpost.Core.Resources;
+using Outpost.Wasm.Host;
 using Outpost.Wasm.Hosting;
 using Outpost.Wasm.Nn;
 using Outpost.Wasm.Wagi;
@@ -98,6 +99,16 @@ internal static class WasmCommands
         Description = "The ONNX Runtime library to use for WASI-NN (default: libonnxruntime.so next to outpost, else the library path)",
     };
 
+    private static readonly Option<string[]> Configs = new("--config-value")
+    {
+        Description = "A config value the guest reads with outpost_config_get (capability config): K=V; repeatable",
+    };
+
+    private static readonly Option<string[]> HttpOutHosts = new("--http-out")
+    {
+        Description = "A host the guest may send HTTP requests to (capability http-out); repeatable",
+    };
+
     private static readonly Option<int> TimeoutMs = new("--timeout-ms")
     {
         Description = "Stop the guest after this long, as an app's limits.timeoutMs does",
@@ -115,14 +126,14 @@ internal static class WasmCommands
         var file = new Argument<FileInfo>("file") { Description = "A WASI command module (.wasm)" };
         var args = new Argument<string[]>("args") { Description = "Arguments for the guest (after --)", Arity = ArgumentArity.ZeroOrMore };
         var command = new Command("run",
-            "Run a WASI command locally with the agent's engine, WASI and limits: stdio is the terminal's, and the guest's exit code is this process's (134 when it traps, 124 when it runs out of time)")
+            "Run a WASI command locally with the agent's engine, WASI, host functions and limits: stdio is the terminal's, and the guest's exit code is this process's (134 when it traps, 124 when it runs out of time); outpost_log and outpost_publish write to stderr, buckets are in memory")
         {
-            file, args, Dirs, ReadOnlyDirs, Envs, Models, OnnxRuntime, TimeoutMs, MemoryMiB,
+            file, args, Dirs, ReadOnlyDirs, Envs, Models, OnnxRuntime, Configs, HttpOutHosts, TimeoutMs, MemoryMiB,
         };
         command.SetAction(result =>
         {
             var path = result.GetValue(file)!;
-            if (!Prepare(result, path, out var host, out var module, out var mounts, out var env, out var limits, out var models))
+            if (!Prepare(result, path, out var host, out var module, out var mounts, out var env, out var limits, out var models, out var grant))
             {
                 return 2;
             }
@@ -130,6 +141,7 @@ internal static class WasmCommands
             using (host)
             using (module)
             using (mounts)
+            using ((WasmLocalServices)grant.Services)
             {
                 using var stdin = Console.OpenStandardInput();
                 using var stdout = Console.OpenStandardOutput();
@@ -144,6 +156,7 @@ internal static class WasmCommands
                     Stderr = stderr,
                     Limits = limits,
                     Models = models,
+                    Grant = grant,
                 });
                 foreach (var note in outcome.Notes.Append(outcome.Error).OfType<string>())
                 {
@@ -163,13 +176,13 @@ internal static class WasmCommands
         var listen = new Option<string>("--listen") { Description = "Address and port to listen on (port 0 picks a free one)", DefaultValueFactory = _ => "127.0.0.1:3000" };
         var command = new Command("serve", "Serve a WAGI app locally with the agent's engine, WASI and limits, one fresh instance per request")
         {
-            file, route, listen, Dirs, ReadOnlyDirs, Envs, Models, OnnxRuntime, TimeoutMs, MemoryMiB,
+            file, route, listen, Dirs, ReadOnlyDirs, Envs, Models, OnnxRuntime, Configs, HttpOutHosts, TimeoutMs, MemoryMiB,
         };
         command.SetAction(async (result, cancellationToken) =>
         {
             var path = result.GetValue(file)!;
             var prefix = result.GetValue(route)!.TrimEnd('/');
-            if (!Prepare(result, path, out var host, out var module, out var mounts, out var env, out var limits, out var models))
+            if (!Prepare(result, path, out var host, out var module, out var mounts, out var env, out var limits, out var models, out var grant))
             {
                 return 2;
             }
@@ -177,6 +190,7 @@ internal static class WasmCommands
             using (host)
             using (module)
             using (mounts)
+            using ((WasmLocalServices)grant.Services)
             {
                 var builder = WebApplication.CreateSlimBuilder();
                 builder.Logging.ClearProviders();
@@ -202,7 +216,7 @@ internal static class WasmCommands
                     }
 
                     var request = WasmAppInstance.ToWagiRequest(context, routeName, requestPath, body.Value);
-                    var outcome = await Task.Run(() => runner.Handle(module!, request, appEnv, limits, mounts: mounts, models: models), context.RequestAborted);
+                    var outcome = await Task.Run(() => runner.Handle(module!, request, appEnv, limits, grant, mounts, models), context.RequestAborted);
                     if (outcome.Stderr is { } stderr)
                     {
                         Console.Error.Write(stderr.EndsWith('\n') ? stderr : stderr + "\n");
@@ -238,13 +252,14 @@ internal static class WasmCommands
 
     /// <summary>Compiles the module and opens its directories as the agent would; false (with the reason on stderr) when it cannot run.</summary>
     private static bool Prepare(ParseResult result, FileInfo file, out WasmHost host, out WasmModule? module, out WasiMounts? mounts,
-        out List<KeyValuePair<string, string>> env, out AppLimits limits, out Dictionary<string, NnModel> models)
+        out List<KeyValuePair<string, string>> env, out AppLimits limits, out Dictionary<string, NnModel> models, out HostGrant grant)
     {
         var name = $"outpost wasm {result.CommandResult.Command.Name}";
         host = null!;
         module = null;
         mounts = null;
         env = [];
+        grant = null!;
         limits = new AppLimits { TimeoutMs = result.GetValue(TimeoutMs), MemoryMiB = result.GetValue(MemoryMiB) };
         models = new Dictionary<string, NnModel>(StringComparer.Ordinal);
         foreach (var pair in result.GetValue(Models) ?? [])
@@ -315,6 +330,33 @@ internal static class WasmCommands
             return false;
         }
 
+        var config = new Dictionary<string, string>(StringComparer.Ordinal);
+        foreach (var pair in result.GetValue(Configs) ?? [])
+        {
+            var equals = pair.IndexOf('=', StringComparison.Ordinal);
+            if (equals <= 0)
+            {
+                Console.Error.WriteLine($"{name}: --config-value '{pair}' is not K=V");
+                return false;
+            }
+
+            config[pair[..equals]] = pair[(equals + 1)..];
+        }
+
+        // Every host function an app can be granted, served locally (see WasmLocalServices).
+        var httpOut = (result.GetValue(HttpOutHosts) ?? []).Select(h => h.ToLowerInvariant()).ToHashSet(StringComparer.Ordinal);
+        var capabilities = new HashSet<string>(["log", "config", "secrets", "kv", "publish", "clock"], StringComparer.Ordinal);
+        if (httpOut.Count > 0)
+        {
+            capabilities.Add("http-out");
+        }
+
+        if (onnx.Available)
+        {
+            capabilities.Add(WasiNnCapability);
+        }
+
+        grant = new HostGrant(Path.GetFileNameWithoutExtension(file.Name), capabilities, new WasmLocalServices(config, Console.Error)) { HttpOut = httpOut };
         host = new WasmHost(new WasmHostOptions
         {
             MaxInstances = 64,
@@ -323,7 +365,7 @@ internal static class WasmCommands
         });
         try
         {
-            module = host.Compile(file.Name, File.ReadAllBytes(file.FullName), onnx.Available ? new HashSet<string>(StringComparer.Ordinal) { WasiNnCapability } : null);
+            module = host.Compile(file.Name, File.ReadAllBytes(file.FullName), capabilities);
             mounts = WasiMounts.Open(wanted);
             return true;
         }
@@ -332,6 +374,7 @@ internal static class WasmCommands
             Console.Error.WriteLine($"{name}: {e.Message}");
             module?.Dispose();
             host.Dispose();
+            ((WasmLocalServices)grant.Services).Dispose();
             return false;
         }
     }

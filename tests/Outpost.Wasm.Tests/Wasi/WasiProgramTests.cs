@@ -116,7 +116,7 @@ public sealed class WasiProgramTests(WasiPrograms programs) : IClassFixture<Wasi
     public void Sleep_WaitsAsLongAsAsked_AsNodeDoes()
     {
         programs.Require();
-        var node = programs.RunNode("sleep", [], ["50"]);
+        var node = programs.RunNodeSleep("50");
         var result = Run("sleep", out var stdout, out _, args: ["50"]);
 
         Assert.True(node.ExitCode == 0, node.ToString());

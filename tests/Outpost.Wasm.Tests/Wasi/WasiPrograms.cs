@@ -48,6 +48,22 @@ public sealed class WasiPrograms : IDisposable
     public ProcessResult RunNode(string program, IEnumerable<string> runnerOptions, IEnumerable<string> args, string? stdin = null) =>
         RunProcess(Node!, [Path.Combine(ProgramsDir, "node-wasi.mjs"), .. runnerOptions, "--", PathOf(program), .. args], stdin, null);
 
+    /// <summary>
+    /// sleep.wasm under node:wasi, which on a busy machine now and then wakes an absolute-deadline
+    /// sleep a little early (uvwasi compares it with the realtime clock) and so fails its own check:
+    /// the reference's flake, retried, so that what is compared is what node does when it works.
+    /// </summary>
+    public ProcessResult RunNodeSleep(string milliseconds)
+    {
+        var result = RunNode("sleep", [], [milliseconds]);
+        for (var attempt = 1; attempt < 5 && result.ExitCode != 0; attempt++)
+        {
+            result = RunNode("sleep", [], [milliseconds]);
+        }
+
+        return result;
+    }
+
     public static ProcessResult RunProcess(string file, IEnumerable<string> args, string? stdin, IDictionary<string, string>? env)
     {
         var info = new ProcessStartInfo(file)
