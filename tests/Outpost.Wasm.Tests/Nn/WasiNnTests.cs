@@ -145,6 +145,38 @@ public sealed class WasiNnTests(WasiPrograms programs) : IClassFixture<WasiProgr
     }
 
     [SkippableFact]
+    public void Inference_IsStoppedAtTheAppsTimeLimit()
+    {
+        RequireRuntime();
+        using var host = NewHost();
+        using var module = host.Compile("classify", File.ReadAllBytes(Path.Combine(AppContext.BaseDirectory, "Modules", "classify.wasm")), Capabilities("nn"));
+        var model = SlowModel.Build(1500);
+        var models = new Dictionary<string, NnModel>(StringComparer.Ordinal) { ["slow"] = new NnModel(Digest.Compute(model), () => model) };
+        WasiCommandResult Classify(int timeoutMs) => WasiCommand.Run(host, module, new WasiCommandOptions
+        {
+            Args = ["classify.wasm", "slow", "0"],
+            Models = models,
+            Limits = new AppLimits { TimeoutMs = timeoutMs },
+        });
+
+        // Without a tight limit the inference runs to its end (its output is too large for the
+        // classify guest's buffer, which says so: it ran). The first run also makes the session.
+        var first = Classify(120_000);
+        Assert.False(first.TimedOut, first.Error);
+        Assert.Contains(first.Notes, n => n.Contains("get_output: output 0 is 4096 bytes, the buffer 40", StringComparison.Ordinal));
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        Assert.False(Classify(120_000).TimedOut);
+        var full = clock.Elapsed;
+
+        // With a fifth of that as its limit, ONNX Runtime is told to stop and the run ends as a timeout.
+        clock.Restart();
+        var limited = Classify((int)Math.Max(20, full.TotalMilliseconds / 5));
+        var stopped = clock.Elapsed;
+        Assert.True(limited.TimedOut, limited.Error);
+        Assert.True(stopped < full * 0.75, $"stopped after {stopped.TotalMilliseconds:F0} ms; the whole inference takes {full.TotalMilliseconds:F0} ms");
+    }
+
+    [SkippableFact]
     public void TheImports_NeedCapabilityNn_AndANodeWithOnnxRuntime()
     {
         RequireRuntime();
