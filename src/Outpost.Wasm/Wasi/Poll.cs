@@ -22,7 +22,8 @@ internal static class Poll
 
     public static int OneOff(WasiContext context, Memory? memory, TimeProvider time, int input, int output, int count, int neventsPtr)
     {
-        if (count <= 0)
+        // At most as many subscriptions as fit in guest memory (so count * 48 cannot overflow).
+        if (count <= 0 || count > int.MaxValue / SubscriptionSize)
         {
             return Errno.Inval;
         }

@@ -15,6 +15,9 @@ internal static unsafe class WasiFiles
 {
     private const int MaxPathBytes = 4096;
 
+    /// <summary>The most iovecs one read or write takes (Linux's IOV_MAX); more is EINVAL, as there.</summary>
+    private const int MaxIovecs = 1024;
+
     private const int OflagCreat = 1;
     private const int OflagDirectory = 2;
     private const int OflagExcl = 4;
@@ -286,7 +289,7 @@ internal static unsafe class WasiFiles
             return Errno.Notcapable;
         }
 
-        if (offset < -1)
+        if (offset < -1 || iovsLen is < 0 or > MaxIovecs)
         {
             return Errno.Inval;
         }
@@ -350,7 +353,7 @@ internal static unsafe class WasiFiles
             return Errno.Perm;
         }
 
-        if (offset < -1)
+        if (offset < -1 || iovsLen is < 0 or > MaxIovecs)
         {
             return Errno.Inval;
         }
