@@ -53,15 +53,18 @@ public sealed class KubectlTests
 
         (code, output) = await kubectl.RunAsync("get", "applications");
         Assert.True(code == 0, output);
-        Assert.Matches(@"NAME\s+REVISION\s+READY\s+ROLLOUT\s+AGE", output);
-        Assert.Matches(@"hello\s+1\s+2/2\s+Succeeded\s+\d+[smhd]\S*", output);
+        Assert.Matches(@"NAME\s+REVISION\s+READY\s+ROLLOUT\s+TYPE\s+AGE", output);
+        Assert.Matches(@"hello\s+1\s+2/2\s+Succeeded\s+core\s+\d+[smhd]\S*", output);
         (code, output) = await kubectl.RunAsync("get", "apps"); // the short name
         Assert.True(code == 0, output);
-        Assert.Matches(@"hello\s+1\s+2/2\s+Succeeded\s+\d+[smhd]\S*", output);
+        Assert.Matches(@"hello\s+1\s+2/2\s+Succeeded\s+core\s+\d+[smhd]\S*", output);
+        (code, output) = await kubectl.RunAsync("get", "apps", "-o", "wide");
+        Assert.True(code == 0, output);
+        Assert.Matches(@"hello\s+1\s+2/2\s+Succeeded\s+core\s+\d+[smhd]\S*\s+wasi_snapshot_preview1\s+", output);
 
         (code, output) = await kubectl.RunAsync("get", "app", "hello", "--show-labels");
         Assert.True(code == 0, output);
-        Assert.Matches(@"hello\s+1\s+2/2\s+Succeeded\s+\d+[smhd]\S*\s+<none>", output);
+        Assert.Matches(@"hello\s+1\s+2/2\s+Succeeded\s+core\s+\d+[smhd]\S*\s+<none>", output);
 
         // describe reads the node, the pods on it (the apps), its lease and its events.
         (code, output) = await kubectl.RunAsync("describe", "node", "edge-1");

@@ -29,6 +29,7 @@ public sealed class LoadedApp
             ["OUTPOST_APP_GENERATION"] = version.Generation.ToString(System.Globalization.CultureInfo.InvariantCulture),
         };
         EncodedEnv = new Wasm.Wagi.AppEnvironment(Env);
+        EnvPairs = [.. Env];
     }
 
     public AppVersion Version { get; }
@@ -40,6 +41,9 @@ public sealed class LoadedApp
     public IReadOnlyDictionary<string, string> Env { get; }
 
     internal Wasm.Wagi.AppEnvironment EncodedEnv { get; }
+
+    /// <summary>The environment as a component's wasi:cli/environment gives it.</summary>
+    internal IReadOnlyList<KeyValuePair<string, string>> EnvPairs { get; }
 
     /// <summary>What this app may call in the outpost module.</summary>
     internal Wasm.Host.HostGrant Grant { get; }
@@ -53,8 +57,8 @@ public sealed class LoadedApp
     /// <summary>The revision in its runtime: serves requests and probes.</summary>
     public IAppInstance Instance { get; }
 
-    /// <summary>A Wasm app's compiled module (events run only in Wasm apps).</summary>
-    internal WasmModule Module => (Instance as WasmAppInstance)?.Module
+    /// <summary>A Wasm app's module or component (events run only in Wasm apps).</summary>
+    internal WasmAppInstance Wasm => Instance as WasmAppInstance
         ?? throw new InvalidOperationException($"app '{Name}' is not a Wasm app");
 
     /// <summary>Bounds this app's concurrent requests (spec.limits.maxConcurrency) and its queue.</summary>
@@ -502,6 +506,20 @@ public sealed partial class AppRegistry(WasmHost host, ModuleCache modules, stri
             throw new ModuleRejectedException($"limits.memoryMiB {spec.Limits.MemoryMiB} exceeds this node's maximum of {host.MaxMemoryMiB} MiB");
         }
 
+        if (modules.IsComponent(version.Digest))
+        {
+            var component = host.Components.Load(version.Name, version.Digest, () => modules.Read(version.Digest), capabilities);
+            try
+            {
+                return KindFits(new LoadedApp(version, spec, new WasmAppInstance(component, host), nodeName, grant), component);
+            }
+            catch
+            {
+                component.Dispose();
+                throw;
+            }
+        }
+
         var childFailures = host.ChildFailures;
         var module = host.Load(version.Name, version.Digest, () => modules.Read(version.Digest), capabilities);
         if (host.ChildFailures != childFailures)
@@ -522,6 +540,22 @@ public sealed partial class AppRegistry(WasmHost host, ModuleCache modules, stri
             module.Dispose();
             throw;
         }
+    }
+
+    /// <summary>A proxy component serves HTTP only; a command component runs for triggers only: the server refuses other pairings, and so does the node.</summary>
+    private static LoadedApp KindFits(LoadedApp app, Wasm.Components.WasmComponent component)
+    {
+        if (component.Kind == Wasm.Components.ComponentKind.Proxy && (app.Spec.TimerEvery is not null || app.Spec.Topic is not null))
+        {
+            throw new ModuleRejectedException($"a {component.World} component serves HTTP only; timer and topic triggers run wasi:cli/command components");
+        }
+
+        if (component.Kind == Wasm.Components.ComponentKind.Command && app.Spec.Http is not null)
+        {
+            throw new ModuleRejectedException($"a {component.World} component runs for triggers only; an app with spec.http needs a wasi:http/proxy component");
+        }
+
+        return app;
     }
 
     private void RemoveVolumes(string app)

@@ -1,22 +1,46 @@
 using Microsoft.AspNetCore.Http;
 using Microsoft.Extensions.Logging;
 using Outpost.Core.Resources;
+using Outpost.Wasm.Components;
 using Outpost.Wasm.Hosting;
 using Outpost.Wasm.Wagi;
 
 namespace Outpost.Agent.Apps;
 
-/// <summary>A Wasm revision: its compiled module, a fresh instance per request (WAGI over in-memory stdio).</summary>
-public sealed partial class WasmAppInstance(WasmModule module, WasmHost host) : IAppInstance
+/// <summary>
+/// A Wasm revision: its compiled core module (a fresh instance per request, WAGI over in-memory
+/// stdio) or component (a fresh instance per request through wasi:http/incoming-handler).
+/// </summary>
+public sealed partial class WasmAppInstance : IAppInstance
 {
+    private readonly WasmModule? _module;
+    private readonly WasmComponent? _component;
+    private readonly WasmHost _host;
+
+    public WasmAppInstance(WasmModule module, WasmHost host)
+    {
+        _module = module;
+        _host = host;
+    }
+
+    public WasmAppInstance(WasmComponent component, WasmHost host)
+    {
+        _component = component;
+        _host = host;
+    }
+
     private static readonly HashSet<string> HopByHop = new(StringComparer.OrdinalIgnoreCase)
     {
         "Connection", "Keep-Alive", "Transfer-Encoding", "Upgrade", "Content-Length", "Proxy-Connection", "TE", "Trailer",
     };
 
-    internal WasmModule Module => module;
+    /// <summary>The core module, or null for a component.</summary>
+    internal WasmModule? Module => _module;
 
-    public string Source => module.FromCache ? "precompiled cache" : "compiled";
+    /// <summary>The component, or null for a core module.</summary>
+    internal WasmComponent? Component => _component;
+
+    public string Source => (_module?.FromCache ?? _component!.FromCache) ? "precompiled cache" : "compiled";
 
     public async Task<ServeOutcome> ServeAsync(HttpContext context, AppRequest request)
     {
@@ -36,7 +60,7 @@ public sealed partial class WasmAppInstance(WasmModule module, WasmHost host) : 
         var run = services.Threads.Enter();
         try
         {
-            outcome = services.Runner.Handle(module, wagi, app.EncodedEnv, app.Spec.Limits, app.Grant, app.Mounts, app.Models);
+            outcome = Handle(wagi, app, services.Runner);
         }
         finally
         {
@@ -73,13 +97,28 @@ public sealed partial class WasmAppInstance(WasmModule module, WasmHost host) : 
         ArgumentNullException.ThrowIfNull(app);
         ArgumentNullException.ThrowIfNull(probe);
         var request = new WagiRequest { Method = "GET", Path = probe.Path, Route = app.Spec.Http!.Route, RemoteAddress = "127.0.0.1" };
-        var outcome = new WagiRunner(host).Handle(module, request, app.EncodedEnv, app.Spec.Limits, app.Grant, app.Mounts, app.Models);
+        var outcome = Handle(request, app, new WagiRunner(_host));
         return Task.FromResult(outcome.Response.Status == probe.ExpectStatus
             ? null
             : $"GET {probe.Path} answered {outcome.Response.Status} (expected {probe.ExpectStatus}){(outcome.Error is null ? "" : ": " + outcome.Error)}");
     }
 
-    public void Dispose() => module.Dispose();
+    private WagiOutcome Handle(WagiRequest request, LoadedApp app, WagiRunner runner) =>
+        _component is not null
+            ? new Outpost.Wasm.Components.ComponentRunner(_host.Components).Handle(_component, request, app.Spec.Limits, app.Grant, app.EnvPairs)
+            : runner.Handle(_module!, request, app.EncodedEnv, app.Spec.Limits, app.Grant, app.Mounts, app.Models);
+
+    /// <summary>Runs the revision for a timer tick or topic message: its module's _start, or its command component's run.</summary>
+    internal Outpost.Wasm.Events.EventOutcome RunEvent(LoadedApp app, Outpost.Wasm.Events.EventRunner runner, IReadOnlyList<KeyValuePair<string, string>> eventEnv, ReadOnlyMemory<byte> payload) =>
+        _component is not null
+            ? new Outpost.Wasm.Components.ComponentRunner(_host.Components).Run(_component, [.. app.EnvPairs, .. eventEnv], payload, app.Spec.Limits, app.Grant)
+            : runner.Run(_module!, app.EncodedEnv, app.Spec.Limits, app.Grant, eventEnv, payload, app.Mounts, app.Models);
+
+    public void Dispose()
+    {
+        _module?.Dispose();
+        _component?.Dispose();
+    }
 
     /// <summary>A WAGI request for what Kestrel received: <paramref name="path"/> as the app sees it under <paramref name="route"/>.</summary>
     public static WagiRequest ToWagiRequest(HttpContext context, string route, string path, ReadOnlyMemory<byte> body)

@@ -23,6 +23,14 @@ public sealed class ModuleCache
 
     public byte[] Read(string digest) => File.ReadAllBytes(PathFor(digest));
 
+    /// <summary>Whether the cached bytes are a component (read from their 8-byte preamble), not a core module.</summary>
+    public bool IsComponent(string digest)
+    {
+        Span<byte> preamble = stackalloc byte[8];
+        using var file = File.OpenRead(PathFor(digest));
+        return file.ReadAtLeast(preamble, 8, throwOnEndOfStream: false) == 8 && Wasm.Components.ComponentHost.IsComponent(preamble);
+    }
+
     public string PartialPathFor(string digest) => PathFor(digest) + ".part";
 
     /// <summary>Bytes already downloaded for a digest, where a resumed fetch starts.</summary>

@@ -150,7 +150,7 @@ public sealed partial class TriggerScheduler : IDisposable
                     var run = _threads.Enter();
                     try
                     {
-                        return _runner.Run(app.Module, app.EncodedEnv, app.Spec.Limits, app.Grant, eventEnv, payload, app.Mounts, app.Models);
+                        return app.Wasm.RunEvent(app, _runner, eventEnv, payload);
                     }
                     finally
                     {

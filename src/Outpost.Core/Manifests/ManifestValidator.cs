@@ -605,7 +605,8 @@ public static partial class ManifestValidator
             return;
         }
 
-        UnknownFields(module, "spec.module", ["path", "digest"], errors);
+        // kind and world are the server's: it writes what the module is when the app is applied.
+        UnknownFields(module, "spec.module", ["path", "digest", "kind", "world"], errors);
         var hasPath = module["path"] is not null;
         var hasDigest = module["digest"] is not null;
         if (hasPath && hasDigest)

@@ -79,7 +79,9 @@ public static class KubeTable
                 new("Revision", "integer", "The app's current revision (its generation).", 0, (o, _) => (long?)o["metadata"]?["generation"] ?? 0),
                 new("Ready", "string", "Nodes serving the current revision Ready, of the nodes it targets.", 0, (o, _) => ready(o)),
                 new("Rollout", "string", "The phase of the current revision's rollout.", 0, (o, _) => Str(o["status"]?["rollout"]?["phase"]) is { Length: > 0 } p ? p : "-"),
+                new("Type", "string", "What runs: a core Wasm module, a Wasm component, or a container.", 0, (o, _) => ModuleKind(o)),
                 age,
+                new("World", "string", "The world a Wasm component targets (wasi:http/proxy, wasi:cli/command); a core module's is wasi_snapshot_preview1.", 1, (o, _) => Str(o["spec"]?["module"]?["world"]) is { Length: > 0 } w ? w : "-"),
                 new("Route", "string", "The HTTP route the app serves.", 1, (o, _) => Str(o["spec"]?["triggers"]?["http"]?["route"])),
                 new("Module", "string", "The module's digest.", 1, (o, _) => Str(o["spec"]?["module"]?["digest"])),
             ];
@@ -116,4 +118,8 @@ public static class KubeTable
             : "<unknown>";
 
     private static string Str(JsonNode? node) => node is JsonValue v && v.TryGetValue<string>(out var s) ? s : node?.ToJsonString() ?? "";
+
+    /// <summary>"core", "component" or "container": what the app runs, as the server found it at apply.</summary>
+    public static string ModuleKind(JsonObject app) =>
+        app["spec"]?["image"] is not null ? "container" : Str(app["spec"]?["module"]?["kind"]) is { Length: > 0 } kind ? kind : "-";
 }

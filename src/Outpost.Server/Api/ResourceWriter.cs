@@ -78,8 +78,16 @@ public sealed class ResourceWriter(IControlPlaneStore store, Wasm.Hosting.WasmHo
                 // A module may only import the host functions its capabilities grant.
                 var content = new byte[size.Value];
                 await store.ReadBlobAsync(digest, 0, content, cancellationToken);
-                var granted = ApplicationSpec.FromJson((JsonObject)body["spec"]!).Capabilities.ToHashSet(StringComparer.Ordinal);
+                var spec = ApplicationSpec.FromJson((JsonObject)body["spec"]!);
+                var granted = spec.Capabilities.ToHashSet(StringComparer.Ordinal);
                 errors.AddRange(wasm.CheckCapabilities(content, granted).Select(p => new FieldError("spec.capabilities", p)));
+                // What the module is, for `outpost get apps` and kubectl: a core module, or a component and its world.
+                if (wasm.Describe(content) is var (moduleKind, world))
+                {
+                    body["spec"]!["module"]!["kind"] = moduleKind;
+                    body["spec"]!["module"]!["world"] = world;
+                    errors.AddRange(ComponentFits(world, spec));
+                }
             }
         }
 
@@ -263,5 +271,19 @@ public sealed class ResourceWriter(IControlPlaneStore store, Wasm.Hosting.WasmHo
             StoreError.AlreadyExists => new ApiStatus(409, StatusReasons.AlreadyExists, ex.Message, Kind: ex.Kind, Name: ex.Name),
             _ => new ApiStatus(409, StatusReasons.Conflict, ex.Message, Kind: ex.Kind, Name: ex.Name),
         };
+    }
+
+    /// <summary>A wasi:http/proxy component serves HTTP only; a wasi:cli/command component runs for triggers only.</summary>
+    private static IEnumerable<FieldError> ComponentFits(string world, ApplicationSpec spec)
+    {
+        if (world.StartsWith("wasi:http/proxy@", StringComparison.Ordinal) && (spec.TimerEvery is not null || spec.Topic is not null))
+        {
+            yield return new FieldError("spec.triggers", $"the module is a {world} component, which serves HTTP only: timer and topic triggers run wasi:cli/command components");
+        }
+
+        if (world.StartsWith("wasi:cli/command@", StringComparison.Ordinal) && spec.Http is not null)
+        {
+            yield return new FieldError("spec.triggers.http", $"the module is a {world} component, which runs for timers and topics only: serving HTTP needs a wasi:http/proxy component");
+        }
     }
 }

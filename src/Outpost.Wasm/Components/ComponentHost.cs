@@ -26,6 +26,7 @@ public sealed unsafe class ComponentHost : IDisposable
     private readonly WasmHostOptions _options;
     private readonly List<WitInterface> _interfaces;
     private readonly HashSet<string> _resourceNames;
+    private readonly Dictionary<string, (IReadOnlyList<string>, Inspection?)> _checked = new(StringComparer.Ordinal);
 
     /// <summary>The WASI interfaces (and Outpost's) a component may import, with the version each is defined at.</summary>
     public IReadOnlyList<string> Provided => [.. _interfaces.Select(i => i.FullName)];
@@ -60,7 +61,7 @@ public sealed unsafe class ComponentHost : IDisposable
 
         _engine = Native.wasm_engine_new_with_config(config);
         _linker = Native.wasmtime_component_linker_new(_engine);
-        _interfaces = [.. WasiIo.Interfaces(), .. WasiHttp.Interfaces(), .. WasiCli.Interfaces()];
+        _interfaces = [.. WasiIo.Interfaces(), .. WasiHttp.Interfaces(), .. WasiCli.Interfaces(), .. OutpostWit.Interfaces()];
         // Resources by name, and the aliases WASI 0.2 gives them (type headers = fields; use error as io-error).
         _resourceNames = new HashSet<string>(_interfaces.SelectMany(i => i.Resources.Keys), StringComparer.Ordinal) { "headers", "trailers", "io-error" };
         Define();
@@ -131,7 +132,7 @@ public sealed unsafe class ComponentHost : IDisposable
     /// checked against what this host provides and its exports name its kind, so a component that
     /// cannot run is refused here, never on its first request.
     /// </summary>
-    public WasmComponent Load(string name, string digest, Func<byte[]> readWasm)
+    public WasmComponent Load(string name, string digest, Func<byte[]> readWasm, IReadOnlySet<string>? capabilities = null)
     {
         ArgumentNullException.ThrowIfNull(readWasm);
         var cached = _options.CacheDir is null ? null : Path.Combine(_options.CacheDir, WasmHost.WasmtimeVersion, Digest.ToFileName(digest) + ".cwasm");
@@ -185,8 +186,13 @@ public sealed unsafe class ComponentHost : IDisposable
 
         try
         {
-            var (kind, world, export) = Inspect(name, component);
-            return new WasmComponent(component, kind, world, export, fromCache);
+            var inspection = Inspect(name, component);
+            if (Ungranted(inspection.Imports, capabilities ?? new HashSet<string>()) is { Count: > 0 } ungranted)
+            {
+                throw new ModuleRejectedException($"component '{name}' rejected: {string.Join("; ", ungranted)}");
+            }
+
+            return new WasmComponent(component, inspection.Kind, inspection.World, inspection.Export, fromCache);
         }
         catch
         {
@@ -208,46 +214,83 @@ public sealed unsafe class ComponentHost : IDisposable
             var error = Native.wasmtime_component_new(_engine, bytes, (nuint)wasm.Length, &component);
             if (error != 0)
             {
-                throw new ModuleRejectedException($"component '{name}' rejected: invalid component: {FirstLine(Native.TakeMessage(error))}");
+                var message = Native.TakeMessage(error);
+                var cause = TrapReason(message);
+                throw new ModuleRejectedException($"component '{name}' rejected: invalid component: {FirstLine(message)}{(cause == FirstLine(message) ? "" : ": " + cause)}");
             }
         }
 
         return component;
     }
 
-    /// <summary>What is wrong with a component for this host (empty when it can run here), and its kind and world when known.</summary>
+    /// <summary>
+    /// What is wrong with a component for this host (empty when it can run here), its kind and world,
+    /// and the interfaces it imports. Compiling is what checks it, so results are kept by content
+    /// (a server validates the same bytes at push and again at apply).
+    /// </summary>
     public (IReadOnlyList<string> Problems, ComponentKind? Kind, string? World) Validate(string name, ReadOnlySpan<byte> wasm)
     {
-        nint component;
+        var checkedOnce = Check(name, wasm);
+        return (checkedOnce.Problems, checkedOnce.Inspection?.Kind, checkedOnce.Inspection?.World);
+    }
+
+    /// <summary>Imports of Outpost interfaces the capabilities do not grant, as messages (empty when fine, or when not a valid component).</summary>
+    public IReadOnlyList<string> CheckCapabilities(string name, ReadOnlySpan<byte> wasm, IReadOnlySet<string> capabilities) =>
+        Check(name, wasm).Inspection is { } inspection ? Ungranted(inspection.Imports, capabilities) : [];
+
+    private static List<string> Ungranted(IEnumerable<WitInterface> imports, IReadOnlySet<string> capabilities) =>
+        [.. imports.Where(i => i.Capability is { } needed && !capabilities.Contains(needed))
+            .Select(i => $"it imports '{i.FullName}', which needs capability '{i.Capability}', which spec.capabilities does not grant")];
+
+    private (IReadOnlyList<string> Problems, Inspection? Inspection) Check(string name, ReadOnlySpan<byte> wasm)
+    {
+        var key = Convert.ToHexString(System.Security.Cryptography.SHA256.HashData(wasm));
+        lock (_checked)
+        {
+            if (_checked.TryGetValue(key, out var known))
+            {
+                return known;
+            }
+        }
+
+        (IReadOnlyList<string>, Inspection?) result;
+        nint component = 0;
         try
         {
             component = Compile(name, wasm);
+            result = ([], Inspect(name, component));
         }
         catch (ModuleRejectedException e)
         {
-            return ([e.Message], null, null);
-        }
-
-        try
-        {
-            var (kind, world, _) = Inspect(name, component);
-            return ([], kind, world);
-        }
-        catch (ModuleRejectedException e)
-        {
-            return ([e.Message], null, null);
+            result = ([e.Message], null);
         }
         finally
         {
-            Native.wasmtime_component_delete(component);
+            if (component != 0)
+            {
+                Native.wasmtime_component_delete(component);
+            }
         }
+
+        lock (_checked)
+        {
+            if (_checked.Count >= 64)
+            {
+                _checked.Clear();
+            }
+
+            _checked[key] = result;
+        }
+
+        return result;
     }
 
     /// <summary>Checks imports against the host's interfaces and finds the export that makes it a proxy or a command.</summary>
-    private (ComponentKind Kind, string World, string Export) Inspect(string name, nint component)
+    private Inspection Inspect(string name, nint component)
     {
         var type = Native.wasmtime_component_type(component);
         var problems = new List<string>();
+        var imported = new List<WitInterface>();
         string? proxy = null;
         string? command = null;
         try
@@ -265,7 +308,10 @@ public sealed unsafe class ComponentHost : IDisposable
 
                 try
                 {
-                    CheckImport(Encoding.UTF8.GetString(importName, (int)length), external, problems);
+                    if (CheckImport(Encoding.UTF8.GetString(importName, (int)length), external, problems) is { } wit)
+                    {
+                        imported.Add(wit);
+                    }
                 }
                 finally
                 {
@@ -317,14 +363,14 @@ public sealed unsafe class ComponentHost : IDisposable
 
         if (proxy is not null)
         {
-            return (ComponentKind.Proxy, "wasi:http/proxy@" + proxy[(proxy.IndexOf('@', StringComparison.Ordinal) + 1)..], proxy);
+            return new Inspection(ComponentKind.Proxy, "wasi:http/proxy@" + proxy[(proxy.IndexOf('@', StringComparison.Ordinal) + 1)..], proxy, imported);
         }
 
         var run = command!;
-        return (ComponentKind.Command, "wasi:cli/command@" + run[(run.IndexOf('@', StringComparison.Ordinal) + 1)..], run);
+        return new Inspection(ComponentKind.Command, "wasi:cli/command@" + run[(run.IndexOf('@', StringComparison.Ordinal) + 1)..], run, imported);
     }
 
-    private void CheckImport(string name, nint external, List<string> problems)
+    private WitInterface? CheckImport(string name, nint external, List<string> problems)
     {
         ComponentItem item;
         Native.wasmtime_component_extern_type(external, &item);
@@ -333,7 +379,7 @@ public sealed unsafe class ComponentHost : IDisposable
             if (item.Kind != ComponentItem.ComponentInstance)
             {
                 problems.Add($"it imports '{name}', which is not an interface (this host provides interfaces only)");
-                return;
+                return null;
             }
 
             WitInterface? wit = null;
@@ -354,7 +400,7 @@ public sealed unsafe class ComponentHost : IDisposable
                 problems.Add(versionProblem is not null
                     ? $"it imports {versionProblem}"
                     : $"it imports '{name}', which Outpost does not provide");
-                return;
+                return null;
             }
 
             var count = Native.wasmtime_component_instance_type_export_count(item.Pointer, _engine);
@@ -391,6 +437,8 @@ public sealed unsafe class ComponentHost : IDisposable
                     Native.wasmtime_component_extern_delete(memberExtern);
                 }
             }
+
+            return wit;
         }
         finally
         {
@@ -655,6 +703,9 @@ internal sealed record RunOutcome(RunStatus Status, string? Error)
 {
     public int ExitCode { get; init; }
 }
+
+/// <summary>What a component is, as its imports and exports say.</summary>
+internal sealed record Inspection(ComponentKind Kind, string World, string Export, IReadOnlyList<WitInterface> Imports);
 
 /// <summary>A request through a proxy component: how the run ended, and what the guest answered.</summary>
 internal sealed record ProxyResult(RunOutcome Outcome, ComponentRun Run);

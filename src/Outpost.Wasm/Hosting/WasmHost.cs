@@ -72,6 +72,8 @@ public sealed class WasmHost : IDisposable
     private readonly Linker _linker;
     private readonly ActivityTimer _ticker;
     private readonly WasmHostOptions _options;
+    private readonly Lock _componentsGate = new();
+    private Outpost.Wasm.Components.ComponentHost? _components;
     private long _compiledInChild;
     private long _compiledHere;
     private long _childFailures;
@@ -133,9 +135,34 @@ public sealed class WasmHost : IDisposable
         return CheckGrants(name, new WasmModule(compiled!, fromCache: false), capabilities);
     }
 
+    /// <summary>
+    /// The component host, made when first needed: a node whose apps are all core modules never
+    /// reserves the component engine's instance pool.
+    /// </summary>
+    public Outpost.Wasm.Components.ComponentHost Components
+    {
+        get
+        {
+            if (Volatile.Read(ref _components) is { } made)
+            {
+                return made;
+            }
+
+            lock (_componentsGate)
+            {
+                return _components ??= new Outpost.Wasm.Components.ComponentHost(_options);
+            }
+        }
+    }
+
     /// <summary>Imports of host functions that the capabilities do not grant, as messages (empty when fine).</summary>
     public IReadOnlyList<string> CheckCapabilities(ReadOnlySpan<byte> wasm, IReadOnlySet<string> capabilities)
     {
+        if (Outpost.Wasm.Components.ComponentHost.IsComponent(wasm))
+        {
+            return this.Components.CheckCapabilities("check", wasm, capabilities);
+        }
+
         using var module = Module.FromBytes(_engine, "check", wasm);
         return OutpostImports.Ungranted(module.Imports.Select(i => (i.ModuleName, i.Name)), capabilities);
     }
@@ -272,9 +299,14 @@ public sealed class WasmHost : IDisposable
     /// <summary>The node's memory ceiling; an app asking for more cannot be placed here.</summary>
     public int MaxMemoryMiB => _options.MaxMemoryMiB;
 
-    /// <summary>What is wrong with a module, or nothing: not Wasm, invalid, or importing what the host lacks.</summary>
+    /// <summary>What is wrong with a module or component, or nothing: not Wasm, invalid, or importing what the host lacks.</summary>
     public IReadOnlyList<string> Validate(ReadOnlySpan<byte> wasm)
     {
+        if (Outpost.Wasm.Components.ComponentHost.IsComponent(wasm))
+        {
+            return this.Components.Validate("validate", wasm).Problems;
+        }
+
         var problems = Check("validate", wasm, out var module);
         module?.Dispose();
         return problems;
@@ -400,8 +432,21 @@ public sealed class WasmHost : IDisposable
         return newline < 0 ? message : message[..newline];
     }
 
+    /// <summary>What the bytes are, for users: ("core", "wasi_snapshot_preview1") or ("component", its world); null when they are neither.</summary>
+    public (string Kind, string World)? Describe(ReadOnlySpan<byte> wasm)
+    {
+        if (Outpost.Wasm.Components.ComponentHost.IsComponent(wasm))
+        {
+            var (_, _, world) = this.Components.Validate("describe", wasm);
+            return world is null ? null : ("component", world);
+        }
+
+        return wasm.Length >= 8 && wasm[..4].SequenceEqual("\0asm"u8) ? ("core", WasiPreview1.ModuleName) : null;
+    }
+
     public void Dispose()
     {
+        _components?.Dispose();
         _ticker.Dispose();
         _linker.Dispose();
         _engine.Dispose();

@@ -188,7 +188,7 @@ internal static class Output
         else
         {
             // READY: the nodes serving the current revision Ready, of those the app targets.
-            rows.Add(wide ? ["NAME", "REVISION", "READY", "ROLLOUT", "ROUTE", "AGE", "MODULE", "NODE-SELECTOR"] : ["NAME", "REVISION", "READY", "ROLLOUT", "ROUTE", "AGE"]);
+            rows.Add(wide ? ["NAME", "REVISION", "READY", "ROLLOUT", "TYPE", "ROUTE", "AGE", "WORLD", "MODULE", "NODE-SELECTOR"] : ["NAME", "REVISION", "READY", "ROLLOUT", "TYPE", "ROUTE", "AGE"]);
             foreach (var item in items)
             {
                 var spec = item["spec"] as JsonObject;
@@ -197,8 +197,10 @@ internal static class Output
                 string[] row = [Str(item["metadata"]?["name"]), Str(item["metadata"]?["generation"]),
                     status?["targetedNodes"] is null ? "-" : $"{Str(status["readyNodes"])}/{Str(status["targetedNodes"])}",
                     status?["rollout"]?["phase"] is { } phase ? Str(phase) : "-",
+                    Outpost.Server.Api.KubeTable.ModuleKind(item),
                     Str(spec?["triggers"]?["http"]?["route"]), Age(item, now)];
-                rows.Add(wide ? [.. row, digest.Length > 19 ? digest[..19] : digest, Selector(spec)] : row);
+                var world = Str(spec?["module"]?["world"]);
+                rows.Add(wide ? [.. row, world.Length > 0 ? world : "-", digest.Length > 19 ? digest[..19] : digest, Selector(spec)] : row);
             }
         }
 

@@ -31,6 +31,7 @@ internal static class EmbeddedLibraries
         foreach (var (file, assembly, name) in new[]
         {
             ("libwasmtime.so", typeof(Wasmtime.Engine).Assembly, "wasmtime"),
+            ("libwasmtime.so", typeof(Outpost.Wasm.Components.ComponentHost).Assembly, "wasmtime"), // the component host's own bindings
             ("libe_sqlite3.so", typeof(SQLitePCL.SQLite3Provider_e_sqlite3).Assembly, "e_sqlite3"),
         })
         {

@@ -69,6 +69,83 @@ public sealed class ProxyComponentTests : IDisposable
         Assert.Equal(body, outcome.Response.Body.ToArray());
     }
 
+    [Fact]
+    public void Headers_ArriveLowercasedAndHopByHopOnesDoNot()
+    {
+        var outcome = Get("/headers", headers: [new("X-Trace", "abc"), new("Connection", "close"), new("Accept", "text/plain")]);
+
+        var text = Text(outcome);
+        Assert.Contains("x-trace: abc\n", text, StringComparison.Ordinal);
+        Assert.Contains("accept: text/plain\n", text, StringComparison.Ordinal);
+        Assert.DoesNotContain("connection", text, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void Trap_Answers500_AndTheNextRequestIsServed()
+    {
+        var trapped = Get("/trap");
+
+        Assert.Equal(500, trapped.Response.Status);
+        Assert.StartsWith("trap: ", trapped.Error, StringComparison.Ordinal);
+        Assert.Equal(200, Get("/hello").Response.Status);
+    }
+
+    [Fact]
+    public void ReturningWithoutSettingTheResponse_Answers500()
+    {
+        var outcome = Get("/noset");
+
+        Assert.Equal(500, outcome.Response.Status);
+        Assert.Equal("the component returned without setting its response-outparam", outcome.Error);
+    }
+
+    [Fact]
+    public void Loop_TimesOutWith504()
+    {
+        var outcome = Get("/loop", limits: new AppLimits { TimeoutMs = 100 });
+
+        Assert.Equal(504, outcome.Response.Status);
+        Assert.Equal(WagiLimit.Timeout, outcome.Limit);
+    }
+
+    [Fact]
+    public void ADroppedHandle_TrapsThatRequest()
+    {
+        var outcome = Get("/dropped");
+
+        Assert.Equal(500, outcome.Response.Status);
+        Assert.Contains("trap", outcome.Error, StringComparison.Ordinal);
+        Assert.Equal(200, Get("/hello").Response.Status);
+    }
+
+    [Fact]
+    public void ReadingPastTheEndOfTheBody_IsClosedAgain()
+    {
+        var outcome = Get("/pastend", "POST", "abc"u8.ToArray());
+
+        Assert.Equal("closed again\n", Text(outcome));
+    }
+
+    [Fact]
+    public void ALargeBody_StreamsOutInChunks()
+    {
+        var outcome = Get("/big?size=65536");
+
+        Assert.Null(outcome.Error);
+        Assert.Equal(65536, outcome.Response.Body.Length);
+        Assert.Equal((byte)'a', outcome.Response.Body.Span[26]);
+    }
+
+    [Fact]
+    public void AResponseOverTheAppsCap_IsCutAndCounted()
+    {
+        var outcome = Get("/big?size=100000", limits: new AppLimits { MaxResponseBytes = 50_000 });
+
+        Assert.Equal(500, outcome.Response.Status);
+        Assert.Equal(WagiLimit.Response, outcome.Limit);
+        Assert.Contains("maxResponseBytes", outcome.Error, StringComparison.Ordinal);
+    }
+
     public void Dispose()
     {
         _probe.Dispose();
