@@ -55,7 +55,7 @@ internal static class ColdStart
         }
     }
 
-    private static (double P50, double P99) Measure(TimeSpan warmup, int iterations, Action action)
+    internal static (double P50, double P99) Measure(TimeSpan warmup, int iterations, Action action)
     {
         var until = Stopwatch.GetTimestamp() + (long)(warmup.TotalSeconds * Stopwatch.Frequency);
         while (Stopwatch.GetTimestamp() < until)

@@ -8,6 +8,9 @@ switch (args.FirstOrDefault())
         var iterations = args.Length > 1 ? int.Parse(args[1], CultureInfo.InvariantCulture) : 20_000;
         ColdStart.Run(TimeSpan.FromSeconds(3), iterations);
         return 0;
+    case "components":
+        ComponentBench.Run(args[1], TimeSpan.FromSeconds(3), args.Length > 2 ? int.Parse(args[2], CultureInfo.InvariantCulture) : 20_000);
+        return 0;
     case "kestrel":
         await PlainKestrel.RunAsync(int.Parse(args[1], CultureInfo.InvariantCulture));
         return 0;
