@@ -12,6 +12,12 @@
 #             LOGS=1: hello also logs every request, shipped to the (same-box) server.
 #             AGENT=aot: the fleet is the release binary (dist/linux-x64/outpost, built
 #             by ./build.sh when missing) instead of the JIT build.
+#   components the cost of a Wasm component against a core module, in one run: a fresh instance per
+#             request of samples/components/http-c (a small wasi:http/proxy hello), in-process, p50
+#             and p99 (baseline: hello.wasm through WAGI); requests/s through one agent's gateway
+#             (`outpost up`, JIT build; wrk -t2 -c64) for the component's hello against hello.wasm
+#             (rps_ratio), and for a 64 KB body, the component against a core module (bench/wasm/body.c)
+#             answering the same bytes (body64k_ratio).
 #   ready     how long a published (ReadyToRun) agent takes, from start, to load its
 #             apps from local state: with the precompiled cache warm (a restart)
 #             against the same start with the cache emptied (every module compiled),
@@ -373,6 +379,53 @@ YAML
     ratio=$(sed -E 's/.* ratio=([^ ]+).*/\1/' <<<"$inproc")
     file_ratio=$(sed -E 's/.*file_read_ratio=([^ ]+).*/\1/' <<<"$inproc")
     echo "ai native_p50_ms=$native wasm_p50_ms=$wasm ratio=$ratio rps_ratio=$(awk -v a="$gw_rps" -v b="$k_rps" 'BEGIN {printf "%.2f", a / b}') first_request_ms=$first_ms file_read_ratio=$file_ratio"
+    ;;
+  components)
+    command -v wrk >/dev/null || { apt-get install -y wrk >/dev/null 2>&1 || { apt-get update >/dev/null && apt-get install -y wrk >/dev/null; }; }
+    command -v clang >/dev/null && [[ -f /usr/lib/wasm32-wasi/libc.a ]] || { apt-get install -y clang lld wasi-libc libclang-rt-dev-wasm32 >/dev/null 2>&1 \
+      || { apt-get update >/dev/null && apt-get install -y clang lld wasi-libc libclang-rt-dev-wasm32 >/dev/null; }; }
+    duration="${DURATION:-10}"
+    dotnet build "$root/src/Outpost" -c Release -nologo -v q >/dev/null
+    dotnet build "$root/bench/Outpost.Bench" -c Release -nologo -v q >/dev/null
+    work="$(mktemp -d)"
+    pids=()
+    trap 'kill "${pids[@]}" 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$work"' EXIT
+    export HOME="$work/home"
+    mkdir -p "$HOME" "$work/manifests"
+    component="$root/samples/components/http-c/http-c.wasm"
+    inproc="$(dotnet "$root/bench/Outpost.Bench/bin/Release/net10.0/Outpost.Bench.dll" components "$component" "${ITERATIONS:-20000}" | tee /dev/stderr | tail -1)"
+
+    # One agent serving both kinds side by side: hello.wasm (core) and http-c (component) for the
+    # hello figure; body.wasm (core, WAGI) and http-c for 64 KB bodies (?size=65536).
+    clang --target=wasm32-wasi --sysroot=/usr -O2 -o "$work/manifests/body.wasm" "$root/bench/wasm/body.c"
+    cp "$root/samples/apps/hello/hello.wasm" "$component" "$work/manifests/"
+    app() { # NAME MODULE ROUTE
+      printf 'apiVersion: outpost.dev/v1\nkind: Application\nmetadata: {name: %s}\nspec:\n  module: {path: %s}\n  triggers: {http: {route: %s}}\n  env: {GREETING: hello}\n---\n' "$1" "$2" "$3"
+    }
+    { app hello hello.wasm /hello; app body body.wasm /body; app component http-c.wasm /component; } >"$work/manifests/apps.yaml"
+    base=$((20000 + RANDOM % 10000))
+    gateway=$((base + 1))
+    dotnet "$root/src/Outpost/bin/Release/net10.0/outpost.dll" up --agents 1 --data-dir "$work/fleet" --server-port "$base" \
+      --gateway-port "$gateway" --manifests "$work/manifests" >"$work/up.log" 2>&1 & pids+=($!)
+    for path in /hello "/body?size=65536" /component/hello "/component/x?size=65536"; do
+      for _ in $(seq 1 240); do curl -sf -o /dev/null "http://127.0.0.1:$gateway$path" && break; sleep 0.5; done
+      curl -sf -o /dev/null "http://127.0.0.1:$gateway$path" || { echo "bench components: $path not served" >&2; cat "$work/up.log" >&2; exit 1; }
+    done
+    [[ "$(curl -s "http://127.0.0.1:$gateway/component/x?size=65536" | wc -c)" == 65536 && "$(curl -s "http://127.0.0.1:$gateway/body?size=65536" | wc -c)" == 65536 ]] \
+      || { echo "bench components: a 64 KB answer is not 64 KB" >&2; exit 1; }
+    rps() { # url -> requests/s
+      wrk -t2 -c64 -d3s "$1" >/dev/null
+      wrk -t2 -c64 -d"${duration}s" "$1" | awk '/Requests\/sec/ {print $2}'
+    }
+    core_rps=$(rps "http://127.0.0.1:$gateway/hello")
+    comp_rps=$(rps "http://127.0.0.1:$gateway/component/hello")
+    core_body_rps=$(rps "http://127.0.0.1:$gateway/body?size=65536")
+    comp_body_rps=$(rps "http://127.0.0.1:$gateway/component/x?size=65536")
+    echo "gateway: hello core $core_rps req/s, component $comp_rps req/s; 64 KB body core $core_body_rps req/s, component $comp_body_rps req/s (wrk -t2 -c64 -d${duration}s each)" >&2
+    field() { sed -E "s/.*[ ]$1=([^ ]+).*/\1/" <<<"$inproc"; }
+    echo "components p50_us=$(field p50_us) p99_us=$(field p99_us) core_p50_us=$(field core_p50_us) body64k_p50_us=$(field body64k_p50_us)" \
+      "rps_ratio=$(awk -v a="$comp_rps" -v b="$core_rps" 'BEGIN {printf "%.2f", a / b}') component_rps=$comp_rps core_rps=$core_rps" \
+      "body64k_ratio=$(awk -v a="$comp_body_rps" -v b="$core_body_rps" 'BEGIN {printf "%.2f", a / b}') component_body_rps=$comp_body_rps core_body_rps=$core_body_rps"
     ;;
   containers)
     for tool in runc skopeo gcc; do

@@ -148,7 +148,25 @@ internal sealed class ComponentRun
         Stderr = new CappedBuffer(64 * 1024);
     }
 
-    public static ComponentRun Of(nint context) => (ComponentRun)StoreData.Target(Native.wasmtime_context_get_data(context));
+    /// <summary>The run whose guest this thread is in: host calls come on the thread that called the guest.</summary>
+    [ThreadStatic]
+    private static ComponentRun? _current;
+
+    public static ComponentRun Of(nint context) => _current ?? (ComponentRun)StoreData.Target(Native.wasmtime_context_get_data(context));
+
+    /// <summary>Marks this thread as running <paramref name="run"/>'s guest until the returned scope ends.</summary>
+    public static CurrentRun Enter(ComponentRun run)
+    {
+        var previous = _current;
+        _current = run;
+        return new CurrentRun(previous);
+    }
+
+    /// <summary>Restores the thread's previous run.</summary>
+    public readonly struct CurrentRun(ComponentRun? previous) : IDisposable
+    {
+        public void Dispose() => _current = previous;
+    }
 
     public ResourceTable Table { get; } = new();
 

@@ -45,15 +45,15 @@ internal static unsafe partial class Native
     [LibraryImport(Lib)] public static partial nint wasmtime_store_context(nint store);
     [LibraryImport(Lib)] public static partial void wasmtime_store_delete(nint store);
     [LibraryImport(Lib)] public static partial void wasmtime_store_limiter(nint store, long memorySize, long tableElements, long instances, long tables, long memories);
-    [LibraryImport(Lib)] public static partial nint wasmtime_context_get_data(nint context);
+    [LibraryImport(Lib)] [SuppressGCTransition] public static partial nint wasmtime_context_get_data(nint context);
     [LibraryImport(Lib)] public static partial void wasmtime_context_set_epoch_deadline(nint context, ulong ticksBeyondCurrent);
 
     // ---- errors and byte vectors
     [LibraryImport(Lib)] public static partial void wasmtime_error_message(nint error, ByteVec* message);
     [LibraryImport(Lib)] public static partial void wasmtime_error_delete(nint error);
     [LibraryImport(Lib)] public static partial nint wasmtime_error_new(byte* message);
-    [LibraryImport(Lib)] public static partial void wasm_byte_vec_new(ByteVec* output, nuint size, byte* data);
-    [LibraryImport(Lib)] public static partial void wasm_byte_vec_new_uninitialized(ByteVec* output, nuint size);
+    [LibraryImport(Lib)] [SuppressGCTransition] public static partial void wasm_byte_vec_new(ByteVec* output, nuint size, byte* data);
+    [LibraryImport(Lib)] [SuppressGCTransition] public static partial void wasm_byte_vec_new_uninitialized(ByteVec* output, nuint size);
     [LibraryImport(Lib)] public static partial void wasm_byte_vec_delete(ByteVec* vec);
 
     // ---- components
@@ -92,18 +92,18 @@ internal static unsafe partial class Native
     // ---- resources
     [LibraryImport(Lib)] public static partial nint wasmtime_component_resource_type_new_host(uint type);
     [LibraryImport(Lib)] public static partial void wasmtime_component_resource_type_delete(nint type);
-    [LibraryImport(Lib)] public static partial nint wasmtime_component_resource_host_new([MarshalAs(UnmanagedType.U1)] bool owned, uint rep, uint type);
-    [LibraryImport(Lib)] public static partial uint wasmtime_component_resource_host_rep(nint host);
-    [LibraryImport(Lib)] public static partial uint wasmtime_component_resource_host_type(nint host);
-    [LibraryImport(Lib)] public static partial void wasmtime_component_resource_host_delete(nint host);
-    [LibraryImport(Lib)] public static partial nint wasmtime_component_resource_any_to_host(nint context, nint any, nint* host);
-    [LibraryImport(Lib)] public static partial nint wasmtime_component_resource_host_to_any(nint context, nint host, nint* any);
+    [LibraryImport(Lib)] [SuppressGCTransition] public static partial nint wasmtime_component_resource_host_new([MarshalAs(UnmanagedType.U1)] bool owned, uint rep, uint type);
+    [LibraryImport(Lib)] [SuppressGCTransition] public static partial uint wasmtime_component_resource_host_rep(nint host);
+    [LibraryImport(Lib)] [SuppressGCTransition] public static partial uint wasmtime_component_resource_host_type(nint host);
+    [LibraryImport(Lib)] [SuppressGCTransition] public static partial void wasmtime_component_resource_host_delete(nint host);
+    [LibraryImport(Lib)] [SuppressGCTransition] public static partial nint wasmtime_component_resource_any_to_host(nint context, nint any, nint* host);
+    [LibraryImport(Lib)] [SuppressGCTransition] public static partial nint wasmtime_component_resource_host_to_any(nint context, nint host, nint* any);
 
     // ---- values
-    [LibraryImport(Lib)] public static partial void wasmtime_component_vallist_new_uninit(ValVec* output, nuint size);
-    [LibraryImport(Lib)] public static partial void wasmtime_component_valtuple_new_uninit(ValVec* output, nuint size);
-    [LibraryImport(Lib)] public static partial void wasmtime_component_valrecord_new_uninit(ValVec* output, nuint size);
-    [LibraryImport(Lib)] public static partial nint wasmtime_component_val_new(Val* value);
+    [LibraryImport(Lib)] [SuppressGCTransition] public static partial void wasmtime_component_vallist_new_uninit(ValVec* output, nuint size);
+    [LibraryImport(Lib)] [SuppressGCTransition] public static partial void wasmtime_component_valtuple_new_uninit(ValVec* output, nuint size);
+    [LibraryImport(Lib)] [SuppressGCTransition] public static partial void wasmtime_component_valrecord_new_uninit(ValVec* output, nuint size);
+    [LibraryImport(Lib)] [SuppressGCTransition] public static partial nint wasmtime_component_val_new(Val* value);
     [LibraryImport(Lib)] public static partial void wasmtime_component_val_delete(Val* value);
 
     /// <summary>An error's message, freeing the error.</summary>
