@@ -35,6 +35,7 @@ internal static unsafe partial class Native
     [LibraryImport(Lib)] public static partial void wasmtime_pooling_allocation_config_max_memory_size_set(nint pool, nuint value);
     [LibraryImport(Lib)] public static partial void wasmtime_pooling_allocation_config_linear_memory_keep_resident_set(nint pool, nuint value);
     [LibraryImport(Lib)] public static partial void wasmtime_pooling_allocation_config_table_keep_resident_set(nint pool, nuint value);
+    [LibraryImport(Lib)] public static partial void wasmtime_pooling_allocation_config_decommit_batch_size_set(nint pool, nuint value);
     [LibraryImport(Lib)] public static partial void wasmtime_pooling_allocation_strategy_set(nint config, nint pool);
     [LibraryImport(Lib)] public static partial nint wasm_engine_new_with_config(nint config);
     [LibraryImport(Lib)] public static partial void wasm_engine_delete(nint engine);
