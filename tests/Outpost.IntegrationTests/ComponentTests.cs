@@ -159,6 +159,23 @@ public sealed class ComponentTests
         Assert.DoesNotMatch(new Regex(@"(?m)^web\s"), output);
     }
 
+    [Fact]
+    public async Task OutpostWasmRun_RunsACommandComponent_AndServeRefusesIt()
+    {
+        using var scratch = new Outpost.Wasm.Tests.Wasi.Scratch();
+        var home = scratch.Dir("home");
+        var ticker = Path.Combine(AppContext.BaseDirectory, "components", "ticker-c.wasm");
+
+        var run = await WasiTests.RunAsync(home, "payload", "wasm", "run", ticker, "--env", "OUTPOST_TRIGGER=topic", "--env", "PUBLISH_TO=demo");
+        Assert.True(run.ExitCode == 0, run.ToString());
+        Assert.Equal("published 13 bytes to demo\n", run.Stdout);
+        Assert.Contains("topic:payload", run.Stderr, StringComparison.Ordinal); // what `outpost wasm run` does with a publish
+
+        var serve = await WasiTests.RunAsync(home, "", "wasm", "serve", ticker);
+        Assert.Equal(2, serve.ExitCode);
+        Assert.Contains("is a wasi:cli/command@0.2.12 component: serve a wasi:http/proxy component", serve.Stderr, StringComparison.Ordinal);
+    }
+
     private static async Task<(HttpStatusCode, int)> LengthAsync(string url)
     {
         using var response = await Fleet.Http.GetAsync(url);

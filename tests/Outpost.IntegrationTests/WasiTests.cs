@@ -257,7 +257,7 @@ public sealed class WasiTests(WasiPrograms programs) : IClassFixture<WasiProgram
     /// Runs the outpost CLI (the release binary under test, or the JIT build) to completion with
     /// stdin, and its stdout and stderr kept apart; its own HOME. Only a hang (minutes) fails.
     /// </summary>
-    private static async Task<ProcessResult> RunAsync(string home, string stdin, params string[] args)
+    internal static async Task<ProcessResult> RunAsync(string home, string stdin, params string[] args)
     {
         var info = new ProcessStartInfo(OutpostProcess.Binary ?? "dotnet")
         {

@@ -90,6 +90,29 @@ public sealed class ComponentRunner(ComponentHost host)
         };
     }
 
+    /// <summary>
+    /// A command component run as a program (<c>outpost wasm run</c>): its exit code (1 when run
+    /// returns an error, 134 when it traps, 124 when it runs out of time) and what it wrote.
+    /// </summary>
+    public CommandOutcome RunCommand(WasmComponent component, IReadOnlyList<string> arguments, IReadOnlyList<KeyValuePair<string, string>> environment, ReadOnlyMemory<byte> stdin, AppLimits limits, HostGrant? grant)
+    {
+        ArgumentNullException.ThrowIfNull(limits);
+        var (outcome, run) = host.Run(component, stdin, environment, arguments, limits, grant);
+        var code = outcome.Status switch
+        {
+            RunStatus.Exited => outcome.ExitCode,
+            RunStatus.TimedOut => 124,
+            _ => 134,
+        };
+        var error = outcome.Status switch
+        {
+            RunStatus.TimedOut => $"timed out after {limits.TimeoutMs} ms",
+            RunStatus.Exited => null,
+            _ => outcome.Error,
+        };
+        return new CommandOutcome(code, run.Stdout.WrittenMemory, run.Stderr.WrittenMemory, error) { Notes = run.Notes };
+    }
+
     /// <summary>What the guest wrote to stdout and stderr: its log.</summary>
     private static string? Log(ComponentRun run)
     {
@@ -112,4 +135,10 @@ public sealed class ComponentRunner(ComponentHost host)
     private static WagiOutcome Fail(int status, string error, string? log) =>
         new(new WagiResponse(status, [new("Content-Type", "text/plain; charset=utf-8")], Encoding.UTF8.GetBytes(
             status == 504 ? "504 gateway timeout: the app did not answer in time\n" : "500 internal error: the app failed\n")), error, log);
+}
+
+/// <summary>How a command component ran as a program: its exit code, its output, and why it failed if it did.</summary>
+public sealed record CommandOutcome(int ExitCode, ReadOnlyMemory<byte> Stdout, ReadOnlyMemory<byte> Stderr, string? Error)
+{
+    public IReadOnlyList<string> Notes { get; init; } = [];
 }

@@ -8,6 +8,7 @@ using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging;
 using Outpost.Agent.Apps;
 using Outpost.Core.Resources;
+using Outpost.Wasm.Components;
 using Outpost.Wasm.Host;
 using Outpost.Wasm.Hosting;
 using Outpost.Wasm.Nn;
@@ -133,16 +134,22 @@ internal static class WasmCommands
         command.SetAction(result =>
         {
             var path = result.GetValue(file)!;
-            if (!Prepare(result, path, out var host, out var module, out var mounts, out var env, out var limits, out var models, out var grant))
+            if (!Prepare(result, path, out var host, out var module, out var component, out var mounts, out var env, out var limits, out var models, out var grant))
             {
                 return 2;
             }
 
             using (host)
             using (module)
+            using (component)
             using (mounts)
             using ((WasmLocalServices)grant.Services)
             {
+                if (component is not null)
+                {
+                    return RunComponent(host, component, path, [path.Name, .. result.GetValue(args) ?? []], env, limits, grant);
+                }
+
                 using var stdin = Console.OpenStandardInput();
                 using var stdout = Console.OpenStandardOutput();
                 using var stderr = Console.OpenStandardError();
@@ -182,13 +189,14 @@ internal static class WasmCommands
         {
             var path = result.GetValue(file)!;
             var prefix = result.GetValue(route)!.TrimEnd('/');
-            if (!Prepare(result, path, out var host, out var module, out var mounts, out var env, out var limits, out var models, out var grant))
+            if (!Prepare(result, path, out var host, out var module, out var component, out var mounts, out var env, out var limits, out var models, out var grant))
             {
                 return 2;
             }
 
             using (host)
             using (module)
+            using (component)
             using (mounts)
             using ((WasmLocalServices)grant.Services)
             {
@@ -197,6 +205,7 @@ internal static class WasmCommands
                 builder.WebHost.UseUrls($"http://{result.GetValue(listen)}");
                 await using var app = builder.Build();
                 var runner = new WagiRunner(host);
+                var components = new ComponentRunner(host.Components);
                 var appEnv = new AppEnvironment(env.ToDictionary(p => p.Key, p => p.Value, StringComparer.Ordinal));
                 var routeName = prefix.Length == 0 ? "/" : prefix;
                 app.Run(async context =>
@@ -216,7 +225,9 @@ internal static class WasmCommands
                     }
 
                     var request = WasmAppInstance.ToWagiRequest(context, routeName, requestPath, body.Value);
-                    var outcome = await Task.Run(() => runner.Handle(module!, request, appEnv, limits, grant, mounts, models), context.RequestAborted);
+                    var outcome = await Task.Run(() => component is not null
+                        ? components.Handle(component, request, limits, grant, env)
+                        : runner.Handle(module!, request, appEnv, limits, grant, mounts, models), context.RequestAborted);
                     if (outcome.Stderr is { } stderr)
                     {
                         Console.Error.Write(stderr.EndsWith('\n') ? stderr : stderr + "\n");
@@ -250,13 +261,43 @@ internal static class WasmCommands
         return command;
     }
 
+    /// <summary>Runs a command component as a program: stdin (when not a terminal) in, its stdout and stderr out, its exit code.</summary>
+    private static int RunComponent(WasmHost host, WasmComponent component, FileInfo path, IReadOnlyList<string> arguments, List<KeyValuePair<string, string>> env, AppLimits limits, HostGrant grant)
+    {
+        using var input = new MemoryStream();
+        if (Console.IsInputRedirected)
+        {
+            using var stdin = Console.OpenStandardInput();
+            stdin.CopyTo(input);
+        }
+
+        var outcome = new ComponentRunner(host.Components).RunCommand(component, arguments, env, input.ToArray(), limits, grant);
+        using (var stdout = Console.OpenStandardOutput())
+        {
+            stdout.Write(outcome.Stdout.Span);
+        }
+
+        using (var stderr = Console.OpenStandardError())
+        {
+            stderr.Write(outcome.Stderr.Span);
+        }
+
+        foreach (var note in outcome.Notes.Append(outcome.Error).OfType<string>())
+        {
+            Console.Error.WriteLine($"outpost wasm run: {path.Name}: {note}");
+        }
+
+        return outcome.ExitCode;
+    }
+
     /// <summary>Compiles the module and opens its directories as the agent would; false (with the reason on stderr) when it cannot run.</summary>
-    private static bool Prepare(ParseResult result, FileInfo file, out WasmHost host, out WasmModule? module, out WasiMounts? mounts,
+    private static bool Prepare(ParseResult result, FileInfo file, out WasmHost host, out WasmModule? module, out WasmComponent? component, out WasiMounts? mounts,
         out List<KeyValuePair<string, string>> env, out AppLimits limits, out Dictionary<string, NnModel> models, out HostGrant grant)
     {
         var name = $"outpost wasm {result.CommandResult.Command.Name}";
         host = null!;
         module = null;
+        component = null;
         mounts = null;
         env = [];
         grant = null!;
@@ -365,13 +406,35 @@ internal static class WasmCommands
         });
         try
         {
-            module = host.Compile(file.Name, File.ReadAllBytes(file.FullName), capabilities);
+            var bytes = File.ReadAllBytes(file.FullName);
+            if (ComponentHost.IsComponent(bytes))
+            {
+                // A component: WASI 0.2 and Outpost's WIT interfaces, no directories (components get none).
+                if (wanted.Count > 0 || models.Count > 0)
+                {
+                    throw new ModuleRejectedException($"{file.Name} is a component: --dir, --ro-dir and --model are for core modules (components get no directories, and no WASI-NN)");
+                }
+
+                component = host.Components.Load(file.Name, Digest.Compute(bytes), () => bytes, capabilities);
+                var expected = result.CommandResult.Command.Name == "serve" ? ComponentKind.Proxy : ComponentKind.Command;
+                if (component.Kind != expected)
+                {
+                    throw new ModuleRejectedException(expected == ComponentKind.Proxy
+                        ? $"{file.Name} is a {component.World} component: serve a wasi:http/proxy component, or run this one with `outpost wasm run`"
+                        : $"{file.Name} is a {component.World} component: serve it with `outpost wasm serve`");
+                }
+
+                return true;
+            }
+
+            module = host.Compile(file.Name, bytes, capabilities);
             mounts = WasiMounts.Open(wanted);
             return true;
         }
         catch (Exception e) when (e is ModuleRejectedException or IOException or PlatformNotSupportedException)
         {
             Console.Error.WriteLine($"{name}: {e.Message}");
+            component?.Dispose();
             module?.Dispose();
             host.Dispose();
             ((WasmLocalServices)grant.Services).Dispose();
