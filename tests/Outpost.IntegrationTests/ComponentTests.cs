@@ -119,6 +119,11 @@ public sealed class ComponentTests
         Assert.Equal(HttpStatusCode.GatewayTimeout, (await Fleet.GetAsync(gateway + "/loop")).Status);
         Assert.Equal(HttpStatusCode.InternalServerError, (await Fleet.GetAsync(gateway + "/big?size=200000")).Status);
         Assert.Equal((HttpStatusCode.OK, 65_536), await LengthAsync(gateway + "/big?size=65536"));
+        using (var pastEnd = await Fleet.Http.PostAsync(gateway + "/pastend", new StringContent("abc")))
+        {
+            Assert.Equal("closed again\n", await pastEnd.Content.ReadAsStringAsync()); // a body read past its end is stream-error.closed, each time
+        }
+
         Assert.Equal((HttpStatusCode.OK, "hello from a component: GET /hello\n"), await Fleet.GetAsync(gateway + "/hello"));
 
         // The response over the app's cap was cut and counted, and the failures are in the app's log.

@@ -477,8 +477,8 @@ public sealed unsafe class ComponentHost : IDisposable
         var outcome = Invoke(component, run, limits, (store, context, args) =>
         {
             var table = run.Table;
-            NewResource(context, &args[0], ResourceType.IncomingRequest, table.Add(ResourceType.IncomingRequest, request));
-            NewResource(context, &args[1], ResourceType.ResponseOutparam, table.Add(ResourceType.ResponseOutparam, new Http.ResponseOutparam()));
+            Values.Resource(context, &args[0], ResourceType.IncomingRequest, table.Add(ResourceType.IncomingRequest, request));
+            Values.Resource(context, &args[1], ResourceType.ResponseOutparam, table.Add(ResourceType.ResponseOutparam, new Http.ResponseOutparam()));
             return 2;
         });
         return new ProxyResult(outcome, run);
@@ -497,22 +497,6 @@ public sealed unsafe class ComponentHost : IDisposable
         var run = new ComponentRun(environment, arguments, stdin, limits.MaxResponseBytes) { Grant = grant };
         var outcome = Invoke(component, run, limits, (_, _, _) => 0);
         return new CommandResult(outcome, run);
-    }
-
-    private static void NewResource(nint context, Val* slot, ResourceType type, uint rep)
-    {
-        var host = Native.wasmtime_component_resource_host_new(true, rep, (uint)type);
-        try
-        {
-            nint any;
-            Native.Check(Native.wasmtime_component_resource_host_to_any(context, host, &any), "resource");
-            slot->Kind = Val.Resource;
-            slot->Pointer = any;
-        }
-        finally
-        {
-            Native.wasmtime_component_resource_host_delete(host);
-        }
     }
 
     private delegate int ArgumentWriter(nint store, nint context, Val* args);

@@ -125,22 +125,7 @@ internal readonly unsafe ref struct HostCall
     }
 
     /// <summary>Writes a new resource owned by the guest into <paramref name="slot"/>.</summary>
-    public void NewResource(Val* slot, ResourceType type, object value)
-    {
-        var rep = Run.Table.Add(type, value);
-        var host = Native.wasmtime_component_resource_host_new(true, rep, (uint)type);
-        try
-        {
-            nint any;
-            Native.Check(Native.wasmtime_component_resource_host_to_any(_context, host, &any), "resource");
-            slot->Kind = Val.Resource;
-            slot->Pointer = any;
-        }
-        finally
-        {
-            Native.wasmtime_component_resource_host_delete(host);
-        }
-    }
+    public void NewResource(Val* slot, ResourceType type, object value) => Values.Resource(_context, slot, type, Run.Table.Add(type, value));
 }
 
 /// <summary>What a guest did wrong: the call traps with this message and that request fails.</summary>
@@ -285,6 +270,23 @@ internal static unsafe class Values
         return count;
     }
 
+    /// <summary>An <c>own</c> handle for the guest to the host resource <paramref name="rep"/> of <paramref name="type"/>.</summary>
+    public static void Resource(nint context, Val* slot, ResourceType type, uint rep)
+    {
+        var host = Native.wasmtime_component_resource_host_new(true, rep, (uint)type);
+        try
+        {
+            nint any;
+            Native.Check(Native.wasmtime_component_resource_host_to_any(context, host, &any), "resource");
+            slot->Kind = Val.Resource;
+            slot->Pointer = any;
+        }
+        finally
+        {
+            Native.wasmtime_component_resource_host_delete(host);
+        }
+    }
+
     public static void Bool(Val* slot, bool value)
     {
         slot->Kind = Val.Bool;
@@ -392,6 +394,20 @@ internal static unsafe class Values
     {
         slot->Kind = Val.Option;
         slot->Pointer = 0;
+    }
+
+    /// <summary>An option&lt;string&gt;: none for null.</summary>
+    public static void OptionalString(Val* slot, string? value)
+    {
+        if (value is null)
+        {
+            None(slot);
+            return;
+        }
+
+        Val text = default;
+        String(&text, value);
+        Some(slot, &text);
     }
 
     /// <summary>Moves <paramref name="payload"/> (built on the stack) into Wasmtime's heap, as option, result and variant payloads must be.</summary>

@@ -25,9 +25,9 @@ internal static unsafe class OutpostWit
                 grant.Services.Log(grant.App, grant.Revision, Math.Max(level, 0), c.String(1));
             }),
         new WitInterface(Package, "config", Version) { Capability = "config" }
-            .Func("get", (ref HostCall c) => OptionalString(c.Result(), Grant(ref c, "config").Services.GetConfig(c.Run.Grant!.App, c.String(0)))),
+            .Func("get", (ref HostCall c) => Values.OptionalString(c.Result(), Grant(ref c, "config").Services.GetConfig(c.Run.Grant!.App, c.String(0)))),
         new WitInterface(Package, "secrets", Version) { Capability = "secrets" }
-            .Func("get", (ref HostCall c) => OptionalString(c.Result(), Grant(ref c, "secrets").Services.GetSecret(c.Run.Grant!.App, c.String(0)))),
+            .Func("get", (ref HostCall c) => Values.OptionalString(c.Result(), Grant(ref c, "secrets").Services.GetSecret(c.Run.Grant!.App, c.String(0)))),
         new WitInterface(Package, "kv", Version) { Capability = "kv" }
             .Func("get", (ref HostCall c) =>
             {
@@ -91,19 +91,6 @@ internal static unsafe class OutpostWit
         return grant is not null && grant.Capabilities.Contains(capability)
             ? grant
             : throw new GuestTrapException($"{Package} called without capability '{capability}'");
-    }
-
-    private static void OptionalString(Val* slot, string? value)
-    {
-        if (value is null)
-        {
-            Values.None(slot);
-            return;
-        }
-
-        Val text = default;
-        Values.String(&text, value);
-        Values.Some(slot, &text);
     }
 
     private static void Error(Val* slot, string message)

@@ -180,14 +180,14 @@ internal static unsafe class WasiHttp
 
     private static void DefineIncoming(WitInterface types) => types
         .Method("incoming-request", "method", (ref HostCall c) => Method(c.Result(), RequestArg(ref c).Method))
-        .Method("incoming-request", "path-with-query", (ref HostCall c) => OptionalString(c.Result(), RequestArg(ref c).PathWithQuery))
+        .Method("incoming-request", "path-with-query", (ref HostCall c) => Values.OptionalString(c.Result(), RequestArg(ref c).PathWithQuery))
         .Method("incoming-request", "scheme", (ref HostCall c) =>
         {
             Val scheme = default;
             Scheme(&scheme, RequestArg(ref c).Scheme);
             Values.Some(c.Result(), &scheme);
         })
-        .Method("incoming-request", "authority", (ref HostCall c) => OptionalString(c.Result(), RequestArg(ref c).Authority))
+        .Method("incoming-request", "authority", (ref HostCall c) => Values.OptionalString(c.Result(), RequestArg(ref c).Authority))
         .Method("incoming-request", "headers", (ref HostCall c) => c.NewResource(c.Result(), ResourceType.Fields, RequestArg(ref c).Headers))
         .Method("incoming-request", "consume", (ref HostCall c) =>
         {
@@ -371,7 +371,7 @@ internal static unsafe class WasiHttp
             request.Method = text;
             Values.Ok(c.Result());
         })
-        .Method("outgoing-request", "path-with-query", (ref HostCall c) => OptionalString(c.Result(), OutgoingArg(ref c).PathWithQuery))
+        .Method("outgoing-request", "path-with-query", (ref HostCall c) => Values.OptionalString(c.Result(), OutgoingArg(ref c).PathWithQuery))
         .Method("outgoing-request", "set-path-with-query", (ref HostCall c) =>
         {
             OutgoingArg(ref c).PathWithQuery = c.Option(1) != null ? Values.StringOf(c.Option(1)) : null;
@@ -410,7 +410,7 @@ internal static unsafe class WasiHttp
 
             Values.Ok(c.Result());
         })
-        .Method("outgoing-request", "authority", (ref HostCall c) => OptionalString(c.Result(), OutgoingArg(ref c).Authority))
+        .Method("outgoing-request", "authority", (ref HostCall c) => Values.OptionalString(c.Result(), OutgoingArg(ref c).Authority))
         .Method("outgoing-request", "set-authority", (ref HostCall c) =>
         {
             OutgoingArg(ref c).Authority = c.Option(1) != null ? Values.StringOf(c.Option(1)) : null;
@@ -616,19 +616,6 @@ internal static unsafe class WasiHttp
                 Values.Variant(slot, "other", &other);
                 break;
         }
-    }
-
-    private static void OptionalString(Val* slot, string? value)
-    {
-        if (value is null)
-        {
-            Values.None(slot);
-            return;
-        }
-
-        Val text = default;
-        Values.String(&text, value);
-        Values.Some(slot, &text);
     }
 
     private static void OptionalDuration(Val* slot, ulong? value)

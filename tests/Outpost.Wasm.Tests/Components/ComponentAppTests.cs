@@ -13,9 +13,10 @@ namespace Outpost.Wasm.Tests.Components;
 /// preview 1 adapter, a JavaScript proxy from componentize-js, both on Outpost's WIT interfaces;
 /// and components this host must refuse, with the reason named.
 /// </summary>
-public sealed class ComponentAppTests : IDisposable
+public sealed class ComponentAppTests(ComponentCache cache) : IDisposable, IClassFixture<ComponentCache>
 {
-    private readonly ComponentHost _host = new();
+    // The JavaScript sample takes seconds to compile: the tests share its precompiled file.
+    private readonly ComponentHost _host = new(new WasmHostOptions { CacheDir = cache.Dir });
     private readonly FakeServices _services = new();
 
     private static byte[] Bytes(string name) => File.ReadAllBytes(Path.Combine(AppContext.BaseDirectory, "Modules", "components", name));
@@ -81,6 +82,25 @@ public sealed class ComponentAppTests : IDisposable
         Assert.Equal("ping", Encoding.UTF8.GetString(echo.Response.Body.Span));
     }
 
+    [Fact]
+    public void JavaScriptFetch_GoesOutThroughWasiHttp_ToAllowedHostsOnly()
+    {
+        using var js = Load("http-js.wasm", "config", "http-out");
+        _services.Answer = request => new HttpOutResponse(201, [new("Content-Type", "text/plain")], Encoding.UTF8.GetBytes($"seen {request.Method} {request.Url} x-from={request.Headers.FirstOrDefault(h => h.Key == "x-from").Value}"));
+        var runner = new ComponentRunner(_host);
+        var grant = Grant("config", "http-out") with { HttpOut = new HashSet<string> { "api.example" } };
+
+        var allowed = runner.Handle(js, new WagiRequest { Method = "GET", Path = "/js/fetch", Query = "url=http://api.example/v1/items?x=1", Route = "/js" }, new AppLimits(), grant, []);
+        var denied = runner.Handle(js, new WagiRequest { Method = "GET", Path = "/js/fetch", Query = "url=http://elsewhere.example/", Route = "/js" }, new AppLimits(), grant, []);
+
+        Assert.Null(allowed.Error);
+        Assert.Equal("upstream 201: seen GET http://api.example/v1/items?x=1 x-from=http-js", Encoding.UTF8.GetString(allowed.Response.Body.Span));
+        Assert.Equal(502, denied.Response.Status);
+        Assert.StartsWith("fetch failed", Encoding.UTF8.GetString(denied.Response.Body.Span), StringComparison.Ordinal);
+        Assert.Single(_services.Requests); // the denied one never left the node
+        Assert.Contains(_services.Logs, l => l.Line.Contains("host 'elsewhere.example' is not on the app's http-out allow-list", StringComparison.Ordinal));
+    }
+
     [Theory]
     [InlineData("unknown-import.wasm", "it imports 'acme:weather/forecast@1.0.0', which Outpost does not provide")]
     [InlineData("unknown-member.wasm", "it imports 'frobnicate' from 'wasi:http/types@0.2.0', which Outpost does not provide")]
@@ -105,4 +125,12 @@ public sealed class ComponentAppTests : IDisposable
     }
 
     public void Dispose() => _host.Dispose();
+}
+
+/// <summary>A precompiled-component cache for one test class, removed after it.</summary>
+public sealed class ComponentCache : IDisposable
+{
+    public string Dir { get; } = Directory.CreateTempSubdirectory("outpost-components-").FullName;
+
+    public void Dispose() => Directory.Delete(Dir, recursive: true);
 }
