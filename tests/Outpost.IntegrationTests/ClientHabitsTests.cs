@@ -33,7 +33,7 @@ public sealed class ClientHabitsTests
         Assert.Contains("application.outpost.dev \"other\" deleted", output, StringComparison.Ordinal);
 
         // get apps: READY counts the targeted nodes serving the current revision.
-        await Eventually.UntilAsync(() => fleet.ClientAsync("get", "apps"), r => Regex.IsMatch(r.Output, @"(?m)^hello\s+1\s+1/1\s+Succeeded\s+/hello\s"),
+        await Eventually.UntilAsync(() => fleet.ClientAsync("get", "apps"), r => Regex.IsMatch(r.Output, @"(?m)^hello\s+1\s+1/1\s+Succeeded\s+core\s+/hello\s"),
             Fleet.Patience, "get apps to show hello 1/1 Ready", r => r.Output);
 
         // get -w: the table, then a row per change, until stopped.

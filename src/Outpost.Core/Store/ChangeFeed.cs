@@ -99,8 +99,10 @@ public sealed class ChangeFeed
     {
         lock (_lock)
         {
-            // Null list: already taken by a Publish (which completes it).
-            if (waiter.Node?.List is { } list)
+            // Only from the list still waiting: a list a Publish took is being walked outside
+            // the lock (removing from it then broke that walk), and its waiters are completed
+            // there anyway; a cancelled one just stays cancelled.
+            if (waiter.Node?.List is { } list && ReferenceEquals(list, _waiters))
             {
                 list.Remove(waiter.Node);
             }

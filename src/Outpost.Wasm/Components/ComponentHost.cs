@@ -24,7 +24,26 @@ public sealed unsafe class ComponentHost : IDisposable
     private readonly nint _linker;
     private readonly ActivityTimer _ticker;
     private readonly WasmHostOptions _options;
-    private readonly List<WitInterface> _interfaces;
+    /// <summary>
+    /// Every interface the host provides, made once per process: their functions are registered
+    /// with <see cref="HostFunctions"/> once, however many hosts (engines) there are.
+    /// </summary>
+    private static readonly Lazy<(List<WitInterface> Interfaces, Dictionary<(WitInterface, string), nint> Data)> Catalogue = new(() =>
+    {
+        List<WitInterface> interfaces = [.. WasiIo.Interfaces(), .. WasiHttp.Interfaces(), .. WasiCli.Interfaces(), .. OutpostWit.Interfaces()];
+        var data = new Dictionary<(WitInterface, string), nint>();
+        foreach (var wit in interfaces)
+        {
+            foreach (var (name, body) in wit.Functions)
+            {
+                data[(wit, name)] = HostFunctions.Register(body);
+            }
+        }
+
+        return (interfaces, data);
+    });
+
+    private readonly List<WitInterface> _interfaces = Catalogue.Value.Interfaces;
     private readonly HashSet<string> _resourceNames;
     private readonly Dictionary<string, (IReadOnlyList<string>, Inspection?)> _checked = new(StringComparer.Ordinal);
 
@@ -70,7 +89,6 @@ public sealed unsafe class ComponentHost : IDisposable
 
         _engine = Native.wasm_engine_new_with_config(config);
         _linker = Native.wasmtime_component_linker_new(_engine);
-        _interfaces = [.. WasiIo.Interfaces(), .. WasiHttp.Interfaces(), .. WasiCli.Interfaces(), .. OutpostWit.Interfaces()];
         // Resources by name, and the aliases WASI 0.2 gives them (type headers = fields; use error as io-error).
         _resourceNames = new HashSet<string>(_interfaces.SelectMany(i => i.Resources.Keys), StringComparer.Ordinal) { "headers", "trailers", "io-error" };
         Define();
@@ -110,12 +128,12 @@ public sealed unsafe class ComponentHost : IDisposable
                         }
                     }
 
-                    foreach (var (function, body) in wit.Functions)
+                    foreach (var function in wit.Functions.Keys)
                     {
                         var bytes = Encoding.UTF8.GetBytes(function);
                         fixed (byte* name = bytes)
                         {
-                            Native.Check(Native.wasmtime_component_linker_instance_add_func(instance, name, (nuint)bytes.Length, HostFunctions.Entry, HostFunctions.Register(body), 0), $"{wit.FullName} {function}");
+                            Native.Check(Native.wasmtime_component_linker_instance_add_func(instance, name, (nuint)bytes.Length, HostFunctions.Entry, Catalogue.Value.Data[(wit, function)], 0), $"{wit.FullName} {function}");
                         }
                     }
                 }

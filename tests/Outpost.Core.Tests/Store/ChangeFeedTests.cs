@@ -49,4 +49,38 @@ public sealed class ChangeFeedTests
         Assert.True(lost.IsCanceled);
         sessions.ForEach(s => s.Dispose());
     }
+
+    [Fact]
+    public async Task SessionsEndingWhileAPublishWakesTheRest_NeitherFailsThePublishNorLoseAWake()
+    {
+        // A Publish wakes the list it took outside its lock; a session ending at that moment once
+        // removed itself from that same list, and the Publish failed (the collection changed under it).
+        var feed = new ChangeFeed();
+        for (var round = 1; round <= 20; round++)
+        {
+            var sessions = Enumerable.Range(0, 5_000).Select(_ => new CancellationTokenSource()).ToList();
+            var waits = sessions.Select(s => feed.WaitAfterAsync(round - 1, s.Token)).ToList();
+            using var go = new Barrier(2);
+            var ending = Task.Factory.StartNew(() =>
+            {
+                go.SignalAndWait();
+                for (var i = sessions.Count - 1; i >= 0; i--)
+                {
+                    sessions[i].Cancel(); // from the end: the part of the list a publish reaches last
+                }
+            }, CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default);
+            var publishing = Task.Factory.StartNew(() =>
+            {
+                go.SignalAndWait();
+                feed.Publish(round);
+            }, CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default);
+            await Task.WhenAll(ending, publishing); // a publish that threw fails here
+
+            // Every wait ended, woken or cancelled; none is left behind.
+            await Task.WhenAll(waits.Select(w => w.ContinueWith(_ => { }, TaskScheduler.Default)));
+            Assert.All(waits, w => Assert.True(w.IsCompletedSuccessfully ? w.Result == round : w.IsCanceled));
+            Assert.Equal(0, feed.Waiting);
+            sessions.ForEach(s => s.Dispose());
+        }
+    }
 }
