@@ -113,24 +113,17 @@ internal sealed class ResourceTable
     {
         var value = Get<T>(rep, type);
         _entries.Remove(rep);
-        (value as IDroppable)?.Dropped();
         return value;
     }
 
     /// <summary>The guest dropped its own handle.</summary>
     public void Drop(uint rep, ResourceType type)
     {
-        if (_entries.Remove(rep, out var entry))
+        if (_entries.TryGetValue(rep, out var entry) && entry.Type == type)
         {
-            (entry.Value as IDroppable)?.Dropped();
+            _entries.Remove(rep);
         }
     }
-}
-
-/// <summary>A resource that acts when its handle goes (an output stream flushes, a body ends).</summary>
-internal interface IDroppable
-{
-    void Dropped();
 }
 
 /// <summary>
