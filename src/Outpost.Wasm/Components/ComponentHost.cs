@@ -163,52 +163,49 @@ public sealed unsafe class ComponentHost : IDisposable
     {
         ArgumentNullException.ThrowIfNull(readWasm);
         var cached = _options.CacheDir is null ? null : Path.Combine(_options.CacheDir, WasmHost.WasmtimeVersion, Digest.ToFileName(digest) + ".cwasm");
-        nint component = 0;
-        var fromCache = false;
-        if (cached is not null && File.Exists(cached))
-        {
-            fixed (byte* path = Encoding.UTF8.GetBytes(cached + "\0"))
-            {
-                var error = Native.wasmtime_component_deserialize_file(_engine, path, &component);
-                if (error != 0)
-                {
-                    Native.TakeMessage(error); // written by another engine configuration: compile again
-                    File.Delete(cached);
-                    component = 0;
-                }
-                else
-                {
-                    fromCache = true;
-                }
-            }
-        }
-
+        var fromCache = cached is not null && File.Exists(cached);
+        var component = fromCache ? Deserialize(cached!) : 0;
+        fromCache = component != 0;
         if (component == 0)
         {
             var wasm = readWasm();
-            component = Compile(name, wasm);
-            if (cached is not null)
+            if (cached is not null && _options.CompilerCommand is { Count: > 0 } command)
             {
+                // As for core modules: the child process compiles (a JavaScript component's
+                // Cranelift working set is hundreds of MB) and this one maps what it wrote.
                 Directory.CreateDirectory(Path.GetDirectoryName(cached)!);
-                ByteVec serialized;
-                Native.Check(Native.wasmtime_component_serialize(component, &serialized), "serialize");
+                var output = $"{cached}.{Environment.ProcessId}.child.tmp";
                 try
                 {
-                    var temp = $"{cached}.{Environment.ProcessId}.tmp";
-                    using (var file = File.Create(temp))
+                    if (ChildCompiler.Compile(command, _options, name, wasm, output) is null)
                     {
-                        file.Write(new ReadOnlySpan<byte>(serialized.Data, checked((int)serialized.Size)));
+                        File.Move(output, cached, overwrite: true);
+                        component = Deserialize(cached);
                     }
-
-                    File.Move(temp, cached, overwrite: true);
                 }
                 finally
                 {
-                    Native.wasm_byte_vec_delete(&serialized);
+                    File.Delete(output);
                 }
             }
 
-            NativeHeap.Trim();
+            if (component == 0)
+            {
+                component = Compile(name, wasm);
+                if (cached is not null)
+                {
+                    WriteSerialized(component, cached);
+                    // Run it from that file, as after a restart: its code pages are then the file's
+                    // (clean, shared, dropped under pressure) rather than the compiler's private copy.
+                    if (Deserialize(cached) is var mapped and not 0)
+                    {
+                        Native.wasmtime_component_delete(component);
+                        component = mapped;
+                    }
+                }
+
+                NativeHeap.Trim();
+            }
         }
 
         try
@@ -225,6 +222,64 @@ public sealed unsafe class ComponentHost : IDisposable
         {
             Native.wasmtime_component_delete(component);
             throw;
+        }
+    }
+
+    /// <summary>A component from a file this host wrote, or 0 when it does not load here (another engine's: it is removed).</summary>
+    private nint Deserialize(string path)
+    {
+        nint component;
+        fixed (byte* file = Encoding.UTF8.GetBytes(path + "\0"))
+        {
+            var error = Native.wasmtime_component_deserialize_file(_engine, file, &component);
+            if (error == 0)
+            {
+                return component;
+            }
+
+            Native.TakeMessage(error);
+        }
+
+        File.Delete(path);
+        return 0;
+    }
+
+    private static void WriteSerialized(nint component, string path)
+    {
+        Directory.CreateDirectory(Path.GetDirectoryName(Path.GetFullPath(path))!);
+        ByteVec serialized;
+        Native.Check(Native.wasmtime_component_serialize(component, &serialized), "serialize");
+        try
+        {
+            var temp = $"{path}.{Environment.ProcessId}.tmp";
+            using (var file = File.Create(temp))
+            {
+                file.Write(new ReadOnlySpan<byte>(serialized.Data, checked((int)serialized.Size)));
+            }
+
+            File.Move(temp, path, overwrite: true);
+        }
+        finally
+        {
+            Native.wasm_byte_vec_delete(&serialized);
+        }
+    }
+
+    /// <summary>
+    /// What `outpost wasm compile` does with a component: compiles and checks it as <see cref="Load"/>
+    /// would (imports, exports; capabilities are the loader's business), then writes it precompiled.
+    /// </summary>
+    public void CompileToFile(string name, ReadOnlySpan<byte> wasm, string output)
+    {
+        var component = Compile(name, wasm);
+        try
+        {
+            Inspect(name, component);
+            WriteSerialized(component, output);
+        }
+        finally
+        {
+            Native.wasmtime_component_delete(component);
         }
     }
 

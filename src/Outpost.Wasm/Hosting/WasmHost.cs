@@ -282,6 +282,12 @@ public sealed class WasmHost : IDisposable
     /// </summary>
     public void CompileToFile(string name, ReadOnlySpan<byte> wasm, string output)
     {
+        if (Outpost.Wasm.Components.ComponentHost.IsComponent(wasm))
+        {
+            Components.CompileToFile(name, wasm, output);
+            return;
+        }
+
         var problems = Check(name, wasm, out var module);
         using (module)
         {

@@ -49,6 +49,28 @@ public sealed class ChildCompilerTests : IDisposable
     }
 
     [Fact]
+    public void AComponent_IsCompiledByTheChildToo_AndServesFromWhatItWrote()
+    {
+        var component = File.ReadAllBytes(Path.Combine(AppContext.BaseDirectory, "Modules", "components", "http-c.wasm"));
+        var precompiled = Path.Combine(_dir, "http-c.cwasm");
+        using (var compiler = new WasmHost(new WasmHostOptions { MaxInstances = 4 }))
+        {
+            compiler.CompileToFile("http-c", component, precompiled); // what `outpost wasm compile` writes for a component
+        }
+
+        var sent = Path.Combine(_dir, "sent.wasm");
+        using var host = NewHost(Child($"cp \"$out.in\" '{sent}'; cp '{precompiled}' \"$out\""));
+        using var loaded = host.Components.Load("http-c", Digest.Compute(component), () => component);
+
+        Assert.Equal(component, File.ReadAllBytes(sent));
+        Assert.False(loaded.FromCache);
+        var outcome = new Outpost.Wasm.Components.ComponentRunner(host.Components).Handle(loaded,
+            new Outpost.Wasm.Wagi.WagiRequest { Method = "GET", Path = "/x", Route = "/" }, new AppLimits(), null, []);
+        Assert.Equal("hello from a component: GET /x\n", System.Text.Encoding.UTF8.GetString(outcome.Response.Body.Span));
+        Assert.True(File.Exists(Path.Combine(_dir, "cache", WasmHost.WasmtimeVersion, Digest.ToFileName(Digest.Compute(component)) + ".cwasm")));
+    }
+
+    [Fact]
     public void AModuleTheChildRefuses_IsRejectedWithItsReason_AndNothingIsCached()
     {
         using var host = NewHost(Child("echo \"module 'hello' rejected: import 'env.f' is not provided by the Outpost host\" >&2; exit 3"));
