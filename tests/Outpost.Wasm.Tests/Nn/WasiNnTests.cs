@@ -164,14 +164,20 @@ public sealed class WasiNnTests(WasiPrograms programs) : IClassFixture<WasiProgr
         var first = Classify(120_000);
         Assert.False(first.TimedOut, first.Error);
         Assert.Contains(first.Notes, n => n.Contains("get_output: output 0 is 4096 bytes, the buffer 40", StringComparison.Ordinal));
-        var clock = System.Diagnostics.Stopwatch.StartNew();
-        Assert.False(Classify(120_000).TimedOut);
-        var full = clock.Elapsed;
+        // The whole inference's time: the faster of two runs, so a run slowed by a busy machine
+        // does not stretch the limit below past what an unhurried run needs.
+        var full = TimeSpan.MaxValue;
+        for (var run = 0; run < 2; run++)
+        {
+            var clock = System.Diagnostics.Stopwatch.StartNew();
+            Assert.False(Classify(120_000).TimedOut);
+            full = TimeSpan.FromTicks(Math.Min(full.Ticks, clock.Elapsed.Ticks));
+        }
 
-        // With a fifth of that as its limit, ONNX Runtime is told to stop and the run ends as a timeout.
-        clock.Restart();
-        var limited = Classify((int)Math.Max(20, full.TotalMilliseconds / 5));
-        var stopped = clock.Elapsed;
+        // With a tenth of that as its limit, ONNX Runtime is told to stop and the run ends as a timeout.
+        var limitedClock = System.Diagnostics.Stopwatch.StartNew();
+        var limited = Classify((int)Math.Max(20, full.TotalMilliseconds / 10));
+        var stopped = limitedClock.Elapsed;
         Assert.True(limited.TimedOut, limited.Error);
         Assert.True(stopped < full * 0.75, $"stopped after {stopped.TotalMilliseconds:F0} ms; the whole inference takes {full.TotalMilliseconds:F0} ms");
     }
