@@ -15,6 +15,7 @@ public sealed partial class WasmAppInstance : IAppInstance
 {
     private readonly WasmModule? _module;
     private readonly WasmComponent? _component;
+    private readonly ComponentRunner? _components;
     private readonly WasmHost _host;
 
     public WasmAppInstance(WasmModule module, WasmHost host)
@@ -26,6 +27,7 @@ public sealed partial class WasmAppInstance : IAppInstance
     public WasmAppInstance(WasmComponent component, WasmHost host)
     {
         _component = component;
+        _components = new ComponentRunner(host.Components);
         _host = host;
     }
 
@@ -105,13 +107,13 @@ public sealed partial class WasmAppInstance : IAppInstance
 
     private WagiOutcome Handle(WagiRequest request, LoadedApp app, WagiRunner runner) =>
         _component is not null
-            ? new Outpost.Wasm.Components.ComponentRunner(_host.Components).Handle(_component, request, app.Spec.Limits, app.Grant, app.EnvPairs)
+            ? _components!.Handle(_component, request, app.Spec.Limits, app.Grant, app.EnvPairs)
             : runner.Handle(_module!, request, app.EncodedEnv, app.Spec.Limits, app.Grant, app.Mounts, app.Models);
 
     /// <summary>Runs the revision for a timer tick or topic message: its module's _start, or its command component's run.</summary>
     internal Outpost.Wasm.Events.EventOutcome RunEvent(LoadedApp app, Outpost.Wasm.Events.EventRunner runner, IReadOnlyList<KeyValuePair<string, string>> eventEnv, ReadOnlyMemory<byte> payload) =>
         _component is not null
-            ? new Outpost.Wasm.Components.ComponentRunner(_host.Components).Run(_component, [.. app.EnvPairs, .. eventEnv], payload, app.Spec.Limits, app.Grant)
+            ? _components!.Run(_component, [.. app.EnvPairs, .. eventEnv], payload, app.Spec.Limits, app.Grant)
             : runner.Run(_module!, app.EncodedEnv, app.Spec.Limits, app.Grant, eventEnv, payload, app.Mounts, app.Models);
 
     public void Dispose()

@@ -297,8 +297,8 @@ public sealed unsafe class ComponentHost : IDisposable
             if (error != 0)
             {
                 var message = Native.TakeMessage(error);
-                var cause = TrapReason(message);
-                throw new ModuleRejectedException($"component '{name}' rejected: invalid component: {FirstLine(message)}{(cause == FirstLine(message) ? "" : ": " + cause)}");
+                var cause = WasmHost.Cause(message);
+                throw new ModuleRejectedException($"component '{name}' rejected: invalid component: {WasmHost.FirstLine(message)}{(cause == WasmHost.FirstLine(message) ? "" : ": " + cause)}");
             }
         }
 
@@ -654,23 +654,10 @@ public sealed unsafe class ComponentHost : IDisposable
 
         if (message.Contains("concurrent", StringComparison.OrdinalIgnoreCase) && message.Contains("limit", StringComparison.OrdinalIgnoreCase))
         {
-            return new RunOutcome(RunStatus.Busy, FirstLine(message));
+            return new RunOutcome(RunStatus.Busy, WasmHost.FirstLine(message));
         }
 
-        return new RunOutcome(RunStatus.Trapped, (instantiating ? "instantiation failed: " : "") + TrapReason(message));
-    }
-
-    /// <summary>"host error: …" or "wasm trap: unreachable" rather than the backtrace header Wasmtime leads with.</summary>
-    private static string TrapReason(string message)
-    {
-        var cause = message.IndexOf("Caused by:", StringComparison.Ordinal);
-        return cause >= 0 ? FirstLine(message[(cause + "Caused by:".Length)..].Trim()) : FirstLine(message);
-    }
-
-    private static string FirstLine(string message)
-    {
-        var newline = message.IndexOf('\n', StringComparison.Ordinal);
-        return newline < 0 ? message : message[..newline];
+        return new RunOutcome(RunStatus.Trapped, (instantiating ? "instantiation failed: " : "") + WasmHost.Cause(message));
     }
 
     /// <summary>The export index of <paramref name="function"/> in instance <paramref name="export"/> of a compiled component.</summary>

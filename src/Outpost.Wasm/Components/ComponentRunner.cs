@@ -39,10 +39,9 @@ public sealed class ComponentRunner(ComponentHost host)
         var log = Log(run);
         var answer = outcome.Status switch
         {
-            RunStatus.TimedOut => Fail(504, $"timed out after {limits.TimeoutMs} ms", log) with { Limit = WagiLimit.Timeout },
-            RunStatus.Busy => new WagiOutcome(new WagiResponse(503, [new("Content-Type", "text/plain; charset=utf-8"), new("Retry-After", "1")],
-                "503 service unavailable: the node is at its instance limit; retry shortly\n"u8.ToArray()), outcome.Error, log) { Limit = WagiLimit.Instances },
-            RunStatus.Trapped => Fail(500, $"trap: {outcome.Error}", log),
+            RunStatus.TimedOut => WagiRunner.Fail(504, $"timed out after {limits.TimeoutMs} ms", log) with { Limit = WagiLimit.Timeout },
+            RunStatus.Busy => WagiRunner.Busy(outcome.Error!, log) with { Limit = WagiLimit.Instances },
+            RunStatus.Trapped => WagiRunner.Fail(500, $"trap: {outcome.Error}", log),
             _ => Answer(run, log),
         };
         return answer with { Notes = run.Notes };
@@ -53,23 +52,23 @@ public sealed class ComponentRunner(ComponentHost host)
         var state = run.Response;
         if (state.Error is { } error)
         {
-            return Fail(500, $"the component answered with error-code {error}", log);
+            return WagiRunner.Fail(500, $"the component answered with error-code {error}", log);
         }
 
         if (state.Response is not { } response)
         {
-            return Fail(500, "the component returned without setting its response-outparam", log);
+            return WagiRunner.Fail(500, "the component returned without setting its response-outparam", log);
         }
 
         var body = (Http.ResponseBody)response.Body.Target;
         if (body.Overflowed)
         {
-            return Fail(500, $"response exceeded maxResponseBytes ({body.Capacity} bytes)", log) with { Limit = WagiLimit.Response };
+            return WagiRunner.Fail(500, $"response exceeded maxResponseBytes ({body.Capacity} bytes)", log) with { Limit = WagiLimit.Response };
         }
 
         if (response.BodyTaken && !response.Body.Finished)
         {
-            return Fail(500, "the component dropped its response body without outgoing-body.finish", log);
+            return WagiRunner.Fail(500, "the component dropped its response body without outgoing-body.finish", log);
         }
 
         return new WagiOutcome(new WagiResponse(response.Status, [.. response.Headers.AsText()], body.Written), null, log);
@@ -131,10 +130,6 @@ public sealed class ComponentRunner(ComponentHost host)
         text.Append(run.Stderr.ToText());
         return text.ToString();
     }
-
-    private static WagiOutcome Fail(int status, string error, string? log) =>
-        new(new WagiResponse(status, [new("Content-Type", "text/plain; charset=utf-8")], Encoding.UTF8.GetBytes(
-            status == 504 ? "504 gateway timeout: the app did not answer in time\n" : "500 internal error: the app failed\n")), error, log);
 }
 
 /// <summary>How a command component ran as a program: its exit code, its output, and why it failed if it did.</summary>

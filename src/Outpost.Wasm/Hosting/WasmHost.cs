@@ -426,13 +426,18 @@ public sealed class WasmHost : IDisposable
     /// <summary>"wasm trap: call stack exhausted" rather than the backtrace header Wasmtime leads with.</summary>
     private static string TrapReason(WasmtimeException ex)
     {
-        var message = ex.Message;
-        var cause = message.IndexOf("Caused by:", StringComparison.Ordinal);
-        var reason = cause >= 0 ? FirstLine(message[(cause + "Caused by:".Length)..].Trim()) : FirstLine(message);
+        var reason = Cause(ex.Message);
         return ex is TrapException trap ? $"{trap.Type}: {reason}" : reason;
     }
 
-    private static string FirstLine(string message)
+    /// <summary>The first line after Wasmtime's "Caused by:", else the message's first line (components' errors come as text).</summary>
+    internal static string Cause(string message)
+    {
+        var cause = message.IndexOf("Caused by:", StringComparison.Ordinal);
+        return cause >= 0 ? FirstLine(message[(cause + "Caused by:".Length)..].Trim()) : FirstLine(message);
+    }
+
+    internal static string FirstLine(string message)
     {
         var newline = message.IndexOf('\n', StringComparison.Ordinal);
         return newline < 0 ? message : message[..newline];

@@ -168,11 +168,11 @@ public sealed class WagiRunner(WasmHost host)
         return (-1, -1);
     }
 
-    private static WagiOutcome Busy(string error) =>
+    internal static WagiOutcome Busy(string error, string? stderr = null) =>
         new(new WagiResponse(503, [new("Content-Type", "text/plain; charset=utf-8"), new("Retry-After", "1")],
-            Encoding.UTF8.GetBytes("503 service unavailable: the node is at its instance limit; retry shortly\n")), error, null);
+            Encoding.UTF8.GetBytes("503 service unavailable: the node is at its instance limit; retry shortly\n")), error, stderr);
 
-    private static WagiOutcome Fail(int status, string error, string? stderr) =>
+    internal static WagiOutcome Fail(int status, string error, string? stderr) =>
         new(new WagiResponse(status, [new("Content-Type", "text/plain; charset=utf-8")], Encoding.UTF8.GetBytes(
             status == 504 ? "504 gateway timeout: the app did not answer in time\n" : "500 internal error: the app failed\n")), error, stderr);
 }
