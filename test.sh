@@ -31,7 +31,9 @@ done
 # PostgreSQL (the store's conformance suite and servers on --datastore start a throwaway
 # one as the postgres user), Prometheus's promtool (the tests that check both /metrics endpoints), dig (the mesh's
 # DNS test); runc, skopeo and gcc (the container tests run the C sample, statically linked, with
-# runc and push images with skopeo); for --stress, stress-ng. Elsewhere, nothing is installed.
+# runc and push images with skopeo); Chromium and NSS's certutil (the dashboard's browser tests
+# drive the system's Chromium, trusting the fleet's CA through an NSS database of their own);
+# for --stress, stress-ng. Elsewhere, nothing is installed.
 packages=()
 [[ -f /usr/lib/wasm32-wasi/libc.a ]] || packages+=(clang lld wasi-libc libclang-rt-dev-wasm32)
 command -v node >/dev/null || packages+=(nodejs)
@@ -41,6 +43,8 @@ compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || packages+=(postgresq
 command -v runc >/dev/null || packages+=(runc)
 command -v skopeo >/dev/null || packages+=(skopeo)
 [[ -f /usr/lib/x86_64-linux-gnu/libc.a || -f /usr/lib/aarch64-linux-gnu/libc.a ]] && command -v gcc >/dev/null || packages+=(gcc libc6-dev)
+command -v chromium >/dev/null || packages+=(chromium)
+command -v certutil >/dev/null || packages+=(libnss3-tools)
 [[ "$stress" == 1 ]] && ! command -v stress-ng >/dev/null && packages+=(stress-ng)
 if [[ "${CI:-}" == "true" && "$(id -u)" == "0" && ${#packages[@]} -gt 0 ]]; then
   # Install only: no package may start a service (the prometheus package would serve on :9090).

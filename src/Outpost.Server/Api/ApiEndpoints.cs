@@ -115,6 +115,7 @@ public static class ApiEndpoints
         app.MapKubeDiscovery();
         app.MapKubeNodeViews();
         app.MapKubeOpenApi();
+        app.MapSelfSubjectReview();
     }
 
     /// <summary>

@@ -68,6 +68,12 @@ public static class KubeTable
                 new("OS-Image", "string", "The node's operating system.", 1, (o, _) => Str(o["status"]?["nodeInfo"]?["osImage"])),
                 new("Kernel-Version", "string", "The node's kernel.", 1, (o, _) => Str(o["status"]?["nodeInfo"]?["kernelVersion"])),
                 new("Container-Runtime", "string", "What runs the node's apps.", 1, (o, _) => Str(o["status"]?["nodeInfo"]?["containerRuntimeVersion"])),
+                // What the dashboard sorts and filters the fleet by; a watch does not send a row for these alone (KubeWatch).
+                new("Site", "string", "The node's site label.", 1, (o, _) => Str(o["metadata"]?["labels"]?["site"]) is { Length: > 0 } site ? site : "<none>"),
+                new("CPU", "number", "The node's CPU in use, as a share of all its cores (0 to 1).", 1, (o, _) => Usage(o, "cpuRatio")),
+                new("Memory", "number", "The node's memory in use, as a share of its total (0 to 1).", 1, (o, _) => Share(o, "memoryUsedBytes", "memoryTotalBytes")),
+                new("Disk", "number", "The data dir's file system in use, as a share of its size (0 to 1).", 1, (o, _) => Share(o, "diskUsedBytes", "diskTotalBytes")),
+                new("Last-Heartbeat", "date", "When the agent last sent a heartbeat.", 1, (o, _) => Str(o["status"]?["lastHeartbeatTime"]) is { Length: > 0 } beat ? beat : "<none>"),
             ];
         }
 
@@ -108,6 +114,15 @@ public static class KubeTable
 
         return [name, age];
     }
+
+    private static JsonNode? Usage(JsonObject node, string field) =>
+        node["status"]?["usage"]?[field] is JsonValue v && v.TryGetValue<double>(out var value) ? Math.Round(value, 4) : null;
+
+    private static JsonNode? Share(JsonObject node, string used, string total) =>
+        node["status"]?["usage"] is JsonObject usage && usage[used] is JsonValue u && u.TryGetValue<double>(out var usedBytes)
+            && usage[total] is JsonValue t && t.TryGetValue<double>(out var totalBytes) && totalBytes > 0
+            ? Math.Round(usedBytes / totalBytes, 4)
+            : null;
 
     private static string Address(JsonObject node, string type) =>
         (node["status"]?["addresses"] as JsonArray)?.FirstOrDefault(a => (string?)a?["type"] == type)?["address"]?.GetValue<string>() ?? "<none>";

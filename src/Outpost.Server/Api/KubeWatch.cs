@@ -12,8 +12,8 @@ namespace Outpost.Server.Api;
 /// "object": ...}</c> lines, the object a Table of one row when the client asked for tables
 /// (kubectl get -w). The server looks again as soon as the store's revision moves, and every
 /// second besides, and sends what changed in what is shown: a node's state changes with its
-/// lease, not only with stored writes, so each object's fingerprint is its printed row and
-/// labels, not just its resourceVersion. With no
+/// lease, not only with stored writes, so each object's fingerprint is its printed row (the
+/// columns shown without -o wide) and labels, not just its resourceVersion. With no
 /// resourceVersion (or "0") the current objects come first as ADDED, as Kubernetes does.
 /// </summary>
 public static class KubeWatch
@@ -52,12 +52,14 @@ public static class KubeWatch
                 var items = page.Items.Where(i => selector.Matches(i.Labels) && (name is null || i.Name == name)).Select(i => view.Render(i)).ToList();
                 var printed = await table(items, page.Revision);
                 var rows = printed["rows"]!.AsArray();
-                var age = printed["columnDefinitions"]!.AsArray().Select(c => (string?)c?["name"]).ToList().IndexOf("Age");
+                // What is shown by default, less AGE (it changes by itself): the wide columns (usage,
+                // last heartbeat) move all the time, and a fleet's watch would send every node every few seconds.
+                var shown = printed["columnDefinitions"]!.AsArray()
+                    .Select(c => (string?)c?["name"] != "Age" && ((int?)c?["priority"] ?? 0) == 0).ToList();
                 var current = new Dictionary<string, (string, JsonObject)>(StringComparer.Ordinal);
                 for (var i = 0; i < items.Count; i++)
                 {
-                    // What is shown, less AGE (it changes by itself).
-                    var cells = rows[i]!["cells"]!.AsArray().Select(c => c?.ToJsonString() ?? "").Where((_, index) => index != age);
+                    var cells = rows[i]!["cells"]!.AsArray().Select(c => c?.ToJsonString() ?? "").Where((_, index) => shown[index]);
                     current[(string)items[i]["metadata"]!["name"]!] = (string.Join('\u001f', cells) + (items[i]["metadata"]?["labels"]?.ToJsonString() ?? ""), items[i]);
                 }
 

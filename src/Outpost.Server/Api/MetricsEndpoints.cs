@@ -11,8 +11,9 @@ using Outpost.Server.Monitoring;
 namespace Outpost.Server.Api;
 
 /// <summary>
-/// GET /metrics (Prometheus text), the minute series behind `outpost top`
-/// (GET /apis/outpost.dev/v1/metrics/nodes and /metrics/apps?window=5m), and the alerts
+/// GET /metrics (Prometheus text), the minute series behind `outpost top` and the dashboard
+/// (GET /apis/outpost.dev/v1/metrics/nodes?node=&amp;series=true and /metrics/apps?app=&amp;series=true,
+/// both with window=5m by default), and the alerts
 /// the rules hold (GET /apis/outpost.dev/v1/alerts).
 /// </summary>
 public static class MetricsEndpoints
@@ -68,10 +69,11 @@ public static class MetricsEndpoints
             return error;
         }
 
-        var minutes = await recorder.NodeMinutesAsync(WindowStart(time.GetUtcNow(), window), null, ct);
+        var only = context.Request.Query["node"].ToString() is { Length: > 0 } wanted ? wanted : null;
+        var minutes = await recorder.NodeMinutesAsync(WindowStart(time.GetUtcNow(), window), only, ct);
         var latest = recorder.Usage;
         var items = new JsonArray();
-        foreach (var resource in (await store.ListAsync(ResourceKind.Node.Kind, ct)).Items)
+        foreach (var resource in (await store.ListAsync(ResourceKind.Node.Kind, ct)).Items.Where(n => only is null || n.Name == only))
         {
             var node = view.Render(resource);
             var mine = minutes.Where(m => m.Node == resource.Name).ToList();
@@ -90,6 +92,16 @@ public static class MetricsEndpoints
             {
                 item["cpuRatioAverage"] = Math.Round(mine.Average(m => m.Usage.CpuRatio), 4);
                 item["cpuRatioMax"] = Math.Round(mine.Max(m => m.Usage.CpuRatio), 4);
+                if (context.Request.Query["series"] == "true")
+                {
+                    // The dashboard's usage over time: each minute's last sample.
+                    item["minutes"] = new JsonArray([.. mine.OrderBy(m => m.Minute).Select(m =>
+                    {
+                        var point = MetricsRecorder.ToJson(m.Usage);
+                        point["minute"] = ResourceJson.FormatTimestamp(m.Minute);
+                        return (JsonNode)point;
+                    })]);
+                }
             }
 
             items.Add((JsonNode)item);

@@ -221,6 +221,7 @@ public sealed partial class OutpostServer : IAsyncDisposable
         app.Use(DatastoreUnavailableAsync);
         app.Use(ApiAuthenticationAsync);
         app.MapOutpostApi();
+        Ui.DashboardEndpoints.MapDashboard(app);
         Registry.RegistryEndpoints.MapRegistry(app);
         app.MapGrpcService<EdgeSyncService>();
         app.MapFallback((HttpContext context) => ApiEndpoints.Error(new ApiStatus(404, StatusReasons.NotFound, $"the server could not find the requested resource ({context.Request.Method} {context.Request.Path})")));
@@ -304,6 +305,9 @@ public sealed partial class OutpostServer : IAsyncDisposable
     /// <summary>Where the caller's role is kept for endpoints that depend on it.</summary>
     public const string RoleKey = "outpost.role";
 
+    /// <summary>Where the caller's token id and its name in the audit log are kept.</summary>
+    public const string ActorKey = "outpost.actor";
+
     /// <summary>
     /// A request the datastore could not serve (out of reach, refusing connections, shutting
     /// down) is answered 503 with the reason and Retry-After, never as if it had been done:
@@ -376,8 +380,11 @@ public sealed partial class OutpostServer : IAsyncDisposable
         var role = record.Role ?? Roles.Admin;
         var actor = record.Description is { Length: > 0 } description ? $"token/{record.Id} ({description})" : $"token/{record.Id}";
         context.Items[RoleKey] = role;
+        context.Items[ActorKey] = (record.Id, actor);
         // Through the proxy any request may change something on a node: admins only, every one audited.
-        var mutating = proxied || (!HttpMethods.IsGet(context.Request.Method) && !HttpMethods.IsHead(context.Request.Method));
+        // "Who am I" is a POST that changes nothing (kubectl auth whoami, the dashboard's sign-in).
+        var mutating = proxied || (!HttpMethods.IsGet(context.Request.Method) && !HttpMethods.IsHead(context.Request.Method)
+            && !Api.SelfSubjectReview.Handles(context.Request));
         if (mutating && role != Roles.Admin)
         {
             await RefuseAsync(context, registry, new ApiStatus(403, StatusReasons.Forbidden, proxied

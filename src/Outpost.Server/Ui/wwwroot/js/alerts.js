@@ -1,0 +1,41 @@
+// Alerts (firing and pending first, with their rule, target and since) and the event stream.
+import { h, fill, badge, table, section, age, time } from './dom.js';
+import { get, every, OUTPOST } from './api.js';
+import { eventTail } from './tail.js';
+
+const ORDER = { firing: 0, pending: 1, resolved: 2 };
+
+export function alertsView(main, _params, ctx) {
+  const { signal } = ctx;
+  const error = h('p', { class: 'error', role: 'alert', hidden: true });
+  const active = h('div', { id: 'alerts' }, h('p', { class: 'muted' }, 'Loading…'));
+  const rules = h('div', { id: 'alert-rules' });
+  fill(main, h('div', { class: 'page-head' }, h('h1', null, 'Alerts')), error,
+    section('Alerts', active), section('Rules', rules));
+  every(5000, async () => {
+    try {
+      const [alerts, ruleList] = await Promise.all([get(`${OUTPOST}/alerts`, { signal }), get(`${OUTPOST}/alertrules`, { signal })]);
+      const items = alerts.items.slice().sort((a, b) => (ORDER[a.state] ?? 3) - (ORDER[b.state] ?? 3) || (a.since < b.since ? 1 : -1));
+      const firing = items.filter(a => a.state === 'firing').length;
+      const pending = items.filter(a => a.state === 'pending').length;
+      fill(active,
+        h('p', { class: 'state-line' }, badge(firing ? 'firing' : 'resolved'), `${firing} firing, ${pending} pending`),
+        table(['State', 'Severity', 'Rule', 'Target', 'Since', 'Value', 'Message'], items.map(a => [
+          badge(a.state), a.severity, a.rule, a.target, a.since ? h('span', { title: time(a.since) }, age(a.since) + ' ago') : '–',
+          a.value === null || a.value === undefined ? '–' : String(a.value), a.message ?? '',
+        ]), { class: 'grid' }));
+      fill(rules, table(['Rule', 'Condition', 'Severity', 'For'], ruleList.items.map(r => [
+        r.metadata.name, r.spec?.condition ?? r.spec?.expr ?? JSON.stringify(r.spec ?? {}), r.spec?.severity ?? 'warning', r.spec?.for ?? '–',
+      ]), { class: 'grid' }));
+      error.hidden = true;
+    } catch (e) {
+      if (!signal.aborted) { fill(error, e.message); error.hidden = false; }
+    }
+  }, signal);
+}
+
+export function eventsView(main, _params, ctx) {
+  const { signal } = ctx;
+  fill(main, h('div', { class: 'page-head' }, h('h1', null, 'Events')),
+    section('Every object\'s events, newest at the bottom', eventTail(null, signal, { keep: 1000 })));
+}

@@ -1,0 +1,199 @@
+using System.Diagnostics;
+using Microsoft.Playwright;
+using Outpost.Core.Store;
+using Outpost.Server.Store;
+
+namespace Outpost.IntegrationTests.Dashboard;
+
+/// <summary>
+/// The system's Chromium (Debian's `chromium`, installed by test.sh in CI), driven by Playwright
+/// through its executable path: no browser download. It trusts the fleet's CA the way a user's
+/// browser would, through an NSS database of its own, so a page that loads proves the server's
+/// certificate checks out; no certificate error is ignored.
+/// </summary>
+internal sealed class Browser : IAsyncDisposable
+{
+    private readonly IPlaywright _playwright;
+    private readonly IBrowser _browser;
+    private readonly string _home;
+
+    private Browser(IPlaywright playwright, IBrowser browser, string home)
+    {
+        _playwright = playwright;
+        _browser = browser;
+        _home = home;
+    }
+
+    public static string? ChromiumPath =>
+        Environment.GetEnvironmentVariable("OUTPOST_CHROMIUM") is { Length: > 0 } path ? path
+        : new[] { "/usr/bin/chromium", "/usr/bin/chromium-browser" }.FirstOrDefault(File.Exists);
+
+    /// <summary>Skips where Chromium or NSS's certutil is missing (test.sh installs both in CI).</summary>
+    public static void SkipUnlessAvailable()
+    {
+        Skip.If(ChromiumPath is null, "chromium is not installed (apt-get install chromium)");
+        Skip.IfNot(File.Exists("/usr/bin/certutil"), "NSS's certutil is not installed (apt-get install libnss3-tools)");
+    }
+
+    /// <summary>Starts Chromium trusting the CA in <paramref name="caPemPath"/> and nothing else of ours.</summary>
+    public static async Task<Browser> LaunchAsync(string caPemPath)
+    {
+        var home = Directory.CreateTempSubdirectory("outpost-chromium-").FullName;
+        var nss = Path.Combine(home, ".pki", "nssdb");
+        Directory.CreateDirectory(nss);
+        await CertutilAsync("-N", "-d", "sql:" + nss, "--empty-password");
+        await CertutilAsync("-A", "-d", "sql:" + nss, "-n", "Outpost fleet CA", "-t", "C,,", "-i", caPemPath);
+        var environment = Environment.GetEnvironmentVariables().Cast<System.Collections.DictionaryEntry>()
+            .ToDictionary(e => (string)e.Key, e => (string?)e.Value ?? "", StringComparer.Ordinal);
+        environment["HOME"] = home;
+        var playwright = await Playwright.CreateAsync();
+        var browser = await playwright.Chromium.LaunchAsync(new BrowserTypeLaunchOptions
+        {
+            ExecutablePath = ChromiumPath,
+            Headless = true,
+            Env = environment,
+            Timeout = (float)Fleet.StartTimeout.TotalMilliseconds,
+        });
+        return new Browser(playwright, browser, home);
+    }
+
+    /// <summary>A fresh tab (its own session storage) at the given size, recording what would betray a fault.</summary>
+    public async Task<DashboardPage> OpenAsync(string serverUrl, int width = 1280, int height = 800)
+    {
+        var context = await _browser.NewContextAsync(new BrowserNewContextOptions
+        {
+            ViewportSize = new ViewportSize { Width = width, Height = height },
+            IgnoreHTTPSErrors = false,
+        });
+        context.SetDefaultTimeout((float)Fleet.Patience.TotalMilliseconds);
+        var page = await context.NewPageAsync();
+        var dashboard = new DashboardPage(page, serverUrl);
+        await dashboard.OpenAsync();
+        return dashboard;
+    }
+
+    private static async Task CertutilAsync(params string[] args)
+    {
+        using var process = Process.Start(new ProcessStartInfo("certutil", args) { RedirectStandardOutput = true, RedirectStandardError = true })!;
+        var output = await process.StandardOutput.ReadToEndAsync() + await process.StandardError.ReadToEndAsync();
+        await process.WaitForExitAsync();
+        Assert.True(process.ExitCode == 0, $"certutil {string.Join(' ', args)}: {output}");
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        await _browser.DisposeAsync();
+        _playwright.Dispose();
+        try
+        {
+            Directory.Delete(_home, recursive: true);
+        }
+        catch (IOException)
+        {
+            // Chromium may hold a file for a moment after it exits.
+        }
+    }
+}
+
+/// <summary>One tab on the dashboard, with what went wrong in it: script errors, dialogs (alert() from injected markup), CSP refusals.</summary>
+internal sealed class DashboardPage(IPage page, string serverUrl)
+{
+    private readonly List<string> _faults = [];
+
+    public IPage Page { get; } = page;
+
+    /// <summary>Dialogs the page opened: an alert() here means markup from the fleet ran.</summary>
+    public List<string> Dialogs { get; } = [];
+
+    /// <summary>Bytes each response of the page's own assets took on the wire (headers and body), by URL.</summary>
+    public Dictionary<string, long> Transferred { get; } = new(StringComparer.Ordinal);
+
+    public async Task OpenAsync()
+    {
+        Page.PageError += (_, error) => _faults.Add("page error: " + error);
+        Page.Console += (_, message) =>
+        {
+            if (message.Type == "error" && !message.Text.Contains("Failed to load resource", StringComparison.Ordinal))
+            {
+                _faults.Add("console error: " + message.Text);
+            }
+        };
+        Page.Dialog += async (_, dialog) =>
+        {
+            Dialogs.Add($"{dialog.Type}: {dialog.Message}");
+            await dialog.DismissAsync();
+        };
+        Page.RequestFinished += async (_, request) =>
+        {
+            if (request.Url.Contains("/ui/", StringComparison.Ordinal))
+            {
+                var sizes = await request.SizesAsync();
+                Transferred[request.Url] = sizes.ResponseBodySize + sizes.ResponseHeadersSize;
+            }
+        };
+        var response = await Page.GotoAsync(serverUrl + "/ui/");
+        Assert.NotNull(response);
+        Assert.Equal(200, response.Status);
+    }
+
+    public async Task SignInAsync(string token)
+    {
+        await Page.FillAsync("#token", token);
+        await Page.ClickAsync("button[type=submit]");
+        await Page.WaitForSelectorAsync("#nav:not([hidden])");
+    }
+
+    public Task GoAsync(string route) => Page.EvaluateAsync("r => { location.hash = r; }", route);
+
+    /// <summary>Waits until a JavaScript condition holds on the page (no reload: the page changes on its own).</summary>
+    /// On timeout it fails with what the page showed.
+    public async Task WaitForAsync(string condition, object? arg = null)
+    {
+        try
+        {
+            await Page.WaitForFunctionAsync(condition, arg, new PageWaitForFunctionOptions { PollingInterval = 50, Timeout = (float)Fleet.Patience.TotalMilliseconds });
+        }
+        catch (TimeoutException)
+        {
+            var shown = await Page.EvaluateAsync<string>("() => location.hash + '\\n' + document.querySelector('main')?.innerText");
+            Assert.Fail($"timed out after {Fleet.Patience.TotalSeconds:F0} s waiting for {condition}; the page showed:\n{shown}\n{string.Join('\n', _faults)}");
+        }
+    }
+
+    /// <summary>Saves a screenshot where OUTPOST_SCREENSHOTS says (docs/images for the docs), else nowhere.</summary>
+    public async Task ScreenshotAsync(string name, bool fullPage = false)
+    {
+        var bytes = await Page.ScreenshotAsync(new PageScreenshotOptions { FullPage = fullPage });
+        Assert.NotEmpty(bytes);
+        if (Environment.GetEnvironmentVariable("OUTPOST_SCREENSHOTS") is { Length: > 0 } dir)
+        {
+            Directory.CreateDirectory(dir);
+            await File.WriteAllBytesAsync(Path.Combine(dir, $"dashboard-{name}.png"), bytes);
+        }
+    }
+
+    /// <summary>Fails with every script error, console error and dialog the page had.</summary>
+    public void AssertNoFaults()
+    {
+        Assert.True(_faults.Count == 0, string.Join('\n', _faults));
+        Assert.True(Dialogs.Count == 0, "the page opened dialogs: " + string.Join('\n', Dialogs));
+    }
+}
+
+/// <summary>
+/// Nodes written straight into a server's SQLite store before it starts: a fleet larger than
+/// this machine could run as agents, and labels no join would let through.
+/// </summary>
+internal static class FixtureStore
+{
+    public static async Task SeedNodesAsync(string serverDataDir, IEnumerable<(string Name, Dictionary<string, string> Labels)> nodes)
+    {
+        Directory.CreateDirectory(serverDataDir);
+        await using var store = new SqliteControlPlaneStore(Path.Combine(serverDataDir, "outpost.db"));
+        await store.InitializeAsync(CancellationToken.None);
+        foreach (var chunk in nodes.Chunk(500))
+        {
+            await store.WriteAsync([.. chunk.Select(n => new ResourceWrite { Op = WriteOp.Upsert, Kind = "Node", Name = n.Name, Labels = n.Labels })], CancellationToken.None);
+        }
+    }
+}
