@@ -44,6 +44,14 @@
 #             state with the server down; a client round trip (`outpost get nodes`, process
 #             start included); the server's RSS with AGENTS (default 100) idle agents (AOT
 #             agents both times). Medians of RUNS (default 15) where timed.
+#   dashboard the web dashboard in the system's Chromium (Playwright) against a server whose store
+#             holds NODES (default 10,000) seeded nodes plus one real agent: first paint of the fleet
+#             page (median of RUNS, default 5, reloads) against `outpost get nodes` printing the same
+#             fleet (paint_vs_cli); each filter keystroke, median and p99 (keystroke_ms), against the
+#             server filtering with `outpost get nodes -l site=north` (keystroke_vs_server); after
+#             kill -9 of the agent, how long after the server's API first says so (asked every 20 ms)
+#             the page shows it (state_change_ms; 0 or less: the page was first); bytes of a cold
+#             load of the page's assets, compressed, and of the node Table it lists.
 #   mesh      with a server and three agents (edge-1 holds the service addresses; edge-2, in another site, and
 #             edge-3, in edge-1's site, run the endpoints): requests/s of a 4 KB answer through /proxy/services
 #             and at the service address on edge-1 (relayed by the server), against the node's gateway directly;
@@ -240,6 +248,53 @@ case "$scenario" in
     dotnet build "$root/bench/Outpost.Bench" -c Release -nologo -v q >/dev/null
     dotnet "$root/bench/Outpost.Bench/bin/Release/net10.0/Outpost.Bench.dll" rollback \
       "$work/bin/outpost.dll" "$root/samples" "${AGENTS:-100}" "${RUNS:-5}" "${WARMUPS:-3}"
+    ;;
+  dashboard)
+    packages=()
+    command -v chromium >/dev/null || packages+=(chromium)
+    command -v certutil >/dev/null || packages+=(libnss3-tools)
+    if [[ ${#packages[@]} -gt 0 ]]; then
+      apt-get install -y --no-install-recommends "${packages[@]}" >/dev/null 2>&1 || { apt-get update >/dev/null && apt-get install -y --no-install-recommends "${packages[@]}" >/dev/null; }
+    fi
+    nodes="${NODES:-10000}"
+    runs="${RUNS:-5}"
+    dotnet build "$root/src/Outpost" -c Release -nologo -v q >/dev/null
+    dotnet build "$root/bench/Outpost.Bench" -c Release -nologo -v q >/dev/null
+    bench=(dotnet "$root/bench/Outpost.Bench/bin/Release/net10.0/Outpost.Bench.dll")
+    outpost=(dotnet "$root/src/Outpost/bin/Release/net10.0/outpost.dll")
+    work="$(mktemp -d)"
+    pids=()
+    trap 'kill "${pids[@]}" 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$work"' EXIT
+    export HOME="$work/home"
+    mkdir -p "$HOME"
+    "${bench[@]}" seednodes "$work/server" "$nodes"
+    port=$((20000 + RANDOM % 10000))
+    "${outpost[@]}" server --data-dir "$work/server" --listen "127.0.0.1:$port" >"$work/server.log" 2>&1 & pids+=($!)
+    url="https://127.0.0.1:$port"
+    config="$work/server/config.yaml"
+    for _ in $(seq 1 240); do [[ -f "$config" ]] && curl -sf --cacert "$work/server/tls/ca.crt" "$url/healthz" >/dev/null && break; sleep 0.5; done
+    token="$(awk '/^token:/ {print $2}' "$config")"
+    join="$("${outpost[@]}" token create --config "$config")"
+    "${outpost[@]}" agent --server "$url" --token "$join" --name bench-edge --labels site=north --data-dir "$work/agent" --gateway 127.0.0.1:0 \
+      --heartbeat 1s >"$work/agent.log" 2>&1 & agent=$!; pids+=($agent)
+    for _ in $(seq 1 240); do "${outpost[@]}" get nodes bench-edge --config "$config" 2>/dev/null | grep -q ' Ready ' && break; sleep 0.5; done
+    "${outpost[@]}" get nodes bench-edge --config "$config" | grep -q ' Ready ' || { echo "bench dashboard: the agent never got Ready" >&2; cat "$work/agent.log" >&2; exit 1; }
+    median_ms() { # command... -> median wall time of $runs runs, ms
+      for _ in $(seq 1 "$runs"); do
+        start=$(date +%s%N); "$@" >/dev/null; echo $(( ($(date +%s%N) - start) / 1000000 ))
+      done | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'
+    }
+    cli_ms=$(median_ms "${outpost[@]}" get nodes --config "$config")
+    server_filter_ms=$(median_ms "${outpost[@]}" get nodes -l site=north --config "$config")
+    table_bytes=$(curl -s --cacert "$work/server/tls/ca.crt" -H "Authorization: Bearer $token" -H 'Accept: application/json;as=Table;g=meta.k8s.io;v=v1' \
+      -H 'Accept-Encoding: gzip, br' "$url/api/v1/nodes" | wc -c)
+    result="$("${bench[@]}" dashboard "$url" "$token" "$work/server/tls/ca.crt" "$agent" bench-edge "$runs" | tail -1)"
+    field() { sed -E "s/.*[ ]$1=([^ ]+).*/\1/" <<<"$result"; }
+    echo "$(( nodes + 1 )) nodes; outpost get nodes ${cli_ms} ms, with -l site=north ${server_filter_ms} ms (median of $runs, process start included); node Table ${table_bytes} bytes" >&2
+    echo "dashboard paint_ms=$(field paint_ms) cli_get_nodes_ms=$cli_ms paint_vs_cli=$(awk -v a="$(field paint_ms)" -v b="$cli_ms" 'BEGIN {printf "%.2f", a / b}')" \
+      "keystroke_ms=$(field keystroke_ms) keystroke_p99_ms=$(field keystroke_p99_ms) server_filter_ms=$server_filter_ms" \
+      "keystroke_vs_server=$(awk -v a="$(field keystroke_ms)" -v b="$server_filter_ms" 'BEGIN {printf "%.4f", a / b}')" \
+      "state_change_ms=$(field state_change_ms) cold_bytes=$(field cold_bytes) table_bytes=$table_bytes nodes=$(( nodes + 1 ))"
     ;;
   footprint)
     "$root/build.sh" >&2
@@ -924,7 +979,7 @@ YAML
     cat "$work/fleet.txt"
     ;;
   *)
-    echo "usage: bench/run.sh coldstart|http|ready|sync|converge|footprint|rollback|mesh|fleet [--nodes N]" >&2
+    echo "usage: bench/run.sh coldstart|http|components|ready|sync|converge|footprint|rollback|ai|containers|mesh|dashboard|fleet [--nodes N]" >&2
     exit 2
     ;;
 esac

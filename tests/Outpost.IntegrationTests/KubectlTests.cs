@@ -41,8 +41,15 @@ public sealed class KubectlTests
 
         (code, output) = await kubectl.RunAsync("get", "nodes", "-o", "wide");
         Assert.True(code == 0, output);
-        Assert.Matches(@"NAME\s+STATUS\s+ROLES\s+AGE\s+VERSION\s+INTERNAL-IP\s+OS-IMAGE\s+KERNEL-VERSION\s+CONTAINER-RUNTIME", output);
-        Assert.Matches(@"edge-1\s+Ready\s+<none>\s+\d+[smhd]\S*\s+v\S+\s+127\.0\.0\.1\s+.+\s+\S+\s+outpost-wasm://wasmtime", output);
+        Assert.Matches(@"NAME\s+STATUS\s+ROLES\s+AGE\s+VERSION\s+INTERNAL-IP\s+OS-IMAGE\s+KERNEL-VERSION\s+CONTAINER-RUNTIME\s+SITE\s+CPU\s+MEMORY\s+DISK\s+LAST-HEARTBEAT", output);
+        Assert.True(System.Text.RegularExpressions.Regex.IsMatch(output,
+            @"edge-1\s+Ready\s+<none>\s+\d+[smhd]\S*\s+v\S+\s+127\.0\.0\.1\s+.+\s+\S+\s+outpost-wasm://wasmtime\s+<none>\s+(?:[\d.]+\s+){0,3}20\d\d-"), output); // no usage until the agent's first sample
+
+        // Who the kubeconfig's token is: the dashboard asks the same at sign-in.
+        (code, output) = await kubectl.RunAsync("auth", "whoami");
+        Assert.True(code == 0, output);
+        Assert.Matches(@"Username\s+token/", output);
+        Assert.Matches(@"Groups\s+\[outpost:admin system:authenticated\]", output);
 
         (code, output) = await kubectl.RunAsync("get", "nodes", "-o", "yaml");
         Assert.True(code == 0, output);

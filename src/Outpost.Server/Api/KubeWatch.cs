@@ -1,6 +1,7 @@
 using System.Text;
 using System.Text.Json.Nodes;
 using Microsoft.AspNetCore.Http;
+using Microsoft.Extensions.DependencyInjection;
 using Outpost.Core.Resources;
 using Outpost.Core.Selectors;
 using Outpost.Core.Store;
@@ -10,8 +11,8 @@ namespace Outpost.Server.Api;
 /// <summary>
 /// Watches (<c>?watch=true</c>): a chunked stream of <c>{"type": "ADDED|MODIFIED|DELETED",
 /// "object": ...}</c> lines, the object a Table of one row when the client asked for tables
-/// (kubectl get -w). The server looks again as soon as the store's revision moves, and every
-/// second besides, and sends what changed in what is shown: a node's state changes with its
+/// (kubectl get -w). The server looks again as soon as the store's revision moves or (for
+/// nodes) a node's stream opens or closes, and every second besides, and sends what changed in what is shown: a node's state changes with its
 /// lease, not only with stored writes, so each object's fingerprint is its printed row (the
 /// columns shown without -o wide) and labels, not just its resourceVersion. With no
 /// resourceVersion (or "0") the current objects come first as ADDED, as Kubernetes does.
@@ -46,8 +47,10 @@ public static class KubeWatch
         var first = true;
         try
         {
+            var leases = kind == ResourceKind.Node ? context.RequestServices.GetService<Sync.NodeLeases>() : null;
             while (!stop.IsCancellationRequested)
             {
+                var streams = leases?.StreamChanged;
                 var page = await store.ListAsync(kind.Kind, stop.Token);
                 var items = page.Items.Where(i => selector.Matches(i.Labels) && (name is null || i.Name == name)).Select(i => view.Render(i)).ToList();
                 var printed = await table(items, page.Revision);
@@ -99,7 +102,8 @@ public static class KubeWatch
                 first = false;
                 using (var wait = CancellationTokenSource.CreateLinkedTokenSource(stop.Token))
                 {
-                    await Task.WhenAny(store.Changes.WaitAfterAsync(page.Revision, wait.Token), Task.Delay(Period, time, wait.Token));
+                    // A node's stream opening or closing changes its state without a write.
+                    await Task.WhenAny(store.Changes.WaitAfterAsync(page.Revision, wait.Token), Task.Delay(Period, time, wait.Token), streams ?? Task.Delay(Timeout.Infinite, wait.Token));
                     await wait.CancelAsync();
                 }
 

@@ -17,12 +17,24 @@ public sealed class NodeLeases(TimeProvider time)
 
     private long _nextSession;
 
+    private TaskCompletionSource _streams = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+    /// <summary>
+    /// Completes when a stream next opens or closes: a watch of nodes shows a node NotReady the
+    /// moment its stream drops, not at its next look. Take it before looking, then wait on it.
+    /// </summary>
+    public Task StreamChanged => Volatile.Read(ref _streams).Task;
+
+    private void Signal() =>
+        Interlocked.Exchange(ref _streams, new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously)).TrySetResult();
+
     public long Connect(string node)
     {
         var session = Interlocked.Increment(ref _nextSession);
         var now = time.GetUtcNow();
         _leases[node] = new Lease(session, true, now, now);
         _changed.Enqueue(node);
+        Signal();
         return session;
     }
 
@@ -36,6 +48,7 @@ public sealed class NodeLeases(TimeProvider time)
         _leases.AddOrUpdate(node, _ => new Lease(session, false, time.GetUtcNow(), time.GetUtcNow()),
             (_, old) => old.SessionId == session ? old with { Connected = false } : old);
         _changed.Enqueue(node);
+        Signal();
     }
 
     public Lease? Get(string node) => _leases.TryGetValue(node, out var lease) ? lease : null;

@@ -126,6 +126,18 @@ public sealed class DashboardTests(ITestOutputHelper output)
         await Task.WhenAll(agents.Select((a, i) => Fleet.WaitForBodyAsync(a.Gateway + "/hello", $"one from edge-{i + 1} (path /)\n")));
 
         // A node dies: NotReady, then Offline once its lease runs out, on the open page.
+        var (code, text) = await fleet.ClientAsync("apply", "-f", fleet.WriteManifest("alert.yaml", """
+            apiVersion: outpost.dev/v1
+            kind: AlertRule
+            metadata:
+              name: edge-offline
+            spec:
+              condition:
+                type: nodeOffline
+                nodeSelector: {tier: edge}
+              severity: critical
+            """));
+        Assert.True(code == 0, text);
         await ui.GoAsync("#/fleet");
         await ui.WaitForAsync("() => document.querySelector('[data-node=\"edge-2\"][data-state=\"Ready\"]')");
         await ui.Page.EvaluateAsync("""
@@ -155,10 +167,25 @@ public sealed class DashboardTests(ITestOutputHelper output)
         output.WriteLine($"edge-2 {recorded.Item1} in the API at {recorded.Item2}, on the page {firstShown - recorded.Item2} ms later (states seen: {string.Join(", ", shown.Select(s => s.Key))})");
         Assert.Equal("2", await ui.Page.InnerTextAsync("button[data-state=Offline] .n"));
         await ui.ScreenshotAsync("fleet-offline");
+
+        // The alert the rule raised, with its rule, target and since.
+        await ui.GoAsync("#/alerts");
+        await ui.WaitForAsync("() => [...document.querySelectorAll('#alerts tbody tr')].some(r => r.cells[0].textContent === 'Firing' && r.cells[2].textContent === 'edge-offline' && r.cells[3].textContent.includes('edge-2'))");
+        await ui.ScreenshotAsync("alerts");
+
+        // At phone width: the same pages, nothing wider than the screen.
+        await ui.Page.SetViewportSizeAsync(390, 844);
+        await ui.GoAsync("#/fleet");
+        await ui.WaitForAsync("() => document.querySelector('[data-node=\"edge-1\"]') && document.documentElement.scrollWidth <= window.innerWidth");
+        await ui.ScreenshotAsync("phone");
+        await ui.GoAsync("#/apps/hello");
+        await ui.WaitForAsync("() => document.querySelector('#rollout-phase') && document.documentElement.scrollWidth <= window.innerWidth");
         ui.AssertNoFaults();
     }
 
+    /// <summary>Also run against the release binary (Category=aot): the pages are resources inside the one native file.</summary>
     [SkippableFact]
+    [Trait("Category", "aot")]
     public async Task Viewer_SeesTheSamePages_WithNoButtonThatChangesAnything()
     {
         Browser.SkipUnlessAvailable();
@@ -218,11 +245,10 @@ public sealed class DashboardTests(ITestOutputHelper output)
 
         await using var browser = await Browser.LaunchAsync(CaPath(fleet));
         var ui = await browser.OpenAsync(fleet.ServerUrl);
-        var cold = ui.Transferred.Values.Sum();
-        output.WriteLine($"cold load: {cold} bytes over {ui.Transferred.Count} files ({string.Join(", ", ui.Transferred.Select(t => $"{t.Key[(t.Key.IndexOf("/ui/", StringComparison.Ordinal) + 4)..]}={t.Value}"))})");
         await ui.SignInAsync(await AdminTokenAsync(fleet));
         await ui.WaitForAsync("() => document.querySelector('#node-summary')?.textContent === '10000 nodes'");
-        cold = ui.Transferred.Values.Sum();
+        var cold = ui.Transferred.Values.Sum();
+        output.WriteLine($"cold load: {cold} bytes over {ui.Transferred.Count} files ({string.Join(", ", ui.Transferred.Select(t => $"{t.Key[(t.Key.IndexOf("/ui/", StringComparison.Ordinal) + 4)..]}={t.Value}"))})");
 
         // First meaningful paint: from a fresh navigation to the fleet's rows on screen.
         var paints = new List<double>();

@@ -3,7 +3,15 @@ import { h, fill, badge, table, section, age, time } from './dom.js';
 import { get, every, OUTPOST } from './api.js';
 import { eventTail } from './tail.js';
 
-const ORDER = { firing: 0, pending: 1, resolved: 2 };
+const ORDER = { Firing: 0, Pending: 1, Resolved: 2 };
+
+/** {type: nodeOffline, nodeSelector: {site: x}, threshold: 0.1, ...} as one line. */
+function condition(c) {
+  if (!c) return '–';
+  const { type, ...rest } = c;
+  const more = Object.entries(rest).map(([k, v]) => `${k}: ${typeof v === 'object' ? Object.entries(v ?? {}).map(([a, b]) => `${a}=${b}`).join(',') : v}`);
+  return more.length ? `${type} (${more.join('; ')})` : type;
+}
 
 export function alertsView(main, _params, ctx) {
   const { signal } = ctx;
@@ -16,16 +24,16 @@ export function alertsView(main, _params, ctx) {
     try {
       const [alerts, ruleList] = await Promise.all([get(`${OUTPOST}/alerts`, { signal }), get(`${OUTPOST}/alertrules`, { signal })]);
       const items = alerts.items.slice().sort((a, b) => (ORDER[a.state] ?? 3) - (ORDER[b.state] ?? 3) || (a.since < b.since ? 1 : -1));
-      const firing = items.filter(a => a.state === 'firing').length;
-      const pending = items.filter(a => a.state === 'pending').length;
+      const firing = items.filter(a => a.state === 'Firing').length;
+      const pending = items.filter(a => a.state === 'Pending').length;
       fill(active,
-        h('p', { class: 'state-line' }, badge(firing ? 'firing' : 'resolved'), `${firing} firing, ${pending} pending`),
+        h('p', { class: 'state-line' }, badge(firing ? 'Firing' : pending ? 'Pending' : 'Resolved'), `${firing} firing, ${pending} pending`),
         table(['State', 'Severity', 'Rule', 'Target', 'Since', 'Value', 'Message'], items.map(a => [
           badge(a.state), a.severity, a.rule, a.target, a.since ? h('span', { title: time(a.since) }, age(a.since) + ' ago') : '–',
           a.value === null || a.value === undefined ? '–' : String(a.value), a.message ?? '',
         ]), { class: 'grid' }));
       fill(rules, table(['Rule', 'Condition', 'Severity', 'For'], ruleList.items.map(r => [
-        r.metadata.name, r.spec?.condition ?? r.spec?.expr ?? JSON.stringify(r.spec ?? {}), r.spec?.severity ?? 'warning', r.spec?.for ?? '–',
+        r.metadata.name, condition(r.spec?.condition), r.spec?.severity ?? 'warning', r.spec?.for ?? '0s',
       ]), { class: 'grid' }));
       error.hidden = true;
     } catch (e) {

@@ -203,7 +203,7 @@ export function appView(main, [name], ctx) {
       points: (item.minutes ?? []).filter(m => m[field] !== null && m[field] !== undefined).map(m => [Date.parse(m.minute), m[field]]),
     }));
     fill(traffic,
-      chart({ title: 'Requests per second', series: series('requestsPerSecond'), format: v => v.toFixed(v < 10 ? 1 : 0) }),
+      chart({ title: 'Requests per second', series: series('requestsPerSecond'), format: v => v.toFixed(v < 1 ? 3 : v < 10 ? 1 : 0) }),
       chart({ title: '5xx share', series: series('errorRatio'), format: percent, max: 1 }),
       chart({ title: 'Latency p50', series: series('latencyP50Seconds'), format: seconds }),
       chart({ title: 'Latency p99', series: series('latencyP99Seconds'), format: seconds }));

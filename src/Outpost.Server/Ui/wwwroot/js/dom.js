@@ -53,9 +53,9 @@ export function badge(state) {
 
 export function stateClass(state) {
   switch (state) {
-    case 'Ready': case 'Succeeded': case 'True': case 'Normal': case 'resolved': case 'healthy': return 'ok';
-    case 'NotReady': case 'Progressing': case 'Paused': case 'pending': case 'Pending': case 'Warning': case 'Starting': return 'warn';
-    case 'Offline': case 'Failed': case 'RolledBack': case 'firing': case 'Error': case 'unhealthy': return 'bad';
+    case 'Ready': case 'Succeeded': case 'True': case 'Normal': case 'Resolved': case 'healthy': return 'ok';
+    case 'NotReady': case 'Progressing': case 'Paused': case 'Pending': case 'Warning': case 'Starting': return 'warn';
+    case 'Offline': case 'Failed': case 'RolledBack': case 'Firing': case 'Error': case 'unhealthy': return 'bad';
     default: return 'neutral';
   }
 }

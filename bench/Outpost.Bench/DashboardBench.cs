@@ -1,0 +1,159 @@
+using System.Diagnostics;
+using System.Globalization;
+using Microsoft.Playwright;
+using Outpost.Core.Store;
+using Outpost.Server.Store;
+
+namespace Outpost.Bench;
+
+/// <summary>
+/// The dashboard in the system's Chromium against a server holding a large fleet: first paint
+/// of the fleet page, each filter keystroke, how long after the server has a node's state
+/// change the page shows it, and the bytes of a cold load.
+/// </summary>
+internal static class DashboardBench
+{
+    /// <summary>Writes <paramref name="count"/> nodes with site, rack and tier labels into a server data dir's store before it starts.</summary>
+    public static async Task SeedAsync(string dataDir, int count)
+    {
+        Directory.CreateDirectory(dataDir);
+        string[] sites = ["north", "south", "east", "west", "lab"];
+        await using var store = new SqliteControlPlaneStore(Path.Combine(dataDir, "outpost.db"));
+        await store.InitializeAsync(CancellationToken.None);
+        foreach (var chunk in Enumerable.Range(0, count).Chunk(500))
+        {
+            await store.WriteAsync([.. chunk.Select(i => new ResourceWrite
+            {
+                Op = WriteOp.Upsert,
+                Kind = "Node",
+                Name = $"node-{i:D5}",
+                Labels = new Dictionary<string, string> { ["site"] = sites[i % sites.Length], ["rack"] = $"r{i % 40}", ["tier"] = i % 3 == 0 ? "gpu" : "cpu" },
+            })], CancellationToken.None);
+        }
+    }
+
+    public static async Task<int> RunAsync(string serverUrl, string token, string caPath, int agentPid, string agentNode, int runs)
+    {
+        var home = Directory.CreateTempSubdirectory("outpost-bench-chromium-").FullName;
+        try
+        {
+            var nss = Path.Combine(home, ".pki", "nssdb");
+            Directory.CreateDirectory(nss);
+            Run("certutil", "-N", "-d", "sql:" + nss, "--empty-password");
+            Run("certutil", "-A", "-d", "sql:" + nss, "-n", "Outpost fleet CA", "-t", "C,,", "-i", caPath);
+            var environment = Environment.GetEnvironmentVariables().Cast<System.Collections.DictionaryEntry>()
+                .ToDictionary(e => (string)e.Key, e => (string?)e.Value ?? "", StringComparer.Ordinal);
+            environment["HOME"] = home;
+            using var playwright = await Playwright.CreateAsync();
+            await using var browser = await playwright.Chromium.LaunchAsync(new BrowserTypeLaunchOptions
+            {
+                ExecutablePath = Environment.GetEnvironmentVariable("OUTPOST_CHROMIUM") is { Length: > 0 } p ? p : "/usr/bin/chromium",
+                Headless = true,
+                Env = environment,
+            });
+            var context = await browser.NewContextAsync(new BrowserNewContextOptions { ViewportSize = new ViewportSize { Width = 1280, Height = 800 } });
+            context.SetDefaultTimeout(120_000);
+            var page = await context.NewPageAsync();
+            long cold = 0;
+            page.RequestFinished += async (_, request) =>
+            {
+                if (request.Url.Contains("/ui/", StringComparison.Ordinal))
+                {
+                    var sizes = await request.SizesAsync();
+                    Interlocked.Add(ref cold, sizes.ResponseBodySize + sizes.ResponseHeadersSize);
+                }
+            };
+            await page.GotoAsync(serverUrl + "/ui/");
+            await page.FillAsync("#token", token);
+            await page.ClickAsync("button[type=submit]");
+            const string Listed = "() => /^\\d+ nodes$/.test(document.querySelector('#node-summary')?.textContent ?? '') && document.querySelector('.vrow[data-node]')";
+            await page.WaitForFunctionAsync(Listed);
+            var total = await page.InnerTextAsync("#node-summary");
+
+            // First meaningful paint: navigation start to the first rows drawn with the whole list in.
+            var paints = new List<double>();
+            for (var run = 0; run < runs; run++)
+            {
+                await page.ReloadAsync();
+                await page.WaitForFunctionAsync(Listed);
+                paints.Add(await page.EvaluateAsync<double>("() => performance.getEntriesByName('outpost:fleet-painted')[0].startTime"));
+            }
+
+            var keystrokes = new List<double>();
+            for (var run = 0; run < runs; run++)
+            {
+                keystrokes.AddRange(await page.EvaluateAsync<double[]>("""
+                    async () => {
+                      const input = document.getElementById('node-filter');
+                      const times = [];
+                      for (const text of ['s', 'si', 'sit', 'site', 'site=', 'site=n', 'site=no', 'site=nor', 'site=north', 'site=north t', 'site=north tier=gpu', 'node-0', 'node-01', 'node-012', '']) {
+                        const start = performance.now();
+                        input.value = text;
+                        input.dispatchEvent(new Event('input'));
+                        times.push(performance.now() - start);
+                        await new Promise(r => requestAnimationFrame(() => setTimeout(r)));
+                      }
+                      return times;
+                    }
+                    """));
+            }
+
+            // A real agent dies: when the server's API first says so (asked every 20 ms) against when the page shows it.
+            await page.WaitForFunctionAsync($"() => document.querySelector('[data-node=\"{agentNode}\"][data-state=\"Ready\"]')");
+            await page.EvaluateAsync($$"""
+                () => {
+                  window.seenAt = 0;
+                  new MutationObserver(() => {
+                    const state = document.querySelector('[data-node="{{agentNode}}"]')?.dataset.state;
+                    if (state && state !== 'Ready' && !window.seenAt) window.seenAt = Date.now();
+                  }).observe(document.querySelector('#node-list'), { subtree: true, childList: true, attributes: true });
+                }
+                """);
+            using var http = new HttpClient(new SocketsHttpHandler
+            {
+                SslOptions = new System.Net.Security.SslClientAuthenticationOptions
+                {
+                    RemoteCertificateValidationCallback = Core.Security.TrustBundle.FromPem(await File.ReadAllTextAsync(caPath)).ServerValidator(),
+                },
+            });
+            http.DefaultRequestHeaders.Authorization = new("Bearer", token);
+            Process.GetProcessById(agentPid).Kill();
+            long recorded;
+            while (true)
+            {
+                var node = System.Text.Json.Nodes.JsonNode.Parse(await http.GetStringAsync($"{serverUrl}/api/v1/nodes/{agentNode}"))!;
+                if ((string?)node["status"]?["state"] != "Ready")
+                {
+                    recorded = DateTimeOffset.UtcNow.ToUnixTimeMilliseconds();
+                    break;
+                }
+
+                await Task.Delay(20);
+            }
+
+            await page.WaitForFunctionAsync("() => window.seenAt > 0");
+            var shown = await page.EvaluateAsync<double>("() => window.seenAt");
+            paints.Sort();
+            keystrokes.Sort();
+            Console.Error.WriteLine($"{total}; first paint runs (ms): {string.Join(", ", paints.Select(p => p.ToString("F0", CultureInfo.InvariantCulture)))}");
+            Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                $"dashboard paint_ms={paints[paints.Count / 2]:F0} keystroke_ms={keystrokes[keystrokes.Count / 2]:F1} keystroke_p99_ms={keystrokes[(int)(keystrokes.Count * 0.99)]:F1} keystroke_max_ms={keystrokes[^1]:F1} state_change_ms={shown - recorded:F0} cold_bytes={cold}"));
+            return 0;
+        }
+        finally
+        {
+            Directory.Delete(home, recursive: true);
+        }
+    }
+
+    private static void Run(string program, params string[] args)
+    {
+        using var process = Process.Start(new ProcessStartInfo(program, args) { RedirectStandardOutput = true, RedirectStandardError = true })!;
+        var output = process.StandardOutput.ReadToEnd() + process.StandardError.ReadToEnd();
+        process.WaitForExit();
+        if (process.ExitCode != 0)
+        {
+            throw new InvalidOperationException($"{program} {string.Join(' ', args)}: {output}");
+        }
+    }
+}
