@@ -51,7 +51,8 @@
 #             server filtering with `outpost get nodes -l site=north` (keystroke_vs_server); after
 #             kill -9 of the agent, how long after the server's API first says so (asked every 20 ms)
 #             the page shows it (state_change_ms; 0 or less: the page was first); bytes of a cold
-#             load of the page's assets, compressed, and of the node Table it lists.
+#             load of the page's assets, compressed, and of the node Table it lists; the server's CPU
+#             (share of a core, 10 s) with no page open against the same with the fleet page open.
 #   mesh      with a server and three agents (edge-1 holds the service addresses; edge-2, in another site, and
 #             edge-3, in edge-1's site, run the endpoints): requests/s of a 4 KB answer through /proxy/services
 #             and at the service address on edge-1 (relayed by the server), against the node's gateway directly;
@@ -269,7 +270,7 @@ case "$scenario" in
     mkdir -p "$HOME"
     "${bench[@]}" seednodes "$work/server" "$nodes"
     port=$((20000 + RANDOM % 10000))
-    "${outpost[@]}" server --data-dir "$work/server" --listen "127.0.0.1:$port" >"$work/server.log" 2>&1 & pids+=($!)
+    "${outpost[@]}" server --data-dir "$work/server" --listen "127.0.0.1:$port" >"$work/server.log" 2>&1 & server=$!; pids+=($server)
     url="https://127.0.0.1:$port"
     config="$work/server/config.yaml"
     for _ in $(seq 1 240); do [[ -f "$config" ]] && curl -sf --cacert "$work/server/tls/ca.crt" "$url/healthz" >/dev/null && break; sleep 0.5; done
@@ -288,13 +289,14 @@ case "$scenario" in
     server_filter_ms=$(median_ms "${outpost[@]}" get nodes -l site=north --config "$config")
     table_bytes=$(curl -s --cacert "$work/server/tls/ca.crt" -H "Authorization: Bearer $token" -H 'Accept: application/json;as=Table;g=meta.k8s.io;v=v1' \
       -H 'Accept-Encoding: gzip, br' "$url/api/v1/nodes" | wc -c)
-    result="$("${bench[@]}" dashboard "$url" "$token" "$work/server/tls/ca.crt" "$agent" bench-edge "$runs" | tail -1)"
+    result="$("${bench[@]}" dashboard "$url" "$token" "$work/server/tls/ca.crt" "$server" "$agent" bench-edge "$runs" | tail -1)"
     field() { sed -E "s/.*[ ]$1=([^ ]+).*/\1/" <<<"$result"; }
     echo "$(( nodes + 1 )) nodes; outpost get nodes ${cli_ms} ms, with -l site=north ${server_filter_ms} ms (median of $runs, process start included); node Table ${table_bytes} bytes" >&2
     echo "dashboard paint_ms=$(field paint_ms) cli_get_nodes_ms=$cli_ms paint_vs_cli=$(awk -v a="$(field paint_ms)" -v b="$cli_ms" 'BEGIN {printf "%.2f", a / b}')" \
       "keystroke_ms=$(field keystroke_ms) keystroke_p99_ms=$(field keystroke_p99_ms) server_filter_ms=$server_filter_ms" \
       "keystroke_vs_server=$(awk -v a="$(field keystroke_ms)" -v b="$server_filter_ms" 'BEGIN {printf "%.4f", a / b}')" \
-      "state_change_ms=$(field state_change_ms) cold_bytes=$(field cold_bytes) table_bytes=$table_bytes nodes=$(( nodes + 1 ))"
+      "state_change_ms=$(field state_change_ms) cold_bytes=$(field cold_bytes) table_bytes=$table_bytes nodes=$(( nodes + 1 ))" \
+      "server_cpu_idle=$(field server_cpu_idle) server_cpu_watched=$(field server_cpu_watched)"
     ;;
   footprint)
     "$root/build.sh" >&2

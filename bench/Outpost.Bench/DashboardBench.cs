@@ -32,8 +32,11 @@ internal static class DashboardBench
         }
     }
 
-    public static async Task<int> RunAsync(string serverUrl, string token, string caPath, int agentPid, string agentNode, int runs)
+    public static async Task<int> RunAsync(string serverUrl, string token, string caPath, int serverPid, int agentPid, string agentNode, int runs)
     {
+        // The server's CPU with no page open, to set against the same with the fleet page open (its watch).
+        var window = TimeSpan.FromSeconds(10);
+        var serverIdle = await CpuShareAsync(serverPid, window);
         var home = Directory.CreateTempSubdirectory("outpost-bench-chromium-").FullName;
         try
         {
@@ -69,6 +72,7 @@ internal static class DashboardBench
             const string Listed = "() => /^\\d+ nodes$/.test(document.querySelector('#node-summary')?.textContent ?? '') && document.querySelector('.vrow[data-node]')";
             await page.WaitForFunctionAsync(Listed);
             var total = await page.InnerTextAsync("#node-summary");
+            var serverWatched = await CpuShareAsync(serverPid, window);
 
             // First meaningful paint: navigation start to the first rows drawn with the whole list in.
             var paints = new List<double>();
@@ -137,13 +141,29 @@ internal static class DashboardBench
             keystrokes.Sort();
             Console.Error.WriteLine($"{total}; first paint runs (ms): {string.Join(", ", paints.Select(p => p.ToString("F0", CultureInfo.InvariantCulture)))}");
             Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
-                $"dashboard paint_ms={paints[paints.Count / 2]:F0} keystroke_ms={keystrokes[keystrokes.Count / 2]:F1} keystroke_p99_ms={keystrokes[(int)(keystrokes.Count * 0.99)]:F1} keystroke_max_ms={keystrokes[^1]:F1} state_change_ms={shown - recorded:F0} cold_bytes={cold}"));
+                $"dashboard paint_ms={paints[paints.Count / 2]:F0} keystroke_ms={keystrokes[keystrokes.Count / 2]:F1} keystroke_p99_ms={keystrokes[(int)(keystrokes.Count * 0.99)]:F1} keystroke_max_ms={keystrokes[^1]:F1} state_change_ms={shown - recorded:F0} cold_bytes={cold} server_cpu_idle={serverIdle:F3} server_cpu_watched={serverWatched:F3}"));
             return 0;
         }
         finally
         {
             Directory.Delete(home, recursive: true);
         }
+    }
+
+    /// <summary>The share of one core a process used over a window (utime + stime from /proc, 100 ticks a second).</summary>
+    private static async Task<double> CpuShareAsync(int pid, TimeSpan window)
+    {
+        static long Ticks(int pid)
+        {
+            var stat = File.ReadAllText($"/proc/{pid}/stat");
+            var fields = stat[(stat.LastIndexOf(')') + 2)..].Split(' ');
+            return long.Parse(fields[11], CultureInfo.InvariantCulture) + long.Parse(fields[12], CultureInfo.InvariantCulture);
+        }
+
+        var before = Ticks(pid);
+        var clock = Stopwatch.StartNew();
+        await Task.Delay(window);
+        return (Ticks(pid) - before) / 100.0 / clock.Elapsed.TotalSeconds;
     }
 
     private static void Run(string program, params string[] args)

@@ -52,13 +52,14 @@ switch (args.FirstOrDefault())
         await DashboardBench.SeedAsync(args[1], int.Parse(args[2], CultureInfo.InvariantCulture));
         return 0;
     case "dashboard":
-        return await DashboardBench.RunAsync(args[1], args[2], args[3], int.Parse(args[4], CultureInfo.InvariantCulture), args[5], int.Parse(args[6], CultureInfo.InvariantCulture));
+        return await DashboardBench.RunAsync(args[1], args[2], args[3], int.Parse(args[4], CultureInfo.InvariantCulture), int.Parse(args[5], CultureInfo.InvariantCulture), args[6],
+            int.Parse(args[7], CultureInfo.InvariantCulture));
     case "ai":
         return AiBench.Run(args[1], args[2], args[3], int.Parse(args[4], CultureInfo.InvariantCulture));
     case "kestrel-ai":
         await AiBench.ServeAsync(int.Parse(args[1], CultureInfo.InvariantCulture), args[2]);
         return 0;
     default:
-        Console.Error.WriteLine("usage: Outpost.Bench coldstart [iterations] | kestrel PORT | ai MODEL CLASSIFY_WASM READFILE_WASM ITERATIONS | kestrel-ai PORT MODEL | sync OUTPOST_DLL SAMPLES RECORDS IDLE_SECONDS [POSTGRES] | rollback OUTPOST_DLL SAMPLES AGENTS RUNS WARMUPS | firstanswer URL PROGRAM ARGS... | sink PORT | bulk PORT MB [SECONDS] | tlssink PORT | tlsbulk PORT MB | connects PORT SECONDS CONCURRENCY | stalled PORT SECONDS | resume PORT | latency URL RATE SECONDS [HEADER] | hold ADDRESS PORT COUNT CONCURRENCY SECONDS | seednodes DATA_DIR COUNT | dashboard SERVER_URL TOKEN CA AGENT_PID AGENT_NODE RUNS | fleet SERVER_URL[,URL2] CONFIG JOIN_TOKEN SERVER_PID[,PID2] OUTPOST SAMPLES NODES RUNS IDLE_SECONDS RECORD_SECONDS STORM_LIMIT_SECONDS");
+        Console.Error.WriteLine("usage: Outpost.Bench coldstart [iterations] | kestrel PORT | ai MODEL CLASSIFY_WASM READFILE_WASM ITERATIONS | kestrel-ai PORT MODEL | sync OUTPOST_DLL SAMPLES RECORDS IDLE_SECONDS [POSTGRES] | rollback OUTPOST_DLL SAMPLES AGENTS RUNS WARMUPS | firstanswer URL PROGRAM ARGS... | sink PORT | bulk PORT MB [SECONDS] | tlssink PORT | tlsbulk PORT MB | connects PORT SECONDS CONCURRENCY | stalled PORT SECONDS | resume PORT | latency URL RATE SECONDS [HEADER] | hold ADDRESS PORT COUNT CONCURRENCY SECONDS | seednodes DATA_DIR COUNT | dashboard SERVER_URL TOKEN CA SERVER_PID AGENT_PID AGENT_NODE RUNS | fleet SERVER_URL[,URL2] CONFIG JOIN_TOKEN SERVER_PID[,PID2] OUTPOST SAMPLES NODES RUNS IDLE_SECONDS RECORD_SECONDS STORM_LIMIT_SECONDS");
         return 2;
 }

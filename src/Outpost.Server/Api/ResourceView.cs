@@ -66,6 +66,13 @@ public sealed class ResourceView(FleetPresence leases, SyncAccounting accounting
     }
 
     /// <summary>
+    /// A node's state from its stream alone, without reading its stored status: null when no
+    /// replica has held a stream of it since this server started. What time changes without a write.
+    /// </summary>
+    public string? LeaseState(string node) =>
+        leases.Get(node) is { } lease ? NodeState.Derive(lease.Connected, lease.LastHeartbeat, time.GetUtcNow(), options.NodeLease) : null;
+
+    /// <summary>
     /// The fields a Kubernetes Node has, next to Outpost's own: a Ready condition from the
     /// lease, nodeInfo, addresses, capacity and allocatable (what kubectl get/describe read).
     /// </summary>

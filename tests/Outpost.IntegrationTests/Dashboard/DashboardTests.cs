@@ -196,6 +196,9 @@ public sealed class DashboardTests(ITestOutputHelper output)
         await Fleet.WaitForBodyAsync(agent.Gateway + "/hello", "one from edge-1 (path /)\n");
         await ApplyAsync(fleet, App("two"));
         await Fleet.WaitForBodyAsync(agent.Gateway + "/hello", "two from edge-1 (path /)\n");
+        // The sensor sample publishes a reading to the "readings" topic every 5 s.
+        var (applied, applyOutput) = await fleet.ClientAsync("apply", "-f", Path.Combine(Repository.Root, "samples", "manifests", "sensor.yaml"));
+        Assert.True(applied == 0, applyOutput);
         var (code, viewer) = await fleet.ClientAsync("token", "create", "--api", "--role", "viewer", "--description", "dashboard viewer");
         Assert.True(code == 0, viewer);
 
@@ -218,6 +221,14 @@ public sealed class DashboardTests(ITestOutputHelper output)
         await ui.WaitForAsync("() => document.querySelector('#rollout-phase')?.textContent === 'Succeeded' && document.querySelectorAll('#revisions tbody tr').length === 2");
         Assert.Equal(0, await ui.Page.Locator("[data-action]").CountAsync());
         Assert.Equal(0, await ui.Page.Locator("#rollout-actions button").CountAsync());
+        // Data: the topic with its record count, and its records followed live.
+        await ui.GoAsync("#/data");
+        await ui.WaitForAsync("() => [...document.querySelectorAll('#topics tbody tr')].some(r => r.cells[0].textContent === 'readings' && Number(r.cells[1].textContent) >= 1)");
+        await ui.Page.ClickAsync("#topics a");
+        await ui.WaitForAsync("() => location.hash === '#/data/topics/readings' && document.querySelector('.tail li.record .msg')?.textContent.includes('\"seq\"')");
+        var first = await ui.Page.Locator(".tail li.record").CountAsync();
+        await ui.WaitForAsync("n => document.querySelectorAll('.tail li.record').length > n", first);
+
         foreach (var route in new[] { "#/fleet", "#/nodes/edge-1", "#/alerts", "#/events", "#/data", "#/services" })
         {
             await ui.GoAsync(route);

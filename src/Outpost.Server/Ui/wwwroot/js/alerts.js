@@ -1,9 +1,15 @@
 // Alerts (firing and pending first, with their rule, target and since) and the event stream.
-import { h, fill, badge, table, section, age, time } from './dom.js';
+import { h, fill, link, badge, table, section, age, time } from './dom.js';
 import { get, every, OUTPOST } from './api.js';
 import { eventTail } from './tail.js';
 
 const ORDER = { Firing: 0, Pending: 1, Resolved: 2 };
+
+/** node/NAME and app/NAME lead to that page. */
+function target(text) {
+  const [kind, name] = (text ?? '').split('/', 2);
+  return name && kind === 'node' ? link(['nodes', name], text) : name && kind === 'app' ? link(['apps', name], text) : text;
+}
 
 /** {type: nodeOffline, nodeSelector: {site: x}, threshold: 0.1, ...} as one line. */
 function condition(c) {
@@ -29,7 +35,7 @@ export function alertsView(main, _params, ctx) {
       fill(active,
         h('p', { class: 'state-line' }, badge(firing ? 'Firing' : pending ? 'Pending' : 'Resolved'), `${firing} firing, ${pending} pending`),
         table(['State', 'Severity', 'Rule', 'Target', 'Since', 'Value', 'Message'], items.map(a => [
-          badge(a.state), a.severity, a.rule, a.target, a.since ? h('span', { title: time(a.since) }, age(a.since) + ' ago') : '–',
+          badge(a.state), a.severity, a.rule, target(a.target), a.since ? h('span', { title: time(a.since) }, age(a.since) + ' ago') : '–',
           a.value === null || a.value === undefined ? '–' : String(a.value), a.message ?? '',
         ]), { class: 'grid' }));
       fill(rules, table(['Rule', 'Condition', 'Severity', 'For'], ruleList.items.map(r => [
