@@ -110,8 +110,9 @@ export async function keepWatching(open, relist, signal, onError) {
 
 export function sleep(ms, signal) {
   return new Promise(resolve => {
-    const timer = setTimeout(resolve, ms);
-    signal?.addEventListener('abort', () => { clearTimeout(timer); resolve(); }, { once: true });
+    const stop = () => { clearTimeout(timer); resolve(); };
+    const timer = setTimeout(() => { signal?.removeEventListener('abort', stop); resolve(); }, ms);
+    signal?.addEventListener('abort', stop, { once: true });
   });
 }
 

@@ -61,8 +61,9 @@ function signIn() {
       session.token = token;
       sessionStorage.setItem(ROLE, who.role);
       sessionStorage.setItem(USER, who.username);
-      if (!location.hash || location.hash === '#/') location.hash = '#/fleet';
-      render();
+      // A new hash renders through hashchange; the same one renders here.
+      if (!location.hash.startsWith('#/') || location.hash === '#/') location.hash = '#/fleet';
+      else render();
     } catch (e) {
       fill(error, e.status === 401 ? 'That token is unknown, revoked or expired.' : e.message);
       error.hidden = false;
@@ -81,6 +82,7 @@ function signIn() {
 }
 
 function render() {
+  if (location.hash && !location.hash.startsWith('#/') && current) return;
   current?.abort();
   current = null;
   if (!session.token) {
@@ -104,7 +106,13 @@ function render() {
   }
 
   current = new AbortController();
-  const params = route[0].exec(path).slice(1).map(p => decodeURIComponent(p));
+  let params;
+  try {
+    params = route[0].exec(path).slice(1).map(p => decodeURIComponent(p));
+  } catch {
+    fill(main, h('section', { class: 'card' }, h('h1', null, 'Not found'), h('p', null, 'Nothing is at ', h('code', null, location.hash), '.')));
+    return;
+  }
   route[1](main, params, { ...ctx, signal: current.signal });
 }
 
@@ -112,6 +120,8 @@ setUnauthorizedHandler(() => {
   if (session.token) signOut();
 });
 window.addEventListener('hashchange', () => {
+  // Only "#/..." is a route: "#main" is the skip link, which moves focus and nothing else.
+  if (location.hash && !location.hash.startsWith('#/')) return;
   render();
   main.focus({ preventScroll: true });
 });

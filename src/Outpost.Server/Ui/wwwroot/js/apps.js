@@ -47,13 +47,14 @@ export function appsView(main, _params, ctx) {
     error.hidden = true;
     return result.metadata.resourceVersion;
   };
-  list().catch(e => { fill(error, e.message); error.hidden = false; }).then(rv => keepWatching(
-    () => watch(`${APPS}?resourceVersion=${encodeURIComponent(rv ?? '0')}`, event => {
+  // The watch starts with every app (ADDED), so nothing that changed since the list is missed.
+  list().catch(e => { fill(error, e.message); error.hidden = false; }).then(() => keepWatching(
+    () => watch(APPS, event => {
       if (event.type === 'DELETED') apps.delete(event.object.metadata.name);
       else apps.set(event.object.metadata.name, event.object);
       render();
     }, { signal }),
-    async () => { rv = await list(); }, signal,
+    list, signal,
     e => { fill(error, 'The watch on apps broke (' + e.message + '); reconnecting…'); error.hidden = false; }));
 }
 
@@ -89,6 +90,8 @@ export function appView(main, [name], ctx) {
   let generation = null;
   let rollout = null;
   let earlier = false;
+  let phase = null;
+  let confirming = false;
 
   function renderSummary(app) {
     const st = app.status ?? {};
@@ -99,12 +102,13 @@ export function appView(main, [name], ctx) {
       ['Route', app.spec?.triggers?.http?.route],
       ['Image or module', app.spec?.image ?? app.spec?.module?.digest],
       ['Placement', app.spec?.placement?.nodeSelector ? Object.entries(app.spec.placement.nodeSelector).map(([k, v]) => `${k}=${v}`).join(', ') : 'every node'],
-      st.notPlaced ? ['Not placed', String(st.notPlaced)] : null,
+      st.notPlaced?.length ? ['Not placed', st.notPlaced.map(n => `${n.node}: ${n.reason}`).join('; ')] : null,
     ]));
   }
 
   function renderActions() {
-    if (!admin) { fill(actions); return; }
+    // Not while the admin is answering "undo?": the rollout is re-read every second.
+    if (!admin || confirming) { if (!admin) fill(actions); return; }
     const status = rollout?.status;
     const live = status && !['Succeeded', 'RolledBack', 'Failed'].includes(status.phase);
     const act = (label, path, done) => h('button', { type: 'button', dataset: { action: label.toLowerCase() }, onclick: async event => {
@@ -120,10 +124,12 @@ export function appView(main, [name], ctx) {
     if (status?.paused) buttons.push(act('Resume', 'rollout/resume', 'Rollout resumed.'));
     // Undo asks once more before it sends every node back to the previous revision.
     const undo = h('button', { type: 'button', class: 'danger', dataset: { action: 'undo' }, onclick: () => {
-      fill(actions, ...buttons,
+      confirming = true;
+      fill(actions,
         h('span', { class: 'confirm' }, 'Send every node back to the previous revision?'),
         h('button', { type: 'button', class: 'danger', dataset: { action: 'confirm-undo' }, onclick: async event => {
           event.currentTarget.disabled = true;
+          confirming = false;
           try {
             const result = await post(`${APPS}/${encodeURIComponent(name)}/rollback`, {});
             fill(note, `Undone: revision ${result.toRevision} again, as revision ${result.object?.metadata?.generation}, on every node at once.`);
@@ -131,7 +137,7 @@ export function appView(main, [name], ctx) {
             await refreshRollout();
           } catch (e) { fail(e); } finally { renderActions(); }
         } }, 'Yes, undo'),
-        h('button', { type: 'button', onclick: renderActions }, 'Cancel'));
+        h('button', { type: 'button', onclick: () => { confirming = false; renderActions(); } }, 'Cancel'));
       actions.querySelector('[data-action="confirm-undo"]').focus();
     } }, 'Undo');
     // Undo needs an earlier revision to go back to.
@@ -168,8 +174,10 @@ export function appView(main, [name], ctx) {
     renderRollout(rollout);
     renderActions();
     error.hidden = true;
-    if (rollout.metadata.generation !== generation) {
+    // The current revision's outcome moves with the rollout's phase, without a new generation.
+    if (rollout.metadata.generation !== generation || rollout.status?.phase !== phase) {
       generation = rollout.metadata.generation;
+      phase = rollout.status?.phase;
       const revisions = await get(`${APPS}/${encodeURIComponent(name)}/revisions`, { signal });
       earlier = revisions.items.some(rev => !rev.current);
       renderActions();
@@ -196,7 +204,8 @@ export function appView(main, [name], ctx) {
     }
   })();
 
-  every(30000, async () => {
+  every(30000, () => traffic30().catch(e => { if (!signal.aborted) fill(trafficTable, h('p', { class: 'muted' }, 'Could not read traffic: ' + e.message)); }), signal);
+  async function traffic30() {
     const metrics = await get(`${OUTPOST}/metrics/apps?app=${encodeURIComponent(name)}&series=true&window=1h`, { signal });
     const series = field => metrics.items.map(item => ({
       name: `revision ${item.revision}`,
@@ -211,5 +220,5 @@ export function appView(main, [name], ctx) {
         String(item.revision), String(item.nodes), String(item.requests), String(item.requestsPerSecond),
         percent(item.errorRatio), seconds(item.latencyP50Seconds), seconds(item.latencyP99Seconds),
       ]), { class: 'grid' }));
-  }, signal);
+  }
 }

@@ -23,7 +23,7 @@ export function chart({ title, series, format = v => String(v), max }) {
   const top = max ?? (Math.max(...all.map(p => p[1]), 0) * 1.1 || 1);
   const x = t => pad.left + ((t - t0) / (t1 - t0)) * (width - pad.left - pad.right);
   const y = v => height - pad.bottom - (v / top) * (height - pad.top - pad.bottom);
-  const svg = s('svg', { viewBox: `0 0 ${width} ${height}`, role: 'img', 'aria-label': title, preserveAspectRatio: 'none' });
+  const svg = s('svg', { viewBox: `0 0 ${width} ${height}`, role: 'img', 'aria-label': title });
   for (const fraction of [0, 0.5, 1]) {
     const v = top * fraction;
     svg.append(

@@ -41,15 +41,25 @@ function record(row) {
   };
 }
 
-/** "edge site=north !cpu" style filter: key=value and key!=value match labels; other words match name or labels. */
+/**
+ * "edge site=north tier!=gpu": key=value and key!=value match labels (keys exactly, as
+ * Kubernetes does; values in any case); other words match the name or labels, in any case.
+ */
 export function parseFilter(text) {
   const terms = [];
-  for (const word of text.trim().toLowerCase().split(/\s+/).filter(Boolean)) {
+  for (const word of text.trim().split(/\s+/).filter(Boolean)) {
     const ne = word.indexOf('!=');
     const eq = word.indexOf('=');
-    if (ne > 0) terms.push(n => (n.labels[word.slice(0, ne)] ?? '').toLowerCase() !== word.slice(ne + 2));
-    else if (eq > 0) terms.push(n => (n.labels[word.slice(0, eq)] ?? null)?.toLowerCase() === word.slice(eq + 1));
-    else terms.push(n => n.text.includes(word));
+    if (ne > 0) {
+      const [key, value] = [word.slice(0, ne), word.slice(ne + 2).toLowerCase()];
+      terms.push(n => (n.labels[key] ?? '').toLowerCase() !== value);
+    } else if (eq > 0) {
+      const [key, value] = [word.slice(0, eq), word.slice(eq + 1).toLowerCase()];
+      terms.push(n => key in n.labels && n.labels[key].toLowerCase() === value);
+    } else {
+      const lower = word.toLowerCase();
+      terms.push(n => n.text.includes(lower));
+    }
   }
   return n => terms.every(t => t(n));
 }
@@ -63,6 +73,8 @@ export function fleetView(main, _params, ctx) {
   let dirty = true;
   let painted = false;
   let frame = 0;
+  let scrollFrame = 0;
+  let said = '';
 
   const counts = h('div', { class: 'counts', role: 'group', 'aria-label': 'Filter by state' });
   const filter = h('input', { id: 'node-filter', type: 'search', placeholder: 'Filter: name, label=value, key!=value', 'aria-label': 'Filter nodes', autocomplete: 'off', spellcheck: 'false' });
@@ -95,19 +107,29 @@ export function fleetView(main, _params, ctx) {
     shown = sorted.filter(n => (want.states.size === 0 || want.states.has(n.state)) && (!want.site || n.site === want.site) && want.match(n));
   }
 
-  function renderCounts() {
-    const by = { Ready: 0, NotReady: 0, Offline: 0 };
-    for (const n of nodes.values()) by[n.state] = (by[n.state] ?? 0) + 1;
-    fill(counts, STATES.map(state => h('button', {
+  // The count buttons are made once (a click keeps its focus); each update sets their numbers.
+  const countOf = {};
+  counts.append(...STATES.map(state => {
+    countOf[state] = h('span', { class: 'n' }, '0');
+    const button = h('button', {
       type: 'button',
       class: 'count ' + ({ Ready: 'ok', NotReady: 'warn', Offline: 'bad' })[state],
-      'aria-pressed': want.states.has(state) ? 'true' : 'false',
+      'aria-pressed': 'false',
       'data-state': state,
       onclick: () => {
         want.states.has(state) ? want.states.delete(state) : want.states.add(state);
+        button.setAttribute('aria-pressed', String(want.states.has(state)));
+        scroller.scrollTop = 0;
         update();
       },
-    }, h('span', { class: 'n' }, String(by[state])), ' ', state)));
+    }, countOf[state], ' ', state);
+    return button;
+  }));
+
+  function renderCounts() {
+    const by = { Ready: 0, NotReady: 0, Offline: 0 };
+    for (const n of nodes.values()) by[n.state] = (by[n.state] ?? 0) + 1;
+    for (const state of STATES) countOf[state].textContent = String(by[state]);
   }
 
   function renderSites() {
@@ -140,8 +162,10 @@ export function fleetView(main, _params, ctx) {
     fill(rows, shown.slice(first, last).map((n, i) => row(n, first + i)));
     if (focused) rows.querySelector(`[data-node="${CSS.escape(focused)}"] a`)?.focus({ preventScroll: true });
     const total = nodes.size;
-    fill(summary, total === 0 ? 'No nodes yet. Join one: outpost token create, then outpost agent --server URL --token TOKEN on the node.'
-      : shown.length === total ? `${total} nodes` : `${shown.length} of ${total} nodes`);
+    const text = total === 0 ? 'No nodes yet. Join one: outpost token create, then outpost agent --server URL --token TOKEN on the node.'
+      : shown.length === total ? `${total} nodes` : `${shown.length} of ${total} nodes`;
+    // A live region: written only when it says something new.
+    if (text !== said) fill(summary, said = text);
   }
 
   function update() {
@@ -186,7 +210,7 @@ export function fleetView(main, _params, ctx) {
             const before = nodes.get(r.Name);
             const next = record(r);
             nodes.set(r.Name, next);
-            if (before && before.site !== next.site) renderSites();
+            if (!before || before.site !== next.site) renderSites();
           }
         }
         dirty = true;
@@ -206,7 +230,7 @@ export function fleetView(main, _params, ctx) {
   }, signal);
   // Ages ("12s ago") move on their own.
   const ages = setInterval(() => { if (!document.hidden) renderRows(); }, 5000);
-  signal.addEventListener('abort', () => { clearInterval(ages); cancelAnimationFrame(frame); }, { once: true });
+  signal.addEventListener('abort', () => { clearInterval(ages); cancelAnimationFrame(frame); cancelAnimationFrame(scrollFrame); }, { once: true });
 
   filter.addEventListener('input', () => {
     // Each keystroke filters at once: the list is in memory and only the rows in view are drawn.
@@ -218,7 +242,7 @@ export function fleetView(main, _params, ctx) {
   sort.addEventListener('change', () => { want.sort = sort.value; dirty = true; update(); });
   direction.addEventListener('click', () => { want.desc = !want.desc; dirty = true; update(); });
   scroller.addEventListener('scroll', () => {
-    if (!frame) frame = requestAnimationFrame(() => { frame = 0; renderRows(); });
+    if (!scrollFrame) scrollFrame = requestAnimationFrame(() => { scrollFrame = 0; renderRows(); });
   }, { passive: true });
   window.addEventListener('resize', schedule, { signal });
 

@@ -59,7 +59,8 @@ export function nodeView(main, [name], ctx) {
     }, { signal }),
     load, signal));
 
-  every(30000, async () => {
+  every(30000, () => refresh().catch(e => { if (!signal.aborted) fill(usage, h('p', { class: 'muted' }, 'Could not read usage: ' + e.message)); }), signal);
+  async function refresh() {
     await load(); // the heartbeat and usage, which the watch does not send on their own
     const metrics = await get(`${OUTPOST}/metrics/nodes?node=${encodeURIComponent(name)}&series=true&window=1h`, { signal });
     const item = metrics.items[0];
@@ -70,5 +71,5 @@ export function nodeView(main, [name], ctx) {
       chart({ title: 'CPU', series: [{ name: 'node', points: minutes.map(m => [m.t, m.cpuRatio ?? 0]) }, { name: 'agent', points: minutes.map(m => [m.t, m.agentCpuRatio ?? 0]) }], format: percent, max: 1 }),
       chart({ title: 'Memory', series: [{ name: 'node', points: ratio('memoryUsedBytes', 'memoryTotalBytes') }], format: percent, max: 1 }),
       chart({ title: 'Disk', series: [{ name: 'data dir\'s file system', points: ratio('diskUsedBytes', 'diskTotalBytes') }], format: percent, max: 1 }));
-  }, signal);
+  }
 }

@@ -1,6 +1,6 @@
 // Live tails over the API's cursors: logs (?after=), events (?continue=) and topic records.
 // Each keeps the newest `keep` lines and asks for more every couple of seconds while shown.
-import { h, fill, age, time } from './dom.js';
+import { h, fill, time } from './dom.js';
 import { get, every, OUTPOST } from './api.js';
 
 function tailBox(label) {
@@ -54,7 +54,7 @@ export function eventTail(name, signal, { keep = 300, onEvents } = {}) {
   let cursor = '';
   let caughtUp = false;
   const line = e => h('li', { class: 'event ' + (e.type === 'Warning' ? 'warn' : 'info') },
-    h('time', { datetime: e.lastTimestamp, title: time(e.lastTimestamp) }, age(e.lastTimestamp) + ' ago'), ' ',
+    h('time', { datetime: e.lastTimestamp, title: time(e.lastTimestamp) }, new Date(e.lastTimestamp).toLocaleTimeString()), ' ',
     h('span', { class: 'reason' }, e.reason), ' ',
     h('span', { class: 'who' }, `${e.involvedObject?.kind ?? ''}/${e.involvedObject?.name ?? ''}`), ' ',
     h('span', { class: 'msg' }, e.message));
