@@ -165,12 +165,7 @@ public sealed class SecurityTests
         });
         Assert.Equal(StatusCode.PermissionDenied, denied.StatusCode);
 
-        var forged = await Assert.ThrowsAsync<RpcException>(async () =>
-        {
-            using var call = client.Sync(deadline: Deadline);
-            await call.RequestStream.WriteAsync(new AgentMessage { Hello = new Hello { NodeName = "edge-b" } });
-            await call.ResponseStream.MoveNext(CancellationToken.None);
-        });
+        var forged = await Assert.ThrowsAsync<RpcException>(() => HelloAsync(client, "edge-b"));
         Assert.Equal(StatusCode.PermissionDenied, forged.StatusCode);
         Assert.Contains("belongs to node 'edge-a'", forged.Status.Detail, StringComparison.Ordinal);
 
@@ -213,6 +208,26 @@ public sealed class SecurityTests
         return X509CertificateLoader.LoadPkcs12(withKey.Export(X509ContentType.Pkcs12), null);
     }
 
+    /// <summary>
+    /// Opens a sync stream and says Hello as <paramref name="node"/>; throws what the server answered.
+    /// The server may refuse before it reads (a revoked certificate): then the write itself can
+    /// fail with the call already over (Cancelled), and the server's own status is in the response.
+    /// </summary>
+    private static async Task HelloAsync(EdgeSync.EdgeSyncClient client, string node)
+    {
+        using var call = client.Sync(deadline: Deadline);
+        try
+        {
+            await call.RequestStream.WriteAsync(new AgentMessage { Hello = new Hello { NodeName = node } });
+        }
+        catch (RpcException)
+        {
+            // The server ended the call before this write: what it said comes next, from the response.
+        }
+
+        await call.ResponseStream.MoveNext(CancellationToken.None);
+    }
+
     [Fact]
     public async Task DeletedNode_IsDisconnectedWithinASecond_AndItsCertificateNoLongerWorks()
     {
@@ -241,12 +256,7 @@ public sealed class SecurityTests
         await File.WriteAllTextAsync(Path.Combine(dir, "node.crt"), certificate);
         await File.WriteAllTextAsync(Path.Combine(dir, "node.key"), key);
         using var channel = Channel(fleet, "edge-1");
-        var refused = await Assert.ThrowsAsync<RpcException>(async () =>
-        {
-            using var call = new EdgeSync.EdgeSyncClient(channel).Sync(deadline: Deadline);
-            await call.RequestStream.WriteAsync(new AgentMessage { Hello = new Hello { NodeName = "edge-1" } });
-            await call.ResponseStream.MoveNext(CancellationToken.None);
-        });
+        var refused = await Assert.ThrowsAsync<RpcException>(() => HelloAsync(new EdgeSync.EdgeSyncClient(channel), "edge-1"));
         Assert.Equal(StatusCode.Unauthenticated, refused.StatusCode);
         Assert.Empty(await NodeNamesAsync(fleet));
     }
