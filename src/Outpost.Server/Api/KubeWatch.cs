@@ -12,10 +12,12 @@ namespace Outpost.Server.Api;
 /// Watches (<c>?watch=true</c>): a chunked stream of <c>{"type": "ADDED|MODIFIED|DELETED",
 /// "object": ...}</c> lines, the object a Table of one row when the client asked for tables
 /// (kubectl get -w). The server looks again as soon as the store's revision moves or (for
-/// nodes) a node's stream opens or closes, and every second besides, and sends what changed in what is shown: a node's state changes with its
-/// lease, not only with stored writes, so each object's fingerprint is its printed row (the
-/// columns shown without -o wide) and labels, not just its resourceVersion. With no
-/// resourceVersion (or "0") the current objects come first as ADDED, as Kubernetes does.
+/// nodes) a node's stream opens or closes, and every second besides (for nodes, only when a
+/// lease says a state moved, or every 10 s), and sends what changed in what is shown: a
+/// node's state changes with its lease, not only with stored writes, so each object's
+/// fingerprint is its printed row (the columns shown without -o wide) and labels, not just its
+/// resourceVersion. With no resourceVersion (or "0") the current objects come first as ADDED,
+/// as Kubernetes does; with one, the first look is taken as what the client already has.
 /// </summary>
 public static class KubeWatch
 {
@@ -120,7 +122,7 @@ public static class KubeWatch
                         // On a tick, nodes: a state moves with time alone (heartbeats missed, a lease run
                         // out), which their leases show without reading and rendering the whole fleet.
                         // Nodes with no stream since this server started are looked at every FullLookEvery.
-                        if (woke != written && woke != opened && states is not null
+                        if (woke != written && woke != opened && states is not null && !stop.IsCancellationRequested
                             && time.GetUtcNow() - fullLook < FullLookEvery && seen.Keys.Select(view.LeaseState).SequenceEqual(states))
                         {
                             continue;
