@@ -1,8 +1,7 @@
 using System.Diagnostics;
 using System.Globalization;
 using Microsoft.Playwright;
-using Outpost.Core.Store;
-using Outpost.Server.Store;
+using Outpost.IntegrationTests.Dashboard;
 
 namespace Outpost.Bench;
 
@@ -13,44 +12,22 @@ namespace Outpost.Bench;
 /// </summary>
 internal static class DashboardBench
 {
-    /// <summary>Writes <paramref name="count"/> nodes with site, rack and tier labels into a server data dir's store before it starts.</summary>
-    public static async Task SeedAsync(string dataDir, int count)
-    {
-        Directory.CreateDirectory(dataDir);
-        string[] sites = ["north", "south", "east", "west", "lab"];
-        await using var store = new SqliteControlPlaneStore(Path.Combine(dataDir, "outpost.db"));
-        await store.InitializeAsync(CancellationToken.None);
-        foreach (var chunk in Enumerable.Range(0, count).Chunk(500))
-        {
-            await store.WriteAsync([.. chunk.Select(i => new ResourceWrite
-            {
-                Op = WriteOp.Upsert,
-                Kind = "Node",
-                Name = $"node-{i:D5}",
-                Labels = new Dictionary<string, string> { ["site"] = sites[i % sites.Length], ["rack"] = $"r{i % 40}", ["tier"] = i % 3 == 0 ? "gpu" : "cpu" },
-            })], CancellationToken.None);
-        }
-    }
+    /// <summary>What is typed into the filter, a keystroke at a time, on each run.</summary>
+    private static readonly string[] Typed =
+        ["s", "si", "sit", "site", "site=", "site=n", "site=no", "site=nor", "site=north", "site=north t", "site=north tier=gpu", "node-0", "node-01", "node-012", ""];
 
     public static async Task<int> RunAsync(string serverUrl, string token, string caPath, int serverPid, int agentPid, string agentNode, int runs)
     {
         // The server's CPU with no page open, to set against the same with the fleet page open (its watch).
         var window = TimeSpan.FromSeconds(10);
         var serverIdle = await CpuShareAsync(serverPid, window);
-        var home = Directory.CreateTempSubdirectory("outpost-bench-chromium-").FullName;
+        var (home, environment) = await DashboardFixture.TrustingHomeAsync(caPath);
         try
         {
-            var nss = Path.Combine(home, ".pki", "nssdb");
-            Directory.CreateDirectory(nss);
-            Run("certutil", "-N", "-d", "sql:" + nss, "--empty-password");
-            Run("certutil", "-A", "-d", "sql:" + nss, "-n", "Outpost fleet CA", "-t", "C,,", "-i", caPath);
-            var environment = Environment.GetEnvironmentVariables().Cast<System.Collections.DictionaryEntry>()
-                .ToDictionary(e => (string)e.Key, e => (string?)e.Value ?? "", StringComparer.Ordinal);
-            environment["HOME"] = home;
             using var playwright = await Playwright.CreateAsync();
             await using var browser = await playwright.Chromium.LaunchAsync(new BrowserTypeLaunchOptions
             {
-                ExecutablePath = Environment.GetEnvironmentVariable("OUTPOST_CHROMIUM") is { Length: > 0 } p ? p : "/usr/bin/chromium",
+                ExecutablePath = DashboardFixture.ChromiumPath ?? "/usr/bin/chromium",
                 Headless = true,
                 Env = environment,
             });
@@ -80,26 +57,13 @@ internal static class DashboardBench
             {
                 await page.ReloadAsync();
                 await page.WaitForFunctionAsync(Listed);
-                paints.Add(await page.EvaluateAsync<double>("() => performance.getEntriesByName('outpost:fleet-painted')[0].startTime"));
+                paints.Add(await page.EvaluateAsync<double>(DashboardFixture.FirstPaint));
             }
 
             var keystrokes = new List<double>();
             for (var run = 0; run < runs; run++)
             {
-                keystrokes.AddRange(await page.EvaluateAsync<double[]>("""
-                    async () => {
-                      const input = document.getElementById('node-filter');
-                      const times = [];
-                      for (const text of ['s', 'si', 'sit', 'site', 'site=', 'site=n', 'site=no', 'site=nor', 'site=north', 'site=north t', 'site=north tier=gpu', 'node-0', 'node-01', 'node-012', '']) {
-                        const start = performance.now();
-                        input.value = text;
-                        input.dispatchEvent(new Event('input'));
-                        times.push(performance.now() - start);
-                        await new Promise(r => requestAnimationFrame(() => setTimeout(r)));
-                      }
-                      return times;
-                    }
-                    """));
+                keystrokes.AddRange(await page.EvaluateAsync<double[]>(DashboardFixture.TimeKeystrokes, Typed));
             }
 
             // A real agent dies: when the server's API first says so (asked every 20 ms) against when the page shows it.
@@ -166,14 +130,4 @@ internal static class DashboardBench
         return (Ticks(pid) - before) / 100.0 / clock.Elapsed.TotalSeconds;
     }
 
-    private static void Run(string program, params string[] args)
-    {
-        using var process = Process.Start(new ProcessStartInfo(program, args) { RedirectStandardOutput = true, RedirectStandardError = true })!;
-        var output = process.StandardOutput.ReadToEnd() + process.StandardError.ReadToEnd();
-        process.WaitForExit();
-        if (process.ExitCode != 0)
-        {
-            throw new InvalidOperationException($"{program} {string.Join(' ', args)}: {output}");
-        }
-    }
 }

@@ -49,7 +49,7 @@ switch (args.FirstOrDefault())
             int.Parse(args[7], CultureInfo.InvariantCulture), int.Parse(args[8], CultureInfo.InvariantCulture), int.Parse(args[9], CultureInfo.InvariantCulture),
             double.Parse(args[10], CultureInfo.InvariantCulture), double.Parse(args[11], CultureInfo.InvariantCulture));
     case "seednodes":
-        await DashboardBench.SeedAsync(args[1], int.Parse(args[2], CultureInfo.InvariantCulture));
+        await Outpost.IntegrationTests.Dashboard.DashboardFixture.SeedFleetAsync(args[1], int.Parse(args[2], CultureInfo.InvariantCulture));
         return 0;
     case "dashboard":
         return await DashboardBench.RunAsync(args[1], args[2], args[3], int.Parse(args[4], CultureInfo.InvariantCulture), int.Parse(args[5], CultureInfo.InvariantCulture), args[6],

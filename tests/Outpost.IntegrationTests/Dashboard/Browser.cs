@@ -1,7 +1,4 @@
-using System.Diagnostics;
 using Microsoft.Playwright;
-using Outpost.Core.Store;
-using Outpost.Server.Store;
 
 namespace Outpost.IntegrationTests.Dashboard;
 
@@ -24,32 +21,21 @@ internal sealed class Browser : IAsyncDisposable
         _home = home;
     }
 
-    public static string? ChromiumPath =>
-        Environment.GetEnvironmentVariable("OUTPOST_CHROMIUM") is { Length: > 0 } path ? path
-        : new[] { "/usr/bin/chromium", "/usr/bin/chromium-browser" }.FirstOrDefault(File.Exists);
-
     /// <summary>Skips where Chromium or NSS's certutil is missing (test.sh installs both in CI).</summary>
     public static void SkipUnlessAvailable()
     {
-        Skip.If(ChromiumPath is null, "chromium is not installed (apt-get install chromium)");
+        Skip.If(DashboardFixture.ChromiumPath is null, "chromium is not installed (apt-get install chromium)");
         Skip.IfNot(File.Exists("/usr/bin/certutil"), "NSS's certutil is not installed (apt-get install libnss3-tools)");
     }
 
     /// <summary>Starts Chromium trusting the CA in <paramref name="caPemPath"/> and nothing else of ours.</summary>
     public static async Task<Browser> LaunchAsync(string caPemPath)
     {
-        var home = Directory.CreateTempSubdirectory("outpost-chromium-").FullName;
-        var nss = Path.Combine(home, ".pki", "nssdb");
-        Directory.CreateDirectory(nss);
-        await CertutilAsync("-N", "-d", "sql:" + nss, "--empty-password");
-        await CertutilAsync("-A", "-d", "sql:" + nss, "-n", "Outpost fleet CA", "-t", "C,,", "-i", caPemPath);
-        var environment = Environment.GetEnvironmentVariables().Cast<System.Collections.DictionaryEntry>()
-            .ToDictionary(e => (string)e.Key, e => (string?)e.Value ?? "", StringComparer.Ordinal);
-        environment["HOME"] = home;
+        var (home, environment) = await DashboardFixture.TrustingHomeAsync(caPemPath);
         var playwright = await Playwright.CreateAsync();
         var browser = await playwright.Chromium.LaunchAsync(new BrowserTypeLaunchOptions
         {
-            ExecutablePath = ChromiumPath,
+            ExecutablePath = DashboardFixture.ChromiumPath,
             Headless = true,
             Env = environment,
             Timeout = (float)Fleet.StartTimeout.TotalMilliseconds,
@@ -70,14 +56,6 @@ internal sealed class Browser : IAsyncDisposable
         var dashboard = new DashboardPage(page, serverUrl);
         await dashboard.OpenAsync();
         return dashboard;
-    }
-
-    private static async Task CertutilAsync(params string[] args)
-    {
-        using var process = Process.Start(new ProcessStartInfo("certutil", args) { RedirectStandardOutput = true, RedirectStandardError = true })!;
-        var output = await process.StandardOutput.ReadToEndAsync() + await process.StandardError.ReadToEndAsync();
-        await process.WaitForExitAsync();
-        Assert.True(process.ExitCode == 0, $"certutil {string.Join(' ', args)}: {output}");
     }
 
     public async ValueTask DisposeAsync()
@@ -177,23 +155,5 @@ internal sealed class DashboardPage(IPage page, string serverUrl)
     {
         Assert.True(_faults.Count == 0, string.Join('\n', _faults));
         Assert.True(Dialogs.Count == 0, "the page opened dialogs: " + string.Join('\n', Dialogs));
-    }
-}
-
-/// <summary>
-/// Nodes written straight into a server's SQLite store before it starts: a fleet larger than
-/// this machine could run as agents, and labels no join would let through.
-/// </summary>
-internal static class FixtureStore
-{
-    public static async Task SeedNodesAsync(string serverDataDir, IEnumerable<(string Name, Dictionary<string, string> Labels)> nodes)
-    {
-        Directory.CreateDirectory(serverDataDir);
-        await using var store = new SqliteControlPlaneStore(Path.Combine(serverDataDir, "outpost.db"));
-        await store.InitializeAsync(CancellationToken.None);
-        foreach (var chunk in nodes.Chunk(500))
-        {
-            await store.WriteAsync([.. chunk.Select(n => new ResourceWrite { Op = WriteOp.Upsert, Kind = "Node", Name = n.Name, Labels = n.Labels })], CancellationToken.None);
-        }
     }
 }

@@ -52,7 +52,7 @@ public sealed class DashboardTests(ITestOutputHelper output)
     {
         Browser.SkipUnlessAvailable();
         await using var fleet = new Fleet();
-        await FixtureStore.SeedNodesAsync(Path.Combine(fleet.Root, "server"), [("lab-1", new() { ["site"] = "lab", ["note"] = Hostile })]);
+        await DashboardFixture.SeedNodesAsync(Path.Combine(fleet.Root, "server"), [("lab-1", new() { ["site"] = "lab", ["note"] = Hostile })]);
         await fleet.StartServerAsync(0, Fleet.ShortLease);
         var token = await fleet.CreateJoinTokenAsync();
         var agents = await Task.WhenAll(
@@ -249,9 +249,7 @@ public sealed class DashboardTests(ITestOutputHelper output)
     {
         Browser.SkipUnlessAvailable();
         await using var fleet = new Fleet();
-        var sites = new[] { "north", "south", "east", "west", "lab" };
-        await FixtureStore.SeedNodesAsync(Path.Combine(fleet.Root, "server"), Enumerable.Range(0, 10_000).Select(i =>
-            ($"node-{i:D5}", new Dictionary<string, string> { ["site"] = sites[i % sites.Length], ["rack"] = $"r{i % 40}", ["tier"] = i % 3 == 0 ? "gpu" : "cpu" })));
+        await DashboardFixture.SeedFleetAsync(Path.Combine(fleet.Root, "server"), 10_000);
         await fleet.StartServerAsync();
 
         await using var browser = await Browser.LaunchAsync(CaPath(fleet));
@@ -267,24 +265,14 @@ public sealed class DashboardTests(ITestOutputHelper output)
         {
             await ui.Page.ReloadAsync();
             await ui.WaitForAsync("() => document.querySelector('#node-summary')?.textContent === '10000 nodes' && document.querySelector('.vrow[data-node]')");
-            paints.Add(await ui.Page.EvaluateAsync<double>("() => performance.getEntriesByName('outpost:fleet-painted')[0].startTime"));
+            paints.Add(await ui.Page.EvaluateAsync<double>(DashboardFixture.FirstPaint));
         }
 
         // Filtering: each keystroke's handling, from the input event to the rows drawn.
-        var keystrokes = await ui.Page.EvaluateAsync<double[]>("""
-            async () => {
-              const input = document.getElementById('node-filter');
-              const times = [];
-              for (const text of ['s', 'si', 'sit', 'site', 'site=', 'site=n', 'site=no', 'site=nor', 'node-0', 'node-01', 'node-012', 'tier=gpu', 'rack=r7 tier=cpu']) {
-                const start = performance.now();
-                input.value = text;
-                input.dispatchEvent(new Event('input'));
-                times.push(performance.now() - start);
-                await new Promise(r => requestAnimationFrame(() => setTimeout(r)));
-              }
-              return times;
-            }
-            """);
+        var keystrokes = await ui.Page.EvaluateAsync<double[]>(DashboardFixture.TimeKeystrokes, new[]
+        {
+            "s", "si", "sit", "site", "site=", "site=n", "site=no", "site=nor", "node-0", "node-01", "node-012", "tier=gpu", "rack=r7 tier=cpu",
+        });
         var expected = Enumerable.Range(0, 10_000).Count(i => i % 40 == 7 && i % 3 != 0);
         Assert.Equal($"{expected} of 10000 nodes", await ui.Page.InnerTextAsync("#node-summary"));
         paints.Sort();
