@@ -76,29 +76,29 @@ internal sealed class Browser : IAsyncDisposable
 /// <summary>One tab on the dashboard, with what went wrong in it: script errors, dialogs (alert() from injected markup), CSP refusals.</summary>
 internal sealed class DashboardPage(IPage page, string serverUrl)
 {
-    private readonly List<string> _faults = [];
+    private readonly System.Collections.Concurrent.ConcurrentQueue<string> _faults = new();
 
     public IPage Page { get; } = page;
 
     /// <summary>Dialogs the page opened: an alert() here means markup from the fleet ran.</summary>
-    public List<string> Dialogs { get; } = [];
+    public System.Collections.Concurrent.ConcurrentQueue<string> Dialogs { get; } = new();
 
-    /// <summary>Bytes each response of the page's own assets took on the wire (headers and body), by URL.</summary>
-    public Dictionary<string, long> Transferred { get; } = new(StringComparer.Ordinal);
+    /// <summary>Bytes each response of the page's own assets took on the wire (headers and body), by URL (filled from Playwright's event threads).</summary>
+    public System.Collections.Concurrent.ConcurrentDictionary<string, long> Transferred { get; } = new(StringComparer.Ordinal);
 
     public async Task OpenAsync()
     {
-        Page.PageError += (_, error) => _faults.Add("page error: " + error);
+        Page.PageError += (_, error) => _faults.Enqueue("page error: " + error);
         Page.Console += (_, message) =>
         {
             if (message.Type == "error" && !message.Text.Contains("Failed to load resource", StringComparison.Ordinal))
             {
-                _faults.Add("console error: " + message.Text);
+                _faults.Enqueue("console error: " + message.Text);
             }
         };
         Page.Dialog += async (_, dialog) =>
         {
-            Dialogs.Add($"{dialog.Type}: {dialog.Message}");
+            Dialogs.Enqueue($"{dialog.Type}: {dialog.Message}");
             await dialog.DismissAsync();
         };
         Page.RequestFinished += async (_, request) =>
@@ -153,7 +153,7 @@ internal sealed class DashboardPage(IPage page, string serverUrl)
     /// <summary>Fails with every script error, console error and dialog the page had.</summary>
     public void AssertNoFaults()
     {
-        Assert.True(_faults.Count == 0, string.Join('\n', _faults));
-        Assert.True(Dialogs.Count == 0, "the page opened dialogs: " + string.Join('\n', Dialogs));
+        Assert.True(_faults.IsEmpty, string.Join('\n', _faults));
+        Assert.True(Dialogs.IsEmpty, "the page opened dialogs: " + string.Join('\n', Dialogs));
     }
 }
