@@ -58,6 +58,7 @@ internal static class RoleCommands
                 ServerTokenFile = result.GetValue(serverToken),
             });
             await server.StartAsync(stop);
+            Native.StartupImage.Release();
             Console.WriteLine($"server: {server.Url}");
             if (server.IngressUrl is { } ingressUrl)
             {
@@ -151,6 +152,7 @@ internal static class RoleCommands
             };
             await using var agent = OutpostAgent.Create(options);
             await agent.StartAsync(stop);
+            Native.StartupImage.Release();
             Console.WriteLine($"node {nodeName}: {agent.GatewayUrl}");
             await Task.WhenAny(WaitAsync(stop), agent.WaitForShutdownAsync(CancellationToken.None));
             await agent.StopAsync(CancellationToken.None);
@@ -220,6 +222,7 @@ internal static class RoleCommands
                     await agent.StartAsync(stop);
                 }
 
+                Native.StartupImage.Release();
                 Console.WriteLine($"server: {config.Server}");
                 for (var i = 0; i < running.Count; i++)
                 {
