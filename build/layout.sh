@@ -31,30 +31,31 @@ dotnet build "$root/bench/Outpost.Bench" -c Release -nologo -v q >/dev/null
 binary="$work/publish/outpost"
 
 # Two copies (separate page caches) on a file system nothing has read yet.
-truncate -s $(( $(stat -c %s "$binary") * 3 + 64 * 1048576 )) "$work/disk.img"
+truncate -s $(( ($(stat -c %s "$binary") * 3 / 1048576 + 64) * 1048576 )) "$work/disk.img"
 mkfs.ext4 -q "$work/disk.img"
 loop="$(losetup -f --show "$work/disk.img")"
 blockdev --setra 0 "$loop"
 mkdir -p "$work/mnt"
 mount "$loop" "$work/mnt"
-cp "$binary" "$work/mnt/agent"; cp "$binary" "$work/mnt/server"
+mkdir -p "$work/mnt/agent" "$work/mnt/server" # each named outpost: the root command takes the file's name
+cp "$binary" "$work/mnt/agent/outpost"; cp "$binary" "$work/mnt/server/outpost"
 umount "$work/mnt"; mount "$loop" "$work/mnt"
 
 export HOME="$work/home" OUTPOST_LIB_DIR="$work/lib"
 mkdir -p "$HOME"
 port=$((20000 + RANDOM % 10000))
-"$work/mnt/server" server --data-dir "$work/server" --listen "127.0.0.1:$port" >"$work/server.log" 2>&1 & pids+=($!); server=$!
+"$work/mnt/server/outpost" server --data-dir "$work/server" --listen "127.0.0.1:$port" >"$work/server.log" 2>&1 & pids+=($!); server=$!
 for _ in $(seq 1 240); do grep -q '^server:' "$work/server.log" && break; sleep 0.25; done
 export OUTPOST_CONFIG="$work/server/config.yaml"
 token=$("$binary" token create)
 "$binary" apply -f "$root/samples/manifests" >/dev/null
-"$work/mnt/agent" agent --server "https://127.0.0.1:$port" --token "$token" --name layout-1 --data-dir "$work/agent" --gateway "127.0.0.1:$((port + 1))" >"$work/agent.log" 2>&1 & pids+=($!); agent=$!
+"$work/mnt/agent/outpost" agent --server "https://127.0.0.1:$port" --token "$token" --name layout-1 --data-dir "$work/agent" --gateway "127.0.0.1:$((port + 1))" >"$work/agent.log" 2>&1 & pids+=($!); agent=$!
 for app in hello echo sensor; do
   for _ in $(seq 1 240); do curl -sf -o /dev/null "http://127.0.0.1:$((port + 1))/$app" && break; sleep 0.25; done
   curl -sf -o /dev/null "http://127.0.0.1:$((port + 1))/$app" || { echo "layout.sh: the agent does not serve /$app" >&2; cat "$work/agent.log" >&2; exit 1; }
 done
 sleep 20 # idle: heartbeats, usage samples, the trim after start
 
-dotnet "$root/bench/Outpost.Bench/bin/Release/net10.0/Outpost.Bench.dll" layout "$binary" "$work/outpost.order" "$agent:$work/mnt/agent" "$server:$work/mnt/server"
+dotnet "$root/bench/Outpost.Bench/bin/Release/net10.0/Outpost.Bench.dll" layout "$binary" "$work/outpost.order" "$agent:$work/mnt/agent/outpost" "$server:$work/mnt/server/outpost"
 gzip -9 -n -c "$work/outpost.order" >"$root/build/outpost.order.gz"
 echo "layout.sh: wrote build/outpost.order.gz ($(stat -c %s "$root/build/outpost.order.gz") bytes)" >&2

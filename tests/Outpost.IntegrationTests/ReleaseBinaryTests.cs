@@ -92,6 +92,60 @@ public sealed class ReleaseBinaryTests
     }
 
     [SkippableFact]
+    public async Task OnceStarted_TheAgentAndServer_GiveBackTheTypeDataOnlyReadAtStart()
+    {
+        Skip.If(OutpostProcess.Binary is null, "no OUTPOST_BINARY: run ./test.sh --aot to test the release binary");
+        await using var fleet = new Fleet();
+        await using var server = OutpostProcess.StartProgram(fleet.Home, OutpostProcess.Binary!,
+            ["server", "--data-dir", Path.Combine(fleet.Root, "server"), "--listen", "127.0.0.1:0"]);
+        var url = await server.WaitForLineAsync("server:", Fleet.StartTimeout);
+        var (code, token) = await fleet.ClientAsync("token", "create");
+        Assert.True(code == 0, token);
+        await using var agent = OutpostProcess.StartProgram(fleet.Home, OutpostProcess.Binary!,
+            ["agent", "--server", url, "--token", token.Trim(), "--name", "edge-1", "--data-dir", fleet.AgentDir("edge-1"), "--gateway", "127.0.0.1:0"]);
+        var gateway = await agent.WaitForLineAsync("node edge-1:", Fleet.StartTimeout);
+        (code, var output) = await fleet.ClientAsync("apply", "-f", fleet.WriteManifest("hello.yaml", Fleet.HelloApp));
+        Assert.True(code == 0, output);
+        await Fleet.WaitForBodyAsync(gateway + "/hello", "hello from edge-1 (path /)\n", Fleet.Patience);
+
+        // Each process printed its first line after giving the pages back, and nothing reads them
+        // again: found as the runtime finds them, none of their whole pages is resident.
+        foreach (var process in new[] { agent, server })
+        {
+            var range = Outpost.Native.StartupImage.Locate(process.Pid, (address, length) => ReadMemory(process.Pid, address, length));
+            Assert.True(range is { Length: > 1_000_000 }, $"process {process.Pid}: no dehydrated type data found in the release binary ({range})");
+            var resident = ResidentPages(process.Pid, range!.Value.Start, range.Value.End);
+            Assert.True(resident == 0, $"process {process.Pid}: {resident} pages of the start-up-only data ({range.Value.Length} bytes) are still resident");
+        }
+    }
+
+    private static byte[] ReadMemory(int pid, ulong address, int length)
+    {
+        using var memory = File.OpenRead($"/proc/{pid}/mem");
+        memory.Position = (long)address;
+        var bytes = new byte[length];
+        memory.ReadExactly(bytes);
+        return bytes;
+    }
+
+    /// <summary>How many whole pages of [start, end) process <paramref name="pid"/> has in memory (/proc/PID/pagemap).</summary>
+    private static int ResidentPages(int pid, ulong start, ulong end)
+    {
+        var page = (ulong)Environment.SystemPageSize;
+        using var pagemap = File.OpenRead($"/proc/{pid}/pagemap");
+        var entry = new byte[8];
+        var resident = 0;
+        for (var p = (start + page - 1) / page; p < end / page; p++)
+        {
+            pagemap.Position = (long)(p * 8);
+            pagemap.ReadExactly(entry);
+            resident += (int)(BitConverter.ToUInt64(entry) >> 63);
+        }
+
+        return resident;
+    }
+
+    [SkippableFact]
     public async Task Up_FromTheOneFileAlone_DeploysTheSamplesItCarries()
     {
         Skip.If(OutpostProcess.Binary is null, "no OUTPOST_BINARY: run ./test.sh --aot to test the release binary");
