@@ -146,7 +146,7 @@ internal static partial class StartupImage
         {
             // start-end perms offset dev inode path
             var fields = line.Split(' ', 6, StringSplitOptions.RemoveEmptyEntries);
-            if (fields.Length == 6 && fields[3] == "00000000" && fields[5].Trim() is var path && (path == exe || path == exe + " (deleted)"))
+            if (fields.Length == 6 && fields[2] == "00000000" && fields[5].Trim() is var path && (path == exe || path == exe + " (deleted)"))
             {
                 var start = Convert.ToUInt64(fields[0][..fields[0].IndexOf('-', StringComparison.Ordinal)], 16);
                 return start - elf.FirstSegmentAddress;
