@@ -5,11 +5,15 @@
 # the methods it does not name just go after it.
 #
 #   sudo build/layout.sh          # linux-x64, needs root: a loop mount with readahead off
+#   sudo FRESH=1 build/layout.sh  # from the compiler's default layout instead of the current list
 #
-# How: an unstripped build with the default layout runs from a fresh loop mount whose readahead is
-# off, so a page of the binary is resident only if the process touched it (a warm page cache would
-# let the kernel map the 64 KB around each touched page). The pages each process has resident,
-# matched against the symbols, give the methods (Outpost.Bench layout).
+# How: an unstripped build runs from a fresh loop mount whose readahead is off, so a page of the
+# binary is resident only if the process touched it (a warm page cache would let the kernel map
+# the 64 KB around each touched page). The pages each process has resident, matched against the
+# symbols, give the methods (Outpost.Bench layout). A page holds a dozen methods or more, so the
+# list also names cold neighbours of hot ones; built with the current list, those neighbours sit
+# among other listed methods, and the ones on pages nothing touched fall out: each run refines the
+# list (FRESH=1 starts over).
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 [[ $(id -u) -eq 0 ]] || { echo "layout.sh: needs root (losetup, mount)" >&2; exit 1; }
@@ -23,8 +27,9 @@ cleanup() {
 }
 trap cleanup EXIT
 
-echo "layout.sh: publishing an unstripped linux-x64 build with the default layout" >&2
-dotnet publish "$root/src/Outpost" -c Release -r linux-x64 -p:PublishAot=true -p:OutpostLayout=false -p:StripSymbols=false \
+layout=(); [[ -n "${FRESH:-}" ]] && layout=(-p:OutpostLayout=false)
+echo "layout.sh: publishing an unstripped linux-x64 build (${layout[*]:-with the current list})" >&2
+dotnet publish "$root/src/Outpost" -c Release -r linux-x64 -p:PublishAot=true "${layout[@]}" -p:StripSymbols=false \
   -p:TrimmerSingleWarn=false -p:TreatWarningsAsErrors=false -p:GenerateDocumentationFile=false -o "$work/publish" -nologo >"$work/publish.log" 2>&1 \
   || { cat "$work/publish.log" >&2; exit 1; }
 dotnet build "$root/bench/Outpost.Bench" -c Release -nologo -v q >/dev/null

@@ -20,6 +20,8 @@ switch (args.FirstOrDefault())
     case "rollback":
         await RollbackBench.RunAsync(args[1], args[2], int.Parse(args[3], CultureInfo.InvariantCulture), int.Parse(args[4], CultureInfo.InvariantCulture), int.Parse(args[5], CultureInfo.InvariantCulture));
         return 0;
+    case "startuptypes": // DATA_DIR OUT
+        return await DiProbe.RunAsync(args[1], args[2]);
     case "layout": // SYMBOLS OUT PID:PATH...
         return CodeLayout.Run(args[1], args[2], [.. args[3..].Select(a => (int.Parse(a[..a.IndexOf(':', StringComparison.Ordinal)], CultureInfo.InvariantCulture), a[(a.IndexOf(':', StringComparison.Ordinal) + 1)..]))]);
     case "firstanswer":
