@@ -45,7 +45,7 @@ public sealed class NodeCredentials(AgentOptions options)
         lock (_lock)
         {
             _current?.Dispose();
-            _current = Usable(withKey);
+            _current = Core.Security.TlsKey.Usable(withKey);
         }
     }
 
@@ -59,7 +59,7 @@ public sealed class NodeCredentials(AgentOptions options)
                 if (_current is null && File.Exists(KeyPath) && File.Exists(CertificatePath))
                 {
                     using var loaded = X509Certificate2.CreateFromPemFile(CertificatePath, KeyPath);
-                    _current = Usable(loaded);
+                    _current = Core.Security.TlsKey.Usable(loaded);
                 }
 
                 return _current;
@@ -102,8 +102,4 @@ public sealed class NodeCredentials(AgentOptions options)
             File.Delete(CertificatePath);
         }
     }
-
-    // TLS on Linux wants a key it can hand to OpenSSL as is: round-trip through PKCS#12.
-    private static X509Certificate2 Usable(X509Certificate2 certificate) =>
-        X509CertificateLoader.LoadPkcs12(certificate.Export(X509ContentType.Pkcs12), null);
 }

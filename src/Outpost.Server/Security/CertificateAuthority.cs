@@ -73,8 +73,8 @@ public sealed class CertificateAuthority : IDisposable
             }
         }
 
-        // Kestrel on Linux needs the key in a form it can hand to OpenSSL: reload as PKCS#12.
-        var usable = X509CertificateLoader.LoadPkcs12(serving.Export(X509ContentType.Pkcs12), null);
+        // Kestrel on Linux needs the key in a form it can hand to OpenSSL.
+        var usable = Core.Security.TlsKey.Usable(serving);
         serving.Dispose();
         return new CertificateAuthority(ca, caKey, usable, TrustBundle.FromCertificates(bundle));
     }
