@@ -71,7 +71,7 @@ internal static partial class StartupImage
 
             return (long)length;
         }
-        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException or FormatException or ArgumentException or EntryPointNotFoundException)
+        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException or FormatException or ArgumentException or OverflowException or InvalidOperationException or EntryPointNotFoundException)
         {
             return 0;
         }
@@ -94,7 +94,8 @@ internal static partial class StartupImage
         for (var i = 0; i + 8 <= pointers.Length; i += 8)
         {
             var header = BinaryPrimitives.ReadUInt64LittleEndian(pointers.AsSpan(i));
-            if (header != 0 && DehydratedData(header, read) is { } range && elf.InReadOnlySegment(range.Start - bias, range.End - bias))
+            if (header > bias && elf.InSegment(header - bias, header - bias + 16) && DehydratedData(header, read) is { } range
+                && range.Start > bias && elf.InReadOnlySegment(range.Start - bias, range.End - bias))
             {
                 return range;
             }
@@ -178,6 +179,9 @@ internal static partial class StartupImage
 
         public bool InReadOnlySegment(ulong start, ulong end) =>
             _segments.Any(s => !s.Writable && start >= s.Address && end <= s.Address + s.Size);
+
+        public bool InSegment(ulong start, ulong end) =>
+            _segments.Any(s => start >= s.Address && end <= s.Address + s.Size);
 
         public static Elf? Read(string path)
         {
