@@ -10,7 +10,7 @@ namespace Outpost.Native;
 /// outpost) and expands it into writable memory before Main runs; the compressed copy stays
 /// mapped and counted in the process's resident memory for as long as the process lives. A
 /// long-running role (server, agent) asks the kernel to reclaim those pages once it has started
-/// (madvise MADV_PAGEOUT; MADV_DONTNEED on kernels before 5.4). They are clean pages of a
+/// (madvise MADV_PAGEOUT, then MADV_DONTNEED for pages another process still maps). They are clean pages of a
 /// read-only file mapping: if anything did read them again, the kernel would read them from the
 /// file again, so nothing can be lost. The JIT build has no such data and does nothing.
 /// </summary>
@@ -63,13 +63,14 @@ internal static partial class StartupImage
                 return 0;
             }
 
+            // PAGEOUT frees the pages no other process maps, but leaves shared ones mapped (another
+            // outpost process on the node, starting at the same moment): DONTNEED then unmaps those
+            // from this one (the page cache keeps them for the other). Neither loses anything: no
+            // page of a read-only mapping was ever written.
             var length = (nuint)(to - from);
-            if (Madvise((nint)from, length, MadvPageOut) != 0 && Madvise((nint)from, length, MadvDontNeed) != 0)
-            {
-                return 0;
-            }
-
-            return (long)length;
+            var pagedOut = Madvise((nint)from, length, MadvPageOut) == 0;
+            var dropped = Madvise((nint)from, length, MadvDontNeed) == 0;
+            return pagedOut || dropped ? (long)length : 0;
         }
         catch (Exception ex) when (ex is IOException or UnauthorizedAccessException or FormatException or ArgumentException or OverflowException or InvalidOperationException or EntryPointNotFoundException)
         {
