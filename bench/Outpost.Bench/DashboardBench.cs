@@ -39,8 +39,15 @@ internal static class DashboardBench
             {
                 if (request.Url.Contains("/ui/", StringComparison.Ordinal))
                 {
-                    var sizes = await request.SizesAsync();
-                    Interlocked.Add(ref cold, sizes.ResponseBodySize + sizes.ResponseHeadersSize);
+                    try
+                    {
+                        var sizes = await request.SizesAsync();
+                        Interlocked.Add(ref cold, sizes.ResponseBodySize + sizes.ResponseHeadersSize);
+                    }
+                    catch (PlaywrightException)
+                    {
+                        // The page closed first (an event handler's exception would end the process).
+                    }
                 }
             };
             await page.GotoAsync(serverUrl + "/ui/");

@@ -86,6 +86,8 @@ internal sealed class DashboardPage(IPage page, string serverUrl)
     /// <summary>Bytes each response of the page's own assets took on the wire (headers and body), by URL (filled from Playwright's event threads).</summary>
     public System.Collections.Concurrent.ConcurrentDictionary<string, long> Transferred { get; } = new(StringComparer.Ordinal);
 
+    private readonly System.Collections.Concurrent.ConcurrentDictionary<string, bool> _assetsAsked = new(StringComparer.Ordinal);
+
     public async Task OpenAsync()
     {
         Page.PageError += (_, error) => _faults.Enqueue("page error: " + error);
@@ -96,23 +98,62 @@ internal sealed class DashboardPage(IPage page, string serverUrl)
                 _faults.Enqueue("console error: " + message.Text);
             }
         };
+        // These handlers run on Playwright's event threads, after the test may have closed the page:
+        // a call on a closed page throws there, where nothing would catch it and the test host would die.
         Page.Dialog += async (_, dialog) =>
         {
             Dialogs.Enqueue($"{dialog.Type}: {dialog.Message}");
-            await dialog.DismissAsync();
+            try
+            {
+                await dialog.DismissAsync();
+            }
+            catch (PlaywrightException)
+            {
+                // The page closed first.
+            }
         };
+        Page.Request += (_, request) =>
+        {
+            if (IsAsset(request))
+            {
+                _assetsAsked[request.Url] = true;
+            }
+        };
+        Page.RequestFailed += (_, request) => _assetsAsked.TryRemove(request.Url, out bool _);
         Page.RequestFinished += async (_, request) =>
         {
-            if (request.Url.Contains("/ui/", StringComparison.Ordinal))
+            if (IsAsset(request))
             {
-                var sizes = await request.SizesAsync();
-                Transferred[request.Url] = sizes.ResponseBodySize + sizes.ResponseHeadersSize;
+                try
+                {
+                    var sizes = await request.SizesAsync();
+                    Transferred[request.Url] = sizes.ResponseBodySize + sizes.ResponseHeadersSize;
+                }
+                catch (PlaywrightException)
+                {
+                    // The page closed before its sizes came back: nobody will read them.
+                }
             }
         };
         var response = await Page.GotoAsync(serverUrl + "/ui/");
         Assert.NotNull(response);
         Assert.Equal(200, response.Status);
     }
+
+    /// <summary>Waits until every asset the page asked for so far has its size in <see cref="Transferred"/>.</summary>
+    public async Task<KeyValuePair<string, long>[]> TransfersAsync()
+    {
+        var deadline = DateTime.UtcNow + Fleet.Patience;
+        while (_assetsAsked.Keys.Any(url => !Transferred.ContainsKey(url)))
+        {
+            Assert.True(DateTime.UtcNow < deadline, "the sizes of " + string.Join(", ", _assetsAsked.Keys.Where(url => !Transferred.ContainsKey(url))) + " never came");
+            await Task.Delay(20);
+        }
+
+        return Transferred.ToArray();
+    }
+
+    private static bool IsAsset(IRequest request) => request.Url.Contains("/ui/", StringComparison.Ordinal);
 
     public async Task SignInAsync(string token)
     {

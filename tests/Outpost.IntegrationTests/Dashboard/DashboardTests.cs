@@ -256,7 +256,8 @@ public sealed class DashboardTests(ITestOutputHelper output)
         var ui = await browser.OpenAsync(fleet.ServerUrl);
         await ui.SignInAsync(await AdminTokenAsync(fleet));
         await ui.WaitForAsync("() => document.querySelector('#node-summary')?.textContent === '10000 nodes'");
-        var files = ui.Transferred.ToArray();
+        var files = await ui.TransfersAsync();
+        Assert.Contains(files, f => f.Key.EndsWith("/app.js", StringComparison.Ordinal));
         var cold = files.Sum(f => f.Value);
         output.WriteLine($"cold load: {cold} bytes over {files.Length} files ({string.Join(", ", files.Select(t => $"{t.Key[(t.Key.IndexOf("/ui/", StringComparison.Ordinal) + 4)..]}={t.Value}"))})");
 
