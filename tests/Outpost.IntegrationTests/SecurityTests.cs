@@ -199,11 +199,12 @@ public sealed class SecurityTests
         using var caKey = System.Security.Cryptography.ECDsa.Create(System.Security.Cryptography.ECCurve.NamedCurves.nistP256);
         var caRequest = new System.Security.Cryptography.X509Certificates.CertificateRequest("CN=not the fleet ca", caKey, System.Security.Cryptography.HashAlgorithmName.SHA256);
         caRequest.CertificateExtensions.Add(new X509BasicConstraintsExtension(true, false, 0, true));
-        using var ca = caRequest.CreateSelfSigned(DateTimeOffset.UtcNow.AddMinutes(-1), DateTimeOffset.UtcNow.AddDays(1));
+        var now = DateTimeOffset.UtcNow; // one reading: the certificate may not outlive its issuer
+        using var ca = caRequest.CreateSelfSigned(now.AddMinutes(-1), now.AddDays(1));
         using var key = System.Security.Cryptography.ECDsa.Create(System.Security.Cryptography.ECCurve.NamedCurves.nistP256);
         var request = new System.Security.Cryptography.X509Certificates.CertificateRequest($"CN={node}", key, System.Security.Cryptography.HashAlgorithmName.SHA256);
         request.CertificateExtensions.Add(new X509EnhancedKeyUsageExtension([new System.Security.Cryptography.Oid(TrustBundle.ClientAuthOid)], false));
-        using var issued = request.Create(ca, DateTimeOffset.UtcNow.AddMinutes(-1), DateTimeOffset.UtcNow.AddDays(1), [7]);
+        using var issued = request.Create(ca, now.AddMinutes(-1), now.AddDays(1), [7]);
         using var withKey = issued.CopyWithPrivateKey(key);
         return X509CertificateLoader.LoadPkcs12(withKey.Export(X509ContentType.Pkcs12), null);
     }
