@@ -11,7 +11,7 @@ namespace Outpost.IntegrationTests;
 public sealed class ReleaseBinaryTests
 {
     [SkippableFact]
-    public async Task WithNoDotnetAnywhere_ItExtractsItsLibraries_ServesApps_AndReextractsADamagedOne_EvenOnceStamped()
+    public async Task WithNoDotnetAnywhere_ItExtractsItsLibraries_ServesApps_TrimsOnceSettled_AndReextractsADamagedOne_EvenOnceStamped()
     {
         Skip.If(OutpostProcess.Binary is null, "no OUTPOST_BINARY: run ./test.sh --aot to test the release binary");
         await using var fleet = new Fleet();
@@ -44,6 +44,19 @@ public sealed class ReleaseBinaryTests
             Assert.Contains("outpost_agent_modules_compiled_total{node=\"edge-1\",where=\"child\"} 1\n", metrics, StringComparison.Ordinal);
             Assert.Contains("outpost_agent_modules_compiled_total{node=\"edge-1\",where=\"agent\"} 0\n", metrics, StringComparison.Ordinal);
             Assert.Contains("outpost_agent_compiler_failures_total{node=\"edge-1\"} 0\n", metrics, StringComparison.Ordinal);
+
+            // Settled, the agent stops mapping the code only its start ran (MB of it), and still serves.
+            var unmapped = 0L;
+            var deadline = DateTime.UtcNow + Fleet.Patience;
+            while (unmapped < 1 << 20 && DateTime.UtcNow < deadline)
+            {
+                await Task.Delay(250);
+                var line = (await Fleet.GetAsync(gateway + "/_outpost/metrics")).Body.Split('\n').Single(l => l.StartsWith("outpost_agent_unmapped_bytes{", StringComparison.Ordinal));
+                unmapped = long.Parse(line[(line.LastIndexOf(' ') + 1)..], System.Globalization.CultureInfo.InvariantCulture);
+            }
+
+            Assert.True(unmapped >= 1 << 20, $"the agent's memory trim unmapped {unmapped} bytes");
+            await Fleet.WaitForBodyAsync(gateway + "/hello", "hello from edge-1 (path /)\n", Fleet.Patience);
         }
 
         // Extracted once, into folders named by the content's hash.

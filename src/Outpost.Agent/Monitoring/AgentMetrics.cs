@@ -7,7 +7,7 @@ using Outpost.Core.Metrics;
 namespace Outpost.Agent.Monitoring;
 
 /// <summary>The node's own metrics in the Prometheus text format, served at /_outpost/metrics on the gateway.</summary>
-public sealed class AgentMetrics(AppRegistry apps, NodeUsageProbe usage, LocalDataStore data, SyncClient sync, AgentStore store, AgentOptions options, Mesh.NodeWires wires, Mesh.MeshClient mesh, Mesh.MeshPeers peers, Wasm.Hosting.WasmHost wasm, Apps.AgentRuntimes runtimes)
+public sealed class AgentMetrics(AppRegistry apps, NodeUsageProbe usage, LocalDataStore data, SyncClient sync, AgentStore store, AgentOptions options, Mesh.NodeWires wires, Mesh.MeshClient mesh, Mesh.MeshPeers peers, Wasm.Hosting.WasmHost wasm, Apps.AgentRuntimes runtimes, MemoryTrim trim)
 {
     public string Render()
     {
@@ -70,6 +70,8 @@ public sealed class AgentMetrics(AppRegistry apps, NodeUsageProbe usage, LocalDa
         var gc = GC.GetGCMemoryInfo();
         text.Gauge("outpost_agent_managed_heap_bytes", "The agent's managed heap after its last garbage collection.").Sample("outpost_agent_managed_heap_bytes", gc.HeapSizeBytes, node);
         text.Gauge("outpost_agent_managed_committed_bytes", "Memory the agent's garbage collector holds committed (heap, free space kept for reuse, bookkeeping).").Sample("outpost_agent_managed_committed_bytes", gc.TotalCommittedBytes, node);
+        text.Gauge("outpost_agent_unmapped_bytes", "Code and read-only data of the agent's binary and libraries its last memory trim stopped mapping (what still runs maps back on use).")
+            .Sample("outpost_agent_unmapped_bytes", trim.Unmapped, node);
         text.Counter("outpost_agent_gc_total", "Garbage collections in the agent since it started.").Sample("outpost_agent_gc_total", GC.CollectionCount(0), node);
         var (inChild, here) = wasm.Compiled;
         text.Counter("outpost_agent_modules_compiled_total", "Modules compiled since the agent started (not loaded from the precompiled cache), by where: child (the compiler process) or agent (in the agent's own process).");

@@ -8,7 +8,8 @@ namespace Outpost.Agent.Monitoring;
 /// working memory), and a node that then only serves small requests may not collect for
 /// hours: the garbage collector keeps that space committed and glibc keeps freed C memory
 /// in its arenas. A few seconds after the set of apps last changed, one compacting
-/// collection that releases free regions, then malloc_trim.
+/// collection that releases free regions, then malloc_trim, then the working-set trim
+/// (<see cref="WorkingSet"/>): the code only the start ran stops being mapped.
 /// </summary>
 public sealed class MemoryTrim : IDisposable
 {
@@ -18,6 +19,7 @@ public sealed class MemoryTrim : IDisposable
     private readonly ITimer _timer;
     private readonly AppRegistry _apps;
     private long _trims;
+    private long _unmapped;
 
     public MemoryTrim(AppRegistry apps, TimeProvider time)
     {
@@ -29,12 +31,16 @@ public sealed class MemoryTrim : IDisposable
     /// <summary>Trims done since the agent started.</summary>
     public long Trims => Interlocked.Read(ref _trims);
 
+    /// <summary>Bytes of clean code and read-only data the last trim stopped mapping.</summary>
+    public long Unmapped => Interlocked.Read(ref _unmapped);
+
     private void Rearm() => _timer.Change(Settle, Timeout.InfiniteTimeSpan);
 
     private void Trim()
     {
         GC.Collect(GC.MaxGeneration, GCCollectionMode.Aggressive, blocking: true, compacting: true);
         Wasm.Hosting.NativeHeap.Trim();
+        Interlocked.Exchange(ref _unmapped, WorkingSet.Trim());
         Interlocked.Increment(ref _trims);
     }
 
