@@ -143,13 +143,9 @@ internal sealed class DashboardPage(IPage page, string serverUrl)
     /// <summary>Waits until every asset the page asked for so far has its size in <see cref="Transferred"/>.</summary>
     public async Task<KeyValuePair<string, long>[]> TransfersAsync()
     {
-        var deadline = DateTime.UtcNow + Fleet.Patience;
-        while (_assetsAsked.Keys.Any(url => !Transferred.ContainsKey(url)))
-        {
-            Assert.True(DateTime.UtcNow < deadline, "the sizes of " + string.Join(", ", _assetsAsked.Keys.Where(url => !Transferred.ContainsKey(url))) + " never came");
-            await Task.Delay(20);
-        }
-
+        await Eventually.UntilAsync(
+            () => _assetsAsked.Keys.Where(url => !Transferred.ContainsKey(url)).ToList(), missing => missing.Count == 0, Fleet.Patience,
+            "the sizes of every asset the page asked for", missing => string.Join(", ", missing));
         return Transferred.ToArray();
     }
 
