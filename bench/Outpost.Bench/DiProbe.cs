@@ -21,7 +21,8 @@ internal static class DiProbe
 
     public static async Task<int> RunAsync(string dataDir, string output)
     {
-        await using var agent = OutpostAgent.Create(new AgentOptions { ServerUrl = "https://127.0.0.1:1", NodeName = "probe", DataDir = dataDir, Gateway = "127.0.0.1:0" });
+        // A join token, unused: an agent with neither token nor identity stops itself as it starts.
+        await using var agent = OutpostAgent.Create(new AgentOptions { ServerUrl = "https://127.0.0.1:1", JoinToken = "probe", NodeName = "probe", DataDir = dataDir, Gateway = "127.0.0.1:0" });
         await agent.StartAsync(CancellationToken.None);
         await Task.Delay(TimeSpan.FromSeconds(3)); // the background services start too
         var app = typeof(OutpostAgent).GetField("_app", Private)!.GetValue(agent)!;

@@ -4,6 +4,7 @@ using Microsoft.AspNetCore.Hosting.Server;
 using Microsoft.AspNetCore.Hosting.Server.Features;
 using Microsoft.AspNetCore.Server.Kestrel.Core;
 using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.DependencyInjection.Extensions;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 using Outpost.Agent.Apps;
@@ -40,6 +41,9 @@ public sealed partial class OutpostAgent : IAsyncDisposable
 
         // Wasmtime's start (its library verified and loaded, the engine and its instance pool made:
         // ~30 ms) runs beside the rest of the start, which needs it only when the apps load.
+        // OpenSSL (~20 ms to load and configure) is first needed when the apps' modules are
+        // checked against their digests; loading it here overlaps that with the rest of the start.
+        _ = Task.Run(static () => System.Security.Cryptography.SHA256.HashData(ReadOnlySpan<byte>.Empty));
         var onnx = OnnxRuntimeOf(options);
         var wasmHost = Task.Run(() => new WasmHost(new WasmHostOptions
         {
@@ -84,11 +88,8 @@ public sealed partial class OutpostAgent : IAsyncDisposable
             Args = ["--hostBuilder:reloadConfigOnChange=false"],
         });
         builder.Logging.ClearProviders();
-        builder.Logging.AddSimpleConsole(o =>
-        {
-            o.SingleLine = true;
-            o.TimestampFormat = "HH:mm:ss ";
-        });
+        // The console logger's single-line form, without its services (Monitoring/ConsoleLineLogger.cs).
+        builder.Logging.Services.AddSingleton<ILoggerProvider>(_ => new Monitoring.ConsoleLineLoggerProvider());
         builder.Logging.SetMinimumLevel(LogLevel.Information);
         builder.Logging.AddFilter("Microsoft", LogLevel.Warning);
         builder.Logging.AddFilter("Grpc", LogLevel.Warning);
@@ -176,7 +177,8 @@ public sealed partial class OutpostAgent : IAsyncDisposable
         AddLogger<Triggers.TriggerScheduler>(services);
         AddLogger<Mesh.NodeWires>(services);
         AddLogger<Mesh.MeshClient>(services);
-        services.AddSingleton<Host.AgentHostServices>();
+        services.AddSingleton(sp => new Host.AgentHostServices(sp.GetRequiredService<LocalDataStore>(), sp.GetRequiredService<Core.Security.SecretBox>(),
+            sp.GetRequiredService<Monitoring.LogRing>(), sp, sp.GetRequiredService<ILogger<Host.AgentHostServices>>()));
         services.AddSingleton(sp =>
         {
             // The local stores open (SQLite) while Wasmtime is still starting; the engine is waited for last.
@@ -196,30 +198,62 @@ public sealed partial class OutpostAgent : IAsyncDisposable
             var containers = new ContainerAppRuntime(options.DataDir, options.NodeName, sp.GetRequiredService<Monitoring.LogRing>(), sp.GetRequiredService<ILoggerFactory>().CreateLogger("Outpost.Agent.Apps.ContainerAppRuntime"));
             return new AgentRuntimes { Containers = containers, ContainerRuntime = containers };
         });
-        services.AddSingleton<WagiRunner>();
-        services.AddSingleton<Wasm.Events.EventRunner>();
-        services.AddSingleton<GuestThreads>();
-        services.AddSingleton<Triggers.TriggerScheduler>();
-        services.AddSingleton<Monitoring.AgentMetrics>();
-        services.AddSingleton<Monitoring.MemoryTrim>();
-        services.AddSingleton<GatewayHandler>();
-        services.AddSingleton<GatewayInfo>();
-        services.AddSingleton<AgentLifetime>();
-        services.AddSingleton<ServerTrust>();
-        services.AddSingleton<NodeCredentials>();
-        services.AddSingleton<Mesh.NodeWires>();
-        services.AddSingleton<Mesh.WireTransport>();
+        // Every service of the agent's own is made by a factory written here, not by the container
+        // from its constructor: NativeAOT's container calls a constructor through reflection, and
+        // the metadata lookups that needs were a tenth of the release agent's start (perf).
+        services.AddSingleton(sp => new WagiRunner(sp.GetRequiredService<WasmHost>()));
+        services.AddSingleton(sp => new Wasm.Events.EventRunner(sp.GetRequiredService<WasmHost>()));
+        services.AddSingleton(_ => new GuestThreads());
+        services.AddSingleton(sp => new Triggers.TriggerScheduler(sp.GetRequiredService<AppRegistry>(), sp.GetRequiredService<Wasm.Events.EventRunner>(),
+            sp.GetRequiredService<Host.AgentHostServices>(), sp.GetRequiredService<LocalDataStore>(), sp.GetRequiredService<GuestThreads>(),
+            sp.GetRequiredService<ILogger<Triggers.TriggerScheduler>>()));
+        services.AddSingleton(sp => new Monitoring.AgentMetrics(sp.GetRequiredService<AppRegistry>(), usage, sp.GetRequiredService<LocalDataStore>(),
+            sp.GetRequiredService<SyncClient>(), sp.GetRequiredService<AgentStore>(), options, sp.GetRequiredService<Mesh.NodeWires>(),
+            sp.GetRequiredService<Mesh.MeshClient>(), sp.GetRequiredService<Mesh.MeshPeers>(), sp.GetRequiredService<WasmHost>(),
+            sp.GetRequiredService<AgentRuntimes>(), sp.GetRequiredService<Monitoring.MemoryTrim>()));
+        services.AddSingleton(sp => new Monitoring.MemoryTrim(sp.GetRequiredService<AppRegistry>(), sp.GetRequiredService<TimeProvider>()));
+        services.AddSingleton(sp => new GatewayHandler(sp.GetRequiredService<AppRegistry>(), sp.GetRequiredService<WagiRunner>(), sp.GetRequiredService<GuestThreads>(),
+            sp.GetRequiredService<Triggers.TriggerScheduler>(), sp.GetRequiredService<SyncClient>(), sp.GetRequiredService<AgentStore>(),
+            sp.GetRequiredService<LocalDataStore>(), sp.GetRequiredService<Host.AgentHostServices>(), sp.GetRequiredService<Monitoring.AgentMetrics>(),
+            sp.GetRequiredService<Monitoring.LogRing>(), options, sp.GetRequiredService<ILogger<GatewayHandler>>()));
+        services.AddSingleton(_ => new GatewayInfo());
+        services.AddSingleton(sp => new AgentLifetime(sp.GetRequiredService<IHostApplicationLifetime>()));
+        services.AddSingleton(sp => new ServerTrust(options, sp.GetRequiredService<ILogger<ServerTrust>>()));
+        services.AddSingleton(_ => new NodeCredentials(options));
+        services.AddSingleton(sp => new Mesh.NodeWires(options, sp.GetRequiredService<Mesh.MeshClient>(), sp.GetRequiredService<Mesh.WireTransport>(),
+            sp.GetRequiredService<ILogger<Mesh.NodeWires>>()));
+        services.AddSingleton(_ => new Mesh.WireTransport());
         services.AddSingleton<Microsoft.AspNetCore.Connections.IConnectionListenerFactory>(sp => sp.GetRequiredService<Mesh.WireTransport>());
-        services.AddSingleton<Mesh.MeshPeers>();
-        services.AddSingleton<Mesh.HttpOutClient>();
+        services.AddSingleton(sp => new Mesh.MeshPeers(options, sp.GetRequiredService<NodeCredentials>(), sp.GetRequiredService<ILogger<Mesh.MeshPeers>>()));
+        services.AddSingleton(sp => new Mesh.HttpOutClient(sp.GetRequiredService<Mesh.MeshClient>(), sp.GetRequiredService<ILogger<Mesh.HttpOutClient>>()));
         AddLogger<Mesh.HttpOutClient>(services);
         AddLogger<Mesh.MeshPeers>(services);
-        services.AddSingleton<Mesh.MeshClient>();
+        services.AddSingleton(sp => new Mesh.MeshClient(options, sp.GetRequiredService<AppRegistry>(), sp.GetRequiredService<Mesh.MeshPeers>(),
+            sp.GetRequiredService<ILogger<Mesh.MeshClient>>()));
         services.AddHostedService(sp => sp.GetRequiredService<Mesh.MeshClient>());
-        services.AddSingleton<SyncClient>();
+        services.AddSingleton(sp => new SyncClient(options, sp.GetRequiredService<AgentStore>(), sp.GetRequiredService<LocalDataStore>(),
+            sp.GetRequiredService<ModuleCache>(), sp.GetRequiredService<AppRegistry>(), sp.GetRequiredService<Host.AgentHostServices>(),
+            sp.GetRequiredService<GatewayInfo>(), sp.GetRequiredService<ServerTrust>(), sp.GetRequiredService<NodeCredentials>(),
+            sp.GetRequiredService<Core.Security.SecretBox>(), sp.GetRequiredService<AgentLifetime>(), usage, sp.GetRequiredService<Monitoring.LogRing>(),
+            sp.GetRequiredService<Mesh.NodeWires>(), sp.GetRequiredService<Mesh.MeshClient>(), sp.GetRequiredService<Mesh.MeshPeers>(),
+            sp.GetRequiredService<TimeProvider>(), sp.GetRequiredService<ILogger<SyncClient>>(), sp.GetRequiredService<AgentRuntimes>()));
         services.AddHostedService(sp => sp.GetRequiredService<SyncClient>());
 
+        // The web host's startup filters add host filtering and forwarded-headers middleware; the
+        // gateway is one handler that uses neither, and each filter's options were made through
+        // reflection at every start.
+        services.RemoveAll<IStartupFilter>();
+
         var app = builder.Build();
+        // The web host's own services (Kestrel and its options, the lifetime) are made on a second
+        // core while this thread makes the agent's and loads local state: under NativeAOT the
+        // container makes each through reflection, the largest part of the time to serve. An
+        // error here is met again, and reported, where the host resolves the same service.
+        _ = Task.Run(() =>
+        {
+            _ = app.Services.GetRequiredService<IServer>();
+            _ = app.Services.GetRequiredService<IHostLifetime>();
+        }).ContinueWith(static t => _ = t.Exception, CancellationToken.None, TaskContinuationOptions.OnlyOnFaulted, TaskScheduler.Default);
         var handler = app.Services.GetRequiredService<GatewayHandler>();
         _ = app.Services.GetRequiredService<Triggers.TriggerScheduler>(); // timers start with the agent
         _ = app.Services.GetRequiredService<Monitoring.MemoryTrim>();

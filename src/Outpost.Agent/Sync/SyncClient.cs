@@ -236,7 +236,28 @@ public sealed partial class SyncClient(
 
             using var connect = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
             connect.CancelAfter(TcpConnectTimeout);
-            await socket.ConnectAsync(context.DnsEndPoint, connect.Token);
+            // Through SocketAsyncEventArgs rather than Socket.ConnectAsync(EndPoint): that one renders
+            // its exception's stack trace to a string when a connect fails, and the first such
+            // rendering in a NativeAOT process builds the whole binary's method-name map — while a
+            // node whose server is down is starting to serve from local state.
+            using var args = new System.Net.Sockets.SocketAsyncEventArgs { RemoteEndPoint = context.DnsEndPoint };
+            var completed = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+            args.Completed += (_, _) => completed.TrySetResult();
+            if (socket.ConnectAsync(args))
+            {
+                using (connect.Token.UnsafeRegister(static state => System.Net.Sockets.Socket.CancelConnectAsync((System.Net.Sockets.SocketAsyncEventArgs)state!), args))
+                {
+                    await completed.Task;
+                }
+            }
+
+            if (args.SocketError != System.Net.Sockets.SocketError.Success)
+            {
+                cancellationToken.ThrowIfCancellationRequested();
+                connect.Token.ThrowIfCancellationRequested();
+                throw new System.Net.Sockets.SocketException((int)args.SocketError);
+            }
+
             return new System.Net.Sockets.NetworkStream(socket, ownsSocket: true);
         }
         catch

@@ -17,9 +17,11 @@ public sealed class SecretBox : IDisposable
 
     private const int NonceBytes = 12;
     private const int TagBytes = 16;
-    private readonly AesGcm _aes;
+    private readonly Lazy<AesGcm> _aes;
 
-    private SecretBox(byte[] key) => _aes = new AesGcm(key, TagBytes);
+    // The cipher is made at its first use: making it loads OpenSSL (~20 ms), which an agent
+    // starting to serve from local state needs only if an app's environment holds a secret.
+    private SecretBox(byte[] key) => _aes = new Lazy<AesGcm>(() => new AesGcm(key, TagBytes), LazyThreadSafetyMode.ExecutionAndPublication);
 
     /// <summary>Loads the key from <paramref name="path"/>, creating a random one (0600) on first use.</summary>
     public static SecretBox LoadOrCreate(string path)
@@ -42,7 +44,7 @@ public sealed class SecretBox : IDisposable
         var sealedBytes = new byte[NonceBytes + data.Length + TagBytes];
         var nonce = sealedBytes.AsSpan(0, NonceBytes);
         RandomNumberGenerator.Fill(nonce);
-        _aes.Encrypt(nonce, data, sealedBytes.AsSpan(NonceBytes, data.Length), sealedBytes.AsSpan(NonceBytes + data.Length), Encoding.UTF8.GetBytes(context));
+        _aes.Value.Encrypt(nonce, data, sealedBytes.AsSpan(NonceBytes, data.Length), sealedBytes.AsSpan(NonceBytes + data.Length), Encoding.UTF8.GetBytes(context));
         CryptographicOperations.ZeroMemory(data);
         return Prefix + Convert.ToBase64String(sealedBytes);
     }
@@ -72,12 +74,18 @@ public sealed class SecretBox : IDisposable
 
         var length = bytes.Length - NonceBytes - TagBytes;
         var plain = new byte[length];
-        _aes.Decrypt(bytes.AsSpan(0, NonceBytes), bytes.AsSpan(NonceBytes, length), bytes.AsSpan(NonceBytes + length), plain, Encoding.UTF8.GetBytes(context));
+        _aes.Value.Decrypt(bytes.AsSpan(0, NonceBytes), bytes.AsSpan(NonceBytes, length), bytes.AsSpan(NonceBytes + length), plain, Encoding.UTF8.GetBytes(context));
         return Encoding.UTF8.GetString(plain);
     }
 
     /// <summary>The context a value of secret <paramref name="name"/>, key <paramref name="key"/> is sealed under.</summary>
     public static string ContextOf(string name, string key) => $"Secret/{name}/{key}";
 
-    public void Dispose() => _aes.Dispose();
+    public void Dispose()
+    {
+        if (_aes.IsValueCreated)
+        {
+            _aes.Value.Dispose();
+        }
+    }
 }
