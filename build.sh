@@ -19,6 +19,8 @@ for rid in "${rids[@]}"; do
   case "$rid" in
     linux-x64) command -v clang >/dev/null || command -v gcc >/dev/null || need_apt+=(clang) ;;
     linux-arm64)
+      # The cross link is clang --target=aarch64-linux-gnu (gcc takes no --target): the clang package gives `clang`.
+      command -v clang >/dev/null || need_apt+=(clang)
       command -v aarch64-linux-gnu-gcc >/dev/null || need_apt+=(gcc-aarch64-linux-gnu binutils-aarch64-linux-gnu libc6-dev-arm64-cross) ;;
     *) echo "build.sh: unknown target '$rid': use linux-x64 or linux-arm64" >&2; exit 2 ;;
   esac
