@@ -39,11 +39,12 @@ public sealed partial class OutpostAgent : IAsyncDisposable
         Directory.CreateDirectory(options.DataDir);
         var endpoint = Outpost.Core.Api.ListenAddress.Parse(options.Gateway);
 
-        // Wasmtime's start (its library verified and loaded, the engine and its instance pool made:
-        // ~30 ms) runs beside the rest of the start, which needs it only when the apps load.
         // OpenSSL (~20 ms to load and configure) is first needed when the apps' modules are
         // checked against their digests; loading it here overlaps that with the rest of the start.
         _ = Task.Run(static () => System.Security.Cryptography.SHA256.HashData(ReadOnlySpan<byte>.Empty));
+
+        // Wasmtime's start (its library verified and loaded, the engine and its instance pool made:
+        // ~30 ms) runs beside the rest of the start, which needs it only when the apps load.
         var onnx = OnnxRuntimeOf(options);
         var wasmHost = Task.Run(() => new WasmHost(new WasmHostOptions
         {
@@ -247,7 +248,7 @@ public sealed partial class OutpostAgent : IAsyncDisposable
         var app = builder.Build();
         // The web host's own services (Kestrel and its options, the lifetime) are made on a second
         // core while this thread makes the agent's and loads local state: under NativeAOT the
-        // container makes each through reflection, the largest part of the time to serve. An
+        // container makes each through reflection, a third of the time to serve. An
         // error here is met again, and reported, where the host resolves the same service.
         _ = Task.Run(() =>
         {
