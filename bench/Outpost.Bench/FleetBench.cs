@@ -113,6 +113,7 @@ internal static class FleetBench
                         Interlocked.CompareExchange(ref at[node.Index], ticks, 0);
                     }
                 };
+                var called = Stopwatch.GetTimestamp();
                 await ApplyConfigAsync(http, serverUrl, FormattableString.Invariant($"fanout-{run}"));
                 var returned = Stopwatch.GetTimestamp();
                 await WaitAsync(() => Task.FromResult(AllSet(at)), $"all {nodes} nodes to ack fan-out {run}", TimeSpan.FromMinutes(5), TimeSpan.FromMilliseconds(20));
@@ -120,7 +121,9 @@ internal static class FleetBench
                 var ms = at.Select(t => Math.Max(0, t - returned) * 1000.0 / Stopwatch.Frequency).Order().ToArray();
                 var figures = (P50: Percentile(ms, 0.50), P99: Percentile(ms, 0.99), Max: ms[^1], Within: ms.Count(m => m <= 1500) * 100.0 / ms.Length);
                 fanout.Add(figures);
-                Log(FormattableString.Invariant($"fan-out {run}: p50 {figures.P50:F0} ms, p99 {figures.P99:F0} ms (99 % of the nodes had it by then), all {figures.Max:F0} ms; {figures.Within:F1} % within 1.5 s"));
+                // Counted from the API's answer (a node that had it sooner counts 0): the apply call itself is its own figure.
+                var applyMs = Stopwatch.GetElapsedTime(called, returned).TotalMilliseconds;
+                Log(FormattableString.Invariant($"fan-out {run}: p50 {figures.P50:F0} ms, p99 {figures.P99:F0} ms (99 % of the nodes had it by then), all {figures.Max:F0} ms; {figures.Within:F1} % within 1.5 s; the apply call took {applyMs:F0} ms"));
                 await Task.Delay(TimeSpan.FromSeconds(3));
             }
 

@@ -1,3 +1,4 @@
+using System.Buffers;
 using System.IO.Compression;
 
 namespace Outpost.Core.Sync;
@@ -26,35 +27,55 @@ public static class BatchCodec
         return output.ToArray();
     }
 
-    /// <summary>Decodes a batch; throws <see cref="InvalidDataException"/> for an unknown codec, corrupt data or a batch over the limit.</summary>
-    public static byte[] Decompress(string codec, ReadOnlySpan<byte> data)
+    /// <summary>Decodes a batch; throws <see cref="InvalidDataException"/> for an unknown codec, corrupt or truncated data, or a batch over the limit.</summary>
+    public static byte[] Decompress(string codec, ReadOnlySpan<byte> data) => codec switch
     {
-        switch (codec)
+        Identity => data.Length > MaxDecodedBytes ? throw new InvalidDataException($"batch larger than {MaxDecodedBytes} bytes") : data.ToArray(),
+        Brotli => DecompressBrotli(data),
+        _ => throw new InvalidDataException($"unknown batch codec '{codec}'"),
+    };
+
+    /// <summary>
+    /// One decoder over the bytes as they are, into a pooled buffer that grows as the output
+    /// does: a server takes a batch from every node every minute or so, most of them a few
+    /// hundred bytes, and a stream with a fresh 64 KB buffer for each was a tenth of its idle
+    /// work in a 2,000-node fleet (perf).
+    /// </summary>
+    private static byte[] DecompressBrotli(ReadOnlySpan<byte> data)
+    {
+        using var decoder = new BrotliDecoder();
+        var buffer = ArrayPool<byte>.Shared.Rent(Math.Clamp(data.Length * 8, 4096, MaxDecodedBytes));
+        var written = 0;
+        try
         {
-            case Identity:
-                return data.Length > MaxDecodedBytes ? throw new InvalidDataException($"batch larger than {MaxDecodedBytes} bytes") : data.ToArray();
-            case Brotli:
-                using (var input = new MemoryStream(data.ToArray()))
-                using (var brotli = new BrotliStream(input, CompressionMode.Decompress))
-                using (var output = new MemoryStream())
+            while (true)
+            {
+                var room = Math.Min(buffer.Length, MaxDecodedBytes) - written;
+                var status = decoder.Decompress(data, buffer.AsSpan(written, room), out var consumed, out var produced);
+                data = data[consumed..];
+                written += produced;
+                switch (status)
                 {
-                    var buffer = new byte[64 * 1024];
-                    int n;
-                    while ((n = brotli.Read(buffer)) > 0)
-                    {
-                        if (output.Length + n > MaxDecodedBytes)
-                        {
-                            throw new InvalidDataException($"batch expands beyond {MaxDecodedBytes} bytes");
-                        }
-
-                        output.Write(buffer, 0, n);
-                    }
-
-                    return output.ToArray();
+                    case OperationStatus.Done:
+                        return buffer.AsSpan(0, written).ToArray();
+                    case OperationStatus.DestinationTooSmall when buffer.Length < MaxDecodedBytes:
+                        var larger = ArrayPool<byte>.Shared.Rent(Math.Min(buffer.Length * 2, MaxDecodedBytes));
+                        buffer.AsSpan(0, written).CopyTo(larger);
+                        ArrayPool<byte>.Shared.Return(buffer);
+                        buffer = larger;
+                        break;
+                    case OperationStatus.DestinationTooSmall:
+                        throw new InvalidDataException($"batch expands beyond {MaxDecodedBytes} bytes");
+                    case OperationStatus.NeedMoreData:
+                        throw new InvalidDataException("batch is truncated: the Brotli stream ends early");
+                    default:
+                        throw new InvalidDataException("batch is not valid Brotli data");
                 }
-
-            default:
-                throw new InvalidDataException($"unknown batch codec '{codec}'");
+            }
+        }
+        finally
+        {
+            ArrayPool<byte>.Shared.Return(buffer);
         }
     }
 }
