@@ -41,7 +41,8 @@
 #             outpost.dll`) in the same run: the size of the one file for linux-x64 and
 #             linux-arm64; an agent's RSS serving the three samples after IDLE (default 60)
 #             seconds idle; agent start to the first 200 from its gateway, serving from local
-#             state with the server down; a client round trip (`outpost get nodes`, process
+#             state with the server down (beside it, the same harness timing bench/answer.c, a C
+#             server that answers at once: what the measuring adds); a client round trip (`outpost get nodes`, process
 #             start included); the server's RSS with AGENTS (default 100) idle agents (AOT
 #             agents both times). Medians of RUNS (default 15) where timed.
 #   dashboard the web dashboard in the system's Chromium (Playwright) against a server whose store
@@ -345,6 +346,13 @@ case "$scenario" in
       "${bench[@]}" firstanswer "http://127.0.0.1:$gj/hello" dotnet "${jit[1]}" agent --server "$url" --name jit-1 --data-dir "$work/jit-1" --gateway "127.0.0.1:$gj" >>"$work/ready_jit.txt"
     done
     ready=$(median <"$work/ready.txt"); ready_jit=$(median <"$work/ready_jit.txt")
+    # The harness's own share: the same measure of a C server that answers the moment it runs.
+    floor="n/a"
+    if command -v cc >/dev/null && cc -O2 -o "$work/answer" "$root/bench/answer.c"; then
+      : >"$work/floor.txt"
+      for _ in $(seq 1 "$runs"); do "${bench[@]}" firstanswer "http://127.0.0.1:$ga/hello" "$work/answer" "$ga" >>"$work/floor.txt"; done
+      floor=$(median <"$work/floor.txt")
+    fi
     # A client round trip, process start included.
     start_server "${aot[@]}"
     : >"$work/cli.txt"; : >"$work/cli_jit.txt"
@@ -373,7 +381,7 @@ case "$scenario" in
     server_rss=$(server_rss_with_agents "${aot[@]}")
     server_rss_jit=$(server_rss_with_agents "${jit[@]}")
     echo "sizes: linux-x64 ${x64_mb} MB, linux-arm64 ${arm64_mb} MB; agent RSS idle with 3 apps: ${agent_rss} MB (JIT ${agent_rss_jit} MB)"
-    echo "offline start to first 200: ${ready} ms (JIT ${ready_jit} ms); get nodes round trip: ${cli} ms (JIT ${cli_jit} ms); server RSS with ${AGENTS:-100} agents: ${server_rss} MB (JIT ${server_rss_jit} MB)"
+    echo "offline start to first 200: ${ready} ms (JIT ${ready_jit} ms; the harness alone, a C server: ${floor} ms); get nodes round trip: ${cli} ms (JIT ${cli_jit} ms); server RSS with ${AGENTS:-100} agents: ${server_rss} MB (JIT ${server_rss_jit} MB)"
     echo "footprint x64_mb=$x64_mb arm64_mb=$arm64_mb agent_rss_mb=$agent_rss agent_rss_jit_mb=$agent_rss_jit ready_ms=$ready ready_jit_ms=$ready_jit cli_ms=$cli cli_jit_ms=$cli_jit server_rss_100_mb=$server_rss server_rss_100_jit_mb=$server_rss_jit"
     ;;
   ai)

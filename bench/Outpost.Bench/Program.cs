@@ -25,7 +25,7 @@ switch (args.FirstOrDefault())
     case "layout": // SYMBOLS OUT PID:PATH...
         return CodeLayout.Run(args[1], args[2], [.. args[3..].Select(a => (int.Parse(a[..a.IndexOf(':', StringComparison.Ordinal)], CultureInfo.InvariantCulture), a[(a.IndexOf(':', StringComparison.Ordinal) + 1)..]))]);
     case "firstanswer":
-        return await FirstAnswer.RunAsync(args[1], args[2], args[3..]);
+        return FirstAnswer.Run(args[1], args[2], args[3..]);
     case "sink":
         await MeshBench.SinkAsync(int.Parse(args[1], CultureInfo.InvariantCulture));
         return 0;

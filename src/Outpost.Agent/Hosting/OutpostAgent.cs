@@ -23,8 +23,15 @@ namespace Outpost.Agent.Hosting;
 public sealed partial class OutpostAgent : IAsyncDisposable
 {
     private readonly WebApplication _app;
+    private readonly Task<LocalStores> _stores;
+    private readonly LocalState _localState;
 
-    private OutpostAgent(WebApplication app) => _app = app;
+    private OutpostAgent(WebApplication app, Task<LocalStores> stores, LocalState localState)
+    {
+        _app = app;
+        _stores = stores;
+        _localState = localState;
+    }
 
     /// <summary>The gateway's URL, known once started.</summary>
     public string GatewayUrl => _app.Services.GetRequiredService<GatewayInfo>().Url;
@@ -80,6 +87,22 @@ public sealed partial class OutpostAgent : IAsyncDisposable
 
     private static OutpostAgent Create(AgentOptions options, System.Net.IPEndPoint endpoint, Task<WasmHost> wasmHost)
     {
+        // The node's SQLite stores open on a second core while this thread builds the web host.
+        var stores = Task.Run(() => LocalStores.Open(options));
+        try
+        {
+            return Create(options, endpoint, wasmHost, stores);
+        }
+        catch
+        {
+            _ = stores.ContinueWith(t => t.Result.Dispose(), CancellationToken.None, TaskContinuationOptions.OnlyOnRanToCompletion, TaskScheduler.Default);
+            throw;
+        }
+    }
+
+    private static OutpostAgent Create(AgentOptions options, System.Net.IPEndPoint endpoint, Task<WasmHost> wasmHost, Task<LocalStores> stores)
+    {
+        var localState = new LocalState();
         var builder = WebApplication.CreateSlimBuilder(new WebApplicationOptions
         {
             ContentRootPath = options.DataDir,
@@ -148,8 +171,8 @@ public sealed partial class OutpostAgent : IAsyncDisposable
                         ClientCertificateValidation = (certificate, chain, _) => peers.ValidateClient(certificate, chain),
                         HandshakeTimeout = Mesh.MeshPeers.ConnectTimeout * 5,
                     });
-                    var mesh = services.GetRequiredService<Mesh.MeshClient>();
-                    listen.Use(next => peers.Accept(next, mesh.ServingApp));
+                    // Resolved at a peer's first wire: the mesh client needs the apps, which load as Kestrel starts.
+                    listen.Use(next => peers.Accept(next, (peer, service) => services.GetRequiredService<Mesh.MeshClient>().ServingApp(peer, service)));
                 });
             }
 
@@ -159,13 +182,13 @@ public sealed partial class OutpostAgent : IAsyncDisposable
         var services = builder.Services;
         services.AddSingleton(options);
         services.AddSingleton(usage);
-        services.AddSingleton(_ => new Monitoring.LogRing(Path.Combine(options.DataDir, "logs.db"), options.LogQuotaBytes));
+        services.AddSingleton(_ => stores.GetAwaiter().GetResult().Logs);
         services.AddSingleton(TimeProvider.System);
-        services.AddSingleton(_ => new AgentStore(Path.Combine(options.DataDir, "agent.db")));
+        services.AddSingleton(_ => stores.GetAwaiter().GetResult().Desired);
         services.AddSingleton(_ => new ModuleCache(Path.Combine(options.DataDir, "modules")));
         services.AddSingleton(_ => wasmHost.GetAwaiter().GetResult());
-        services.AddSingleton(_ => new LocalDataStore(Path.Combine(options.DataDir, "data.db"), TimeProvider.System, options.OutboxQuotaBytes, options.OutboxOverflow, options.NodeName));
-        services.AddSingleton(_ => Core.Security.SecretBox.LoadOrCreate(Path.Combine(options.DataDir, "secrets.key")));
+        services.AddSingleton(_ => stores.GetAwaiter().GetResult().Data);
+        services.AddSingleton(_ => stores.GetAwaiter().GetResult().Secrets);
         // Closed loggers for the agent's own types: resolving the open ILogger<> makes each generic
         // type at run time, which NativeAOT's type loader does slowly (measured: ~15 ms of start CPU
         // went to open generics).
@@ -231,14 +254,14 @@ public sealed partial class OutpostAgent : IAsyncDisposable
         AddLogger<Mesh.MeshPeers>(services);
         services.AddSingleton(sp => new Mesh.MeshClient(options, sp.GetRequiredService<AppRegistry>(), sp.GetRequiredService<Mesh.MeshPeers>(),
             sp.GetRequiredService<ILogger<Mesh.MeshClient>>()));
-        services.AddHostedService(sp => sp.GetRequiredService<Mesh.MeshClient>());
+        services.AddHostedService(sp => new AfterLocalState<Mesh.MeshClient>(localState, () => sp.GetRequiredService<Mesh.MeshClient>()));
         services.AddSingleton(sp => new SyncClient(options, sp.GetRequiredService<AgentStore>(), sp.GetRequiredService<LocalDataStore>(),
             sp.GetRequiredService<ModuleCache>(), sp.GetRequiredService<AppRegistry>(), sp.GetRequiredService<Host.AgentHostServices>(),
             sp.GetRequiredService<GatewayInfo>(), sp.GetRequiredService<ServerTrust>(), sp.GetRequiredService<NodeCredentials>(),
             sp.GetRequiredService<Core.Security.SecretBox>(), sp.GetRequiredService<AgentLifetime>(), usage, sp.GetRequiredService<Monitoring.LogRing>(),
             sp.GetRequiredService<Mesh.NodeWires>(), sp.GetRequiredService<Mesh.MeshClient>(), sp.GetRequiredService<Mesh.MeshPeers>(),
             sp.GetRequiredService<TimeProvider>(), sp.GetRequiredService<ILogger<SyncClient>>(), sp.GetRequiredService<AgentRuntimes>()));
-        services.AddHostedService(sp => sp.GetRequiredService<SyncClient>());
+        services.AddHostedService(sp => new AfterLocalState<SyncClient>(localState, () => sp.GetRequiredService<SyncClient>()));
 
         // The web host's startup filters add host filtering and forwarded-headers middleware; the
         // gateway is one handler that uses neither, and each filter's options were made through
@@ -255,11 +278,10 @@ public sealed partial class OutpostAgent : IAsyncDisposable
             _ = app.Services.GetRequiredService<IServer>();
             _ = app.Services.GetRequiredService<IHostLifetime>();
         }).ContinueWith(static t => _ = t.Exception, CancellationToken.None, TaskContinuationOptions.OnlyOnFaulted, TaskScheduler.Default);
-        var handler = app.Services.GetRequiredService<GatewayHandler>();
-        _ = app.Services.GetRequiredService<Triggers.TriggerScheduler>(); // timers start with the agent
-        _ = app.Services.GetRequiredService<Monitoring.MemoryTrim>();
-        app.Run(handler.HandleAsync);
-        return new OutpostAgent(app);
+        // The gateway listens as soon as Kestrel has started; a request that comes before the
+        // apps have loaded from local state waits for them (StartAsync loads them meanwhile).
+        app.Run(localState.HandleAsync);
+        return new OutpostAgent(app, stores, localState);
     }
 
     /// <summary>How this executable runs `outpost wasm compile`, or null to compile in process.</summary>
@@ -286,21 +308,22 @@ public sealed partial class OutpostAgent : IAsyncDisposable
 
     public async Task StartAsync(CancellationToken cancellationToken)
     {
-        // Serve what was last acked before talking to anyone.
-        var started = System.Diagnostics.Stopwatch.GetTimestamp();
-        var store = _app.Services.GetRequiredService<AgentStore>();
-        var registry = _app.Services.GetRequiredService<AppRegistry>();
-        registry.Reconcile(store.LoadDesired());
-        var elapsed = System.Diagnostics.Stopwatch.GetElapsedTime(started).TotalMilliseconds;
-        var loaded = registry.Loaded;
-        var fromCache = loaded.Count(a => a.Instance is WasmAppInstance { Module.FromCache: true });
-        var logger = _app.Services.GetRequiredService<ILogger<OutpostAgent>>();
-        LogLocalStateLoaded(logger, loaded.Count, elapsed, fromCache);
-
+        // Serve what was last acked before talking to anyone: the apps load from local state on
+        // a second core while this thread starts Kestrel; the sync and mesh clients start after them.
+        var load = Task.Run(LoadLocalState, CancellationToken.None);
         var info = _app.Services.GetRequiredService<GatewayInfo>();
         _app.Lifetime.ApplicationStarted.Register(() =>
             info.Url = _app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First(a => a.StartsWith("http://", StringComparison.Ordinal)));
-        await _app.StartAsync(cancellationToken);
+        try
+        {
+            await _app.StartAsync(cancellationToken);
+        }
+        finally
+        {
+            // A failed load is the error to report, rather than the host's echo of it.
+            await load;
+        }
+
         var addresses = _app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses;
         info.Url = addresses.First(a => a.StartsWith("http://", StringComparison.Ordinal));
         var peerUrl = addresses.FirstOrDefault(a => a.StartsWith("https://", StringComparison.Ordinal));
@@ -311,10 +334,41 @@ public sealed partial class OutpostAgent : IAsyncDisposable
 
     public Task StopAsync(CancellationToken cancellationToken) => _app.StopAsync(cancellationToken);
 
+    private void LoadLocalState()
+    {
+        try
+        {
+            var started = System.Diagnostics.Stopwatch.GetTimestamp();
+            var store = _app.Services.GetRequiredService<AgentStore>();
+            var registry = _app.Services.GetRequiredService<AppRegistry>();
+            registry.Reconcile(store.LoadDesired());
+            var elapsed = System.Diagnostics.Stopwatch.GetElapsedTime(started).TotalMilliseconds;
+            var loaded = registry.Loaded;
+            var fromCache = loaded.Count(a => a.Instance is WasmAppInstance { Module.FromCache: true });
+            var logger = _app.Services.GetRequiredService<ILogger<OutpostAgent>>();
+            LogLocalStateLoaded(logger, loaded.Count, elapsed, fromCache);
+            var handler = _app.Services.GetRequiredService<GatewayHandler>();
+            _ = _app.Services.GetRequiredService<Triggers.TriggerScheduler>(); // timers start with the agent
+            _ = _app.Services.GetRequiredService<Monitoring.MemoryTrim>();
+            _localState.Loaded(handler);
+        }
+        catch (Exception ex)
+        {
+            _localState.Failed(ex);
+            throw;
+        }
+    }
+
     public async ValueTask DisposeAsync()
     {
+        _localState.Abandoned();
         var runtimes = _app.Services.GetRequiredService<AgentRuntimes>();
         await _app.DisposeAsync(); // the registry lets go of its apps: their containers stop
+        if (_stores.IsCompletedSuccessfully)
+        {
+            _stores.Result.Dispose(); // the container disposed those it made; an agent that never started made none
+        }
+
         if (OperatingSystem.IsLinux() && runtimes.Containers is { } containers)
         {
             await containers.DisposeAsync();

@@ -39,7 +39,7 @@ public sealed partial class MeshClient(AgentOptions options, AppRegistry apps, M
 
     /// <summary>Per service, the connections this node opened by route (in the order of <see cref="Routes"/>).</summary>
     public IEnumerable<(string Service, long[] Counts)> Connections =>
-        _routes.OrderBy(r => r.Key, StringComparer.Ordinal).Select(r => (r.Key, r.Value.ToArray()));
+        _routes.ToArray().OrderBy(r => r.Key, StringComparer.Ordinal).Select(r => (r.Key, r.Value.ToArray()));
 
     /// <summary>Counts one connection to <paramref name="service"/> by <paramref name="route"/> (one of <see cref="Routes"/>).</summary>
     public void Count(string service, string route) =>

@@ -153,7 +153,7 @@ public sealed partial class MeshPeers(AgentOptions options, NodeCredentials cred
 
     /// <summary>The nodes probed now, each with whether it answers.</summary>
     public IEnumerable<(string Node, bool Answering)> Probed =>
-        _probes.OrderBy(p => p.Key, StringComparer.Ordinal).Select(p => (p.Key, p.Value));
+        _probes.ToArray().OrderBy(p => p.Key, StringComparer.Ordinal).Select(p => (p.Key, p.Value));
 
     /// <summary>Times a probed node went from answering to failing its probes.</summary>
     public long ProbesMissed => Interlocked.Read(ref _probesMissed);

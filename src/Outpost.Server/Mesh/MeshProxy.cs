@@ -64,7 +64,7 @@ public sealed class MeshProxy : IDisposable
 
     /// <summary>Requests forwarded to each service, by way in (proxy or ingress), and how many found no endpoint.</summary>
     public IReadOnlyList<(string Service, string Via, long Requests, long Unavailable)> Served =>
-        [.. _served.OrderBy(p => p.Key.Service, StringComparer.Ordinal).ThenBy(p => p.Key.Via, StringComparer.Ordinal)
+        [.. _served.ToArray().OrderBy(p => p.Key.Service, StringComparer.Ordinal).ThenBy(p => p.Key.Via, StringComparer.Ordinal)
             .Select(p => (p.Key.Service, p.Key.Via, Interlocked.Read(ref p.Value[0]), Interlocked.Read(ref p.Value[1])))];
 
     private void Count(string service, string via, bool reached)

@@ -15,7 +15,7 @@ public sealed class ServiceTraffic
 
     /// <summary>Every service that has counters, by name.</summary>
     public IEnumerable<(string Service, Counters Counters)> All =>
-        _services.OrderBy(s => s.Key, StringComparer.Ordinal).Select(s => (s.Key, s.Value));
+        _services.ToArray().OrderBy(s => s.Key, StringComparer.Ordinal).Select(s => (s.Key, s.Value));
 
     /// <summary>One service's counters; each changes atomically.</summary>
     public sealed class Counters

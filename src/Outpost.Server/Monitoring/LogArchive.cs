@@ -37,7 +37,7 @@ public sealed partial class LogArchive(IControlPlaneStore store, Leadership lead
     public Task WriteAsync(PrometheusText text, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(text);
-        var rows = _nodes.OrderBy(p => p.Key, StringComparer.Ordinal).ToList();
+        var rows = _nodes.ToArray().OrderBy(p => p.Key, StringComparer.Ordinal).ToList(); // a snapshot: sorting the dictionary itself races its writers (ICollection.CopyTo)
         text.Counter("outpost_logs_received_total", "Log lines stored from each node since the server started (repeats of lines already stored are not counted).");
         foreach (var (node, counts) in rows)
         {

@@ -45,7 +45,9 @@ public sealed class SyncAccounting
 
         var sent = new JsonObject();
         var received = new JsonObject();
-        foreach (var (key, counter) in counters.OrderBy(p => p.Key, StringComparer.Ordinal))
+        // A snapshot first: sorting the dictionary itself copies it through ICollection.CopyTo,
+        // which throws when a stream adds a counter between its count and its copy.
+        foreach (var (key, counter) in counters.ToArray().OrderBy(p => p.Key, StringComparer.Ordinal))
         {
             var colon = key.IndexOf(':', StringComparison.Ordinal);
             (key[..colon] == "sent" ? sent : received)[key[(colon + 1)..]] = new JsonObject
