@@ -1,5 +1,4 @@
 using Microsoft.AspNetCore.Http;
-using Microsoft.Extensions.Hosting;
 using Outpost.Agent.Gateway;
 using Outpost.Agent.State;
 
@@ -42,26 +41,6 @@ internal sealed class LocalState
 
         await handler.HandleAsync(context);
     }
-}
-
-/// <summary>
-/// A background service of the agent's, made and started once the apps have loaded from local
-/// state. Generic so that each is its own registration: the host adds hosted services by
-/// implementation type and drops a second of the same type.
-/// </summary>
-internal sealed class AfterLocalState<T>(LocalState state, Func<T> make) : IHostedService
-    where T : IHostedService
-{
-    private T? _service;
-
-    public async Task StartAsync(CancellationToken cancellationToken)
-    {
-        await state.Ready.WaitAsync(cancellationToken);
-        _service = make();
-        await _service.StartAsync(cancellationToken);
-    }
-
-    public Task StopAsync(CancellationToken cancellationToken) => _service is { } service ? service.StopAsync(cancellationToken) : Task.CompletedTask;
 }
 
 /// <summary>The node's local stores, opened together at start (on a second core, while the web host is built).</summary>

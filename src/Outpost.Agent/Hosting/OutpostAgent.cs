@@ -1,12 +1,11 @@
-using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Hosting;
-using Microsoft.AspNetCore.Hosting.Server;
 using Microsoft.AspNetCore.Hosting.Server.Features;
 using Microsoft.AspNetCore.Server.Kestrel.Core;
+using Microsoft.AspNetCore.Server.Kestrel.Transport.Sockets;
 using Microsoft.Extensions.DependencyInjection;
-using Microsoft.Extensions.DependencyInjection.Extensions;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Options;
 using Outpost.Agent.Apps;
 using Outpost.Agent.Gateway;
 using Outpost.Agent.State;
@@ -18,26 +17,39 @@ namespace Outpost.Agent.Hosting;
 
 /// <summary>
 /// The edge agent process: local state first (so apps serve even with the server down),
-/// then the gateway, then the sync loop in the background.
+/// then the gateway, then the sync loop in the background. The gateway is Kestrel on its own
+/// and the agent's services live in a container of their own: no generic host, whose building
+/// and starting (configuration, options, hosted-service plumbing, reflection over its start-up
+/// delegates) was a fifth of the release agent's start.
 /// </summary>
 public sealed partial class OutpostAgent : IAsyncDisposable
 {
-    private readonly WebApplication _app;
+    /// <summary>How long the background services and Kestrel get to stop (the generic host's default).</summary>
+    private static readonly TimeSpan ShutdownTimeout = TimeSpan.FromSeconds(30);
+
+    private readonly ServiceProvider _services;
+    private readonly KestrelServer _server;
+    private readonly AgentHostLifetime _lifetime;
     private readonly Task<LocalStores> _stores;
     private readonly LocalState _localState;
+    private readonly List<IHostedService> _running = [];
+    private readonly Lock _stopGate = new();
+    private Task? _stopped;
 
-    private OutpostAgent(WebApplication app, Task<LocalStores> stores, LocalState localState)
+    private OutpostAgent(ServiceProvider services, KestrelServer server, AgentHostLifetime lifetime, Task<LocalStores> stores, LocalState localState)
     {
-        _app = app;
+        _services = services;
+        _server = server;
+        _lifetime = lifetime;
         _stores = stores;
         _localState = localState;
     }
 
     /// <summary>The gateway's URL, known once started.</summary>
-    public string GatewayUrl => _app.Services.GetRequiredService<GatewayInfo>().Url;
+    public string GatewayUrl => _services.GetRequiredService<GatewayInfo>().Url;
 
     /// <summary>Why the agent stopped on its own, if it did.</summary>
-    public string? FatalError => _app.Services.GetRequiredService<AgentLifetime>().FatalError;
+    public string? FatalError => _services.GetRequiredService<AgentLifetime>().FatalError;
 
     public static OutpostAgent Create(AgentOptions options)
     {
@@ -103,83 +115,28 @@ public sealed partial class OutpostAgent : IAsyncDisposable
     private static OutpostAgent Create(AgentOptions options, System.Net.IPEndPoint endpoint, Task<WasmHost> wasmHost, Task<LocalStores> stores)
     {
         var localState = new LocalState();
-        var builder = WebApplication.CreateSlimBuilder(new WebApplicationOptions
-        {
-            ContentRootPath = options.DataDir,
-            EnvironmentName = Environments.Production,
-            // No appsettings.json is read, and a watch for it on the content root (the data dir)
-            // woke on every SQLite write: ~3 % of an idle 2,000-node server's CPU.
-            Args = ["--hostBuilder:reloadConfigOnChange=false"],
-        });
-        builder.Logging.ClearProviders();
-        // The console logger's single-line form, without its services (Monitoring/ConsoleLineLogger.cs).
-        builder.Logging.Services.AddSingleton<ILoggerProvider>(_ => new Monitoring.ConsoleLineLoggerProvider());
-        builder.Logging.SetMinimumLevel(LogLevel.Information);
-        builder.Logging.AddFilter("Microsoft", LogLevel.Warning);
-        builder.Logging.AddFilter("Grpc", LogLevel.Warning);
-        builder.Logging.AddFilter("System.Net.Http", LogLevel.Warning);
-        builder.Logging.Services.AddSingleton<ILoggerProvider>(sp => new Monitoring.RingLoggerProvider(sp.GetRequiredService<Monitoring.LogRing>()));
+        var lifetime = new AgentHostLifetime();
+        var services = new ServiceCollection();
+        // The console logger's single-line form (Monitoring/ConsoleLineLogger.cs) and the node's
+        // log ring; the framework's own lines from warnings up.
+        services.AddSingleton<ILoggerFactory>(_ => new LoggerFactory(
+            [new Monitoring.ConsoleLineLoggerProvider(), new Monitoring.RingLoggerProvider(() => stores.GetAwaiter().GetResult().Logs)],
+            new LoggerFilterOptions
+            {
+                MinLevel = LogLevel.Information,
+                Rules =
+                {
+                    new LoggerFilterRule(null, "Microsoft", LogLevel.Warning, null),
+                    new LoggerFilterRule(null, "Grpc", LogLevel.Warning, null),
+                    new LoggerFilterRule(null, "System.Net.Http", LogLevel.Warning, null),
+                },
+            }));
+        services.AddSingleton<IHostApplicationLifetime>(lifetime);
+        // What Kestrel's TLS listener asks the container for (its metrics), registered as the web host would.
+        services.AddMetrics();
+        new KestrelServices(services).UseKestrelCore();
 
         var usage = new Monitoring.NodeUsageProbe(options.DataDir);
-        // A burst of wires connects to the mesh socket all at once: a backlog of 512 (the default)
-        // would turn most of them away (a Unix socket refuses at once when its backlog is full).
-        builder.WebHost.UseSockets(sockets => sockets.Backlog = 4096);
-        builder.WebHost.ConfigureKestrel(kestrel =>
-        {
-            kestrel.AddServerHeader = false;
-            kestrel.Listen(endpoint, listen =>
-            {
-                listen.Protocols = HttpProtocols.Http1;
-                listen.Use(next => async connection =>
-                {
-                    usage.ConnectionOpened();
-                    try
-                    {
-                        await next(connection);
-                    }
-                    finally
-                    {
-                        usage.ConnectionClosed();
-                    }
-                });
-            });
-            // Wires the server relays to the gateway or an app: handed to Kestrel in process (Mesh/WireTransport.cs).
-            kestrel.Listen(Mesh.WireTransport.EndPoint, listen => listen.Protocols = HttpProtocols.Http1);
-            // This node's own programs reach its apps as service endpoints here (Mesh/MeshListener.cs).
-            var meshSocket = Mesh.MeshListener.SocketPath(options.DataDir);
-            File.Delete(meshSocket); // left by a previous run
-            kestrel.ListenUnixSocket(meshSocket, listen =>
-            {
-                listen.Protocols = HttpProtocols.Http1;
-                listen.Use(Mesh.MeshListener.ReadPreamble);
-            });
-            // Direct wires from nodes of the same site (Mesh/MeshPeers.cs): TLS with node certificates both ways.
-            if (Mesh.MeshPeers.ListenEndpoint(options, endpoint) is { } peerEndpoint)
-            {
-                kestrel.Listen(peerEndpoint, listen =>
-                {
-                    listen.Protocols = HttpProtocols.Http1;
-                    var services = listen.ApplicationServices;
-                    var credentials = services.GetRequiredService<NodeCredentials>();
-                    var peers = services.GetRequiredService<Mesh.MeshPeers>();
-                    listen.UseHttps(new Microsoft.AspNetCore.Server.Kestrel.Https.HttpsConnectionAdapterOptions
-                    {
-                        // The node's current certificate: none before it joins (the handshake fails), the new one after a renewal.
-                        ServerCertificateSelector = (_, _) => credentials.Current,
-                        // Allowed rather than required, so a peer with none reaches Accept, which refuses and counts it.
-                        ClientCertificateMode = Microsoft.AspNetCore.Server.Kestrel.Https.ClientCertificateMode.AllowCertificate,
-                        ClientCertificateValidation = (certificate, chain, _) => peers.ValidateClient(certificate, chain),
-                        HandshakeTimeout = Mesh.MeshPeers.ConnectTimeout * 5,
-                    });
-                    // Resolved at a peer's first wire: the mesh client needs the apps, which load as Kestrel starts.
-                    listen.Use(next => peers.Accept(next, (peer, service) => services.GetRequiredService<Mesh.MeshClient>().ServingApp(peer, service)));
-                });
-            }
-
-            kestrel.Limits.MaxRequestBodySize = options.MaxRequestBodyBytes;
-        });
-
-        var services = builder.Services;
         services.AddSingleton(options);
         services.AddSingleton(usage);
         services.AddSingleton(_ => stores.GetAwaiter().GetResult().Logs);
@@ -247,41 +204,90 @@ public sealed partial class OutpostAgent : IAsyncDisposable
         services.AddSingleton(sp => new Mesh.NodeWires(options, sp.GetRequiredService<Mesh.MeshClient>(), sp.GetRequiredService<Mesh.WireTransport>(),
             sp.GetRequiredService<ILogger<Mesh.NodeWires>>()));
         services.AddSingleton(_ => new Mesh.WireTransport());
-        services.AddSingleton<Microsoft.AspNetCore.Connections.IConnectionListenerFactory>(sp => sp.GetRequiredService<Mesh.WireTransport>());
         services.AddSingleton(sp => new Mesh.MeshPeers(options, sp.GetRequiredService<NodeCredentials>(), sp.GetRequiredService<ILogger<Mesh.MeshPeers>>()));
         services.AddSingleton(sp => new Mesh.HttpOutClient(sp.GetRequiredService<Mesh.MeshClient>(), sp.GetRequiredService<ILogger<Mesh.HttpOutClient>>()));
         AddLogger<Mesh.HttpOutClient>(services);
         AddLogger<Mesh.MeshPeers>(services);
         services.AddSingleton(sp => new Mesh.MeshClient(options, sp.GetRequiredService<AppRegistry>(), sp.GetRequiredService<Mesh.MeshPeers>(),
             sp.GetRequiredService<ILogger<Mesh.MeshClient>>()));
-        services.AddHostedService(sp => new AfterLocalState<Mesh.MeshClient>(localState, () => sp.GetRequiredService<Mesh.MeshClient>()));
         services.AddSingleton(sp => new SyncClient(options, sp.GetRequiredService<AgentStore>(), sp.GetRequiredService<LocalDataStore>(),
             sp.GetRequiredService<ModuleCache>(), sp.GetRequiredService<AppRegistry>(), sp.GetRequiredService<Host.AgentHostServices>(),
             sp.GetRequiredService<GatewayInfo>(), sp.GetRequiredService<ServerTrust>(), sp.GetRequiredService<NodeCredentials>(),
             sp.GetRequiredService<Core.Security.SecretBox>(), sp.GetRequiredService<AgentLifetime>(), usage, sp.GetRequiredService<Monitoring.LogRing>(),
             sp.GetRequiredService<Mesh.NodeWires>(), sp.GetRequiredService<Mesh.MeshClient>(), sp.GetRequiredService<Mesh.MeshPeers>(),
             sp.GetRequiredService<TimeProvider>(), sp.GetRequiredService<ILogger<SyncClient>>(), sp.GetRequiredService<AgentRuntimes>()));
-        services.AddHostedService(sp => new AfterLocalState<SyncClient>(localState, () => sp.GetRequiredService<SyncClient>()));
 
-        // The web host's startup filters add host filtering and forwarded-headers middleware; the
-        // gateway is one handler that uses neither, and each filter's options were made through
-        // reflection at every start.
-        services.RemoveAll<IStartupFilter>();
-
-        var app = builder.Build();
-        // The web host's own services (Kestrel and its options, the lifetime) are made on a second
-        // core while this thread makes the agent's and loads local state: under NativeAOT the
-        // container makes each through reflection, a third of the time to serve. An
-        // error here is met again, and reported, where the host resolves the same service.
-        _ = Task.Run(() =>
+        var provider = services.BuildServiceProvider();
+        try
         {
-            _ = app.Services.GetRequiredService<IServer>();
-            _ = app.Services.GetRequiredService<IHostLifetime>();
-        }).ContinueWith(static t => _ = t.Exception, CancellationToken.None, TaskContinuationOptions.OnlyOnFaulted, TaskScheduler.Default);
-        // The gateway listens as soon as Kestrel has started; a request that comes before the
-        // apps have loaded from local state waits for them (StartAsync loads them meanwhile).
-        app.Run(localState.HandleAsync);
-        return new OutpostAgent(app, stores, localState);
+            return new OutpostAgent(provider, Gateway(options, endpoint, usage, provider), lifetime, stores, localState);
+        }
+        catch
+        {
+            provider.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>Kestrel for the gateway, the relayed wires, the node's mesh socket and, when on, the direct wires of peers.</summary>
+    private static KestrelServer Gateway(AgentOptions options, System.Net.IPEndPoint endpoint, Monitoring.NodeUsageProbe usage, ServiceProvider services)
+    {
+        var kestrel = new KestrelServerOptions { AddServerHeader = false, ApplicationServices = services };
+        kestrel.Listen(endpoint, listen =>
+        {
+            listen.Protocols = HttpProtocols.Http1;
+            listen.Use(next => async connection =>
+            {
+                usage.ConnectionOpened();
+                try
+                {
+                    await next(connection);
+                }
+                finally
+                {
+                    usage.ConnectionClosed();
+                }
+            });
+        });
+        // Wires the server relays to the gateway or an app: handed to Kestrel in process (Mesh/WireTransport.cs).
+        kestrel.Listen(Mesh.WireTransport.EndPoint, listen => listen.Protocols = HttpProtocols.Http1);
+        // This node's own programs reach its apps as service endpoints here (Mesh/MeshListener.cs).
+        var meshSocket = Mesh.MeshListener.SocketPath(options.DataDir);
+        File.Delete(meshSocket); // left by a previous run
+        kestrel.ListenUnixSocket(meshSocket, listen =>
+        {
+            listen.Protocols = HttpProtocols.Http1;
+            listen.Use(Mesh.MeshListener.ReadPreamble);
+        });
+        // Direct wires from nodes of the same site (Mesh/MeshPeers.cs): TLS with node certificates both ways.
+        if (Mesh.MeshPeers.ListenEndpoint(options, endpoint) is { } peerEndpoint)
+        {
+            kestrel.Listen(peerEndpoint, listen =>
+            {
+                listen.Protocols = HttpProtocols.Http1;
+                var credentials = services.GetRequiredService<NodeCredentials>();
+                var peers = services.GetRequiredService<Mesh.MeshPeers>();
+                listen.UseHttps(new Microsoft.AspNetCore.Server.Kestrel.Https.HttpsConnectionAdapterOptions
+                {
+                    // The node's current certificate: none before it joins (the handshake fails), the new one after a renewal.
+                    ServerCertificateSelector = (_, _) => credentials.Current,
+                    // Allowed rather than required, so a peer with none reaches Accept, which refuses and counts it.
+                    ClientCertificateMode = Microsoft.AspNetCore.Server.Kestrel.Https.ClientCertificateMode.AllowCertificate,
+                    ClientCertificateValidation = (certificate, chain, _) => peers.ValidateClient(certificate, chain),
+                    HandshakeTimeout = Mesh.MeshPeers.ConnectTimeout * 5,
+                });
+                // Resolved at a peer's first wire: the mesh client needs the apps, which load as Kestrel starts.
+                listen.Use(next => peers.Accept(next, (peer, service) => services.GetRequiredService<Mesh.MeshClient>().ServingApp(peer, service)));
+            });
+        }
+
+        kestrel.Limits.MaxRequestBodySize = options.MaxRequestBodyBytes;
+
+        var loggers = services.GetRequiredService<ILoggerFactory>();
+        // A burst of wires connects to the mesh socket all at once: a backlog of 512 (the default)
+        // would turn most of them away (a Unix socket refuses at once when its backlog is full).
+        var sockets = new SocketTransportFactory(Options.Create(new SocketTransportOptions { Backlog = 4096 }), loggers);
+        return new KestrelServer(Options.Create(kestrel), new GatewayTransports(sockets, services.GetRequiredService<Mesh.WireTransport>()), loggers);
     }
 
     /// <summary>How this executable runs `outpost wasm compile`, or null to compile in process.</summary>
@@ -311,45 +317,92 @@ public sealed partial class OutpostAgent : IAsyncDisposable
         // Serve what was last acked before talking to anyone: the apps load from local state on
         // a second core while this thread starts Kestrel; the sync and mesh clients start after them.
         var load = Task.Run(LoadLocalState, CancellationToken.None);
-        var info = _app.Services.GetRequiredService<GatewayInfo>();
-        _app.Lifetime.ApplicationStarted.Register(() =>
-            info.Url = _app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First(a => a.StartsWith("http://", StringComparison.Ordinal)));
         try
         {
-            await _app.StartAsync(cancellationToken);
+            await _server.StartAsync(new GatewayApplication(_localState), cancellationToken);
         }
         finally
         {
-            // A failed load is the error to report, rather than the host's echo of it.
+            // A failed load is the error to report, rather than Kestrel's.
             await load;
         }
 
-        var addresses = _app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses;
-        info.Url = addresses.First(a => a.StartsWith("http://", StringComparison.Ordinal));
+        var addresses = _server.Features.Get<IServerAddressesFeature>()!.Addresses;
+        _services.GetRequiredService<GatewayInfo>().Url = addresses.First(a => a.StartsWith("http://", StringComparison.Ordinal));
         var peerUrl = addresses.FirstOrDefault(a => a.StartsWith("https://", StringComparison.Ordinal));
-        _app.Services.GetRequiredService<Mesh.MeshPeers>().SetBound(peerUrl is null ? null : System.Net.IPEndPoint.Parse(new Uri(peerUrl).Authority));
+        _services.GetRequiredService<Mesh.MeshPeers>().SetBound(peerUrl is null ? null : System.Net.IPEndPoint.Parse(new Uri(peerUrl).Authority));
+        foreach (var service in new IHostedService[] { _services.GetRequiredService<Mesh.MeshClient>(), _services.GetRequiredService<SyncClient>() })
+        {
+            await service.StartAsync(cancellationToken);
+            _running.Add(service);
+        }
+
+        _lifetime.Started();
     }
 
-    public Task WaitForShutdownAsync(CancellationToken cancellationToken) => _app.WaitForShutdownAsync(cancellationToken);
+    /// <summary>Completes once the agent has stopped, on its own (a fatal error) or by <see cref="StopAsync"/>.</summary>
+    public async Task WaitForShutdownAsync(CancellationToken cancellationToken)
+    {
+        var stopping = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        using (_lifetime.ApplicationStopping.Register(() => stopping.TrySetResult()))
+        {
+            await stopping.Task.WaitAsync(cancellationToken);
+        }
 
-    public Task StopAsync(CancellationToken cancellationToken) => _app.StopAsync(cancellationToken);
+        await StopAsync(CancellationToken.None);
+    }
+
+    /// <summary>Stops the background services (the last started first), then Kestrel; once, however often called.</summary>
+    public Task StopAsync(CancellationToken cancellationToken)
+    {
+        lock (_stopGate)
+        {
+            return _stopped ??= StopCoreAsync(cancellationToken);
+        }
+    }
+
+    private async Task StopCoreAsync(CancellationToken cancellationToken)
+    {
+        using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        timeout.CancelAfter(ShutdownTimeout);
+        _lifetime.StopApplication();
+        var failures = new List<Exception>();
+        for (var i = _running.Count - 1; i >= 0; i--)
+        {
+            try
+            {
+                await _running[i].StopAsync(timeout.Token);
+            }
+            catch (Exception ex)
+            {
+                failures.Add(ex);
+            }
+        }
+
+        await _server.StopAsync(timeout.Token);
+        _lifetime.Stopped();
+        if (failures.Count > 0)
+        {
+            throw new AggregateException("the agent's background services did not stop cleanly", failures);
+        }
+    }
 
     private void LoadLocalState()
     {
         try
         {
             var started = System.Diagnostics.Stopwatch.GetTimestamp();
-            var store = _app.Services.GetRequiredService<AgentStore>();
-            var registry = _app.Services.GetRequiredService<AppRegistry>();
+            var store = _services.GetRequiredService<AgentStore>();
+            var registry = _services.GetRequiredService<AppRegistry>();
             registry.Reconcile(store.LoadDesired());
             var elapsed = System.Diagnostics.Stopwatch.GetElapsedTime(started).TotalMilliseconds;
             var loaded = registry.Loaded;
             var fromCache = loaded.Count(a => a.Instance is WasmAppInstance { Module.FromCache: true });
-            var logger = _app.Services.GetRequiredService<ILogger<OutpostAgent>>();
+            var logger = _services.GetRequiredService<ILogger<OutpostAgent>>();
             LogLocalStateLoaded(logger, loaded.Count, elapsed, fromCache);
-            var handler = _app.Services.GetRequiredService<GatewayHandler>();
-            _ = _app.Services.GetRequiredService<Triggers.TriggerScheduler>(); // timers start with the agent
-            _ = _app.Services.GetRequiredService<Monitoring.MemoryTrim>();
+            var handler = _services.GetRequiredService<GatewayHandler>();
+            _ = _services.GetRequiredService<Triggers.TriggerScheduler>(); // timers start with the agent
+            _ = _services.GetRequiredService<Monitoring.MemoryTrim>();
             _localState.Loaded(handler);
         }
         catch (Exception ex)
@@ -362,8 +415,10 @@ public sealed partial class OutpostAgent : IAsyncDisposable
     public async ValueTask DisposeAsync()
     {
         _localState.Abandoned();
-        var runtimes = _app.Services.GetRequiredService<AgentRuntimes>();
-        await _app.DisposeAsync(); // the registry lets go of its apps: their containers stop
+        var runtimes = _services.GetRequiredService<AgentRuntimes>();
+        _server.Dispose();
+        await _services.DisposeAsync(); // the registry lets go of its apps: their containers stop
+        _lifetime.Dispose();
         if (_stores.IsCompletedSuccessfully)
         {
             _stores.Result.Dispose(); // the container disposed those it made; an agent that never started made none

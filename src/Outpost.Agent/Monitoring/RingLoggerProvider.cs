@@ -7,7 +7,8 @@ namespace Outpost.Agent.Monitoring;
 /// `outpost logs node/NAME` shows what the agent did. App lines already go there directly,
 /// so the host function's category is left out here.
 /// </summary>
-public sealed class RingLoggerProvider(LogRing ring) : ILoggerProvider
+/// <remarks>The ring is asked for at the first line written: the agent's loggers exist before its log store has opened.</remarks>
+public sealed class RingLoggerProvider(Func<LogRing> ring) : ILoggerProvider
 {
     private const string AppLogCategory = "Outpost.Agent.Host.AgentHostServices";
 
@@ -17,7 +18,7 @@ public sealed class RingLoggerProvider(LogRing ring) : ILoggerProvider
     {
     }
 
-    private sealed class RingLogger(LogRing ring, string category) : ILogger
+    private sealed class RingLogger(Func<LogRing> ring, string category) : ILogger
     {
         private readonly string _source = category[(category.LastIndexOf('.') + 1)..];
 
@@ -40,7 +41,7 @@ public sealed class RingLoggerProvider(LogRing ring) : ILoggerProvider
                 message += $" ({exception.GetType().Name}: {exception.Message})";
             }
 
-            ring.Write(LevelName(logLevel), "", 0, $"{_source}: {message}");
+            ring().Write(LevelName(logLevel), "", 0, $"{_source}: {message}");
         }
     }
 
