@@ -13,9 +13,6 @@ internal sealed class LocalState
 {
     private readonly TaskCompletionSource<GatewayHandler> _loaded = new(TaskCreationOptions.RunContinuationsAsynchronously);
 
-    /// <summary>Completes once the apps serve; faults with the error that stopped them loading.</summary>
-    public Task Ready => _loaded.Task;
-
     public void Loaded(GatewayHandler handler) => _loaded.TrySetResult(handler);
 
     public void Failed(Exception error) => _loaded.TrySetException(error);
@@ -43,7 +40,7 @@ internal sealed class LocalState
     }
 }
 
-/// <summary>The node's local stores, opened together at start (on a second core, while the web host is built).</summary>
+/// <summary>The node's local stores, opened together at start (on a second core, while the gateway is set up).</summary>
 internal sealed class LocalStores(Monitoring.LogRing logs, AgentStore desired, LocalDataStore data, Core.Security.SecretBox secrets) : IDisposable
 {
     public Monitoring.LogRing Logs { get; } = logs;

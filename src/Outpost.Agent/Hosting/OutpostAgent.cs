@@ -99,7 +99,7 @@ public sealed partial class OutpostAgent : IAsyncDisposable
 
     private static OutpostAgent Create(AgentOptions options, System.Net.IPEndPoint endpoint, Task<WasmHost> wasmHost)
     {
-        // The node's SQLite stores open on a second core while this thread builds the web host.
+        // The node's SQLite stores open on a second core while this thread sets up the gateway.
         var stores = Task.Run(() => LocalStores.Open(options));
         try
         {
