@@ -18,18 +18,18 @@ internal static class ColdStart
         var env = new Dictionary<string, string> { ["OUTPOST_NODE_NAME"] = "edge-1", ["GREETING"] = "hello" };
         var request = new WagiRequest { Method = "GET", Path = "/hello", Route = "/hello", Headers = [new("Host", "127.0.0.1"), new("Accept", "*/*")] };
         var limits = new AppLimits();
+        var appEnv = new AppEnvironment(env);
         var canned = "Content-Type: text/plain; charset=utf-8\nStatus: 200\n\nhello from edge-1 (path /)\n"u8.ToArray();
 
         using var pooled = new WasmHost();
         using var pooledModule = pooled.Compile("hello", wasm);
         var pooledRunner = new WagiRunner(pooled);
-        var withInstance = Measure(warmup, iterations, () => Check(pooledRunner.Handle(pooledModule, request, env, limits)));
+        var withInstance = Measure(warmup, iterations, () => Check(pooledRunner.Handle(pooledModule, request, appEnv, limits)));
 
         // Everything but the instance: environment, request context and response parsing.
         var noInstance = Measure(warmup, iterations, () =>
         {
-            var environment = WagiRunner.BuildEnvironment(request, env);
-            var context = new Outpost.Wasm.Wasi.WasiContext([request.Route], environment, request.Body, limits.MaxResponseBytes, 64 * 1024);
+            using var context = WagiRunner.CreateContext(request, appEnv, limits);
             context.Stdout.Write(canned);
             Check(WagiRunner.Parse(context.CapturedStdout.WrittenMemory, 0, null));
         });
@@ -37,14 +37,14 @@ internal static class ColdStart
         using var unpooled = new WasmHost(new WasmHostOptions { UsePooling = false });
         using var unpooledModule = unpooled.Compile("hello", wasm);
         var unpooledRunner = new WagiRunner(unpooled);
-        var withoutPool = Measure(warmup, iterations, () => Check(unpooledRunner.Handle(unpooledModule, request, env, limits)));
+        var withoutPool = Measure(warmup, iterations, () => Check(unpooledRunner.Handle(unpooledModule, request, appEnv, limits)));
 
         Console.WriteLine($"iterations={iterations} per variant after {warmup.TotalSeconds:F0} s warm-up each");
-        Console.WriteLine($"fresh pooled instance:   p50 {withInstance.P50:F1} us  p99 {withInstance.P99:F1} us");
-        Console.WriteLine($"host work, no instance:  p50 {noInstance.P50:F1} us  p99 {noInstance.P99:F1} us");
+        Console.WriteLine($"fresh pooled instance:   p50 {withInstance.P50:F1} us  p99 {withInstance.P99:F1} us  {withInstance.BytesPerCall} B allocated");
+        Console.WriteLine($"host work, no instance:  p50 {noInstance.P50:F1} us  p99 {noInstance.P99:F1} us  {noInstance.BytesPerCall} B allocated");
         Console.WriteLine($"fresh unpooled instance: p50 {withoutPool.P50:F1} us  p99 {withoutPool.P99:F1} us");
         Console.WriteLine(FormattableString.Invariant(
-            $"coldstart p50_us={withInstance.P50:F1} p99_us={withInstance.P99:F1} baseline_noinst_p50_us={noInstance.P50:F1} nopool_p50_us={withoutPool.P50:F1} nopool_ratio={withoutPool.P50 / withInstance.P50:F2}"));
+            $"coldstart p50_us={withInstance.P50:F1} p99_us={withInstance.P99:F1} alloc_bytes={withInstance.BytesPerCall} baseline_noinst_p50_us={noInstance.P50:F1} nopool_p50_us={withoutPool.P50:F1} nopool_ratio={withoutPool.P50 / withInstance.P50:F2}"));
     }
 
     private static void Check(WagiOutcome outcome)
@@ -55,7 +55,8 @@ internal static class ColdStart
         }
     }
 
-    internal static (double P50, double P99) Measure(TimeSpan warmup, int iterations, Action action)
+    /// <summary>Median and p99 in microseconds, and the bytes the measured thread allocated per call.</summary>
+    internal static (double P50, double P99, long BytesPerCall) Measure(TimeSpan warmup, int iterations, Action action)
     {
         var until = Stopwatch.GetTimestamp() + (long)(warmup.TotalSeconds * Stopwatch.Frequency);
         while (Stopwatch.GetTimestamp() < until)
@@ -64,6 +65,7 @@ internal static class ColdStart
         }
 
         var samples = new double[iterations];
+        var allocated = GC.GetAllocatedBytesForCurrentThread();
         for (var i = 0; i < iterations; i++)
         {
             var start = Stopwatch.GetTimestamp();
@@ -71,7 +73,8 @@ internal static class ColdStart
             samples[i] = Stopwatch.GetElapsedTime(start).TotalMicroseconds;
         }
 
+        allocated = GC.GetAllocatedBytesForCurrentThread() - allocated;
         Array.Sort(samples);
-        return (samples[iterations / 2], samples[(int)(iterations * 0.99)]);
+        return (samples[iterations / 2], samples[(int)(iterations * 0.99)], allocated / iterations);
     }
 }

@@ -136,7 +136,7 @@ public sealed partial class WasmAppInstance : IAppInstance
             Body = body,
             Host = context.Request.Host.Host,
             Port = context.Request.Host.Port ?? context.Connection.LocalPort,
-            RemoteAddress = context.Connection.RemoteIpAddress?.ToString() ?? "",
+            RemoteIp = context.Connection.RemoteIpAddress,
             Scheme = context.Request.Scheme,
         };
     }

@@ -24,7 +24,13 @@ public sealed class EventRunner(WasmHost host)
     {
         ArgumentNullException.ThrowIfNull(env);
         ArgumentNullException.ThrowIfNull(limits);
-        var context = new WasiContext(["event"], env.Encoded, eventEnv, payload, limits.MaxResponseBytes, 64 * 1024) { Grant = grant, Mounts = mounts, Models = models };
+        var variables = new StringBlock().AddAll(env.Block);
+        foreach (var (key, value) in eventEnv)
+        {
+            variables.Add(key, value);
+        }
+
+        var context = new WasiContext(new StringBlock().Append("event").End(), variables, payload, limits.MaxResponseBytes, 64 * 1024) { Grant = grant, Mounts = mounts, Models = models };
         var result = host.Run(module, context, limits);
         var stderr = context.CapturedStderr.Length > 0 ? context.CapturedStderr.ToText() : null;
         return result.Outcome switch

@@ -22,7 +22,15 @@ public sealed record WagiRequest
 
     public int Port { get; init; } = 80;
 
-    public string RemoteAddress { get; init; } = "";
+    /// <summary>The client's address as text; from <see cref="RemoteIp"/> when that is given.</summary>
+    public string RemoteAddress
+    {
+        get => field ?? RemoteIp?.ToString() ?? "";
+        init;
+    }
+
+    /// <summary>The client's address, written into the guest's environment without a string per request.</summary>
+    public System.Net.IPAddress? RemoteIp { get; init; }
 
     public string Scheme { get; init; } = "http";
 }

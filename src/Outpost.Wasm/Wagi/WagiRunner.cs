@@ -1,3 +1,4 @@
+using System.Buffers.Text;
 using System.Globalization;
 using System.Text;
 using Outpost.Core.Resources;
@@ -12,8 +13,6 @@ namespace Outpost.Wasm.Wagi;
 /// </summary>
 public sealed class WagiRunner(WasmHost host)
 {
-    private static readonly Dictionary<string, string> NoAppEnv = [];
-
     /// <summary>Runs one request in a fresh instance. Guest failures become 5xx responses, never exceptions.</summary>
     public WagiOutcome Handle(WasmModule module, WagiRequest request, IReadOnlyDictionary<string, string> appEnv, AppLimits limits) =>
         Handle(module, request, new AppEnvironment(appEnv), limits);
@@ -24,10 +23,10 @@ public sealed class WagiRunner(WasmHost host)
         ArgumentNullException.ThrowIfNull(request);
         ArgumentNullException.ThrowIfNull(limits);
         ArgumentNullException.ThrowIfNull(appEnv);
-        var env = BuildEnvironment(request, NoAppEnv); // the app's own env is pre-encoded in appEnv
-        var context = new WasiContext([request.Route], appEnv.Encoded, env, request.Body, limits.MaxResponseBytes, 64 * 1024) { Grant = grant, Mounts = mounts, Models = models };
+        var context = CreateContext(request, appEnv, limits, grant, mounts, models);
         var result = host.Run(module, context, limits);
         var stderr = context.CapturedStderr.Length > 0 ? context.CapturedStderr.ToText() : null;
+        var memoryLimit = (long)limits.MemoryMiB * 1024 * 1024;
         var outcome = result.Outcome switch
         {
             RunOutcome.TimedOut => Fail(504, result.Error!, stderr) with { Limit = WagiLimit.Timeout },
@@ -36,46 +35,63 @@ public sealed class WagiRunner(WasmHost host)
             RunOutcome.Busy => Busy(result.Error!) with { Limit = WagiLimit.Instances },
             _ => Parse(context.CapturedStdout.WrittenMemory, result.ExitCode, stderr),
         };
-        // Linear memory grows in 64 KiB pages: within a page of the limit, a further grow was refused.
-        var memoryLimit = (long)limits.MemoryMiB * 1024 * 1024;
-        return outcome with
-        {
-            MemoryBytes = result.MemoryBytes,
-            Notes = context.Notes,
-            Limit = outcome.Limit != WagiLimit.None ? outcome.Limit
-                : result.MemoryBytes > memoryLimit - 65536 ? WagiLimit.Memory
-                : context.VolumeFull ? WagiLimit.Volume
-                : WagiLimit.None,
-        };
+        var limit = outcome.Limit != WagiLimit.None ? outcome.Limit
+            // Linear memory grows in 64 KiB pages: within a page of the limit, a further grow was refused.
+            : result.MemoryBytes > memoryLimit - 65536 ? WagiLimit.Memory
+            : context.VolumeFull ? WagiLimit.Volume
+            : WagiLimit.None;
+        return outcome with { MemoryBytes = result.MemoryBytes, Notes = context.Notes, Limit = limit };
     }
 
-    internal static List<KeyValuePair<string, string>> BuildEnvironment(WagiRequest request, IReadOnlyDictionary<string, string> appEnv)
+    /// <summary>The run's context: the route as its one argument, the app's and the request's variables, the body on stdin.</summary>
+    internal static WasiContext CreateContext(WagiRequest request, AppEnvironment appEnv, AppLimits limits, Host.HostGrant? grant = null, WasiMounts? mounts = null, IReadOnlyDictionary<string, Nn.NnModel>? models = null)
     {
-        var pathInfo = request.Route == "/" ? request.Path : request.Path[Math.Min(request.Route.Length, request.Path.Length)..];
-        var env = new List<KeyValuePair<string, string>>(appEnv)
+        var env = new StringBlock().AddAll(appEnv.Block);
+        WriteEnvironment(env, request);
+        var args = new StringBlock().Append(request.Route).End();
+        return new WasiContext(args, env, request.Body, limits.MaxResponseBytes, 64 * 1024) { Grant = grant, Mounts = mounts, Models = models };
+    }
+
+    /// <summary>The request's CGI variables, as the guest will see them (a test's view; the caller disposes it).</summary>
+    internal static StringBlock RequestEnvironment(WagiRequest request)
+    {
+        var env = new StringBlock();
+        WriteEnvironment(env, request);
+        return env;
+    }
+
+    /// <summary>Writes the request's CGI variables (RFC 3875, and WAGI's X_ ones) straight into the guest's environment.</summary>
+    private static void WriteEnvironment(StringBlock env, WagiRequest request)
+    {
+        var path = request.Path.AsSpan();
+        var pathInfo = request.Route == "/" ? path : path[Math.Min(request.Route.Length, path.Length)..];
+        env.Add("GATEWAY_INTERFACE", "CGI/1.1");
+        env.Add("SERVER_SOFTWARE", "Outpost");
+        env.Add("SERVER_PROTOCOL", "HTTP/1.1");
+        env.Add("SERVER_NAME", request.Host);
+        env.Append("SERVER_PORT=").Append(request.Port).End();
+        env.Add("REQUEST_METHOD", request.Method);
+        env.Add("SCRIPT_NAME", request.Route == "/" ? "" : request.Route);
+        env.Append("PATH_INFO=").Append(pathInfo).End();
+        env.Append("PATH_TRANSLATED=").Append(pathInfo).End();
+        env.Add("QUERY_STRING", request.Query);
+        AppendAddress(env.Append("REMOTE_ADDR="), request).End();
+        AppendAddress(env.Append("REMOTE_HOST="), request).End();
+        env.Append("CONTENT_LENGTH=").Append(request.Body.Length).End();
+        env.Add("X_MATCHED_ROUTE", request.Route);
+        env.Append("X_RAW_PATH_INFO=").Append(pathInfo).End();
+        env.Append("X_FULL_URL=").Append(request.Scheme).Append("://").Append(request.Host).Append(':').Append(request.Port).Append(request.Path);
+        if (request.Query.Length > 0)
         {
-            new("GATEWAY_INTERFACE", "CGI/1.1"),
-            new("SERVER_SOFTWARE", "Outpost"),
-            new("SERVER_PROTOCOL", "HTTP/1.1"),
-            new("SERVER_NAME", request.Host),
-            new("SERVER_PORT", request.Port.ToString(CultureInfo.InvariantCulture)),
-            new("REQUEST_METHOD", request.Method),
-            new("SCRIPT_NAME", request.Route == "/" ? "" : request.Route),
-            new("PATH_INFO", pathInfo),
-            new("PATH_TRANSLATED", pathInfo),
-            new("QUERY_STRING", request.Query),
-            new("REMOTE_ADDR", request.RemoteAddress),
-            new("REMOTE_HOST", request.RemoteAddress),
-            new("CONTENT_LENGTH", request.Body.Length.ToString(CultureInfo.InvariantCulture)),
-            new("X_MATCHED_ROUTE", request.Route),
-            new("X_RAW_PATH_INFO", pathInfo),
-            new("X_FULL_URL", $"{request.Scheme}://{request.Host}:{request.Port}{request.Path}{(request.Query.Length > 0 ? "?" + request.Query : "")}"),
-        };
+            env.Append('?').Append(request.Query);
+        }
+
+        env.End();
         foreach (var (name, value) in request.Headers)
         {
             if (name.Equals("Content-Type", StringComparison.OrdinalIgnoreCase))
             {
-                env.Add(new("CONTENT_TYPE", value));
+                env.Add("CONTENT_TYPE", value);
                 continue;
             }
 
@@ -84,11 +100,12 @@ public sealed class WagiRunner(WasmHost host)
                 continue; // CGI never passes credentials through; the length is CONTENT_LENGTH
             }
 
-            env.Add(new("HTTP_" + name.ToUpperInvariant().Replace('-', '_'), value));
+            env.Append("HTTP_").AppendHeaderName(name).Append('=').Append(value).End();
         }
-
-        return env;
     }
+
+    private static StringBlock AppendAddress(StringBlock env, WagiRequest request) =>
+        request.RemoteIp is { } ip ? env.Append(ip) : env.Append(request.RemoteAddress);
 
     /// <summary>Splits CGI output into headers and body; a response without a header block is the guest's bug.</summary>
     internal static WagiOutcome Parse(ReadOnlyMemory<byte> output, int exitCode, string? stderr)
@@ -104,41 +121,53 @@ public sealed class WagiRunner(WasmHost host)
 
         var headers = new List<KeyValuePair<string, string>>();
         int? status = null;
-        foreach (var line in Encoding.UTF8.GetString(span[..headerEnd]).Split('\n'))
+        var rest = span[..headerEnd];
+        while (rest.Length > 0)
         {
-            var trimmed = line.TrimEnd('\r');
-            if (trimmed.Length == 0)
+            var newline = rest.IndexOf((byte)'\n');
+            var line = newline < 0 ? rest : rest[..newline];
+            rest = newline < 0 ? [] : rest[(newline + 1)..];
+            line = line.TrimEnd((byte)'\r');
+            if (line.Length == 0)
             {
                 continue;
             }
 
-            var colon = trimmed.IndexOf(':', StringComparison.Ordinal);
+            var colon = line.IndexOf((byte)':');
             if (colon <= 0)
             {
-                return Fail(500, $"app wrote a malformed header line '{trimmed}'", stderr);
+                return Fail(500, $"app wrote a malformed header line '{Encoding.UTF8.GetString(line)}'", stderr);
             }
 
-            var name = trimmed[..colon].Trim();
-            var value = trimmed[(colon + 1)..].Trim();
-            if (name.Equals("Status", StringComparison.OrdinalIgnoreCase))
+            var name = line[..colon].Trim(" \t"u8);
+            var value = line[(colon + 1)..].Trim(" \t"u8);
+            if (Ascii.EqualsIgnoreCase(name, "Status"u8))
             {
-                var code = value.Split(' ', 2)[0];
-                if (!int.TryParse(code, NumberStyles.None, CultureInfo.InvariantCulture, out var parsed) || parsed is < 100 or > 599)
+                var space = value.IndexOf((byte)' ');
+                var code = space < 0 ? value : value[..space];
+                if (code.IndexOfAnyExceptInRange((byte)'0', (byte)'9') >= 0 || !Utf8Parser.TryParse(code, out int parsed, out _) || parsed is < 100 or > 599)
                 {
-                    return Fail(500, $"app wrote an invalid Status header '{value}'", stderr);
+                    return Fail(500, $"app wrote an invalid Status header '{Encoding.UTF8.GetString(value)}'", stderr);
                 }
 
                 status = parsed;
             }
             else
             {
-                headers.Add(new(name, value));
+                headers.Add(new(HeaderName(name), Encoding.UTF8.GetString(value)));
             }
         }
 
         status ??= headers.Any(h => h.Key.Equals("Location", StringComparison.OrdinalIgnoreCase)) ? 302 : 200;
         return new WagiOutcome(new WagiResponse(status.Value, headers, output[bodyStart..]), null, stderr);
     }
+
+    /// <summary>The header's name as a string: the common ones without making a new one per response.</summary>
+    private static string HeaderName(ReadOnlySpan<byte> name) =>
+        name.SequenceEqual("Content-Type"u8) ? "Content-Type"
+        : name.SequenceEqual("Cache-Control"u8) ? "Cache-Control"
+        : name.SequenceEqual("Location"u8) ? "Location"
+        : Encoding.UTF8.GetString(name);
 
     private static (int HeaderEnd, int BodyStart) FindHeaderEnd(ReadOnlySpan<byte> span)
     {
@@ -180,7 +209,7 @@ public sealed class WagiRunner(WasmHost host)
 /// <summary>An app's fixed environment, encoded for environ_get once rather than per request.</summary>
 public sealed class AppEnvironment(IReadOnlyDictionary<string, string> values)
 {
-    internal IReadOnlyList<byte[]> Encoded { get; } = [.. values.Select(p => WasiContext.Encode(p.Key, p.Value))];
+    internal StringBlock Block { get; } = StringBlock.OfPairs(values);
 }
 
 /// <summary>The response, plus the failure reason (for the agent log, not the client) and the guest's stderr.</summary>

@@ -10,8 +10,8 @@ namespace Outpost.Wasm.Wasi;
 /// </summary>
 internal sealed class WasiContext : IDisposable
 {
-    private readonly byte[][] _args;
-    private readonly byte[][] _env;
+    private readonly StringBlock _args;
+    private readonly StringBlock _env;
     private readonly ReadOnlyMemory<byte> _stdin;
     private readonly Stream? _stdinStream;
     private int _stdinPosition;
@@ -19,21 +19,15 @@ internal sealed class WasiContext : IDisposable
     private List<string>? _notes;
 
     public WasiContext(IEnumerable<string> args, IEnumerable<KeyValuePair<string, string>> env, ReadOnlyMemory<byte> stdin, int maxStdoutBytes, int maxStderrBytes)
-        : this(args, [], env, stdin, maxStdoutBytes, maxStderrBytes)
+        : this(StringBlock.Of(args), StringBlock.OfPairs(env), stdin, maxStdoutBytes, maxStderrBytes)
     {
     }
 
-    /// <summary>With <paramref name="encodedEnv"/> already in "K=V\0" form (an app's fixed environment, encoded once).</summary>
-    public WasiContext(IEnumerable<string> args, IReadOnlyList<byte[]> encodedEnv, IEnumerable<KeyValuePair<string, string>> env, ReadOnlyMemory<byte> stdin, int maxStdoutBytes, int maxStderrBytes)
+    /// <summary>With the arguments and environment already laid out for the guest; the context disposes them with itself.</summary>
+    public WasiContext(StringBlock args, StringBlock env, ReadOnlyMemory<byte> stdin, int maxStdoutBytes, int maxStderrBytes)
     {
-        _args = [.. args.Select(a => Encoding.UTF8.GetBytes(a + "\0"))];
-        var all = new List<byte[]>(encodedEnv);
-        foreach (var (key, value) in env)
-        {
-            all.Add(Encode(key, value));
-        }
-
-        _env = [.. all];
+        _args = args;
+        _env = env;
         _stdin = stdin;
         Stdout = new CappedBuffer(maxStdoutBytes);
         Stderr = new CappedBuffer(maxStderrBytes);
@@ -42,21 +36,11 @@ internal sealed class WasiContext : IDisposable
     /// <summary>A command's context: stdin read from <paramref name="stdin"/> as the guest asks, output written through.</summary>
     public WasiContext(IEnumerable<string> args, IEnumerable<KeyValuePair<string, string>> env, Stream stdin, WasiOutput stdout, WasiOutput stderr)
     {
-        _args = [.. args.Select(a => Encoding.UTF8.GetBytes(a + "\0"))];
-        _env = [.. env.Select(p => Encode(p.Key, p.Value))];
+        _args = StringBlock.Of(args);
+        _env = StringBlock.OfPairs(env);
         _stdinStream = stdin;
         Stdout = stdout;
         Stderr = stderr;
-    }
-
-    /// <summary>"K=V\0" in UTF-8, as environ_get hands it to the guest.</summary>
-    public static byte[] Encode(string key, string value)
-    {
-        var bytes = new byte[Encoding.UTF8.GetByteCount(key) + Encoding.UTF8.GetByteCount(value) + 2];
-        var n = Encoding.UTF8.GetBytes(key, bytes);
-        bytes[n++] = (byte)'=';
-        Encoding.UTF8.GetBytes(value, bytes.AsSpan(n));
-        return bytes;
     }
 
     /// <summary>The guest's exported memory, looked up once per run rather than on every call.</summary>
@@ -107,9 +91,9 @@ internal sealed class WasiContext : IDisposable
     /// <summary>Set when the guest called proc_exit.</summary>
     public int? ExitCode { get; set; }
 
-    public IReadOnlyList<byte[]> Args => _args;
+    public StringBlock Args => _args;
 
-    public IReadOnlyList<byte[]> Env => _env;
+    public StringBlock Env => _env;
 
     /// <summary>Bytes stdin still holds, when known (in memory); null for a stream.</summary>
     public long? StdinRemaining => _stdinStream is null ? _stdin.Length - _stdinPosition : null;
@@ -133,6 +117,8 @@ internal sealed class WasiContext : IDisposable
     {
         _files?.Dispose();
         Nn?.Dispose();
+        _args.Dispose();
+        _env.Dispose();
     }
 }
 
@@ -160,34 +146,35 @@ internal sealed class StreamOutput(Stream stream) : WasiOutput
     }
 }
 
-/// <summary>An output buffer that refuses to grow past a cap, so a guest cannot flood the host.</summary>
+/// <summary>An output buffer that refuses to grow past a cap, so a guest cannot flood the host; made on the first write.</summary>
 internal sealed class CappedBuffer(int capacity) : WasiOutput
 {
-    private readonly ArrayBufferWriter<byte> _buffer = new(256);
+    private ArrayBufferWriter<byte>? _buffer;
     private bool _overflowed;
 
     public override int Capacity { get; } = capacity;
 
     public override bool Overflowed => _overflowed;
 
-    public long Length => _buffer.WrittenCount;
+    public long Length => _buffer?.WrittenCount ?? 0;
 
     /// <summary>Appends what fits; false (and Overflowed) when it did not all fit.</summary>
     public override bool Write(ReadOnlySpan<byte> data)
     {
-        var room = Capacity - _buffer.WrittenCount;
+        var buffer = _buffer ??= new ArrayBufferWriter<byte>(Math.Clamp(data.Length, 256, Math.Max(Capacity, 1)));
+        var room = Capacity - buffer.WrittenCount;
         if (data.Length > room)
         {
-            _buffer.Write(data[..Math.Max(room, 0)]);
+            buffer.Write(data[..Math.Max(room, 0)]);
             _overflowed = true;
             return false;
         }
 
-        _buffer.Write(data);
+        buffer.Write(data);
         return true;
     }
 
-    public ReadOnlyMemory<byte> WrittenMemory => _buffer.WrittenMemory;
+    public ReadOnlyMemory<byte> WrittenMemory => _buffer?.WrittenMemory ?? ReadOnlyMemory<byte>.Empty;
 
     public string ToText() => Encoding.UTF8.GetString(WrittenMemory.Span);
 }

@@ -99,7 +99,7 @@ internal static class WasiPreview1
         return context.Memory ??= caller.GetMemory("memory");
     }
 
-    private static int SizesGet(Caller caller, IReadOnlyList<byte[]> items, int countPtr, int sizePtr)
+    private static int SizesGet(Caller caller, StringBlock strings, int countPtr, int sizePtr)
     {
         var memory = Mem(caller);
         if (memory is null)
@@ -107,12 +107,13 @@ internal static class WasiPreview1
             return Fault;
         }
 
-        memory.WriteInt32(countPtr, items.Count);
-        memory.WriteInt32(sizePtr, items.Sum(i => i.Length));
+        memory.WriteInt32(countPtr, strings.Count);
+        memory.WriteInt32(sizePtr, strings.Length);
         return Success;
     }
 
-    private static int ListGet(Caller caller, IReadOnlyList<byte[]> items, int ptrs, int buf)
+    /// <summary>args_get and environ_get: the pointers and the strings, each written in one piece.</summary>
+    private static int ListGet(Caller caller, StringBlock strings, int ptrs, int buf)
     {
         var memory = Mem(caller);
         if (memory is null)
@@ -120,12 +121,9 @@ internal static class WasiPreview1
             return Fault;
         }
 
-        var offset = buf;
-        for (var i = 0; i < items.Count; i++)
+        if (strings.Count > 0)
         {
-            memory.WriteInt32(ptrs + (i * 4), offset);
-            items[i].CopyTo(memory.GetSpan(offset, items[i].Length));
-            offset += items[i].Length;
+            strings.CopyTo(memory.GetSpan(ptrs, strings.Count * 4), memory.GetSpan(buf, strings.Length), buf);
         }
 
         return Success;

@@ -39,4 +39,57 @@ public sealed class ActivityTimerTests
         await Task.Delay(50);
         Assert.Equal(0, Volatile.Read(ref afterDispose));
     }
+
+    [Fact]
+    public async Task Ticks_WhileInUse_StopsOnceIdle_AndStartsAgainOnTheNextEnter()
+    {
+        var ticks = 0;
+        using var idle = new SemaphoreSlim(0);
+        using var timer = new ActivityTimer(TimeProvider.System, TimeSpan.FromMilliseconds(5), () => Interlocked.Increment(ref ticks), () => idle.Release());
+
+        timer.Enter();
+        await WaitForAsync(() => Volatile.Read(ref ticks) >= 3, "ticks while in use");
+        Assert.Equal(0, idle.CurrentCount); // never idle while someone is in
+
+        timer.Exit();
+        Assert.True(await idle.WaitAsync(TimeSpan.FromSeconds(30)), "the timer never noticed it was idle");
+        var stoppedAt = Volatile.Read(ref ticks);
+        await Task.Delay(200); // forty periods: a running timer would tick on; a tick already queued may still land
+        Assert.InRange(Volatile.Read(ref ticks) - stoppedAt, 0, 2);
+
+        timer.Enter();
+        await WaitForAsync(() => Volatile.Read(ref ticks) > stoppedAt, "a tick after entering again");
+        timer.Exit();
+    }
+
+    [Fact]
+    public async Task ManyUsers_EnteringAndLeavingAtOnce_NeverLeaveTheTimerStopped_WhileOneIsIn()
+    {
+        var ticks = 0;
+        using var timer = new ActivityTimer(TimeProvider.System, TimeSpan.FromMilliseconds(1), () => Interlocked.Increment(ref ticks));
+        await Task.WhenAll(Enumerable.Range(0, 4).Select(_ => Task.Run(() =>
+        {
+            for (var i = 0; i < 20_000; i++)
+            {
+                timer.Enter();
+                timer.Exit();
+            }
+        })));
+
+        // Whatever order those took, one more user must see ticks.
+        timer.Enter();
+        var before = Volatile.Read(ref ticks);
+        await WaitForAsync(() => Volatile.Read(ref ticks) > before, "a tick for the last user");
+        timer.Exit();
+    }
+
+    private static async Task WaitForAsync(Func<bool> condition, string what)
+    {
+        var until = DateTime.UtcNow.AddSeconds(30);
+        while (!condition())
+        {
+            Assert.True(DateTime.UtcNow < until, $"timed out waiting for {what}");
+            await Task.Delay(5);
+        }
+    }
 }

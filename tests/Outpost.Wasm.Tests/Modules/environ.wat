@@ -1,0 +1,47 @@
+;; Answers with its arguments, then its environment, one per line, read through args_get and
+;; environ_get; traps when the last string does not end where the *_sizes_get size says.
+(module
+  (import "wasi_snapshot_preview1" "args_sizes_get" (func $args_sizes (param i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "args_get" (func $args_get (param i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "environ_sizes_get" (func $env_sizes (param i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "environ_get" (func $env_get (param i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "fd_write" (func $fd_write (param i32 i32 i32 i32) (result i32)))
+  (memory (export "memory") 1)
+  (data (i32.const 0) "Content-Type: text/plain\n\n")
+  (data (i32.const 32) "\n")
+  (func $write (param $ptr i32) (param $len i32)
+    (i32.store (i32.const 40) (local.get $ptr))
+    (i32.store (i32.const 44) (local.get $len))
+    (drop (call $fd_write (i32.const 1) (i32.const 40) (i32.const 1) (i32.const 48))))
+  (func $strlen (param $p i32) (result i32) (local $n i32)
+    (block $done
+      (loop $next
+        (br_if $done (i32.eqz (i32.load8_u (i32.add (local.get $p) (local.get $n)))))
+        (local.set $n (i32.add (local.get $n) (i32.const 1)))
+        (br $next)))
+    (local.get $n))
+  ;; Writes the strings the pointers at 1024 point to; returns where the last one ends (past its NUL).
+  (func $dump (param $count i32) (result i32) (local $i i32) (local $s i32) (local $len i32) (local $end i32)
+    (local.set $end (i32.const 8192))
+    (block $done
+      (loop $next
+        (br_if $done (i32.ge_u (local.get $i) (local.get $count)))
+        (local.set $s (i32.load (i32.add (i32.const 1024) (i32.mul (local.get $i) (i32.const 4)))))
+        (local.set $len (call $strlen (local.get $s)))
+        (call $write (local.get $s) (local.get $len))
+        (call $write (i32.const 32) (i32.const 1))
+        (local.set $end (i32.add (local.get $s) (i32.add (local.get $len) (i32.const 1))))
+        (local.set $i (i32.add (local.get $i) (i32.const 1)))
+        (br $next)))
+    (local.get $end))
+  (func $check (param $end i32)
+    (if (i32.ne (local.get $end) (i32.add (i32.const 8192) (i32.load (i32.const 60))))
+      (then unreachable)))
+  (func (export "_start")
+    (call $write (i32.const 0) (i32.const 26))
+    (drop (call $args_sizes (i32.const 56) (i32.const 60)))
+    (drop (call $args_get (i32.const 1024) (i32.const 8192)))
+    (call $check (call $dump (i32.load (i32.const 56))))
+    (drop (call $env_sizes (i32.const 56) (i32.const 60)))
+    (drop (call $env_get (i32.const 1024) (i32.const 8192)))
+    (call $check (call $dump (i32.load (i32.const 56))))))
