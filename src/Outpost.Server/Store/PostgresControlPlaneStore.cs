@@ -345,6 +345,11 @@ public sealed partial class PostgresControlPlaneStore : IControlPlaneStore
             await audits.Drained;
         }
 
+        if (_ingests is { } ingests)
+        {
+            await ingests.Drained;
+        }
+
         await StopFollowingAsync();
 
         await _dataSource.DisposeAsync();

@@ -34,15 +34,52 @@ public sealed partial class SqliteControlPlaneStore : IControlPlaneStore
     /// <summary>
     /// Runs a one-statement write under the same in-process lock as the transactions, so SQLite
     /// never sees two writers from this server: a busy database makes its driver sleep and retry,
-    /// which a hundred nodes reporting at once turn into seconds.
+    /// which a hundred nodes reporting at once turn into seconds. Such writes that arrive together
+    /// (a change acked by thousands of nodes: each ack a status and an inventory write) share one
+    /// transaction (<see cref="GroupCommit{T}"/>); each still learns its own row count, and one
+    /// the database refuses fails alone.
     /// </summary>
     private async Task<int> ExecuteLockedAsync(string sql, CancellationToken cancellationToken, params (string Name, object? Value)[] parameters)
     {
-        await _writeLock.WaitAsync(cancellationToken);
+        var writes = LazyInitializer.EnsureInitialized(ref _lockedWrites, () => new GroupCommit<LockedWrite>(ExecuteLockedWritesAsync, LockedWriteBatch));
+        var write = new LockedWrite(sql, parameters);
+        await writes.AddAsync(write, cancellationToken);
+        return write.Rows;
+    }
+
+    private GroupCommit<LockedWrite>? _lockedWrites;
+
+    /// <summary>The most one-statement writes one transaction takes.</summary>
+    private const int LockedWriteBatch = 256;
+
+    private sealed class LockedWrite(string sql, (string Name, object? Value)[] parameters)
+    {
+        public string Sql { get; } = sql;
+
+        public (string Name, object? Value)[] Parameters { get; } = parameters;
+
+        public int Rows { get; set; }
+    }
+
+    private async Task ExecuteLockedWritesAsync(IReadOnlyList<LockedWrite> writes)
+    {
+        await _writeLock.WaitAsync();
         try
         {
-            await using var connection = await OpenAsync(cancellationToken);
-            return await ExecuteAsync(connection, null, sql, cancellationToken, parameters);
+            await using var connection = await OpenAsync(CancellationToken.None);
+            if (writes.Count == 1)
+            {
+                writes[0].Rows = await ExecuteAsync(connection, null, writes[0].Sql, CancellationToken.None, writes[0].Parameters);
+                return;
+            }
+
+            await using var transaction = connection.BeginTransaction(deferred: false);
+            foreach (var write in writes)
+            {
+                write.Rows = await ExecuteAsync(connection, transaction, write.Sql, CancellationToken.None, write.Parameters);
+            }
+
+            await transaction.CommitAsync(CancellationToken.None);
         }
         finally
         {
@@ -602,34 +639,61 @@ public sealed partial class SqliteControlPlaneStore : IControlPlaneStore
         return total;
     }
 
+    private GroupCommit<RecordIngest>? _ingests;
+
+    /// <summary>The most record batches (of any nodes) one durable transaction takes.</summary>
+    private const int IngestBatch = 256;
+
+    /// <summary>
+    /// Durable when the task completes. Batches that arrive together, from many nodes, share one
+    /// durable commit (<see cref="GroupCommit{T}"/>): an idle fleet's trickle of records costs a
+    /// sync of the log per group rather than per batch.
+    /// </summary>
     public async Task<IngestResult> IngestAsync(string node, IReadOnlyList<IngestRecord> records, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(records);
-        await _writeLock.WaitAsync(cancellationToken);
+        if (records.Count == 0)
+        {
+            return new IngestResult(0, 0);
+        }
+
+        var ingests = LazyInitializer.EnsureInitialized(ref _ingests, () => new GroupCommit<RecordIngest>(InsertRecordsAsync, IngestBatch));
+        var ingest = new RecordIngest(node, records);
+        await ingests.AddAsync(ingest, cancellationToken);
+        return new IngestResult(ingest.Stored, records.Count - ingest.Stored);
+    }
+
+    private async Task InsertRecordsAsync(IReadOnlyList<RecordIngest> ingests)
+    {
+        await _writeLock.WaitAsync();
         try
         {
-            await using var connection = await OpenAsync(cancellationToken);
-            await using var transaction = await BeginDurableAsync(connection, cancellationToken);
+            await using var connection = await OpenAsync(CancellationToken.None);
+            await using var transaction = await BeginDurableAsync(connection, CancellationToken.None);
             await using var insert = Command(connection, transaction, """
                 INSERT INTO records (node, sequence, topic, source, payload, created_ms, ingested_ms)
                 VALUES ($node, $seq, $topic, $source, $payload, $created, $ingested)
                 ON CONFLICT (node, sequence) DO NOTHING
-                """, ("$node", node), ("$seq", 0L), ("$topic", ""), ("$source", ""), ("$payload", Array.Empty<byte>()), ("$created", 0L), ("$ingested", 0L));
-            var now = _time.GetUtcNow().ToUnixTimeMilliseconds();
-            var stored = 0;
-            foreach (var record in records)
+                """, ("$node", ""), ("$seq", 0L), ("$topic", ""), ("$source", ""), ("$payload", Array.Empty<byte>()), ("$created", 0L), ("$ingested", 0L));
+            insert.Parameters["$ingested"].Value = _time.GetUtcNow().ToUnixTimeMilliseconds();
+            foreach (var ingest in ingests)
             {
-                insert.Parameters["$seq"].Value = record.Sequence;
-                insert.Parameters["$topic"].Value = record.Topic;
-                insert.Parameters["$source"].Value = record.Source;
-                insert.Parameters["$payload"].Value = record.Payload;
-                insert.Parameters["$created"].Value = record.CreatedAt.ToUnixTimeMilliseconds();
-                insert.Parameters["$ingested"].Value = now;
-                stored += await insert.ExecuteNonQueryAsync(cancellationToken);
+                insert.Parameters["$node"].Value = ingest.Node;
+                var stored = 0;
+                foreach (var record in ingest.Records)
+                {
+                    insert.Parameters["$seq"].Value = record.Sequence;
+                    insert.Parameters["$topic"].Value = record.Topic;
+                    insert.Parameters["$source"].Value = record.Source;
+                    insert.Parameters["$payload"].Value = record.Payload;
+                    insert.Parameters["$created"].Value = record.CreatedAt.ToUnixTimeMilliseconds();
+                    stored += await insert.ExecuteNonQueryAsync(CancellationToken.None);
+                }
+
+                ingest.Stored = stored;
             }
 
-            await transaction.CommitAsync(cancellationToken);
-            return new IngestResult(stored, records.Count - stored);
+            await transaction.CommitAsync(CancellationToken.None);
         }
         finally
         {
@@ -918,6 +982,16 @@ public sealed partial class SqliteControlPlaneStore : IControlPlaneStore
         if (_audits is { } audits)
         {
             await audits.Drained;
+        }
+
+        if (_ingests is { } ingests)
+        {
+            await ingests.Drained;
+        }
+
+        if (_lockedWrites is { } lockedWrites)
+        {
+            await lockedWrites.Drained;
         }
 
         _writeLock.Dispose();

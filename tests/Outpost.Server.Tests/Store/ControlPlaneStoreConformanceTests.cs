@@ -659,6 +659,38 @@ public abstract class ControlPlaneStoreConformanceTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task SmallWritesAtOnce_EachIsApplied_AndOneTheStoreRefusesFailsAlone()
+    {
+        // A change acked by a whole fleet is thousands of status and inventory writes at once; a
+        // store may put them in shared transactions, but each write stands or falls on its own.
+        var ct = CancellationToken.None;
+        var names = Enumerable.Range(0, 40).Select(i => $"a{i}").ToArray();
+        await Write([.. names.Select(n => App(n))]);
+        var issued = TokenCodec.Issue(TokenKind.Api, Time.GetUtcNow());
+        await _store.CreateTokenAsync(issued.Record, ct);
+
+        var statuses = names.Select(n => Task.Run(() => _store.UpdateStatusAsync("Application", n, StatusOf(n), ct))).ToList();
+        var inventories = names.Select((n, i) => Task.Run(() => _store.SaveNodeInventoryAsync($"edge-{i}", new NodeInventory(i + 1, new Dictionary<string, long> { [n] = i }), ct))).ToList();
+        var missing = Task.Run(() => _store.UpdateStatusAsync("Application", "nope", "{}", ct));
+        var duplicate = Task.Run(() => _store.CreateTokenAsync(issued.Record, ct));
+        await Task.WhenAll(statuses.Concat(inventories));
+
+        Assert.Equal(StoreError.NotFound, (await Assert.ThrowsAsync<StoreException>(() => missing)).Error);
+        Assert.Equal(StoreError.AlreadyExists, (await Assert.ThrowsAsync<StoreException>(() => duplicate)).Error);
+        foreach (var (name, i) in names.Select((n, i) => (n, i)))
+        {
+            Assert.Equal(StatusOf(name), (await _store.GetAsync("Application", name, ct))!.StatusJson);
+            var inventory = await _store.GetNodeInventoryAsync($"edge-{i}", ct);
+            Assert.Equal(i + 1, inventory!.Revision);
+            Assert.Equal(i, inventory.Resources[name]);
+        }
+
+        Assert.Null(await _store.GetAsync("Application", "nope", ct));
+
+        static string StatusOf(string name) => "{\"ready\":\"" + name + "\"}";
+    }
+
+    [Fact]
     public async Task ApiTokens_KeepTheirRole()
     {
         var viewer = TokenCodec.Issue(TokenKind.Api, Time.GetUtcNow(), role: Roles.Viewer);
@@ -696,6 +728,41 @@ public abstract class ControlPlaneStoreConformanceTests : IAsyncLifetime
         var records = await _store.ReadRecordsAsync("t", 0, 100, null, CancellationToken.None);
         Assert.Equal(5, records.Count);
         Assert.Equal([1L, 2L, 3L, 4L], records.Where(r => r.Node == "edge-1").Select(r => r.Sequence));
+    }
+
+    [Fact]
+    public async Task Ingest_FromManyNodesAtOnce_CountsEachCallsOwnRecords_AndKeepsEachNodesOrder()
+    {
+        // Batches that arrive together may share a commit: each call still learns what it stored,
+        // and a node's records keep its sequence order in the cursors.
+        const int Nodes = 24;
+        const int Batches = 5;
+        var results = await Task.WhenAll(Enumerable.Range(0, Nodes).Select(n => Task.Run(async () =>
+        {
+            var node = $"edge-{n}";
+            var own = new List<(IngestResult Result, int Sent)>();
+            for (var b = 0; b < Batches; b++)
+            {
+                // Each batch repeats the last record of the one before (a resend after a lost ack).
+                var records = Enumerable.Range(b * 3, 4).Select(i => Rec(i)).ToList();
+                own.Add((await _store.IngestAsync(node, records, CancellationToken.None), records.Count));
+            }
+
+            return own;
+        })));
+
+        foreach (var own in results)
+        {
+            Assert.Equal(new IngestResult(4, 0), own[0].Result);
+            Assert.All(own.Skip(1), r => Assert.Equal(new IngestResult(3, 1), r.Result));
+        }
+
+        var records = await _store.ReadRecordsAsync("t", 0, 10_000, null, CancellationToken.None);
+        Assert.Equal(Nodes * (Batches * 3 + 1), records.Count);
+        foreach (var node in records.GroupBy(r => r.Node))
+        {
+            Assert.Equal(Enumerable.Range(0, Batches * 3 + 1).Select(i => (long)i), node.Select(r => r.Sequence));
+        }
     }
 
     [Fact]
