@@ -66,6 +66,22 @@ public sealed class ResourceView(FleetPresence leases, SyncAccounting accounting
     }
 
     /// <summary>
+    /// A node's state as <see cref="Render"/> shows it, without rendering the node: from its
+    /// stream, or else from the heartbeat time its stored status holds (<paramref name="storedBeat"/>).
+    /// </summary>
+    public string NodeStateOf(string node, string? storedBeat)
+    {
+        var lease = leases.Get(node);
+        DateTimeOffset? lastHeartbeat = lease?.LastHeartbeat;
+        if (lastHeartbeat is null && storedBeat is not null && DateTimeOffset.TryParse(storedBeat, out var parsed))
+        {
+            lastHeartbeat = parsed;
+        }
+
+        return NodeState.Derive(lease?.Connected == true, lastHeartbeat, time.GetUtcNow(), options.NodeLease);
+    }
+
+    /// <summary>
     /// A node's state from its stream alone, without reading its stored status: null when no
     /// replica has held a stream of it since this server started. What time changes without a write.
     /// </summary>

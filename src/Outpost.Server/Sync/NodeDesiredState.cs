@@ -127,15 +127,16 @@ public sealed class NodeDesiredState(IControlPlaneStore store)
             return null;
         }
 
-        var status = node.StatusJson is { } json ? System.Text.Json.Nodes.JsonNode.Parse(json) : null;
+        // Asked for every node and app by placement, readiness and rollouts: the node's status is
+        // scanned for what is asked, and parsed whole only to say why an app cannot go there.
         if (app.IsContainer && !NodeHasRuntime(node, "runc"))
         {
-            return $"runs no containers: {(string?)status?["containerRuntimeProblem"] ?? "it has not said it can"}";
+            return $"runs no containers: {StatusText(node, "containerRuntimeProblem") ?? "it has not said it can"}";
         }
 
         if (app.NeedsAi && !NodeHasRuntime(node, AiRuntime))
         {
-            return $"has no ONNX Runtime for inference (ai: unavailable): {(string?)status?["aiProblem"] ?? "it has not said it has one"}";
+            return $"has no ONNX Runtime for inference (ai: unavailable): {StatusText(node, "aiProblem") ?? "it has not said it has one"}";
         }
 
         return null;
@@ -144,13 +145,68 @@ public sealed class NodeDesiredState(IControlPlaneStore store)
     /// <summary>True when the node's last hello listed the runc runtime.</summary>
     public static bool NodeRunsContainers(StoredResource node) => NodeHasRuntime(node, "runc");
 
-    /// <summary>True when the node's last hello listed <paramref name="runtime"/>.</summary>
+    /// <summary>
+    /// True when the node's last hello listed <paramref name="runtime"/> (its status's top-level
+    /// <c>runtimes</c> array): read with a forward-only reader, not a parse of the whole status,
+    /// since it is asked of every node each time a change is sent or an app's readiness counted.
+    /// </summary>
     public static bool NodeHasRuntime(StoredResource node, string runtime)
     {
         ArgumentNullException.ThrowIfNull(node);
-        return node.StatusJson is { } status && System.Text.Json.Nodes.JsonNode.Parse(status)?["runtimes"] is System.Text.Json.Nodes.JsonArray runtimes
-            && runtimes.Any(r => r?.GetValueKind() == System.Text.Json.JsonValueKind.String && r.GetValue<string>() == runtime);
+        ArgumentNullException.ThrowIfNull(runtime);
+        if (node.StatusJson is not { } status || !status.Contains(runtime, StringComparison.Ordinal))
+        {
+            return false;
+        }
+
+        var bytes = System.Buffers.ArrayPool<byte>.Shared.Rent(Encoding.UTF8.GetMaxByteCount(status.Length));
+        try
+        {
+            var reader = new System.Text.Json.Utf8JsonReader(bytes.AsSpan(0, Encoding.UTF8.GetBytes(status, bytes)));
+            if (!reader.Read() || reader.TokenType != System.Text.Json.JsonTokenType.StartObject)
+            {
+                return false;
+            }
+
+            while (reader.Read() && reader.TokenType == System.Text.Json.JsonTokenType.PropertyName)
+            {
+                var runtimes = reader.ValueTextEquals("runtimes"u8);
+                reader.Read();
+                if (!runtimes || reader.TokenType != System.Text.Json.JsonTokenType.StartArray)
+                {
+                    reader.Skip();
+                    continue;
+                }
+
+                while (reader.Read() && reader.TokenType != System.Text.Json.JsonTokenType.EndArray)
+                {
+                    if (reader.TokenType == System.Text.Json.JsonTokenType.String && reader.ValueTextEquals(runtime))
+                    {
+                        return true;
+                    }
+
+                    reader.Skip();
+                }
+
+                return false;
+            }
+
+            return false;
+        }
+        catch (System.Text.Json.JsonException)
+        {
+            return false; // a status that is not JSON lists nothing
+        }
+        finally
+        {
+            System.Buffers.ArrayPool<byte>.Shared.Return(bytes);
+        }
     }
+
+    /// <summary>A string field of the node's status, or null.</summary>
+    private static string? StatusText(StoredResource node, string field) =>
+        node.StatusJson is { } json && System.Text.Json.Nodes.JsonNode.Parse(json)?[field] is System.Text.Json.Nodes.JsonValue value
+            && value.GetValueKind() == System.Text.Json.JsonValueKind.String ? value.GetValue<string>() : null;
 
     /// <summary>
     /// The version a node holds an app at: fixed by what it is sent (the app's uid, the revision
