@@ -223,7 +223,7 @@ public static class ApiEndpoints
         // of thousands is counted at every `get apps` and every watch's look.
         var nodes = (await store.ListAsync(ResourceKind.Node.Kind, ct)).Items.Select(n =>
         {
-            var (beat, apps) = ReadNodeStatus(n.StatusJson);
+            var (beat, apps) = NodeStatusReader.Read(n.StatusJson);
             return (Node: n, Ready: view.NodeStateOf(n.Name, beat) == NodeState.Ready, Apps: apps);
         }).ToList();
         foreach (var app in items)
@@ -232,7 +232,7 @@ public static class ApiEndpoints
             var generation = (long?)app["metadata"]?["generation"] ?? 0;
             var spec = ApplicationSpec.FromJson(app["spec"] as JsonObject ?? []);
             var targeted = nodes.Where(n => Sync.NodeDesiredState.Places(spec, n.Node)).ToList();
-            var serving = targeted.Count(n => n.Ready && n.Apps.TryGetValue(name, out var running) && running == ("Ready", generation));
+            var serving = targeted.Count(n => n.Ready && n.Apps.TryGetValue(name, out var running) && running.State == "Ready" && running.Generation == generation);
             if (app["status"] is not JsonObject status)
             {
                 app["status"] = status = [];
@@ -245,40 +245,6 @@ public static class ApiEndpoints
             status["notPlaced"] = notPlaced.Count == 0 ? null
                 : new JsonArray([.. notPlaced.Select(n => (JsonNode)new JsonObject { ["node"] = n.Name, ["reason"] = $"node {n.Name} {n.Reason}" })]);
         }
-    }
-
-    /// <summary>From a node's stored status: its last stored heartbeat time, and each app's state and generation there.</summary>
-    private static (string? Beat, Dictionary<string, (string? State, long Generation)> Apps) ReadNodeStatus(string? statusJson)
-    {
-        var apps = new Dictionary<string, (string? State, long Generation)>(StringComparer.Ordinal);
-        if (statusJson is null)
-        {
-            return (null, apps);
-        }
-
-        using var status = JsonDocument.Parse(statusJson);
-        if (status.RootElement.ValueKind != JsonValueKind.Object)
-        {
-            return (null, apps);
-        }
-
-        var beat = status.RootElement.TryGetProperty("lastHeartbeatTime", out var at) && at.ValueKind == JsonValueKind.String ? at.GetString() : null;
-        if (status.RootElement.TryGetProperty("apps", out var running) && running.ValueKind == JsonValueKind.Object)
-        {
-            foreach (var entry in running.EnumerateObject())
-            {
-                if (entry.Value.ValueKind != JsonValueKind.Object)
-                {
-                    continue;
-                }
-
-                var state = entry.Value.TryGetProperty("state", out var s) && s.ValueKind == JsonValueKind.String ? s.GetString() : null;
-                var generation = entry.Value.TryGetProperty("generation", out var g) && g.ValueKind == JsonValueKind.Number && g.TryGetInt64(out var n) ? n : 0;
-                apps[entry.Name] = (state, generation);
-            }
-        }
-
-        return (beat, apps);
     }
 
     private static async Task<IResult> GetAsync(HttpContext context, ResourceKind kind, string name, IControlPlaneStore store, ResourceView view, CancellationToken cancellationToken)

@@ -326,6 +326,10 @@ public sealed partial class RolloutController(
         var nodes = (await store.ListAsync(ResourceKind.Node.Kind, ct)).Items;
         var rollouts = await store.ListRolloutsAsync(ct);
         var now = time.GetUtcNow();
+        // Each node's status read once for every app evaluated, and only if an app targets it.
+        var statuses = new Dictionary<string, Dictionary<string, NodeAppReport>>(StringComparer.Ordinal);
+        Dictionary<string, NodeAppReport> AppsOf(StoredResource node) =>
+            statuses.TryGetValue(node.Name, out var read) ? read : statuses[node.Name] = NodeStatusReader.Read(node.StatusJson).Apps;
         foreach (var gone in _current.Keys.Where(k => !apps.Any(a => a.Name == k)).ToList())
         {
             _current.TryRemove(gone, out _);
@@ -359,7 +363,7 @@ public sealed partial class RolloutController(
                     state.StableRevision == 0 ? $"revision {state.Revision}: a new app, to every node it targets" : $"revision {state.Revision} from revision {state.StableRevision} ({how}) to {(targeted.Count == 1 ? "1 node" : $"{targeted.Count} nodes")}"), ct);
             }
 
-            var reports = targeted.Select(n => Report(n, app.Name, now)).ToList();
+            var reports = targeted.Select(n => Report(n, app.Name, AppsOf(n), now)).ToList();
             var traffic = state.IsTerminal ? default : await TrafficOfAsync(app.Name, state.Revision, spec.Rollout.ErrorRate.Window, now, ct);
             var next = RolloutPlanner.Advance(state, app.Name, spec.Rollout, reports, traffic, now);
             _current[app.Name] = next;
@@ -416,15 +420,14 @@ public sealed partial class RolloutController(
             $"revision {next.Revision} step {next.Step + 1} of {next.Steps}: moved {string.Join(", ", moved)} ({next.Moved.Count} of {targeted} nodes on revision {next.Revision})");
     }
 
-    private NodeReport Report(StoredResource node, string app, DateTimeOffset now)
+    private NodeReport Report(StoredResource node, string app, Dictionary<string, NodeAppReport> apps, DateTimeOffset now)
     {
-        var status = node.StatusJson is null ? null : JsonNode.Parse(node.StatusJson) as JsonObject;
         var lease = leases.Get(node.Name);
         DateTimeOffset? beat = lease?.LastHeartbeat;
         var online = NodeState.Derive(lease?.Connected == true, beat, now, options.NodeLease) != NodeState.Offline;
-        var entry = status?["apps"]?[app] as JsonObject;
-        return new NodeReport(node.Name, online, (string?)entry?["state"], (long?)entry?["generation"] ?? 0, (long?)entry?["failedGeneration"] ?? 0,
-            (string?)entry?["message"] ?? "");
+        return apps.TryGetValue(app, out var entry)
+            ? new NodeReport(node.Name, online, entry.State, entry.Generation, entry.FailedGeneration, entry.Message)
+            : new NodeReport(node.Name, online, null, 0, 0, "");
     }
 
     [LoggerMessage(Level = LogLevel.Information, Message = "Rollout of app '{App}' revision {Revision} started from revision {Stable} ({Strategy})")]
