@@ -34,52 +34,15 @@ public sealed partial class SqliteControlPlaneStore : IControlPlaneStore
     /// <summary>
     /// Runs a one-statement write under the same in-process lock as the transactions, so SQLite
     /// never sees two writers from this server: a busy database makes its driver sleep and retry,
-    /// which a hundred nodes reporting at once turn into seconds. Such writes that arrive together
-    /// (a change acked by thousands of nodes: each ack a status and an inventory write) share one
-    /// transaction (<see cref="GroupCommit{T}"/>); each still learns its own row count, and one
-    /// the database refuses fails alone.
+    /// which a hundred nodes reporting at once turn into seconds.
     /// </summary>
     private async Task<int> ExecuteLockedAsync(string sql, CancellationToken cancellationToken, params (string Name, object? Value)[] parameters)
     {
-        var writes = LazyInitializer.EnsureInitialized(ref _lockedWrites, () => new GroupCommit<LockedWrite>(ExecuteLockedWritesAsync, LockedWriteBatch));
-        var write = new LockedWrite(sql, parameters);
-        await writes.AddAsync(write, cancellationToken);
-        return write.Rows;
-    }
-
-    private GroupCommit<LockedWrite>? _lockedWrites;
-
-    /// <summary>The most one-statement writes one transaction takes.</summary>
-    private const int LockedWriteBatch = 256;
-
-    private sealed class LockedWrite(string sql, (string Name, object? Value)[] parameters)
-    {
-        public string Sql { get; } = sql;
-
-        public (string Name, object? Value)[] Parameters { get; } = parameters;
-
-        public int Rows { get; set; }
-    }
-
-    private async Task ExecuteLockedWritesAsync(IReadOnlyList<LockedWrite> writes)
-    {
-        await _writeLock.WaitAsync();
+        await _writeLock.WaitAsync(cancellationToken);
         try
         {
-            await using var connection = await OpenAsync(CancellationToken.None);
-            if (writes.Count == 1)
-            {
-                writes[0].Rows = await ExecuteAsync(connection, null, writes[0].Sql, CancellationToken.None, writes[0].Parameters);
-                return;
-            }
-
-            await using var transaction = connection.BeginTransaction(deferred: false);
-            foreach (var write in writes)
-            {
-                write.Rows = await ExecuteAsync(connection, transaction, write.Sql, CancellationToken.None, write.Parameters);
-            }
-
-            await transaction.CommitAsync(CancellationToken.None);
+            await using var connection = await OpenAsync(cancellationToken);
+            return await ExecuteAsync(connection, null, sql, cancellationToken, parameters);
         }
         finally
         {
@@ -987,11 +950,6 @@ public sealed partial class SqliteControlPlaneStore : IControlPlaneStore
         if (_ingests is { } ingests)
         {
             await ingests.Drained;
-        }
-
-        if (_lockedWrites is { } lockedWrites)
-        {
-            await lockedWrites.Drained;
         }
 
         _writeLock.Dispose();
