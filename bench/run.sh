@@ -69,6 +69,11 @@
 #             RSS growth per connection held; last, with the edge-3 service scaled out to edge-2 too, the time
 #             from kill -9 of edge-3 to the first 200 at its address on edge-1. The fleet (server, agents, the
 #             port-forward CLI) is the release binary, rebuilt by ./build.sh linux-x64; FLEET=jit: the JIT build.
+#             Beside each ratio, its ceiling on this machine from the same run: relays of the same shape that
+#             only copy bytes (bench/Outpost.Bench hop; TLS where the real path has it): port-forward's three
+#             hops (relay_ceiling), one TLS hop before edge-2's gateway (proxy_ceiling, and its added p99 as
+#             added_p99_floor_ms), one plain TCP hop before edge-3's (direct_ceiling). The real paths have
+#             these hops and more, so no implementation of them could pass these ratios here.
 #   fleet     NODES (--nodes N; default 10,000) simulated nodes in one process (bench/Outpost.Bench FleetSim), each
 #             with its own key pair, certificate and TLS connection, speaking the agent's protocol (join with a CSR,
 #             one sync stream: heartbeats with usage, acks, app states, a record per node every RECORD_SECONDS,
@@ -722,6 +727,7 @@ YAML
     mkdir -p "$HOME"
     base=$((20000 + RANDOM % 10000))
     server_port=$base; gw1=$((base + 1)); gw2=$((base + 2)); sink=$((base + 3)); forward=$((base + 4)); gw3=$((base + 5)); forward2=$((base + 6)); tls_sink=$((base + 7))
+    hop_tls=$((base + 8)); hop_tcp=$((base + 9)); chain1=$((base + 10)); chain2=$((base + 11)); chain3=$((base + 12))
     "${outpost[@]}" server --data-dir "$work/server" --listen "127.0.0.1:$server_port" >"$work/server.log" 2>&1 & pids+=($!)
     for _ in $(seq 1 240); do grep -q '^server:' "$work/server.log" && break; sleep 0.25; done
     export OUTPOST_CONFIG="$work/server/config.yaml"
@@ -786,8 +792,17 @@ YAML
       curl -s "http://127.0.0.1:$gw1/_outpost/metrics" | awk -v r="route=\"$1\"" '/^outpost_node_mesh_connections_total\{/ && index($1, r) {n += $2} END {print n + 0}'
     }
     rps() { wrk -t2 -c16 -d"${duration}s" "$@" | awk '/Requests\/sec/ {printf "%d", $2}'; }
+    # Ceilings: what a relay that only copies bytes (and does TLS where the path does) reaches on this machine
+    # in the same shape, so each ratio can be read against what any implementation could get here. In front of
+    # edge-2's gateway, one hop that ends TLS (the proxy path has that and more: a second process, TLS to it,
+    # HTTP routing); in front of edge-3's, one plain TCP hop (the direct wire has that and TLS between two agents).
+    "${bench[@]}" hop "$hop_tls" "$gw2" tls tcp >"$work/hop-tls.log" 2>&1 & pids+=($!)
+    "${bench[@]}" hop "$hop_tcp" "$gw3" tcp tcp >"$work/hop-tcp.log" 2>&1 & pids+=($!)
+    for _ in $(seq 1 240); do curl -sk -o /dev/null "https://127.0.0.1:$hop_tls/big" && curl -s -o /dev/null "http://127.0.0.1:$hop_tcp/near" && break; sleep 0.25; done
     rps "http://127.0.0.1:$gw2/big" >/dev/null # warm-up
     gateway_rps=$(rps "http://127.0.0.1:$gw2/big")
+    rps "https://127.0.0.1:$hop_tls/big" >/dev/null
+    hop_tls_rps=$(rps "https://127.0.0.1:$hop_tls/big")
     rps -H "Authorization: Bearer $admin" "$url" >/dev/null
     proxy_rps=$(rps -H "Authorization: Bearer $admin" "$url")
     address_rps=$(rps "http://$address:8080/")
@@ -797,17 +812,21 @@ YAML
     direct_before=$(routed direct); relayed_before=$(routed relayed)
     direct_rps=$(rps "http://$near_address:8080/")
     direct_wires=$(( $(routed direct) - direct_before )); relayed_wires=$(( $(routed relayed) - relayed_before ))
+    rps "http://127.0.0.1:$hop_tcp/near" >/dev/null
+    hop_tcp_rps=$(rps "http://127.0.0.1:$hop_tcp/near")
     if [[ $direct_wires -lt 1 || $relayed_wires -ne 0 ]]; then
       echo "the second service was not reached over direct wires: $direct_wires direct, $relayed_wires relayed connections on edge-1" >&2; exit 1
     fi
     # Latency at a fixed 1,000 requests/s (open loop): through /proxy/services against the node's gateway,
     # alternating, median p99 of each.
-    : >"$work/lat_gateway.txt"; : >"$work/lat_proxy.txt"
+    : >"$work/lat_gateway.txt"; : >"$work/lat_proxy.txt"; : >"$work/lat_hop.txt"
     for _ in $(seq 1 "$mesh_runs"); do
       "${bench[@]}" latency "http://127.0.0.1:$gw2/big" 1000 "${LAT_SECONDS:-5}" >>"$work/lat_gateway.txt"
       "${bench[@]}" latency "$url" 1000 "${LAT_SECONDS:-5}" "Authorization: Bearer $admin" >>"$work/lat_proxy.txt"
+      "${bench[@]}" latency "https://127.0.0.1:$hop_tls/big" 1000 "${LAT_SECONDS:-5}" >>"$work/lat_hop.txt"
     done
     gateway_p99=$(awk '{print $2}' "$work/lat_gateway.txt" | median_f); proxy_p99=$(awk '{print $2}' "$work/lat_proxy.txt" | median_f)
+    hop_p99=$(awk '{print $2}' "$work/lat_hop.txt" | median_f)
     gateway_p50=$(awk '{print $1}' "$work/lat_gateway.txt" | median_f); proxy_p50=$(awk '{print $1}' "$work/lat_proxy.txt" | median_f)
     # Bulk bytes and connection rate: through port-forward (the CLI, the server, a wire, the node) to a
     # TCP sink on edge-2's host, against one direct TLS connection from the same client to a sink (the
@@ -816,14 +835,22 @@ YAML
     "${bench[@]}" tlssink "$tls_sink" >"$work/tlssink.log" 2>&1 & pids+=($!)
     "${outpost[@]}" port-forward node/edge-2 "$forward:$sink" >"$work/forward.log" 2>&1 & pids+=($!)
     for _ in $(seq 1 240); do grep -q '^Forwarding' "$work/forward.log" && break; sleep 0.25; done
+    # The relay's ceiling: the same hops as port-forward's (TCP in and TLS out as the CLI, TLS both ways as
+    # the server, TLS in and TCP out as the node), each a process that only copies.
+    "${bench[@]}" hop "$chain3" "$sink" tls tcp >"$work/chain3.log" 2>&1 & pids+=($!)
+    "${bench[@]}" hop "$chain2" "$chain3" tls tls >"$work/chain2.log" 2>&1 & pids+=($!)
+    "${bench[@]}" hop "$chain1" "$chain2" tcp tls >"$work/chain1.log" 2>&1 & pids+=($!)
+    for _ in $(seq 1 240); do "${bench[@]}" connects "$chain1" 0.1 1 >/dev/null 2>&1 && break; sleep 0.25; done
     mb="${MB:-256}"
-    : >"$work/direct.txt"; : >"$work/relay.txt"; : >"$work/tls.txt"
+    : >"$work/direct.txt"; : >"$work/relay.txt"; : >"$work/tls.txt"; : >"$work/chain.txt"
     for _ in $(seq 1 "$mesh_runs"); do
       "${bench[@]}" bulk "$sink" "$mb" >>"$work/direct.txt"
       "${bench[@]}" tlsbulk "$tls_sink" "$mb" >>"$work/tls.txt"
       "${bench[@]}" bulk "$forward" "$mb" >>"$work/relay.txt"
+      "${bench[@]}" bulk "$chain1" "$mb" >>"$work/chain.txt"
     done
     direct_mbps=$(median_f <"$work/direct.txt"); relay_mbps=$(median_f <"$work/relay.txt"); tls_mbps=$(median_f <"$work/tls.txt")
+    chain_mbps=$(median_f <"$work/chain.txt")
     direct_cps=$("${bench[@]}" connects "$sink" "$duration" 8)
     relay_cps=$("${bench[@]}" connects "$forward" "$duration" 8)
     # Isolation: the same bulk through port-forward while another connection is stalled (the sink stops reading
@@ -917,11 +944,12 @@ YAML
     echo "direct: ${direct_rps} req/s at a service address on edge-1 served by edge-3 (same site; ${direct_wires} direct wires, ${relayed_wires} relayed) vs ${local_gateway_rps} at edge-3's gateway"
     echo "latency at 1000 req/s: p99 ${proxy_p99} ms through /proxy/services vs ${gateway_p99} ms at the gateway (p50 ${proxy_p50} vs ${gateway_p50}; median of ${mesh_runs})"
     echo "bulk: ${relay_mbps} MB/s through port-forward vs ${tls_mbps} MB/s over one direct TLS connection (${direct_mbps} MB/s plain TCP); connections: ${relay_cps}/s vs ${direct_cps}/s"
+    echo "ceilings (copy-only hops, same run): ${chain_mbps} MB/s through port-forward's three hops; ${hop_tls_rps} req/s through one TLS hop before edge-2's gateway, p99 ${hop_p99} ms at 1000 req/s; ${hop_tcp_rps} req/s through one TCP hop before edge-3's"
     echo "isolation: ${stalled_mbps} MB/s through port-forward beside a stalled connection of the same port-forward ($(paste -sd' ' "$work/beside.txt"); ${stalled_mb} MB backed up in it), ${link_stalled_mbps} MB/s beside one of another port-forward (only edge-2's link shared)"
     if [[ -s "$work/broken.txt" ]]; then echo "isolation: stalled connections cut by the path (port, run: reason): $(paste -sd';' "$work/broken.txt")"; fi
     echo "idle wires: ${tcp_open} of ${wires_wanted} connections open (${tcp_failed} failed, ${tcp_alive} still open after ${HOLD_SECONDS:-20} s), ${relayed_held} relayed by edge-1, ${wires} wires open at the server; edge-1 RSS ${rss_before} -> ${rss_after} KB"
     echo "heal: ${heal_ms} ms from kill -9 of the same-site endpoint to the first 200 at the address"
-    echo "mesh relay_ratio=$(ratio "$relay_mbps" "$tls_mbps") direct_ratio=$(ratio "$direct_rps" "$local_gateway_rps") proxy_rps_ratio=$(ratio "$proxy_rps" "$gateway_rps") added_p99_ms=$(awk -v a="$proxy_p99" -v b="$gateway_p99" 'BEGIN {printf "%.2f", a - b}') connect_ratio=$(ratio "$relay_cps" "$direct_cps") heal_ms=$heal_ms propagate_ms=$propagate_ms hol_loss=$(loss "$stalled_mbps" "$relay_mbps") wires=$wires kb_per_wire=$kb_per_wire held=$tcp_open hol_wedged=$hol_wedged hol_broken=$(wc -l <"$work/broken.txt") address_rps_ratio=$(ratio "$address_rps" "$gateway_rps") hol_loss_link=$(loss "$link_stalled_mbps" "$relay_mbps") relay_mbps=$relay_mbps tls_mbps=$tls_mbps tcp_ratio=$(ratio "$relay_mbps" "$direct_mbps") direct_mbps=$direct_mbps"
+    echo "mesh relay_ratio=$(ratio "$relay_mbps" "$tls_mbps") direct_ratio=$(ratio "$direct_rps" "$local_gateway_rps") proxy_rps_ratio=$(ratio "$proxy_rps" "$gateway_rps") added_p99_ms=$(awk -v a="$proxy_p99" -v b="$gateway_p99" 'BEGIN {printf "%.2f", a - b}') connect_ratio=$(ratio "$relay_cps" "$direct_cps") heal_ms=$heal_ms propagate_ms=$propagate_ms hol_loss=$(loss "$stalled_mbps" "$relay_mbps") wires=$wires kb_per_wire=$kb_per_wire held=$tcp_open hol_wedged=$hol_wedged hol_broken=$(wc -l <"$work/broken.txt") address_rps_ratio=$(ratio "$address_rps" "$gateway_rps") hol_loss_link=$(loss "$link_stalled_mbps" "$relay_mbps") relay_mbps=$relay_mbps tls_mbps=$tls_mbps tcp_ratio=$(ratio "$relay_mbps" "$direct_mbps") direct_mbps=$direct_mbps relay_ceiling=$(ratio "$chain_mbps" "$tls_mbps") direct_ceiling=$(ratio "$hop_tcp_rps" "$local_gateway_rps") proxy_ceiling=$(ratio "$hop_tls_rps" "$gateway_rps") added_p99_floor_ms=$(awk -v a="$hop_p99" -v b="$gateway_p99" 'BEGIN {printf "%.2f", a - b}')"
     ;;
   fleet)
     nodes="${NODES:-10000}"

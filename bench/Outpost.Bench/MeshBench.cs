@@ -167,10 +167,7 @@ internal static class MeshBench
     /// </summary>
     public static async Task TlsSinkAsync(int port)
     {
-        using var key = System.Security.Cryptography.ECDsa.Create(System.Security.Cryptography.ECCurve.NamedCurves.nistP256);
-        var request = new System.Security.Cryptography.X509Certificates.CertificateRequest("CN=bench-sink", key, System.Security.Cryptography.HashAlgorithmName.SHA256);
-        using var self = request.CreateSelfSigned(DateTimeOffset.UtcNow.AddMinutes(-5), DateTimeOffset.UtcNow.AddDays(1));
-        using var certificate = System.Security.Cryptography.X509Certificates.X509CertificateLoader.LoadPkcs12(self.Export(System.Security.Cryptography.X509Certificates.X509ContentType.Pkcs12), null);
+        using var certificate = SelfSigned("bench-sink");
         using var listener = new TcpListener(IPAddress.Loopback, port);
         listener.Start();
         while (true)
@@ -231,6 +228,90 @@ internal static class MeshBench
 
         Console.WriteLine((sent / 1048576.0 / clock.Elapsed.TotalSeconds).ToString("0.0", CultureInfo.InvariantCulture));
         return 0;
+    }
+
+    /// <summary>
+    /// The least a relay hop can do: accept on <paramref name="port"/> (TLS with a fresh self-signed
+    /// certificate when <paramref name="tlsIn"/>), connect to <paramref name="upstream"/> (TLS when
+    /// <paramref name="tlsOut"/>, certificate not checked) and copy both ways in 256 KB reads, each
+    /// direction half-closing the other side at its end. A chain of these with the hops of a real
+    /// path (for port-forward: TCP in and TLS out, TLS both ways, TLS in and TCP out) measures what
+    /// that path could reach on this machine with no protocol of its own.
+    /// </summary>
+    public static async Task HopAsync(int port, int upstream, bool tlsIn, bool tlsOut)
+    {
+        using var certificate = tlsIn ? SelfSigned("bench-hop") : null;
+        using var listener = new TcpListener(IPAddress.Loopback, port);
+        listener.Start();
+        while (true)
+        {
+            var socket = await listener.AcceptSocketAsync();
+            socket.NoDelay = true;
+            _ = Task.Run(async () =>
+            {
+                using var up = new Socket(SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
+                try
+                {
+                    await up.ConnectAsync(IPAddress.Loopback, upstream);
+                    Stream inner = new NetworkStream(socket, ownsSocket: true);
+                    Stream outer = new NetworkStream(up, ownsSocket: false);
+                    if (certificate is not null)
+                    {
+                        var tls = new SslStream(inner);
+                        await tls.AuthenticateAsServerAsync(certificate);
+                        inner = tls;
+                    }
+
+                    if (tlsOut)
+                    {
+                        var tls = new SslStream(outer);
+                        await tls.AuthenticateAsClientAsync(new SslClientAuthenticationOptions
+                        {
+                            TargetHost = "bench-hop",
+#pragma warning disable CA5359 // the bench's own hops on loopback, with certificates made for this run
+                            RemoteCertificateValidationCallback = (_, _, _, _) => true,
+#pragma warning restore CA5359
+                        });
+                        outer = tls;
+                    }
+
+                    await using (inner)
+                    await using (outer)
+                    {
+                        await Task.WhenAll(CopyAsync(inner, outer, up), CopyAsync(outer, inner, socket));
+                    }
+                }
+                catch (Exception ex) when (ex is IOException or SocketException or ObjectDisposedException)
+                {
+                    // One side went away.
+                }
+            });
+        }
+
+        static async Task CopyAsync(Stream from, Stream to, Socket toSocket)
+        {
+            var buffer = new byte[256 * 1024];
+            int read;
+            while ((read = await from.ReadAsync(buffer)) > 0)
+            {
+                await to.WriteAsync(buffer.AsMemory(0, read));
+            }
+
+            if (to is SslStream tls)
+            {
+                await tls.ShutdownAsync();
+            }
+
+            toSocket.Shutdown(SocketShutdown.Send);
+        }
+    }
+
+    private static System.Security.Cryptography.X509Certificates.X509Certificate2 SelfSigned(string name)
+    {
+        using var key = System.Security.Cryptography.ECDsa.Create(System.Security.Cryptography.ECCurve.NamedCurves.nistP256);
+        var request = new System.Security.Cryptography.X509Certificates.CertificateRequest($"CN={name}", key, System.Security.Cryptography.HashAlgorithmName.SHA256);
+        using var self = request.CreateSelfSigned(DateTimeOffset.UtcNow.AddMinutes(-5), DateTimeOffset.UtcNow.AddDays(1));
+        return System.Security.Cryptography.X509Certificates.X509CertificateLoader.LoadPkcs12(self.Export(System.Security.Cryptography.X509Certificates.X509ContentType.Pkcs12), null);
     }
 
     /// <summary>The sink's next 8-byte count, or null at the end of the stream.</summary>

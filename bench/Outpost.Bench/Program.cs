@@ -37,6 +37,9 @@ switch (args.FirstOrDefault())
         return 0;
     case "tlsbulk":
         return await MeshBench.TlsBulkAsync(int.Parse(args[1], CultureInfo.InvariantCulture), int.Parse(args[2], CultureInfo.InvariantCulture));
+    case "hop": // LISTEN UPSTREAM tcp|tls tcp|tls
+        await MeshBench.HopAsync(int.Parse(args[1], CultureInfo.InvariantCulture), int.Parse(args[2], CultureInfo.InvariantCulture), args[3] == "tls", args[4] == "tls");
+        return 0;
     case "connects":
         return await MeshBench.ConnectsAsync(int.Parse(args[1], CultureInfo.InvariantCulture), double.Parse(args[2], CultureInfo.InvariantCulture), int.Parse(args[3], CultureInfo.InvariantCulture));
     case "stalled":

@@ -4,7 +4,8 @@ using Outpost.Commands;
 // The control plane holds thousands of mostly idle streams: a thread-pool worker that runs out of
 // work spins before it sleeps, and at 2,000 idle nodes that spinning was ~40 % of the server's CPU
 // (perf). Read when the pool first starts, so set before anything queues work.
-if (args.Length > 0 && args[0] == "server")
+// DOTNET_ThreadPool_UnfairSemaphoreSpinLimit, when set, still decides.
+if (args.Length > 0 && args[0] == "server" && Environment.GetEnvironmentVariable("DOTNET_ThreadPool_UnfairSemaphoreSpinLimit") is null)
 {
     AppContext.SetData("System.Threading.ThreadPool.UnfairSemaphoreSpinLimit", 0);
 }
