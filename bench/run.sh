@@ -840,7 +840,7 @@ YAML
     "${bench[@]}" hop "$chain3" "$sink" tls tcp >"$work/chain3.log" 2>&1 & pids+=($!)
     "${bench[@]}" hop "$chain2" "$chain3" tls tls >"$work/chain2.log" 2>&1 & pids+=($!)
     "${bench[@]}" hop "$chain1" "$chain2" tcp tls >"$work/chain1.log" 2>&1 & pids+=($!)
-    for _ in $(seq 1 240); do "${bench[@]}" connects "$chain1" 0.1 1 >/dev/null 2>&1 && break; sleep 0.25; done
+    for _ in $(seq 1 240); do timeout 10 "${bench[@]}" connects "$chain1" 0.1 1 >/dev/null 2>&1 && break; sleep 0.25; done
     mb="${MB:-256}"
     : >"$work/direct.txt"; : >"$work/relay.txt"; : >"$work/tls.txt"; : >"$work/chain.txt"
     for _ in $(seq 1 "$mesh_runs"); do

@@ -249,6 +249,7 @@ internal static class MeshBench
             socket.NoDelay = true;
             _ = Task.Run(async () =>
             {
+                using var accepted = socket; // closed however the hop ends, so its client never waits on a dead chain
                 using var up = new Socket(SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
                 try
                 {
