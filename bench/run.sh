@@ -886,6 +886,14 @@ YAML
     link_stalled_mbps=$(median_f <"$work/beside_link.txt"); stalled_mbps=$(median_f <"$work/beside.txt")
     # A run whose bulk lost 90% or more: the stall all but stopped the other connection.
     hol_wedged="$(awk -v b="$relay_mbps" '$1 < b / 10' "$work/beside.txt" | wc -l)/$mesh_runs"
+    if awk -v b="$relay_mbps" '$1 < b / 10 {w = 1} END {exit !w}' "$work/beside.txt" "$work/beside_link.txt"; then
+      # A wedge has been seen once and not since: what each side said, so a repeat can be explained.
+      { echo "isolation: a bulk beside a stall lost 90 % or more; what the bulks, the fleet and the port-forwards logged:"
+        cat "$work/beside.err"
+        for log in server edge-1 edge-2 edge-3 forward forward2; do echo "--- $log.log (last 30 lines)"; tail -30 "$work/$log.log"; done
+        echo "--- server wires: $(curl -sk -H "Authorization: Bearer $admin" "$api/metrics" | grep -E '^outpost_mesh_wires' | tr '\n' ' ')"
+      } >&2
+    fi
     stalled_mb=$(cat "$work"/stalled-"$forward"-*.txt | awk '/^stalled/ {print $2}' | median_f)
     # Idle wires: WIRES connections held at big's address on edge-1, each carried to edge-2 (another site)
     # over edge-1's one connection to the server; the server counts the wires that reached edge-2. edge-1's
