@@ -130,6 +130,16 @@ public sealed partial class OutpostServer : IAsyncDisposable
                     // to finish rather than cut it at Kestrel's 10 s, which turns the queue into retries.
                     HandshakeTimeout = HandshakeTimeout,
                 });
+                // Most of a server's connections are idle nodes: let OpenSSL free their record buffers between records.
+                listen.Use(next => connection =>
+                {
+                    if (connection.Features.Get<Microsoft.AspNetCore.Server.Kestrel.Core.Features.ISslStreamFeature>()?.SslStream is { } tls)
+                    {
+                        TlsIdleBuffers.Release(tls);
+                    }
+
+                    return next(connection);
+                });
             });
             if (options.Ingress is { } ingress)
             {
@@ -225,9 +235,14 @@ public sealed partial class OutpostServer : IAsyncDisposable
         Registry.RegistryEndpoints.MapRegistry(app);
         app.MapGrpcService<EdgeSyncService>();
         app.MapFallback((HttpContext context) => ApiEndpoints.Error(new ApiStatus(404, StatusReasons.NotFound, $"the server could not find the requested resource ({context.Request.Method} {context.Request.Path})")));
+        var logger = app.Services.GetRequiredService<ILogger<OutpostServer>>();
         if (authority is null)
         {
-            LogInsecure(app.Services.GetRequiredService<ILogger<OutpostServer>>());
+            LogInsecure(logger);
+        }
+        else if (TlsIdleBuffers.Unavailable is { } why)
+        {
+            LogTlsBuffersKept(logger, why);
         }
 
         return new OutpostServer(app, options, authority);
@@ -298,6 +313,9 @@ public sealed partial class OutpostServer : IAsyncDisposable
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "--insecure-http: the API and agent sync travel in cleartext, tokens included; use only where the network itself is trusted")]
     private static partial void LogInsecure(ILogger logger);
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "Idle TLS connections keep OpenSSL's record buffers (~34 KB each): {Why}")]
+    private static partial void LogTlsBuffersKept(ILogger logger, string why);
 
     /// <summary>Where an endpoint leaves a summary of what a mutation did, for the audit log.</summary>
     public const string AuditDetailKey = "outpost.audit.detail";
