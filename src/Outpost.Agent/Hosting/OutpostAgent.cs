@@ -276,6 +276,12 @@ public sealed partial class OutpostAgent : IAsyncDisposable
                     ClientCertificateValidation = (certificate, chain, _) => peers.ValidateClient(certificate, chain),
                     HandshakeTimeout = Mesh.MeshPeers.ConnectTimeout * 5,
                 });
+                // A wire waiting on its ends holds no OpenSSL record buffers (the dialling side does the same).
+                listen.Use(next => connection =>
+                {
+                    Core.Net.TlsIdleBuffers.Release(connection.Features.Get<Microsoft.AspNetCore.Server.Kestrel.Core.Features.ISslStreamFeature>()?.SslStream);
+                    return next(connection);
+                });
                 // Resolved at a peer's first wire: the mesh client needs the apps, which load as Kestrel starts.
                 listen.Use(next => peers.Accept(next, (peer, service) => services.GetRequiredService<Mesh.MeshClient>().ServingApp(peer, service)));
             });

@@ -11,6 +11,7 @@ using Microsoft.AspNetCore.Http.Features;
 using Microsoft.Extensions.Logging;
 using Outpost.Agent.Hosting;
 using Outpost.Agent.Sync;
+using Outpost.Core.Net;
 using Outpost.Core.Security;
 
 namespace Outpost.Agent.Mesh;
@@ -234,6 +235,7 @@ public sealed partial class MeshPeers(AgentOptions options, NodeCredentials cred
                 ClientCertificateContext = SslStreamCertificateContext.Create(certificate, null),
                 RemoteCertificateValidationCallback = (_, presented, chain, _) => (rejected = Check(trust, presented, chain, node)) is null,
             }, timeout.Token);
+            TlsIdleBuffers.Release(tls); // a wire waiting on its ends holds no OpenSSL record buffers
             return tls;
         }
         catch (AuthenticationException ex)

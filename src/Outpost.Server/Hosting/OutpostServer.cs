@@ -133,11 +133,7 @@ public sealed partial class OutpostServer : IAsyncDisposable
                 // Most of a server's connections are idle nodes: let OpenSSL free their record buffers between records.
                 listen.Use(next => connection =>
                 {
-                    if (connection.Features.Get<Microsoft.AspNetCore.Server.Kestrel.Core.Features.ISslStreamFeature>()?.SslStream is { } tls)
-                    {
-                        TlsIdleBuffers.Release(tls);
-                    }
-
+                    Core.Net.TlsIdleBuffers.Release(connection.Features.Get<Microsoft.AspNetCore.Server.Kestrel.Core.Features.ISslStreamFeature>()?.SslStream);
                     return next(connection);
                 });
             });
@@ -240,7 +236,7 @@ public sealed partial class OutpostServer : IAsyncDisposable
         {
             LogInsecure(logger);
         }
-        else if (TlsIdleBuffers.Unavailable is { } why)
+        else if (Core.Net.TlsIdleBuffers.Unavailable is { } why)
         {
             LogTlsBuffersKept(logger, why);
         }

@@ -2,7 +2,7 @@ using System.Net.Security;
 using System.Reflection;
 using System.Runtime.InteropServices;
 
-namespace Outpost.Server.Hosting;
+namespace Outpost.Core.Net;
 
 /// <summary>
 /// Lets OpenSSL free a TLS connection's record buffers while the connection is idle.
@@ -12,11 +12,12 @@ namespace Outpost.Server.Hosting;
 /// for every connection's whole life; with it, a buffer is freed once it is empty and taken again for
 /// the next record (nginx, HAProxy and Tor set it). .NET does not set it and has no API to, so this
 /// sets it on the connection's <c>SSL*</c>, which <see cref="SslStream"/> keeps in a private field on
-/// Linux. A server's nodes are idle connections: measured ~30 KB less per connection.
+/// Linux. Most of a server's connections are idle nodes, and most of a node's direct wires sit
+/// waiting: measured ~30 KB less per connection.
 /// Anything unexpected (another TLS library, a runtime that moved the field, more than one libssl
 /// in the process) leaves the connection as it was.
 /// </remarks>
-internal static unsafe class TlsIdleBuffers
+public static unsafe class TlsIdleBuffers
 {
     private const int SslCtrlMode = 33; // SSL_CTRL_MODE: ORs larg into the mode, returns the mode
     private const nint ReleaseBuffers = 0x10; // SSL_MODE_RELEASE_BUFFERS
@@ -29,8 +30,8 @@ internal static unsafe class TlsIdleBuffers
     /// <summary>Why idle connections keep their buffers on this machine, or null when they do not.</summary>
     public static string? Unavailable => Native.Value.Unavailable;
 
-    /// <summary>Sets the mode on an authenticated stream that no read or write is using yet.</summary>
-    public static bool Release(SslStream stream) => (Ctrl(stream, ReleaseBuffers) & ReleaseBuffers) != 0;
+    /// <summary>Sets the mode on an authenticated stream that no read or write is using yet (none: false).</summary>
+    public static bool Release(SslStream? stream) => stream is not null && (Ctrl(stream, ReleaseBuffers) & ReleaseBuffers) != 0;
 
     /// <summary>The connection's OpenSSL mode bits, or -1 when they cannot be read.</summary>
     internal static long Mode(SslStream stream) => Ctrl(stream, 0);
