@@ -113,17 +113,23 @@ internal static class FleetBench
                         Interlocked.CompareExchange(ref at[node.Index], ticks, 0);
                     }
                 };
+                server.Refresh();
+                me.Refresh();
+                var (fanServerCpu0, fanSimCpu0) = (server.TotalProcessorTime, me.TotalProcessorTime);
                 var called = Stopwatch.GetTimestamp();
                 await ApplyConfigAsync(http, serverUrl, FormattableString.Invariant($"fanout-{run}"));
                 var returned = Stopwatch.GetTimestamp();
                 await WaitAsync(() => Task.FromResult(AllSet(at)), $"all {nodes} nodes to ack fan-out {run}", TimeSpan.FromMinutes(5), TimeSpan.FromMilliseconds(20));
                 fleet.Applied = null;
+                server.Refresh();
+                me.Refresh();
+                var (fanServerCpu, fanSimCpu) = ((server.TotalProcessorTime - fanServerCpu0).TotalSeconds, (me.TotalProcessorTime - fanSimCpu0).TotalSeconds);
                 var ms = at.Select(t => Math.Max(0, t - returned) * 1000.0 / Stopwatch.Frequency).Order().ToArray();
                 var figures = (P50: Percentile(ms, 0.50), P99: Percentile(ms, 0.99), Max: ms[^1], Within: ms.Count(m => m <= 1500) * 100.0 / ms.Length);
                 fanout.Add(figures);
                 // Counted from the API's answer (a node that had it sooner counts 0): the apply call itself is its own figure.
                 var applyMs = Stopwatch.GetElapsedTime(called, returned).TotalMilliseconds;
-                Log(FormattableString.Invariant($"fan-out {run}: p50 {figures.P50:F0} ms, p99 {figures.P99:F0} ms (99 % of the nodes had it by then), all {figures.Max:F0} ms; {figures.Within:F1} % within 1.5 s; the apply call took {applyMs:F0} ms"));
+                Log(FormattableString.Invariant($"fan-out {run}: p50 {figures.P50:F0} ms, p99 {figures.P99:F0} ms (99 % of the nodes had it by then), all {figures.Max:F0} ms; {figures.Within:F1} % within 1.5 s; the apply call took {applyMs:F0} ms; CPU until all had it: server {fanServerCpu:F2} s, simulator {fanSimCpu:F2} s"));
                 await Task.Delay(TimeSpan.FromSeconds(3));
             }
 
@@ -153,6 +159,11 @@ internal static class FleetBench
             // Storm: every connection cut at once; each node reconnects with the agent's backoff.
             fleet.ResetFailures();
             var before = sims.Select(s => s.Sessions).ToArray();
+            // Whose cores the storm takes: the server's and the simulator's CPU from the cut until every node is back.
+            server.Refresh();
+            me.Refresh();
+            var (stormServerCpu0, stormSimCpu0) = (server.TotalProcessorTime, me.TotalProcessorTime);
+            var stormCpu = "";
             var storm = Stopwatch.StartNew();
             foreach (var node in sims)
             {
@@ -182,6 +193,10 @@ internal static class FleetBench
             {
                 await WaitAsync(() => Task.FromResult(sims.All(s => s.Sessions > before[s.Index])), $"all {nodes} nodes to reconnect", stormLimit, TimeSpan.FromMilliseconds(20));
                 Volatile.Write(ref simAllBack, storm.Elapsed.TotalSeconds);
+                server.Refresh();
+                me.Refresh();
+                var (serverCpu, simCpu) = ((server.TotalProcessorTime - stormServerCpu0).TotalSeconds, (me.TotalProcessorTime - stormSimCpu0).TotalSeconds);
+                stormCpu = FormattableString.Invariant($"; until then the server used {serverCpu:F1} s of CPU ({serverCpu * 1000 / nodes:F2} ms per node), the simulator {simCpu:F1} s ({simCpu * 1000 / nodes:F2} ms per node)");
                 await WaitAsync(async () => await ReadyAsync(http, serverUrl) >= nodes, $"the server to count {nodes} Ready after the storm", TimeSpan.FromMinutes(5), TimeSpan.FromMilliseconds(100));
                 stormS = storm.Elapsed.TotalSeconds.ToString("F1", CultureInfo.InvariantCulture);
             }
@@ -194,7 +209,7 @@ internal static class FleetBench
             await pollTimeline;
             var back = sims.Count(s => s.Sessions > before[s.Index]);
             var stormFailures = fleet.FailedAttempts;
-            Log(FormattableString.Invariant($"storm: {back} of {nodes} nodes back in sync {simAllBack:F1} s after the cut (server counts all Ready at: {stormS} s); {stormFailures} attempts failed{Breakdown(fleet)}"));
+            Log(FormattableString.Invariant($"storm: {back} of {nodes} nodes back in sync {simAllBack:F1} s after the cut (server counts all Ready at: {stormS} s); {stormFailures} attempts failed{Breakdown(fleet)}{stormCpu}"));
             Log($"storm: server Ready count over time: {string.Join(' ', timeline)}");
 
             // Failover: the first replica killed without a word; its nodes move to the others.

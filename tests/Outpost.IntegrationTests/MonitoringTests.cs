@@ -39,6 +39,13 @@ public sealed class MonitoringTests
                 && m.Contains("outpost_node_cpu_ratio{node=\"edge-1\"}", StringComparison.Ordinal),
             Fleet.Patience, $"the server's /metrics to count the {total} requests and the node's usage", m => m);
         Assert.Contains("""outpost_nodes{state="Ready"} 1""", serverMetrics, StringComparison.Ordinal);
+        // The node families, as the API shows the node: Ready, its last beat (whole seconds), its outbox as last reported.
+        Assert.Contains("""outpost_node_ready{node="edge-1"} 1""", serverMetrics, StringComparison.Ordinal);
+        var beat = System.Text.RegularExpressions.Regex.Match(serverMetrics, """outpost_node_last_heartbeat_timestamp_seconds\{node="edge-1"\} (\d+)\n""");
+        Assert.True(beat.Success, serverMetrics);
+        Assert.InRange(long.Parse(beat.Groups[1].Value, System.Globalization.CultureInfo.InvariantCulture), DateTimeOffset.UtcNow.ToUnixTimeSeconds() - 60, DateTimeOffset.UtcNow.ToUnixTimeSeconds() + 1);
+        Assert.Matches(@"outpost_outbox_quota_bytes\{node=""edge-1""\} [1-9]\d*\n", serverMetrics);
+        Assert.Matches(@"outpost_outbox_pending_records\{node=""edge-1""\} \d+\n", serverMetrics);
         Assert.Contains($$"""outpost_app_request_duration_seconds_bucket{app="hello",revision="1",le="+Inf"} {{total}}""", serverMetrics, StringComparison.Ordinal);
         Assert.Matches(@"outpost_sync_messages_total\{node=""edge-1"",direction=""received"",kind=""heartbeat""\} [1-9]", serverMetrics);
         var serverCheck = await Promtool.CheckAsync(serverMetrics);

@@ -39,7 +39,7 @@ public sealed class MemoryTrim : IDisposable
     private void Trim()
     {
         GC.Collect(GC.MaxGeneration, GCCollectionMode.Aggressive, blocking: true, compacting: true);
-        Wasm.Hosting.NativeHeap.Trim();
+        _ = Core.Memory.NativeHeap.Trim();
         Interlocked.Exchange(ref _unmapped, WorkingSet.Trim());
         Interlocked.Increment(ref _trims);
     }

@@ -69,7 +69,10 @@ public sealed class ResourceView(FleetPresence leases, SyncAccounting accounting
     /// A node's state as <see cref="Render"/> shows it, without rendering the node: from its
     /// stream, or else from the heartbeat time its stored status holds (<paramref name="storedBeat"/>).
     /// </summary>
-    public string NodeStateOf(string node, string? storedBeat)
+    public string NodeStateOf(string node, string? storedBeat) => NodeLivenessOf(node, storedBeat).State;
+
+    /// <summary>A node's state and last heartbeat as <see cref="Render"/> shows them, without rendering the node.</summary>
+    public (string State, DateTimeOffset? LastHeartbeat) NodeLivenessOf(string node, string? storedBeat)
     {
         var lease = leases.Get(node);
         DateTimeOffset? lastHeartbeat = lease?.LastHeartbeat;
@@ -78,7 +81,7 @@ public sealed class ResourceView(FleetPresence leases, SyncAccounting accounting
             lastHeartbeat = parsed;
         }
 
-        return NodeState.Derive(lease?.Connected == true, lastHeartbeat, time.GetUtcNow(), options.NodeLease);
+        return (NodeState.Derive(lease?.Connected == true, lastHeartbeat, time.GetUtcNow(), options.NodeLease), lastHeartbeat);
     }
 
     /// <summary>

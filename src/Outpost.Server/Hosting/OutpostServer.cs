@@ -192,6 +192,8 @@ public sealed partial class OutpostServer : IAsyncDisposable
         services.AddSingleton<ChangeRouter>();
         services.AddHostedService(sp => sp.GetRequiredService<ChangeRouter>());
         services.AddHostedService<NodeMonitor>();
+        services.AddSingleton<HeapTrim>();
+        services.AddHostedService(sp => sp.GetRequiredService<HeapTrim>());
         services.AddHostedService<Monitoring.ServerLife>();
         services.AddSingleton<Monitoring.MetricsRecorder>();
         services.AddHostedService(sp => sp.GetRequiredService<Monitoring.MetricsRecorder>());

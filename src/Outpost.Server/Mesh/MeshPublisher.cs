@@ -12,6 +12,13 @@ public sealed class MeshPublisher(MeshRegistry registry) : BackgroundService
 {
     public static readonly TimeSpan Interval = TimeSpan.FromMilliseconds(500);
 
+    /// <summary>
+    /// The least time between two computations. Every stream that opens or closes pokes the
+    /// publisher: when ten thousand nodes reconnect at once, computing at every poke kept one
+    /// core busy for the whole storm. A lone poke is served at once.
+    /// </summary>
+    public static readonly TimeSpan MinSpacing = TimeSpan.FromMilliseconds(100);
+
     private readonly Lock _lock = new();
     private (long Version, MeshUpdate Update, IReadOnlyList<MeshService> Services) _current = (0, new MeshUpdate(), []);
     // Moves with the version: each session waits on it (a ChangeFeed: a wait that ends leaves in constant time).
@@ -98,10 +105,18 @@ public sealed class MeshPublisher(MeshRegistry registry) : BackgroundService
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
         byte[] last = [];
+        var computed = 0L;
         while (!stoppingToken.IsCancellationRequested)
         {
             try
             {
+                var since = System.Diagnostics.Stopwatch.GetElapsedTime(computed);
+                if (since < MinSpacing)
+                {
+                    await Task.Delay(MinSpacing - since, stoppingToken);
+                }
+
+                computed = System.Diagnostics.Stopwatch.GetTimestamp();
                 var services = await registry.ListAsync(stoppingToken);
                 var update = MeshRegistry.ToUpdate(services);
                 // A change in who may call a service is a change too, though nodes get it only in their own envelope.

@@ -1,5 +1,5 @@
 using System.Globalization;
-using System.Text.Json.Nodes;
+using System.Text.Json;
 using Outpost.Core.Api;
 using Outpost.Core.Metrics;
 using Outpost.Core.Resources;
@@ -15,8 +15,10 @@ public sealed class ServerMetrics(IControlPlaneStore store, ResourceView view, M
     public async Task<string> RenderAsync(CancellationToken cancellationToken)
     {
         var text = new PrometheusText();
-        var nodes = (await store.ListAsync(ResourceKind.Node.Kind, cancellationToken)).Items.Select(n => view.Render(n, reveal: false)).ToList();
-        var states = nodes.GroupBy(n => n["status"]?["state"]?.GetValue<string>() ?? NodeState.Offline).ToDictionary(g => g.Key, g => g.Count());
+        // What the node families need of each node, read without rendering it: a scrape of a
+        // 10,000-node fleet rendered every node whole (status tree, sync counters, conditions).
+        var nodes = (await store.ListAsync(ResourceKind.Node.Kind, cancellationToken)).Items.Select(ReadNode).ToList();
+        var states = nodes.GroupBy(n => n.State).ToDictionary(g => g.Key, g => g.Count());
         text.Gauge("outpost_nodes", "Nodes in the fleet by state (Ready, NotReady, Offline).");
         foreach (var state in new[] { NodeState.Ready, NodeState.NotReady, NodeState.Offline })
         {
@@ -26,15 +28,16 @@ public sealed class ServerMetrics(IControlPlaneStore store, ResourceView view, M
         text.Gauge("outpost_node_ready", "1 while the node is Ready, else 0.");
         foreach (var node in nodes)
         {
-            text.Sample("outpost_node_ready", node["status"]?["state"]?.GetValue<string>() == NodeState.Ready ? 1 : 0, ("node", Name(node)));
+            text.Sample("outpost_node_ready", node.State == NodeState.Ready ? 1 : 0, ("node", node.Name));
         }
 
         text.Gauge("outpost_node_last_heartbeat_timestamp_seconds", "When the node last beat (Unix time).");
         foreach (var node in nodes)
         {
-            if (node["status"]?["lastHeartbeatTime"]?.GetValue<string>() is { } beat && DateTimeOffset.TryParse(beat, CultureInfo.InvariantCulture, out var at))
+            if (node.LastHeartbeat is { } at)
             {
-                text.Sample("outpost_node_last_heartbeat_timestamp_seconds", at.ToUnixTimeMilliseconds() / 1000.0, ("node", Name(node)));
+                // Whole seconds, as the node's status shows the time.
+                text.Sample("outpost_node_last_heartbeat_timestamp_seconds", at.ToUnixTimeSeconds(), ("node", node.Name));
             }
         }
 
@@ -82,15 +85,15 @@ public sealed class ServerMetrics(IControlPlaneStore store, ResourceView view, M
         Gauge("outpost_gateway_open_connections", "Open client connections to the node's gateway.", u => u.OpenConnections);
     }
 
-    private static void Outbox(PrometheusText text, List<JsonObject> nodes)
+    private static void Outbox(PrometheusText text, List<NodeRow> nodes)
     {
-        var rows = nodes.Where(n => n["status"]?["outbox"] is JsonObject).Select(n => (Node: Name(n), Outbox: n["status"]!["outbox"]!)).ToList();
+        var rows = nodes.Where(n => n.Outbox is not null).Select(n => (n.Name, Outbox: n.Outbox!)).ToList();
         void Metric(string name, string type, string help, string field)
         {
             text.Family(name, type, help);
             foreach (var (node, outbox) in rows)
             {
-                text.Sample(name, outbox[field]?.GetValue<long>() ?? 0, ("node", node));
+                text.Sample(name, outbox.GetValueOrDefault(field), ("node", node));
             }
         }
 
@@ -98,6 +101,41 @@ public sealed class ServerMetrics(IControlPlaneStore store, ResourceView view, M
         Metric("outpost_outbox_pending_bytes", "gauge", "Payload bytes in the node's outbox waiting for the server's ack, as last reported.", "pendingBytes");
         Metric("outpost_outbox_quota_bytes", "gauge", "The node's outbox quota.", "quotaBytes");
         Metric("outpost_outbox_dropped_records_total", "counter", "Records the node's outbox overflow policy discarded since the node's first start, as last reported.", "droppedTotal");
+    }
+
+    /// <summary>A node as the node families show it: its state and last beat (as the API shows them), and its outbox's numbers as last reported.</summary>
+    private sealed record NodeRow(string Name, string State, DateTimeOffset? LastHeartbeat, Dictionary<string, long>? Outbox);
+
+    private NodeRow ReadNode(StoredResource node)
+    {
+        string? beat = null;
+        Dictionary<string, long>? outbox = null;
+        if (node.StatusJson is { } json)
+        {
+            using var status = JsonDocument.Parse(json);
+            if (status.RootElement.ValueKind == JsonValueKind.Object)
+            {
+                if (status.RootElement.TryGetProperty("lastHeartbeatTime", out var at) && at.ValueKind == JsonValueKind.String)
+                {
+                    beat = at.GetString();
+                }
+
+                if (status.RootElement.TryGetProperty("outbox", out var reported) && reported.ValueKind == JsonValueKind.Object)
+                {
+                    outbox = new Dictionary<string, long>(StringComparer.Ordinal);
+                    foreach (var field in reported.EnumerateObject())
+                    {
+                        if (field.Value.ValueKind == JsonValueKind.Number && field.Value.TryGetInt64(out var number))
+                        {
+                            outbox[field.Name] = number;
+                        }
+                    }
+                }
+            }
+        }
+
+        var (state, lastHeartbeat) = view.NodeLivenessOf(node.Name, beat);
+        return new NodeRow(node.Name, state, lastHeartbeat, outbox);
     }
 
     private static void Apps(PrometheusText text, IReadOnlyList<(string App, long Revision, string Node, RequestStats Stats)> totals)
@@ -160,8 +198,6 @@ public sealed class ServerMetrics(IControlPlaneStore store, ResourceView view, M
             text.Sample("outpost_sync_bytes_total", c.Bytes, ("node", c.Node), ("direction", c.Direction), ("kind", c.Kind));
         }
     }
-
-    private static string Name(JsonObject resource) => resource["metadata"]!["name"]!.GetValue<string>();
 }
 
 /// <summary>A part of the server that adds its own families to /metrics (logs, alerts).</summary>

@@ -43,6 +43,18 @@ public static class NodeStatusReader
         return (beat, apps);
     }
 
+    /// <summary>A top-level string field of a node's stored status, or null.</summary>
+    public static string? ReadString(string? statusJson, string field)
+    {
+        if (statusJson is null)
+        {
+            return null;
+        }
+
+        using var status = JsonDocument.Parse(statusJson);
+        return status.RootElement.ValueKind == JsonValueKind.Object ? String(status.RootElement, field) : null;
+    }
+
     private static string? String(JsonElement entry, string name) =>
         entry.TryGetProperty(name, out var value) && value.ValueKind == JsonValueKind.String ? value.GetString() : null;
 

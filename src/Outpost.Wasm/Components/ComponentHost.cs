@@ -204,7 +204,7 @@ public sealed unsafe class ComponentHost : IDisposable
                     }
                 }
 
-                NativeHeap.Trim();
+                _ = Core.Memory.NativeHeap.Trim();
             }
         }
 

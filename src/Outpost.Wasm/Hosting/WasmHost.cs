@@ -263,7 +263,7 @@ public sealed class WasmHost : IDisposable
             }
         }
 
-        NativeHeap.Trim(); // Cranelift's working memory, freed but still held by the C heap
+        _ = Core.Memory.NativeHeap.Trim(); // Cranelift's working memory, freed but still held by the C heap
         return compiled;
     }
 
