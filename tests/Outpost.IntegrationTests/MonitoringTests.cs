@@ -51,6 +51,22 @@ public sealed class MonitoringTests
         var serverCheck = await Promtool.CheckAsync(serverMetrics);
         Assert.True(serverCheck.ExitCode == 0 && serverCheck.Output.Trim().Length == 0, $"promtool on the server's metrics: {serverCheck.Output}\n{serverMetrics}");
 
+        // A scrape of named families: those alone, each whole.
+        using (var some = new HttpRequestMessage(HttpMethod.Get, fleet.ServerUrl + "/metrics?name[]=outpost_nodes&name[]=outpost_node_ready"))
+        {
+            using var response = await fleet.ApiSendAsync(some);
+            Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+            var named = await response.Content.ReadAsStringAsync();
+            Assert.Contains("""outpost_nodes{state="Ready"} 1""", named, StringComparison.Ordinal);
+            Assert.Contains("""outpost_nodes{state="Offline"} 0""", named, StringComparison.Ordinal);
+            Assert.Contains("""outpost_node_ready{node="edge-1"} 1""", named, StringComparison.Ordinal);
+            Assert.DoesNotContain("outpost_sync_messages_total", named, StringComparison.Ordinal);
+            Assert.DoesNotContain("outpost_app_requests_total", named, StringComparison.Ordinal);
+            Assert.DoesNotContain("outpost_node_cpu_ratio", named, StringComparison.Ordinal);
+            var namedCheck = await Promtool.CheckAsync(named);
+            Assert.True(namedCheck.ExitCode == 0 && namedCheck.Output.Trim().Length == 0, $"promtool on the named families: {namedCheck.Output}\n{named}");
+        }
+
         using (var anonymous = new HttpRequestMessage(HttpMethod.Get, fleet.ServerUrl + "/metrics"))
         {
             using var refused = await fleet.ApiSendAsync(anonymous, authenticate: false);

@@ -13,7 +13,26 @@ public sealed class PrometheusText
 
     private readonly StringBuilder _text = new();
     private readonly HashSet<string> _families = new(StringComparer.Ordinal);
+    private readonly IReadOnlySet<string>? _only;
     private (string Name, string Type, string Help)? _pending;
+    private bool _skipping;
+
+    public PrometheusText()
+    {
+    }
+
+    /// <summary>
+    /// Writes only the families named in <paramref name="only"/> (every family when it is null
+    /// or empty): a scrape of a few families (<c>/metrics?name[]=outpost_nodes</c>) need not pay
+    /// for every node's series.
+    /// </summary>
+    public PrometheusText(IReadOnlySet<string>? only) => _only = only is { Count: > 0 } ? only : null;
+
+    /// <summary>True when family <paramref name="name"/> is written: worth computing its samples.</summary>
+    public bool Wants(string name) => _only is null || _only.Contains(name);
+
+    /// <summary>True when any family whose name starts with <paramref name="prefix"/> is written.</summary>
+    public bool WantsAnyStartingWith(string prefix) => _only is null || _only.Any(n => n.StartsWith(prefix, StringComparison.Ordinal));
 
     /// <summary>Starts a family; its HELP and TYPE are written with its first sample.</summary>
     public PrometheusText Family(string name, string type, string help)
@@ -23,7 +42,8 @@ public sealed class PrometheusText
             throw new InvalidOperationException($"metric family '{name}' written twice");
         }
 
-        _pending = (name, type, help);
+        _skipping = !Wants(name);
+        _pending = _skipping ? null : (name, type, help);
         return this;
     }
 
@@ -36,6 +56,11 @@ public sealed class PrometheusText
     /// <summary>One sample of the current family (name may add a suffix such as _bucket).</summary>
     public PrometheusText Sample(string name, double value, params ReadOnlySpan<(string Name, string Value)> labels)
     {
+        if (_skipping)
+        {
+            return this;
+        }
+
         if (_pending is { } family)
         {
             _text.Append("# HELP ").Append(family.Name).Append(' ').Append(EscapeHelp(family.Help)).Append('\n');

@@ -23,7 +23,13 @@ public static class MetricsEndpoints
 
     public static void MapMetrics(this IEndpointRouteBuilder app)
     {
-        app.MapGet("/metrics", async (ServerMetrics metrics, CancellationToken ct) => Results.Text(await metrics.RenderAsync(ct), PrometheusText.ContentType));
+        // ?name[]=FAMILY (repeated) scrapes just those families, as Prometheus's federation takes match[].
+        app.MapGet("/metrics", async (ServerMetrics metrics, HttpContext context, CancellationToken ct) =>
+        {
+            var names = context.Request.Query["name[]"];
+            IReadOnlySet<string>? only = names.Count == 0 ? null : names.OfType<string>().ToHashSet(StringComparer.Ordinal);
+            return Results.Text(await metrics.RenderAsync(only, ct), PrometheusText.ContentType);
+        });
         app.MapGet(ApiEndpoints.OutpostPrefix + "/metrics/nodes", NodesAsync);
         app.MapGet(ApiEndpoints.OutpostPrefix + "/metrics/apps", AppsAsync);
         app.MapGet(ResourceKind.Alert.CollectionPath, (AlertEvaluator alerts) => ApiEndpoints.Json(AlertList(alerts)));

@@ -12,12 +12,28 @@ namespace Outpost.Server.Monitoring;
 /// <summary>The fleet's metrics in the Prometheus text format, served at GET /metrics.</summary>
 public sealed class ServerMetrics(IControlPlaneStore store, ResourceView view, MetricsRecorder recorder, SyncAccounting accounting, IEnumerable<IMetricsSource> sources)
 {
-    public async Task<string> RenderAsync(CancellationToken cancellationToken)
+    /// <summary>The families that read every node from the store.</summary>
+    private static readonly string[] NodeFamilies =
+    [
+        "outpost_nodes", "outpost_node_ready", "outpost_node_last_heartbeat_timestamp_seconds",
+        "outpost_outbox_pending_records", "outpost_outbox_pending_bytes", "outpost_outbox_quota_bytes", "outpost_outbox_dropped_records_total",
+    ];
+
+    private static readonly string[] SyncFamilies = ["outpost_sync_messages_total", "outpost_sync_bytes_total"];
+
+    /// <summary>
+    /// The exposition; with <paramref name="only"/>, just the families it names (what
+    /// <c>/metrics?name[]=...</c> asks), and only their data is gathered: a 10,000-node fleet's
+    /// full exposition is hundreds of thousands of series, one node family is a store read.
+    /// </summary>
+    public async Task<string> RenderAsync(IReadOnlySet<string>? only, CancellationToken cancellationToken)
     {
-        var text = new PrometheusText();
+        var text = new PrometheusText(only);
         // What the node families need of each node, read without rendering it: a scrape of a
         // 10,000-node fleet rendered every node whole (status tree, sync counters, conditions).
-        var nodes = (await store.ListAsync(ResourceKind.Node.Kind, cancellationToken)).Items.Select(ReadNode).ToList();
+        var nodes = Array.Exists(NodeFamilies, text.Wants)
+            ? (await store.ListAsync(ResourceKind.Node.Kind, cancellationToken)).Items.Select(ReadNode).ToList()
+            : [];
         var states = nodes.GroupBy(n => n.State).ToDictionary(g => g.Key, g => g.Count());
         text.Gauge("outpost_nodes", "Nodes in the fleet by state (Ready, NotReady, Offline).");
         foreach (var state in new[] { NodeState.Ready, NodeState.NotReady, NodeState.Offline })
@@ -43,10 +59,10 @@ public sealed class ServerMetrics(IControlPlaneStore store, ResourceView view, M
 
         Usage(text, recorder.Usage);
         Outbox(text, nodes);
-        Apps(text, recorder.Totals());
-        Sync(text, accounting.Snapshot());
+        Apps(text, text.WantsAnyStartingWith("outpost_app_") ? recorder.Totals() : []);
+        Sync(text, Array.Exists(SyncFamilies, text.Wants) ? accounting.Snapshot() : []);
         text.Gauge("outpost_store_revision", "The control plane store's current revision.").Sample("outpost_store_revision", await store.GetRevisionAsync(cancellationToken));
-        var rollouts = await store.ListRolloutsAsync(cancellationToken);
+        IReadOnlyDictionary<string, Core.Rollouts.RolloutState> rollouts = text.Wants("outpost_rollouts") ? await store.ListRolloutsAsync(cancellationToken) : new Dictionary<string, Core.Rollouts.RolloutState>();
         text.Gauge("outpost_rollouts", "Application rollouts by phase.");
         foreach (var phase in Enum.GetValues<Core.Rollouts.RolloutPhase>())
         {

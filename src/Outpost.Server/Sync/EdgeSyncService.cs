@@ -276,7 +276,13 @@ public sealed partial class EdgeSyncService(
         long sent = 0;
         while (!ct.IsCancellationRequested)
         {
-            await mesh.WaitForNewerAsync(sent, ct);
+            // A session ending cancels the wait: the loop ends on it without an exception thrown per session.
+            await mesh.WaitForNewerAsync(sent, ct).ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
+            if (ct.IsCancellationRequested)
+            {
+                return;
+            }
+
             var site = (await store.GetAsync(ResourceKind.Node.Kind, node, ct))?.Labels.GetValueOrDefault(Mesh.MeshRegistry.SiteLabel) ?? "";
             var (version, update) = mesh.For(node, site);
             await write(new ServerMessage { Mesh = update }, ct);
@@ -292,7 +298,7 @@ public sealed partial class EdgeSyncService(
         // time is due again (see StoreBeatEvery).
         OutboxStatus? lastOutbox = null;
         var statusTouched = DateTimeOffset.MinValue;
-        while (await requestStream.MoveNext(ct))
+        while (await NextAsync(requestStream, ct))
         {
             var message = requestStream.Current;
             accounting.Received(node, KindNames.GetOrAdd(message.BodyCase, c => c.ToString().ToLowerInvariant()), message.CalculateSize());
@@ -574,7 +580,24 @@ public sealed partial class EdgeSyncService(
                 first = false;
             }
 
-            await router.WaitAsync(node, revision, ChangeRouter.Interest.DesiredState, ct);
+            await router.WaitAsync(node, revision, ChangeRouter.Interest.DesiredState, ct).ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
+        }
+    }
+
+    /// <summary>
+    /// The agent's next message, or false once its stream has ended: closed, reset, or its
+    /// connection gone. A node going away ends the session like any other end, not as a failure
+    /// of the call logged with its stack: in a reconnect storm that was thousands of them.
+    /// </summary>
+    private static async Task<bool> NextAsync(IAsyncStreamReader<AgentMessage> requestStream, CancellationToken ct)
+    {
+        try
+        {
+            return await requestStream.MoveNext(ct);
+        }
+        catch (IOException ex) when (ex is not Google.Protobuf.InvalidProtocolBufferException)
+        {
+            return false; // (a message that does not parse still fails the call, and says why)
         }
     }
 
@@ -650,7 +673,6 @@ public sealed partial class EdgeSyncService(
             using var wait = CancellationTokenSource.CreateLinkedTokenSource(ct);
             await Task.WhenAny(router.WaitAsync(node, configRevision, ChangeRouter.Interest.Buckets, wait.Token), store.BucketChanges.WaitAfterAsync(bucketRevision, wait.Token));
             await wait.CancelAsync();
-            ct.ThrowIfCancellationRequested();
         }
     }
 

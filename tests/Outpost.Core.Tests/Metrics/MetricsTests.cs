@@ -23,6 +23,33 @@ public sealed class MetricsTests
     }
 
     [Fact]
+    public void PrometheusText_WithFamiliesNamed_WritesThoseAlone()
+    {
+        var text = new PrometheusText(new HashSet<string>(StringComparer.Ordinal) { "outpost_y", "outpost_h_seconds" });
+        Assert.True(text.Wants("outpost_y"));
+        Assert.False(text.Wants("outpost_x_total"));
+        Assert.True(text.WantsAnyStartingWith("outpost_h_"));
+        Assert.False(text.WantsAnyStartingWith("outpost_app_"));
+        text.Counter("outpost_x_total", "Things.").Sample("outpost_x_total", 3, ("app", "a"));
+        text.Gauge("outpost_y", "A gauge.").Sample("outpost_y", 2);
+        text.Histogram("outpost_h_seconds", "Durations.").HistogramSamples("outpost_h_seconds", new long[LatencyBuckets.Count], 0);
+        text.Gauge("outpost_z", "Another.").Sample("outpost_z", 1);
+
+        var written = text.ToString();
+        Assert.StartsWith("# HELP outpost_y A gauge.\n# TYPE outpost_y gauge\noutpost_y 2\n# HELP outpost_h_seconds Durations.\n", written, StringComparison.Ordinal);
+        Assert.Contains("outpost_h_seconds_count 0\n", written, StringComparison.Ordinal);
+        Assert.DoesNotContain("outpost_x_total", written, StringComparison.Ordinal);
+        Assert.DoesNotContain("outpost_z", written, StringComparison.Ordinal);
+        // A family named twice is still an error when it is not written.
+        Assert.Throws<InvalidOperationException>(() => text.Gauge("outpost_z", "again"));
+
+        // No names (or none given): every family.
+        var all = new PrometheusText(new HashSet<string>());
+        all.Gauge("outpost_z", "Another.").Sample("outpost_z", 1);
+        Assert.Equal("# HELP outpost_z Another.\n# TYPE outpost_z gauge\noutpost_z 1\n", all.ToString());
+    }
+
+    [Fact]
     public void HistogramSamples_AreCumulative_WithSumAndCount()
     {
         var counts = new long[LatencyBuckets.Count];
