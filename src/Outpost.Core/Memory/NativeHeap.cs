@@ -6,7 +6,7 @@ namespace Outpost.Core.Memory;
 /// The C heap: what Wasmtime, OpenSSL and SQLite allocate from. glibc keeps memory that was
 /// freed in its arenas for later, and gives back only what sits at the top of one; malloc_trim
 /// returns the free pages from inside them too. Measured on an agent: 5.4 MB of its RSS after
-/// Cranelift compiled the three samples. On a server: ~20 MB after 3,000 nodes joined, what
+/// Cranelift compiled the three samples. On a server: 9-20 MB after 3,000 nodes joined, what
 /// their TLS handshakes left behind.
 /// </summary>
 public static partial class NativeHeap
