@@ -14,8 +14,9 @@ public sealed class MeshPublisher(MeshRegistry registry) : BackgroundService
 
     /// <summary>
     /// The least time between two computations. Every stream that opens or closes pokes the
-    /// publisher: when ten thousand nodes reconnect at once, computing at every poke kept one
-    /// core busy for the whole storm. A lone poke is served at once.
+    /// publisher: when thousands of nodes reconnect at once, computing at every poke ran it back
+    /// to back through the storm (3.6 % of the server's CPU with 3,000 nodes and no service). A
+    /// lone poke is served at once.
     /// </summary>
     public static readonly TimeSpan MinSpacing = TimeSpan.FromMilliseconds(100);
 

@@ -77,9 +77,9 @@ public sealed class MeshRegistry(IControlPlaneStore store, ResourceView view, Wi
             return [];
         }
 
-        // Each node's state and the apps it reports, read from its status in one pass: the registry
-        // is computed again at every stream change and twice a second, and rendering each node
-        // whole for it cost a 10,000-node fleet most of a core.
+        // Each node's state and the apps it reports, read from its status in one pass rather than
+        // rendering the node whole (status tree, sync counters, conditions): the registry is
+        // computed again at stream changes and twice a second, over every node of the fleet.
         var nodes = (await store.ListAsync(ResourceKind.Node.Kind, cancellationToken)).Items.Select(n =>
         {
             var (beat, apps) = Sync.NodeStatusReader.Read(n.StatusJson);
