@@ -41,6 +41,14 @@ public interface IControlPlaneStore : IAsyncDisposable
     /// <summary>Replaces a resource's status without a new revision: status is reported state, not desired state.</summary>
     Task UpdateStatusAsync(string kind, string name, string statusJson, CancellationToken cancellationToken);
 
+    /// <summary>
+    /// Sets top-level fields of a resource's status to the values in <paramref name="fields"/>,
+    /// keeping its other fields (a resource without a status gets <paramref name="fields"/>):
+    /// one write, no read of the status first, and no revision. For reports that change a field
+    /// or two of a large status, such as a node acking a revision.
+    /// </summary>
+    Task SetStatusFieldsAsync(string kind, string name, System.Text.Json.Nodes.JsonObject fields, CancellationToken cancellationToken);
+
     /// <summary>The change log after a revision, oldest first, for incremental sync.</summary>
     Task<IReadOnlyList<ResourceChange>> ListChangesAsync(long afterRevision, int limit, CancellationToken cancellationToken);
 

@@ -1,4 +1,5 @@
 using System.Text.Json;
+using System.Text.Json.Nodes;
 using Npgsql;
 using Outpost.Core.Resources;
 using Outpost.Core.Store;
@@ -224,6 +225,19 @@ public sealed partial class PostgresControlPlaneStore : IControlPlaneStore
         await using var connection = await _dataSource.OpenConnectionAsync(cancellationToken);
         var rows = await ExecuteAsync(connection, "UPDATE resources SET status = @status WHERE kind = @kind AND name = @name", cancellationToken,
             ("status", statusJson), ("kind", kind), ("name", name));
+        if (rows == 0)
+        {
+            throw new StoreException(StoreError.NotFound, kind, name, $"{kind} \"{name}\" not found");
+        }
+    }
+
+    public async Task SetStatusFieldsAsync(string kind, string name, JsonObject fields, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(fields);
+        await using var connection = await _dataSource.OpenConnectionAsync(cancellationToken);
+        // jsonb's || replaces the top-level fields it is given and keeps the others.
+        var rows = await ExecuteAsync(connection, "UPDATE resources SET status = (COALESCE(status, '{}')::jsonb || @fields::jsonb)::text WHERE kind = @kind AND name = @name",
+            cancellationToken, ("fields", fields.ToJsonString()), ("kind", kind), ("name", name));
         if (rows == 0)
         {
             throw new StoreException(StoreError.NotFound, kind, name, $"{kind} \"{name}\" not found");

@@ -9,7 +9,8 @@ public sealed partial class SqliteControlPlaneStore
     public async Task<LeaderLease> AcquireLeaseAsync(string name, string holder, TimeSpan ttl, CancellationToken cancellationToken)
     {
         var now = _time.GetUtcNow();
-        await _writeLock.WaitAsync(cancellationToken);
+        // Ahead of the writes queued: a storm's node writes must not cost the controllers their lease.
+        await _writeLock.WaitUrgentAsync(cancellationToken);
         try
         {
             await using var connection = await OpenAsync(cancellationToken);

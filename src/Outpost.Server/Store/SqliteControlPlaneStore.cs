@@ -1,6 +1,8 @@
 using System.Globalization;
 using System.Runtime.CompilerServices;
+using System.Text;
 using System.Text.Json;
+using System.Text.Json.Nodes;
 using Microsoft.Data.Sqlite;
 using Outpost.Core.Resources;
 using Outpost.Core.Store;
@@ -16,7 +18,7 @@ public sealed partial class SqliteControlPlaneStore : IControlPlaneStore
 {
     private readonly string _connectionString;
     private readonly TimeProvider _time;
-    private readonly SemaphoreSlim _writeLock = new(1, 1);
+    private readonly WriteGate _writeLock = new();
 
     public SqliteControlPlaneStore(string path, TimeProvider? time = null)
     {
@@ -488,6 +490,33 @@ public sealed partial class SqliteControlPlaneStore : IControlPlaneStore
         }
     }
 
+    public async Task SetStatusFieldsAsync(string kind, string name, JsonObject fields, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(fields);
+        // json_set(status, '$."field"', json(value), ...): each field replaced whole, the rest of the text kept.
+        var sql = new StringBuilder("UPDATE resources SET status = json_set(COALESCE(status, '{}')");
+        var parameters = new List<(string Name, object? Value)> { ("$kind", kind), ("$name", name) };
+        foreach (var (field, value) in fields)
+        {
+            var i = parameters.Count;
+            sql.Append(CultureInfo.InvariantCulture, $", $p{i}, json($v{i})");
+            parameters.Add(($"$p{i}", StatusFieldPath(field)));
+            parameters.Add(($"$v{i}", value?.ToJsonString() ?? "null"));
+        }
+
+        sql.Append(") WHERE kind = $kind AND name = $name");
+        if (await ExecuteLockedAsync(sql.ToString(), cancellationToken, [.. parameters]) == 0)
+        {
+            throw new StoreException(StoreError.NotFound, kind, name, $"{kind} \"{name}\" not found");
+        }
+    }
+
+    /// <summary>The JSON path of a top-level field: quoted, so dots and brackets in it are part of the name.</summary>
+    private static string StatusFieldPath(string field) =>
+        field.Length > 0 && !field.Contains('"', StringComparison.Ordinal) && !field.Contains('\\', StringComparison.Ordinal)
+            ? $"$.\"{field}\""
+            : throw new ArgumentException($"status field name '{field}' is empty or holds a quote or backslash", nameof(field));
+
     public async Task<IReadOnlyList<ResourceChange>> ListChangesAsync(long afterRevision, int limit, CancellationToken cancellationToken)
     {
         await using var connection = await OpenAsync(cancellationToken);
@@ -952,7 +981,6 @@ public sealed partial class SqliteControlPlaneStore : IControlPlaneStore
             await ingests.Drained;
         }
 
-        _writeLock.Dispose();
         SqliteConnection.ClearAllPools();
     }
 

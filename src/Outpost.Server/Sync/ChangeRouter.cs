@@ -33,6 +33,7 @@ public sealed partial class ChangeRouter(IControlPlaneStore store, ILogger<Chang
     private long _through;
     private long _lastPlaceable;
     private long _lastBucket;
+    private long _lastGap; // the last revision routed past a compacted stretch: any node may have changed in it
 
     /// <summary>Revisions routed so far (tests wait on it).</summary>
     public long Through
@@ -84,6 +85,22 @@ public sealed partial class ChangeRouter(IControlPlaneStore store, ILogger<Chang
         return waiter.Task;
     }
 
+    /// <summary>
+    /// True when a read of <paramref name="node"/> made at revision <paramref name="readAt"/> is
+    /// still current at revision <paramref name="now"/>: every change through
+    /// <paramref name="now"/> has been routed and none of them wrote that Node. (Its status moves
+    /// without a revision; what placement reads of it, its runtimes, is written before its session
+    /// sends anything.)
+    /// </summary>
+    public bool NodeUnchanged(string node, long readAt, long now)
+    {
+        ArgumentNullException.ThrowIfNull(node);
+        lock (_lock)
+        {
+            return _through >= now && Math.Max(_lastGap, _lastOfNode.GetValueOrDefault(node)) <= readAt;
+        }
+    }
+
     /// <summary>Called under the lock.</summary>
     private long LastFor(string node, Interest interest) =>
         Math.Max(interest == Interest.DesiredState ? _lastPlaceable : _lastBucket, _lastOfNode.GetValueOrDefault(node));
@@ -128,7 +145,7 @@ public sealed partial class ChangeRouter(IControlPlaneStore store, ILogger<Chang
                 var everyone = page[0].Revision != from + 1;
                 if (everyone)
                 {
-                    _lastPlaceable = _lastBucket = page[0].Revision;
+                    _lastPlaceable = _lastBucket = _lastGap = page[0].Revision;
                 }
 
                 var touched = new HashSet<string>(StringComparer.Ordinal);

@@ -210,7 +210,7 @@ public sealed partial class EdgeSyncService(
 
         try
         {
-            await UpdateStatusAsync(node, status =>
+            var beatStored = await UpdateStatusAsync(node, status =>
             {
                 status["agentVersion"] = hello.AgentVersion;
                 status["gatewayUrl"] = hello.GatewayUrl;
@@ -250,7 +250,7 @@ public sealed partial class EdgeSyncService(
             var decoded = Channel.CreateBounded<(RecordBatch Batch, IngestRecord[] Records)>(new BoundedChannelOptions(2) { SingleReader = true, SingleWriter = true });
             var decode = DecodeLoopAsync(received.Reader, decoded.Writer, sessionCts.Token);
             var ingest = IngestLoopAsync(node, decoded.Reader, WriteAsync, sessionCts.Token);
-            var receive = ReceiveAsync(node, session, requestStream, WriteAsync, delivered, received.Writer, sessionCts.Token);
+            var receive = ReceiveAsync(node, session, (hello.AppliedRevision, beatStored), requestStream, WriteAsync, delivered, received.Writer, sessionCts.Token);
             var send = SendAsync(node, hello.AppliedRevision, WriteAsync, delivered, sessionCts.Token);
             var sendBuckets = SendBucketsAsync(node, hello.BucketCursors, WriteAsync, sessionCts.Token);
             var sendMesh = SendMeshAsync(node, WriteAsync, sessionCts.Token);
@@ -290,14 +290,16 @@ public sealed partial class EdgeSyncService(
         }
     }
 
-    private async Task ReceiveAsync(string node, long session, IAsyncStreamReader<AgentMessage> requestStream, Func<ServerMessage, CancellationToken, Task> write,
+    // atStart: the applied revision and beat time the node's status holds as the session starts (the hello wrote them, or found them current).
+    private async Task ReceiveAsync(string node, long session, (long AppliedRevision, DateTimeOffset Beat) atStart, IAsyncStreamReader<AgentMessage> requestStream, Func<ServerMessage, CancellationToken, Task> write,
         System.Collections.Concurrent.ConcurrentDictionary<long, Dictionary<string, long>> delivered, ChannelWriter<RecordBatch> batches, CancellationToken ct)
     {
-        // What this session last put in the node's status: a beat that changes none of it (most
-        // beats of an idle node) touches the lease alone, not the store, until the stored beat
-        // time is due again (see StoreBeatEvery).
+        // What this session last put in the node's status: a beat or an ack that changes none of it
+        // (most beats of an idle node, and the ack of a node back in sync after a reconnect) touches
+        // the lease alone, not the store, until the stored beat time is due again (see StoreBeatEvery).
         OutboxStatus? lastOutbox = null;
-        var statusTouched = DateTimeOffset.MinValue;
+        var statusTouched = atStart.Beat;
+        var appliedStored = atStart.AppliedRevision;
         while (await NextAsync(requestStream, ct))
         {
             var message = requestStream.Current;
@@ -316,11 +318,20 @@ public sealed partial class EdgeSyncService(
                         }
                     }
 
-                    await UpdateStatusAsync(node, status =>
+                    var ackedAt = time.GetUtcNow();
+                    if (message.Ack.Revision == appliedStored && ackedAt - statusTouched < StoreBeatEvery)
                     {
-                        status["appliedRevision"] = message.Ack.Revision;
-                        status["lastHeartbeatTime"] = ResourceJson.FormatTimestamp(time.GetUtcNow());
+                        break;
+                    }
+
+                    // Two fields of a status of a kilobyte or more: written in place, not read, parsed and written whole
+                    // (a change sent to every node is an ack from each).
+                    await SetStatusFieldsAsync(node, new JsonObject
+                    {
+                        ["appliedRevision"] = message.Ack.Revision,
+                        ["lastHeartbeatTime"] = ResourceJson.FormatTimestamp(ackedAt),
                     }, ct);
+                    (appliedStored, statusTouched) = (message.Ack.Revision, ackedAt);
                     break;
                 case AgentMessage.BodyOneofCase.Probe:
                     relay.Answered(node, session, message.Probe.Sequence);
@@ -543,12 +554,23 @@ public sealed partial class EdgeSyncService(
         var first = true; // the first update goes out even when empty: it tells the node it is in sync
         sent ??= new Dictionary<string, long>(StringComparer.Ordinal);
         LogSession(logger, node, appliedRevision, snapshot ? "full snapshot" : "delta since its acked revision");
+        StoredResource? nodeResource = null;
+        var nodeReadAt = 0L;
         while (!ct.IsCancellationRequested)
         {
-            // Read the revision first: everything listed after it is at least this new.
-            var revision = await store.GetRevisionAsync(ct);
-            var nodeResource = await store.GetAsync(ResourceKind.Node.Kind, node, ct)
-                ?? throw new RpcException(new Status(StatusCode.PermissionDenied, $"node '{node}' has been deleted; join it again"));
+            // The revision first: everything read after it is at least this new. The feed's is
+            // committed and visible (and may trail the store's by a change not yet announced,
+            // whose announcement wakes this loop again): no store read per node per change.
+            var revision = store.Changes.Latest;
+            // The node is read again only when it was written since: a change sent to every node
+            // is not also a read of every node.
+            if (nodeResource is null || !router.NodeUnchanged(node, nodeReadAt, revision))
+            {
+                nodeReadAt = revision;
+                nodeResource = await store.GetAsync(ResourceKind.Node.Kind, node, ct)
+                    ?? throw new RpcException(new Status(StatusCode.PermissionDenied, $"node '{node}' has been deleted; join it again"));
+            }
+
             var desired = await desiredState.ForNodeAsync(nodeResource, revision, ct);
             var (upserts, deletes) = DesiredStateDiff.Compute(sent, desired);
             if (first || snapshot || upserts.Count > 0 || deletes.Count > 0)
@@ -563,7 +585,7 @@ public sealed partial class EdgeSyncService(
                         ResourceVersion = resource.ResourceVersion,
                         Generation = resource.Generation,
                         // Secrets travel opened, only to the nodes they are placed on, inside mutual TLS.
-                        Json = (resource.Kind == ResourceKind.Secret.Kind ? view.Render(resource, reveal: true) : ResourceJson.ToObject(resource)).ToJsonString(),
+                        Json = resource.Kind == ResourceKind.Secret.Kind ? view.Render(resource, reveal: true).ToJsonString() : desiredState.WireJson(resource),
                     });
                 }
 
@@ -840,26 +862,44 @@ public sealed partial class EdgeSyncService(
     /// </summary>
     private static readonly TimeSpan StoreBeatEvery = TimeSpan.FromSeconds(60);
 
-    private async Task UpdateStatusAsync(string node, Action<JsonObject> mutate, CancellationToken ct)
+    /// <summary>Sets top-level fields of the node's status, keeping the others, without reading it.</summary>
+    private async Task SetStatusFieldsAsync(string node, JsonObject fields, CancellationToken ct)
+    {
+        try
+        {
+            await store.SetStatusFieldsAsync(ResourceKind.Node.Kind, node, fields, ct);
+        }
+        catch (StoreException)
+        {
+            // Deleted meanwhile: the send loop ends the session.
+        }
+    }
+
+    /// <summary>
+    /// Reads the node's status, changes it and writes it back unless nothing but a fresh stored
+    /// beat time would change; returns the beat time the store holds after (MinValue: no node).
+    /// </summary>
+    private async Task<DateTimeOffset> UpdateStatusAsync(string node, Action<JsonObject> mutate, CancellationToken ct)
     {
         var resource = await store.GetAsync(ResourceKind.Node.Kind, node, ct);
         if (resource is null)
         {
-            return;
+            return DateTimeOffset.MinValue;
         }
 
         var status = resource.StatusJson is null ? [] : JsonNode.Parse(resource.StatusJson)!.AsObject();
         var storedBeat = status["lastHeartbeatTime"]?.GetValue<string>();
         mutate(status);
-        if (storedBeat is not null && DateTimeOffset.TryParse(storedBeat, System.Globalization.CultureInfo.InvariantCulture, out var at) && time.GetUtcNow() - at < StoreBeatEvery)
+        var now = time.GetUtcNow();
+        if (storedBeat is not null && DateTimeOffset.TryParse(storedBeat, System.Globalization.CultureInfo.InvariantCulture, out var at) && now - at < StoreBeatEvery)
         {
             status["lastHeartbeatTime"] = storedBeat;
             if (status.ToJsonString() == resource.StatusJson)
             {
-                return;
+                return at;
             }
 
-            status["lastHeartbeatTime"] = ResourceJson.FormatTimestamp(time.GetUtcNow());
+            status["lastHeartbeatTime"] = ResourceJson.FormatTimestamp(now);
         }
 
         try
@@ -870,6 +910,8 @@ public sealed partial class EdgeSyncService(
         {
             // Deleted meanwhile: the send loop ends the session.
         }
+
+        return now;
     }
 
     [LoggerMessage(Level = LogLevel.Information, Message = "Node '{Node}' renewed its certificate (valid until {NotAfter:u})")]

@@ -1,4 +1,5 @@
 using System.Collections.Concurrent;
+using System.Runtime.CompilerServices;
 using System.Security.Cryptography;
 using System.Text;
 using Outpost.Core.Resources;
@@ -20,8 +21,23 @@ public sealed class NodeDesiredState(IControlPlaneStore store)
     private readonly Lock _lock = new();
     private (long AtLeast, Task<Placeable> Read)? _read;
 
+    // What a node is sent of each resource, made once per resource read (keyed by the instance, so a
+    // resource read again is rendered again), not once per node it is sent to.
+    private readonly ConditionalWeakTable<StoredResource, string> _wire = new();
+
     /// <summary>Everything that may be placed on nodes, as of a store revision, and the rollouts.</summary>
-    private sealed record Placeable(long Revision, IReadOnlyList<StoredResource> Items, IReadOnlyDictionary<string, Core.Rollouts.RolloutState> Rollouts);
+    private sealed record Placeable(long Revision, IReadOnlyList<StoredResource> Items, IReadOnlyDictionary<string, Core.Rollouts.RolloutState> Rollouts)
+    {
+        /// <summary>
+        /// Each app of <see cref="Items"/> at each revision a rollout assigns, as nodes are sent it: made
+        /// once per read, and the same instance for every node, so its rendering is shared too.
+        /// </summary>
+        public ConcurrentDictionary<(string Uid, long ResourceVersion, long Generation), StoredResource> Assigned { get; } = new();
+    }
+
+    /// <summary>The JSON a node is sent for a resource of <see cref="ForNodeAsync"/> (not a Secret: that is opened for the node).</summary>
+    public string WireJson(StoredResource resource) =>
+        _wire.GetValue(resource, static r => ResourceJson.ToObject(r).ToJsonString());
 
     /// <summary>
     /// What may be placed, at least as new as <paramref name="atLeast"/>: one read of the store
@@ -83,6 +99,13 @@ public sealed class NodeDesiredState(IControlPlaneStore store)
             }
 
             var assigned = rollouts.TryGetValue(app.Name, out var rollout) ? rollout.RevisionFor(node.Name) : app.Generation;
+            var key = (app.Uid, app.ResourceVersion, assigned);
+            if (placeable.Assigned.TryGetValue(key, out var made))
+            {
+                desired[i] = made;
+                continue;
+            }
+
             if (assigned != app.Generation)
             {
                 if (!_revisions.TryGetValue((app.Uid, assigned), out var revision))
@@ -90,7 +113,9 @@ public sealed class NodeDesiredState(IControlPlaneStore store)
                     revision = await store.GetAppRevisionAsync(app.Name, assigned, ct);
                     if (revision is null)
                     {
-                        continue; // not kept (pruning keeps every revision a rollout uses): the current one is all there is
+                        // Not kept (pruning keeps every revision a rollout uses): the current one is all there is.
+                        desired[i] = placeable.Assigned.GetOrAdd(key, app);
+                        continue;
                     }
 
                     _revisions[(app.Uid, assigned)] = revision;
@@ -99,7 +124,7 @@ public sealed class NodeDesiredState(IControlPlaneStore store)
                 app = app with { SpecJson = revision.SpecJson, Generation = assigned };
             }
 
-            desired[i] = app with { ResourceVersion = VersionOf(app) };
+            desired[i] = placeable.Assigned.GetOrAdd(key, app with { ResourceVersion = VersionOf(app) });
         }
 
         return desired;

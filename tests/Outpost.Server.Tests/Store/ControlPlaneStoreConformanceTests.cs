@@ -1,3 +1,4 @@
+using System.Text.Json.Nodes;
 using Microsoft.Extensions.Time.Testing;
 using Outpost.Core.Resources;
 using Outpost.Core.Store;
@@ -197,6 +198,39 @@ public abstract class ControlPlaneStoreConformanceTests : IAsyncLifetime
         var read = await _store.GetAsync("Application", "a", CancellationToken.None);
         Assert.Equal("""{"ready":1}""", read!.StatusJson);
         Assert.Equal(1, await _store.GetRevisionAsync(CancellationToken.None));
+    }
+
+    [Fact]
+    public async Task SetStatusFields_ReplacesThoseFieldsWhole_KeepsTheRest_AndTakesNoRevision()
+    {
+        await Write(App("a"));
+        var ct = CancellationToken.None;
+
+        // No status yet: the fields become it.
+        await _store.SetStatusFieldsAsync("Application", "a", new JsonObject { ["ready"] = 1 }, ct);
+        Assert.True(JsonNode.DeepEquals(JsonNode.Parse("""{"ready":1}"""), JsonNode.Parse((await _store.GetAsync("Application", "a", ct))!.StatusJson!)));
+
+        await _store.UpdateStatusAsync("Application", "a", """{"ready":1,"keep":{"x":[1,2]},"text":"é \"quoted\" \\ line\n","nested":{"a":1,"b":2}}""", ct);
+        await _store.SetStatusFieldsAsync("Application", "a", new JsonObject
+        {
+            ["ready"] = 2,
+            ["added"] = "new",
+            ["nested"] = new JsonObject { ["c"] = 3 },
+            ["with.dot[0]"] = true,
+        }, ct);
+
+        var status = JsonNode.Parse((await _store.GetAsync("Application", "a", ct))!.StatusJson!)!.AsObject();
+        Assert.Equal(2, status["ready"]!.GetValue<int>());
+        Assert.True(JsonNode.DeepEquals(JsonNode.Parse("""{"x":[1,2]}"""), status["keep"]));
+        Assert.Equal("é \"quoted\" \\ line\n", status["text"]!.GetValue<string>());
+        Assert.Equal("new", status["added"]!.GetValue<string>());
+        Assert.True(JsonNode.DeepEquals(JsonNode.Parse("""{"c":3}"""), status["nested"]), $"an object field is replaced, not merged: {status["nested"]}");
+        Assert.True(status["with.dot[0]"]!.GetValue<bool>());
+        Assert.Equal(6, status.Count);
+        Assert.Equal(1, await _store.GetRevisionAsync(ct));
+
+        var missing = await Assert.ThrowsAsync<StoreException>(() => _store.SetStatusFieldsAsync("Application", "nope", new JsonObject { ["ready"] = 1 }, ct));
+        Assert.Equal(StoreError.NotFound, missing.Error);
     }
 
     [Fact]

@@ -69,6 +69,36 @@ public sealed class ChangeRouterTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task ARead_OfANode_IsCurrent_UntilThatNodeIsWritten_OrAChangeIsNotYetRouted()
+    {
+        var readAt = await Write("Node", "edge-1");
+        var placeable = await Write("Application", "hello");
+
+        // Only a placeable change and another node's write since: the read still stands.
+        await Write("Node", "edge-2");
+        Assert.True(_router.NodeUnchanged("edge-1", readAt, _router.Through));
+
+        // A revision the router has not routed yet may hold a write of the node: read it again.
+        Assert.False(_router.NodeUnchanged("edge-1", readAt, _router.Through + 1));
+
+        // Its own write: read it again; a read made at or after that write stands.
+        var written = (await _store.WriteAsync([new ResourceWrite { Op = WriteOp.Upsert, Kind = "Node", Name = "edge-1", SpecJson = "{}", Labels = new Dictionary<string, string> { ["site"] = "north" } }], CancellationToken.None))[0].Resource.ResourceVersion;
+        await Routed(_router, written);
+        Assert.True(written > placeable);
+        Assert.False(_router.NodeUnchanged("edge-1", placeable, _router.Through));
+        Assert.True(_router.NodeUnchanged("edge-1", written, _router.Through));
+
+        // A router that starts past a compacted stretch cannot tell whom it wrote: every read is stale.
+        await Write("ConfigSet", "after");
+        await _store.CompactChangesAsync(_router.Through - 1, CancellationToken.None);
+        using var late = new ChangeRouter(_store, NullLogger<ChangeRouter>.Instance);
+        await late.StartAsync(CancellationToken.None);
+        await Routed(late, _router.Through);
+        Assert.False(late.NodeUnchanged("edge-2", written, late.Through));
+        await late.StopAsync(CancellationToken.None);
+    }
+
+    [Fact]
     public async Task ASessionThatEnds_LeavesNoWaitBehind_AndACompactedLogWakesEveryone()
     {
         var start = await Write("Application", "hello");
