@@ -61,7 +61,7 @@ public sealed partial class OutpostServer : IAsyncDisposable
     public const int MaxWiresPerNode = 32 * 1024;
 
     /// <summary>How long a TLS handshake may take: past the agent's own wait for one (<c>SyncClient.HandshakeTimeout</c>).</summary>
-    public static readonly TimeSpan HandshakeTimeout = TimeSpan.FromSeconds(60);
+    public static readonly TimeSpan HandshakeTimeout = TimeSpan.FromSeconds(90);
 
     public static OutpostServer Create(ServerOptions options, Action<ILoggingBuilder>? logging = null)
     {
