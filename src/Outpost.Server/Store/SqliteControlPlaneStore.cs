@@ -981,6 +981,7 @@ public sealed partial class SqliteControlPlaneStore : IControlPlaneStore
             await ingests.Drained;
         }
 
+        _writeLock.Dispose();
         SqliteConnection.ClearAllPools();
     }
 

@@ -7,12 +7,40 @@ namespace Outpost.Server.Store;
 /// failed and the server stepped down (measured at 10,000 nodes), though with one server
 /// there is nobody to hand over to.
 /// </summary>
-internal sealed class WriteGate
+internal sealed class WriteGate : IDisposable
 {
     private readonly Lock _lock = new();
     private readonly LinkedList<Waiter> _urgent = new();
     private readonly LinkedList<Waiter> _ordinary = new();
     private bool _held;
+    private bool _closed;
+
+    /// <summary>
+    /// Closes the gate with its store: a writer still waiting, or coming later (a background loop
+    /// outliving the server), fails with <see cref="ObjectDisposedException"/> instead of opening
+    /// the database again.
+    /// </summary>
+    public void Dispose()
+    {
+        List<Waiter> waiting;
+        lock (_lock)
+        {
+            _closed = true;
+            waiting = [.. _urgent, .. _ordinary];
+            _urgent.Clear();
+            _ordinary.Clear();
+            foreach (var waiter in waiting)
+            {
+                waiter.Node = null;
+            }
+        }
+
+        foreach (var waiter in waiting)
+        {
+            waiter.Registration.Unregister();
+            waiter.TrySetException(new ObjectDisposedException(nameof(WriteGate)));
+        }
+    }
 
     /// <summary>Writers waiting now (tests).</summary>
     internal int Waiting
@@ -42,6 +70,7 @@ internal sealed class WriteGate
         Waiter waiter;
         lock (_lock)
         {
+            ObjectDisposedException.ThrowIf(_closed, this);
             if (!_held)
             {
                 _held = true;
@@ -70,6 +99,11 @@ internal sealed class WriteGate
         Waiter? next;
         lock (_lock)
         {
+            if (_closed)
+            {
+                return; // the store is gone: nobody to hand over to
+            }
+
             if (!_held)
             {
                 throw new InvalidOperationException("the write gate is not held");

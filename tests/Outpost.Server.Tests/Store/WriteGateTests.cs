@@ -68,4 +68,19 @@ public sealed class WriteGateTests
         Assert.True(gate.WaitAsync(giveUp.Token).IsCanceled);
         Assert.Equal(0, gate.Waiting);
     }
+
+    [Fact]
+    public async Task AClosedGate_FailsWhoeverWaits_AndLetsNobodyIn()
+    {
+        var gate = new WriteGate();
+        await gate.WaitAsync();
+        var waiting = gate.WaitAsync();
+
+        gate.Dispose();
+
+        await Assert.ThrowsAsync<ObjectDisposedException>(() => waiting.WaitAsync(Patience));
+        await Assert.ThrowsAsync<ObjectDisposedException>(() => gate.WaitUrgentAsync());
+        Assert.Equal(0, gate.Waiting);
+        gate.Release(); // the writer that held it finishes quietly
+    }
 }
