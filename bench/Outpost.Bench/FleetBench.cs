@@ -77,6 +77,7 @@ internal static class FleetBench
             await Task.Delay(TimeSpan.FromSeconds(15));
             var server = Process.GetProcessById(serverPid);
             var me = Process.GetCurrentProcess();
+            var gc0 = await GcAsync(http, serverUrl);
             var cpu0 = server.TotalProcessorTime;
             var myCpu0 = me.TotalProcessorTime;
             var idle = Stopwatch.StartNew();
@@ -93,12 +94,14 @@ internal static class FleetBench
             var idleCpuPct = (server.TotalProcessorTime - cpu0).TotalMilliseconds / (idleS * 1000) * 100;
             var simCpuPct = (me.TotalProcessorTime - myCpu0).TotalMilliseconds / (idleS * 1000) * 100;
             var rssIdle = Median(rssSamples);
+            var gc1 = await GcAsync(http, serverUrl);
             // With replicas, the first one's RSS is for the nodes whose stream it holds.
             var served = urls.Length > 1 ? sims.Count(s => s.Server == 0) : nodes;
             var kbPerNode = (rssIdle - rssBefore) / served;
             var inSyncAfterIdle = fleet.InSync;
             var readyAfterIdle = await ReadyAsync(http, serverUrl);
             Log(FormattableString.Invariant($"idle {idleS:F0} s: server CPU {idleCpuPct:F1} % of a core, RSS {rssIdle / 1024:F0} MB; simulator CPU {simCpuPct:F1} %, RSS {RssKb(Environment.ProcessId) / 1024:F0} MB; {fleet.RecordsAcked} records acked so far; Ready after: {readyAfterIdle}"));
+            Log(FormattableString.Invariant($"idle {idleS:F0} s, the server's collector: {GcLine(gc0, gc1, idleS)}"));
 
             // Fan-out: one ConfigSet change that targets every node (no selector), RUNS times.
             var fanout = new List<(double P50, double P99, double Max, double Within)>();
@@ -374,6 +377,47 @@ internal static class FleetBench
         }
 
         return 0;
+    }
+
+    /// <summary>The server's collector counters from its /metrics (<c>outpost_server_gc_*</c>, allocated bytes); empty when it does not answer.</summary>
+    private static async Task<Dictionary<string, double>> GcAsync(HttpClient http, string server)
+    {
+        var values = new Dictionary<string, double>(StringComparer.Ordinal);
+        try
+        {
+            using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(10));
+            var text = await http.GetStringAsync(server + "/metrics?name[]=outpost_server_gc_total&name[]=outpost_server_gc_pause_seconds_total&name[]=outpost_server_allocated_bytes_total", timeout.Token);
+            foreach (var line in text.Split('\n'))
+            {
+                if (line.Length > 0 && line[0] != '#' && line.LastIndexOf(' ') is var space and > 0)
+                {
+                    values[line[..space]] = double.Parse(line[(space + 1)..], CultureInfo.InvariantCulture);
+                }
+            }
+        }
+        catch (Exception ex) when (ex is OperationCanceledException or HttpRequestException)
+        {
+        }
+
+        return values;
+    }
+
+    /// <summary>What the collector did between two readings of <see cref="GcAsync"/>.</summary>
+    private static string GcLine(Dictionary<string, double> before, Dictionary<string, double> after, double seconds)
+    {
+        double Delta(string key) => after.GetValueOrDefault(key) - before.GetValueOrDefault(key);
+        if (before.Count == 0 || after.Count == 0)
+        {
+            return "not read (no answer)";
+        }
+
+        var gen2 = Delta("outpost_server_gc_total{generation=\"2\"}");
+        var gen1 = Delta("outpost_server_gc_total{generation=\"1\"}") - gen2;
+        var gen0 = Delta("outpost_server_gc_total{generation=\"0\"}") - gen1 - gen2;
+        var allocatedMb = Delta("outpost_server_allocated_bytes_total") / 1048576;
+        var pause = Delta("outpost_server_gc_pause_seconds_total");
+        return FormattableString.Invariant(
+            $"{gen0:F0} gen0, {gen1:F0} gen1, {gen2:F0} gen2 collections; {allocatedMb:F0} MB allocated ({allocatedMb / seconds:F1} MB/s, {(gen0 + gen1 + gen2 > 0 ? allocatedMb / (gen0 + gen1 + gen2) : 0):F1} MB per collection); paused {pause * 1000 / seconds:F1} ms per s");
     }
 
     /// <summary>Records the server holds in the topic the simulated nodes write.</summary>

@@ -48,6 +48,9 @@ public sealed class MonitoringTests
         Assert.Matches(@"outpost_outbox_pending_records\{node=""edge-1""\} \d+\n", serverMetrics);
         Assert.Contains($$"""outpost_app_request_duration_seconds_bucket{app="hello",revision="1",le="+Inf"} {{total}}""", serverMetrics, StringComparison.Ordinal);
         Assert.Matches(@"outpost_sync_messages_total\{node=""edge-1"",direction=""received"",kind=""heartbeat""\} [1-9]", serverMetrics);
+        // The server's own collector: generations 0 to 2, and what it has allocated.
+        Assert.Matches(@"outpost_server_gc_total\{generation=""2""\} \d+\n", serverMetrics);
+        Assert.Matches(@"outpost_server_allocated_bytes_total [1-9]\d*\n", serverMetrics);
         var serverCheck = await Promtool.CheckAsync(serverMetrics);
         Assert.True(serverCheck.ExitCode == 0 && serverCheck.Output.Trim().Length == 0, $"promtool on the server's metrics: {serverCheck.Output}\n{serverMetrics}");
 

@@ -44,6 +44,16 @@ public sealed class ReleaseBinaryTests
             Assert.Contains("outpost_agent_modules_compiled_total{node=\"edge-1\",where=\"child\"} 1\n", metrics, StringComparison.Ordinal);
             Assert.Contains("outpost_agent_modules_compiled_total{node=\"edge-1\",where=\"agent\"} 0\n", metrics, StringComparison.Ordinal);
             Assert.Contains("outpost_agent_compiler_failures_total{node=\"edge-1\"} 0\n", metrics, StringComparison.Ordinal);
+            // The release server collects its young generation every 32 MB (src/Outpost/Native/startup.c), not the runtime's 6 MB.
+            var serverUrl = Core.Api.ClientConfig.Parse(await File.ReadAllTextAsync(fleet.ConfigPath), fleet.ConfigPath).Server;
+            using (var request = new HttpRequestMessage(HttpMethod.Get, serverUrl + "/metrics?name[]=outpost_server_gc_gen0_budget_bytes"))
+            {
+                using var response = await fleet.ApiSendAsync(request);
+                var budget = await response.Content.ReadAsStringAsync();
+                Assert.True(response.IsSuccessStatusCode, budget);
+                Assert.Contains("\noutpost_server_gc_gen0_budget_bytes 33554432\n", budget, StringComparison.Ordinal);
+            }
+
 
             // Settled, the agent stops mapping the code only its start ran (MB of it), and still serves.
             await Eventually.UntilAsync(

@@ -216,6 +216,7 @@ public sealed partial class OutpostServer : IAsyncDisposable
         services.AddHostedService(sp => sp.GetRequiredService<Mesh.MeshPublisher>());
         services.AddHostedService<Mesh.EndpointProber>();
         services.AddSingleton<Monitoring.IMetricsSource, Mesh.MeshMetrics>();
+        services.AddSingleton<Monitoring.IMetricsSource, Monitoring.RuntimeMetrics>();
         services.AddSingleton<ResourceWriter>();
         services.AddSingleton<Registry.ImageBlobs>();
         // Only validates pushed modules: a small pool is plenty.
