@@ -386,7 +386,8 @@ internal static class FleetBench
         try
         {
             using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(10));
-            var text = await http.GetStringAsync(server + "/metrics?name[]=outpost_server_gc_total&name[]=outpost_server_gc_pause_seconds_total&name[]=outpost_server_allocated_bytes_total", timeout.Token);
+            var text = await http.GetStringAsync(server + "/metrics?name[]=outpost_server_gc_total&name[]=outpost_server_gc_pause_seconds_total&name[]=outpost_server_allocated_bytes_total"
+                + "&name[]=outpost_server_managed_heap_bytes&name[]=outpost_server_managed_committed_bytes", timeout.Token);
             foreach (var line in text.Split('\n'))
             {
                 if (line.Length > 0 && line[0] != '#' && line.LastIndexOf(' ') is var space and > 0)
@@ -417,7 +418,7 @@ internal static class FleetBench
         var allocatedMb = Delta("outpost_server_allocated_bytes_total") / 1048576;
         var pause = Delta("outpost_server_gc_pause_seconds_total");
         return FormattableString.Invariant(
-            $"{gen0:F0} gen0, {gen1:F0} gen1, {gen2:F0} gen2 collections; {allocatedMb:F0} MB allocated ({allocatedMb / seconds:F1} MB/s, {(gen0 + gen1 + gen2 > 0 ? allocatedMb / (gen0 + gen1 + gen2) : 0):F1} MB per collection); paused {pause * 1000 / seconds:F1} ms per s");
+            $"{gen0:F0} gen0, {gen1:F0} gen1, {gen2:F0} gen2 collections; {allocatedMb:F0} MB allocated ({allocatedMb / seconds:F1} MB/s, {(gen0 + gen1 + gen2 > 0 ? allocatedMb / (gen0 + gen1 + gen2) : 0):F1} MB per collection); paused {pause * 1000 / seconds:F1} ms per s; managed heap {after.GetValueOrDefault("outpost_server_managed_heap_bytes") / 1048576:F0} MB after the last, {after.GetValueOrDefault("outpost_server_managed_committed_bytes") / 1048576:F0} MB committed");
     }
 
     /// <summary>Records the server holds in the topic the simulated nodes write.</summary>

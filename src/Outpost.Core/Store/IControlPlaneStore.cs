@@ -32,6 +32,14 @@ public interface IControlPlaneStore : IAsyncDisposable
     Task<ResourcePage> ListAsync(string kind, CancellationToken cancellationToken);
 
     /// <summary>
+    /// Lists the resources of a kind whose labels hold every pair of <paramref name="labelSelector"/>
+    /// (all of them, when it is empty), with the revision the list is consistent with. What
+    /// placement asks of a fleet's nodes: the nodes an app selects, without reading (and the
+    /// server without holding) the statuses of the thousands it does not.
+    /// </summary>
+    Task<ResourcePage> ListAsync(string kind, IReadOnlyDictionary<string, string> labelSelector, CancellationToken cancellationToken);
+
+    /// <summary>
     /// Applies every write in one transaction, or none of them (the first failure throws
     /// <see cref="StoreException"/>). Each effective change takes the next revision; a write
     /// that changes nothing takes none.

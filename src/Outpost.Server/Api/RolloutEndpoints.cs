@@ -47,7 +47,8 @@ internal static class RolloutEndpoints
 
         var state = (await store.ListRolloutsAsync(ct)).GetValueOrDefault(name);
         var spec = ApplicationSpec.FromJson(app.Spec());
-        var nodes = (await store.ListAsync(ResourceKind.Node.Kind, ct)).Items
+        // Only the nodes its selector matches are read: an app on 1,000 nodes of 10,000 reads 1,000.
+        var nodes = (await store.ListAsync(ResourceKind.Node.Kind, spec.NodeSelector, ct)).Items
             .Where(n => Sync.NodeDesiredState.Places(spec, n))
             .ToDictionary(n => n.Name, StringComparer.Ordinal);
         var order = Core.Rollouts.RolloutPlanner.Order(name, nodes.Keys);

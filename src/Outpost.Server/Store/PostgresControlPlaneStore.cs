@@ -74,14 +74,22 @@ public sealed partial class PostgresControlPlaneStore : IControlPlaneStore
         return await GetAsync(connection, kind, name, cancellationToken);
     }
 
-    public async Task<ResourcePage> ListAsync(string kind, CancellationToken cancellationToken)
+    public Task<ResourcePage> ListAsync(string kind, CancellationToken cancellationToken) =>
+        ListAsync(kind, new Dictionary<string, string>(), cancellationToken);
+
+    public async Task<ResourcePage> ListAsync(string kind, IReadOnlyDictionary<string, string> labelSelector, CancellationToken cancellationToken)
     {
+        ArgumentNullException.ThrowIfNull(labelSelector);
         await using var connection = await _dataSource.OpenConnectionAsync(cancellationToken);
         // One snapshot for both reads, so the items and the revision agree.
         await using var transaction = await connection.BeginTransactionAsync(System.Data.IsolationLevel.RepeatableRead, cancellationToken);
         var revision = await RevisionAsync(connection, cancellationToken);
         var items = new List<StoredResource>();
-        await using (var command = Command(connection, $"SELECT {Columns} FROM resources WHERE kind = @kind ORDER BY name", ("kind", kind)))
+        // Containment of the selector in the labels (jsonb @>): rows it leaves out are not sent.
+        await using (var command = labelSelector.Count == 0
+            ? Command(connection, $"SELECT {Columns} FROM resources WHERE kind = @kind ORDER BY name", ("kind", kind))
+            : Command(connection, $"SELECT {Columns} FROM resources WHERE kind = @kind AND labels::jsonb @> @selector::jsonb ORDER BY name",
+                ("kind", kind), ("selector", Serialize(labelSelector))))
         await using (var reader = await command.ExecuteReaderAsync(cancellationToken))
         {
             while (await reader.ReadAsync(cancellationToken))

@@ -329,21 +329,49 @@ public sealed partial class SqliteControlPlaneStore : IControlPlaneStore
         return await GetAsync(connection, null, kind, name, cancellationToken);
     }
 
-    public async Task<ResourcePage> ListAsync(string kind, CancellationToken cancellationToken)
+    public Task<ResourcePage> ListAsync(string kind, CancellationToken cancellationToken) =>
+        ListAsync(kind, new Dictionary<string, string>(), cancellationToken);
+
+    public async Task<ResourcePage> ListAsync(string kind, IReadOnlyDictionary<string, string> labelSelector, CancellationToken cancellationToken)
     {
+        ArgumentNullException.ThrowIfNull(labelSelector);
+        // Each pair a condition on the labels' JSON: rows the selector leaves out are never read
+        // whole (a node's status is a kilobyte or more). A key SQLite's path syntax cannot quote
+        // is matched here instead, after the read.
+        var where = new StringBuilder("kind = $kind");
+        var parameters = new List<(string Name, object? Value)> { ("$kind", kind) };
+        var afterwards = new Dictionary<string, string>(StringComparer.Ordinal);
+        foreach (var (key, value) in labelSelector)
+        {
+            if (key.Contains('"', StringComparison.Ordinal) || key.Contains('\\', StringComparison.Ordinal))
+            {
+                afterwards[key] = value;
+                continue;
+            }
+
+            var i = parameters.Count;
+            where.Append(CultureInfo.InvariantCulture, $" AND json_extract(labels, $p{i}) IS $v{i}");
+            parameters.Add(($"$p{i}", $"$.\"{key}\""));
+            parameters.Add(($"$v{i}", value));
+        }
+
         await using var connection = await OpenAsync(cancellationToken);
         // One read transaction so the items and the revision agree. Deferred: a read takes no write
         // lock (Microsoft.Data.Sqlite begins IMMEDIATE by default), so reads never queue behind
         // writes or each other in WAL mode.
         await using var transaction = connection.BeginTransaction(deferred: true);
         var revision = await RevisionAsync(connection, transaction, cancellationToken);
-        await using var command = Command(connection, transaction, $"SELECT {Columns} FROM resources WHERE kind = $kind ORDER BY name", ("$kind", kind));
+        await using var command = Command(connection, transaction, $"SELECT {Columns} FROM resources WHERE {where} ORDER BY name", [.. parameters]);
         var items = new List<StoredResource>();
         await using (var reader = await command.ExecuteReaderAsync(cancellationToken))
         {
             while (await reader.ReadAsync(cancellationToken))
             {
-                items.Add(Read(reader));
+                var item = Read(reader);
+                if (afterwards.Count == 0 || afterwards.All(p => item.Labels.TryGetValue(p.Key, out var v) && v == p.Value))
+                {
+                    items.Add(item);
+                }
             }
         }
 

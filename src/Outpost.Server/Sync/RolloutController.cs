@@ -323,8 +323,21 @@ public sealed partial class RolloutController(
     private async Task EvaluateAsync(string? only, CancellationToken ct)
     {
         var apps = (await store.ListAsync(ResourceKind.Application.Kind, ct)).Items;
-        var nodes = (await store.ListAsync(ResourceKind.Node.Kind, ct)).Items;
         var rollouts = await store.ListRolloutsAsync(ct);
+        // The nodes each app's selector matches, read once per selector (not the whole fleet for
+        // each evaluation: an undo on 1,000 nodes of 10,000 was mostly reading the other 9,000).
+        var selected = new Dictionary<string, IReadOnlyList<StoredResource>>(StringComparer.Ordinal);
+        async Task<IReadOnlyList<StoredResource>> NodesOf(ApplicationSpec spec)
+        {
+            var key = string.Join('\n', spec.NodeSelector.OrderBy(p => p.Key, StringComparer.Ordinal).Select(p => p.Key + "=" + p.Value));
+            if (!selected.TryGetValue(key, out var nodes))
+            {
+                selected[key] = nodes = (await store.ListAsync(ResourceKind.Node.Kind, spec.NodeSelector, ct)).Items;
+            }
+
+            return nodes;
+        }
+
         var now = time.GetUtcNow();
         // Each node's status read once for every app evaluated, and only if an app targets it.
         var statuses = new Dictionary<string, Dictionary<string, NodeAppReport>>(StringComparer.Ordinal);
@@ -344,7 +357,7 @@ public sealed partial class RolloutController(
             }
 
             var spec = ApplicationSpec.FromJson(app.Spec());
-            var targeted = nodes.Where(n => NodeDesiredState.Places(spec, n)).ToList();
+            var targeted = (await NodesOf(spec)).Where(n => NodeDesiredState.Places(spec, n)).ToList();
             var saved = rollouts.GetValueOrDefault(app.Name);
             var state = saved;
             if (state is null || state.Revision != app.Generation)

@@ -190,6 +190,34 @@ public abstract class ControlPlaneStoreConformanceTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task List_WithALabelSelector_HoldsOnlyWhatHasEveryPair_InOrder_AtTheRevision()
+    {
+        await Write(
+            App("d", labels: new() { ["fleet"] = "undo", ["outpost.dev/site"] = "x" }),
+            App("a", labels: new() { ["fleet"] = "undo", ["outpost.dev/site"] = "y" }),
+            App("b", labels: new() { ["fleet"] = "rest", ["outpost.dev/site"] = "x" }),
+            App("c"),
+            App("e", labels: new() { ["fleet"] = "undone", ["odd\"key"] = "v" }));
+
+        var undo = await _store.ListAsync("Application", new Dictionary<string, string> { ["fleet"] = "undo" }, CancellationToken.None);
+        Assert.Equal(["a", "d"], undo.Items.Select(i => i.Name));
+        Assert.Equal(5, undo.Revision);
+        Assert.All(undo.Items, i => Assert.NotNull(i.SpecJson));
+
+        // Every pair must hold; a key with dots and a slash is one key, not a path.
+        var both = await _store.ListAsync("Application", new Dictionary<string, string> { ["fleet"] = "undo", ["outpost.dev/site"] = "x" }, CancellationToken.None);
+        Assert.Equal(["d"], both.Items.Select(i => i.Name));
+        Assert.Empty((await _store.ListAsync("Application", new Dictionary<string, string> { ["fleet"] = "nowhere" }, CancellationToken.None)).Items);
+        Assert.Empty((await _store.ListAsync("Node", new Dictionary<string, string> { ["fleet"] = "undo" }, CancellationToken.None)).Items);
+        Assert.Equal(["e"], (await _store.ListAsync("Application", new Dictionary<string, string> { ["odd\"key"] = "v" }, CancellationToken.None)).Items.Select(i => i.Name));
+
+        // No pairs: the whole kind, as ListAsync(kind) has it.
+        var all = await _store.ListAsync("Application", new Dictionary<string, string>(), CancellationToken.None);
+        Assert.Equal(["a", "b", "c", "d", "e"], all.Items.Select(i => i.Name));
+        Assert.Equal((await _store.ListAsync("Application", CancellationToken.None)).Items.Select(i => i.Name), all.Items.Select(i => i.Name));
+    }
+
+    [Fact]
     public async Task UpdateStatus_DoesNotTakeARevision()
     {
         await Write(App("a"));
