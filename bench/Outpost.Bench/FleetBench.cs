@@ -116,6 +116,7 @@ internal static class FleetBench
                         Interlocked.CompareExchange(ref at[node.Index], ticks, 0);
                     }
                 };
+                var fanGc0 = await GcAsync(http, serverUrl);
                 server.Refresh();
                 me.Refresh();
                 var (fanServerCpu0, fanSimCpu0) = (server.TotalProcessorTime, me.TotalProcessorTime);
@@ -127,12 +128,14 @@ internal static class FleetBench
                 server.Refresh();
                 me.Refresh();
                 var (fanServerCpu, fanSimCpu) = ((server.TotalProcessorTime - fanServerCpu0).TotalSeconds, (me.TotalProcessorTime - fanSimCpu0).TotalSeconds);
+                var fanGc = GcLine(fanGc0, await GcAsync(http, serverUrl), Stopwatch.GetElapsedTime(called).TotalSeconds);
                 var ms = at.Select(t => Math.Max(0, t - returned) * 1000.0 / Stopwatch.Frequency).Order().ToArray();
                 var figures = (P50: Percentile(ms, 0.50), P99: Percentile(ms, 0.99), Max: ms[^1], Within: ms.Count(m => m <= 1500) * 100.0 / ms.Length);
                 fanout.Add(figures);
                 // Counted from the API's answer (a node that had it sooner counts 0): the apply call itself is its own figure.
                 var applyMs = Stopwatch.GetElapsedTime(called, returned).TotalMilliseconds;
                 Log(FormattableString.Invariant($"fan-out {run}: p50 {figures.P50:F0} ms, p99 {figures.P99:F0} ms (99 % of the nodes had it by then), all {figures.Max:F0} ms; {figures.Within:F1} % within 1.5 s; the apply call took {applyMs:F0} ms; CPU until all had it: server {fanServerCpu:F2} s, simulator {fanSimCpu:F2} s"));
+                Log($"fan-out {run}, the server's collector until all had it: {fanGc}");
                 await Task.Delay(TimeSpan.FromSeconds(3));
             }
 
