@@ -62,7 +62,7 @@ __attribute__((constructor)) static void outpost_prefault_data(void)
  * every old object written since the last one (each node's session, touched by its heartbeat): ~60
  * ms of pause each, 74 ms per second in all (bench/run.sh fleet, the server's outpost_server_gc_*
  * families). With 32 MB the same idle fleet collects 6-7 times less often, for about a third of the
- * pause, without raising the server's memory (docs/ha.md).
+ * pause; what it does to the server's memory is so far within the run-to-run noise (docs/ha.md).
  *
  * Only for `outpost server`, and only when DOTNET_GCgen0size is not set already: an agent's
  * allocation rate is a fraction of this and its footprint is what counts. The setting is only
