@@ -10,15 +10,61 @@ public static class DesiredStateDiff
     {
         ArgumentNullException.ThrowIfNull(resources);
         ArgumentNullException.ThrowIfNull(nodeLabels);
-        return [.. resources.Where(r => ResourceKind.Targeted.Any(k => k.Kind == r.Kind) && Targets(r.Spec(), nodeLabels))];
+        var placed = new List<StoredResource>();
+        foreach (var resource in resources)
+        {
+            if (IsTargeted(resource.Kind) && Targets(resource, nodeLabels))
+            {
+                placed.Add(resource);
+            }
+        }
+
+        return placed;
     }
+
+    /// <summary>
+    /// True when the resource's spec.placement.nodeSelector is among the labels. The selector is
+    /// read from the spec once per resource read (kept with the instance), not once per node: a
+    /// change sent to 10,000 nodes parsed each placeable resource's spec 10,000 times.
+    /// </summary>
+    public static bool Targets(StoredResource resource, IReadOnlyDictionary<string, string> nodeLabels)
+    {
+        ArgumentNullException.ThrowIfNull(resource);
+        ArgumentNullException.ThrowIfNull(nodeLabels);
+        foreach (var (key, value) in s_selectors.GetValue(resource, static r => SelectorOf(r.Spec())))
+        {
+            if (!nodeLabels.TryGetValue(key, out var label) || label != value)
+            {
+                return false;
+            }
+        }
+
+        return true;
+    }
+
+    private static readonly System.Runtime.CompilerServices.ConditionalWeakTable<StoredResource, Dictionary<string, string>> s_selectors = new();
+
+    private static bool IsTargeted(string kind)
+    {
+        foreach (var targeted in ResourceKind.Targeted)
+        {
+            if (targeted.Kind == kind)
+            {
+                return true;
+            }
+        }
+
+        return false;
+    }
+
+    private static Dictionary<string, string> SelectorOf(System.Text.Json.Nodes.JsonObject spec) =>
+        ResourceJson.ReadMap((spec["placement"] as System.Text.Json.Nodes.JsonObject)?["nodeSelector"]);
 
     /// <summary>True when every spec.placement.nodeSelector pair is among the labels (no selector: every node).</summary>
     public static bool Targets(System.Text.Json.Nodes.JsonObject spec, IReadOnlyDictionary<string, string> nodeLabels)
     {
         ArgumentNullException.ThrowIfNull(spec);
-        var selector = ResourceJson.ReadMap((spec["placement"] as System.Text.Json.Nodes.JsonObject)?["nodeSelector"]);
-        return selector.All(p => nodeLabels.TryGetValue(p.Key, out var v) && v == p.Value);
+        return SelectorOf(spec).All(p => nodeLabels.TryGetValue(p.Key, out var v) && v == p.Value);
     }
 
     /// <summary>

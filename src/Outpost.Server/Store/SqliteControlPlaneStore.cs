@@ -1,3 +1,4 @@
+using System.Collections.Concurrent;
 using System.Globalization;
 using System.Runtime.CompilerServices;
 using System.Text;
@@ -19,6 +20,8 @@ public sealed partial class SqliteControlPlaneStore : IControlPlaneStore
     private readonly string _connectionString;
     private readonly TimeProvider _time;
     private readonly WriteGate _writeLock = new();
+    private readonly SqliteWriter _writer;
+    private readonly SqliteWriter _durable;
 
     public SqliteControlPlaneStore(string path, TimeProvider? time = null)
     {
@@ -31,6 +34,8 @@ public sealed partial class SqliteControlPlaneStore : IControlPlaneStore
             DefaultTimeout = 30,
         }.ToString();
         _time = time ?? TimeProvider.System;
+        _writer = new SqliteWriter(OpenAsync);
+        _durable = new SqliteWriter(OpenDurableAsync);
     }
 
     /// <summary>
@@ -43,8 +48,7 @@ public sealed partial class SqliteControlPlaneStore : IControlPlaneStore
         await _writeLock.WaitAsync(cancellationToken);
         try
         {
-            await using var connection = await OpenAsync(cancellationToken);
-            return await ExecuteAsync(connection, null, sql, cancellationToken, parameters);
+            return await _writer.ExecuteAsync(sql, parameters, cancellationToken);
         }
         finally
         {
@@ -63,14 +67,7 @@ public sealed partial class SqliteControlPlaneStore : IControlPlaneStore
         await _writeLock.WaitAsync(cancellationToken);
         try
         {
-            await using var connection = await OpenAsync(cancellationToken);
-            await using var transaction = connection.BeginTransaction(deferred: false);
-            foreach (var item in items)
-            {
-                await ExecuteAsync(connection, transaction, sql, cancellationToken, parameters(item));
-            }
-
-            await transaction.CommitAsync(cancellationToken);
+            await _writer.ExecuteEachAsync(items, sql, parameters, cancellationToken);
         }
         finally
         {
@@ -522,22 +519,41 @@ public sealed partial class SqliteControlPlaneStore : IControlPlaneStore
     {
         ArgumentNullException.ThrowIfNull(fields);
         // json_set(status, '$."field"', json(value), ...): each field replaced whole, the rest of the text kept.
-        var sql = new StringBuilder("UPDATE resources SET status = json_set(COALESCE(status, '{}')");
-        var parameters = new List<(string Name, object? Value)> { ("$kind", kind), ("$name", name) };
+        var parameters = new (string Name, object? Value)[2 + (2 * fields.Count)];
+        parameters[0] = ("$kind", kind);
+        parameters[1] = ("$name", name);
+        var i = 2;
         foreach (var (field, value) in fields)
         {
-            var i = parameters.Count;
-            sql.Append(CultureInfo.InvariantCulture, $", $p{i}, json($v{i})");
-            parameters.Add(($"$p{i}", StatusFieldPath(field)));
-            parameters.Add(($"$v{i}", value?.ToJsonString() ?? "null"));
+            parameters[i] = (ParameterName("$p", i), StatusFieldPath(field));
+            parameters[i + 1] = (ParameterName("$v", i), value?.ToJsonString() ?? "null");
+            i += 2;
         }
 
-        sql.Append(") WHERE kind = $kind AND name = $name");
-        if (await ExecuteLockedAsync(sql.ToString(), cancellationToken, [.. parameters]) == 0)
+        if (await ExecuteLockedAsync(SetStatusFieldsSql(fields.Count), cancellationToken, parameters) == 0)
         {
             throw new StoreException(StoreError.NotFound, kind, name, $"{kind} \"{name}\" not found");
         }
     }
+
+    // The statement for each count of fields, made once: the same text each time, so it stays prepared.
+    private static readonly ConcurrentDictionary<int, string> s_setStatusFields = new();
+
+    private static string SetStatusFieldsSql(int fields) => s_setStatusFields.GetOrAdd(fields, static count =>
+    {
+        var sql = new StringBuilder("UPDATE resources SET status = json_set(COALESCE(status, '{}')");
+        for (var i = 2; i < 2 + (2 * count); i += 2)
+        {
+            sql.Append(CultureInfo.InvariantCulture, $", $p{i}, json($v{i})");
+        }
+
+        return sql.Append(") WHERE kind = $kind AND name = $name").ToString();
+    });
+
+    private static readonly ConcurrentDictionary<(string Prefix, int Index), string> s_parameterNames = new();
+
+    private static string ParameterName(string prefix, int index) =>
+        s_parameterNames.GetOrAdd((prefix, index), static key => key.Prefix + key.Index.ToString(CultureInfo.InvariantCulture));
 
     /// <summary>The JSON path of a top-level field: quoted, so dots and brackets in it are part of the name.</summary>
     private static string StatusFieldPath(string field) =>
@@ -683,37 +699,35 @@ public sealed partial class SqliteControlPlaneStore : IControlPlaneStore
         return new IngestResult(ingest.Stored, records.Count - ingest.Stored);
     }
 
+    private const string InsertRecordSql = """
+        INSERT INTO records (node, sequence, topic, source, payload, created_ms, ingested_ms)
+        VALUES ($node, $seq, $topic, $source, $payload, $created, $ingested)
+        ON CONFLICT (node, sequence) DO NOTHING
+        """;
+
     private async Task InsertRecordsAsync(IReadOnlyList<RecordIngest> ingests)
     {
         await _writeLock.WaitAsync();
         try
         {
-            await using var connection = await OpenAsync(CancellationToken.None);
-            await using var transaction = await BeginDurableAsync(connection, CancellationToken.None);
-            await using var insert = Command(connection, transaction, """
-                INSERT INTO records (node, sequence, topic, source, payload, created_ms, ingested_ms)
-                VALUES ($node, $seq, $topic, $source, $payload, $created, $ingested)
-                ON CONFLICT (node, sequence) DO NOTHING
-                """, ("$node", ""), ("$seq", 0L), ("$topic", ""), ("$source", ""), ("$payload", Array.Empty<byte>()), ("$created", 0L), ("$ingested", 0L));
-            insert.Parameters["$ingested"].Value = _time.GetUtcNow().ToUnixTimeMilliseconds();
-            foreach (var ingest in ingests)
+            // On the ingest's own connection, kept open at synchronous = FULL with the insert prepared:
+            // a group's commit reaches the disk before any of its nodes is acked.
+            var ingestedMs = _time.GetUtcNow().ToUnixTimeMilliseconds();
+            await _durable.InTransactionAsync(InsertRecordSql, async insert =>
             {
-                insert.Parameters["$node"].Value = ingest.Node;
-                var stored = 0;
-                foreach (var record in ingest.Records)
+                foreach (var ingest in ingests)
                 {
-                    insert.Parameters["$seq"].Value = record.Sequence;
-                    insert.Parameters["$topic"].Value = record.Topic;
-                    insert.Parameters["$source"].Value = record.Source;
-                    insert.Parameters["$payload"].Value = record.Payload;
-                    insert.Parameters["$created"].Value = record.CreatedAt.ToUnixTimeMilliseconds();
-                    stored += await insert.ExecuteNonQueryAsync(CancellationToken.None);
+                    var stored = 0;
+                    foreach (var record in ingest.Records)
+                    {
+                        SqliteWriter.Bind(insert, ("$node", ingest.Node), ("$seq", record.Sequence), ("$topic", record.Topic), ("$source", record.Source),
+                            ("$payload", record.Payload), ("$created", record.CreatedAt.ToUnixTimeMilliseconds()), ("$ingested", ingestedMs));
+                        stored += await insert.ExecuteNonQueryAsync(CancellationToken.None);
+                    }
+
+                    ingest.Stored = stored;
                 }
-
-                ingest.Stored = stored;
-            }
-
-            await transaction.CommitAsync(CancellationToken.None);
+            }, CancellationToken.None);
         }
         finally
         {
@@ -1009,6 +1023,19 @@ public sealed partial class SqliteControlPlaneStore : IControlPlaneStore
             await ingests.Drained;
         }
 
+        // The writer's connection is closed by whoever holds the lock last: the write running now
+        // finishes on it, the ones still waiting fail with the gate.
+        try
+        {
+            await _writeLock.WaitUrgentAsync();
+        }
+        catch (ObjectDisposedException)
+        {
+            return; // disposed before
+        }
+
+        await _writer.DisposeAsync();
+        await _durable.DisposeAsync();
         _writeLock.Dispose();
         SqliteConnection.ClearAllPools();
     }
@@ -1035,6 +1062,16 @@ public sealed partial class SqliteControlPlaneStore : IControlPlaneStore
     /// statements for each store call, a tenth of an idle 2,000-node server's store work (perf).
     /// </summary>
     private static readonly ConditionalWeakTable<object, StrongBox<bool>> s_normal = new();
+
+    /// <summary>A connection whose every commit syncs the WAL to disk, kept so by whoever holds it.</summary>
+    private async Task<SqliteConnection> OpenDurableAsync(CancellationToken cancellationToken)
+    {
+        var connection = await OpenAsync(cancellationToken);
+        s_normal.GetValue(connection.Handle!, static _ => new StrongBox<bool>()).Value = false; // when it goes back to the pool, the next open sets NORMAL again
+        await using var full = Command(connection, null, "PRAGMA synchronous = FULL");
+        await full.ExecuteNonQueryAsync(cancellationToken);
+        return connection;
+    }
 
     private async Task<SqliteConnection> OpenAsync(CancellationToken cancellationToken)
     {

@@ -34,6 +34,7 @@ public sealed partial class ChangeRouter(IControlPlaneStore store, ILogger<Chang
     private long _lastPlaceable;
     private long _lastBucket;
     private long _lastGap; // the last revision routed past a compacted stretch: any node may have changed in it
+    private long _lastAnyNode; // the last revision that wrote some Node (joined, relabelled, deleted)
 
     /// <summary>Revisions routed so far (tests wait on it).</summary>
     public long Through
@@ -101,6 +102,20 @@ public sealed partial class ChangeRouter(IControlPlaneStore store, ILogger<Chang
         }
     }
 
+    /// <summary>
+    /// True when no Node has been written (created, changed or deleted) after revision
+    /// <paramref name="readAt"/> through revision <paramref name="now"/>, and every change through
+    /// <paramref name="now"/> has been routed: a list of the fleet's nodes made at
+    /// <paramref name="readAt"/> still names them all.
+    /// </summary>
+    public bool NodesUnchanged(long readAt, long now)
+    {
+        lock (_lock)
+        {
+            return readAt >= 0 && _through >= now && Math.Max(_lastGap, _lastAnyNode) <= readAt;
+        }
+    }
+
     /// <summary>Called under the lock.</summary>
     private long LastFor(string node, Interest interest) =>
         Math.Max(interest == Interest.DesiredState ? _lastPlaceable : _lastBucket, _lastOfNode.GetValueOrDefault(node));
@@ -153,7 +168,7 @@ public sealed partial class ChangeRouter(IControlPlaneStore store, ILogger<Chang
                 {
                     if (change.Kind == ResourceKind.Node.Kind)
                     {
-                        _lastOfNode[change.Name] = change.Revision;
+                        _lastOfNode[change.Name] = _lastAnyNode = change.Revision;
                         touched.Add(change.Name);
                     }
                     else if (IsPlaceable(change.Kind))

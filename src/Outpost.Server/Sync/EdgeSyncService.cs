@@ -640,7 +640,7 @@ public sealed partial class EdgeSyncService(
             var bucketRevision = await store.GetBucketRevisionAsync(ct);
             var labels = (await store.GetAsync(ResourceKind.Node.Kind, node, ct))?.Labels ?? new Dictionary<string, string>();
             var placed = (await store.ListAsync(ResourceKind.Bucket.Kind, ct)).Items
-                .Where(b => DesiredStateDiff.Targets(b.Spec(), labels))
+                .Where(b => DesiredStateDiff.Targets(b, labels))
                 .Select(b => (b.Name, Spec: BucketSpec.FromJson(b.Spec())))
                 .Where(b => b.Spec.SyncsDown)
                 .ToList();

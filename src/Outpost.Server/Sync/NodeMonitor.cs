@@ -11,7 +11,7 @@ namespace Outpost.Server.Sync;
 /// NodeNotReady (missed heartbeats, or the stream dropped within the lease) and NodeOffline
 /// (lease expired and stream gone). `outpost get events` lists them.
 /// </summary>
-public sealed partial class NodeMonitor(IControlPlaneStore store, FleetPresence leases, Hosting.Leadership leadership, Hosting.ServerOptions options, TimeProvider time, ILogger<NodeMonitor> logger)
+public sealed partial class NodeMonitor(IControlPlaneStore store, FleetPresence leases, ChangeRouter router, Hosting.Leadership leadership, Hosting.ServerOptions options, TimeProvider time, ILogger<NodeMonitor> logger)
     : BackgroundService
 {
     private readonly Dictionary<string, string> _states = new(StringComparer.Ordinal);
@@ -82,20 +82,21 @@ public sealed partial class NodeMonitor(IControlPlaneStore store, FleetPresence 
     }
 
     /// <summary>
-    /// The fleet's node names, listed again only when the store's revision has moved: a node comes
-    /// or goes only with a write that moves it, while heartbeats and status do not. Listing every
-    /// node (each with its status) at every look was, with 10,000 idle nodes, megabytes read and
-    /// thrown away every few seconds for a list that had not changed.
+    /// The fleet's node names, listed again only when a Node has been written since: a node comes
+    /// or goes only with a write of it, while heartbeats and status do not. Listing every node
+    /// (each with its status) at every look was, with 10,000 idle nodes, megabytes read and thrown
+    /// away every few seconds for a list that had not changed; listing them at every change of
+    /// anything was the same for each change sent to the fleet.
     /// </summary>
     private async Task<List<string>> NodeNamesAsync(CancellationToken ct)
     {
         var revision = store.Changes.Latest; // before the read: a write during it is seen at the next look
-        if (revision != _nodesAt)
+        if (revision != _nodesAt && !router.NodesUnchanged(_nodesAt, revision))
         {
             _nodes = [.. (await store.ListAsync(ResourceKind.Node.Kind, ct)).Items.Select(n => n.Name)];
-            _nodesAt = revision;
         }
 
+        _nodesAt = revision;
         return _nodes;
     }
 

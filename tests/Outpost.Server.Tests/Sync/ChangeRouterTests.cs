@@ -99,6 +99,39 @@ public sealed class ChangeRouterTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task AListOfTheNodes_StandsThroughOtherChanges_UntilSomeNodeIsWritten()
+    {
+        var listedAt = await Write("Node", "edge-1");
+
+        // Changes sent to every node, none of them a Node: the list still names them all.
+        await Write("ConfigSet", "settings");
+        await Write("Application", "hello");
+        Assert.True(_router.NodesUnchanged(listedAt, _router.Through));
+
+        // Not yet routed, or never listed: list again.
+        Assert.False(_router.NodesUnchanged(listedAt, _router.Through + 1));
+        Assert.False(_router.NodesUnchanged(-1, _router.Through));
+
+        // A node joining, and a node deleted: list again; a list made after stands.
+        var joined = await Write("Node", "edge-2");
+        Assert.False(_router.NodesUnchanged(listedAt, _router.Through));
+        Assert.True(_router.NodesUnchanged(joined, _router.Through));
+        var deleted = (await _store.WriteAsync([new ResourceWrite { Op = WriteOp.Delete, Kind = "Node", Name = "edge-1" }], CancellationToken.None))[0].Resource.ResourceVersion;
+        await Routed(_router, deleted);
+        Assert.False(_router.NodesUnchanged(joined, _router.Through));
+        Assert.True(_router.NodesUnchanged(deleted, _router.Through));
+
+        // A router that starts past a compacted stretch cannot tell: list again.
+        await Write("ConfigSet", "after");
+        await _store.CompactChangesAsync(_router.Through - 1, CancellationToken.None);
+        using var late = new ChangeRouter(_store, NullLogger<ChangeRouter>.Instance);
+        await late.StartAsync(CancellationToken.None);
+        await Routed(late, _router.Through);
+        Assert.False(late.NodesUnchanged(deleted, late.Through));
+        await late.StopAsync(CancellationToken.None);
+    }
+
+    [Fact]
     public async Task ASessionThatEnds_LeavesNoWaitBehind_AndACompactedLogWakesEveryone()
     {
         var start = await Write("Application", "hello");
