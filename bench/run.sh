@@ -81,7 +81,8 @@
 #             p99 from the API returning to every node acking a change for all of them; the time until the server
 #             counts all N Ready after every connection is cut at once (the agents' backoff) and the attempts that
 #             failed (given up after STORM_LIMIT, default 300 s); `rollout undo` on 1,000 of them; medians of RUNS
-#             (default 3). The server is the release
+#             (default 3); the simulator's collector beside the server's, the simulator on the server flavour
+#             of the collector (DOTNET_gcServer=1). The server is the release
 #             binary (rebuilt by ./build.sh linux-x64 when src/ is newer); FLEET=jit: the JIT build.
 #             REPLICAS=2: two servers on a throwaway PostgreSQL, the nodes spread over both (the figures above
 #             are the first one's); at the end the first is killed with SIGKILL: the time until the other counts
@@ -1018,7 +1019,11 @@ YAML
     fi
     export OUTPOST_CONFIG="$work/server/config.yaml"
     token=$("${outpost[@]}" token create)
-    "${bench[@]}" fleet "$urls" "$OUTPOST_CONFIG" "$token" "$pids" "$client" "$root/samples" "$nodes" \
+    # The simulator collects with the server flavour of the collector (DOTNET_gcServer=1, unless set): N
+    # agents in one process share one heap, and the workstation collector's pauses (blocking generation-1
+    # collections of a heap that holds every node's connection) stopped all of them at once, for a third
+    # of a fan-out's time; agents on their own machines each pause for their own small heap.
+    DOTNET_gcServer="${DOTNET_gcServer:-1}" "${bench[@]}" fleet "$urls" "$OUTPOST_CONFIG" "$token" "$pids" "$client" "$root/samples" "$nodes" \
       "${RUNS:-3}" "${IDLE:-60}" "${RECORD_SECONDS:-60}" "${STORM_LIMIT:-300}" >"$work/fleet.txt" || { cat "$work/fleet.txt"; tail -20 "$work/server.log" >&2; exit 1; }
     echo "server log: $(wc -l <"$work/server.log") lines, $(grep -c ' warn' "$work/server.log" || true) warnings, $(grep -Ec ' (fail|crit)' "$work/server.log" || true) errors" >&2
     grep -E ' (warn|fail|crit)' "$work/server.log" | sed -E 's/^[0-9:]+ //; s/[0-9]+/N/g' | sort | uniq -c | sort -rn | head -5 >&2 || true

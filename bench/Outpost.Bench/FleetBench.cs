@@ -78,6 +78,7 @@ internal static class FleetBench
             var server = Process.GetProcessById(serverPid);
             var me = Process.GetCurrentProcess();
             var gc0 = await GcAsync(http, serverUrl);
+            var simGc0 = SimGc.Now();
             var cpu0 = server.TotalProcessorTime;
             var myCpu0 = me.TotalProcessorTime;
             var idle = Stopwatch.StartNew();
@@ -101,7 +102,7 @@ internal static class FleetBench
             var inSyncAfterIdle = fleet.InSync;
             var readyAfterIdle = await ReadyAsync(http, serverUrl);
             Log(FormattableString.Invariant($"idle {idleS:F0} s: server CPU {idleCpuPct:F1} % of a core, RSS {rssIdle / 1024:F0} MB; simulator CPU {simCpuPct:F1} %, RSS {RssKb(Environment.ProcessId) / 1024:F0} MB; {fleet.RecordsAcked} records acked so far; Ready after: {readyAfterIdle}"));
-            Log(FormattableString.Invariant($"idle {idleS:F0} s, the server's collector: {GcLine(gc0, gc1, idleS)}"));
+            Log(FormattableString.Invariant($"idle {idleS:F0} s, the server's collector: {GcLine(gc0, gc1, idleS)}; the simulator's: {SimGc.Now().Since(simGc0, idleS)}"));
 
             // Fan-out: one ConfigSet change that targets every node (no selector), RUNS times.
             var fanout = new List<(double P50, double P99, double Max, double Within)>();
@@ -117,6 +118,7 @@ internal static class FleetBench
                     }
                 };
                 var fanGc0 = await GcAsync(http, serverUrl);
+                var fanSimGc0 = SimGc.Now();
                 server.Refresh();
                 me.Refresh();
                 var (fanServerCpu0, fanSimCpu0) = (server.TotalProcessorTime, me.TotalProcessorTime);
@@ -128,6 +130,7 @@ internal static class FleetBench
                 server.Refresh();
                 me.Refresh();
                 var (fanServerCpu, fanSimCpu) = ((server.TotalProcessorTime - fanServerCpu0).TotalSeconds, (me.TotalProcessorTime - fanSimCpu0).TotalSeconds);
+                var fanSimGc = SimGc.Now().Since(fanSimGc0, Stopwatch.GetElapsedTime(called).TotalSeconds);
                 var fanGc = GcLine(fanGc0, await GcAsync(http, serverUrl), Stopwatch.GetElapsedTime(called).TotalSeconds);
                 var ms = at.Select(t => Math.Max(0, t - returned) * 1000.0 / Stopwatch.Frequency).Order().ToArray();
                 var figures = (P50: Percentile(ms, 0.50), P99: Percentile(ms, 0.99), Max: ms[^1], Within: ms.Count(m => m <= 1500) * 100.0 / ms.Length);
@@ -135,7 +138,7 @@ internal static class FleetBench
                 // Counted from the API's answer (a node that had it sooner counts 0): the apply call itself is its own figure.
                 var applyMs = Stopwatch.GetElapsedTime(called, returned).TotalMilliseconds;
                 Log(FormattableString.Invariant($"fan-out {run}: p50 {figures.P50:F0} ms, p99 {figures.P99:F0} ms (99 % of the nodes had it by then), all {figures.Max:F0} ms; {figures.Within:F1} % within 1.5 s; the apply call took {applyMs:F0} ms; CPU until all had it: server {fanServerCpu:F2} s, simulator {fanSimCpu:F2} s"));
-                Log($"fan-out {run}, the server's collector until all had it: {fanGc}");
+                Log($"fan-out {run}, the server's collector until all had it: {fanGc}; the simulator's: {fanSimGc}");
                 await Task.Delay(TimeSpan.FromSeconds(3));
             }
 
@@ -169,6 +172,7 @@ internal static class FleetBench
             server.Refresh();
             me.Refresh();
             var (stormServerCpu0, stormSimCpu0) = (server.TotalProcessorTime, me.TotalProcessorTime);
+            var stormSimGc0 = SimGc.Now();
             var stormCpu = "";
             var storm = Stopwatch.StartNew();
             foreach (var node in sims)
@@ -202,7 +206,7 @@ internal static class FleetBench
                 server.Refresh();
                 me.Refresh();
                 var (serverCpu, simCpu) = ((server.TotalProcessorTime - stormServerCpu0).TotalSeconds, (me.TotalProcessorTime - stormSimCpu0).TotalSeconds);
-                stormCpu = FormattableString.Invariant($"; until then the server used {serverCpu:F1} s of CPU ({serverCpu * 1000 / nodes:F2} ms per node), the simulator {simCpu:F1} s ({simCpu * 1000 / nodes:F2} ms per node)");
+                stormCpu = FormattableString.Invariant($"; until then the server used {serverCpu:F1} s of CPU ({serverCpu * 1000 / nodes:F2} ms per node), the simulator {simCpu:F1} s ({simCpu * 1000 / nodes:F2} ms per node; its collector: {SimGc.Now().Since(stormSimGc0, storm.Elapsed.TotalSeconds)})");
                 await WaitAsync(async () => await ReadyAsync(http, serverUrl) >= nodes, $"the server to count {nodes} Ready after the storm", TimeSpan.FromMinutes(5), TimeSpan.FromMilliseconds(100));
                 stormS = storm.Elapsed.TotalSeconds.ToString("F1", CultureInfo.InvariantCulture);
             }
@@ -404,6 +408,21 @@ internal static class FleetBench
         }
 
         return values;
+    }
+
+    /// <summary>The simulator's own collector (it runs in this process), to read beside the server's.</summary>
+    private readonly record struct SimGc(int Gen0, int Gen1, int Gen2, TimeSpan Paused, long Allocated)
+    {
+        public static SimGc Now() => new(GC.CollectionCount(0), GC.CollectionCount(1), GC.CollectionCount(2), GC.GetTotalPauseDuration(), GC.GetTotalAllocatedBytes());
+
+        public string Since(SimGc before, double seconds)
+        {
+            var (gen2, gen1) = (Gen2 - before.Gen2, Gen1 - before.Gen1 - (Gen2 - before.Gen2));
+            var gen0 = Gen0 - before.Gen0 - (Gen1 - before.Gen1);
+            var allocatedMb = (Allocated - before.Allocated) / 1048576.0;
+            return FormattableString.Invariant(
+                $"{gen0} gen0, {gen1} gen1, {gen2} gen2 collections; {allocatedMb:F0} MB allocated; paused {(Paused - before.Paused).TotalMilliseconds / seconds:F1} ms per s; heap {GC.GetGCMemoryInfo().HeapSizeBytes / 1048576} MB");
+        }
     }
 
     /// <summary>What the collector did between two readings of <see cref="GcAsync"/>.</summary>
