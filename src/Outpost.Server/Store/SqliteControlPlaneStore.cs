@@ -884,29 +884,11 @@ public sealed partial class SqliteControlPlaneStore : IControlPlaneStore
         return audits.AddAsync(entry, cancellationToken);
     }
 
-    private async Task InsertAuditsAsync(IReadOnlyList<AuditEntry> entries)
-    {
-        await _writeLock.WaitAsync();
-        try
-        {
-            await using var connection = await OpenAsync(CancellationToken.None);
-            await using var transaction = connection.BeginTransaction(deferred: false);
-            foreach (var entry in entries)
-            {
-                await ExecuteAsync(connection, transaction, """
-                    INSERT INTO audit (at_ms, actor, role, verb, path, status, detail) VALUES ($at, $actor, $role, $verb, $path, $status, $detail)
-                    """, CancellationToken.None,
-                    ("$at", entry.At.ToUnixTimeMilliseconds()), ("$actor", entry.Actor), ("$role", entry.Role), ("$verb", entry.Verb),
-                    ("$path", entry.Path), ("$status", entry.Status), ("$detail", entry.Detail));
-            }
-
-            await transaction.CommitAsync(CancellationToken.None);
-        }
-        finally
-        {
-            ReleaseWriteLock();
-        }
-    }
+    /// <summary>A batch in one transaction on the kept writer connection, its insert prepared once (see <see cref="SqliteWriter"/>).</summary>
+    private Task InsertAuditsAsync(IReadOnlyList<AuditEntry> entries) => ExecuteEachLockedAsync(entries, """
+        INSERT INTO audit (at_ms, actor, role, verb, path, status, detail) VALUES ($at, $actor, $role, $verb, $path, $status, $detail)
+        """, static entry => [("$at", entry.At.ToUnixTimeMilliseconds()), ("$actor", entry.Actor), ("$role", entry.Role), ("$verb", entry.Verb),
+            ("$path", entry.Path), ("$status", entry.Status), ("$detail", entry.Detail)], CancellationToken.None);
 
     public async Task AppendEventAsync(EventRecord entry, CancellationToken cancellationToken)
     {
