@@ -42,39 +42,45 @@ internal sealed class SqliteWriter(Func<CancellationToken, Task<SqliteConnection
     /// <summary>Runs <paramref name="sql"/> once per item in one IMMEDIATE transaction: all or nothing.</summary>
     public async Task ExecuteEachAsync<T>(IReadOnlyCollection<T> items, string sql, Func<T, (string Name, object? Value)[]> parameters, CancellationToken cancellationToken)
     {
-        try
+        ArgumentNullException.ThrowIfNull(parameters);
+        await InTransactionAsync(sql, async command =>
         {
-            var command = await CommandAsync(sql, cancellationToken);
-            await using var transaction = command.Connection!.BeginTransaction(deferred: false);
             foreach (var item in items)
             {
-                Bind(command, transaction, parameters(item));
+                Bind(command, null, parameters(item));
                 await command.ExecuteNonQueryAsync(cancellationToken);
             }
-
-            await transaction.CommitAsync(cancellationToken);
-        }
-        catch (Exception ex) when (!LeavesConnectionSound(ex))
-        {
-            await ResetAsync();
-            throw;
-        }
+        }, cancellationToken);
     }
 
     /// <summary>
     /// Runs <paramref name="work"/> with <paramref name="sql"/> prepared, in one IMMEDIATE
     /// transaction committed when it returns: all or nothing.
     /// </summary>
+    /// <remarks>
+    /// BEGIN, COMMIT and ROLLBACK are statements kept prepared like the others, not a
+    /// <see cref="SqliteTransaction"/>: each of those ran its BEGIN and COMMIT as new commands and
+    /// registered a rollback hook, a dozen finalizable objects per transaction (at one audited
+    /// request through the proxy at a time, most of what the server allocated on the slow path).
+    /// </remarks>
     public async Task InTransactionAsync(string sql, Func<SqliteCommand, Task> work, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(work);
         try
         {
             var command = await CommandAsync(sql, cancellationToken);
-            await using var transaction = command.Connection!.BeginTransaction(deferred: false);
-            command.Transaction = transaction;
-            await work(command);
-            await transaction.CommitAsync(cancellationToken);
+            await RunAsync("BEGIN IMMEDIATE", cancellationToken);
+            try
+            {
+                command.Transaction = null;
+                await work(command);
+                await RunAsync("COMMIT", CancellationToken.None);
+            }
+            catch
+            {
+                await RollBackAsync();
+                throw;
+            }
         }
         catch (Exception ex) when (!LeavesConnectionSound(ex))
         {
@@ -91,6 +97,28 @@ internal sealed class SqliteWriter(Func<CancellationToken, Task<SqliteConnection
     }
 
     public async ValueTask DisposeAsync() => await ResetAsync();
+
+    private async Task RunAsync(string sql, CancellationToken cancellationToken)
+    {
+        var command = await CommandAsync(sql, cancellationToken);
+        command.Transaction = null;
+        await command.ExecuteNonQueryAsync(cancellationToken);
+    }
+
+    /// <summary>Undoes the open transaction; when even that fails, the connection goes (closing it rolls back).</summary>
+    private async Task RollBackAsync()
+    {
+        try
+        {
+            await RunAsync("ROLLBACK", CancellationToken.None);
+        }
+#pragma warning disable CA1031 // the caller's failure is the one to report; this one only costs the connection
+        catch (Exception)
+#pragma warning restore CA1031
+        {
+            await ResetAsync();
+        }
+    }
 
     private async Task<SqliteCommand> CommandAsync(string sql, CancellationToken cancellationToken)
     {

@@ -74,5 +74,18 @@ public sealed class SqliteWriterTests : IDisposable
         await Assert.ThrowsAsync<SqliteException>(() => writer.ExecuteEachAsync([7L, 1L], Insert, id => [("$id", id), ("$note", "each")], ct));
         Assert.Equal([1L, 2L, 3L, 4L, 5L, 6L], await IdsAsync());
         Assert.Equal(1, await writer.ExecuteAsync(Insert, [("$id", 8L), ("$note", "after")], ct));
+
+        // A transaction whose work fails midway, not in SQLite: the rows it wrote are undone, and the
+        // next transaction on the writer commits as usual.
+        var opened = _opened;
+        await Assert.ThrowsAsync<InvalidOperationException>(() => writer.InTransactionAsync(Insert, async command =>
+        {
+            SqliteWriter.Bind(command, ("$id", 9L), ("$note", "undone"));
+            await command.ExecuteNonQueryAsync(ct);
+            throw new InvalidOperationException("the work failed after one row");
+        }, ct));
+        await writer.ExecuteEachAsync([10L, 11L], Insert, id => [("$id", id), ("$note", "each")], ct);
+        Assert.Equal([1L, 2L, 3L, 4L, 5L, 6L, 8L, 10L, 11L], await IdsAsync());
+        Assert.Equal(opened + 2, _opened); // the check's own, and a new one for the writer: a failure not SQLite's drops its connection
     }
 }
