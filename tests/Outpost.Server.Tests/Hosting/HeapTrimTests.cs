@@ -68,8 +68,12 @@ public sealed class HeapTrimTests
             await AdvanceAsync(TimeSpan.FromSeconds(20));
             Assert.Equal(0, trim.Trims);
             leases.Connect("edge-2");
+            var fullBefore = GC.GetGCMemoryInfo(GCKind.FullBlocking).Index;
             var afterLast = await AdvanceUntilAsync(() => trim.Trims > 0, TimeSpan.FromMinutes(2));
             Assert.Equal(1, trim.Trims);
+            // The managed heap went first: a full, blocking collection since the settle.
+            var full = GC.GetGCMemoryInfo(GCKind.FullBlocking);
+            Assert.True(full.Index > fullBefore, $"no full blocking collection since the settle (last: #{full.Index}, before: #{fullBefore})");
             Assert.True(afterLast >= HeapTrim.Settle, $"trimmed {afterLast} after the last stream change, before the {HeapTrim.Settle} settle");
 
             // Quiet again: no further trim. A stream closing is a change: one more.
