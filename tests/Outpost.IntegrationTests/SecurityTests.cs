@@ -230,6 +230,46 @@ public sealed class SecurityTests
     }
 
     [Fact]
+    public async Task AnUnreadableRecordBatch_EndsTheStream_NamingIt_AfterTheGoodBatchBeforeItIsStoredAndAcked()
+    {
+        await using var fleet = new Fleet();
+        await fleet.StartServerAsync();
+        var token = await fleet.CreateJoinTokenAsync();
+        await fleet.StartAgentAsync("edge-a", token);
+        await fleet.WaitForNodeStateAsync("edge-a", "Ready");
+
+        // A second stream with edge-a's own certificate (sequences far above anything its agent ships).
+        using var channel = Channel(fleet, "edge-a");
+        using var call = new EdgeSync.EdgeSyncClient(channel).Sync(deadline: Deadline);
+        await call.RequestStream.WriteAsync(new AgentMessage { Hello = new Hello { NodeName = "edge-a" } });
+        var good = new RecordList();
+        foreach (var sequence in new long[] { 1_000_001, 1_000_002 })
+        {
+            good.Records.Add(new Outpost.Protocol.Record { Sequence = sequence, Topic = "bad-input", Source = "probe", Payload = Google.Protobuf.ByteString.CopyFromUtf8($"record {sequence}"), CreatedUnixMs = DateTimeOffset.UtcNow.ToUnixTimeMilliseconds() });
+        }
+
+        await call.RequestStream.WriteAsync(new AgentMessage { Records = new RecordBatch { FirstSequence = 1_000_001, LastSequence = 1_000_002, Count = 2, Codec = Core.Sync.BatchCodec.Identity, Data = Google.Protobuf.MessageExtensions.ToByteString(good) } });
+        await call.RequestStream.WriteAsync(new AgentMessage { Records = new RecordBatch { FirstSequence = 1_000_003, LastSequence = 1_000_003, Count = 1, Codec = Core.Sync.BatchCodec.Brotli, Data = Google.Protobuf.ByteString.CopyFromUtf8("not brotli at all") } });
+
+        var acked = new List<long>();
+        var ended = await Assert.ThrowsAsync<RpcException>(async () =>
+        {
+            while (await call.ResponseStream.MoveNext(CancellationToken.None))
+            {
+                if (call.ResponseStream.Current.BatchAck is { } ack)
+                {
+                    acked.Add(ack.LastSequence);
+                }
+            }
+        });
+        Assert.Equal(StatusCode.InvalidArgument, ended.StatusCode);
+        Assert.Contains("record batch 1000003..1000003 is unreadable", ended.Status.Detail, StringComparison.Ordinal);
+        Assert.Equal([1_000_002L], acked);
+        var stored = (await fleet.ReadTopicAsync("bad-input")).Select(r => (r.Node, r.Sequence, r.Text)).ToList();
+        Assert.Equal([("edge-a", 1_000_001L, "record 1000001"), ("edge-a", 1_000_002L, "record 1000002")], stored);
+    }
+
+    [Fact]
     public async Task DeletedNode_IsDisconnectedWithinASecond_AndItsCertificateNoLongerWorks()
     {
         await using var fleet = new Fleet();

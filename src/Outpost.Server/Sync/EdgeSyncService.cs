@@ -189,10 +189,14 @@ public sealed partial class EdgeSyncService(
             throw new RpcException(new Status(StatusCode.PermissionDenied, $"this credential belongs to node '{node}', not '{hello.NodeName}'"));
         }
 
+        // What the session needs of the hello, taken now: the hello itself is not kept.
+        var appliedRevision = hello.AppliedRevision;
+        var bucketCursors = new Dictionary<string, long>(hello.BucketCursors, StringComparer.Ordinal);
         var session = leases.Connect(node);
-        LogConnected(logger, node, hello.AppliedRevision, context.Peer);
+        LogConnected(logger, node, appliedRevision, context.Peer);
         using var sessionCts = CancellationTokenSource.CreateLinkedTokenSource(ct);
         using var writeLock = new SemaphoreSlim(1, 1);
+        Func<ServerMessage, CancellationToken, Task> write = WriteAsync; // one delegate for every loop, not one per loop
         async Task WriteAsync(ServerMessage message, CancellationToken token)
         {
             // Config updates and batch acks come from two loops; the stream takes one writer at a time.
@@ -210,51 +214,21 @@ public sealed partial class EdgeSyncService(
 
         try
         {
-            var beatStored = await UpdateStatusAsync(node, status =>
-            {
-                status["agentVersion"] = hello.AgentVersion;
-                status["gatewayUrl"] = hello.GatewayUrl;
-                status["meshAddress"] = hello.MeshAddress.Length == 0 ? null : hello.MeshAddress;
-                if (hello.Info is { } info)
-                {
-                    status["host"] = new JsonObject
-                    {
-                        ["osImage"] = info.OsImage,
-                        ["kernelVersion"] = info.KernelVersion,
-                        ["architecture"] = info.Architecture,
-                        ["operatingSystem"] = info.OperatingSystem,
-                        ["hostname"] = info.Hostname,
-                        ["internalIP"] = info.InternalIp,
-                        ["cpus"] = info.Cpus,
-                        ["memoryBytes"] = info.MemoryBytes,
-                    };
-                    // Agents before containers say nothing: they run Wasm only.
-                    status["runtimes"] = new JsonArray([.. (info.Runtimes.Count > 0 ? info.Runtimes : ["wasm"]).Select(r => (JsonNode)r)]);
-                    status["containerRuntimeProblem"] = info.Runtimes.Contains("runc") ? null
-                        : info.ContainerRuntimeProblem.Length > 0 ? info.ContainerRuntimeProblem : "the agent runs no container runtime";
-                    status["ai"] = info.Runtimes.Contains("onnx") ? "available" : "unavailable";
-                    status["aiProblem"] = info.Runtimes.Contains("onnx") ? null
-                        : info.AiProblem.Length > 0 ? info.AiProblem : "the agent predates WASI-NN";
-                }
-                status["appliedRevision"] = hello.AppliedRevision;
-                status["lastHeartbeatTime"] = ResourceJson.FormatTimestamp(time.GetUtcNow());
-            }, ct);
+            var beatStored = await StoreHelloAsync(node, hello, ct);
 
-            using var wires = relay.Attach(node, session, WriteAsync);
+            using var wires = relay.Attach(node, session, write);
             mesh.Poke(); // the node's endpoints are reachable again
-            var delivered = new System.Collections.Concurrent.ConcurrentDictionary<long, Dictionary<string, long>>();
-            // Record batches go through a pipeline: the receive loop hands them on, one stage
-            // decodes, the next stores durably and acks in order, so decoding the next batch
-            // overlaps the commit of this one and heartbeats never queue behind a commit.
+            var delivered = new Delivered();
+            // Record batches go through a pipeline: the receive loop hands them on, the ingest loop
+            // stores each durably and acks in order, decoding the next while this one commits, so
+            // heartbeats never queue behind a commit.
             var received = Channel.CreateBounded<RecordBatch>(new BoundedChannelOptions(8) { SingleReader = true, SingleWriter = true });
-            var decoded = Channel.CreateBounded<(RecordBatch Batch, IngestRecord[] Records)>(new BoundedChannelOptions(2) { SingleReader = true, SingleWriter = true });
-            var decode = DecodeLoopAsync(received.Reader, decoded.Writer, sessionCts.Token);
-            var ingest = IngestLoopAsync(node, decoded.Reader, WriteAsync, sessionCts.Token);
-            var receive = ReceiveAsync(node, session, (hello.AppliedRevision, beatStored), requestStream, WriteAsync, delivered, received.Writer, sessionCts.Token);
-            var send = SendAsync(node, hello.AppliedRevision, WriteAsync, delivered, sessionCts.Token);
-            var sendBuckets = SendBucketsAsync(node, hello.BucketCursors, WriteAsync, sessionCts.Token);
-            var sendMesh = SendMeshAsync(node, WriteAsync, sessionCts.Token);
-            var first = await Task.WhenAny(receive, send, sendBuckets, sendMesh, decode, ingest);
+            var ingest = IngestLoopAsync(node, received.Reader, write, sessionCts.Token);
+            var receive = ReceiveAsync(node, session, (appliedRevision, beatStored), requestStream, write, delivered, received.Writer, sessionCts.Token);
+            var send = SendAsync(node, appliedRevision, write, delivered, sessionCts.Token);
+            var sendBuckets = SendBucketsAsync(node, bucketCursors, write, sessionCts.Token);
+            var sendMesh = SendMeshAsync(node, write, sessionCts.Token);
+            var first = await Task.WhenAny(receive, send, sendBuckets, sendMesh, ingest);
             await sessionCts.CancelAsync();
             await first; // surface the failure that ended the session
         }
@@ -269,6 +243,41 @@ public sealed partial class EdgeSyncService(
             LogDisconnected(logger, node);
         }
     }
+
+    /// <summary>
+    /// What the node's hello says, into its status. Its own method, so the hello (a kilobyte and
+    /// more with the host's details) is not captured by the session's closures for its whole life.
+    /// </summary>
+    private Task<DateTimeOffset> StoreHelloAsync(string node, Hello hello, CancellationToken ct) =>
+        UpdateStatusAsync(node, status =>
+        {
+            status["agentVersion"] = hello.AgentVersion;
+            status["gatewayUrl"] = hello.GatewayUrl;
+            status["meshAddress"] = hello.MeshAddress.Length == 0 ? null : hello.MeshAddress;
+            if (hello.Info is { } info)
+            {
+                status["host"] = new JsonObject
+                {
+                    ["osImage"] = info.OsImage,
+                    ["kernelVersion"] = info.KernelVersion,
+                    ["architecture"] = info.Architecture,
+                    ["operatingSystem"] = info.OperatingSystem,
+                    ["hostname"] = info.Hostname,
+                    ["internalIP"] = info.InternalIp,
+                    ["cpus"] = info.Cpus,
+                    ["memoryBytes"] = info.MemoryBytes,
+                };
+                // Agents before containers say nothing: they run Wasm only.
+                status["runtimes"] = new JsonArray([.. (info.Runtimes.Count > 0 ? info.Runtimes : ["wasm"]).Select(r => (JsonNode)r)]);
+                status["containerRuntimeProblem"] = info.Runtimes.Contains("runc") ? null
+                    : info.ContainerRuntimeProblem.Length > 0 ? info.ContainerRuntimeProblem : "the agent runs no container runtime";
+                status["ai"] = info.Runtimes.Contains("onnx") ? "available" : "unavailable";
+                status["aiProblem"] = info.Runtimes.Contains("onnx") ? null
+                    : info.AiProblem.Length > 0 ? info.AiProblem : "the agent predates WASI-NN";
+            }
+            status["appliedRevision"] = hello.AppliedRevision;
+            status["lastHeartbeatTime"] = ResourceJson.FormatTimestamp(time.GetUtcNow());
+        }, ct);
 
     /// <summary>The mesh registry, each time it changes (the first as soon as there is one), with the node's own site.</summary>
     private async Task SendMeshAsync(string node, Func<ServerMessage, CancellationToken, Task> write, CancellationToken ct)
@@ -292,7 +301,7 @@ public sealed partial class EdgeSyncService(
 
     // atStart: the applied revision and beat time the node's status holds as the session starts (the hello wrote them, or found them current).
     private async Task ReceiveAsync(string node, long session, (long AppliedRevision, DateTimeOffset Beat) atStart, IAsyncStreamReader<AgentMessage> requestStream, Func<ServerMessage, CancellationToken, Task> write,
-        System.Collections.Concurrent.ConcurrentDictionary<long, Dictionary<string, long>> delivered, ChannelWriter<RecordBatch> batches, CancellationToken ct)
+        Delivered delivered, ChannelWriter<RecordBatch> batches, CancellationToken ct)
     {
         // What this session last put in the node's status: a beat or an ack that changes none of it
         // (most beats of an idle node, and the ack of a node back in sync after a reconnect) touches
@@ -309,13 +318,9 @@ public sealed partial class EdgeSyncService(
                 case AgentMessage.BodyOneofCase.Ack:
                     leases.Beat(node, session);
                     // The node holds what was sent through this revision: remember it for an incremental reconnect.
-                    if (delivered.TryGetValue(message.Ack.Revision, out var inventory))
+                    if (delivered.TakeThrough(message.Ack.Revision) is { } inventory)
                     {
                         await store.SaveNodeInventoryAsync(node, new NodeInventory(message.Ack.Revision, inventory), ct);
-                        foreach (var older in delivered.Keys.Where(k => k <= message.Ack.Revision))
-                        {
-                            delivered.TryRemove(older, out _);
-                        }
                     }
 
                     var ackedAt = time.GetUtcNow();
@@ -469,21 +474,96 @@ public sealed partial class EdgeSyncService(
         }
     }
 
-    private static async Task DecodeLoopAsync(ChannelReader<RecordBatch> batches, ChannelWriter<(RecordBatch, IngestRecord[])> decoded, CancellationToken ct)
+    /// <summary>
+    /// What a session sent through each revision not yet acked, for the inventory saved at the
+    /// ack: one or two entries at a time, so a list under a lock (a concurrent dictionary per
+    /// session cost ~0.8 KB a node).
+    /// </summary>
+    private sealed class Delivered
     {
-        await foreach (var batch in batches.ReadAllAsync(ct))
+        private readonly List<(long Revision, Dictionary<string, long> Inventory)> _sent = new(2);
+
+        public void Add(long revision, Dictionary<string, long> inventory)
         {
-            await decoded.WriteAsync((batch, Decode(batch)), ct);
+            lock (_sent)
+            {
+                _sent.Add((revision, inventory));
+            }
+        }
+
+        /// <summary>What was sent through <paramref name="revision"/>, forgetting it and everything older; null when that revision was not sent here.</summary>
+        public Dictionary<string, long>? TakeThrough(long revision)
+        {
+            lock (_sent)
+            {
+                Dictionary<string, long>? inventory = null;
+                foreach (var (sent, what) in _sent)
+                {
+                    inventory = sent == revision ? what : inventory;
+                }
+
+                if (inventory is not null)
+                {
+                    var kept = 0;
+                    for (var i = 0; i < _sent.Count; i++)
+                    {
+                        if (_sent[i].Revision > revision)
+                        {
+                            _sent[kept++] = _sent[i];
+                        }
+                    }
+
+                    _sent.RemoveRange(kept, _sent.Count - kept);
+                }
+
+                return inventory;
+            }
         }
     }
 
-    private async Task IngestLoopAsync(string node, ChannelReader<(RecordBatch Batch, IngestRecord[] Records)> decoded, Func<ServerMessage, CancellationToken, Task> write, CancellationToken ct)
+    /// <summary>
+    /// Stores each batch durably and acks it, in order. The next batch, when one is waiting, is
+    /// decoded while this one commits (one loop and one channel a session: a stage of its own for
+    /// decoding cost every connected node ~0.8 KB).
+    /// </summary>
+    private async Task IngestLoopAsync(string node, ChannelReader<RecordBatch> batches, Func<ServerMessage, CancellationToken, Task> write, CancellationToken ct)
     {
-        await foreach (var (batch, records) in decoded.ReadAllAsync(ct))
+        RecordBatch? batch = null;
+        IngestRecord[]? records = null;
+        while (true)
         {
-            var result = await store.IngestAsync(node, records, ct);
+            if (batch is null)
+            {
+                if (!await batches.WaitToReadAsync(ct) || !batches.TryRead(out batch))
+                {
+                    return;
+                }
+
+                records = Decode(batch);
+            }
+
+            var storing = store.IngestAsync(node, records!, ct);
+            var next = batches.TryRead(out var waiting) ? waiting : null;
+            IngestRecord[]? nextRecords = null;
+            RpcException? unreadable = null;
+            try
+            {
+                nextRecords = next is null ? null : Decode(next);
+            }
+            catch (RpcException ex)
+            {
+                unreadable = ex; // after this batch's ack: the one in flight is good
+            }
+
+            var result = await storing;
             // Ack only after the batch is durable: the edge deletes on ack.
             await write(new ServerMessage { BatchAck = new BatchAck { LastSequence = batch.LastSequence, Stored = result.Stored, Duplicates = result.Duplicates } }, ct);
+            if (unreadable is not null)
+            {
+                System.Runtime.ExceptionServices.ExceptionDispatchInfo.Throw(unreadable);
+            }
+
+            (batch, records) = (next, nextRecords);
         }
     }
 
@@ -539,7 +619,7 @@ public sealed partial class EdgeSyncService(
     /// history was compacted past it or the inventory does not match: then a full snapshot.
     /// </summary>
     private async Task SendAsync(string node, long appliedRevision, Func<ServerMessage, CancellationToken, Task> write,
-        System.Collections.Concurrent.ConcurrentDictionary<long, Dictionary<string, long>> delivered, CancellationToken ct)
+        Delivered delivered, CancellationToken ct)
     {
         Dictionary<string, long>? sent = null;
         if (appliedRevision > 0
@@ -567,8 +647,8 @@ public sealed partial class EdgeSyncService(
             if (nodeResource is null || !router.NodeUnchanged(node, nodeReadAt, revision))
             {
                 nodeReadAt = revision;
-                nodeResource = await store.GetAsync(ResourceKind.Node.Kind, node, ct)
-                    ?? throw new RpcException(new Status(StatusCode.PermissionDenied, $"node '{node}' has been deleted; join it again"));
+                nodeResource = NodeDesiredState.PlacementView(await store.GetAsync(ResourceKind.Node.Kind, node, ct)
+                    ?? throw new RpcException(new Status(StatusCode.PermissionDenied, $"node '{node}' has been deleted; join it again")));
             }
 
             var desired = await desiredState.ForNodeAsync(nodeResource, revision, ct);
@@ -596,7 +676,7 @@ public sealed partial class EdgeSyncService(
                 }
 
                 sent = desired.ToDictionary(r => DesiredStateDiff.Key(r.Kind, r.Name), r => r.ResourceVersion, StringComparer.Ordinal);
-                delivered[revision] = sent;
+                delivered.Add(revision, sent);
                 await write(new ServerMessage { Config = update }, ct);
                 snapshot = false;
                 first = false;
@@ -631,19 +711,13 @@ public sealed partial class EdgeSyncService(
     /// it, from the cursor it reported (0 for a bucket it never had), then each change as it
     /// happens. A node's own writes are not echoed back once it holds the bucket.
     /// </summary>
-    private async Task SendBucketsAsync(string node, IDictionary<string, long> helloCursors, Func<ServerMessage, CancellationToken, Task> write, CancellationToken ct)
+    private async Task SendBucketsAsync(string node, Dictionary<string, long> cursors, Func<ServerMessage, CancellationToken, Task> write, CancellationToken ct)
     {
-        var cursors = new Dictionary<string, long>(helloCursors, StringComparer.Ordinal);
         while (!ct.IsCancellationRequested)
         {
             var configRevision = await store.GetRevisionAsync(ct);
             var bucketRevision = await store.GetBucketRevisionAsync(ct);
-            var labels = (await store.GetAsync(ResourceKind.Node.Kind, node, ct))?.Labels ?? new Dictionary<string, string>();
-            var placed = (await store.ListAsync(ResourceKind.Bucket.Kind, ct)).Items
-                .Where(b => DesiredStateDiff.Targets(b, labels))
-                .Select(b => (b.Name, Spec: BucketSpec.FromJson(b.Spec())))
-                .Where(b => b.Spec.SyncsDown)
-                .ToList();
+            var placed = await BucketsDownAsync(node, ct);
             foreach (var gone in cursors.Keys.Except(placed.Select(b => b.Name), StringComparer.Ordinal).ToList())
             {
                 cursors.Remove(gone);
@@ -696,6 +770,19 @@ public sealed partial class EdgeSyncService(
             await Task.WhenAny(router.WaitAsync(node, configRevision, ChangeRouter.Interest.Buckets, wait.Token), store.BucketChanges.WaitAfterAsync(bucketRevision, wait.Token));
             await wait.CancelAsync();
         }
+    }
+
+    /// <summary>
+    /// The buckets placed on the node that sync down. Its own method, so the node's labels it reads
+    /// are not kept in the loop's state between changes.
+    /// </summary>
+    private async Task<List<(string Name, BucketSpec Spec)>> BucketsDownAsync(string node, CancellationToken ct)
+    {
+        var labels = (await store.GetAsync(ResourceKind.Node.Kind, node, ct))?.Labels ?? new Dictionary<string, string>();
+        return [.. (await store.ListAsync(ResourceKind.Bucket.Kind, ct)).Items
+            .Where(b => DesiredStateDiff.Targets(b, labels))
+            .Select(b => (b.Name, Spec: BucketSpec.FromJson(b.Spec())))
+            .Where(b => b.Spec.SyncsDown)];
     }
 
     private static readonly System.Collections.Concurrent.ConcurrentDictionary<AgentMessage.BodyOneofCase, string> KindNames = new();

@@ -228,6 +228,41 @@ public sealed class NodeDesiredState(IControlPlaneStore store)
         }
     }
 
+    /// <summary>
+    /// What placement reads of a node: all of it but its status, and of that only the runtimes its
+    /// last hello listed. A session keeps this between changes rather than the node it read: the
+    /// status is a kilobyte and more (host, usage, apps), kept once for every connected node.
+    /// Reasons given by <see cref="NotPlacedBecause"/> need the whole status; asking whether an
+    /// app is placed does not.
+    /// </summary>
+    public static StoredResource PlacementView(StoredResource node)
+    {
+        ArgumentNullException.ThrowIfNull(node);
+        string? runtimes = null;
+        try
+        {
+            if (node.StatusJson is { } json && System.Text.Json.Nodes.JsonNode.Parse(json)?["runtimes"] is System.Text.Json.Nodes.JsonArray listed)
+            {
+                runtimes = new System.Text.Json.Nodes.JsonObject { ["runtimes"] = listed.DeepClone() }.ToJsonString();
+            }
+        }
+        catch (System.Text.Json.JsonException)
+        {
+            // a status that is not JSON lists nothing
+        }
+
+        // Nodes mostly list the same runtimes: one string for a run of them.
+        var last = Volatile.Read(ref _lastRuntimes);
+        if (runtimes is not null && runtimes != last)
+        {
+            Volatile.Write(ref _lastRuntimes, runtimes);
+        }
+
+        return node with { StatusJson = runtimes == last ? last : runtimes };
+    }
+
+    private static string? _lastRuntimes;
+
     /// <summary>A string field of the node's status, or null.</summary>
     private static string? StatusText(StoredResource node, string field) =>
         node.StatusJson is { } json && System.Text.Json.Nodes.JsonNode.Parse(json)?[field] is System.Text.Json.Nodes.JsonValue value

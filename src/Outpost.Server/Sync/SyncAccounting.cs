@@ -7,33 +7,81 @@ namespace Outpost.Server.Sync;
 /// Bytes and messages on each node's sync stream, per message kind and direction, since the
 /// server started. Sizes are the protobuf messages; gRPC and HTTP/2 framing add ~14 bytes each.
 /// </summary>
+/// <remarks>
+/// Kept for every node the server has seen, so kept small: each direction and kind gets a slot
+/// once for the whole server, and a node's counters are one array indexed by slot (~0.4 KB a
+/// node, where a dictionary of counter objects per node took ~1.2 KB).
+/// </remarks>
 public sealed class SyncAccounting
 {
-    private readonly ConcurrentDictionary<string, ConcurrentDictionary<string, Counter>> _nodes = new(StringComparer.Ordinal);
+    /// <summary>Slots for every direction and kind there can be: the sync protocol's message kinds in both directions, and then some.</summary>
+    private const int Slots = 24;
 
-    private sealed class Counter
+    // "sent:KIND" and "received:KIND" → slot, and slot → (direction, kind); slots are only ever added.
+    private static readonly ConcurrentDictionary<(string Direction, string Kind), int> SlotOf = new();
+    private static readonly (string Direction, string Kind)[] SlotNames = new (string, string)[Slots];
+    private static readonly Lock SlotLock = new();
+    private static int _slotsUsed;
+
+    // Per node, messages at 2·slot and bytes at 2·slot + 1.
+    private readonly ConcurrentDictionary<string, long[]> _nodes = new(StringComparer.Ordinal);
+
+    public void Sent(string node, string kind, int bytes) => Add(node, Slot("sent", kind), bytes);
+
+    public void Received(string node, string kind, int bytes) => Add(node, Slot("received", kind), bytes);
+
+    private static int Slot(string direction, string kind)
     {
-        public long Messages;
-        public long Bytes;
+        if (SlotOf.TryGetValue((direction, kind), out var slot))
+        {
+            return slot;
+        }
+
+        lock (SlotLock)
+        {
+            if (SlotOf.TryGetValue((direction, kind), out slot))
+            {
+                return slot;
+            }
+
+            if (_slotsUsed == Slots)
+            {
+                throw new InvalidOperationException($"sync accounting has no slot left for {direction} '{kind}': raise {nameof(Slots)}");
+            }
+
+            slot = _slotsUsed;
+            SlotNames[slot] = (direction, kind);
+            Volatile.Write(ref _slotsUsed, slot + 1); // the name first: a reader that sees the slot sees its name
+            SlotOf[(direction, kind)] = slot;
+            return slot;
+        }
     }
 
-    public void Sent(string node, string kind, int bytes) => Add(node, Keys.GetOrAdd(("sent:", kind), k => k.Direction + k.Kind), bytes);
-
-    // "sent:KIND" and "received:KIND", made once per kind rather than once per message.
-    private static readonly ConcurrentDictionary<(string Direction, string Kind), string> Keys = new();
-
-    public void Received(string node, string kind, int bytes) => Add(node, Keys.GetOrAdd(("received:", kind), k => k.Direction + k.Kind), bytes);
-
-    private void Add(string node, string key, int bytes)
+    private void Add(string node, int slot, int bytes)
     {
-        var counter = _nodes.GetOrAdd(node, _ => new(StringComparer.Ordinal)).GetOrAdd(key, _ => new Counter());
-        Interlocked.Increment(ref counter.Messages);
-        Interlocked.Add(ref counter.Bytes, bytes);
+        var counters = _nodes.GetOrAdd(node, static _ => new long[2 * Slots]);
+        Interlocked.Increment(ref counters[2 * slot]);
+        Interlocked.Add(ref counters[(2 * slot) + 1], bytes);
+    }
+
+    /// <summary>The kinds a node has counted, each with its direction, messages and bytes, in slot order.</summary>
+    private static IEnumerable<(string Direction, string Kind, long Messages, long Bytes)> Counted(long[] counters)
+    {
+        var used = Volatile.Read(ref _slotsUsed);
+        for (var slot = 0; slot < used; slot++)
+        {
+            var messages = Interlocked.Read(ref counters[2 * slot]);
+            if (messages > 0)
+            {
+                var (direction, kind) = SlotNames[slot];
+                yield return (direction, kind, messages, Interlocked.Read(ref counters[(2 * slot) + 1]));
+            }
+        }
     }
 
     /// <summary>Bytes sent to a node for one message kind (tests and benchmarks read it).</summary>
     public long SentBytes(string node, string kind) =>
-        _nodes.TryGetValue(node, out var counters) && counters.TryGetValue("sent:" + kind, out var c) ? Interlocked.Read(ref c.Bytes) : 0;
+        _nodes.TryGetValue(node, out var counters) && SlotOf.TryGetValue(("sent", kind), out var slot) ? Interlocked.Read(ref counters[(2 * slot) + 1]) : 0;
 
     /// <summary>{"sent": {"config-delta": {"messages": 3, "bytes": 912}, ...}, "received": {...}}</summary>
     public JsonObject? ToJson(string node)
@@ -45,15 +93,12 @@ public sealed class SyncAccounting
 
         var sent = new JsonObject();
         var received = new JsonObject();
-        // A snapshot first: sorting the dictionary itself copies it through ICollection.CopyTo,
-        // which throws when a stream adds a counter between its count and its copy.
-        foreach (var (key, counter) in counters.ToArray().OrderBy(p => p.Key, StringComparer.Ordinal))
+        foreach (var (direction, kind, messages, bytes) in Counted(counters).OrderBy(c => c.Kind, StringComparer.Ordinal))
         {
-            var colon = key.IndexOf(':', StringComparison.Ordinal);
-            (key[..colon] == "sent" ? sent : received)[key[(colon + 1)..]] = new JsonObject
+            (direction == "sent" ? sent : received)[kind] = new JsonObject
             {
-                ["messages"] = Interlocked.Read(ref counter.Messages),
-                ["bytes"] = Interlocked.Read(ref counter.Bytes),
+                ["messages"] = messages,
+                ["bytes"] = bytes,
             };
         }
 
@@ -62,12 +107,8 @@ public sealed class SyncAccounting
 
     /// <summary>Every counter: node, direction (sent or received), message kind, messages, bytes.</summary>
     public IReadOnlyList<(string Node, string Direction, string Kind, long Messages, long Bytes)> Snapshot() =>
-        [.. _nodes.SelectMany(n => n.Value.Select(c =>
-            {
-                var colon = c.Key.IndexOf(':', StringComparison.Ordinal);
-                return (n.Key, c.Key[..colon], c.Key[(colon + 1)..], Interlocked.Read(ref c.Value.Messages), Interlocked.Read(ref c.Value.Bytes));
-            }))
-            .OrderBy(r => r.Item1, StringComparer.Ordinal).ThenBy(r => r.Item2, StringComparer.Ordinal).ThenBy(r => r.Item3, StringComparer.Ordinal)];
+        [.. _nodes.SelectMany(n => Counted(n.Value).Select(c => (n.Key, c.Direction, c.Kind, c.Messages, c.Bytes)))
+            .OrderBy(r => r.Key, StringComparer.Ordinal).ThenBy(r => r.Direction, StringComparer.Ordinal).ThenBy(r => r.Kind, StringComparer.Ordinal)];
 
     public void Forget(string node) => _nodes.TryRemove(node, out _);
 }
